@@ -1,0 +1,317 @@
+"""The Jacobian engine: every derivative gradflow takes goes through here.
+
+Two primitives, both built on autograd's ``make_vjp`` / ``make_jvp``:
+
+* `jacobian_products` evaluates ``Q^T J_t`` (one VJP) or ``J_t Q`` (one JVP) for a
+  block ``Q`` of ``k`` vectors at *every* step at once. A step treats batch rows
+  independently, so the states of a whole time-chunk, each repeated ``k`` times,
+  go through the step as one batch: one autograd trace per chunk of steps, not
+  one backward pass per hidden unit per step as ``autograd.jacobian`` would do.
+  `jacobians` is the case ``Q = I``.
+* `reverse_sweep` back-propagates a loss from the final state through the
+  unrolled network in one reverse pass, with probes (see ``_probe``) recording
+  ``log ||dL/dh_t||`` and rescaling as they go, so nothing overflows or
+  underflows at T = 10,000. Time is cut into chunks that are re-traced from
+  checkpointed states, which keeps memory O(T * state) for any T.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.core import make_jvp, make_vjp
+
+from ._cells import Cell
+from ._probe import StateRecorder, log_row_norms, recording, state_probe
+from ._validation import as_float_array, check_choice
+
+# Largest array (bytes) one autograd trace of a time-chunk may create. 32 MB keeps
+# the batched step in cache-friendly BLAS calls without blowing up memory.
+CHUNK_BYTES = 32 * 2**20
+# Intermediate arrays autograd keeps per step, in units of (batch x state) floats: a
+# generous bound for built-in cells (an LSTM keeps ~20) so chunks never exceed ~64 MB.
+_TRACE_FACTOR = 24
+
+
+def check_cell(cell) -> Cell:
+    if not isinstance(cell, Cell):
+        raise ValueError(f"cell must be a gradflow Cell (gf.rnn, gf.lstm, gf.gru, gf.Cell); "
+                         f"got {type(cell).__name__}")
+    return cell
+
+
+def check_sequence(cell: Cell, xs, h0=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate time-major inputs ``(T, batch, inputs)`` and the initial state."""
+    xs = as_float_array("xs", xs, ndim=3)
+    T, B, D = xs.shape
+    if T == 0:
+        raise ValueError(f"xs must have at least one time step; got shape {xs.shape}")
+    if B == 0:
+        raise ValueError(f"xs must have a batch of at least 1; got shape {xs.shape}")
+    if D != cell.input_size:
+        raise ValueError(f"xs must have shape (T, batch, {cell.input_size}) for cell "
+                         f"{cell.name!r}; got {xs.shape}")
+    if h0 is None:
+        h0 = np.zeros((B, cell.state_size))
+    else:
+        h0 = as_float_array("h0", h0, ndim=(1, 2))
+        if h0.shape not in ((cell.state_size,), (B, cell.state_size)):
+            raise ValueError(f"h0 must have shape ({cell.state_size},) or ({B}, "
+                             f"{cell.state_size}); got {h0.shape}")
+        h0 = np.broadcast_to(h0, (B, cell.state_size)).copy()
+    return xs, h0
+
+
+def _advance(cell: Cell, h: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    for x in xs:
+        h = cell.step(cell.params, h, x)
+    return np.asarray(h)
+
+
+def unroll(cell: Cell, xs, h0=None) -> np.ndarray:
+    """Run the cell over a sequence and return every state.
+
+    Parameters
+    ----------
+    cell : Cell
+    xs : array, shape (T, batch, inputs)
+        Time-major inputs, as in PyTorch's default.
+    h0 : array, shape (batch, state) or (state,), optional
+        Initial state; zeros by default.
+
+    Returns
+    -------
+    states : ndarray, shape (T + 1, batch, state)
+        ``states[0] = h0`` and ``states[t] = step(states[t-1], xs[t-1])``.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(8, 2, seed=0)
+    >>> gf.unroll(cell, gf.inputs.gaussian(5, 3, 2)).shape
+    (6, 3, 8)
+    """
+    cell = check_cell(cell)
+    xs, h0 = check_sequence(cell, xs, h0)
+    out = np.empty((xs.shape[0] + 1, *h0.shape))
+    out[0] = h = h0
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the step
+        for t, x in enumerate(xs):
+            out[t + 1] = h = np.asarray(cell.step(cell.params, h, x))
+    check_trajectory(cell, out)
+    return out
+
+
+def check_trajectory(cell: Cell, states: np.ndarray) -> None:
+    """Raise ``FloatingPointError`` naming the first step whose state is not finite."""
+    finite = np.all(np.isfinite(states.reshape(len(states), -1)), axis=1)
+    if not finite.all():
+        t = int(np.argmin(finite))
+        raise FloatingPointError(f"the state of cell {cell.name!r} became non-finite at step "
+                                 f"{t}: its dynamics overflow float64 (weights too large?)")
+
+
+def _steps_per_chunk(rows_per_step: int, width: int, factor: int = 1) -> int:
+    return max(1, CHUNK_BYTES // (8 * rows_per_step * width * factor))
+
+
+def _block_products(cell: Cell, states: np.ndarray, xs: np.ndarray, block: np.ndarray,
+                    side: str) -> np.ndarray:
+    """``Q^T J`` (side "left", one VJP) or ``J Q`` (side "right", one JVP) for M rows.
+
+    ``states`` (M, S), ``xs`` (M, D), ``block`` (M, S, k). Returns (M, k, S) for
+    "left" and (M, S, k) for "right".
+    """
+    M, S = states.shape
+    k = block.shape[2]
+    vecs = np.moveaxis(block, 2, 0)  # (k, M, S): vector j of every row
+    if cell.stacked_tangents:
+        # The step's rules broadcast over a leading axis: one trace of the M rows carries
+        # all k vectors at once.
+        h, x, vecs = states, xs, np.ascontiguousarray(vecs)
+    else:
+        # Generic path: row j*M + m is a copy of row m carrying vector j.
+        h, x = np.tile(states, (k, 1)), np.tile(xs, (k, 1))
+        vecs = vecs.reshape(k * M, S)
+
+    def f(hh):
+        return cell.step(cell.params, hh, x)
+
+    if side == "left":
+        vjp, _ = make_vjp(f, h)
+        return np.moveaxis(np.asarray(vjp(vecs)).reshape(k, M, S), 0, 1)
+    _, tangent = make_jvp(f, h)(vecs)
+    return np.moveaxis(np.asarray(tangent).reshape(k, M, S), 0, 2)
+
+
+def jacobian_products(cell: Cell, xs, block, h0=None, side: str = "right",
+                      states: np.ndarray | None = None) -> np.ndarray:
+    """Per-step Jacobians applied to a block of vectors, ``J_t Q`` or ``Q^T J_t``.
+
+    ``J_t = d state_t / d state_{t-1}`` for ``t = 1..T``. Each time-chunk costs one
+    batched autograd JVP ("right") or VJP ("left"); no Jacobian is formed.
+
+    Parameters
+    ----------
+    cell : Cell
+    xs : array, shape (T, batch, inputs)
+    block : array, shape (state, k), (batch, state, k) or (T, batch, state, k)
+        The vectors ``Q``, shared by all steps or given per step.
+    h0 : array, optional
+    side : {"right", "left"}
+        ``J_t Q`` (shape (T, batch, state, k)) or ``Q^T J_t`` (shape (T, batch, k, state)).
+    states : array, shape (T + 1, batch, state), optional
+        A trajectory from `unroll`, to avoid running the cell again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(6, 2, seed=0)
+    >>> xs = gf.inputs.gaussian(4, 1, 2)
+    >>> JQ = gf.jacobian_products(cell, xs, np.eye(6)[:, :2])
+    >>> np.allclose(JQ, gf.jacobians(cell, xs)[..., :2])
+    True
+    """
+    cell = check_cell(cell)
+    side = check_choice("side", side, ("right", "left"))
+    xs, h0 = check_sequence(cell, xs, h0)
+    T, B, _ = xs.shape
+    S = cell.state_size
+    block = as_float_array("block", block, ndim=(2, 3, 4))
+    if block.shape[-2] != S or block.shape[-1] == 0:
+        raise ValueError(f"block must have shape (..., {S}, k) with k >= 1; got {block.shape}")
+    if block.ndim > 2 and block.shape[:-2] not in ((B,), (T, B)):
+        raise ValueError(f"block must have shape ({S}, k), ({B}, {S}, k) or ({T}, {B}, {S}, k); "
+                         f"got {block.shape}")
+    k = block.shape[-1]
+    block = np.broadcast_to(block, (T, B, S, k))
+    if states is None:
+        states = unroll(cell, xs, h0)
+    elif states.shape != (T + 1, B, S):
+        raise ValueError(f"states must have shape {(T + 1, B, S)}; got {states.shape}")
+    out = np.empty((T, B, S, k) if side == "right" else (T, B, k, S))
+    chunk = _steps_per_chunk(B * k, max(S, cell.input_size))
+    for t0 in range(0, T, chunk):
+        t1 = min(T, t0 + chunk)
+        m = (t1 - t0) * B
+        res = _block_products(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1),
+                              block[t0:t1].reshape(m, S, k), side)
+        out[t0:t1] = res.reshape(out[t0:t1].shape)
+    return out
+
+
+def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.ndarray:
+    """All per-step Jacobians ``J_t = d state_t / d state_{t-1}``, shape (T, batch, state, state).
+
+    Memory is ``T * batch * state**2`` floats: use `jacobian_products` or
+    `gradient_flow` when only products are needed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> from gradflow._activations import sech2
+    >>> cell = gf.rnn(5, 3, gain=2.0, seed=0)
+    >>> xs = gf.inputs.gaussian(7, 2, 3, seed=1)
+    >>> hs = gf.unroll(cell, xs)
+    >>> W, U = cell.params["weight_hh_l0"], cell.params["weight_ih_l0"]
+    >>> a = hs[:-1] @ W.T + xs @ U.T
+    >>> np.allclose(gf.jacobians(cell, xs), sech2(a)[..., None] * W)
+    True
+    """
+    cell = check_cell(cell)
+    eye = np.eye(cell.state_size)
+    return jacobian_products(cell, xs, eye, h0=h0, side="left", states=states)
+
+
+def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
+                  loss: Callable[[np.ndarray], np.ndarray]):
+    """Back-propagate ``sum(loss(state_T))`` once, recording log-norms by step.
+
+    Returns ``(state (T+1, B), components {name: (T+1, B)}, probes {name: (T, B)},
+    inputs (T, B))``, natural-log norms indexed by time: state and components
+    by ``t = 0..T``, probes and inputs by the step ``t = 1..T`` they belong to.
+    Inputs must already be validated.
+
+    Two passes. The sequential one traces only the step and one state probe per
+    step, checkpointed in time-chunks; it keeps each step's unit cotangent. The
+    second is parallel in time: one batched VJP per chunk of steps gives the
+    input gradients and every probe inside the cell at once.
+    """
+    T, B, _ = xs.shape
+    recorder = StateRecorder(T, B, cell.state_size, cell.components)
+    trajectory = np.empty((T + 1, B, cell.state_size))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
+        _sequential_pass(cell, xs, h0, loss, recorder, trajectory)
+    log_state, components = recorder.log_norms()
+    probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
+    scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
+    return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
+
+
+def _sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
+    T, B, _ = xs.shape
+    chunk = _steps_per_chunk(B, cell.state_size + cell.input_size, _TRACE_FACTOR)
+    starts = list(range(0, T, chunk))
+    # Checkpoints: the state at the start of each chunk, from a plain forward pass;
+    # each chunk is then traced again from its checkpoint, last chunk first.
+    checkpoints = [h0]
+    for t0, t1 in itertools.pairwise(starts):
+        checkpoints.append(_advance(cell, checkpoints[-1], xs[t0:t1]))
+    cotangent = None
+    for t0, h_start in zip(reversed(starts), reversed(checkpoints), strict=True):
+        t1 = min(T, t0 + chunk)
+        last = t1 == T
+
+        def chunk_fn(h, t0=t0, t1=t1, last=last):
+            # Every state t0..t1 is probed once; t1 belongs to the next chunk.
+            trajectory[t0] = _value(h)
+            h = state_probe(h, recorder, t0)
+            for t in range(t0 + 1, t1 + 1):
+                h = cell.step(cell.params, h, xs[t - 1])
+                if t < t1 or last:
+                    trajectory[t] = _value(h)
+                    h = state_probe(h, recorder, t)
+            if not last:
+                return h
+            value = loss(h)
+            if anp.shape(value) != (B,):
+                raise ValueError(f"loss must return one value per batch element, shape "
+                                 f"({B},); got shape {anp.shape(value)}")
+            return anp.sum(value)
+
+        vjp, _ = make_vjp(chunk_fn, h_start)
+        if not np.all(np.isfinite(trajectory[t0 : t1 + 1])):
+            unroll(cell, xs, h0)  # overflowed: raises, naming the first bad step
+        cotangent = vjp(1.0 if last else cotangent)
+
+
+def _parallel_pass(cell, xs, trajectory, unit):
+    """Raw input and probe log-norms for every step, with one batched VJP per time-chunk."""
+    T, B, _ = xs.shape
+    S = cell.state_size
+    inputs = np.empty((T, B))
+    probes: dict[str, np.ndarray] = {}
+    rows = _steps_per_chunk(B, S + cell.input_size, _TRACE_FACTOR)
+    for t0 in range(0, T, rows):
+        t1 = min(T, t0 + rows)
+        m = (t1 - t0) * B
+        with recording() as records:
+            vjp, _ = make_vjp(lambda hx: cell.step(cell.params, hx[0], hx[1]),
+                              (trajectory[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1)))
+            _, g_x = vjp(unit[t0 + 1 : t1 + 1].reshape(m, S))
+        inputs[t0:t1] = log_row_norms(np.asarray(g_x)).reshape(t1 - t0, B)
+        for name, value in records.items():
+            probes.setdefault(name, np.full((T, B), -np.inf))[t0:t1] = value.reshape(t1 - t0, B)
+    return probes, inputs
+
+
+def _value(h):
+    """The array inside an autograd box (or the array itself)."""
+    while hasattr(h, "_value"):
+        h = h._value
+    return h

@@ -1,0 +1,224 @@
+import html
+
+import autograd.numpy as anp
+import matplotlib
+import numpy as np
+import pytest
+from autograd import grad
+
+import gradflow as gf
+
+matplotlib.use("Agg")
+
+
+def run_from(cell, xs, start, h):
+    """state_T from state ``h`` at time ``start``: a plain loop, not the engine."""
+    for t in range(start, xs.shape[0]):
+        h = cell.step(cell.params, h, xs[t])
+    return h
+
+
+@pytest.mark.parametrize("make", [lambda: gf.rnn(8, 3, gain=2.0, seed=1),
+                                  lambda: gf.lstm(5, 3, seed=2, bias_scale=0.5),
+                                  lambda: gf.gru(5, 3, layers=2, seed=3)])
+def test_log_norms_equal_autograd_grad_taken_directly(make):
+    cell = make()
+    T, B = 30, 3
+    xs = gf.inputs.gaussian(T, B, cell.input_size, seed=4)
+    rng = np.random.default_rng(5)
+    target = rng.normal(size=cell.state_size)
+
+    def loss(h):  # a nonlinear loss, one value per batch element
+        return anp.sum(anp.sin(h * target) ** 2, axis=1)
+
+    flow = gf.gradient_flow(cell, xs, loss=loss)
+    hs = gf.unroll(cell, xs)
+    for k in rng.choice(T + 1, size=6, replace=False):
+        t = T - k
+        g = grad(lambda h, t=t: anp.sum(loss(run_from(cell, xs, t, h))))(hs[t])
+        np.testing.assert_allclose(flow.log_norms[k], np.log(np.linalg.norm(g, axis=1)),
+                                   rtol=0, atol=1e-9)
+        for name, idx in cell.components.items():
+            np.testing.assert_allclose(flow.components[name][k],
+                                       np.log(np.linalg.norm(g[:, idx], axis=1)), atol=1e-9)
+
+
+def test_input_sensitivity_equals_autograd_grad_wrt_each_input():
+    cell = gf.gru(5, 3, seed=0)
+    T = 12
+    xs = gf.inputs.gaussian(T, 2, 3, seed=1)
+    flow = gf.gradient_flow(cell, xs, seed=7)
+    u = np.random.default_rng(7).standard_normal(5)
+    u /= np.linalg.norm(u)
+    for k in range(T):
+        t = T - 1 - k  # lag k is input x_{T-k}, i.e. xs[T-1-k]
+
+        def f(x, t=t):
+            x_all = anp.concatenate([xs[:t], x[None], xs[t + 1:]], axis=0)
+            return anp.sum(run_from(cell, x_all, 0, np.zeros((2, 5))) @ u)
+
+        g = grad(f)(xs[t])
+        np.testing.assert_allclose(flow.input_log_norms[k], np.log(np.linalg.norm(g, axis=1)),
+                                   atol=1e-9)
+
+
+def test_lstm_gate_gradients_match_a_plain_numpy_lstm():
+    n, T, B = 4, 10, 2
+    cell = gf.lstm(n, 3, seed=8, bias_scale=0.5)
+    xs = gf.inputs.gaussian(T, B, 3, seed=9)
+    h0 = np.random.default_rng(2).normal(size=(B, 2 * n))  # c_0 = 0 would zero f's gradient
+    flow = gf.gradient_flow(cell, xs, seed=1, h0=h0)
+    u = np.random.default_rng(1).standard_normal(2 * n)
+    u /= np.linalg.norm(u)
+    p = cell.params
+
+    def reference(delta, t_pert):  # PyTorch's LSTM equations with a perturbation of step t's gates
+        h, c = h0[:, :n], h0[:, n:]
+        for t in range(T):
+            pre = (xs[t] @ p["weight_ih_l0"].T + p["bias_ih_l0"] + h @ p["weight_hh_l0"].T
+                   + p["bias_hh_l0"])
+            if t == t_pert:
+                pre = pre + delta
+            i, f, g, o = (pre[:, j * n:(j + 1) * n] for j in range(4))
+            c = 1 / (1 + anp.exp(-f)) * c + 1 / (1 + anp.exp(-i)) * anp.tanh(g)
+            h = 1 / (1 + anp.exp(-o)) * anp.tanh(c)
+        return anp.sum(anp.concatenate([h, c], axis=1) @ u)
+
+    for k in (0, 3, 9):
+        t = T - 1 - k
+        g = grad(reference)(np.zeros((B, 4 * n)), t)
+        for j, name in enumerate("ifgo"):
+            np.testing.assert_allclose(flow.gates[name][k],
+                                       np.log(np.linalg.norm(g[:, j * n:(j + 1) * n], axis=1)),
+                                       atol=1e-9)
+
+
+def test_frobenius_norms_equal_explicit_jacobian_products():
+    cell = gf.rnn(6, 2, gain=1.3, seed=2)
+    T, B = 15, 2
+    xs = gf.inputs.gaussian(T, B, 2, seed=3)
+    flow = gf.gradient_flow(cell, xs, loss="frobenius")
+    J = gf.jacobians(cell, xs)
+    hs = gf.unroll(cell, xs)
+    P = np.tile(np.eye(6), (B, 1, 1))
+    for k in range(T + 1):
+        np.testing.assert_allclose(flow.log_norms[k], np.log(np.linalg.norm(P, axis=(1, 2))),
+                                   atol=1e-10)
+        if k < T:
+            # d h_T / d x_{T-k} = P_k d h_{T-k} / d x_{T-k} (P_k = product of the later J's)
+            t = T - 1 - k
+            a = hs[t] @ cell.params["weight_hh_l0"].T + xs[t] @ cell.params["weight_ih_l0"].T
+            dx = (1 / np.cosh(a) ** 2)[:, :, None] * cell.params["weight_ih_l0"]
+            np.testing.assert_allclose(flow.input_log_norms[k],
+                                       np.log(np.linalg.norm(P @ dx, axis=(1, 2))), atol=1e-10)
+            P = P @ J[T - 1 - k]
+
+
+def test_linear_orthogonal_network_decays_exactly_by_alpha_per_step():
+    alpha = 0.7
+    cell = gf.rnn(16, 3, activation="linear", init="orthogonal", gain=alpha, seed=0)
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(300, 4, 3))
+    np.testing.assert_allclose(flow.log_norms, flow.lags[:, None] * np.log(alpha) * np.ones(4),
+                               rtol=0, atol=1e-10)
+    assert flow.rate == pytest.approx(np.log(alpha), abs=1e-12)
+    assert flow.fit.r2 == pytest.approx(1.0)
+    assert flow.memory_horizon == int(np.ceil(np.log(1e-3) / np.log(alpha)))
+
+
+@pytest.mark.parametrize(("make", "regime"), [
+    # Mean-field chi_1 = 0.09 and 1.86 (theory.md): far from the neutral band either way.
+    (lambda: gf.rnn(64, 4, gain=0.3, seed=0), "vanishing"),
+    (lambda: gf.rnn(64, 4, gain=3.0, seed=0), "exploding"),
+    (lambda: gf.lstm(32, 4, forget_bias=3.0, seed=0), None),
+    (lambda: gf.gru(32, 4, gain=3.0, seed=0), None),
+])
+def test_ten_thousand_steps_stay_finite(make, regime):
+    cell = make()
+    h0 = np.random.default_rng(0).normal(size=cell.state_size)  # no exact zeros from h0 = 0
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(10_000, 1, 4, seed=1), h0=h0)
+    assert np.all(np.isfinite(flow.log_norms))
+    assert np.all(np.isfinite(flow.input_log_norms))
+    assert all(np.all(np.isfinite(v)) for v in flow.gates.values())
+    assert np.isfinite(flow.rate) and flow.fit.r2 > 0.99
+    if regime is not None:
+        assert flow.regime == regime
+        # Far beyond float64's range (e^±709): the products only exist in log space.
+        assert abs(flow.profile[-1]) > 1000
+
+
+def test_exactly_zero_gradient_gives_minus_infinity_not_nan():
+    cell = gf.rnn(8, 1, activation="relu", init="identity", gain=1.0)
+    # Negative drive kills every unit: the gradient is exactly zero beyond lag 0.
+    xs = gf.inputs.constant(20, 1, 1, -5.0)
+    cell.params["weight_ih_l0"][:] = 1.0
+    flow = gf.gradient_flow(cell, xs)
+    assert flow.log_norms[0, 0] == pytest.approx(0.0, abs=1e-15)  # unit loss direction
+    assert np.all(flow.log_norms[1:] == -np.inf)
+    assert not np.any(np.isnan(flow.log_norms))
+    assert flow.rate == -np.inf and flow.regime == "vanishing" and flow.memory_horizon == 1
+
+
+def test_same_seed_same_numbers_other_seed_other_direction():
+    cell = gf.rnn(16, 2, gain=1.5, seed=0)
+    xs = gf.inputs.gaussian(50, 2, 2, seed=0)
+    a, b = gf.gradient_flow(cell, xs, seed=3), gf.gradient_flow(cell, xs, seed=3)
+    np.testing.assert_array_equal(a.log_norms, b.log_norms)
+    assert not np.array_equal(a.log_norms, gf.gradient_flow(cell, xs, seed=4).log_norms)
+
+
+def test_regime_tolerance_and_fit_window():
+    cell = gf.rnn(8, 2, activation="linear", init="orthogonal", gain=0.995)
+    xs = gf.inputs.gaussian(100, 1, 2)
+    assert gf.gradient_flow(cell, xs).regime == "neutral"  # rate -0.005 within 0.01
+    assert gf.gradient_flow(cell, xs, tol=0.001).regime == "vanishing"
+    flow = gf.gradient_flow(cell, xs, fit_from=40)
+    assert flow.fit.lag_range == (40, 100)
+    assert gf.regime_of(0.02) == "exploding" and gf.regime_of(-0.01) == "neutral"
+
+
+def test_to_frame_is_tidy_and_plot_draws_the_data():
+    cell = gf.lstm(4, 2, seed=0)
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(20, 3, 2))
+    df = flow.to_frame()
+    assert list(df.columns) == ["kind", "quantity", "lag", "sample", "log_norm"]
+    assert set(df.quantity) == {"state", "h", "c", "i", "f", "g", "o", "input"}
+    state = df[df.quantity == "state"].pivot(index="lag", columns="sample", values="log_norm")
+    np.testing.assert_array_equal(state.to_numpy(), flow.log_norms)
+    ax = flow.plot()
+    mean_line = ax.lines[0]
+    np.testing.assert_array_equal(mean_line.get_xdata(), flow.lags)
+    np.testing.assert_allclose(mean_line.get_ydata(), flow.log_norms.mean(axis=1))
+    fit_line = ax.lines[1]
+    assert fit_line.get_linestyle() == "--"
+    assert "nats/step" in ax.get_legend().get_texts()[-1].get_text()
+    ax = flow.plot(quantity="f")
+    f_mean = flow.gates["f"].mean(axis=1)  # lag T-1: c_0 = 0, so exactly zero (a gap)
+    assert f_mean[-1] == -np.inf
+    np.testing.assert_allclose(ax.lines[0].get_ydata(),
+                               np.where(np.isfinite(f_mean), f_mean, np.nan))
+    with pytest.raises(ValueError, match="unknown quantity 'z'"):
+        flow.plot(quantity="z")
+    matplotlib.pyplot.close("all")
+
+
+def test_reprs_are_short_and_html_escapes_names():
+    cell = gf.rnn(4, 1, name="<b>evil</b>")
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(500, 1, 1))
+    text = repr(flow)
+    assert text.startswith("GradientFlow(cell='<b>evil</b>', steps=500") and len(text) < 200
+    page = flow._repr_html_()
+    assert "<b>evil</b>" not in page and html.escape("<b>evil</b>") in page
+    assert "nats/step" in page and len(page) < 100_000
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"loss": "l2"}, "unknown loss 'l2'"),
+    ({"loss": 3}, "loss must be a callable, 'frobenius' or None; got 3"),
+    ({"loss": lambda h: anp.sum(h)}, r"loss must return one value per batch element, shape \(2,\)"),
+    ({"tol": -1}, "tol must be a finite number >= 0.0"),
+    ({"fit_from": 10}, r"fit_from must be an integer lag in \[0, 9\]; got 10"),
+    ({"seed": "x"}, "seed must be a non-negative integer"),
+])
+def test_gradient_flow_names_the_bad_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gf.gradient_flow(gf.rnn(4, 1), gf.inputs.gaussian(10, 2, 1), **kwargs)
