@@ -1,0 +1,9 @@
+"""PDF and CSV output for the studies in ``analyses/``.
+
+The numeric core never imports matplotlib; this subpackage does, and only the
+report writers and plots use it.
+"""
+
+from ._pdf import atomic_path, figure_page, paper_theme, table_page, write_csv, write_pdf
+
+__all__ = ["atomic_path", "figure_page", "paper_theme", "table_page", "write_csv", "write_pdf"]

@@ -1,0 +1,94 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pypdf import PdfReader
+
+from analyses import gated_cells
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--hidden", "8", "--steps", "60", "--seeds", "2"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    return out, gated_cells.main(["--out", str(out), *TINY])
+
+
+def test_study_writes_pdf_and_the_csv_behind_it(report):
+    out, result = report
+    assert sorted(os.listdir(out)) == ["gated_cells.pdf", "gated_cells_checks.csv",
+                                       "gated_cells_profiles.csv", "gated_cells_rates.csv",
+                                       "gated_cells_summary.csv"]  # nothing half-written left
+    pdf = PdfReader(out / "gated_cells.pdf")
+    assert len(pdf.pages) == 5
+    assert pdf.metadata.title == "gradflow: do gates mitigate vanishing gradients?"
+    assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    text = "\n".join(page.extract_text() for page in pdf.pages)
+    for heading in ("Claim", "Verdict", "Configuration", "Key numbers", "Methods",
+                    "Self-checks run with this report"):
+        assert heading in text
+    assert result["verdict"] in {"holds", "holds only when the gate bias is positive", "does not hold"}
+    assert result["verdict"] in text
+
+
+def test_summary_numbers_are_the_csv_numbers(report):
+    out, result = report
+    rates = pd.read_csv(out / "gated_cells_rates.csv")
+    text = PdfReader(out / "gated_cells.pdf").pages[0].extract_text()
+    for row in result["table"].itertuples():
+        sub = rates[rates.architecture == row.architecture]
+        if row._2 != "-":
+            sub = sub[np.isclose(sub.gate_bias, float(row._2))]
+        assert f"{sub.rate.median():+.4f}" == row._3
+        assert row._3 in text
+    checks = pd.read_csv(out / "gated_cells_checks.csv")
+    assert checks.passed.all()
+
+
+def test_same_seed_and_date_give_identical_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    a, b = tmp_path / "a", tmp_path / "b"
+    gated_cells.main(["--out", str(a), *TINY])
+    gated_cells.main(["--out", str(b), *TINY])
+    assert (a / "gated_cells.pdf").read_bytes() == (b / "gated_cells.pdf").read_bytes()
+    assert (a / "gated_cells_rates.csv").read_bytes() == (b / "gated_cells_rates.csv").read_bytes()
+
+
+def _summary(lstm, gru, rnn=-0.5, spread=0.01):
+    rows = [dict(architecture="RNN tanh (gaussian)", gate_bias=np.nan, rate=rnn, rate_spread=spread)]
+    for arch, values in (("LSTM", lstm), ("GRU", gru)):
+        rows += [dict(architecture=arch, gate_bias=b, rate=r, rate_spread=spread)
+                 for b, r in zip((0.0, 1.0, 2.0), values, strict=True)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("lstm", "gru", "word"), [
+    ((-0.45, -0.2, -0.05), (-0.3, -0.2, -0.1), "holds"),
+    ((-0.5, -0.5, -0.2), (-0.5, -0.5, -0.5), "holds only when the gate bias is positive"),
+    ((-0.5, -0.5, -0.6), (-0.5, -0.51, -0.5), "does not hold"),
+])
+def test_verdict_follows_the_rates(lstm, gru, word):
+    got, sentence, facts = gated_cells.verdict(_summary(lstm, gru))
+    assert got == word and sentence.startswith(word)
+    assert facts["LSTM"]["at_default"] == lstm[1]
+
+
+def test_differences_within_seed_spread_do_not_count():
+    got, _, facts = gated_cells.verdict(_summary((-0.45, -0.45, -0.4), (-0.45, -0.45, -0.4),
+                                                 rnn=-0.45, spread=0.08))
+    assert got == "does not hold" and not facts["LSTM"]["beats_at_default"]
+
+
+def test_runner_rejects_an_unknown_study_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "analyses", "nonsense", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: unknown study 'nonsense'; expected one of "
+                                   "gated_cells")
+    assert os.listdir(tmp_path) == []
