@@ -231,7 +231,8 @@ def lstm_step(params, state, x, *, hidden, layers):
         h, c = take_columns(hc, 0, n), take_columns(hc, n, 2 * n)
         new = lstm_update(affine(h, params[f"weight_hh_l{l}"], gi), c)
         outs.append(new)
-        inp = take_columns(new, 0, n)
+        if l + 1 < layers:  # the next layer's input; a primitive traced at every step
+            inp = take_columns(new, 0, n)
     return outs[0] if layers == 1 else join_columns(*outs)
 
 
