@@ -7,7 +7,7 @@ Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 """
 
-from . import inputs
+from . import inputs, meanfield
 from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
@@ -29,6 +29,7 @@ __all__ = [
     "jacobians",
     "load",
     "lstm",
+    "meanfield",
     "probe",
     "regime_of",
     "rnn",
