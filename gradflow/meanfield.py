@@ -107,7 +107,7 @@ def q_star(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
 def chi1(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
          activation: str = "tanh") -> float:
     """Per-step growth of a back-propagated vector's squared norm, ``sigma_w^2 E[phi'(a)^2]``."""
-    sigma_w, drive, activation = _args(sigma_w, bias_var, input_var, activation)
+    sigma_w, _, activation = _args(sigma_w, bias_var, input_var, activation)
     if activation == "relu":
         return sigma_w**2 / 2.0
     if activation == "linear":
