@@ -5,6 +5,7 @@ Public API
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch`, `load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
+Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `meanfield` (q*, chi_1, critical gain).
 """
 
 from . import inputs, meanfield
@@ -12,6 +13,7 @@ from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import from_torch, load
+from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
 from ._probe import probe
 
 __version__ = "0.1.0"
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Cell",
     "GradientFlow",
+    "LyapunovSpectrum",
     "RateFit",
     "__version__",
     "from_torch",
@@ -29,6 +32,7 @@ __all__ = [
     "jacobians",
     "load",
     "lstm",
+    "lyapunov_spectrum",
     "meanfield",
     "probe",
     "regime_of",

@@ -113,14 +113,18 @@ class Cell:
         if components is None:
             components = {"state": np.arange(self.state_size)}
         self.components = {}
+        if not isinstance(components, Mapping):
+            raise ValueError(f"components must map names to index arrays; got "
+                             f"{type(components).__name__}")
         for key, idx in components.items():
-            idx = np.asarray(idx, dtype=np.intp)
-            if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= self.state_size:
-                raise ValueError(
-                    f"components[{key!r}] must index into a state of size {self.state_size}; "
-                    f"got {idx!r}"
-                )
-            self.components[str(key)] = idx
+            arr = np.asarray(idx)
+            valid = (arr.ndim == 1 and arr.size > 0 and np.issubdtype(arr.dtype, np.integer)
+                     and arr.min() >= 0 and arr.max() < self.state_size
+                     and len(np.unique(arr)) == arr.size)
+            if not valid:
+                raise ValueError(f"components[{key!r}] must be distinct integer indices into a state "
+                                 f"of size {self.state_size}; got {idx!r}")
+            self.components[str(key)] = arr.astype(np.intp)
         self._check_step()
 
     def _check_step(self) -> None:

@@ -18,6 +18,7 @@ Two primitives, both built on autograd's ``make_vjp`` / ``make_jvp``:
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable
 
 import autograd.numpy as anp
@@ -191,8 +192,10 @@ def jacobian_products(cell: Cell, xs, block, h0=None, side: str = "right",
     block = np.broadcast_to(block, (T, B, S, k))
     if states is None:
         states = unroll(cell, xs, h0)
-    elif states.shape != (T + 1, B, S):
-        raise ValueError(f"states must have shape {(T + 1, B, S)}; got {states.shape}")
+    else:
+        states = as_float_array("states", states, ndim=3)
+        if states.shape != (T + 1, B, S):
+            raise ValueError(f"states must have shape {(T + 1, B, S)}; got {states.shape}")
     out = np.empty((T, B, S, k) if side == "right" else (T, B, k, S))
     chunk = _steps_per_chunk(B * k, max(S, cell.input_size))
     for t0 in range(0, T, chunk):
@@ -265,29 +268,49 @@ def _sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
     cotangent = None
     for t0, h_start in zip(reversed(starts), reversed(checkpoints), strict=True):
         t1 = min(T, t0 + chunk)
-        last = t1 == T
 
-        def chunk_fn(h, t0=t0, t1=t1, last=last):
-            # Every state t0..t1 is probed once; t1 belongs to the next chunk.
+        def chunk_fn(h, t0=t0, t1=t1):
+            # States t0..t1-1 are probed here; t1 by the next chunk (or the loss).
             trajectory[t0] = _value(h)
             h = state_probe(h, recorder, t0)
             for t in range(t0 + 1, t1 + 1):
                 h = cell.step(cell.params, h, xs[t - 1])
-                if t < t1 or last:
+                if t < t1:
                     trajectory[t] = _value(h)
                     h = state_probe(h, recorder, t)
-            if not last:
-                return h
-            value = loss(h)
-            if anp.shape(value) != (B,):
-                raise ValueError(f"loss must return one value per batch element, shape "
-                                 f"({B},); got shape {anp.shape(value)}")
-            return anp.sum(value)
+            return h
 
-        vjp, _ = make_vjp(chunk_fn, h_start)
-        if not np.all(np.isfinite(trajectory[t0 : t1 + 1])):
-            unroll(cell, xs, h0)  # overflowed: raises, naming the first bad step
-        cotangent = vjp(1.0 if last else cotangent)
+        with warnings.catch_warnings():
+            # A step that ignores its state is legitimate: its gradient is exactly zero.
+            warnings.filterwarnings("ignore", "Output seems independent of input")
+            vjp, h_end = make_vjp(chunk_fn, h_start)
+        if cotangent is None:  # the last chunk: seed the sweep with dL/dh_T
+            trajectory[T] = h_end = np.asarray(h_end)
+            if not np.all(np.isfinite(trajectory[t0 : T + 1])):
+                unroll(cell, xs, h0)  # overflowed: raises, naming the first bad step
+            cotangent = _loss_cotangent(loss, h_end, recorder, T)
+        elif not np.all(np.isfinite(trajectory[t0 : t1 + 1])):
+            unroll(cell, xs, h0)
+        cotangent = vjp(cotangent)
+
+
+def _loss_cotangent(loss, h_T, recorder, T):
+    B = h_T.shape[0]
+
+    def total(h):
+        value = loss(state_probe(h, recorder, T))
+        if anp.shape(value) != (B,):
+            raise ValueError(f"loss must return one value per batch element, shape ({B},); "
+                             f"got shape {anp.shape(value)}")
+        return anp.sum(value)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Output seems independent of input")  # raised below
+        vjp, _ = make_vjp(total, h_T)
+    unit = vjp(1.0)
+    if not recorder.recorded[T]:
+        raise ValueError("loss does not depend on the final state: there is no gradient to follow")
+    return unit
 
 
 def _parallel_pass(cell, xs, trajectory, unit):

@@ -20,6 +20,13 @@ MEMORY_DROP = 1e-3  # effective memory: the lag where the norm has fallen by thi
 
 def regime_of(rate: float, tol: float = NEUTRAL_TOL) -> str:
     """``"vanishing"``, ``"exploding"`` or ``"neutral"`` (``|rate| <= tol``) for a rate in nats/step."""
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"rate must be a number; got {rate!r}") from exc
+    tol = check_finite_float("tol", tol, minimum=0.0)
+    if np.isnan(rate):
+        raise ValueError("rate is NaN: no regime")
     if rate < -tol:
         return "vanishing"
     if rate > tol:
@@ -106,6 +113,8 @@ class GradientFlow:
     @property
     def memory_horizon(self) -> int | None:
         """First lag at which the (batch-mean log) norm has fallen by 1e-3 from lag 0; None if never."""
+        if self.profile[0] == -np.inf:
+            return 0  # no gradient reaches even the final state
         drop = self.profile - self.profile[0]
         hit = np.flatnonzero(drop <= np.log(MEMORY_DROP))
         return int(self.lags[hit[0]]) if hit.size else None
@@ -194,6 +203,17 @@ class GradientFlow:
 def mean_log_profile(log_norms: np.ndarray) -> np.ndarray:
     """Batch mean of log-norms (the log of the geometric mean); -inf if any sample is zero."""
     return np.mean(log_norms, axis=1)
+
+
+def _fit_profile(log_norms: np.ndarray, start: int) -> np.ndarray:
+    """The batch-mean profile over the samples whose gradient stays non-zero in the fit window.
+
+    One sample whose gradient is exactly zero would make the geometric mean -inf at
+    every lag; the rate then describes the others. Only when every sample's gradient
+    vanishes exactly is the rate -inf.
+    """
+    alive = np.all(np.isfinite(log_norms[start:]), axis=0)
+    return mean_log_profile(log_norms[:, alive] if alive.any() else log_norms)
 
 
 def _tidy(kind: str, name: str, lags: np.ndarray, values: np.ndarray) -> pd.DataFrame:
@@ -293,7 +313,7 @@ def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed
         probes = {k: combine(v) for k, v in probes.items()}
     lags = np.arange(T + 1)
     log_norms = state[::-1].copy()
-    fit = fit_rate(lags, mean_log_profile(log_norms), fit_from)
+    fit = fit_rate(lags, _fit_profile(log_norms, fit_from), fit_from)
     return GradientFlow(
         cell_name=cell.name,
         lags=lags,

@@ -82,8 +82,11 @@ def _validated_layout(kind: str, weights: Mapping[str, Any]):
     inputs = -1
     for l in range(layers):
         w_ih = _required(weights, f"weight_ih_l{l}")
+        if w_ih.ndim != 2:
+            raise ValueError(f"weights['weight_ih_l{l}'] must be 2-D, ({g}*N, inputs); got shape "
+                             f"{w_ih.shape}")
         if l == 0:
-            inputs = w_ih.shape[1] if w_ih.ndim == 2 else -1
+            inputs = w_ih.shape[1]
         expected = {f"weight_ih_l{l}": (g * hidden, inputs if l == 0 else hidden),
                     f"weight_hh_l{l}": (g * hidden, hidden)}
         if has_bias:

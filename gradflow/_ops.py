@@ -6,7 +6,9 @@ traces 4, which is what makes one reverse pass over 10,000 steps take about a
 second. Each rule is checked against central finite differences by
 ``tests/test_engine.py`` (every cell's J_t) and ``tests/test_ops.py``.
 
-Every rule also accepts a tangent or cotangent with extra *leading* axes
+Every rule for a state-carrying argument (``x`` and a per-row ``b`` of ``affine``,
+everything of the other operations; not the weights ``W`` and a bias ``b`` of
+shape (n,)) also accepts a tangent or cotangent with extra *leading* axes
 (``[..., a:b]`` indexing, ``axis=-1``, broadcasting against the primal's
 arrays). The engine uses that to push a whole block of k vectors through one
 un-replicated trace of the step, k times less work than repeating each row k

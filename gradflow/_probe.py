@@ -28,7 +28,10 @@ _ACTIVE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
 
 
 def log_row_norms(g: np.ndarray) -> np.ndarray:
-    """``log ||g[b]||`` for each row ``b``, exact for any magnitude (``-inf`` for zero rows)."""
+    """``log ||g[b]||`` for each row ``b``, exact for any magnitude.
+
+    ``-inf`` for a zero row, NaN for a row holding NaN (never silently -inf).
+    """
     g2 = np.reshape(g, (g.shape[0], -1))
     if g2.shape[1] == 0:
         return np.full(g2.shape[0], -np.inf)
@@ -38,30 +41,42 @@ def log_row_norms(g: np.ndarray) -> np.ndarray:
     # Rescale first so that squaring cannot overflow or underflow.
     scale = np.max(np.abs(g2), axis=1)
     safe = np.where(scale > 0, scale, 1.0)
-    with np.errstate(divide="ignore"):
-        return np.where(
-            scale > 0, np.log(safe) + 0.5 * np.log(np.sum((g2 / safe[:, None]) ** 2, axis=1)), -np.inf
-        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(safe) + 0.5 * np.log(np.sum((g2 / safe[:, None]) ** 2, axis=1))
+    return np.where(scale == 0, -np.inf, logs)
+
+
+def unit_rows(g: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit norm (zero rows stay zero), without overflow for tiny rows."""
+    scale = np.max(np.abs(g), axis=1, keepdims=True)
+    u = g / np.where(scale > 0, scale, 1.0)
+    n = np.sqrt(np.einsum("ij,ij->i", u, u))[:, None]
+    return u / np.where(n > 0, n, 1.0)
 
 
 class StateRecorder:
     """What the sequential sweep keeps for each state ``t``: raw log-norms, unit cotangent."""
 
     def __init__(self, steps: int, batch: int, state_size: int, components: dict[str, np.ndarray]):
-        self.raw = np.empty((steps + 1, batch))
+        # A state no probe reached had no gradient at all: -inf, a zero cotangent.
+        self.raw = np.full((steps + 1, batch), -np.inf)
+        self.recorded = np.zeros(steps + 1, dtype=bool)
         self.components = components
-        self.component_raw = {k: np.empty((steps + 1, batch)) for k in components}
+        self.component_raw = {k: np.full((steps + 1, batch), -np.inf) for k in components}
+        self.whole = {k: np.array_equal(idx, np.arange(state_size)) for k, idx in components.items()}
         # unit[t]: dL/dh_t rescaled to unit norm, the cotangent that enters step t.
-        self.unit = np.empty((steps + 1, batch, state_size))
+        self.unit = np.zeros((steps + 1, batch, state_size))
 
     def record(self, t: int, g: np.ndarray) -> np.ndarray:
+        if not np.all(np.isfinite(g)):
+            raise FloatingPointError(f"the gradient at state {t} is not finite: the step's "
+                                     f"derivative overflowed float64 (weights too large?)")
         total = log_row_norms(g)
         self.raw[t] = total
+        self.recorded[t] = True
         for name, idx in self.components.items():
-            whole = len(idx) == g.shape[1]  # a component covering the state: reuse the total
-            self.component_raw[name][t] = total if whole else log_row_norms(g[:, idx])
-        finite = np.isfinite(total)
-        unit = g * np.where(finite, np.exp(-np.where(finite, total, 0.0)), 1.0)[:, None]
+            self.component_raw[name][t] = total if self.whole[name] else log_row_norms(g[:, idx])
+        unit = unit_rows(g)
         self.unit[t] = unit
         return unit
 
@@ -99,8 +114,9 @@ def _named_probe_vjp(ans, x, records, names):
         for name, part in zip(names, parts, strict=True):
             new = log_row_norms(part)
             prev = records.get(name)
-            # A name probed twice in one pass: the norm of both parts together.
-            records[name] = new if prev is None else np.logaddexp(prev, new)
+            # A name probed twice in one pass: the norm of both parts together,
+            # sqrt(a^2 + b^2) in log space.
+            records[name] = new if prev is None else 0.5 * np.logaddexp(2 * prev, 2 * new)
         return g
 
     return vjp
@@ -133,6 +149,8 @@ def probe(x, names: str | Sequence[str]):
     if records is None:
         return x
     names = (names,) if isinstance(names, str) else tuple(names)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"probe: names must be a non-empty string or a sequence of them; got {names!r}")
     if np.shape(x)[-1] % len(names):
         raise ValueError(f"probe: the last axis of size {np.shape(x)[-1]} does not split into "
                          f"{len(names)} equal parts for names {names}")

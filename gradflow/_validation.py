@@ -21,6 +21,8 @@ def _describe(value: Any) -> str:
 
 def as_float_array(name: str, value: Any, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
     """Return ``value`` as a finite float64 array, or raise naming ``name``."""
+    if np.iscomplexobj(value):
+        raise ValueError(f"{name} must be real; got complex values ({_describe(np.asarray(value))})")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -143,6 +143,7 @@ def test_from_torch_accepts_tensors_without_importing_torch():
     (lambda w: w.update(weight_ih_l0_reverse=np.ones((16, 2))), "bidirectional"),
     (lambda w: w.update(weight_hh_l0=np.full((16, 4), np.nan)), "non-finite"),
     (lambda w: w.update(weight_hh_l0=np.ones((12, 4))), r"shape \(4\*N, N\)"),
+    (lambda w: w.update(weight_ih_l0=np.ones(16)), r"weight_ih_l0'\] must be 2-D, \(4\*N, inputs\); got shape \(16,\)"),
 ])
 def test_from_torch_rejects_mismatched_arrays(mutate, message):
     w = torch_weights("lstm", 4, 2)

@@ -7,6 +7,8 @@ import pytest
 from autograd import grad
 
 import gradflow as gf
+from gradflow import _engine
+from gradflow._activations import log_sech2
 
 matplotlib.use("Agg")
 
@@ -222,3 +224,107 @@ def test_reprs_are_short_and_html_escapes_names():
 def test_gradient_flow_names_the_bad_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         gf.gradient_flow(gf.rnn(4, 1), gf.inputs.gaussian(10, 2, 1), **kwargs)
+
+
+@pytest.mark.parametrize(("T", "steps_per_chunk"), [(10, 3), (9, 3), (7, 1), (5, 8)])
+def test_chunk_boundaries_against_autograd_grad(monkeypatch, T, steps_per_chunk):
+    cell = gf.lstm(3, 2, layers=2, seed=4, bias_scale=0.3)
+    B = 2
+    width = B * (cell.state_size + cell.input_size) * 8 * _engine._TRACE_FACTOR
+    monkeypatch.setattr(_engine, "CHUNK_BYTES", width * steps_per_chunk)
+    xs = gf.inputs.gaussian(T, B, 2, seed=1)
+    flow = gf.gradient_flow(cell, xs, seed=2)
+    u = np.random.default_rng(2).standard_normal(cell.state_size)
+    u /= np.linalg.norm(u)
+    hs = gf.unroll(cell, xs)
+    for k in range(T + 1):
+        g = grad(lambda h, t=T - k: anp.sum(run_from(cell, xs, t, h) @ u))(hs[T - k])
+        np.testing.assert_allclose(flow.log_norms[k], np.log(np.linalg.norm(g, axis=1)), atol=1e-9)
+
+
+def test_a_step_that_ignores_the_state_has_zero_gradient_beyond_lag_zero():
+    U = np.random.default_rng(0).normal(size=(3, 2))
+    cell = gf.Cell(lambda p, h, x: anp.tanh(x @ p["U"].T), {"U": U}, 3, 2)
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(6, 2, 2))
+    np.testing.assert_allclose(flow.log_norms[0], 0.0, atol=1e-15)
+    assert np.all(flow.log_norms[1:] == -np.inf)
+    assert np.all(np.isfinite(flow.input_log_norms[0])) and np.all(flow.input_log_norms[1:] == -np.inf)
+    assert flow.rate == -np.inf and flow.memory_horizon == 1
+
+
+def test_a_loss_that_ignores_the_state_is_an_error():
+    with pytest.raises(ValueError, match="loss does not depend on the final state"):
+        gf.gradient_flow(gf.rnn(3, 1), gf.inputs.gaussian(5, 2, 1), loss=lambda h: np.zeros(2))
+
+
+def test_cotangents_far_below_float64_stay_exact():
+    # Drive 360 puts every unit deep in saturation: sech^2(a) ~ e^-718 per step, so the
+    # gradient falls by ~e^-718 per step (not representable even for one step).
+    cell = gf.rnn(3, 1, gain=0.5, seed=0)
+    cell.params["weight_ih_l0"][:] = 1.0
+    xs = gf.inputs.constant(6, 1, 1, 360.0)
+    flow = gf.gradient_flow(cell, xs, seed=0)
+    hs = gf.unroll(cell, xs)
+    W = cell.params["weight_hh_l0"]
+    a = hs[:-1, 0] @ W.T + 360.0
+    g = np.random.default_rng(0).standard_normal(3)
+    g /= np.linalg.norm(g)
+    log_scale, expected = 0.0, [0.0]
+    for t in range(5, -1, -1):  # independent log-space recursion: g <- W^T (sech^2(a_t) * g)
+        ls = log_sech2(a[t])
+        g = W.T @ (np.exp(ls - ls.max()) * g)
+        n = np.linalg.norm(g)
+        log_scale += ls.max() + np.log(n)
+        g /= n
+        expected.append(log_scale)
+    np.testing.assert_allclose(flow.log_norms[:, 0], expected, rtol=1e-12, atol=1e-12)
+    assert flow.rate < -700 and np.all(np.isfinite(flow.log_norms))
+
+
+def test_a_name_probed_twice_reports_the_norm_of_both_parts():
+    rng = np.random.default_rng(1)
+    W1, W2 = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+
+    def step(p, h, x):
+        a = gf.probe(h @ p["W1"].T, "pre")
+        b = gf.probe(h @ p["W2"].T + x, "pre")
+        return anp.tanh(a) * 0.5 + anp.tanh(b) * 0.5
+
+    cell = gf.Cell(step, {"W1": W1, "W2": W2}, 3, 3)
+    xs = gf.inputs.gaussian(4, 1, 3, seed=2)
+    flow = gf.gradient_flow(cell, xs, seed=3)
+    u = np.random.default_rng(3).standard_normal(3)
+    u /= np.linalg.norm(u)
+    hs = gf.unroll(cell, xs)
+
+    def after(da, db, t):  # the loss as a function of both probed intermediates at step t
+        h = hs[t]
+        a, b = h @ W1.T + da, h @ W2.T + xs[t] + db
+        h = anp.tanh(a) * 0.5 + anp.tanh(b) * 0.5
+        for s in range(t + 1, 4):
+            h = step(cell.params, h, xs[s])
+        return anp.sum(h @ u)
+
+    for k in range(4):
+        t = 3 - k
+        ga = grad(after, 0)(np.zeros((1, 3)), np.zeros((1, 3)), t)
+        gb = grad(after, 1)(np.zeros((1, 3)), np.zeros((1, 3)), t)
+        both = np.sqrt(np.sum(ga**2) + np.sum(gb**2))
+        assert flow.gates["pre"][k, 0] == pytest.approx(np.log(both), abs=1e-10)
+
+
+def test_one_dead_sample_does_not_sink_the_batch_rate():
+    cell = gf.rnn(6, 1, activation="relu", init="orthogonal", gain=0.9, seed=0)
+    cell.params["weight_ih_l0"][:] = 1.0
+    xs = np.concatenate([gf.inputs.constant(40, 1, 1, -50.0), gf.inputs.constant(40, 1, 1, 1.0)], axis=1)
+    h0 = np.abs(np.random.default_rng(0).normal(size=6))
+    flow = gf.gradient_flow(cell, xs, h0=h0)
+    assert np.all(flow.log_norms[1:, 0] == -np.inf)  # sample 0: every unit dead
+    alive = gf.gradient_flow(cell, xs[:, 1:], h0=h0)
+    assert flow.rate == pytest.approx(alive.rate, abs=1e-12)
+    assert np.isfinite(flow.rate)
+
+
+def test_regime_of_checks_its_argument():
+    with pytest.raises(ValueError, match="rate must be a number; got 'a'"):
+        gf.regime_of("a")

@@ -1,0 +1,332 @@
+"""Lyapunov spectra and finite-time singular values of products of step Jacobians.
+
+QR re-orthonormalisation (Benettin et al. 1980; Engelken, Wolf & Abbott 2020):
+``Q_t R_t = J_t Q_{t-1}`` with ``diag(R_t) > 0``, and ``lambda_i = (1/T) sum_t ln R_t[i, i]``.
+Only logarithms are accumulated, so nothing overflows or underflows at any T.
+
+The work is split the way the engine is built: Jacobian products come from
+the engine (``_engine``), parallel in time where the loop allows; the QR
+recursion is sequential, on plain arrays, with BLAS held to one thread (two
+OpenBLAS pools fighting over two cores made it 3x slower). For many exponents
+the per-step Jacobians are formed in time-chunks and ``Q`` is kept in
+Householder form: ``J_t Q`` by LAPACK ``dormqr``, then ``dgeqrf``, never forming
+``Q``. For a few exponents one stacked JVP per step carries the ``k`` columns.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
+
+from ._cells import Cell
+from ._engine import (
+    _block_products,
+    _steps_per_chunk,
+    check_cell,
+    check_sequence,
+    jacobians,
+    unroll,
+)
+from ._validation import as_float_array, check_positive_int
+
+LN2 = np.log(2.0)
+# Re-orthonormalise sooner than this ratio of largest to smallest |R_ii| growth allows:
+# beyond ~1e12 the smaller directions are lost to rounding (float64 has ~16 digits).
+CONDITION_LIMIT = 1e12
+
+
+@dataclass(frozen=True, repr=False)
+class LyapunovSpectrum:
+    """Lyapunov exponents of a trajectory, in nats per step.
+
+    Attributes
+    ----------
+    exponents : ndarray, shape (k,)
+        Mean over the batch of each sample's exponents, largest first.
+    per_sample : ndarray, shape (batch, k)
+    trace : ndarray, shape (n, k)
+        Running estimate of ``exponents`` after ``trace_steps[i]`` steps (convergence).
+    trace_steps : ndarray, shape (n,)
+    steps, warmup : int
+        Steps averaged over, and steps discarded first to burn in state and ``Q``.
+    state_size : int
+    """
+
+    system: str
+    exponents: np.ndarray
+    per_sample: np.ndarray
+    trace: np.ndarray
+    trace_steps: np.ndarray
+    steps: int
+    warmup: int
+    state_size: int
+
+    @property
+    def bits(self) -> np.ndarray:
+        """Exponents in bits per step (log base 2)."""
+        return self.exponents / LN2
+
+    @property
+    def top(self) -> float:
+        return float(self.exponents[0])
+
+    @property
+    def entropy_rate(self) -> float:
+        """Kolmogorov-Sinai entropy bound: the sum of positive exponents (nats/step)."""
+        return float(np.sum(self.exponents[self.exponents > 0]))
+
+    @property
+    def kaplan_yorke_dimension(self) -> float:
+        """``j + (lambda_1 + ... + lambda_j) / |lambda_{j+1}|`` with ``j`` the largest index of a
+        non-negative partial sum; 0 when ``lambda_1 < 0``; NaN when more exponents are needed."""
+        partial = np.cumsum(self.exponents)
+        if partial[0] < 0:
+            return 0.0
+        j = int(np.flatnonzero(partial >= 0)[-1]) + 1
+        if j == len(self.exponents):
+            return float(j) if j == self.state_size else np.nan
+        return float(j + partial[j - 1] / abs(self.exponents[j]))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy data: one row per (index, sample) with the exponent in nats and bits."""
+        b, k = self.per_sample.shape
+        return pd.DataFrame({"index": np.tile(np.arange(1, k + 1), b),
+                             "sample": np.repeat(np.arange(b), k),
+                             "exponent": self.per_sample.reshape(-1),
+                             "exponent_bits": self.per_sample.reshape(-1) / LN2})
+
+    def plot(self, ax=None, kind: str = "spectrum"):
+        """``kind="spectrum"``: exponents against index; ``"trace"``: running estimates against steps."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.2))
+        if kind == "spectrum":
+            idx = np.arange(1, len(self.exponents) + 1)
+            ax.plot(idx, self.exponents, "o-", markersize=3)
+            ax.axhline(0.0, color="0.4", linewidth=0.8)
+            ax.set(xlabel="index i", ylabel="lambda_i (nats/step)")
+        elif kind == "trace":
+            ax.plot(self.trace_steps, self.trace[:, : min(5, self.trace.shape[1])])
+            ax.set(xlabel="steps averaged", ylabel="running lambda_i (nats/step)")
+        else:
+            raise ValueError(f"unknown kind {kind!r}; expected 'spectrum' or 'trace'")
+        ax.set_title(f"{self.system}: lambda_1 = {self.top:+.4f} nats/step")
+        return ax
+
+    def _summary(self):
+        ky = self.kaplan_yorke_dimension
+        return [("system", self.system), ("exponents", f"{len(self.exponents)} of {self.state_size}"),
+                ("lambda_1", f"{self.top:+.5g} nats/step ({self.bits[0]:+.5g} bits/step)"),
+                ("sum", f"{self.exponents.sum():+.5g} nats/step"),
+                ("Kaplan-Yorke dimension", "needs more exponents" if np.isnan(ky) else f"{ky:.4g}"),
+                ("entropy rate", f"{self.entropy_rate:.5g} nats/step"),
+                ("steps (warm-up)", f"{self.steps} ({self.warmup}), batch {self.per_sample.shape[0]}")]
+
+    def __repr__(self):
+        shown = ", ".join(f"{v:+.4f}" for v in self.exponents[:4])
+        more = ", ..." if len(self.exponents) > 4 else ""
+        return (f"LyapunovSpectrum(system={self.system!r}, k={len(self.exponents)}, "
+                f"exponents=[{shown}{more}] nats/step, steps={self.steps})")
+
+    def _repr_html_(self):
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(a)}</th>"
+                       f"<td style='text-align:left'>{html.escape(b)}</td></tr>"
+                       for a, b in self._summary())
+        return f"<div><b>LyapunovSpectrum</b><table>{rows}</table></div>"
+
+
+def map_cell(f: Callable, state_size: int, name: str = "map") -> Cell:
+    """Wrap an autonomous map ``f(state) -> state`` (acting on the last axis) as a cell."""
+    if not callable(f):
+        raise ValueError(f"f must be callable; got {f!r}")
+    return Cell(lambda params, h, x: f(h), {}, state_size, 0, name=name)
+
+
+def _initial_block(rng, batch, n, k):
+    q, r = np.linalg.qr(rng.standard_normal((batch, n, k)))
+    return q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
+
+
+def _warn_conditioning(log_r: np.ndarray, reortho_every: int) -> None:
+    spread = np.max(log_r) - np.min(log_r)
+    if spread > np.log(CONDITION_LIMIT):
+        warnings.warn(f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
+                      f"e^{spread:.0f} > {CONDITION_LIMIT:.0e}); use a smaller reortho_every "
+                      f"than {reortho_every}", RuntimeWarning, stacklevel=4)
+
+
+def _check_lapack(routine: str, info: int) -> None:
+    if info != 0:
+        raise FloatingPointError(f"LAPACK {routine} failed (info={info}): a Jacobian product "
+                                 f"is not finite")
+
+
+def _qr_logs_factored(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarray) -> None:
+    """Sequential QR loop on formed Jacobians (chunks of shape (c, B, S, S)); Q in Householder form.
+
+    Writes ``ln|R_ii|`` (or 0 between re-orthonormalisations) into ``out`` (T, B, k).
+    """
+    B, S, k = Q0.shape
+    factors = []
+    for b in range(B):  # Householder form of Q0 (its R is +-1 on the diagonal: ln 1 = 0)
+        qr, tau, _, _ = lapack.dgeqrf(np.asfortranarray(Q0[b]))
+        factors.append((qr, tau))
+    pending = np.empty((B, S, k))
+    t = 0
+    for chunk in jac_chunks:
+        for J in chunk:
+            t += 1
+            for b in range(B):
+                qr, tau = factors[b]
+                if (t - 1) % reortho_every == 0:
+                    # J Q = (J applied to the reflectors)[:, :k], without forming Q.
+                    full, _, info = lapack.dormqr("R", "N", qr, tau, np.asfortranarray(J[b]),
+                                                  lwork=max(1, 64 * S))
+                    _check_lapack("dormqr", info)
+                    pending[b] = full[:, :k]
+                else:
+                    pending[b] = J[b] @ pending[b]
+            if t % reortho_every == 0:
+                for b in range(B):
+                    qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(pending[b]), overwrite_a=1)
+                    _check_lapack("dgeqrf", info)
+                    factors[b] = (qr, tau)
+                    out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
+                if reortho_every > 1:
+                    _warn_conditioning(out[t - 1], reortho_every)
+            else:
+                out[t - 1] = 0.0
+
+
+def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
+    """Sequential QR loop with one stacked JVP per step carrying the k columns of Q."""
+    T = xs.shape[0]
+    Q = Q0
+    for t in range(1, T + 1):
+        Q = _block_products(cell, states[t - 1], xs[t - 1], Q, "right")
+        if t % reortho_every == 0:
+            q, r = np.linalg.qr(Q)
+            d = np.diagonal(r, axis1=1, axis2=2)
+            out[t - 1] = np.log(np.abs(d))
+            Q = q * np.sign(d)[:, None, :]
+            if reortho_every > 1:
+                _warn_conditioning(out[t - 1], reortho_every)
+        else:
+            out[t - 1] = 0.0
+
+
+def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup: int,
+              reortho_every: int, seed: int, name: str) -> LyapunovSpectrum:
+    T, B, _ = xs.shape
+    S = cell.state_size
+    k = S if k is None else check_positive_int("k", k)
+    if k > S:
+        raise ValueError(f"k must be at most the state size {S}; got {k}")
+    warmup = check_positive_int("warmup", warmup, minimum=0)
+    reortho_every = check_positive_int("reortho_every", reortho_every)
+    if warmup >= T:
+        raise ValueError(f"warmup must be shorter than the sequence: warmup={warmup}, T={T}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    states = unroll(cell, xs, h0)
+    logs = np.empty((T, B, k))
+    Q0 = _initial_block(np.random.default_rng(seed), B, S, k)
+    if 4 * k >= S:
+        # Many exponents: form J_t in time-chunks (parallel BLAS), QR loop on one thread.
+        chunk = _steps_per_chunk(B * S, S)
+
+        def chunks():
+            for t0 in range(0, T, chunk):
+                t1 = min(T, t0 + chunk)
+                yield jacobians(cell, xs[t0:t1], h0=states[t0], states=states[t0 : t1 + 1])
+
+        with threadpool_limits(1):
+            _qr_logs_factored(chunks(), Q0, reortho_every, logs)
+    else:
+        with threadpool_limits(1):
+            _qr_logs_blocks(cell, states, xs, Q0, reortho_every, logs)
+    counted = logs[warmup:]
+    n = T - warmup
+    per_sample = counted.sum(axis=0) / n  # (B, k)
+    order = np.argsort(-per_sample.mean(axis=0), kind="stable")
+    per_sample = per_sample[:, order]
+    marks = np.unique(np.linspace(1, n, min(n, 200)).astype(int))
+    running = np.cumsum(counted.mean(axis=1), axis=0)[marks - 1] / marks[:, None]
+    return LyapunovSpectrum(system=name, exponents=per_sample.mean(axis=0), per_sample=per_sample,
+                            trace=running[:, order], trace_steps=marks, steps=n, warmup=warmup,
+                            state_size=S)
+
+
+def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup: int = 100,
+                      reortho_every: int = 1, x0=None, steps: int | None = None,
+                      seed: int = 0) -> LyapunovSpectrum:
+    """Lyapunov exponents along a trajectory, by QR re-orthonormalisation.
+
+    Parameters
+    ----------
+    system : Cell or callable
+        A cell driven by ``xs``, or an autonomous map ``f(state) -> state`` written
+        with ``autograd.numpy`` that acts on the last axis (states of shape
+        ``(batch, S)``), started from ``x0`` and iterated ``steps`` times.
+    xs : array, shape (T, batch, inputs)
+        Inputs, for a cell.
+    k : int, optional
+        Number of exponents (the largest ``k``); all by default.
+    h0 : array, optional
+        Initial state of a cell.
+    warmup : int
+        Steps run first and not averaged, to burn in the state and ``Q``.
+    reortho_every : int
+        Re-orthonormalise every this many steps (a warning says when that was too rare).
+    x0 : array, shape (S,) or (batch, S)
+        Initial state of a map.
+    steps : int
+        Iterations of a map, warm-up included.
+    seed : int
+        Seed of the random initial block ``Q_0``.
+
+    Returns
+    -------
+    LyapunovSpectrum
+
+    Examples
+    --------
+    The Hénon map (a = 1.4, b = 0.3): exponents about (0.419, -1.623), summing to ln 0.3.
+
+    >>> import autograd.numpy as anp
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> def henon(s):
+    ...     x, y = s[..., 0], s[..., 1]
+    ...     return anp.stack([1 - 1.4 * x**2 + y, 0.3 * x], axis=-1)
+    >>> spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=20_000)
+    >>> print(np.round(spec.exponents, 2), f"{spec.exponents.sum():.6f}", f"{np.log(0.3):.6f}")
+    [ 0.42 -1.62] -1.203973 -1.203973
+    """
+    if isinstance(system, Cell):
+        if xs is None:
+            raise ValueError("xs is required when system is a cell")
+        if x0 is not None or steps is not None:
+            raise ValueError("x0 and steps are for maps; a cell takes xs (and h0)")
+        cell = check_cell(system)
+        xs, h0 = check_sequence(cell, xs, h0)
+        return _spectrum(cell, xs, h0, k, warmup, reortho_every, seed, cell.name)
+    if not callable(system):
+        raise ValueError(f"system must be a Cell or a callable map; got {type(system).__name__}")
+    if x0 is None or steps is None:
+        raise ValueError("a map needs x0 (its initial state) and steps")
+    x0 = as_float_array("x0", x0, ndim=(1, 2))
+    x0 = x0[None] if x0.ndim == 1 else x0
+    steps = check_positive_int("steps", steps)
+    name = getattr(system, "__name__", "map")
+    cell = map_cell(system, x0.shape[1], name=name)
+    xs = np.zeros((steps, x0.shape[0], 0))
+    return _spectrum(cell, xs, x0, k, warmup, reortho_every, seed, name)
