@@ -1,0 +1,128 @@
+import html
+
+import autograd.numpy as anp
+import matplotlib
+import numpy as np
+import pytest
+
+import gradflow as gf
+from gradflow import meanfield as mf
+
+matplotlib.use("Agg")
+
+
+def henon(s):
+    x, y = s[..., 0], s[..., 1]
+    return anp.stack([1 - 1.4 * x**2 + y, 0.3 * x], axis=-1)
+
+
+def test_henon_map_published_exponents():
+    spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=30_000)
+    np.testing.assert_allclose(spec.exponents, [0.419, -1.623], atol=0.005)
+    assert spec.exponents.sum() == pytest.approx(np.log(0.3), rel=1e-10)  # |det J| = 0.3 always
+    assert spec.kaplan_yorke_dimension == pytest.approx(1 + spec.exponents[0] / -spec.exponents[1])
+    assert spec.entropy_rate == pytest.approx(spec.exponents[0])
+    np.testing.assert_allclose(spec.bits, spec.exponents / np.log(2))
+
+
+@pytest.mark.parametrize("make", [lambda: gf.rnn(12, 3, gain=2.0, seed=1),
+                                  lambda: gf.gru(5, 3, gain=1.5, seed=2),
+                                  lambda: gf.lstm(4, 3, seed=3, bias_scale=0.5)])
+def test_sum_of_all_exponents_is_mean_log_det(make):
+    cell = make()
+    xs = gf.inputs.gaussian(400, 2, 3, seed=4)
+    spec = gf.lyapunov_spectrum(cell, xs, warmup=50)
+    J = gf.jacobians(cell, xs)
+    _, logdet = np.linalg.slogdet(J[50:])
+    assert spec.exponents.sum() == pytest.approx(logdet.mean(), rel=1e-8)
+    np.testing.assert_allclose(spec.per_sample.sum(axis=1), logdet.mean(axis=0), rtol=1e-8)
+
+
+def test_linear_normal_map_gives_log_moduli_of_eigenvalues():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    eig = np.array([1.3, -1.1, 0.9, 0.7, -0.5, 0.35, 0.2, 0.1])
+    W = q @ np.diag(eig) @ q.T  # symmetric, hence normal
+    cell = gf.rnn(8, 1, activation="linear", seed=0)
+    cell.params["weight_hh_l0"][:] = W
+    # h0 = 0 and no input keep the state at 0 (1.3^T would overflow); J_t = W regardless.
+    spec = gf.lyapunov_spectrum(cell, gf.inputs.constant(3000, 1, 1, 0.0), warmup=300)
+    np.testing.assert_allclose(spec.exponents, np.log(np.abs(eig)), atol=1e-3)
+
+
+def test_orthogonal_linear_map_has_zero_exponents():
+    cell = gf.rnn(10, 1, activation="linear", init="orthogonal", seed=3)
+    spec = gf.lyapunov_spectrum(cell, gf.inputs.gaussian(300, 2, 1), warmup=10)
+    np.testing.assert_allclose(spec.exponents, 0.0, atol=1e-13)
+
+
+def test_few_exponents_path_agrees_with_all_exponents_path():
+    cell = gf.rnn(40, 2, gain=2.5, seed=5)
+    xs = gf.inputs.gaussian(1500, 1, 2, scale=0.5, seed=6)
+    few = gf.lyapunov_spectrum(cell, xs, k=3, warmup=300)   # stacked JVP per step
+    full = gf.lyapunov_spectrum(cell, xs, warmup=300)        # formed J_t, factored Q
+    np.testing.assert_allclose(few.exponents, full.exponents[:3], atol=2e-3)
+
+
+def test_rare_reorthonormalisation_agrees_and_warns_when_conditioning_is_lost():
+    cell = gf.rnn(6, 1, activation="linear", seed=0)
+    cell.params["weight_hh_l0"][:] = np.diag([1.2, 1.0, 0.8, 0.6, 0.4, 0.2])
+    xs = gf.inputs.constant(800, 1, 1, 0.0)
+    every, sparse = (gf.lyapunov_spectrum(cell, xs, warmup=100, reortho_every=r) for r in (1, 4))
+    np.testing.assert_allclose(sparse.exponents, every.exponents, atol=1e-10)
+    with pytest.warns(RuntimeWarning, match="Q lost conditioning"):
+        gf.lyapunov_spectrum(cell, xs, warmup=100, reortho_every=40)
+
+
+@pytest.mark.parametrize("g", [1.5, 2.0, 3.0, 5.0])
+def test_autonomous_tanh_network_top_exponent_matches_mean_field(g):
+    # theory.md: N = 1000 simulations sit within ~0.01 of mean field away from g = 1.
+    cell = gf.rnn(1000, 1, gain=g, seed=0)
+    h0 = np.random.default_rng(1).normal(size=(2, 1000))
+    spec = gf.lyapunov_spectrum(cell, gf.inputs.constant(900, 2, 1, 0.0), h0=h0, k=1, warmup=300)
+    assert spec.top == pytest.approx(mf.rate(g), abs=0.02)
+
+
+def test_contracting_network_top_exponent_is_log_spectral_radius():
+    cell = gf.rnn(1000, 1, gain=0.5, seed=0)
+    h0 = np.random.default_rng(1).normal(size=(2, 1000))
+    spec = gf.lyapunov_spectrum(cell, gf.inputs.constant(900, 2, 1, 0.0), h0=h0, k=1, warmup=300)
+    rho = np.max(np.abs(np.linalg.eigvals(cell.params["weight_hh_l0"])))
+    assert spec.top == pytest.approx(np.log(rho), abs=0.01)
+
+
+def test_long_runs_stay_finite_in_either_regime():
+    for g in (0.3, 3.0):
+        spec = gf.lyapunov_spectrum(gf.rnn(16, 2, gain=g, seed=0), gf.inputs.gaussian(10_000, 1, 2), k=4)
+        assert np.all(np.isfinite(spec.exponents))
+
+
+def test_result_object_reports_and_plots():
+    spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=2000)
+    assert repr(spec).startswith("LyapunovSpectrum(system='henon', k=2, exponents=[+0.4")
+    page = spec._repr_html_()
+    assert "Kaplan-Yorke" in page and len(page) < 100_000
+    df = spec.to_frame()
+    assert list(df.columns) == ["index", "sample", "exponent", "exponent_bits"]
+    ax = spec.plot()
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), spec.exponents)
+    ax = spec.plot(kind="trace")
+    np.testing.assert_allclose(ax.lines[0].get_ydata()[-1], spec.exponents[0])
+    matplotlib.pyplot.close("all")
+    evil = gf.Cell(lambda p, h, x: 0.5 * h, {}, 2, 1, name="<i>x</i>")
+    assert "<i>x</i>" not in gf.lyapunov_spectrum(evil, gf.inputs.constant(20, 1, 1, 0.0), warmup=2)._repr_html_()
+    assert html.escape("<i>x</i>") in gf.lyapunov_spectrum(evil, gf.inputs.constant(20, 1, 1, 0.0), warmup=2)._repr_html_()
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), warmup=10), "warmup must be shorter"),
+    (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), k=5, warmup=1), "k must be at most the state size 4"),
+    (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1)), "xs is required"),
+    (lambda: gf.lyapunov_spectrum(henon, steps=10), "a map needs x0"),
+    (lambda: gf.lyapunov_spectrum(henon, x0=[1.0, np.nan], steps=10), "x0 contains non-finite"),
+    (lambda: gf.lyapunov_spectrum(42), "system must be a Cell or a callable map"),
+    (lambda: gf.lyapunov_spectrum(lambda s: s[0], x0=[0.1, 0.2], steps=10), r"step\('<lambda>'\) failed|must return the next state"),
+])
+def test_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
