@@ -5,6 +5,7 @@ Public API
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch`, `load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
+Prediction: `predict` -> `Prediction`, `compare`.
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `meanfield` (q*, chi_1, critical gain).
 """
 
@@ -14,6 +15,7 @@ from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import from_torch, load
 from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from ._predict import Prediction, PredictorResult, compare, predict
 from ._probe import probe
 
 __version__ = "0.1.0"
@@ -22,8 +24,11 @@ __all__ = [
     "Cell",
     "GradientFlow",
     "LyapunovSpectrum",
+    "Prediction",
+    "PredictorResult",
     "RateFit",
     "__version__",
+    "compare",
     "from_torch",
     "gradient_flow",
     "gru",
@@ -34,6 +39,7 @@ __all__ = [
     "lstm",
     "lyapunov_spectrum",
     "meanfield",
+    "predict",
     "probe",
     "regime_of",
     "rnn",

@@ -1,0 +1,424 @@
+"""Predict whether gradients vanish or explode, and how fast, without back-propagating through time.
+
+A prediction may use the weights, the input statistics and a forward run (single-step
+Jacobians, activation statistics); products of Jacobians along the trajectory are the
+measurement (`gradient_flow`), never a prediction. Each predictor returns a regime (or
+abstains), a rate in nats/step and the reason; `predict` gathers them and names the one
+gradflow trusts for the cell (`Prediction.method`).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
+
+from . import _activations as act
+from . import meanfield
+from ._cells import Cell
+from ._engine import _block_products, check_cell, check_sequence, jacobian_products, unroll
+from ._flow import MEMORY_DROP, NEUTRAL_TOL, GradientFlow, regime_of
+from ._spectral import (
+    derivative_bound,
+    fixed_points,
+    largest_singular_value,
+    recurrent_matrix,
+    spectral_radius,
+    step_jacobian,
+)
+from ._validation import check_finite_float, check_positive_int
+
+# The methods, in the order tables show them.
+METHODS = ("eigenvalue rule", "pascanu bound", "fixed point", "mean-field", "local gain",
+           "averaged jacobian", "gated mean-field", "moment map")
+
+
+@dataclass(frozen=True)
+class PredictorResult:
+    """One predictor's verdict. ``regime`` is None when the predictor abstains."""
+
+    method: str
+    regime: str | None
+    rate: float
+    reason: str
+
+    @property
+    def horizon(self) -> float:
+        """Predicted lag at which the gradient norm has fallen by 1e-3 (inf if it never does)."""
+        if np.isnan(self.rate) or self.rate >= 0:
+            return np.inf if not np.isnan(self.rate) else np.nan
+        return float(np.log(MEMORY_DROP) / self.rate)
+
+
+@dataclass(frozen=True, repr=False)
+class Prediction:
+    """Every predictor's verdict for one cell and input, and gradflow's best estimate.
+
+    ``regime``, ``rate`` and ``horizon`` are those of the trusted predictor ``method``.
+    """
+
+    cell_name: str
+    results: tuple[PredictorResult, ...]
+    method: str
+    tol: float = NEUTRAL_TOL
+
+    def __getitem__(self, method: str) -> PredictorResult:
+        for r in self.results:
+            if r.method == method:
+                return r
+        raise KeyError(f"no predictor {method!r}; have {', '.join(r.method for r in self.results)}")
+
+    @property
+    def best(self) -> PredictorResult:
+        return self[self.method]
+
+    @property
+    def regime(self) -> str | None:
+        return self.best.regime
+
+    @property
+    def rate(self) -> float:
+        return self.best.rate
+
+    @property
+    def horizon(self) -> float:
+        return self.best.horizon
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([dict(method=r.method, regime=r.regime or "inconclusive", rate=r.rate,
+                                  horizon=r.horizon, trusted=r.method == self.method,
+                                  reason=r.reason) for r in self.results])
+
+    def __repr__(self):
+        return (f"Prediction(cell={self.cell_name!r}, regime={self.regime!r}, rate={self.rate:+.4g} "
+                f"nats/step, method={self.method!r}, predictors={len(self.results)})")
+
+    def _repr_html_(self):
+        bold = ' style="font-weight:bold"'
+        rows = "".join(
+            f"<tr{bold if r.method == self.method else ''}>"
+            f"<td>{html.escape(r.method)}</td><td>{html.escape(r.regime or 'inconclusive')}</td>"
+            f"<td>{r.rate:+.4g}</td><td style='text-align:left'>{html.escape(r.reason)}</td></tr>"
+            for r in self.results)
+        return (f"<div><b>Prediction</b> for {html.escape(self.cell_name)}: "
+                f"{html.escape(str(self.regime))} at {self.rate:+.4g} nats/step "
+                f"(trusted: {html.escape(self.method)})<table><tr><th>method</th><th>regime</th>"
+                f"<th>rate (nats/step)</th><th>reason</th></tr>{rows}</table></div>")
+
+
+def _verdict(method, rate, reason, tol):
+    return PredictorResult(method, regime_of(rate, tol) if np.isfinite(rate) or rate == -np.inf
+                           else None, float(rate), reason)
+
+
+def _log(x: float) -> float:
+    with np.errstate(divide="ignore"):
+        return float(np.log(x))
+
+
+# ------------------------------------------------------------------ weights only
+
+
+def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float) -> PredictorResult:
+    W = recurrent_matrix(cell)
+    if W is not None:
+        rho = spectral_radius(W)
+        where = "recurrent matrix"
+    else:  # gated, stacked or custom: the step linearised at the origin
+        rho = spectral_radius(step_jacobian(cell, np.zeros(cell.state_size), x_mean))
+        where = "step Jacobian at the origin"
+    return _verdict("eigenvalue rule", _log(rho), f"spectral radius of the {where} = {rho:.4g}", tol)
+
+
+def pascanu_bound(cell: Cell, tol: float) -> PredictorResult:
+    W, gamma = recurrent_matrix(cell), derivative_bound(cell)
+    if W is None or gamma is None:
+        return PredictorResult("pascanu bound", None, np.nan, "needs a one-layer vanilla cell")
+    s1 = largest_singular_value(W)
+    bound = _log(gamma * s1)  # ||J_t|| <= gamma * s1: an upper bound on the rate
+    if s1 < 1.0 / gamma:
+        return PredictorResult("pascanu bound", "vanishing", bound,
+                               f"s1 = {s1:.4g} < 1/gamma = {1 / gamma:g}: vanishing certified, "
+                               f"explosion impossible; rate <= {bound:+.4g}")
+    return PredictorResult("pascanu bound", None, bound,
+                           f"s1 = {s1:.4g} >= 1/gamma = {1 / gamma:g}: inconclusive, explosion "
+                           f"possible; rate <= {bound:+.4g}")
+
+
+def mean_field(cell: Cell, input_second_moment: float, tol: float) -> PredictorResult:
+    W = recurrent_matrix(cell)
+    if W is None:
+        return PredictorResult("mean-field", None, np.nan, "needs a one-layer vanilla cell")
+    n = W.shape[0]
+    sigma_w = float(np.sqrt(np.sum(W**2) / n))
+    b = cell.params["bias_ih_l0"] + cell.params["bias_hh_l0"]
+    bias_var = float(np.mean(b**2))
+    activation = cell.config["activation"]
+    rate = meanfield.rate(sigma_w, bias_var, input_second_moment, activation)
+    return _verdict("mean-field", rate,
+                    f"sigma_w = {sigma_w:.4g}, bias var {bias_var:.3g}, input var "
+                    f"{input_second_moment:.3g}: chi_1 = {np.exp(2 * rate):.4g}", tol)
+
+
+def fixed_point(cell: Cell, x_mean: np.ndarray, starts: np.ndarray, centre: np.ndarray,
+                tol: float) -> PredictorResult:
+    points = fixed_points(cell, x_mean, starts)
+    stable = [p for p in points if p.stable]
+    if not stable:
+        return PredictorResult("fixed point", None, np.nan,
+                               f"{len(points)} fixed point(s), none stable: no decay predicted")
+    near = min(stable, key=lambda p: np.linalg.norm(p.state - centre))
+    rho = near.spectral_radius
+    return _verdict("fixed point", _log(rho),
+                    f"{len(points)} fixed point(s), {len(stable)} stable; slowest mode of the one "
+                    f"nearest the trajectory |lambda| = {rho:.4g}", tol)
+
+
+# ------------------------------------------------------------------ forward run
+
+
+def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
+    """Annealed growth of random directions: ``0.5 ln (mean_t ||J_t q||^2 / ||q||^2)``."""
+    S = cell.state_size
+    Q = rng.standard_normal((S, probes))
+    JQ = jacobian_products(cell, xs[window], Q, h0=states[window.start],
+                           states=states[window.start : window.stop + 1])
+    # Ratio to the probes' own norms: exact for orthogonal J_t, lower variance everywhere.
+    gain = float(np.mean(np.sum(JQ**2, axis=2)) / np.mean(np.sum(Q**2, axis=0)))
+    return _verdict("local gain", 0.5 * _log(gain),
+                    f"mean ||J_t q||^2 over {JQ.shape[0]} steps and {probes} probes = {gain:.4g}",
+                    tol)
+
+
+def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> PredictorResult:
+    J = _sampled_jacobians(cell, xs, states, window, rows)
+    rho = spectral_radius(J.mean(axis=0))
+    return _verdict("averaged jacobian", _log(rho),
+                    f"spectral radius of the mean of {len(J)} step Jacobians = {rho:.4g}", tol)
+
+
+def _sampled_jacobians(cell, xs, states, window, rows: int) -> np.ndarray:
+    """Single-step Jacobians at up to ``rows`` evenly spaced steps of the window (every sample)."""
+    S = cell.state_size
+    t = np.unique(np.linspace(window.start, window.stop - 1, min(rows, window.stop - window.start))
+                  .astype(int))
+    h, x = states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1)
+    return _block_products(cell, h, x, np.broadcast_to(np.eye(S), (len(h), S, S)), "right")
+
+
+def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, rank: int = 96,
+               iterations: int = 60) -> PredictorResult:
+    """Annealed second-moment growth when step Jacobians are drawn independently from the run.
+
+    ``M(X) = mean_t J_t X J_t^T`` over sampled steps; the rate is ``0.5 ln rho(M)``, by
+    power iteration on ``X`` (on a rank-``rank`` factor of it for states wider than
+    ``rank``). It reduces to the averaged Jacobian when J_t is constant and to the
+    local gain for isotropic random J_t. Single-step Jacobians only: the trajectory's
+    ordered products are never formed.
+    """
+    J = _sampled_jacobians(cell, xs, states, window, rows)
+    n, S, _ = J.shape
+    logs: list[float] = []  # log growth per iteration (one value when ARPACK converged)
+    if S <= rank:
+        # M is a completely positive map on S x S matrices: its spectral radius is a real
+        # eigenvalue (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products.
+        JT = np.swapaxes(J, 1, 2)
+
+        def apply(v):
+            X = v.reshape(S, S)
+            return np.matmul(np.matmul(J, X), JT).mean(axis=0).reshape(-1)
+
+        op = LinearOperator((S * S, S * S), matvec=apply, dtype=float)
+        try:
+            top = eigs(op, k=1, which="LM", v0=np.eye(S).reshape(-1), tol=1e-8, maxiter=100,
+                       return_eigenvectors=False)
+            logs = [float(np.log(abs(top[0])))] if abs(top[0]) > 0 else [-np.inf]
+        except ArpackNoConvergence:
+            logs = []
+    if not logs:
+        # Wide states: power iteration on a rank-limited factor X = V V^T. A complex dominant
+        # pair makes the growth oscillate: the estimate is the mean over the second half.
+        V = rng.standard_normal((S, rank))
+        V /= np.sqrt(np.sum(V**2))
+        for _ in range(iterations):
+            W = np.einsum("nij,jr->inr", J, V).reshape(S, -1) / np.sqrt(n)
+            total = np.sum(W**2)
+            if not total > 0:
+                logs = [-np.inf]
+                break
+            logs.append(float(np.log(total)))
+            vals, vecs = np.linalg.eigh(W @ W.T)  # the top-rank part of M(V V^T)
+            V = vecs[:, -rank:] * np.sqrt(np.maximum(vals[-rank:], 0.0))
+            V /= np.sqrt(np.sum(V**2))
+            if len(logs) > 2 and abs(logs[-1] - logs[-2]) < 1e-12:
+                break
+    growth = float(np.exp(np.mean(logs[len(logs) // 2 :])))
+    return _verdict("moment map", 0.5 * _log(growth),
+                    f"rho of the second-moment map over {n} sampled step Jacobians = {growth:.4g} "
+                    f"(steps treated as independent draws)", tol)
+
+
+def _gated_statistics(cell, xs, states, window):
+    n = cell.config["hidden"]
+    p = cell.params
+    h_prev = states[window.start : window.stop, :, :n]
+    x = xs[window]
+    gi = x @ p["weight_ih_l0"].T + p["bias_ih_l0"]
+    gh = h_prev @ p["weight_hh_l0"].T + p["bias_hh_l0"]
+    blocks = p["weight_hh_l0"].reshape(-1, n, n)
+    sigma2 = np.sum(blocks**2, axis=(1, 2)) / n  # per gate: ||W_gate||_F^2 / N
+    return n, gi, gh, sigma2
+
+
+def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
+    """Second moments of the cotangent through one gated step, averaged over the run's gates.
+
+    Mean-field assumptions: ``W_hh`` blocks act as independent random matrices, and the
+    cotangent is independent of the forward quantities it multiplies.
+    """
+    if cell.kind not in ("lstm", "gru") or cell.config.get("layers", 1) != 1:
+        return PredictorResult("gated mean-field", None, np.nan, "needs a one-layer LSTM or GRU")
+    n, gi, gh, s2 = _gated_statistics(cell, xs, states, window)
+    sig, tanh = act.sigmoid, np.tanh
+
+    def dsigmoid(a):
+        return 0.25 * act.sech2(0.5 * a)
+
+    if cell.kind == "lstm":
+        pre = gi + gh
+        pi, pf, pg, po = np.split(pre, 4, axis=-1)
+        c_prev = states[window.start : window.stop, :, n:]
+        i, f, g, o = sig(pi), sig(pf), tanh(pg), sig(po)
+        c = f * c_prev + i * g
+        kappa = np.mean(o**2 * act.sech2(c) ** 2)
+        through_c = (s2[0] * np.mean(g**2 * dsigmoid(pi) ** 2)
+                     + s2[1] * np.mean(c_prev**2 * dsigmoid(pf) ** 2)
+                     + s2[2] * np.mean(i**2 * act.sech2(pg) ** 2))
+        through_o = s2[3] * np.mean(np.tanh(c) ** 2 * dsigmoid(po) ** 2)
+        phi_f = np.mean(f**2)
+        # (A, C): per-unit squared cotangent of h and c; one step back maps them by M.
+        M = np.array([[through_c * kappa + through_o, through_c], [phi_f * kappa, phi_f]])
+        gain = spectral_radius(M)
+        reason = (f"E[f^2] = {phi_f:.3g}, h-path gain {through_c * kappa + through_o:.3g}: "
+                  f"spectral radius of the 2x2 moment map = {gain:.4g}")
+    else:
+        h_prev = states[window.start : window.stop]
+        pr = gi[..., :n] + gh[..., :n]
+        pz = gi[..., n : 2 * n] + gh[..., n : 2 * n]
+        r, z = sig(pr), sig(pz)
+        an = gi[..., 2 * n :] + r * gh[..., 2 * n :]
+        nn = tanh(an)
+        d_an = (1 - z) ** 2 * act.sech2(an) ** 2
+        gain = float(np.mean(z**2) + s2[0] * np.mean(d_an * gh[..., 2 * n :] ** 2 * dsigmoid(pr) ** 2)
+                     + s2[1] * np.mean((h_prev - nn) ** 2 * dsigmoid(pz) ** 2)
+                     + s2[2] * np.mean(d_an * r**2))
+        reason = f"E[z^2] = {np.mean(z**2):.3g}: per-step squared gain {gain:.4g}"
+    return _verdict("gated mean-field", 0.5 * _log(gain), reason, tol)
+
+
+# ------------------------------------------------------------------ the verdict
+
+
+def _trusted(cell: Cell, results: dict[str, PredictorResult]) -> str:
+    """The predictor gradflow trusts: the most accurate one that ran (``analyses/predictor_accuracy``).
+
+    With a forward run that is the moment map, which contains the averaged Jacobian
+    (constant J_t) and the local gain (isotropic disorder) as limits. From the weights
+    alone: mean-field theory for a vanilla cell, else the eigenvalue rule.
+    """
+    if "moment map" in results:
+        return "moment map"
+    if "mean-field" in results:
+        return "mean-field"
+    return "eigenvalue rule"
+
+
+def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
+            tol: float = NEUTRAL_TOL, seed: int = 0, probes: int = 16,
+            fixed_point_starts: int = 4) -> Prediction:
+    """Every predictor's regime and rate, and gradflow's best estimate.
+
+    Parameters
+    ----------
+    cell : Cell
+    xs : array, shape (T, batch, inputs), optional
+        Inputs: their statistics feed the predictors, and a forward run gives
+        activation statistics and single-step Jacobians.
+    input_std : float, optional
+        Instead of ``xs``: i.i.d. inputs of this standard deviation; then only the
+        weights-based predictors run.
+    tol : float
+        Rates within ``±tol`` nats/step are "neutral", as in `gradient_flow`.
+    seed : int
+        Seed of the random probes and fixed-point starts.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(64, 4, gain=2.0, seed=0)
+    >>> p = gf.predict(cell, gf.inputs.gaussian(300, 2, 4, scale=2.0))
+    >>> p["eigenvalue rule"].regime, p.method, p.regime
+    ('exploding', 'moment map', 'vanishing')
+    """
+    cell = check_cell(cell)
+    tol = check_finite_float("tol", tol, minimum=0.0)
+    probes = check_positive_int("probes", probes)
+    fixed_point_starts = check_positive_int("fixed_point_starts", fixed_point_starts, minimum=0)
+    rng = np.random.default_rng(seed)
+    if (xs is None) == (input_std is None):
+        raise ValueError("give exactly one of xs (an input sequence) and input_std")
+    if xs is None:
+        input_std = check_finite_float("input_std", input_std, minimum=0.0)
+        x_mean = np.zeros(cell.input_size)
+        U = cell.params.get("weight_ih_l0")
+        drive = (input_std**2 * float(np.sum(U**2)) / U.shape[0]) if U is not None else 0.0
+        starts = np.vstack([np.zeros(cell.state_size),
+                            rng.uniform(-1, 1, (fixed_point_starts, cell.state_size))])
+        results = [eigenvalue_rule(cell, x_mean, tol), pascanu_bound(cell, tol),
+                   fixed_point(cell, x_mean, starts, np.zeros(cell.state_size), tol),
+                   mean_field(cell, drive, tol)]
+    else:
+        xs, h0 = check_sequence(cell, xs, h0)
+        T = xs.shape[0]
+        states = unroll(cell, xs, h0)
+        window = slice(T // 10, T)  # the measured rate is fitted over lags T/10..T: same steps
+        x_mean = xs.reshape(-1, xs.shape[2]).mean(axis=0)
+        U = cell.params.get("weight_ih_l0")
+        drive = float(np.mean((xs @ U.T) ** 2)) if U is not None and cell.kind == "rnn" else 0.0
+        pick = rng.choice(T + 1, size=min(fixed_point_starts, T + 1), replace=False)
+        starts = np.vstack([np.zeros(cell.state_size), states[pick, 0]])
+        centre = states[window.start :].mean(axis=(0, 1))
+        results = [eigenvalue_rule(cell, x_mean, tol), pascanu_bound(cell, tol),
+                   fixed_point(cell, x_mean, starts, centre, tol), mean_field(cell, drive, tol),
+                   local_gain(cell, xs, states, window, probes, rng, tol),
+                   averaged_jacobian(cell, xs, states, window, tol),
+                   gated_mean_field(cell, xs, states, window, tol),
+                   moment_map(cell, xs, states, window, rng, tol)]
+    by_method = {r.method: r for r in results if r.regime is not None or r.method == "pascanu bound"}
+    return Prediction(cell.name, tuple(results), _trusted(cell, by_method), tol)
+
+
+def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:
+    """Each predictor beside the measurement: regime, rate, error (nats/step), and whether right.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(32, 4, gain=0.5, seed=0)
+    >>> xs = gf.inputs.gaussian(200, 2, 4)
+    >>> table = gf.compare(gf.predict(cell, xs), gf.gradient_flow(cell, xs))
+    >>> bool(table.loc[table.trusted, "correct"].iloc[0])
+    True
+    """
+    if not isinstance(prediction, Prediction) or not isinstance(flow, GradientFlow):
+        raise ValueError("compare takes a Prediction (gf.predict) and a GradientFlow (gf.gradient_flow)")
+    frame = prediction.to_frame()
+    frame["measured_regime"] = flow.regime
+    frame["measured_rate"] = flow.rate
+    frame["rate_error"] = frame.rate - flow.rate
+    frame["correct"] = frame.regime == flow.regime
+    return frame[["method", "trusted", "regime", "measured_regime", "correct", "rate",
+                  "measured_rate", "rate_error", "horizon", "reason"]]
