@@ -181,29 +181,30 @@ def _qr_logs_factored(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.nd
         factors.append((qr, tau))
     pending = np.empty((B, S, k))
     t = 0
-    for chunk in jac_chunks:
-        for J in chunk:
-            t += 1
-            for b in range(B):
-                qr, tau = factors[b]
-                if (t - 1) % reortho_every == 0:
-                    # J Q = (J applied to the reflectors)[:, :k], without forming Q.
-                    full, _, info = lapack.dormqr("R", "N", qr, tau, np.asfortranarray(J[b]),
-                                                  lwork=max(1, 64 * S))
-                    _check_lapack("dormqr", info)
-                    pending[b] = full[:, :k]
-                else:
-                    pending[b] = J[b] @ pending[b]
-            if t % reortho_every == 0:
+    for chunk in jac_chunks:  # formed with every BLAS thread; the loop below on one
+        with threadpool_limits(1):
+            for J in chunk:
+                t += 1
                 for b in range(B):
-                    qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(pending[b]), overwrite_a=1)
-                    _check_lapack("dgeqrf", info)
-                    factors[b] = (qr, tau)
-                    out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
-                if reortho_every > 1:
-                    _warn_conditioning(out[t - 1], reortho_every)
-            else:
-                out[t - 1] = 0.0
+                    qr, tau = factors[b]
+                    if (t - 1) % reortho_every == 0:
+                        # J Q = (J applied to the reflectors)[:, :k], without forming Q.
+                        full, _, info = lapack.dormqr("R", "N", qr, tau, np.asfortranarray(J[b]),
+                                                      lwork=max(1, 64 * S))
+                        _check_lapack("dormqr", info)
+                        pending[b] = full[:, :k]
+                    else:
+                        pending[b] = J[b] @ pending[b]
+                if t % reortho_every == 0:
+                    for b in range(B):
+                        qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(pending[b]), overwrite_a=1)
+                        _check_lapack("dgeqrf", info)
+                        factors[b] = (qr, tau)
+                        out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
+                    if reortho_every > 1:
+                        _warn_conditioning(out[t - 1], reortho_every)
+                else:
+                    out[t - 1] = 0.0
 
 
 def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
@@ -248,8 +249,7 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
                 t1 = min(T, t0 + chunk)
                 yield jacobians(cell, xs[t0:t1], h0=states[t0], states=states[t0 : t1 + 1])
 
-        with threadpool_limits(1):
-            _qr_logs_factored(chunks(), Q0, reortho_every, logs)
+        _qr_logs_factored(chunks(), Q0, reortho_every, logs)
     else:
         with threadpool_limits(1):
             _qr_logs_blocks(cell, states, xs, Q0, reortho_every, logs)
