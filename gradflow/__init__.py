@@ -6,7 +6,8 @@ Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch`, `load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare`.
-Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `meanfield` (q*, chi_1, critical gain).
+Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
+`meanfield` (q*, chi_1, critical gain).
 """
 
 from . import inputs, meanfield
@@ -14,7 +15,7 @@ from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import from_torch, load
-from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from ._lyapunov import LyapunovSpectrum, SingularValues, finite_time_singular_values, lyapunov_spectrum
 from ._predict import Prediction, PredictorResult, compare, predict
 from ._probe import probe
 
@@ -27,8 +28,10 @@ __all__ = [
     "Prediction",
     "PredictorResult",
     "RateFit",
+    "SingularValues",
     "__version__",
     "compare",
+    "finite_time_singular_values",
     "from_torch",
     "gradient_flow",
     "gru",

@@ -126,3 +126,44 @@ def test_result_object_reports_and_plots():
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("make", [lambda: gf.rnn(6, 2, gain=2.0, seed=1), lambda: gf.lstm(3, 2, seed=2),
+                                  lambda: gf.gru(4, 2, layers=2, seed=3)])
+def test_finite_time_singular_values_match_numpy_svd_of_the_product(make):
+    cell = make()
+    xs = gf.inputs.gaussian(25, 2, 2, seed=5)
+    J = gf.jacobians(cell, xs)
+    k = min(4, cell.state_size)
+    sv = gf.finite_time_singular_values(cell, xs, k=k)
+    for b in range(2):
+        P = np.eye(cell.state_size)
+        for t in range(25):
+            P = J[t, b] @ P
+        expected = np.log(np.linalg.svd(P, compute_uv=False)[:k])
+        # numpy's SVD of the formed product resolves sigma_i only down to ~1e-16 sigma_1.
+        resolved = expected > expected[0] - 20
+        np.testing.assert_allclose(sv.log_values[b][resolved], expected[resolved], atol=1e-8)
+    assert sv.change <= 1e-10 and sv.sweeps < 40
+
+
+def test_one_forward_sweep_is_not_enough_but_refinement_converges():
+    cell = gf.rnn(8, 2, gain=1.5, seed=4)
+    xs = gf.inputs.gaussian(40, 1, 2, seed=1)
+    J = gf.jacobians(cell, xs)
+    P = np.linalg.multi_dot([J[t, 0] for t in range(39, -1, -1)])
+    exact = np.log(np.linalg.svd(P, compute_uv=False)[:3])
+    once = gf.finite_time_singular_values(cell, xs, k=3, max_sweeps=1).log_values[0]
+    refined = gf.finite_time_singular_values(cell, xs, k=3).log_values[0]
+    assert np.max(np.abs(once - exact)) > 1e-3
+    np.testing.assert_allclose(refined, exact, atol=1e-8)
+
+
+@pytest.mark.parametrize("gain", [0.3, 3.0])
+def test_singular_values_at_ten_thousand_steps_are_finite(gain):
+    cell = gf.rnn(12, 2, gain=gain, seed=0)
+    xs = gf.inputs.gaussian(10_000, 1, 2, scale=0.1, seed=2)
+    sv = gf.finite_time_singular_values(cell, xs, k=2, max_sweeps=3)
+    assert np.all(np.isfinite(sv.log_values)) and abs(sv.log_values[0, 0]) > 745  # beyond float64
+    top = gf.lyapunov_spectrum(cell, xs, k=1, warmup=0).exponents[0]
+    assert sv.log_values[0, 0] / 10_000 == pytest.approx(top, abs=0.01)
