@@ -178,7 +178,7 @@ def run(cfg: Config, out: str, points: list[dict] | None = None) -> dict:
         fig, axes = plt.subplots(2, 2, figsize=(8.27, 9.0))
         fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.14, hspace=0.35, wspace=0.3)
         for ax, method in zip(axes.flat, ("eigenvalue rule", "mean-field", "averaged jacobian",
-                                          "local gain"), strict=True):
+                                          "moment map"), strict=True):
             col = f"{method}: rate"
             ok = np.isfinite(done[col]) & np.isfinite(done.measured_rate)
             sns.scatterplot(data=done[ok], x="measured_rate", y=col, hue="cell", style="cell", ax=ax,
@@ -199,7 +199,7 @@ def run(cfg: Config, out: str, points: list[dict] | None = None) -> dict:
                                           f"hidden N = {cfg.hidden}, T = {cfg.steps}, batch "
                                           f"{cfg.batch}, seeds from {cfg.seed}, gradflow {gf.__version__}.")],
                        shown, "Accuracy of regimes (abstaining counts as wrong)",
-                       col_widths=(0.26, 0.13, 0.13, 0.17, 0.19, 0.12)),
+                       col_widths=(0.25, 0.11, 0.11, 0.2, 0.19, 0.09)),
             figure_page(fig, caption),
             table_page("Methods", [
                 ("Measured", "gradflow.gradient_flow: the slope of ln ||dL/dh_{T-k}|| against lag over "

@@ -61,22 +61,34 @@ class StateRecorder:
         # A state no probe reached had no gradient at all: -inf, a zero cotangent.
         self.raw = np.full((steps + 1, batch), -np.inf)
         self.recorded = np.zeros(steps + 1, dtype=bool)
-        self.components = components
         self.component_raw = {k: np.full((steps + 1, batch), -np.inf) for k in components}
-        self.whole = {k: np.array_equal(idx, np.arange(state_size)) for k, idx in components.items()}
+        # How to take each component: None for the whole state, a slice (a view) when its
+        # indices are contiguous, else the index array.
+        self.parts = {}
+        for k, idx in components.items():
+            if np.array_equal(idx, np.arange(state_size)):
+                self.parts[k] = None
+            elif np.all(np.diff(idx) == 1):
+                self.parts[k] = slice(int(idx[0]), int(idx[-1]) + 1)
+            else:
+                self.parts[k] = idx
         # unit[t]: dL/dh_t rescaled to unit norm, the cotangent that enters step t.
         self.unit = np.zeros((steps + 1, batch, state_size))
 
     def record(self, t: int, g: np.ndarray) -> np.ndarray:
-        if not np.all(np.isfinite(g)):
-            raise FloatingPointError(f"the gradient at state {t} is not finite: the step's "
-                                     f"derivative overflowed float64 (weights too large?)")
-        total = log_row_norms(g)
+        sq = np.einsum("ij,ij->i", g, g)
+        if np.all((sq > 1e-280) & (sq < 1e280)):  # the common case; NaN and inf fail this test
+            total = 0.5 * np.log(sq)
+            unit = g / np.sqrt(sq)[:, None]
+        else:
+            if not np.all(np.isfinite(g)):
+                raise FloatingPointError(f"the gradient at state {t} is not finite: the step's "
+                                         f"derivative overflowed float64 (weights too large?)")
+            total, unit = log_row_norms(g), unit_rows(g)
         self.raw[t] = total
         self.recorded[t] = True
-        for name, idx in self.components.items():
-            self.component_raw[name][t] = total if self.whole[name] else log_row_norms(g[:, idx])
-        unit = unit_rows(g)
+        for name, idx in self.parts.items():
+            self.component_raw[name][t] = total if idx is None else log_row_norms(g[:, idx])
         self.unit[t] = unit
         return unit
 
