@@ -13,7 +13,6 @@ the measured rates.
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import pandas as pd
 import seaborn as sns
 
 import gradflow as gf
+from analyses._cli import study_main
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "gated_cells"
@@ -282,19 +282,8 @@ def run(cfg: Config, out: str) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m analyses.gated_cells",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="reports")
-    parser.add_argument("--full", action="store_true", help="paper-grade sizes")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--hidden", type=int, help="override the hidden size")
-    parser.add_argument("--steps", type=int, help="override the sequence length T")
-    parser.add_argument("--seeds", type=int, help="override the number of seeds")
-    args = parser.parse_args(argv)
-    base = FULL if args.full else QUICK
-    overrides = {k: getattr(args, k) for k in ("hidden", "steps", "seeds") if getattr(args, k)}
-    cfg = Config(**{**base.__dict__, **overrides, "seed": args.seed})
-    return run(cfg, args.out)
+    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
+                      overrides=("hidden", "steps", "seeds"))
 
 
 if __name__ == "__main__":

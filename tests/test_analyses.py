@@ -89,6 +89,17 @@ def test_runner_rejects_an_unknown_study_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "analyses", "nonsense", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
+    from analyses import STUDIES
+
     assert proc.stderr.strip() == ("error: unknown study 'nonsense'; expected one of "
-                                   "gated_cells")
+                                   + ", ".join(STUDIES))
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_size_override_is_one_line_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "analyses.gated_cells", "--hidden", "0",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == ("python -m analyses.gated_cells: error: "
+                                                    "--hidden must be a positive integer; got 0")
     assert os.listdir(tmp_path) == []
