@@ -36,19 +36,23 @@ defvjp(tanh, lambda ans, a: lambda g: g * sech2(a))
 defjvp(tanh, lambda g, ans, a: g * sech2(a))
 
 
-@primitive
-def sigmoid(a):
-    # 0.5 * (1 + tanh(a/2)) never overflows, unlike 1 / (1 + exp(-a)).
+def logistic(a):
+    """The logistic function as ``0.5 * (1 + tanh(a/2))``: never overflows, unlike ``1/(1 + e^-a)``."""
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
-def _sigmoid_prime(a):
-    # sigma'(a) = sech^2(a/2) / 4
+def logistic_prime(a):
+    """``logistic'(a) = sech^2(a/2) / 4``, accurate far into saturation."""
     return 0.25 * sech2(0.5 * a)
 
 
-defvjp(sigmoid, lambda ans, a: lambda g: g * _sigmoid_prime(a))
-defjvp(sigmoid, lambda g, ans, a: g * _sigmoid_prime(a))
+@primitive
+def sigmoid(a):
+    return logistic(a)
+
+
+defvjp(sigmoid, lambda ans, a: lambda g: g * logistic_prime(a))
+defjvp(sigmoid, lambda g, ans, a: g * logistic_prime(a))
 
 
 @primitive

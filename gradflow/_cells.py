@@ -29,6 +29,7 @@ from ._validation import (
     check_choice,
     check_finite_float,
     check_positive_int,
+    check_seed,
 )
 
 KINDS = ("rnn", "lstm", "gru")
@@ -309,8 +310,7 @@ def _random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gau
     gain = check_finite_float("gain", gain)
     bias_scale = check_finite_float("bias_scale", bias_scale, minimum=0.0)
     init = check_choice("init", init, INITS)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     g = _GATE_COUNT[kind]
     params = {}

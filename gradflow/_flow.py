@@ -12,7 +12,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from ._engine import check_cell, check_sequence, reverse_sweep
-from ._validation import check_finite_float
+from ._validation import check_finite_float, check_seed
 
 NEUTRAL_TOL = 0.01  # nats/step: |rate| at or below this is "neutral"
 MEMORY_DROP = 1e-3  # effective memory: the lag where the norm has fallen by this factor
@@ -291,8 +291,7 @@ def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed
             return anp.sum(h * directions, axis=1)
         label = "frobenius"
     elif loss is None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+        seed = check_seed(seed)
         u = np.random.default_rng(seed).standard_normal(S)
         u /= np.linalg.norm(u)
 

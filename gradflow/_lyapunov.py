@@ -34,7 +34,7 @@ from ._engine import (
     jacobians,
     unroll,
 )
-from ._validation import as_float_array, check_finite_float, check_positive_int
+from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
 LN2 = np.log(2.0)
 # Re-orthonormalise sooner than this ratio of largest to smallest |R_ii| growth allows:
@@ -235,8 +235,7 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
     reortho_every = check_positive_int("reortho_every", reortho_every)
     if warmup >= T:
         raise ValueError(f"warmup must be shorter than the sequence: warmup={warmup}, T={T}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = check_seed(seed)
     states = unroll(cell, xs, h0)
     logs = np.empty((T, B, k))
     Q0 = _initial_block(np.random.default_rng(seed), B, S, k)
@@ -403,8 +402,7 @@ def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: flo
         raise ValueError(f"k must be at most the state size {cell.state_size}; got {k}")
     max_sweeps = check_positive_int("max_sweeps", max_sweeps)
     tol = check_finite_float("tol", tol, minimum=0.0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    seed = check_seed(seed)
     states = unroll(cell, xs, h0)
     Q = _initial_block(np.random.default_rng(seed), xs.shape[1], cell.state_size, k)
     previous, logs, change, done = None, None, np.inf, 0

@@ -20,16 +20,7 @@ from __future__ import annotations
 import numpy as np
 from autograd.extend import defjvp, defjvp_argnum, defvjp, defvjp_argnums, primitive
 
-from ._activations import sech2
-
-
-def _sigmoid(a):
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
-
-
-def _sigmoid_prime(a):
-    return 0.25 * sech2(0.5 * a)
-
+from ._activations import logistic, logistic_prime, sech2
 
 # ------------------------------------------------------------------ affine
 
@@ -73,7 +64,7 @@ defjvp(
 def _lstm_parts(pre, c):
     n = c.shape[-1]
     pi, pf, pg, po = pre[..., :n], pre[..., n : 2 * n], pre[..., 2 * n : 3 * n], pre[..., 3 * n :]
-    i, f, g, o = _sigmoid(pi), _sigmoid(pf), np.tanh(pg), _sigmoid(po)
+    i, f, g, o = logistic(pi), logistic(pf), np.tanh(pg), logistic(po)
     c_new = f * c + i * g
     return (pi, pf, pg, po), (i, f, g, o), c_new
 
@@ -101,10 +92,10 @@ def _lstm_vjp(argnums, ans, args, kwargs):
         for a in argnums:
             if a == 0:
                 out.append(np.concatenate([
-                    dc_new * g * _sigmoid_prime(pi),
-                    dc_new * c * _sigmoid_prime(pf),
+                    dc_new * g * logistic_prime(pi),
+                    dc_new * c * logistic_prime(pf),
                     dc_new * i * sech2(pg),
-                    gh * tc * _sigmoid_prime(po),
+                    gh * tc * logistic_prime(po),
                 ], axis=-1))
             else:
                 out.append(dc_new * f)
@@ -116,9 +107,9 @@ def _lstm_vjp(argnums, ans, args, kwargs):
 def _lstm_jvp_pre(P, ans, pre, c):
     n = c.shape[-1]
     (pi, pf, pg, po), (i, _, g, o), c_new = _lstm_parts(pre, c)
-    dc = (_sigmoid_prime(pf) * P[..., n : 2 * n] * c + _sigmoid_prime(pi) * P[..., :n] * g
+    dc = (logistic_prime(pf) * P[..., n : 2 * n] * c + logistic_prime(pi) * P[..., :n] * g
           + i * sech2(pg) * P[..., 2 * n : 3 * n])
-    dh = _sigmoid_prime(po) * P[..., 3 * n :] * np.tanh(c_new) + o * sech2(c_new) * dc
+    dh = logistic_prime(po) * P[..., 3 * n :] * np.tanh(c_new) + o * sech2(c_new) * dc
     return np.concatenate([dh, dc], axis=-1)
 
 
@@ -139,7 +130,7 @@ def _gru_parts(gi, gh, h):
     n = h.shape[-1]
     pr = gi[..., :n] + gh[..., :n]
     pz = gi[..., n : 2 * n] + gh[..., n : 2 * n]
-    r, z = _sigmoid(pr), _sigmoid(pz)
+    r, z = logistic(pr), logistic(pz)
     an = gi[..., 2 * n :] + r * gh[..., 2 * n :]
     return pr, pz, r, z, an, np.tanh(an)
 
@@ -161,8 +152,8 @@ def _gru_vjp(argnums, ans, args, kwargs):
 
     def vjp(G):
         dan = G * (1.0 - z) * sech2(an)
-        dpz = G * (h - nn) * _sigmoid_prime(pz)
-        dpr = dan * gh[..., 2 * n :] * _sigmoid_prime(pr)
+        dpz = G * (h - nn) * logistic_prime(pz)
+        dpr = dan * gh[..., 2 * n :] * logistic_prime(pr)
         out = []
         for a in argnums:
             if a == 0:
@@ -182,8 +173,8 @@ def _gru_jvp(which):
         pr, pz, r, z, an, nn = _gru_parts(gi, gh, h)
         if which == 2:
             return z * T
-        dr = _sigmoid_prime(pr) * T[..., :n]
-        dz = _sigmoid_prime(pz) * T[..., n : 2 * n]
+        dr = logistic_prime(pr) * T[..., :n]
+        dz = logistic_prime(pz) * T[..., n : 2 * n]
         # d(an): gi_n enters directly; gh_n through r * gh_n; both move r.
         dan = dr * gh[..., 2 * n :] + (T[..., 2 * n :] if which == 0 else r * T[..., 2 * n :])
         return (h - nn) * dz + (1.0 - z) * sech2(an) * dan

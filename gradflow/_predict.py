@@ -282,11 +282,7 @@ def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
     if cell.kind not in ("lstm", "gru") or cell.config.get("layers", 1) != 1:
         return PredictorResult("gated mean-field", None, np.nan, "needs a one-layer LSTM or GRU")
     n, gi, gh, s2 = _gated_statistics(cell, xs, states, window)
-    sig, tanh = act.sigmoid, np.tanh
-
-    def dsigmoid(a):
-        return 0.25 * act.sech2(0.5 * a)
-
+    sig, dsigmoid, tanh = act.logistic, act.logistic_prime, np.tanh
     if cell.kind == "lstm":
         pre = gi + gh
         pi, pf, pg, po = np.split(pre, 4, axis=-1)

@@ -69,3 +69,9 @@ def check_finite_float(name: str, value: Any, minimum: float | None = None) -> f
         bound = f" >= {minimum}" if minimum is not None else ""
         raise ValueError(f"{name} must be a finite number{bound}; got {_describe(value)}")
     return out
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+    return int(value)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_finite_float, check_positive_int
+from ._validation import check_finite_float, check_positive_int, check_seed
 
 __all__ = ["constant", "gaussian", "one_hot"]
 
 
 def _rng(seed) -> np.random.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(check_seed(seed))
 
 
 def gaussian(steps: int, batch: int, inputs: int, scale: float = 1.0, seed: int = 0) -> np.ndarray:

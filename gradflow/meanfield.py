@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import integrate, optimize
 
-from ._activations import log_sech2
+from ._activations import log_sech2, logistic, logistic_prime
 from ._validation import check_choice, check_finite_float
 
 __all__ = ["chi1", "critical_gain", "depth_scale", "gaussian_expectation", "q_star", "rate"]
@@ -39,13 +39,13 @@ _SQRT_2PI = np.sqrt(2.0 * np.pi)
 
 
 def _phi(activation):
-    return {"tanh": np.tanh, "sigmoid": lambda u: 0.5 * (1.0 + np.tanh(0.5 * u))}[activation]
+    return {"tanh": np.tanh, "sigmoid": logistic}[activation]
 
 
 def _phi_prime_sq(activation):
     if activation == "tanh":
         return lambda u: np.exp(2.0 * log_sech2(u))
-    return lambda u: np.exp(2.0 * log_sech2(0.5 * u)) / 16.0  # sigmoid' = sech^2(u/2) / 4
+    return lambda u: logistic_prime(u) ** 2
 
 
 def gaussian_expectation(f, q: float) -> float:
