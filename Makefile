@@ -24,6 +24,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/jacobians.py
+	$(PY) benchmarks/lyapunov.py
 
 clean:
 	rm -rf $(VENV) reports/*.pdf reports/*.csv

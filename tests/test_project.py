@@ -83,3 +83,12 @@ def test_numeric_core_does_not_import_matplotlib():
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_benchmark_scripts_run_and_check_their_numbers():
+    # Each script asserts the engine's results against closed forms before timing them.
+    for script in ("jacobians.py", "lyapunov.py"):
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        assert "seconds" in proc.stdout or "engine" in proc.stdout
