@@ -280,18 +280,24 @@ def _sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
                     h = state_probe(h, recorder, t)
             return h
 
-        with warnings.catch_warnings():
-            # A step that ignores its state is legitimate: its gradient is exactly zero.
-            warnings.filterwarnings("ignore", "Output seems independent of input")
-            vjp, h_end = make_vjp(chunk_fn, h_start)
-        if cotangent is None:  # the last chunk: seed the sweep with dL/dh_T
+        vjp, h_end = _make_vjp_quiet(chunk_fn, h_start)
+        last = cotangent is None
+        if last:
             trajectory[T] = h_end = np.asarray(h_end)
-            if not np.all(np.isfinite(trajectory[t0 : T + 1])):
-                unroll(cell, xs, h0)  # overflowed: raises, naming the first bad step
+        if not np.all(np.isfinite(trajectory[t0 : t1 + 1])):
+            unroll(cell, xs, h0)  # overflowed: raises, naming the first bad step
+        if last:  # seed the sweep with dL/dh_T
             cotangent = _loss_cotangent(loss, h_end, recorder, T)
-        elif not np.all(np.isfinite(trajectory[t0 : t1 + 1])):
-            unroll(cell, xs, h0)
         cotangent = vjp(cotangent)
+
+
+def _make_vjp_quiet(fun, x):
+    """``make_vjp`` without autograd's "independent of input" warning: a step that ignores
+    its state (gradient exactly zero) is legitimate, and a loss that ignores it is
+    reported by `_loss_cotangent` as an error."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Output seems independent of input")
+        return make_vjp(fun, x)
 
 
 def _loss_cotangent(loss, h_T, recorder, T):
@@ -304,9 +310,7 @@ def _loss_cotangent(loss, h_T, recorder, T):
                              f"got shape {anp.shape(value)}")
         return anp.sum(value)
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Output seems independent of input")  # raised below
-        vjp, _ = make_vjp(total, h_T)
+    vjp, _ = _make_vjp_quiet(total, h_T)
     unit = vjp(1.0)
     if not recorder.recorded[T]:
         raise ValueError("loss does not depend on the final state: there is no gradient to follow")

@@ -48,9 +48,9 @@ class PredictorResult:
     @property
     def horizon(self) -> float:
         """Predicted lag at which the gradient norm has fallen by 1e-3 (inf if it never does)."""
-        if np.isnan(self.rate) or self.rate >= 0:
-            return np.inf if not np.isnan(self.rate) else np.nan
-        return float(np.log(MEMORY_DROP) / self.rate)
+        if np.isnan(self.rate):
+            return np.nan
+        return np.inf if self.rate >= 0 else float(np.log(MEMORY_DROP) / self.rate)
 
 
 @dataclass(frozen=True, repr=False)
@@ -318,16 +318,16 @@ def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
 # ------------------------------------------------------------------ the verdict
 
 
-def _trusted(cell: Cell, results: dict[str, PredictorResult]) -> str:
+def _trusted(answered: set[str]) -> str:
     """The predictor gradflow trusts: the most accurate one that ran (``analyses/predictor_accuracy``).
 
     With a forward run that is the moment map, which contains the averaged Jacobian
     (constant J_t) and the local gain (isotropic disorder) as limits. From the weights
     alone: mean-field theory for a vanilla cell, else the eigenvalue rule.
     """
-    if "moment map" in results:
+    if "moment map" in answered:
         return "moment map"
-    if "mean-field" in results:
+    if "mean-field" in answered:
         return "mean-field"
     return "eigenvalue rule"
 
@@ -393,8 +393,8 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
                    averaged_jacobian(cell, xs, states, window, tol),
                    gated_mean_field(cell, xs, states, window, tol),
                    moment_map(cell, xs, states, window, rng, tol)]
-    by_method = {r.method: r for r in results if r.regime is not None or r.method == "pascanu bound"}
-    return Prediction(cell.name, tuple(results), _trusted(cell, by_method), tol)
+    answered = {r.method for r in results if r.regime is not None}
+    return Prediction(cell.name, tuple(results), _trusted(answered), tol)
 
 
 def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:
