@@ -26,8 +26,6 @@ from analyses._cli import study_main
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "predictor_accuracy"
-METHODS = ("eigenvalue rule", "pascanu bound", "fixed point", "mean-field", "local gain",
-           "averaged jacobian", "gated mean-field", "moment map")
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,8 @@ def accuracy(results: pd.DataFrame) -> pd.DataFrame:
     """Per predictor: share of regimes right (abstaining counts as wrong), coverage, rate error."""
     done = results[results.skipped == ""]
     out = []
-    for method in ("trusted (gradflow's best)", *METHODS):
+    methods = [c.removesuffix(": regime") for c in results.columns if c.endswith(": regime")]
+    for method in ("trusted (gradflow's best)", *methods):
         if method.startswith("trusted"):
             regime, rate = done.best_regime.fillna("inconclusive"), done.best_rate
         else:
@@ -177,8 +176,8 @@ def run(cfg: Config, out: str, points: list[dict] | None = None) -> dict:
     with paper_theme():
         fig, axes = plt.subplots(2, 2, figsize=(8.27, 9.0))
         fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.14, hspace=0.35, wspace=0.3)
-        for ax, method in zip(axes.flat, ("eigenvalue rule", "mean-field", "averaged jacobian",
-                                          "moment map"), strict=True):
+        for ax, method in zip(axes.flat, ("eigenvalue rule", "mean-field", "moment map",
+                                          "two-step moment map"), strict=True):
             col = f"{method}: rate"
             ok = np.isfinite(done[col]) & np.isfinite(done.measured_rate)
             sns.scatterplot(data=done[ok], x="measured_rate", y=col, hue="cell", style="cell", ax=ax,
@@ -210,7 +209,9 @@ def run(cfg: Config, out: str, points: list[dict] | None = None) -> dict:
                               "slowest mode of the nearest stable fixed point, mean-field theory (vanilla "
                               "cells), the annealed gain of random directions through single-step "
                               "Jacobians of a forward run, the spectral radius of the time-averaged "
-                              "Jacobian, and a gated mean-field moment map (LSTM, GRU)."),
+                              "Jacobian, a gated mean-field moment map (LSTM, GRU), and the "
+                              "second-moment map of sampled single steps and of sampled pairs of "
+                              "consecutive steps (each block treated as an independent draw)."),
                 ("Grid", "Vanilla tanh and ReLU with gaussian, orthogonal, identity, low-rank-plus-"
                          "noise (outlier eigenvalue = gain) and non-normal (eigenvalues <= gain, "
                          "strong strictly-upper Schur part) recurrent matrices; LSTM and GRU with "

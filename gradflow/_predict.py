@@ -33,7 +33,7 @@ from ._validation import check_finite_float, check_positive_int
 
 # The methods, in the order tables show them.
 METHODS = ("eigenvalue rule", "pascanu bound", "fixed point", "mean-field", "local gain",
-           "averaged jacobian", "gated mean-field", "moment map")
+           "averaged jacobian", "gated mean-field", "moment map", "two-step moment map")
 
 
 @dataclass(frozen=True)
@@ -200,26 +200,35 @@ def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> Predicto
                     f"spectral radius of the mean of {len(J)} step Jacobians = {rho:.4g}", tol)
 
 
-def _sampled_jacobians(cell, xs, states, window, rows: int) -> np.ndarray:
-    """Single-step Jacobians at up to ``rows`` evenly spaced steps of the window (every sample)."""
+def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np.ndarray:
+    """Products of ``span`` consecutive step Jacobians starting at up to ``rows`` evenly spaced
+    steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S)."""
     S = cell.state_size
-    t = np.unique(np.linspace(window.start, window.stop - 1, min(rows, window.stop - window.start))
-                  .astype(int))
-    h, x = states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1)
-    return _block_products(cell, h, x, np.broadcast_to(np.eye(S), (len(h), S, S)), "right")
+    t = np.unique(np.linspace(window.start, window.stop - span,
+                              min(rows, window.stop - window.start - span + 1)).astype(int))
+    eye = np.broadcast_to(np.eye(S), (len(t) * xs.shape[1], S, S))
+    P = eye
+    for j in range(span):
+        h, x = states[t + j].reshape(-1, S), xs[t + j].reshape(len(t) * xs.shape[1], -1)
+        P = _block_products(cell, h, x, P if j else eye, "right")
+    return P
 
 
-def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, rank: int = 96,
+def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96,
                iterations: int = 60) -> PredictorResult:
-    """Annealed second-moment growth when step Jacobians are drawn independently from the run.
+    """Annealed second-moment growth when blocks of ``span`` steps are drawn independently.
 
-    ``M(X) = mean_t J_t X J_t^T`` over sampled steps; the rate is ``0.5 ln rho(M)``, by
-    power iteration on ``X`` (on a rank-``rank`` factor of it for states wider than
-    ``rank``). It reduces to the averaged Jacobian when J_t is constant and to the
-    local gain for isotropic random J_t. Single-step Jacobians only: the trajectory's
-    ordered products are never formed.
+    ``M(X) = mean_t P_t X P_t^T`` over sampled blocks ``P_t = J_{t+span-1} ... J_t``; the
+    rate is ``ln rho(M) / (2 span)``, by Arnoldi (ARPACK) on ``X``, or power iteration on a
+    rank-``rank`` factor of it for states wider than ``rank``. With ``span = 1`` it
+    reduces to the averaged Jacobian when J_t is constant and to the local gain for
+    isotropic random J_t. ``span = 2`` keeps the correlation of consecutive steps (slowly
+    moving gates, a chaotic state's local stretching direction) that independent single
+    steps lose; blocks never grow with the sequence, so this stays a local statistic of
+    the forward run, not the measured T-step product.
     """
-    J = _sampled_jacobians(cell, xs, states, window, rows)
+    name = "moment map" if span == 1 else "two-step moment map"
+    J = _sampled_jacobians(cell, xs, states, window, rows, span)
     n, S, _ = J.shape
     logs: list[float] = []  # log growth per iteration (one value when ARPACK converged)
     if S <= rank:
@@ -256,9 +265,10 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, rank: int = 9
             if len(logs) > 2 and abs(logs[-1] - logs[-2]) < 1e-12:
                 break
     growth = float(np.exp(np.mean(logs[len(logs) // 2 :])))
-    return _verdict("moment map", 0.5 * _log(growth),
-                    f"rho of the second-moment map over {n} sampled step Jacobians = {growth:.4g} "
-                    f"(steps treated as independent draws)", tol)
+    what = "step Jacobians" if span == 1 else f"products of {span} consecutive step Jacobians"
+    return _verdict(name, _log(growth) / (2 * span),
+                    f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} "
+                    f"(treated as independent draws)", tol)
 
 
 def _gated_statistics(cell, xs, states, window):
@@ -321,12 +331,15 @@ def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
 def _trusted(answered: set[str]) -> str:
     """The predictor gradflow trusts: the most accurate one that ran (``analyses/predictor_accuracy``).
 
-    With a forward run that is the moment map, which contains the averaged Jacobian
-    (constant J_t) and the local gain (isotropic disorder) as limits. From the weights
-    alone: mean-field theory for a vanilla cell, else the eigenvalue rule.
+    With a forward run that is the two-step moment map: the one-step map contains the
+    averaged Jacobian (constant J_t) and the local gain (isotropic disorder) as limits, and
+    pairs of steps add the correlation between consecutive steps that decides chaotic and
+    slowly gated cells near the neutral band. From the weights alone: mean-field theory for
+    a vanilla cell, else the eigenvalue rule.
     """
-    if "moment map" in answered:
-        return "moment map"
+    for method in ("two-step moment map", "moment map"):
+        if method in answered:
+            return method
     if "mean-field" in answered:
         return "mean-field"
     return "eigenvalue rule"
@@ -357,7 +370,7 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     >>> cell = gf.rnn(64, 4, gain=2.0, seed=0)
     >>> p = gf.predict(cell, gf.inputs.gaussian(300, 2, 4, scale=2.0))
     >>> p["eigenvalue rule"].regime, p.method, p.regime
-    ('exploding', 'moment map', 'vanishing')
+    ('exploding', 'two-step moment map', 'vanishing')
     """
     cell = check_cell(cell)
     tol = check_finite_float("tol", tol, minimum=0.0)
@@ -392,7 +405,8 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
                    local_gain(cell, xs, states, window, probes, rng, tol),
                    averaged_jacobian(cell, xs, states, window, tol),
                    gated_mean_field(cell, xs, states, window, tol),
-                   moment_map(cell, xs, states, window, rng, tol)]
+                   moment_map(cell, xs, states, window, rng, tol),
+                   moment_map(cell, xs, states, window, rng, tol, rows=64, span=2)]
     answered = {r.method for r in results if r.regime is not None}
     return Prediction(cell.name, tuple(results), _trusted(answered), tol)
 

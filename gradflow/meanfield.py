@@ -129,14 +129,16 @@ def depth_scale(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
     return np.inf if log_chi == 0 else float(-1.0 / log_chi)
 
 
-def critical_gain(bias_var: float = 0.0, input_var: float = 0.0, activation: str = "tanh") -> float:
+def critical_gain(activation: str = "tanh", bias_var: float = 0.0, input_var: float = 0.0) -> float:
     """The ``sigma_w`` at which ``chi_1 = 1`` (the order-to-chaos line).
 
     Examples
     --------
     >>> from gradflow import meanfield
-    >>> round(meanfield.critical_gain(activation="relu") ** 2, 6)
+    >>> round(meanfield.critical_gain("relu") ** 2, 6)
     2.0
+    >>> round(meanfield.critical_gain("tanh", bias_var=0.05) ** 2, 3)
+    1.761
     """
     _, _, activation = _args(1.0, bias_var, input_var, activation)
     if activation in ("relu", "linear"):
