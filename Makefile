@@ -25,6 +25,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/jacobians.py
 	$(PY) benchmarks/lyapunov.py
+	$(PY) benchmarks/paths.py
 
 clean:
 	rm -rf $(VENV) reports/*.pdf reports/*.csv

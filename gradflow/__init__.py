@@ -6,6 +6,9 @@ Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch`, `load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare`.
+Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
+`conv_stack`, `recurrent` -> `SequenceModel`; `path_lengths` -> `PathLengths`;
+`sensitivity` -> `Sensitivity`.
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
 `meanfield` (q*, chi_1, critical gain).
 """
@@ -16,8 +19,19 @@ from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import from_torch, load
 from ._lyapunov import LyapunovSpectrum, SingularValues, finite_time_singular_values, lyapunov_spectrum
+from ._paths import PathLengths, path_lengths
 from ._predict import Prediction, PredictorResult, compare, predict
 from ._probe import probe
+from ._sensitivity import Sensitivity, sensitivity
+from ._sequence import (
+    SequenceModel,
+    conv_stack,
+    hierarchical_attention,
+    recurrent,
+    restricted_attention,
+    self_attention,
+    tcn,
+)
 
 __version__ = "0.1.0"
 
@@ -25,16 +39,21 @@ __all__ = [
     "Cell",
     "GradientFlow",
     "LyapunovSpectrum",
+    "PathLengths",
     "Prediction",
     "PredictorResult",
     "RateFit",
+    "Sensitivity",
+    "SequenceModel",
     "SingularValues",
     "__version__",
     "compare",
+    "conv_stack",
     "finite_time_singular_values",
     "from_torch",
     "gradient_flow",
     "gru",
+    "hierarchical_attention",
     "inputs",
     "jacobian_products",
     "jacobians",
@@ -42,9 +61,15 @@ __all__ = [
     "lstm",
     "lyapunov_spectrum",
     "meanfield",
+    "path_lengths",
     "predict",
     "probe",
+    "recurrent",
     "regime_of",
+    "restricted_attention",
     "rnn",
+    "self_attention",
+    "sensitivity",
+    "tcn",
     "unroll",
 ]

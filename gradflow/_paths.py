@@ -1,0 +1,136 @@
+"""Path lengths, receptive field and sequential depth from a model's dependency graph."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.sparse.csgraph import dijkstra
+
+from ._graph import topological_levels
+from ._sequence import SequenceModel
+from ._validation import check_positive_int
+
+
+@dataclass(frozen=True, repr=False)
+class PathLengths:
+    """Fewest hops from every input position to the last output, and what they imply.
+
+    Attributes
+    ----------
+    hops : ndarray, shape (n,)
+        Fewest hops from ``x_t`` to ``y_{n-1}`` (``inf`` where no path exists), by position ``t``.
+    max_path : int
+        The largest finite entry of ``hops``: the longest shortest path.
+    receptive_field : int
+        How many input positions reach the last output.
+    sequential_depth : int
+        The longest chain of operations that must run one after another (rounds of a
+        parallel schedule over the whole unrolled graph).
+    operations : pandas.DataFrame
+        Per layer of the graph: nodes, edges into it, multiply-add flops.
+    """
+
+    model: str
+    n: int
+    hops: np.ndarray
+    max_path: int
+    receptive_field: int
+    sequential_depth: int
+    operations: pd.DataFrame
+
+    @property
+    def lags(self) -> np.ndarray:
+        """``n - 1 - t`` for every position ``t``."""
+        return np.arange(self.n)[::-1].copy()
+
+    @property
+    def covered(self) -> bool:
+        """Does every input position reach the last output?"""
+        return self.receptive_field == self.n
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy data: one row per input position."""
+        return pd.DataFrame({"model": self.model, "position": np.arange(self.n), "lag": self.lags,
+                             "hops": self.hops, "reachable": np.isfinite(self.hops)})
+
+    def plot(self, ax=None, **kwargs):
+        """Hops against lag."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        ax = ax or plt.gca()
+        frame = self.to_frame()
+        sns.lineplot(data=frame[frame.reachable], x="lag", y="hops", ax=ax, label=self.model,
+                     drawstyle="steps-post", **kwargs)
+        ax.set(xlabel="lag n - 1 - t", ylabel="fewest hops to y_{n-1}")
+        return ax
+
+    def _summary(self) -> list[tuple[str, str]]:
+        return [("positions n", str(self.n)), ("max path (hops)", str(self.max_path)),
+                ("receptive field", f"{self.receptive_field} of {self.n}"),
+                ("sequential depth", str(self.sequential_depth)),
+                ("layers", str(len(self.operations) - 1)),
+                ("flops", f"{self.operations.flops.sum():.3g}")]
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v}" for k, v in self._summary())
+        return f"PathLengths({self.model}: {body})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                       for k, v in self._summary())
+        return (f"<div><b>PathLengths</b> &middot; {html.escape(self.model)}"
+                f"<table>{rows}</table></div>")
+
+
+def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False) -> PathLengths:
+    """Fewest hops from each input position to the last output, from the dependency graph.
+
+    The graph of the model unrolled over ``n`` positions is a ``scipy.sparse`` matrix;
+    `scipy.sparse.csgraph.dijkstra` from the last output over reversed edges gives
+    every position's hop count, Kahn's algorithm the sequential depth. A hop is one
+    learned operation (attention, convolution tap, recurrent step); identity skips are
+    free (see ``gradflow._graph``).
+
+    Parameters
+    ----------
+    model : SequenceModel
+    n : int
+        Sequence length.
+    require_coverage : bool
+        Raise ``ValueError`` when some input position cannot reach the last output.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> p = gf.path_lengths(gf.recurrent(gf.rnn(8, 2)), 100)
+    >>> p.max_path, p.sequential_depth, gf.path_lengths(gf.self_attention(8), 100).max_path
+    (100, 100, 1)
+    """
+    if not isinstance(model, SequenceModel):
+        raise ValueError(f"model must be a SequenceModel (gf.self_attention, gf.tcn, gf.recurrent, ...); "
+                         f"got {type(model).__name__}")
+    n = check_positive_int("n", n)
+    graph = model.dependency_graph(n)
+    reverse = graph.reversed_matrix()
+    output = graph.size - 1  # the last position of the last layer
+    distance = dijkstra(reverse, directed=True, indices=output)
+    hops = distance[:n]  # layer 0 holds the inputs
+    finite = np.isfinite(hops)
+    if require_coverage and not finite.all():
+        missing = np.flatnonzero(~finite)
+        raise ValueError(f"n={n} is not covered by the receptive field of {model.name!r}: "
+                         f"{finite.sum()} of {n} positions reach the last output (positions "
+                         f"{missing[0]}..{missing[-1]} do not)")
+    levels = topological_levels(reverse)
+    operations = pd.DataFrame({"layer": graph.names, "nodes": graph.sizes,
+                               "edges": graph.edges_into(reverse), "flops": graph.flops})
+    return PathLengths(model=model.name, n=n,
+                       hops=np.where(finite, hops, np.inf),
+                       max_path=int(hops[finite].max()) if finite.any() else 0,
+                       receptive_field=int(finite.sum()),
+                       sequential_depth=int(levels.max()),
+                       operations=operations)
