@@ -103,3 +103,58 @@ def test_bad_size_override_is_one_line_exit_2(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == ("python -m analyses.gated_cells: error: "
                                                     "--hidden must be a positive integer; got 0")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def paths_report(tmp_path_factory):
+    from analyses import path_lengths
+
+    out = tmp_path_factory.mktemp("paths")
+    return out, path_lengths.main(["--out", str(out), "--hidden", "4", "--steps", "48", "--seeds", "1"])
+
+
+def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
+    out, result = paths_report
+    assert sorted(os.listdir(out)) == ["path_lengths.pdf", "path_lengths_classes.csv",
+                                       "path_lengths_graphs.csv", "path_lengths_sensitivity.csv",
+                                       "path_lengths_summary.csv"]
+    classes = pd.read_csv(out / "path_lengths_classes.csv").set_index("architecture")
+    assert classes.loc["RNN tanh", "max_path"] == "O(n)"
+    assert classes.loc["self-attention (2 layers)", "max_path"] == "O(1)"
+    assert classes.loc["TCN (k = 3, dilated)", "max_path"] == "O(log n)"
+    assert classes.loc["hierarchical attention (c = 4)", "max_path"] == "O(log n)"
+    graphs = pd.read_csv(out / "path_lengths_graphs.csv")
+    rnn = graphs[graphs.architecture == "RNN tanh"]
+    assert (rnn.max_path == rnn.n).all() and (rnn.sequential_depth == rnn.n).all()
+    pdf = PdfReader(out / "path_lengths.pdf")
+    assert len(pdf.pages) == 4
+    assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    text = "\n".join(page.extract_text() for page in pdf.pages)
+    for heading in ("Claim", "Verdict", "Configuration", "Methods"):
+        assert heading in text
+    # The summary table's numbers are the CSV's medians.
+    summary = pd.read_csv(out / "path_lengths_summary.csv")
+    med = summary.groupby("architecture").median(numeric_only=True)
+    first = pdf.pages[0].extract_text()
+    for arch in ("RNN tanh", "LSTM", "self-attention (2 layers)"):
+        assert f"{med.loc[arch, 'oldest']:.2f}" in first
+
+
+def test_path_verdict_follows_the_numbers():
+    from analyses import path_lengths
+
+    classes = pd.DataFrame({"architecture": ["RNN tanh", "self-attention (2 layers)",
+                                             "hierarchical attention (c = 4)", "TCN (k = 3, dilated)"],
+                            "max_path": ["O(n)", "O(1)", "O(log n)", "O(log n)"]})
+    def summary(att_oldest, att_mean):
+        return pd.DataFrame([
+            dict(architecture="RNN tanh", oldest=-100.0, mean_log_sensitivity=-50.0, horizon=15),
+            dict(architecture="LSTM", oldest=-50.0, mean_log_sensitivity=-25.0, horizon=30),
+            dict(architecture="GRU", oldest=-90.0, mean_log_sensitivity=-45.0, horizon=15),
+            dict(architecture="self-attention (2 layers)", oldest=att_oldest,
+                 mean_log_sensitivity=att_mean, horizon=255)])
+    assert path_lengths.verdict(classes, summary(-3.0, -5.0), 256)[0].startswith("holds for path")
+    assert path_lengths.verdict(classes, summary(-3.0, -1.0), 256)[0] == "holds"
+    assert path_lengths.verdict(classes, summary(-99.0, -50.0), 256)[0] == "does not hold"
+    wrong = classes.assign(max_path=["O(n)", "O(n)", "O(log n)", "O(log n)"])
+    assert path_lengths.verdict(wrong, summary(-3.0, -5.0), 256)[0] == "does not hold"

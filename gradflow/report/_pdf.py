@@ -99,6 +99,16 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
 
 
 def figure_page(fig: plt.Figure, caption: str) -> plt.Figure:
-    """Put a caption (which should quote numbers from the data) under a figure."""
-    fig.text(0.07, 0.045, _wrap(caption, 110), fontsize=9, va="bottom")
+    """Put a caption (which should quote numbers from the data) under a figure.
+
+    The axes move up when the caption needs more room than the figure left for it, so
+    a long caption never covers tick labels or the x label.
+    """
+    text = _wrap(caption, 110)
+    height = fig.get_figheight()
+    top_of_caption = 0.045 + (text.count("\n") + 1) * 9 * 1.3 / 72 / height
+    needed = top_of_caption + 0.65 / height  # tick labels and the x label: about 0.65 inch
+    if fig.subplotpars.bottom < needed:
+        fig.subplots_adjust(bottom=needed)
+    fig.text(0.07, 0.045, text, fontsize=9, va="bottom")
     return fig
