@@ -158,3 +158,21 @@ def test_path_verdict_follows_the_numbers():
     assert path_lengths.verdict(classes, summary(-99.0, -50.0), 256)[0] == "does not hold"
     wrong = classes.assign(max_path=["O(n)", "O(n)", "O(log n)", "O(log n)"])
     assert path_lengths.verdict(wrong, summary(-3.0, -5.0), 256)[0] == "does not hold"
+
+
+def test_cost_study_measures_depth_time_and_intensity(tmp_path):
+    from analyses import cost
+
+    result = cost.main(["--out", str(tmp_path), "--hidden", "8", "--steps", "32"])
+    times = pd.read_csv(tmp_path / "cost_times.csv")
+    assert set(times.n) == {16, 32} and (times.forward_backward_s > 0).all()
+    rnn = times[times.architecture == "RNN tanh"]
+    assert (rnn.sequential_depth == rnn.n).all()
+    assert (times[times.architecture == "self-attention"].sequential_depth == 1).all()
+    inten = pd.read_csv(tmp_path / "cost_intensity.csv")
+    # One recurrent step: 2 B W^2 flops over the W^2 matrix plus two states, 8 bytes each.
+    assert inten.flops_per_byte[0] == pytest.approx(2 * 4 * 64 / (8 * (64 + 2 * 4 * 8)))
+    pdf = PdfReader(tmp_path / "cost.pdf")
+    assert len(pdf.pages) == 3 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    text = pdf.pages[0].extract_text()
+    assert result["verdict"] in text and f"{inten.flops_per_byte[0]:.2f}" in text
