@@ -176,3 +176,25 @@ def test_cost_study_measures_depth_time_and_intensity(tmp_path):
     assert len(pdf.pages) == 3 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = pdf.pages[0].extract_text()
     assert result["verdict"] in text and f"{inten.flops_per_byte[0]:.2f}" in text
+
+
+def test_lyapunov_atlas_sets_exponents_beside_gradients(tmp_path):
+    from analyses import lyapunov_atlas
+
+    result = lyapunov_atlas.main(["--out", str(tmp_path), "--hidden", "12", "--steps", "120"])
+    table = pd.read_csv(tmp_path / "lyapunov_atlas_summary.csv")
+    assert len(table) == len(lyapunov_atlas.QUICK.gains) * len(lyapunov_atlas.QUICK.input_scales)
+    # The gradient's rate is the top exponent of the same trajectory (up to the finite-T fit).
+    assert np.median(np.abs(table.top_exponent - table.gradient_rate)) < 0.05
+    assert (table.kaplan_yorke[table.top_exponent < 0] == 0).all()
+    pdf = PdfReader(tmp_path / "lyapunov_atlas.pdf")
+    assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    first = pdf.pages[0].extract_text()
+    assert result["verdict"] in first and f"{table.top_exponent[0]:+.3f}" in first
+
+
+def test_edge_crossing_interpolates():
+    from analyses import lyapunov_atlas
+
+    assert lyapunov_atlas.crossing(np.array([1.0, 2.0, 3.0]), np.array([-0.2, -0.1, 0.1])) == 2.5
+    assert np.isnan(lyapunov_atlas.crossing(np.array([1.0, 2.0]), np.array([-0.2, -0.1])))
