@@ -8,9 +8,10 @@ Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `Gradient
 Prediction: `predict` -> `Prediction`, `compare`.
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
 `meanfield` (q*, chi_1, critical gain).
+Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask).
 """
 
-from . import inputs, meanfield
+from . import inputs, meanfield, sweep
 from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
@@ -46,5 +47,6 @@ __all__ = [
     "probe",
     "regime_of",
     "rnn",
+    "sweep",
     "unroll",
 ]
