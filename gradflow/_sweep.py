@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import importlib
 import inspect
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._sweep_cache import Cache, cache_key, default_cache_dir
 from ._sweep_task import gradient_flow_task
@@ -250,7 +251,7 @@ def run_job(task: Task, job: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
 
     One BLAS thread, whoever runs it: results must not depend on the machine's load.
     """
-    with threadpool_limits(1):
+    with _blas_controller().limit(limits=1):
         run_batch = getattr(task, "run_batch", None)
         if run_batch is not None and len(job) > 1:
             try:
@@ -261,6 +262,12 @@ def run_job(task: Task, job: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
             except Exception:  # one bad point spoils a batch: run each point alone to find it
                 pass
         return [_run_point(task, p) for p in job]
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    # Finding the BLAS libraries takes ~1 ms: once per process, not once per job.
+    return ThreadpoolController()
 
 
 def _jobs(task: Task, todo: list[tuple[str, dict[str, Any]]], batch_size: int
