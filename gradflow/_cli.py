@@ -93,14 +93,11 @@ def _sweep(args) -> int:
         executor = "dask" if dask else "process" if args.workers is not None else "serial"
     workers = args.dask_local if args.dask_local is not None else args.workers
     cache = False if args.no_cache else (args.cache_dir or True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SweepWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SweepWarning)  # the failed points are listed below instead
         frame = run(args.grid, seeds=args.seeds, executor=executor, scheduler=args.scheduler,
                     cache=cache, workers=workers, batch_size=args.batch_size,
                     progress=not args.quiet)
-    for w in caught:  # cache warnings and the like pass through; failures are listed below
-        if not issubclass(w.category, SweepWarning):
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     failed = frame[frame.error != ""]
     stats = frame.attrs.get("sweep", {})
     for _, row in failed.iterrows():

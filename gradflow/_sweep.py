@@ -314,30 +314,41 @@ class SerialExecutor:
             yield i, run_job(task, job)
 
 
+# Warm process pools, reused by later sweeps (as joblib reuses its workers): a new pool pays
+# for forking its workers and their first calls on every sweep. Keyed by the worker count.
+_POOLS: dict[int, concurrent.futures.ProcessPoolExecutor] = {}
+
+
 class ProcessExecutor:
     """A local process pool (``forkserver``: workers fork from a clean process that has
-    imported gradflow once). A pool broken by a dead worker is restarted and its
-    unfinished jobs resubmitted."""
+    imported gradflow once), kept for the next sweep. A pool broken by a dead worker is
+    replaced and its unfinished jobs resubmitted."""
 
     def __init__(self, workers: int):
         self.parallelism = workers
 
     def __enter__(self):
-        methods = multiprocessing.get_all_start_methods()
-        self.context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if self.context.get_start_method() == "forkserver":
-            # "__main__" lets a task defined in the user's script unpickle in the workers.
-            self.context.set_forkserver_preload(["__main__", "gradflow"])
         return self
 
     def __exit__(self, *exc):
         return False
 
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        pool = _POOLS.get(self.parallelism)
+        if pool is None or getattr(pool, "_broken", False):
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if context.get_start_method() == "forkserver":
+                # "__main__" lets a task defined in the user's script unpickle in the workers.
+                context.set_forkserver_preload(["__main__", "gradflow"])
+            pool = _POOLS[self.parallelism] = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.parallelism, mp_context=context)
+        return pool
+
     def map(self, task: Task, jobs: list[list[dict]]) -> Iterator[tuple[int, list]]:
         pending = dict(enumerate(jobs))
         for attempt in range(MAX_POOL_RESTARTS + 1):
-            pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(self.parallelism, len(pending)), mp_context=self.context)
+            pool = self._pool()
             broken = None
             try:
                 futures = {pool.submit(run_job, task, job): i for i, job in pending.items()}
@@ -352,12 +363,16 @@ class ProcessExecutor:
                         outcome = [(False, f"{type(exc).__name__}: {exc}")] * len(pending[i])
                     del pending[i]
                     yield i, outcome
+            except BrokenProcessPool as exc:  # broken while submitting
+                broken = exc
             except BaseException:  # Ctrl-C or the consumer stopped: stop the workers now
                 _stop_pool(pool)
+                _POOLS.pop(self.parallelism, None)
                 raise
-            pool.shutdown(wait=True)
             if broken is None:
                 return
+            pool.shutdown(wait=True)
+            _POOLS.pop(self.parallelism, None)
             if attempt == MAX_POOL_RESTARTS:
                 reason = f"a worker process died {attempt + 1} times (BrokenProcessPool: {broken})"
                 for i, job in list(pending.items()):
@@ -430,7 +445,8 @@ class DaskExecutor:
                     outcome = [(False, f"{type(exc).__name__}: {exc}")] * len(jobs[i])
                 yield i, outcome
         finally:
-            self.client.cancel([f for f in futures if not f.done()])
+            with contextlib.suppress(Exception):  # a lost connection must not hide the first error
+                self.client.cancel([f for f in futures if not f.done()])
 
 
 # ------------------------------------------------------------------ run
@@ -472,9 +488,9 @@ def _resolve_cache(cache) -> Cache | None:
 
 
 def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None = None,
-        executor: str | None = None, scheduler: Any = None, cache: bool | str | os.PathLike = True, *,
-        workers: int | None = None, batch_size: int | None = None, progress: bool = True
-        ) -> pd.DataFrame:
+        executor: str | None = None, scheduler: str | Any | None = None,
+        cache: bool | str | os.PathLike = True, *, workers: int | None = None,
+        batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Run a task at every point of a grid, on one machine or a Dask cluster; cached, resumable.
 
     Parameters
@@ -515,6 +531,7 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
     pandas.DataFrame
         One row per point, in grid order: the parameters, ``seed``, the task's results
         and ``error`` (empty, or why the point failed; a `SweepWarning` says how many did).
+        ``frame.attrs["sweep"]`` counts the points read from the cache, computed and failed.
 
     Examples
     --------

@@ -200,7 +200,13 @@ class GroupedCell(Cell):
 
 class RowwiseRecorder(StateRecorder):
     """`StateRecorder` deciding per row (not per batch) whether the plain norm is safe, so a
-    row's numbers never depend on the other rows of its batch."""
+    row's numbers never depend on the other rows of its batch. It keeps only the norms: the
+    unit cotangents are for the input and gate norms, which the rate does not need."""
+
+    def __init__(self, steps: int, batch: int):
+        super().__init__(0, 0, 0, {})
+        self.raw = np.full((steps + 1, batch), -np.inf)
+        self.recorded = np.zeros(steps + 1, dtype=bool)
 
     def record(self, t: int, g: np.ndarray) -> np.ndarray:
         sq = np.einsum("ij,ij->i", g, g)
@@ -216,7 +222,6 @@ class RowwiseRecorder(StateRecorder):
             total[~plain], unit[~plain] = log_row_norms(g[~plain]), unit_rows(g[~plain])
         self.raw[t] = total
         self.recorded[t] = True
-        self.unit[t] = unit
         return unit
 
 
@@ -237,7 +242,7 @@ def measured_rates(models: Sequence[tuple[Cell, np.ndarray, np.ndarray]]) -> lis
     def loss(h):  # row r: h_r . u_r, the loss gf.gradient_flow uses for each model
         return anp.sum(h * directions, axis=1)
 
-    recorder = RowwiseRecorder(T, K * b, S, {})
+    recorder = RowwiseRecorder(T, K * b)
     trajectory = np.empty((T + 1, K * b, S))
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
         _sequential_pass(grouped, xs, np.zeros((K * b, S)), loss, recorder, trajectory)
@@ -286,6 +291,10 @@ class GradientFlowTask:
     `gradflow.gradient_flow` gives them, and with predictors ``rate_<predictor>``
     for each predictor plus ``predicted_rate``, ``predicted_regime`` and
     ``trusted_predictor`` (`gradflow.predict`'s best estimate).
+
+    `run_batch` measures points of one `batch_key` in one reverse pass; the
+    predictors still run point by point, so with ``predictors="all"`` they, not the
+    measurement, set the cost.
 
     Examples
     --------

@@ -25,16 +25,7 @@ Examples
 12
 """
 
-from ._sweep import (
-    GridFile,
-    SweepWarning,
-    describe,
-    load_task,
-    points,
-    read_grid,
-    run,
-    run_job,
-)
+from ._sweep import GridFile, SweepWarning, load_task, points, read_grid, run
 from ._sweep_cache import CacheInfo, CacheWarning, cache_info, clear_cache, default_cache_dir
 from ._sweep_task import GradientFlowTask, gradient_flow_task
 
@@ -47,11 +38,9 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "default_cache_dir",
-    "describe",
     "gradient_flow_task",
     "load_task",
     "points",
     "read_grid",
     "run",
-    "run_job",
 ]
