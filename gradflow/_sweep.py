@@ -334,6 +334,8 @@ class ProcessExecutor:
         return False
 
     def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        for size in [n for n in _POOLS if n != self.parallelism]:  # keep one warm pool, not one per size
+            _POOLS.pop(size).shutdown(wait=False)
         pool = _POOLS.get(self.parallelism)
         if pool is None or getattr(pool, "_broken", False):
             methods = multiprocessing.get_all_start_methods()
