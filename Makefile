@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,dask]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/jacobians.py
 	$(PY) benchmarks/lyapunov.py
 	$(PY) benchmarks/paths.py
+	$(PY) benchmarks/sweep.py
 
 clean:
 	rm -rf $(VENV) reports/*.pdf reports/*.csv

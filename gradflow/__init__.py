@@ -11,9 +11,10 @@ Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attenti
 `sensitivity` -> `Sensitivity`.
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
 `meanfield` (q*, chi_1, critical gain).
+Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask).
 """
 
-from . import inputs, meanfield
+from . import inputs, meanfield, sweep
 from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
@@ -70,6 +71,7 @@ __all__ = [
     "rnn",
     "self_attention",
     "sensitivity",
+    "sweep",
     "tcn",
     "unroll",
 ]

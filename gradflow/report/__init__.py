@@ -4,6 +4,7 @@ The numeric core never imports matplotlib; this subpackage does, and only the
 report writers and plots use it.
 """
 
-from ._pdf import atomic_path, figure_page, paper_theme, table_page, write_csv, write_pdf
+from .._files import atomic_path, write_csv
+from ._pdf import figure_page, paper_theme, table_page, write_pdf
 
 __all__ = ["atomic_path", "figure_page", "paper_theme", "table_page", "write_csv", "write_pdf"]

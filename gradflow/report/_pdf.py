@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import textwrap
 from collections.abc import Iterator, Sequence
 
@@ -17,6 +16,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_pdf import PdfPages
 
+from .._files import atomic_path
+
 PAGE = (8.27, 11.69)  # A4 portrait, inches
 
 
@@ -26,27 +27,6 @@ def paper_theme() -> Iterator[None]:
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1), \
             plt.rc_context({"figure.dpi": 100, "savefig.dpi": 150, "pdf.fonttype": 42}):
         yield
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary file name beside ``path``; rename it to ``path`` only on success."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.10g")
 
 
 def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: str, subject: str,
