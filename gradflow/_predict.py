@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
+from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
 
 from . import _activations as act
 from . import meanfield
@@ -231,7 +231,9 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
     J = _sampled_jacobians(cell, xs, states, window, rows, span)
     n, S, _ = J.shape
     logs: list[float] = []  # log growth per iteration (one value when ARPACK converged)
-    if S <= rank:
+    if not np.any(J):  # every sampled block is zero (a dead ReLU net at rest): nothing survives
+        logs = [-np.inf]
+    elif S <= rank:
         # M is a completely positive map on S x S matrices: its spectral radius is a real
         # eigenvalue (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products.
         JT = np.swapaxes(J, 1, 2)
@@ -245,7 +247,7 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
             top = eigs(op, k=1, which="LM", v0=np.eye(S).reshape(-1), tol=1e-8, maxiter=100,
                        return_eigenvectors=False)
             logs = [float(np.log(abs(top[0])))] if abs(top[0]) > 0 else [-np.inf]
-        except ArpackNoConvergence:
+        except ArpackError:  # no convergence, or a breakdown: the power iteration below decides
             logs = []
     if not logs:
         # Wide states: power iteration on a rank-limited factor X = V V^T. A complex dominant

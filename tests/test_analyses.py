@@ -198,3 +198,25 @@ def test_edge_crossing_interpolates():
 
     assert lyapunov_atlas.crossing(np.array([1.0, 2.0, 3.0]), np.array([-0.2, -0.1, 0.1])) == 2.5
     assert np.isnan(lyapunov_atlas.crossing(np.array([1.0, 2.0]), np.array([-0.2, -0.1])))
+
+
+def test_eigenvalue_rule_study_runs_as_a_cached_sweep(tmp_path, monkeypatch):
+    from analyses import eigenvalue_rule
+
+    monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["--out", str(tmp_path / "out"), "--hidden", "8", "--steps", "40", "--seeds", "1"]
+    result = eigenvalue_rule.main(args)
+    points = pd.read_csv(tmp_path / "out" / "eigenvalue_rule_points.csv")
+    # The rule's regime is the spectral radius against 1, by construction of the column.
+    rule = np.where(points.spectral_radius > np.exp(0.01), "exploding",
+                    np.where(points.spectral_radius < np.exp(-0.01), "vanishing", "neutral"))
+    assert (rule == points.regime_eigenvalue_rule).all()
+    acc = pd.read_csv(tmp_path / "out" / "eigenvalue_rule_accuracy.csv").set_index("predictor")
+    right = (points.regime_eigenvalue_rule == points.measured_regime).mean()
+    assert acc.loc["eigenvalue rule", "overall"] == pytest.approx(right)
+    pdf = PdfReader(tmp_path / "out" / "eigenvalue_rule.pdf")
+    assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    assert f"{right:.0%}" in pdf.pages[0].extract_text()
+    # A second run reads every point from the cache.
+    again = eigenvalue_rule.measure(eigenvalue_rule.Config(hidden=8, steps=40))
+    assert again.attrs["sweep"]["computed"] == 0

@@ -178,3 +178,11 @@ def test_trusted_predictor_is_the_most_accurate(accuracy_study):
     assert trusted >= 0.95
     assert table.loc["eigenvalue rule", "accuracy"] < 0.75
     assert isinstance(accuracy_study["results"], pd.DataFrame)
+
+
+def test_a_network_at_rest_with_dead_units_predicts_exact_vanishing():
+    # ReLU at the origin with no input: every step Jacobian is exactly zero.
+    cell = gf.rnn(8, 2, activation="relu", gain=0.5, seed=0)
+    p = gf.predict(cell, np.zeros((50, 2, 2)))
+    for method in ("moment map", "two-step moment map"):
+        assert p[method].rate == -np.inf and p[method].regime == "vanishing"
