@@ -1,3 +1,4 @@
 """One study per module, each with ``main(argv=None)``; ``python -m analyses`` runs them all."""
 
-STUDIES = ("eigenvalue_rule", "gated_cells", "predictor_accuracy", "path_lengths", "lyapunov_atlas", "cost")
+STUDIES = ("eigenvalue_rule", "gated_cells", "memory_horizon", "path_lengths", "lyapunov_atlas", "cost",
+           "predictor_accuracy")
