@@ -383,11 +383,13 @@ class ProcessExecutor:
 
 
 def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
-    # Running jobs would otherwise finish first; concurrent.futures has no public way to stop them.
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
+    """Cancel the queued jobs and end the running ones now (Ctrl-C must not wait for them)."""
+    # concurrent.futures has no public way to stop running jobs; shutdown() drops its
+    # list of worker processes, so take it first.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)  # quick now, and it releases the queues
 
 
 class DaskExecutor:

@@ -15,7 +15,8 @@ def expected_value(point):
 
 
 def counting_task(point):
-    """Records each call (here, and in the file $GRADFLOW_TEST_CALLS), sleeps ``sleep`` s."""
+    """Records each call (here, and in the file $GRADFLOW_TEST_CALLS), sleeps ``sleep`` s; with
+    ``gate`` (a path), points from ``x = gated_from`` on wait until that file exists."""
     if interrupt_after is not None and len(calls) >= interrupt_after:
         raise KeyboardInterrupt
     calls.append(dict(point))
@@ -24,6 +25,12 @@ def counting_task(point):
         with open(log, "a") as fh:  # appends of one short line do not interleave
             fh.write(f"{point['x']},{point['seed']}\n")
     time.sleep(point.get("sleep", 0.0))
+    if "gate" in point and point["x"] >= point["gated_from"]:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(point["gate"]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the gate {point['gate']} never opened")
+            time.sleep(0.01)
     if point["x"] < 0:
         raise ValueError(f"x must be >= 0; got {point['x']}")
     return {"value": expected_value(point)}

@@ -208,26 +208,29 @@ def test_serial_process_and_dask_local_cluster_give_identical_frames(tmp_path):
 
 def test_killing_a_dask_worker_mid_sweep_still_completes_every_point(tmp_path, dask_cluster):
     cluster, client = dask_cluster
-    grid = {"x": list(range(16)), "sleep": 0.15}
+    gate = tmp_path / "gate"  # points 4.. wait for it: the kill always lands mid-sweep
+    grid = {"x": list(range(12)), "gate": str(gate), "gated_from": 4}
     pids = set(client.run(os.getpid).values())
     killed = {}
 
-    def kill_one_worker_once_the_sweep_is_under_way():
-        deadline = time.monotonic() + 30
-        while cache_entries(tmp_path) < 2 and time.monotonic() < deadline:
+    def kill_one_worker_then_open_the_gate():
+        deadline = time.monotonic() + 60
+        while cache_entries(tmp_path / "cache") < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
-        killed["done_before"] = cache_entries(tmp_path)
+        time.sleep(0.2)  # both workers are now inside gated points
+        killed["done_before"] = cache_entries(tmp_path / "cache")
         killed["pid"] = min(pids)
         os.kill(killed["pid"], signal.SIGKILL)
+        gate.touch()
 
-    killer = threading.Thread(target=kill_one_worker_once_the_sweep_is_under_way)
+    killer = threading.Thread(target=kill_one_worker_then_open_the_gate)
     killer.start()
     frame = gf.sweep.run(grid, task=sweep_tasks.counting_task, scheduler=cluster.scheduler_address,
-                         cache=tmp_path, progress=False)
+                         cache=tmp_path / "cache", progress=False)
     killer.join()
-    assert 2 <= killed["done_before"] < 16  # the worker died mid-sweep
+    assert killed["done_before"] == 4  # the worker died mid-sweep
     assert killed["pid"] not in set(client.run(os.getpid).values())
-    assert (frame.error == "").all() and len(frame) == 16
+    assert (frame.error == "").all() and len(frame) == 12
     assert list(frame.value) == [sweep_tasks.expected_value(p) for p in gf.sweep.points(grid)]
 
 
@@ -282,27 +285,32 @@ def test_an_interrupted_batched_sweep_resumes_to_the_same_bits(tmp_path, monkeyp
 
 def test_ctrl_c_stops_a_process_pool_sweep_and_the_same_command_resumes_it(tmp_path):
     grid_file, cache, calls = tmp_path / "grid.toml", tmp_path / "cache", tmp_path / "calls.log"
-    grid_file.write_text('task = "sweep_tasks:counting_task"\nseeds = [0]\n[grid]\n'
-                         'x = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\nsleep = 0.25\n')
+    gate = tmp_path / "gate"  # points 4.. wait for it: Ctrl-C always lands mid-sweep
+    grid_file.write_text(f'task = "sweep_tasks:counting_task"\nseeds = [0]\n[grid]\n'
+                         f'x = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\ngate = "{gate}"\ngated_from = 4\n')
     env = {**os.environ, "GRADFLOW_TEST_CALLS": str(calls),
            "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "gradflow", "sweep", str(grid_file), "--workers", "2",
                "--cache-dir", str(cache), "--out", str(tmp_path / "out.csv"), "--quiet"]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job ignores SIGINT, and the child would inherit that: restore it.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
-    while cache_entries(cache) < 3 and time.monotonic() < deadline and proc.poll() is None:
+    while cache_entries(cache) < 4 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
+    time.sleep(0.2)  # both workers are now inside gated points
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    finished = cache_entries(cache)
-    assert 3 <= finished < 12 and not (tmp_path / "out.csv").exists()
+    assert err.strip().splitlines() == ["gradflow: interrupted; finished points are cached: run the same "
+                                        "command again to resume"]  # no traceback, no leaked resources
+    assert cache_entries(cache) == 4 and not (tmp_path / "out.csv").exists()
     before = len(calls.read_text().splitlines())
+    gate.touch()
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"12 points: {finished} from the cache, {12 - finished} computed" in rerun.stdout
-    assert len(calls.read_text().splitlines()) - before == 12 - finished
+    assert "12 points: 4 from the cache, 8 computed" in rerun.stdout
+    assert len(calls.read_text().splitlines()) - before == 8  # the 4 finished points did not run again
     out = pd.read_csv(tmp_path / "out.csv")
     expected = [sweep_tasks.expected_value({"x": x, "seed": 0}) for x in range(12)]
     np.testing.assert_allclose(out.value, expected, rtol=1e-9)
