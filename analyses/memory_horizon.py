@@ -137,7 +137,8 @@ def run(cfg: Config, out: str) -> dict:
             "Do RNNs remember hundreds of steps, not thousands?",
             [("Claim", "Recurrent nets remember 100s of steps, not 1000s (seeds 001, 002)."),
              ("Verdict", sentence),
-             ("Configuration", f"tanh RNN, LSTM (forget bias 1), GRU; N in {sorted(frame.hidden.unique())}; "
+             ("Configuration", f"tanh RNN, LSTM (forget bias 1), GRU; N in "
+                               f"{sorted(int(v) for v in frame.hidden.unique())}; "
                                f"gaussian, orthogonal, identity initialisation at gain 1; T = {cfg.steps}, "
                                f"input std {', '.join(f'{s:g}' for s in cfg.input_scales)}, "
                                f"batch {cfg.batch}, {cfg.seeds} seeds from "
