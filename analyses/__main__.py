@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
+
+from gradflow.report import combine_pdfs
 
 from . import STUDIES
 
@@ -25,6 +28,7 @@ def main(argv=None) -> int:
         print(f"error: unknown study {unknown[0]!r}; expected one of {', '.join(STUDIES)}",
               file=sys.stderr)
         return 2
+    done = []
     for name in args.studies:
         study = importlib.import_module(f"analyses.{name}")
         start = time.perf_counter()
@@ -35,6 +39,10 @@ def main(argv=None) -> int:
             print(f"error: study {name!r} failed: {exc}", file=sys.stderr)
             return 2
         print(f"{name}: {result['verdict']} [{time.perf_counter() - start:.1f} s] -> {result['pdf']}")
+        done.append((name, result["verdict"], result["pdf"]))
+    combined = os.path.join(args.out, "gradflow-report.pdf")
+    pages = combine_pdfs(combined, done, title="gradflow: the seed claims, measured")
+    print(f"combined: {len(done)} studies, {pages} pages -> {combined}")
     return 0
 
 

@@ -238,3 +238,20 @@ def test_memory_horizon_study(tmp_path, monkeypatch):
     assert sum(counts.values()) == len(points)
     pdf = PdfReader(tmp_path / "memory_horizon.pdf")
     assert len(pdf.pages) == 3 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+
+
+def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
+    from analyses.__main__ import main as run_all
+
+    assert run_all(["lyapunov_atlas", "cost", "--out", str(tmp_path)]) == 0
+    combined = PdfReader(tmp_path / "gradflow-report.pdf")
+    parts = [PdfReader(tmp_path / f"{s}.pdf") for s in ("lyapunov_atlas", "cost")]
+    assert len(combined.pages) == 1 + sum(len(p.pages) for p in parts)
+    contents = combined.pages[0].extract_text()
+    for part, name in zip(parts, ("lyapunov_atlas", "cost"), strict=True):
+        verdict = part.metadata.subject.removeprefix("Verdict: ")
+        assert name in contents and verdict[:40] in contents
+        assert f"{name}: {verdict}" in combined.metadata.subject
+    # The study pages follow the contents page in order, unchanged.
+    assert combined.pages[1].extract_text() == parts[0].pages[0].extract_text()
+    assert "combined: 2 studies" in capsys.readouterr().out

@@ -92,3 +92,42 @@ def figure_page(fig: plt.Figure, caption: str) -> plt.Figure:
         fig.subplots_adjust(bottom=needed)
     fig.text(0.07, 0.045, text, fontsize=9, va="bottom")
     return fig
+
+
+def combine_pdfs(path: str | os.PathLike, parts: Sequence[tuple[str, str, str]], *, title: str) -> int:
+    """One PDF: a contents page (study, verdict, first page), then every part's pages, atomically.
+
+    ``parts`` holds ``(name, verdict, pdf_path)``; returns the page count.
+    """
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    readers = [(name, verdict, PdfReader(p)) for name, verdict, p in parts]
+    start, rows = 2, []
+    for name, verdict, reader in readers:
+        rows.append({"study": name, "verdict": verdict, "page": start})
+        start += len(reader.pages)
+    with paper_theme():
+        table = pd.DataFrame(rows)
+        table["verdict"] = table.verdict.map(lambda v: textwrap.shorten(v, 70, placeholder="..."))
+        fig = table_page(title, [("Contents", "Each study ends in a verdict computed from its data; the "
+                                              "CSV files beside each study's PDF hold every number.")],
+                         table, "Studies", col_widths=(0.2, 0.68, 0.08))
+        buffer = io.BytesIO()
+        with PdfPages(buffer) as pdf:
+            pdf.savefig(fig)
+        plt.close(fig)
+    writer = PdfWriter()
+    writer.append(PdfReader(buffer))
+    for _, _, reader in readers:
+        writer.append(reader)
+    from .. import __version__
+
+    subject = "; ".join(f"{r['study']}: {r['verdict']}" for r in rows)
+    writer.add_metadata({"/Title": title, "/Subject": subject, "/Keywords": "gradflow, report",
+                         "/Creator": f"gradflow {__version__}"})
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            writer.write(fh)
+    return start - 1
