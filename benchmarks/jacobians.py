@@ -21,10 +21,10 @@ Every engine result is checked against the closed form before it is timed.
 from __future__ import annotations
 
 import argparse
-import time
 import tracemalloc
 
 import numpy as np
+from _timing import best_of  # benchmarks/_timing.py: these files run as scripts
 from autograd import jacobian
 
 import gradflow as gf
@@ -93,15 +93,6 @@ def naive_profile(cell, xs, u, steps):
     return np.array(out)
 
 
-def best_time(fn, repeat):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def peak_mb(fn):
     tracemalloc.start()
     fn()
@@ -135,8 +126,8 @@ def bench_size(N, T, naive_steps, repeat, rows):
     }
     steps = min(T, naive_steps)
     for op, (engine, closed, naive) in ops.items():
-        t_engine, t_closed = best_time(engine, repeat), best_time(closed, repeat)
-        t_naive = best_time(lambda naive=naive: naive(steps), 1) * T / steps
+        t_engine, t_closed = best_of(engine, repeat)[0], best_of(closed, repeat)[0]
+        t_naive = best_of(lambda naive=naive: naive(steps), 1)[0] * T / steps
         rows.append(dict(
             N=N, T=T, op=op, engine_s=t_engine, closed_s=t_closed, naive_s=t_naive,
             naive_note="" if steps == T else f"(scaled from {steps} steps)",
@@ -171,7 +162,7 @@ def main(argv=None):
     N, T = (32, 1000) if args.quick else (128, 10_000)
     cell = gf.rnn(N, 8, gain=1.5, seed=0)
     xs = gf.inputs.gaussian(T, 1, 8, seed=1)
-    t_long = best_time(lambda: gf.gradient_flow(cell, xs), repeat)
+    t_long = best_of(lambda: gf.gradient_flow(cell, xs), repeat)[0]
     mb_long = peak_mb(lambda: gf.gradient_flow(cell, xs))
     print(f"\nprofile N={N}, T={T}: {t_long:.2f} s (target < 2 s), peak {mb_long:.1f} MB "
           f"= {mb_long * 2**20 / (8 * T * N):.1f} x (T*N floats)")

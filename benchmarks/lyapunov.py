@@ -13,9 +13,9 @@ Every gradflow result is checked against the closed-form one before timing.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _timing import best_of  # benchmarks/_timing.py: these files run as scripts
 
 import gradflow as gf
 from gradflow._activations import sech2
@@ -51,15 +51,6 @@ def textbook_spectrum(cell, xs, warmup, seed=0):
     return np.sort(acc / (xs.shape[0] - warmup))[::-1]
 
 
-def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -68,11 +59,11 @@ def main(argv=None):
     cell = gf.rnn(N, 8, gain=2.0, seed=0)
     xs = gf.inputs.gaussian(T + warmup, 1, 8, scale=0.5, seed=1)
 
-    t_full, full = best(lambda: gf.lyapunov_spectrum(cell, xs, warmup=warmup), repeat)
-    t_closed, closed = best(lambda: closed_spectrum(cell, xs, warmup), repeat)
+    t_full, full = best_of(lambda: gf.lyapunov_spectrum(cell, xs, warmup=warmup), repeat)
+    t_closed, closed = best_of(lambda: closed_spectrum(cell, xs, warmup), repeat)
     np.testing.assert_allclose(full.exponents, closed, atol=1e-10)  # the same numbers
-    t_top, top = best(lambda: gf.lyapunov_spectrum(cell, xs, k=16, warmup=warmup), repeat)
-    t_text, text = best(lambda: textbook_spectrum(cell, xs, warmup), 1)
+    t_top, top = best_of(lambda: gf.lyapunov_spectrum(cell, xs, k=16, warmup=warmup), repeat)
+    t_text, text = best_of(lambda: textbook_spectrum(cell, xs, warmup), 1)
     assert abs(top.exponents[0] - full.exponents[0]) < 5e-3 and abs(text[0] - closed[0]) < 1e-8
 
     print(f"tanh RNN, N = {N}, T = {T} (+{warmup} warm-up), batch 1; seconds, best of {repeat}")

@@ -20,6 +20,7 @@ import argparse
 import time
 
 import numpy as np
+from _timing import best_of  # benchmarks/_timing.py: these files run as scripts
 from autograd import jacobian
 
 import gradflow as gf
@@ -35,15 +36,6 @@ def models(width: int, inputs: int):
         gf.tcn(width, kernel=3, levels=11, inputs=inputs, seed=0),
         gf.conv_stack(width, kernel=9, layers=16, inputs=inputs, seed=0),
     ]
-
-
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main(argv=None):
