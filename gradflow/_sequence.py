@@ -437,9 +437,23 @@ def _conv_params(rng, prefix, kernel, c_in, c_out, gain, weight_norm):
     return {f"{prefix}.weight": w, f"{prefix}.bias": np.zeros(c_out)}
 
 
-def _conv_model(kind, width, kernel, dilations, convs_per_block, inputs, causal, residual, weight_norm,
-                gain, seed, name, config):
-    """Blocks of ``convs_per_block`` ReLU convolutions, one dilation per block, optional skips."""
+def _conv_model(kind, width, kernel, depth, convs_per_block, dilated, inputs, causal, residual,
+                weight_norm, gain, seed, name):
+    """Blocks of ``convs_per_block`` ReLU convolutions, one dilation per block, optional skips.
+
+    ``depth`` is ``(argument name, value)``: the number of blocks, checked and named as the
+    public constructor calls it; block ``i`` has dilation ``2^i`` when ``dilated``.
+    """
+    width = check_positive_int("width", width)
+    kernel = check_positive_int("kernel", kernel, minimum=2)
+    depth_name, blocks = depth[0], check_positive_int(*depth)
+    inputs = _check_inputs_arg(inputs, width)
+    gain = check_finite_float("gain", gain, minimum=0.0)
+    dilations = [2**i if dilated else 1 for i in range(blocks)]
+    config = {"width": width, "kernel": kernel, depth_name: blocks, "inputs": inputs, "causal": causal,
+              **({} if convs_per_block > 1 else {"residual": residual}), "weight_norm": weight_norm,
+              "gain": gain, "seed": int(seed)}
+    name = name or f"{kind} (k={kernel}, L={blocks})"
     rng = np.random.default_rng(check_seed(seed))
     params: dict[str, np.ndarray] = {}
     for b, _ in enumerate(dilations):
@@ -507,15 +521,8 @@ def tcn(width: int, kernel: int, levels: int, *, inputs: int | None = None, caus
     >>> gf.path_lengths(gf.tcn(8, kernel=3, levels=4), 100).receptive_field
     61
     """
-    width = check_positive_int("width", width)
-    kernel = check_positive_int("kernel", kernel, minimum=2)
-    levels = check_positive_int("levels", levels)
-    inputs = _check_inputs_arg(inputs, width)
-    gain = check_finite_float("gain", gain, minimum=0.0)
-    config = dict(width=width, kernel=kernel, levels=levels, inputs=inputs, causal=causal,
-                  weight_norm=weight_norm, gain=gain, seed=int(seed))
-    return _conv_model("tcn", width, kernel, [2**i for i in range(levels)], 2, inputs, causal, True,
-                       weight_norm, gain, seed, name or f"tcn (k={kernel}, L={levels})", config)
+    return _conv_model("tcn", width, kernel, ("levels", levels), 2, True, inputs, causal, True,
+                       weight_norm, gain, seed, name)
 
 
 def conv_stack(width: int, kernel: int, layers: int, *, inputs: int | None = None, causal: bool = True,
@@ -529,15 +536,8 @@ def conv_stack(width: int, kernel: int, layers: int, *, inputs: int | None = Non
     >>> gf.path_lengths(gf.conv_stack(8, kernel=3, layers=5), 11).max_path
     5
     """
-    width = check_positive_int("width", width)
-    kernel = check_positive_int("kernel", kernel, minimum=2)
-    layers = check_positive_int("layers", layers)
-    inputs = _check_inputs_arg(inputs, width)
-    gain = check_finite_float("gain", gain, minimum=0.0)
-    config = dict(width=width, kernel=kernel, layers=layers, inputs=inputs, causal=causal,
-                  residual=residual, weight_norm=weight_norm, gain=gain, seed=int(seed))
-    return _conv_model("conv-stack", width, kernel, [1] * layers, 1, inputs, causal, residual,
-                       weight_norm, gain, seed, name or f"conv-stack (k={kernel}, L={layers})", config)
+    return _conv_model("conv-stack", width, kernel, ("layers", layers), 1, False, inputs, causal,
+                       residual, weight_norm, gain, seed, name)
 
 
 # ---------------------------------------------------------------- recurrent
