@@ -227,6 +227,26 @@ def _tidy(kind: str, name: str, lags: np.ndarray, values: np.ndarray) -> pd.Data
     })
 
 
+def directional_sweep(cell, xs: np.ndarray, h0: np.ndarray, directions: np.ndarray):
+    """`reverse_sweep` for the loss directions in the rows of ``directions`` (k, state), all in one
+    pass: ``ln`` of the root sum of squares over the k directions, per sample (k = identity
+    rows gives Frobenius norms). Returns what `reverse_sweep` returns."""
+    B, k = xs.shape[1], len(directions)
+    rows = np.tile(directions, (B, 1))  # row b*k + i of the replicated batch: direction i, sample b
+
+    def loss(h):
+        return anp.sum(h * rows, axis=1)
+
+    state, components, probes, inputs = reverse_sweep(cell, np.repeat(xs, k, axis=1),
+                                                      np.repeat(h0, k, axis=0), loss)
+
+    def combine(a):
+        return 0.5 * logsumexp(2.0 * a.reshape(a.shape[0], B, k), axis=2)
+
+    return (combine(state), {n: combine(v) for n, v in components.items()},
+            {n: combine(v) for n, v in probes.items()}, combine(inputs))
+
+
 def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed: int = 0,
                   tol: float = NEUTRAL_TOL, fit_from: int | None = None) -> GradientFlow:
     """Measure how the gradient of a loss at the final state flows back through time.
@@ -272,24 +292,16 @@ def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed
     cell = check_cell(cell)
     xs, h0 = check_sequence(cell, xs, h0)
     tol = check_finite_float("tol", tol, minimum=0.0)
-    T, B, _ = xs.shape
-    S = cell.state_size
+    T, S = xs.shape[0], cell.state_size
     if fit_from is None:
         fit_from = T // 10
     elif isinstance(fit_from, bool) or not isinstance(fit_from, (int, np.integer)) or not (
             0 <= fit_from < T):
         raise ValueError(f"fit_from must be an integer lag in [0, {T - 1}]; got {fit_from!r}")
-    frobenius = isinstance(loss, str)
-    if frobenius:
+    if isinstance(loss, str):
         if loss != "frobenius":
             raise ValueError(f"unknown loss {loss!r}; expected a callable, 'frobenius' or None")
-        # Row b*S + i of the replicated batch carries direction e_i of sample b.
-        directions = np.tile(np.eye(S), (B, 1))
-        xs, h0 = np.repeat(xs, S, axis=1), np.repeat(h0, S, axis=0)
-
-        def loss_fn(h):
-            return anp.sum(h * directions, axis=1)
-        label = "frobenius"
+        loss_fn, label = None, "frobenius"
     elif loss is None:
         seed = check_seed(seed)
         u = np.random.default_rng(seed).standard_normal(S)
@@ -303,13 +315,10 @@ def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed
     else:
         raise ValueError(f"loss must be a callable, 'frobenius' or None; got {loss!r}")
 
-    state, components, probes, inputs = reverse_sweep(cell, xs, h0, loss_fn)
-    if frobenius:
-        def combine(a):  # log ||.||_F over the S directions of each sample
-            return 0.5 * logsumexp(2.0 * a.reshape(a.shape[0], B, S), axis=2)
-        state, inputs = combine(state), combine(inputs)
-        components = {k: combine(v) for k, v in components.items()}
-        probes = {k: combine(v) for k, v in probes.items()}
+    if loss_fn is None:
+        state, components, probes, inputs = directional_sweep(cell, xs, h0, np.eye(S))
+    else:
+        state, components, probes, inputs = reverse_sweep(cell, xs, h0, loss_fn)
     lags = np.arange(T + 1)
     log_norms = state[::-1].copy()
     fit = fit_rate(lags, _fit_profile(log_norms, fit_from), fit_from)

@@ -5,14 +5,11 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-import autograd.numpy as anp
 import numpy as np
 import pandas as pd
 from autograd import make_vjp
-from scipy.special import logsumexp
 
-from ._engine import reverse_sweep
-from ._flow import RateFit, fit_rate
+from ._flow import RateFit, directional_sweep, fit_rate
 from ._paths import PathLengths, path_lengths
 from ._sequence import SequenceModel, output_columns
 from ._validation import check_seed
@@ -136,15 +133,11 @@ def sensitivity(model: SequenceModel, xs, loss: str | None = None, *, seed: int 
     else:
         u = np.random.default_rng(check_seed(seed)).standard_normal(W)
         directions = (u / np.linalg.norm(u))[None, :]
-    if model.cell is not None:
-        # The engine's reverse sweep, in log space; row b*k + i carries direction i of sample b.
+    if model.cell is not None:  # the engine's reverse sweep, in log space
         cell, cols = model.cell, output_columns(model.cell)
-        k = len(directions)
-        full = np.zeros((B * k, cell.state_size))
-        full[:, cols] = np.tile(directions, (B, 1))
-        _, _, _, logs = reverse_sweep(cell, np.repeat(xs, k, axis=1), np.zeros((B * k, cell.state_size)),
-                                      lambda h: anp.sum(h * full, axis=1))
-        logs = 0.5 * logsumexp(2.0 * logs.reshape(n, B, k), axis=2)
+        full = np.zeros((len(directions), cell.state_size))
+        full[:, cols] = directions
+        logs = directional_sweep(cell, xs, np.zeros((B, cell.state_size)), full)[3]
     else:
         # One forward trace; one backward pass per direction reuses it (memory of one pass).
         vjp, _ = make_vjp(lambda x: model.apply(model.params, x))(xs)
