@@ -1,11 +1,12 @@
-"""Run every study: ``python -m analyses [--out reports] [--full] [--seed S]``.
+"""Run studies and combine their reports: ``python -m analyses [STUDY ...] [--quick|--full]
+[--out reports] [--seed S] [--config FILE.toml]`` (also ``gradflow report``).
 
-Exits non-zero with one readable line when a study fails.
+Every argument and the whole config file are checked before the first study starts, so
+bad input writes nothing; it exits 2 with one readable line, as does a study that fails.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
@@ -14,32 +15,60 @@ import time
 from gradflow.report import combine_pdfs
 
 from . import STUDIES
+from ._cli import ConfigError, _Parser, config_from_mapping, read_config_file, study_section
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analyses", description=__doc__.splitlines()[0])
-    parser.add_argument("studies", nargs="*", default=list(STUDIES), help=f"any of {', '.join(STUDIES)}")
+def main(argv=None, prog: str = "python -m analyses") -> int:
+    parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("studies", nargs="*", metavar="STUDY",
+                        help=f"any of {', '.join(STUDIES)} (default: all)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes, minutes (the default)")
+    mode.add_argument("--full", action="store_true", help="paper-grade sizes (slow)")
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
-    parser.add_argument("--full", action="store_true", help="paper-grade sizes (slow)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    args = parser.parse_args(argv)
-    unknown = [s for s in args.studies if s not in STUDIES]
+    parser.add_argument("--seed", type=int, help="base seed of every study (default: 0)")
+    parser.add_argument("--config", metavar="FILE.toml", help="a [study] table of Config values per study")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    studies = args.studies or list(STUDIES)
+    unknown = [s for s in studies if s not in STUDIES]
     if unknown:
-        print(f"error: unknown study {unknown[0]!r}; expected one of {', '.join(STUDIES)}",
-              file=sys.stderr)
+        print(f"error: unknown study {unknown[0]!r}; expected one of {', '.join(STUDIES)}", file=sys.stderr)
         return 2
-    done = []
-    for name in args.studies:
-        study = importlib.import_module(f"analyses.{name}")
-        start = time.perf_counter()
-        sub = ["--out", args.out, "--seed", str(args.seed)] + (["--full"] if args.full else [])
+    if args.seed is not None and args.seed < 0:
+        print(f"error: --seed must be a non-negative integer; got {args.seed}", file=sys.stderr)
+        return 2
+    modules = {name: importlib.import_module(f"analyses.{name}") for name in STUDIES}
+    if args.config:
         try:
-            result = study.main(sub)
+            document = read_config_file(args.config)
+            for name, module in modules.items():  # every table checked before anything runs
+                config_from_mapping(name, module.FULL if args.full else module.QUICK,
+                                    study_section(name, document, STUDIES))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    from tqdm.auto import tqdm
+
+    done = []
+    bar = tqdm(studies, desc="studies", unit="study", disable=not sys.stderr.isatty(), leave=False)
+    for name in bar:
+        bar.set_postfix_str(name)
+        start = time.perf_counter()
+        sub = ["--out", args.out, "--full" if args.full else "--quick"]
+        sub += ["--seed", str(args.seed)] if args.seed is not None else []
+        sub += ["--config", args.config] if args.config else []
+        try:
+            result = modules[name].main(sub)
         except (ValueError, FloatingPointError, OSError) as exc:
             print(f"error: study {name!r} failed: {exc}", file=sys.stderr)
             return 2
-        print(f"{name}: {result['verdict']} [{time.perf_counter() - start:.1f} s] -> {result['pdf']}")
+        bar.write(f"{name}: {result['verdict']} [{time.perf_counter() - start:.1f} s] -> {result['pdf']}",
+                  file=sys.stdout)
         done.append((name, result["verdict"], result["pdf"]))
+    bar.close()
     combined = os.path.join(args.out, "gradflow-report.pdf")
     pages = combine_pdfs(combined, done, title="gradflow: the seed claims, measured")
     print(f"combined: {len(done)} studies, {pages} pages -> {combined}")

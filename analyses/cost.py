@@ -226,7 +226,8 @@ def run(cfg: Config, out: str) -> dict:
                               "(read + write), measured in this run."),
             ])]
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, title="gradflow: are RNNs slow, sequential and bandwidth bound?",
+        write_pdf(pdf, pages, study=STUDY, config=cfg,
+                  title="gradflow: are RNNs slow, sequential and bandwidth bound?",
                   subject=f"Verdict: {word}", keywords=["cost", "sequential depth", "arithmetic intensity"])
     return {"verdict": word, "sentence": sentence, "times": times, "intensity": inten,
             "machine": machine, "facts": facts, "pdf": pdf}

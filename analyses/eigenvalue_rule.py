@@ -12,6 +12,7 @@ and where the rule breaks and why (saturation, input drive, the activation's slo
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -56,7 +57,7 @@ def measure(cfg: Config) -> pd.DataFrame:
             "input_scale": list(cfg.input_scales), "hidden": [cfg.hidden], "seq_len": [cfg.steps],
             "batch": [cfg.batch]}
     frame = gf.sweep.run(grid, seeds=range(cfg.seed, cfg.seed + cfg.seeds), executor=cfg.executor,
-                         progress=False)
+                         progress=sys.stderr.isatty())  # a bar for people, not logs
     frame = frame[frame.error.fillna("") == ""].copy()  # a state that overflows has no gradient
     methods = [c for c in frame.columns if c.startswith("rate_")]
     for col in methods:
@@ -196,7 +197,8 @@ def run(cfg: Config, out: str) -> dict:
                         "vanishing and the measurement does not."),
         ]))
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, title="gradflow: does the largest eigenvalue decide?",
+        write_pdf(pdf, pages, study=STUDY, config=cfg,
+                  title="gradflow: does the largest eigenvalue decide?",
                   subject=f"Verdict: {word}", keywords=["eigenvalue rule", "phase diagram", "sweep"])
     return {"verdict": word, "sentence": sentence, "accuracy": acc, "points": frame, "facts": facts,
             "pdf": pdf}

@@ -275,7 +275,8 @@ def run(cfg: Config, out: str) -> dict:
                 col_widths=(0.52, 0.17, 0.17, 0.14)),
         ]
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, title="gradflow: do gates mitigate vanishing gradients?",
+        write_pdf(pdf, pages, study=STUDY, config=cfg,
+                  title="gradflow: do gates mitigate vanishing gradients?",
                   subject=f"Verdict: {text}", keywords=["gradient flow", "LSTM", "GRU", "RNN"])
     return {"verdict": text, "sentence": sentence, "facts": facts, "summary": summary, "pdf": pdf,
             "table": table}

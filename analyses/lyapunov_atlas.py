@@ -177,7 +177,8 @@ def run(cfg: Config, out: str) -> dict:
                          "ln ||dL/dh_{T-k}|| over lags T/10..T."),
         ]))
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, title="gradflow: where is the edge of chaos?", subject=f"Verdict: {word}",
+        write_pdf(pdf, pages, study=STUDY, config=cfg,
+                  title="gradflow: where is the edge of chaos?", subject=f"Verdict: {word}",
                   keywords=["Lyapunov", "edge of chaos", "mean-field"])
     return {"verdict": word, "sentence": sentence, "table": table, "facts": facts, "pdf": pdf}
 

@@ -12,6 +12,7 @@ orthogonal, identity), with its distribution over seeds.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,7 @@ def measure(cfg: Config) -> pd.DataFrame:
             "hidden": sizes, "seq_len": [cfg.steps], "batch": [cfg.batch],
             "input_scale": list(cfg.input_scales)}
     frame = gf.sweep.run(grid, task=horizon_task, seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-                         executor=cfg.executor, progress=False)
+                         executor=cfg.executor, progress=sys.stderr.isatty())  # a bar for people, not logs
     frame = frame[frame.error.fillna("") == ""].copy()
     frame["architecture"] = frame.cell.map({"rnn": "RNN tanh", "lstm": "LSTM", "gru": "GRU"})
     frame["beyond_T"] = ~np.isfinite(frame.horizon)
@@ -123,8 +124,12 @@ def run(cfg: Config, out: str) -> dict:
         plot["setting"] = plot.init + ", input std " + plot.input_scale.map(lambda v: f"{v:g}")
         for ax, arch in zip(axes, ("RNN tanh", "LSTM", "GRU"), strict=True):
             sub = plot[plot.architecture == arch]
+            # seaborn jitters with numpy's global generator: seed it, then restore the caller's.
+            state = np.random.get_state()  # noqa: NPY002
+            np.random.seed(cfg.seed)  # noqa: NPY002
             sns.stripplot(data=sub, y="setting", x="shown_horizon", hue="hidden", dodge=True, ax=ax,
                           palette="viridis", size=4)
+            np.random.set_state(state)  # noqa: NPY002
             ax.set(xscale="log", ylabel="", title=arch, xlabel="memory horizon (steps)")
             for x in (100, 1000):
                 ax.axvline(x, color="0.4", linestyle=":", linewidth=1)
@@ -153,7 +158,8 @@ def run(cfg: Config, out: str) -> dict:
                           "not what a trained network stores (the training study measures that)."),
             ])]
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, title="gradflow: do RNNs remember hundreds of steps, not thousands?",
+        write_pdf(pdf, pages, study=STUDY, config=cfg,
+                  title="gradflow: do RNNs remember hundreds of steps, not thousands?",
                   subject=f"Verdict: {word}", keywords=["memory horizon", "initialisation", "sweep"])
     return {"verdict": word, "sentence": sentence, "summary": summary, "points": frame, "facts": facts,
             "pdf": pdf}

@@ -235,7 +235,8 @@ def run(cfg: Config, out: str) -> dict:
                             "ln-sensitivity against hops."),
         ]))
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, title="gradflow: recurrence against attention and convolutions",
+        write_pdf(pdf, pages, study=STUDY, config=cfg,
+                  title="gradflow: recurrence against attention and convolutions",
                   subject=f"Verdict: {word}", keywords=["path length", "attention", "TCN", "sensitivity"])
     return {"verdict": word, "sentence": sentence, "graphs": graph, "classes": classes,
             "summary": summary, "pdf": pdf, "facts": facts}

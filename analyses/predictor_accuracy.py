@@ -218,7 +218,8 @@ def run(cfg: Config, out: str, points: list[dict] | None = None) -> dict:
                          "gate biases -2, 0, 1, 3, gains 0.5-4, input std 0.5 and 2.")]),
         ]
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, title="gradflow: how often is each predictor right?",
+        write_pdf(pdf, pages, study=STUDY, config=cfg,
+                  title="gradflow: how often is each predictor right?",
                   subject=f"Verdict: {verdict}", keywords=["eigenvalue rule", "mean-field", "prediction"])
     return {"verdict": verdict, "sentence": sentence, "accuracy": table, "results": results, "pdf": pdf}
 

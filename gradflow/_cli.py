@@ -1,4 +1,5 @@
-"""The ``gradflow`` command: ``gradflow sweep GRID.toml ...`` and ``gradflow cache info|clear``.
+"""The ``gradflow`` command: ``gradflow report [STUDY ...]``, ``gradflow analyze WEIGHTS.npz | --cell
+...``, ``gradflow sweep GRID.toml ...`` and ``gradflow cache info|clear``.
 
 Exit codes: 0 done; 1 some points failed (each is listed on stderr with its
 configuration and error); 2 bad input (one line on stderr, never a traceback);
@@ -8,10 +9,12 @@ configuration and error); 2 bad input (one line on stderr, never a traceback);
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 
+from ._cells import INITS, KINDS
 from ._sweep_cache import cache_info, clear_cache, default_cache_dir
 
 PROG = "gradflow"
@@ -35,6 +38,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
     return value
 
 
@@ -69,6 +82,35 @@ def _parser() -> _Parser:
     sweep.add_argument("--cache-dir", metavar="DIR", help=f"cache folder (default {default_cache_dir()})")
     sweep.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    report = sub.add_parser("report", help="run the studies in analyses/ and write their PDF reports",
+                            add_help=False)
+    report.add_argument("rest", nargs=argparse.REMAINDER)  # parsed by the study runner itself
+    analyze = sub.add_parser(
+        "analyze", help="a PDF report on one model: your weights (.npz) or a cell built from flags",
+        description="Spectra, every predictor against the measured gradient flow, the Lyapunov "
+                    "spectrum, gradient flow by gate and fixed points of one recurrent model.")
+    analyze.add_argument("weights", nargs="?", metavar="WEIGHTS.npz",
+                         help="a gf.Cell.save file, or arrays in PyTorch's names and layouts "
+                              "(weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ...)")
+    analyze.add_argument("--cell", choices=KINDS, help="kind of cell (inferred from a weights file)")
+    analyze.add_argument("--hidden", type=_positive, help="hidden size of a new cell")
+    analyze.add_argument("--inputs", type=_positive, help="input size of a new cell (default 8)")
+    analyze.add_argument("--layers", type=_positive, help="stacked layers of a new cell (default 1)")
+    analyze.add_argument("--gain", type=_finite, help="recurrent gain of a new cell (default 1)")
+    analyze.add_argument("--init", choices=INITS, help="initialiser of a new cell (default gaussian)")
+    analyze.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"),
+                         help="vanilla cells' activation (weights files: tanh or relu, as nn.RNN)")
+    analyze.add_argument("--forget-bias", type=_finite, help="LSTM forget-gate bias of a new cell")
+    analyze.add_argument("--update-bias", type=_finite, help="GRU update-gate bias of a new cell")
+    analyze.add_argument("--steps", type=_positive, default=500, help="sequence length T (default 500)")
+    analyze.add_argument("--batch", type=_positive, default=4, help="input sequences (default 4)")
+    analyze.add_argument("--input-scale", type=_finite, default=1.0,
+                         help="standard deviation of the gaussian inputs (default 1)")
+    analyze.add_argument("--exponents", type=_positive, default=16,
+                         help="largest Lyapunov exponents to compute (default 16)")
+    analyze.add_argument("--seed", type=int, default=0, help="seed of new weights, inputs and probes")
+    analyze.add_argument("--out", default="reports", help="output folder (default reports)")
+    analyze.add_argument("--name", help="file stem of the report (default: the cell's name)")
     cache = sub.add_parser("cache", help="inspect or empty the sweep cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.add_argument("--cache-dir", metavar="DIR", help=f"cache folder (default {default_cache_dir()})")
@@ -128,10 +170,87 @@ def _cache(args) -> int:
     return 0
 
 
+_NEW_CELL_FLAGS = ("hidden", "inputs", "layers", "gain", "init", "forget_bias", "update_bias")
+
+
+def _analyzed_cell(args):
+    """The cell ``gradflow analyze`` reports on: read from ``args.weights`` or built from the flags."""
+    import numpy as np
+
+    from . import _cells
+    from ._io import from_torch, load
+
+    given = [f"--{f.replace('_', '-')}" for f in _NEW_CELL_FLAGS if getattr(args, f) is not None]
+    if args.weights is None:
+        if args.cell is None or args.hidden is None:
+            raise _BadInput(f"{PROG} analyze: give a weights file, or --cell and --hidden for a new cell")
+        kwargs = {k: getattr(args, k) for k in ("layers", "gain", "init") if getattr(args, k) is not None}
+        if args.cell == "rnn" and args.activation:
+            kwargs["activation"] = args.activation
+        for flag, kind in (("forget_bias", "lstm"), ("update_bias", "gru")):
+            if getattr(args, flag) is not None:
+                if args.cell != kind:
+                    raise _BadInput(f"{PROG} analyze: --{flag.replace('_', '-')} applies to --cell {kind} "
+                                    f"only; got --cell {args.cell}")
+                kwargs[flag] = getattr(args, flag)
+        build = getattr(_cells, args.cell)
+        return build(args.hidden, args.inputs or 8, seed=args.seed, **kwargs), None
+    if given:
+        raise _BadInput(f"{PROG} analyze: {given[0]} builds a new cell; it cannot change the weights in "
+                        f"{args.weights!r}")
+    try:
+        with np.load(args.weights, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except OSError as exc:
+        raise _BadInput(f"{PROG} analyze: cannot read weights {args.weights!r}: {exc.strerror}") from None
+    except (ValueError, EOFError):
+        raise _BadInput(f"{PROG} analyze: weights {args.weights!r} is not a .npz archive of arrays "
+                        f"(numpy.savez)") from None
+    if "__gradflow__" in arrays:
+        return load(args.weights), args.weights
+    kind = args.cell
+    if kind is None:
+        w = arrays.get("weight_hh_l0")
+        ratio = {1: "rnn", 3: "gru", 4: "lstm"}.get(w.shape[0] // w.shape[1]) if (
+            w is not None and w.ndim == 2 and w.shape[1] and w.shape[0] % w.shape[1] == 0) else None
+        if ratio is None:
+            raise _BadInput(f"{PROG} analyze: cannot tell the cell kind of {args.weights!r} from "
+                            f"weight_hh_l0 {None if w is None else w.shape}; give --cell")
+        kind = ratio
+    name = os.path.splitext(os.path.basename(args.weights))[0]
+    return from_torch(kind, arrays, nonlinearity=args.activation or "tanh", name=name), args.weights
+
+
+def _analyze(args, argv) -> int:
+    import hashlib
+    import shlex
+
+    from . import inputs
+    from .report import model_report
+
+    cell, source = _analyzed_cell(args)
+    if source is not None:
+        with open(source, "rb") as fh:
+            source = f"{source} (sha256 {hashlib.sha256(fh.read()).hexdigest()[:16]}...)"
+    xs = inputs.gaussian(args.steps, args.batch, cell.input_size, scale=args.input_scale, seed=args.seed)
+    result = model_report(cell, xs, args.out, name=args.name, seed=args.seed, exponents=args.exponents,
+                          source=source or "weights drawn from the flags below",
+                          command=shlex.join([PROG, *argv]))
+    print(f"{cell.name}: {result['verdict']} -> {result['pdf']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gradflow`` command line; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:  # the study runner owns these arguments
+        from analyses.__main__ import main as run_studies
+
+        return run_studies(argv[1:], prog=f"{PROG} report")
     try:
         args = _parser().parse_args(argv)
+        if args.command == "analyze":
+            return _analyze(args, argv)
         return _sweep(args) if args.command == "sweep" else _cache(args)
     except _BadInput as exc:
         print(exc, file=sys.stderr)

@@ -255,7 +255,8 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
         V = rng.standard_normal((S, rank))
         V /= np.sqrt(np.sum(V**2))
         for _ in range(iterations):
-            W = np.einsum("nij,jr->inr", J, V).reshape(S, -1) / np.sqrt(n)
+            # One (n S, S) x (S, rank) GEMM; einsum would not use BLAS.
+            W = (J.reshape(n * S, S) @ V).reshape(n, S, -1).transpose(1, 0, 2).reshape(S, -1) / np.sqrt(n)
             total = np.sum(W**2)
             if not total > 0:
                 logs = [-np.inf]

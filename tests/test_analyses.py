@@ -11,22 +11,21 @@ from pypdf import PdfReader
 from analyses import gated_cells
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--hidden", "8", "--steps", "60", "--seeds", "2"]
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    return out, gated_cells.main(["--out", str(out), *TINY])
+def report(study_run):
+    run = study_run("gated_cells")
+    return run.out, run.result
 
 
 def test_study_writes_pdf_and_the_csv_behind_it(report):
     out, result = report
-    assert sorted(os.listdir(out)) == ["gated_cells.pdf", "gated_cells_checks.csv",
+    assert sorted(os.listdir(out)) == ["gated_cells.pdf", "gated_cells_checks.csv", "gated_cells_config.toml",
                                        "gated_cells_profiles.csv", "gated_cells_rates.csv",
                                        "gated_cells_summary.csv"]  # nothing half-written left
     pdf = PdfReader(out / "gated_cells.pdf")
-    assert len(pdf.pages) == 5
+    assert len(pdf.pages) == 6
     assert pdf.metadata.title == "gradflow: do gates mitigate vanishing gradients?"
     assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = "\n".join(page.extract_text() for page in pdf.pages)
@@ -40,7 +39,7 @@ def test_study_writes_pdf_and_the_csv_behind_it(report):
 def test_summary_numbers_are_the_csv_numbers(report):
     out, result = report
     rates = pd.read_csv(out / "gated_cells_rates.csv")
-    text = PdfReader(out / "gated_cells.pdf").pages[0].extract_text()
+    text = PdfReader(out / "gated_cells.pdf").pages[1].extract_text()
     for row in result["table"].itertuples():
         sub = rates[rates.architecture == row.architecture]
         if row._2 != "-":
@@ -49,15 +48,6 @@ def test_summary_numbers_are_the_csv_numbers(report):
         assert row._3 in text
     checks = pd.read_csv(out / "gated_cells_checks.csv")
     assert checks.passed.all()
-
-
-def test_same_seed_and_date_give_identical_bytes(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    a, b = tmp_path / "a", tmp_path / "b"
-    gated_cells.main(["--out", str(a), *TINY])
-    gated_cells.main(["--out", str(b), *TINY])
-    assert (a / "gated_cells.pdf").read_bytes() == (b / "gated_cells.pdf").read_bytes()
-    assert (a / "gated_cells_rates.csv").read_bytes() == (b / "gated_cells_rates.csv").read_bytes()
 
 
 def _summary(lstm, gru, rnn=-0.5, spread=0.01):
@@ -106,16 +96,14 @@ def test_bad_size_override_is_one_line_exit_2(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def paths_report(tmp_path_factory):
-    from analyses import path_lengths
-
-    out = tmp_path_factory.mktemp("paths")
-    return out, path_lengths.main(["--out", str(out), "--hidden", "4", "--steps", "48", "--seeds", "1"])
+def paths_report(study_run):
+    run = study_run("path_lengths")
+    return run.out, run.result
 
 
 def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
     out, result = paths_report
-    assert sorted(os.listdir(out)) == ["path_lengths.pdf", "path_lengths_classes.csv",
+    assert sorted(os.listdir(out)) == ["path_lengths.pdf", "path_lengths_classes.csv", "path_lengths_config.toml",
                                        "path_lengths_graphs.csv", "path_lengths_sensitivity.csv",
                                        "path_lengths_summary.csv"]
     classes = pd.read_csv(out / "path_lengths_classes.csv").set_index("architecture")
@@ -127,7 +115,7 @@ def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
     rnn = graphs[graphs.architecture == "RNN tanh"]
     assert (rnn.max_path == rnn.n).all() and (rnn.sequential_depth == rnn.n).all()
     pdf = PdfReader(out / "path_lengths.pdf")
-    assert len(pdf.pages) == 4
+    assert len(pdf.pages) == 5
     assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = "\n".join(page.extract_text() for page in pdf.pages)
     for heading in ("Claim", "Verdict", "Configuration", "Methods"):
@@ -135,7 +123,7 @@ def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
     # The summary table's numbers are the CSV's medians.
     summary = pd.read_csv(out / "path_lengths_summary.csv")
     med = summary.groupby("architecture").median(numeric_only=True)
-    first = pdf.pages[0].extract_text()
+    first = pdf.pages[1].extract_text()
     for arch in ("RNN tanh", "LSTM", "self-attention (2 layers)"):
         assert f"{med.loc[arch, 'oldest']:.2f}" in first
 
@@ -160,36 +148,36 @@ def test_path_verdict_follows_the_numbers():
     assert path_lengths.verdict(wrong, summary(-3.0, -5.0), 256)[0] == "does not hold"
 
 
-def test_cost_study_measures_depth_time_and_intensity(tmp_path):
-    from analyses import cost
-
-    result = cost.main(["--out", str(tmp_path), "--hidden", "8", "--steps", "32"])
-    times = pd.read_csv(tmp_path / "cost_times.csv")
+def test_cost_study_measures_depth_time_and_intensity(study_run):
+    run = study_run("cost")
+    out, result = run.out, run.result
+    times = pd.read_csv(out / "cost_times.csv")
     assert set(times.n) == {16, 32} and (times.forward_backward_s > 0).all()
     rnn = times[times.architecture == "RNN tanh"]
     assert (rnn.sequential_depth == rnn.n).all()
     assert (times[times.architecture == "self-attention"].sequential_depth == 1).all()
-    inten = pd.read_csv(tmp_path / "cost_intensity.csv")
+    inten = pd.read_csv(out / "cost_intensity.csv")
     # One recurrent step: 2 B W^2 flops over the W^2 matrix plus two states, 8 bytes each.
     assert inten.flops_per_byte[0] == pytest.approx(2 * 4 * 64 / (8 * (64 + 2 * 4 * 8)))
-    pdf = PdfReader(tmp_path / "cost.pdf")
-    assert len(pdf.pages) == 3 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
-    text = pdf.pages[0].extract_text()
+    pdf = PdfReader(out / "cost.pdf")
+    assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    text = pdf.pages[1].extract_text()
     assert result["verdict"] in text and f"{inten.flops_per_byte[0]:.2f}" in text
 
 
-def test_lyapunov_atlas_sets_exponents_beside_gradients(tmp_path):
+def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
     from analyses import lyapunov_atlas
 
-    result = lyapunov_atlas.main(["--out", str(tmp_path), "--hidden", "12", "--steps", "120"])
-    table = pd.read_csv(tmp_path / "lyapunov_atlas_summary.csv")
+    run = study_run("lyapunov_atlas")
+    out, result = run.out, run.result
+    table = pd.read_csv(out / "lyapunov_atlas_summary.csv")
     assert len(table) == len(lyapunov_atlas.QUICK.gains) * len(lyapunov_atlas.QUICK.input_scales)
     # The gradient's rate is the top exponent of the same trajectory (up to the finite-T fit).
     assert np.median(np.abs(table.top_exponent - table.gradient_rate)) < 0.05
     assert (table.kaplan_yorke[table.top_exponent < 0] == 0).all()
-    pdf = PdfReader(tmp_path / "lyapunov_atlas.pdf")
-    assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
-    first = pdf.pages[0].extract_text()
+    pdf = PdfReader(out / "lyapunov_atlas.pdf")
+    assert len(pdf.pages) == 5 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    first = pdf.pages[1].extract_text()
     assert result["verdict"] in first and f"{table.top_exponent[0]:+.3f}" in first
 
 
@@ -200,34 +188,34 @@ def test_edge_crossing_interpolates():
     assert np.isnan(lyapunov_atlas.crossing(np.array([1.0, 2.0]), np.array([-0.2, -0.1])))
 
 
-def test_eigenvalue_rule_study_runs_as_a_cached_sweep(tmp_path, monkeypatch):
+def test_eigenvalue_rule_study_runs_as_a_cached_sweep(study_run, monkeypatch):
     from analyses import eigenvalue_rule
 
-    monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    args = ["--out", str(tmp_path / "out"), "--hidden", "8", "--steps", "40", "--seeds", "1"]
-    result = eigenvalue_rule.main(args)
-    points = pd.read_csv(tmp_path / "out" / "eigenvalue_rule_points.csv")
+    run = study_run("eigenvalue_rule")
+    monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(run.cache))
+    result, out = run.result, run.out
+    points = pd.read_csv(out / "eigenvalue_rule_points.csv")
     # The rule's regime is the spectral radius against 1, by construction of the column.
     rule = np.where(points.spectral_radius > np.exp(0.01), "exploding",
                     np.where(points.spectral_radius < np.exp(-0.01), "vanishing", "neutral"))
     assert (rule == points.regime_eigenvalue_rule).all()
-    acc = pd.read_csv(tmp_path / "out" / "eigenvalue_rule_accuracy.csv").set_index("predictor")
+    acc = pd.read_csv(out / "eigenvalue_rule_accuracy.csv").set_index("predictor")
     right = (points.regime_eigenvalue_rule == points.measured_regime).mean()
     assert acc.loc["eigenvalue rule", "overall"] == pytest.approx(right)
-    pdf = PdfReader(tmp_path / "out" / "eigenvalue_rule.pdf")
-    assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
-    assert f"{right:.0%}" in pdf.pages[0].extract_text()
+    pdf = PdfReader(out / "eigenvalue_rule.pdf")
+    assert len(pdf.pages) == 5 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    assert f"{right:.0%}" in pdf.pages[1].extract_text()
     # A second run reads every point from the cache.
     again = eigenvalue_rule.measure(eigenvalue_rule.Config(hidden=8, steps=40))
     assert again.attrs["sweep"]["computed"] == 0
 
 
-def test_memory_horizon_study(tmp_path, monkeypatch):
+def test_memory_horizon_study(study_run):
     from analyses import memory_horizon
 
-    monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(tmp_path / "cache"))
-    result = memory_horizon.main(["--out", str(tmp_path), "--hidden", "8", "--steps", "60", "--seeds", "2"])
-    points = pd.read_csv(tmp_path / "memory_horizon_points.csv")
+    run = study_run("memory_horizon")
+    out, result = run.out, run.result
+    points = pd.read_csv(out / "memory_horizon_points.csv")
     assert len(points) == 3 * 3 * 2 * 2 * 2  # cells x inits x sizes (2, 4 -> 4, 8) x scales x seeds
     # The horizon is the engine's: recompute one point directly.
     row = points.iloc[0]
@@ -236,14 +224,17 @@ def test_memory_horizon_study(tmp_path, monkeypatch):
     assert direct["horizon"] == row.horizon and direct["rate"] == pytest.approx(row.rate, rel=1e-9)  # CSV: 10 digits
     counts = result["facts"]["shares"]
     assert sum(counts.values()) == len(points)
-    pdf = PdfReader(tmp_path / "memory_horizon.pdf")
-    assert len(pdf.pages) == 3 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    pdf = PdfReader(out / "memory_horizon.pdf")
+    assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
 
 
 def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     from analyses.__main__ import main as run_all
 
-    assert run_all(["lyapunov_atlas", "cost", "--out", str(tmp_path)]) == 0
+    config = tmp_path / "tiny.toml"
+    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\n[cost]\nhidden = 8\nsteps = 32\n")
+    tmp_path = tmp_path / "out"
+    assert run_all(["lyapunov_atlas", "cost", "--out", str(tmp_path), "--config", str(config)]) == 0
     combined = PdfReader(tmp_path / "gradflow-report.pdf")
     parts = [PdfReader(tmp_path / f"{s}.pdf") for s in ("lyapunov_atlas", "cost")]
     assert len(combined.pages) == 1 + sum(len(p.pages) for p in parts)

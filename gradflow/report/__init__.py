@@ -5,7 +5,19 @@ report writers and plots use it.
 """
 
 from .._files import atomic_path, write_csv
-from ._pdf import combine_pdfs, figure_page, paper_theme, table_page, write_pdf
+from ._model import model_report, spectra
+from ._pdf import combine_pdfs, figure_page, library_versions, paper_theme, table_page, title_page, write_pdf
 
-__all__ = ["atomic_path", "combine_pdfs", "figure_page", "paper_theme", "table_page", "write_csv",
-           "write_pdf"]
+__all__ = [
+           "atomic_path",
+           "combine_pdfs",
+           "figure_page",
+           "library_versions",
+           "model_report",
+           "paper_theme",
+           "spectra",
+           "table_page",
+           "title_page",
+           "write_csv",
+           "write_pdf",
+]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import importlib.metadata
 import os
+import platform
 import textwrap
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -30,14 +34,18 @@ def paper_theme() -> Iterator[None]:
 
 
 def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: str, subject: str,
-              keywords: Sequence[str]) -> None:
+              keywords: Sequence[str], study: str | None = None, config: Any = None,
+              source: str | None = None, reproduce: str | None = None) -> None:
     """Write ``pages`` to ``path`` with metadata, atomically.
 
+    With ``study`` (and its ``config``, ``source`` and ``reproduce``) a `title_page` comes first.
     ``CreationDate`` comes from ``SOURCE_DATE_EPOCH`` when it is set (matplotlib
     honours it), so the same inputs give the same bytes.
     """
     from .. import __version__
 
+    if study is not None:
+        pages = [title_page(title, study, config, subject, source=source, reproduce=reproduce), *pages]
     meta = {"Title": title, "Subject": subject, "Keywords": ", ".join(keywords),
             "Creator": f"gradflow {__version__}", "Author": "gradflow"}
     with atomic_path(path) as tmp:
@@ -48,13 +56,86 @@ def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: st
         plt.close(fig)
 
 
+LIBRARIES = ("gradflow", "numpy", "scipy", "autograd", "matplotlib", "seaborn", "pandas", "pypdf")
+
+
+def library_versions() -> dict[str, str]:
+    """Python's and every runtime library's version: what a report's numbers came from."""
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _config_rows(config: Any) -> pd.DataFrame:
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
+    def show(value):
+        if isinstance(value, (tuple, list)):
+            return ", ".join(show(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return pd.DataFrame({"parameter": list(fields), "value": [textwrap.shorten(show(v), 90)
+                                                             for v in fields.values()]})
+
+
+def title_page(title: str, study: str, config: Any, verdict: str, *, source: str | None = None,
+               reproduce: str | None = None) -> plt.Figure:
+    """The first page of a report: its question, verdict, full configuration and library versions.
+
+    ``config`` is the study's config dataclass (or a mapping). ``source`` (default
+    ``analyses/<study>.py``) says what was analysed and ``reproduce`` (default: the
+    ``gradflow report`` command with the ``<study>_config.toml`` written beside the PDF)
+    how to get the same numbers again.
+    """
+    fig = plt.figure(figsize=PAGE)
+    question = title.removeprefix("gradflow: ")
+    question = question[:1].upper() + question[1:]
+    fig.text(0.07, 0.93, "gradflow report", fontsize=12, color="0.35", va="top")
+    heading = _wrap(question, 48)
+    fig.text(0.07, 0.89, heading, fontsize=22, weight="bold", va="top")
+    y = 0.89 - 0.035 * (heading.count("\n") + 1) - 0.02
+    seed = getattr(config, "seed", None) if not isinstance(config, dict) else config.get("seed")
+    if reproduce is None:
+        reproduce = (f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
+                     f"written beside this PDF)")
+    facts = [("Study", study), ("Source", source or f"analyses/{study}.py"),
+             ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
+             ("Reproduce", reproduce)]
+    for head, body in facts:
+        fig.text(0.07, y, head, fontsize=10.5, weight="bold", va="top")
+        body = _wrap(body, 80)
+        fig.text(0.25, y, body, fontsize=10, va="top")
+        y -= 0.022 * (body.count("\n") + 1) + 0.008
+    rows = _config_rows(config)
+    versions = pd.DataFrame(list(library_versions().items()), columns=["library", "version"])
+    for head, table in (("Configuration", rows), ("Library versions", versions)):
+        y -= 0.015
+        fig.text(0.07, y, head, fontsize=11.5, weight="bold", va="top")
+        height = 0.022 * (len(table) + 1)
+        ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
+        ax.axis("off")
+        tab = ax.table(cellText=table.astype(str).to_numpy(), colLabels=list(table.columns),
+                       cellLoc="left", colWidths=(0.3, 0.7), bbox=(0, 0, 1, 1))
+        tab.auto_set_font_size(False)
+        tab.set_fontsize(8.5)
+        y -= height + 0.03
+    return fig
+
+
 def _wrap(text: str, width: int = 95) -> str:
     return "\n".join(textwrap.fill(p, width) if p else "" for p in text.split("\n"))
 
 
 def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.DataFrame | None = None,
-               table_title: str = "", col_widths: Sequence[float] | None = None) -> plt.Figure:
-    """A text page: a title, headed paragraphs, and optionally a table of numbers."""
+               table_title: str = "", col_widths: Sequence[float] | None = None, *,
+               more_tables: Sequence[tuple[str, pd.DataFrame, Sequence[float] | None]] = ()) -> plt.Figure:
+    """A text page: a title, headed paragraphs, then tables of numbers, each under its own title.
+
+    ``table`` (with ``table_title`` and ``col_widths``) is the first table; ``more_tables``
+    holds ``(title, frame, col_widths)`` of any that follow it.
+    """
     fig = plt.figure(figsize=PAGE)
     fig.text(0.07, 0.95, title, fontsize=16, weight="bold", va="top")
     y = 0.90
@@ -65,16 +146,19 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
         body = _wrap(body)
         fig.text(0.07, y, body, fontsize=9.5, va="top", family="DejaVu Sans")
         y -= 0.0165 * (body.count("\n") + 1) + 0.02
-    if table is not None:
-        fig.text(0.07, y, table_title, fontsize=11.5, weight="bold", va="top")
-        height = min(0.03 * (len(table) + 1), y - 0.08)
-        ax = fig.add_axes((0.07, y - 0.02 - height, 0.86, height))
+    tables = ([(table_title, table, col_widths)] if table is not None else []) + list(more_tables)
+    for head, frame, widths in tables:
+        fig.text(0.07, y, head, fontsize=11.5, weight="bold", va="top")
+        # The table fills its axes (bbox), so every row is 0.021 of the page and the next
+        # heading lands right under it.
+        height = min(0.021 * (len(frame) + 1), y - 0.08)
+        ax = fig.add_axes((0.07, y - 0.025 - height, 0.86, height))
         ax.axis("off")
-        tab = ax.table(cellText=table.astype(str).to_numpy(), colLabels=list(table.columns),
-                       loc="upper center", cellLoc="center", colWidths=col_widths)
+        tab = ax.table(cellText=frame.astype(str).to_numpy(), colLabels=list(frame.columns),
+                       cellLoc="center", colWidths=widths, bbox=(0, 0, 1, 1))
         tab.auto_set_font_size(False)
         tab.set_fontsize(8.5)
-        tab.scale(1.0, 1.25)
+        y -= height + 0.06
     return fig
 
 

@@ -1,0 +1,45 @@
+"""Shared fixtures: every study run once (twice, for the byte-identity check) with tiny sizes."""
+
+import importlib
+import os
+from types import SimpleNamespace
+
+import pytest
+
+# Tiny sizes per study: seconds each, yet every page and table of the report is built.
+TINY = {
+    "eigenvalue_rule": ["--hidden", "8", "--steps", "40", "--seeds", "1"],
+    "gated_cells": ["--hidden", "8", "--steps", "60", "--seeds", "2"],
+    "memory_horizon": ["--hidden", "8", "--steps", "60", "--seeds", "2"],
+    "path_lengths": ["--hidden", "4", "--steps", "48", "--seeds", "1"],
+    "lyapunov_atlas": ["--hidden", "12", "--steps", "120"],
+    "cost": ["--hidden", "8", "--steps", "32"],
+    "predictor_accuracy": ["--hidden", "8", "--steps", "40"],
+}
+
+
+@pytest.fixture(scope="session")
+def study_run(tmp_path_factory):
+    """``study_run(name)``: the study's tiny run (``out``, ``result``) and a second, identical
+    run into ``again``, both with ``SOURCE_DATE_EPOCH`` set and a private sweep cache."""
+    runs = {}
+
+    def run(name):
+        if name not in runs:
+            root = tmp_path_factory.mktemp(name)
+            saved = {k: os.environ.get(k) for k in ("SOURCE_DATE_EPOCH", "GRADFLOW_CACHE_DIR")}
+            os.environ.update(SOURCE_DATE_EPOCH="1700000000", GRADFLOW_CACHE_DIR=str(root / "cache"))
+            try:
+                study = importlib.import_module(f"analyses.{name}")
+                result = study.main(["--out", str(root / "a"), *TINY[name]])
+                study.main(["--out", str(root / "b"), *TINY[name]])
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+            runs[name] = SimpleNamespace(out=root / "a", again=root / "b", result=result, cache=root / "cache")
+        return runs[name]
+
+    return run
