@@ -41,7 +41,7 @@ StepFn = Callable[[Mapping[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray
 
 
 # Spectra in the HTML display up to this state size (eigvals is O(n^3); a repr must be quick).
-SPECTRUM_LIMIT = 1024
+SPECTRUM_LIMIT = 256
 
 
 class Cell:
@@ -178,11 +178,13 @@ class Cell:
         (True, 'recurrent matrix')
         """
         import scipy.linalg
+        from threadpoolctl import threadpool_limits
 
         from ._spectral import linearisation  # _spectral builds on cells: import when asked
 
         A, what = linearisation(self)
-        return scipy.linalg.eigvals(A), what
+        with threadpool_limits(1):  # a BLAS pool on a busy machine made this 4x slower
+            return scipy.linalg.eigvals(A), what
 
     def plot(self, ax=None):
         """The spectrum of `eigenvalues` in the complex plane, with the unit circle."""

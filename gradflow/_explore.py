@@ -214,7 +214,8 @@ def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenv
         norms.set_ylim(lo - margin, hi + margin)  # predicted lines may leave the measured range
     norms.set(xlabel="lag k (steps)", ylabel="ln ||dL/dh_{T-k}|| (nats)")
     norms.set_title(f"{model.name}: gradient norm by lag", fontsize="medium")
-    norms.legend(loc="lower left", fontsize="x-small")  # "best" searches every line: slow
+    # The corner the measured line leaves empty ("best" searches every line: slow).
+    norms.legend(loc="upper left" if flow.regime == "exploding" else "lower left", fontsize="x-small")
 
     verdict.set_axis_off()
     verdict.set_title("verdict", fontsize="medium")
@@ -247,6 +248,14 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
     -------
     ipywidgets.VBox
         Display it (the last expression of a notebook cell).
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> box = gf.explore(hidden=16, seq_len=50)   # in a notebook: the last line of a cell
+    >>> controls, image, verdict = box.children
+    >>> bytes(image.value[1:4])
+    b'PNG'
     """
     try:
         import ipywidgets as widgets
