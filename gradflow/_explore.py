@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
@@ -33,6 +34,10 @@ from ._predict import (
 )
 from ._spectral import linearisation
 from .inputs import gaussian
+
+if TYPE_CHECKING:  # neither is imported by `import gradflow`
+    import ipywidgets
+    from matplotlib.figure import Figure
 
 CELLS = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
@@ -63,7 +68,7 @@ class Exploration:
         `png`, is extra: about 0.2 s).
     """
 
-    figure: object
+    figure: Figure
     verdict: str
     cell: Cell
     flow: GradientFlow
@@ -136,7 +141,7 @@ def build(gain: float, input_scale: float, hidden: int, seq_len: int, cell: str,
 
 def update(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_len: int = 200,
            cell: str = "rnn", activation: str = "tanh", *, inputs: int = 8, batch: int = 1,
-           seed: int = 0, figure=None) -> Exploration:
+           seed: int = 0, figure: Figure | None = None) -> Exploration:
     """Build, measure, predict and draw one setting of the explorer's sliders.
 
     Parameters
@@ -200,7 +205,7 @@ def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenv
     norms.plot(lags, shown, color="k", linewidth=2, label=f"measured {flow.rate:+.3f}", gid="measured")
     # Predictors give rates, not levels: each line leaves from the measured fit's value at lag 0.
     anchor = flow.fit.intercept if np.isfinite(flow.fit.intercept) else shown[0]
-    palette = dict(zip(METHODS, sns.color_palette("colorblind", len(METHODS)), strict=True))
+    palette = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS)), strict=True))
     for r in prediction.results:
         if np.isfinite(r.rate):
             color = palette.get(r.method, "0.5")
@@ -228,7 +233,7 @@ def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenv
                      va="top", color=regime_color(r.regime), transform=verdict.transAxes, gid="verdict")
 
 
-def png(figure) -> bytes:
+def png(figure: Figure) -> bytes:
     """The figure as PNG bytes (what the widget shows)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=72)
@@ -236,7 +241,7 @@ def png(figure) -> bytes:
 
 
 def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_len: int = 200,
-            cell: str = "rnn", activation: str = "tanh"):
+            cell: str = "rnn", activation: str = "tanh") -> ipywidgets.VBox:
     """Interactive explorer (ipywidgets): sliders and dropdowns redraw spectrum, norms and verdict.
 
     The recurrent matrix's spectrum with the unit circle, the measured gradient norm by lag
