@@ -191,11 +191,15 @@ def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenv
          what: str) -> None:
     """The explorer's three panels on ``figure``."""
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     from ._plot import STYLE, complex_plane, regime_color
 
     with sns.axes_style(STYLE):
         spectrum, norms, verdict = figure.subplots(1, 3, width_ratios=[1, 1.6, 1.1])
+    for ax in (spectrum, norms):  # tick labels are most of the rasterising time: fewer of them
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_locator(MaxNLocator(5))
     figure.subplots_adjust(left=0.06, right=0.99, bottom=0.14, top=0.85, wspace=0.28)
     complex_plane(spectrum, eigenvalues)
     spectrum.set_title(f"{what}\nmax |lambda| = {np.max(np.abs(eigenvalues)):.4g}", fontsize="medium")
@@ -247,7 +251,7 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
     The recurrent matrix's spectrum with the unit circle, the measured gradient norm by lag
     (`gradient_flow`) with each cheap predictor's line, and the predicted-against-measured
     verdict. Each redraw is `explore_update` plus rasterising the figure: at N = 128, T = 200
-    about 0.35 s for a vanilla RNN, 0.6-0.7 s for a GRU or LSTM (whose state is larger).
+    about 0.3 s of CPU for a vanilla RNN or a GRU, 0.5 s for an LSTM (whose state is 2N).
     Needs ipywidgets: ``pip install 'gradflow[jupyter]'``.
 
     Returns
