@@ -61,7 +61,7 @@ def table(rows: Iterable[Sequence[object]], header: Sequence[object] | None = No
 
 
 def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
-         regime: str | bool | None = False, figure: str | None = None, note: str | None = None,
+         regime: str | bool | None = False, figure: Raw | None = None, note: str | None = None,
          header: Sequence[object] | None = None, bold: Iterable[bool] | None = None) -> str:
     """A result's whole HTML: title, subject, badge (``regime=False``: none), table, figure, note."""
     top = f"<b>{esc(title)}</b>"
@@ -69,7 +69,7 @@ def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
         top += f" &middot; <code>{esc(subject)}</code>"
     if regime is not False:
         top += " " + badge(regime)
-    side = f'<div style="flex:0 0 auto">{figure}</div>' if figure else ""
+    side = f'<div style="flex:0 0 auto">{cell(figure)}</div>' if figure else ""  # escaped unless Raw
     foot = f'<div style="color:#666;font-size:0.85em;margin-top:0.3em">{esc(note)}</div>' if note else ""
     return (f'<div style="font-family:inherit;line-height:1.35">'
             f'<div style="margin-bottom:0.3em">{top}</div>'

@@ -146,7 +146,7 @@ class Comparison(pd.DataFrame):
                  f"predictors name it; bold: trusted")
 
 
-def _rate_strip(frame: pd.DataFrame, tol: float, measured: float | None = None) -> str:
+def _rate_strip(frame: pd.DataFrame, tol: float, measured: float | None = None) -> _html.Raw:
     """Inline SVG: one dot per predictor (top row first) at its rate, coloured by its regime."""
     series = [_html.Series(np.array([r.rate]), np.array([-i]), _html.REGIME_COLORS[r.regime], "dot",
                            [f"{r.method}: {r.rate:+.4g}"]) for i, r in enumerate(frame.itertuples())]
