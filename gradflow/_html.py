@@ -106,8 +106,9 @@ def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+def _fmt(v: float, span: float = 1.0) -> str:
+    # Rounding noise (a log-norm of 1e-16 at lag 0) reads as 0 on an axis spanning 40 nats.
+    return f"{0.0 if abs(v) < 1e-9 * max(abs(span), 1e-300) else v:.3g}"
 
 
 def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 260, height: int = 120,
@@ -138,6 +139,7 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
         x0, x1 = x0 - 0.5, x1 + 0.5
     if y1 - y0 <= 0:
         y0, y1 = y0 - 0.5, y1 + 0.5
+    ylo, yhi = y0, y1  # the labels name the data's range, not the padding around it
     pad = 0.05 * (y1 - y0) if not unit_circle else 0.0
     y0, y1 = y0 - pad, y1 + pad
 
@@ -189,11 +191,12 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
             parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="{s.color}" '
                          f'stroke-width="1.5"{dash}/>')
     text = 'font-size="9" fill="#555" font-family="sans-serif"'
+    ys, xs_ = (yhi - ylo), (x1 - x0)
     if yticks:  # off where y is only a row number
-        parts += [f'<text x="{left - 3}" y="{top + 8}" text-anchor="end" {text}>{esc(_fmt(y1))}</text>',
-                  f'<text x="{left - 3}" y="{top + h}" text-anchor="end" {text}>{esc(_fmt(y0))}</text>']
-    parts += [f'<text x="{left}" y="{top + h + 11}" {text}>{esc(_fmt(x0))}</text>',
-              f'<text x="{left + w}" y="{top + h + 11}" text-anchor="end" {text}>{esc(_fmt(x1))}</text>',
+        parts += [f'<text x="{left - 3}" y="{py(v) + 3:.1f}" text-anchor="end" {text}>'
+                  f"{esc(_fmt(v, ys))}</text>" for v in (yhi, ylo)]
+    parts += [f'<text x="{left}" y="{top + h + 11}" {text}>{esc(_fmt(x0, xs_))}</text>',
+              f'<text x="{left + w}" y="{top + h + 11}" text-anchor="end" {text}>{esc(_fmt(x1, xs_))}</text>',
               f'<text x="{left + w / 2:.0f}" y="{height - 3}" text-anchor="middle" {text}>'
               f"{esc(xlabel)}</text>",
               f'<text x="9" y="{top + h / 2:.0f}" text-anchor="middle" {text} '

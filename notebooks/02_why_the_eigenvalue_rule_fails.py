@@ -22,10 +22,12 @@ import os
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 import gradflow as gf
 
 QUICK = os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1"
+sns.set_theme(style="whitegrid")  # the style of gradflow's own .plot()
 N, T, BATCH = (32, 200, 2) if QUICK else (128, 1000, 4)
 
 # %% [markdown]
