@@ -1,11 +1,12 @@
-# Two commands a newcomer needs: `make report` (the main job) and `make test`.
+# Two commands a newcomer needs: `make report` (the main job) and `make test`; `make lab` for JupyterLab.
 # Each builds .venv from pyproject.toml first, and reuses it while pyproject.toml is unchanged.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LAB_STAMP := $(VENV)/.installed-jupyter
 
-.PHONY: test report lint bench clean
+.PHONY: test report lint bench clean lab
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +14,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,dask]"
 	touch $(STAMP)
 
+# JupyterLab and its extras, on top of the test environment (reinstalled when pyproject.toml changes).
+$(LAB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,dask,jupyter]"
+	touch $(LAB_STAMP)
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 report: $(STAMP)
 	$(PY) -m analyses --out reports
+
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab notebooks
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

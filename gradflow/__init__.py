@@ -5,23 +5,27 @@ Public API
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch`, `load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
-Prediction: `predict` -> `Prediction`, `compare`.
+Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
 Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
 `conv_stack`, `recurrent` -> `SequenceModel`; `path_lengths` -> `PathLengths`;
 `sensitivity` -> `Sensitivity`.
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
 `meanfield` (q*, chi_1, critical gain).
-Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask).
+Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask), `sweep.summary`.
+Jupyter: `explore` (ipywidgets explorer), `explore_update` (its redraw, no browser needed).
+Every result shows itself in Jupyter (HTML with a small inline chart) and has ``plot()``.
 """
 
 from . import inputs, meanfield, sweep
 from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
+from ._explore import Exploration, explore
+from ._explore import update as explore_update
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import from_torch, load
 from ._lyapunov import LyapunovSpectrum, SingularValues, finite_time_singular_values, lyapunov_spectrum
 from ._paths import PathLengths, path_lengths
-from ._predict import Prediction, PredictorResult, compare, predict
+from ._predict import Comparison, Prediction, PredictorResult, compare, predict
 from ._probe import probe
 from ._sensitivity import Sensitivity, sensitivity
 from ._sequence import (
@@ -38,6 +42,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cell",
+    "Comparison",
+    "Exploration",
     "GradientFlow",
     "LyapunovSpectrum",
     "PathLengths",
@@ -50,6 +56,8 @@ __all__ = [
     "__version__",
     "compare",
     "conv_stack",
+    "explore",
+    "explore_update",
     "finite_time_singular_values",
     "from_torch",
     "gradient_flow",

@@ -12,7 +12,6 @@ maps ``(params, state, x)`` with ``state`` of shape ``(batch, state_size)`` and
 from __future__ import annotations
 
 import functools
-import html
 import json
 import os
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import _activations as act
+from . import _html
 from ._ops import affine, gru_update, join_columns, lstm_update, take_columns
 from ._probe import probe
 from ._validation import (
@@ -38,6 +38,10 @@ GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 _GATE_COUNT = {"rnn": 1, "lstm": 4, "gru": 3}
 
 StepFn = Callable[[Mapping[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
+
+
+# Spectra in the HTML display up to this state size (eigvals is O(n^3); a repr must be quick).
+SPECTRUM_LIMIT = 256
 
 
 class Cell:
@@ -160,18 +164,50 @@ class Cell:
             f"input_size={self.input_size}, params=[{shapes}])"
         )
 
+    def eigenvalues(self) -> tuple[np.ndarray, str]:
+        """Eigenvalues of the matrix the eigenvalue rule reads, and what that matrix is.
+
+        ``W_hh`` for a one-layer vanilla cell; otherwise the step Jacobian at the origin for
+        zero input (a gated cell's state includes ``c`` for an LSTM).
+
+        Examples
+        --------
+        >>> import numpy as np, gradflow as gf
+        >>> ev, what = gf.rnn(8, 2, init="orthogonal", gain=0.5).eigenvalues()
+        >>> bool(np.allclose(np.abs(ev), 0.5)), what
+        (True, 'recurrent matrix')
+        """
+        import scipy.linalg
+        from threadpoolctl import threadpool_limits
+
+        from ._spectral import linearisation  # _spectral builds on cells: import when asked
+
+        A, what = linearisation(self)
+        with threadpool_limits(1):  # a BLAS pool on a busy machine made this 4x slower
+            return scipy.linalg.eigvals(A), what
+
+    def plot(self, ax=None):
+        """The spectrum of `eigenvalues` in the complex plane, with the unit circle."""
+        from ._plot import complex_plane, new_axes
+
+        ev, what = self.eigenvalues()
+        ax = new_axes(ax, (4, 4))
+        complex_plane(ax, ev)
+        ax.set_title(f"{self.name}: {what}, max |lambda| = {np.max(np.abs(ev)):.4g}")
+        return ax
+
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v.shape}</td><td>{np.linalg.norm(v):.4g}</td></tr>"
-            for k, v in sorted(self.params.items())
-        )
-        cfg = html.escape(", ".join(f"{k}={v}" for k, v in self.config.items()))
-        return (
-            f"<div><b>Cell</b> {html.escape(self.name)} ({html.escape(self.kind)}): "
-            f"state {self.state_size}, input {self.input_size}"
-            f"{'; ' + cfg if cfg else ''}"
-            f"<table><tr><th>param</th><th>shape</th><th>Frobenius norm</th></tr>{rows}</table></div>"
-        )
+        rows = [(k, str(v.shape), f"{np.linalg.norm(v):.4g}") for k, v in sorted(self.params.items())]
+        cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
+        note = f"state {self.state_size}, input {self.input_size}" + (f"; {cfg}" if cfg else "")
+        figure = None
+        if 0 < self.state_size <= SPECTRUM_LIMIT and self.kind in KINDS:
+            ev, what = self.eigenvalues()
+            figure = _html.chart([_html.Series(ev.real, ev.imag, "#3b6fb6", "dot")], xlabel="Re lambda",
+                                 ylabel="Im lambda", width=150, height=150, unit_circle=True)
+            note += f"; {what}: max |lambda| = {np.max(np.abs(ev)):.4g} (dashed: unit circle)"
+        return _html.card(f"Cell ({self.kind})", self.name, rows, figure=figure, note=note,
+                          header=("param", "shape", "Frobenius norm"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the cell to ``path`` (``.npz``); `load` rebuilds it.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
+from . import _html
 from ._engine import check_cell, check_sequence, reverse_sweep
 from ._validation import check_finite_float, check_seed
 
@@ -32,6 +32,11 @@ def regime_of(rate: float, tol: float = NEUTRAL_TOL) -> str:
     if rate > tol:
         return "exploding"
     return "neutral"
+
+
+def regime_or_none(rate: float, tol: float = NEUTRAL_TOL) -> str | None:
+    """`regime_of`, or None for a NaN rate (no verdict), for displays that must not raise."""
+    return None if np.isnan(rate) else regime_of(rate, tol)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ class GradientFlow:
         ``quantity`` is ``"state"``, a component (``"h"``, ``"c"``), a gate name or ``"input"``.
         Returns the matplotlib axes.
         """
-        import matplotlib.pyplot as plt
+        from ._plot import new_axes
 
         data = {"state": (self.lags, self.log_norms), "input": (self.lags[:-1], self.input_log_norms)}
         data.update({k: (self.lags, v) for k, v in self.components.items()})
@@ -154,8 +159,7 @@ class GradientFlow:
         if quantity not in data:
             raise ValueError(f"unknown quantity {quantity!r}; expected one of {', '.join(data)}")
         lags, values = data[quantity]
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3.2))
+        ax = new_axes(ax)
         def drawable(a):  # exact zeros (log = -inf) are left as gaps
             return np.where(np.isfinite(a), a, np.nan)
 
@@ -194,10 +198,15 @@ class GradientFlow:
                 f"memory_horizon={horizon})")
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-                       for k, v in self._summary())
-        return f"<div><b>GradientFlow</b><table>{rows}</table></div>"
+        # The sparkline draws the same batch-mean profile and fitted line as `plot`.
+        series = [_html.Series(self.lags, self.profile, _html.REGIME_COLORS[self.regime])]
+        if np.isfinite(self.rate):
+            lo, hi = self.fit.lag_range
+            ends = np.array([lo, hi])
+            series.append(_html.Series(ends, self.fit.intercept + self.rate * ends, "#222", "dash"))
+        figure = _html.chart(series, xlabel="lag k (steps)", ylabel="ln-norm (nats)")
+        return _html.card("GradientFlow", self.cell_name, self._summary(), regime=self.regime,
+                          figure=figure, note="solid: batch-mean ln ||dL/dh_{T-k}||; dashed: fitted rate")
 
 
 def mean_log_profile(log_norms: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ Householder form: ``J_t Q`` by LAPACK ``dormqr``, then ``dgeqrf``, never forming
 
 from __future__ import annotations
 
-import html
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import pandas as pd
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
+from . import _html
 from ._cells import Cell
 from ._engine import (
     _block_products,
@@ -34,6 +34,7 @@ from ._engine import (
     jacobians,
     unroll,
 )
+from ._flow import regime_or_none
 from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
 LN2 = np.log(2.0)
@@ -104,10 +105,9 @@ class LyapunovSpectrum:
 
     def plot(self, ax=None, kind: str = "spectrum"):
         """``kind="spectrum"``: exponents against index; ``"trace"``: running estimates against steps."""
-        import matplotlib.pyplot as plt
+        from ._plot import new_axes
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 3.2))
+        ax = new_axes(ax)
         if kind == "spectrum":
             idx = np.arange(1, len(self.exponents) + 1)
             ax.plot(idx, self.exponents, "o-", markersize=3)
@@ -137,10 +137,9 @@ class LyapunovSpectrum:
                 f"exponents=[{shown}{more}] nats/step, steps={self.steps})")
 
     def _repr_html_(self):
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(a)}</th>"
-                       f"<td style='text-align:left'>{html.escape(b)}</td></tr>"
-                       for a, b in self._summary())
-        return f"<div><b>LyapunovSpectrum</b><table>{rows}</table></div>"
+        figure = _html.indexed(self.exponents, "lambda_i (nats/step)")
+        return _html.card("LyapunovSpectrum", self.system, self._summary(), regime=regime_or_none(self.top),
+                          figure=figure, note="badge: lambda_1 against the neutral band of gf.regime_of")
 
 
 def map_cell(f: Callable, state_size: int, name: str = "map") -> Cell:
@@ -350,11 +349,43 @@ class SingularValues:
     sweeps: int
     steps: int
 
+    @property
+    def rates(self) -> np.ndarray:
+        """Batch-mean ``ln sigma_i / steps``: the growth rates of the product, nats/step."""
+        return self.log_values.mean(axis=0) / self.steps
+
+    def plot(self, ax=None):
+        """ln sigma_i / steps (nats/step) against index i, batch mean and every sample."""
+        from ._plot import new_axes
+
+        ax = new_axes(ax)
+        idx = np.arange(1, self.log_values.shape[1] + 1)
+        ax.plot(idx, self.rates, "o-", markersize=3, label="batch mean")
+        for row in self.log_values:
+            ax.plot(idx, row / self.steps, ".", color="0.5", markersize=3)
+        ax.axhline(0.0, color="0.4", linewidth=0.8)
+        ax.set(xlabel="index i", ylabel="ln sigma_i / T (nats/step)",
+               title=f"{self.system}: {self.steps} steps")
+        return ax
+
+    def _summary(self):
+        logs = self.log_values.mean(axis=0)
+        return [("system", self.system), ("steps, batch", f"{self.steps}, {self.log_values.shape[0]}"),
+                ("ln sigma_1", f"{logs[0]:+.5g} (batch mean)"),
+                ("rate ln sigma_1 / T", _html.number(self.rates[0], unit="nats/step")),
+                ("values", str(self.log_values.shape[1])),
+                ("sweeps, last change", f"{self.sweeps}, {self.change:.2g} nats")]
+
     def __repr__(self):
         shown = ", ".join(f"{v:+.5g}" for v in self.log_values.mean(axis=0)[:4])
         more = ", ..." if self.log_values.shape[1] > 4 else ""
         return (f"SingularValues(system={self.system!r}, steps={self.steps}, "
                 f"ln sigma=[{shown}{more}] (batch mean), change={self.change:.2g})")
+
+    def _repr_html_(self):
+        figure = _html.indexed(self.rates, "ln sigma_i / T") if len(self.rates) > 1 else None
+        return _html.card("SingularValues", self.system, self._summary(),
+                          regime=regime_or_none(self.rates[0]), figure=figure)
 
 
 def _qr_sweep(cell, states, xs, Q, side):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import dijkstra
 
+from . import _html
 from ._graph import topological_levels
 from ._sequence import SequenceModel
 from ._validation import check_positive_int
@@ -80,10 +80,10 @@ class PathLengths:
         return f"PathLengths({self.model}: {body})"
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in self._summary())
-        return (f"<div><b>PathLengths</b> &middot; {html.escape(self.model)}"
-                f"<table>{rows}</table></div>")
+        figure = _html.chart([_html.Series(self.lags, self.hops, "#3b6fb6")], xlabel="lag n - 1 - t",
+                             ylabel="fewest hops")
+        return _html.card("PathLengths", self.model, self._summary(), figure=figure,
+                          note="a hop is one learned operation; gaps: positions with no path")
 
 
 def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False) -> PathLengths:

@@ -9,7 +9,6 @@ gradflow trusts for the cell (`Prediction.method`).
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ import pandas as pd
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
 
 from . import _activations as act
-from . import meanfield
+from . import _html, meanfield
 from ._cells import Cell
 from ._engine import _block_products, check_cell, check_sequence, jacobian_products, unroll
 from ._flow import MEMORY_DROP, NEUTRAL_TOL, GradientFlow, regime_of
@@ -25,9 +24,9 @@ from ._spectral import (
     derivative_bound,
     fixed_points,
     largest_singular_value,
+    linearisation,
     recurrent_matrix,
     spectral_radius,
-    step_jacobian,
 )
 from ._validation import check_finite_float, check_positive_int
 
@@ -92,21 +91,84 @@ class Prediction:
                                   horizon=r.horizon, trusted=r.method == self.method,
                                   reason=r.reason) for r in self.results])
 
+    def plot(self, ax=None):
+        """Each predictor's rate (nats/step), coloured by its regime, beside the neutral band."""
+        return _plot_rates(ax, self.to_frame(), self.tol, None, f"{self.cell_name}: predicted rates")
+
     def __repr__(self):
         return (f"Prediction(cell={self.cell_name!r}, regime={self.regime!r}, rate={self.rate:+.4g} "
                 f"nats/step, method={self.method!r}, predictors={len(self.results)})")
 
     def _repr_html_(self):
-        bold = ' style="font-weight:bold"'
-        rows = "".join(
-            f"<tr{bold if r.method == self.method else ''}>"
-            f"<td>{html.escape(r.method)}</td><td>{html.escape(r.regime or 'inconclusive')}</td>"
-            f"<td>{r.rate:+.4g}</td><td style='text-align:left'>{html.escape(r.reason)}</td></tr>"
-            for r in self.results)
-        return (f"<div><b>Prediction</b> for {html.escape(self.cell_name)}: "
-                f"{html.escape(str(self.regime))} at {self.rate:+.4g} nats/step "
-                f"(trusted: {html.escape(self.method)})<table><tr><th>method</th><th>regime</th>"
-                f"<th>rate (nats/step)</th><th>reason</th></tr>{rows}</table></div>")
+        frame = self.to_frame()
+        rows = [(r.method, _html.badge(r.regime), _html.number(r.rate), _html.number(r.horizon, ".4g"),
+                 r.reason) for r in self.results]
+        return _html.card(
+            "Prediction", self.cell_name, rows, regime=self.regime, bold=frame.trusted,
+            header=("predictor", "regime", "rate (nats/step)", "horizon (steps)", "reason"),
+            figure=_rate_strip(frame, self.tol),
+            note=f"bold: the trusted predictor ({self.method}), {_html.number(self.rate)} nats/step; "
+                 f"neutral band ±{self.tol:g} shaded")
+
+
+class Comparison(pd.DataFrame):
+    """`compare`'s table: a pandas DataFrame (one row per predictor) that shows itself in Jupyter.
+
+    ``attrs`` holds ``cell`` and ``tol``; frames derived from it (slices, copies) are plain DataFrames.
+    """
+
+    @property
+    def measured(self) -> tuple[str, float]:
+        """The measured regime and rate (nats/step), the same in every row."""
+        return str(self["measured_regime"].iloc[0]), float(self["measured_rate"].iloc[0])
+
+    def plot(self, ax=None):
+        """Each predictor's rate beside the measured rate (dashed line), coloured by predicted regime."""
+        regime, rate = self.measured
+        return _plot_rates(ax, self, self.attrs.get("tol", NEUTRAL_TOL), rate,
+                           f"{self.attrs.get('cell', '')}: measured {regime}")
+
+    def _repr_html_(self):
+        if self.empty or not {"method", "regime", "rate", "correct", "rate_error", "trusted",
+                              "measured_regime", "measured_rate"} <= set(self.columns):
+            return super()._repr_html_()  # reshaped in place: show it as the DataFrame it is
+        regime, rate = self.measured
+        tol = self.attrs.get("tol", NEUTRAL_TOL)
+        rows = [(r.method, _html.badge(None if r.regime == "inconclusive" else r.regime),
+                 "✓" if r.correct else "✗", _html.number(r.rate), _html.number(r.rate_error))
+                for r in self.itertuples()]
+        right = int(self["correct"].sum())
+        return _html.card(
+            "Comparison", self.attrs.get("cell"), rows, regime=regime, bold=self["trusted"],
+            header=("predictor", "predicted", "right", "rate (nats/step)", "error (nats/step)"),
+            figure=_rate_strip(self, tol, rate),
+            note=f"measured {regime} at {_html.number(rate)} nats/step (dashed); {right} of {len(self)} "
+                 f"predictors name it; bold: trusted")
+
+
+def _rate_strip(frame: pd.DataFrame, tol: float, measured: float | None = None) -> _html.Raw:
+    """Inline SVG: one dot per predictor (top row first) at its rate, coloured by its regime."""
+    series = [_html.Series(np.array([r.rate]), np.array([-i]), _html.REGIME_COLORS[r.regime], "dot",
+                           [f"{r.method}: {r.rate:+.4g}"]) for i, r in enumerate(frame.itertuples())]
+    return _html.chart(series, xlabel="rate (nats/step)", ylabel="predictors, table order", band=(-tol, tol),
+                       vertical_band=True, vlines=[] if measured is None else [measured], yticks=False)
+
+
+def _plot_rates(ax, frame: pd.DataFrame, tol: float, measured: float | None, title: str):
+    from ._plot import new_axes, regime_color
+
+    ax = new_axes(ax, (5.5, 3.4))
+    ax.axvspan(-tol, tol, color="0.85", label=f"neutral (±{tol:g})")
+    y = np.arange(len(frame))
+    finite = np.isfinite(frame.rate.to_numpy())
+    ax.scatter(frame.rate[finite], y[finite], c=[regime_color(r) for r in frame.regime[finite]], zorder=3)
+    if measured is not None and np.isfinite(measured):
+        ax.axvline(measured, color="k", linestyle="--", label=f"measured {measured:+.4g}")
+    ax.set_yticks(y, [f"{m}{' *' if t else ''}" for m, t in zip(frame.method, frame.trusted, strict=True)])
+    ax.invert_yaxis()
+    ax.set(xlabel="rate (nats/step)", title=title)
+    ax.legend(loc="best", fontsize="small")
+    return ax
 
 
 def _verdict(method, rate, reason, tol):
@@ -122,14 +184,14 @@ def _log(x: float) -> float:
 # ------------------------------------------------------------------ weights only
 
 
-def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float) -> PredictorResult:
-    W = recurrent_matrix(cell)
-    if W is not None:
-        rho = spectral_radius(W)
-        where = "recurrent matrix"
-    else:  # gated, stacked or custom: the step linearised at the origin
-        rho = spectral_radius(step_jacobian(cell, np.zeros(cell.state_size), x_mean))
-        where = "step Jacobian at the origin"
+def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float,
+                    eigenvalues: tuple[np.ndarray, str] | None = None) -> PredictorResult:
+    """``eigenvalues``: those of `linearisation` at ``x_mean`` and its name, when already computed."""
+    if eigenvalues is None:
+        A, where = linearisation(cell, x_mean)  # gated, stacked or custom: the step at the origin
+        rho = spectral_radius(A)
+    else:
+        rho, where = float(np.max(np.abs(eigenvalues[0]))), eigenvalues[1]
     return _verdict("eigenvalue rule", _log(rho), f"spectral radius of the {where} = {rho:.4g}", tol)
 
 
@@ -348,6 +410,20 @@ def _trusted(answered: set[str]) -> str:
     return "eigenvalue rule"
 
 
+def input_drive(cell: Cell, xs: np.ndarray) -> float:
+    """Mean squared input drive ``(W_ih x)^2`` of a vanilla cell's units (mean-field's input variance)."""
+    U = cell.params.get("weight_ih_l0")
+    return float(np.mean((xs @ U.T) ** 2)) if U is not None and cell.kind == "rnn" else 0.0
+
+
+def forward_run(cell: Cell, xs: np.ndarray, h0: np.ndarray):
+    """What the forward-run predictors share: states, the steps they average over, mean input, drive."""
+    T = xs.shape[0]
+    states = unroll(cell, xs, h0)
+    window = slice(T // 10, T)  # the measured rate is fitted over lags T/10..T: same steps
+    return states, window, xs.reshape(-1, xs.shape[2]).mean(axis=0), input_drive(cell, xs)
+
+
 def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
             tol: float = NEUTRAL_TOL, seed: int = 0, probes: int = 16,
             fixed_point_starts: int = 4) -> Prediction:
@@ -395,11 +471,7 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     else:
         xs, h0 = check_sequence(cell, xs, h0)
         T = xs.shape[0]
-        states = unroll(cell, xs, h0)
-        window = slice(T // 10, T)  # the measured rate is fitted over lags T/10..T: same steps
-        x_mean = xs.reshape(-1, xs.shape[2]).mean(axis=0)
-        U = cell.params.get("weight_ih_l0")
-        drive = float(np.mean((xs @ U.T) ** 2)) if U is not None and cell.kind == "rnn" else 0.0
+        states, window, x_mean, drive = forward_run(cell, xs, h0)
         pick = rng.choice(T + 1, size=min(fixed_point_starts, T + 1), replace=False)
         starts = np.vstack([np.zeros(cell.state_size), states[pick, 0]])
         centre = states[window.start :].mean(axis=(0, 1))
@@ -417,6 +489,8 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
 def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:
     """Each predictor beside the measurement: regime, rate, error (nats/step), and whether right.
 
+    Returns a `Comparison`: a DataFrame with a rich Jupyter display and ``plot()``.
+
     Examples
     --------
     >>> import gradflow as gf
@@ -433,5 +507,7 @@ def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:
     frame["measured_rate"] = flow.rate
     frame["rate_error"] = frame.rate - flow.rate
     frame["correct"] = frame.regime == flow.regime
-    return frame[["method", "trusted", "regime", "measured_regime", "correct", "rate",
-                  "measured_rate", "rate_error", "horizon", "reason"]]
+    table = Comparison(frame[["method", "trusted", "regime", "measured_regime", "correct", "rate",
+                              "measured_rate", "rate_error", "horizon", "reason"]])
+    table.attrs.update(cell=prediction.cell_name, tol=prediction.tol)
+    return table

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from autograd import make_vjp
 
-from ._flow import RateFit, directional_sweep, fit_rate
+from . import _html
+from ._flow import RateFit, directional_sweep, fit_rate, regime_or_none
 from ._paths import PathLengths, path_lengths
 from ._sequence import SequenceModel, output_columns
 from ._validation import check_seed
@@ -87,9 +87,12 @@ class Sensitivity:
         return f"Sensitivity({self.model}: {body})"
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                       for k, v in self._summary())
-        return f"<div><b>Sensitivity</b> &middot; {html.escape(self.model)}<table>{rows}</table></div>"
+        figure = _html.chart([_html.Series(self.lags, self.profile, "#3b6fb6")], xlabel="lag n - 1 - t",
+                             ylabel="ln ||dL/dx_t||")
+        return _html.card("Sensitivity", self.model, self._summary(),
+                          regime=regime_or_none(self.attenuation.rate), figure=figure,
+                          note="badge: attenuation per hop (nats/hop) against the neutral band; "
+                               "line: batch-mean ln-sensitivity by lag")
 
 
 def sensitivity(model: SequenceModel, xs, loss: str | None = None, *, seed: int = 0) -> Sensitivity:

@@ -9,7 +9,6 @@ and the structural zeros of the autograd gradient cannot disagree.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +17,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import Box
 
+from . import _html
 from ._cells import Cell, gru, lstm, rnn
 from ._graph import DependencyGraph
 from ._validation import as_float_array, check_choice, check_finite_float, check_positive_int, check_seed
@@ -78,8 +78,17 @@ class SequenceModel:
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         return f"<SequenceModel {self.name}: {cfg}; {self.parameter_count} parameters>"
 
+    def plot(self, n: int = 64, ax=None):
+        """Fewest hops from each input to the last output at length ``n`` (`path_lengths`)."""
+        from ._paths import path_lengths  # _paths builds on this module
+
+        return path_lengths(self, n).plot(ax=ax)
+
     def _repr_html_(self) -> str:
-        return f"<code>{html.escape(repr(self))}</code>"
+        rows = [("kind", self.kind), ("inputs, width", f"{self.input_size}, {self.width}"),
+                *((k, str(v)) for k, v in self.config.items()),
+                ("parameters", f"{self.parameter_count:,}")]
+        return _html.card("SequenceModel", self.name, rows, note="gf.path_lengths(model, n) for its paths")
 
 
 # ---------------------------------------------------------------- shared pieces

@@ -27,6 +27,16 @@ def step_jacobian(cell: Cell, h: np.ndarray, x: np.ndarray) -> np.ndarray:
     return _block_products(cell, h[None], x[None], np.eye(S)[None], "right")[0]
 
 
+def linearisation(cell: Cell, x: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """The matrix the eigenvalue rule reads, and what it is: ``W_hh`` of a one-layer vanilla
+    cell, else the step Jacobian at the origin for the constant input ``x`` (zeros by default)."""
+    W = recurrent_matrix(cell)
+    if W is not None:
+        return W, "recurrent matrix"
+    x = np.zeros(cell.input_size) if x is None else x
+    return step_jacobian(cell, np.zeros(cell.state_size), x), "step Jacobian at the origin"
+
+
 def spectral_radius(A: np.ndarray) -> float:
     return float(np.max(np.abs(scipy.linalg.eigvals(A))))
 

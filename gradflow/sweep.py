@@ -15,6 +15,8 @@ DataFrame (one row per point: the parameters, ``seed``, the results, ``error``).
   interrupted one resumes, a damaged entry is recomputed with a `CacheWarning`.
 * A failed point becomes a row with its ``error``; the rest go on (`SweepWarning`).
 
+`summary` wraps a finished sweep's frame for display (Jupyter, ``plot()``) without changing it.
+
 The command line: ``gradflow sweep GRID.toml [--executor ...] [--scheduler tcp://...]
 [--dask-local N] [--out FILE.csv]`` and ``gradflow cache info|clear``.
 
@@ -27,6 +29,7 @@ Examples
 
 from ._sweep import GridFile, SweepWarning, load_task, points, read_grid, run
 from ._sweep_cache import CacheInfo, CacheWarning, cache_info, clear_cache, default_cache_dir
+from ._sweep_summary import SweepSummary, summary
 from ._sweep_task import GradientFlowTask, gradient_flow_task
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "CacheWarning",
     "GradientFlowTask",
     "GridFile",
+    "SweepSummary",
     "SweepWarning",
     "cache_info",
     "clear_cache",
@@ -43,4 +47,5 @@ __all__ = [
     "points",
     "read_grid",
     "run",
+    "summary",
 ]

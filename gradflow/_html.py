@@ -1,0 +1,212 @@
+"""The one place result objects build their JupyterLab HTML: escaping, badges, tables, inline SVG.
+
+Every ``_repr_html_`` in gradflow is a `card`: a title, a coloured regime badge, a table of
+the object's own numbers and, where a picture says more, a small inline SVG chart drawn
+here without matplotlib (a few kB, no image files, nothing for the numeric core to import).
+Strings are escaped at the last moment; only `Raw` (HTML built by this module) passes through.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Shared with the matplotlib plots (gradflow._plot), so a badge and a line agree in colour.
+REGIME_COLORS = {"vanishing": "#3b6fb6", "neutral": "#6b6b6b", "exploding": "#c8553d",
+                 "inconclusive": "#a0a0a0"}
+MAX_POINTS = 300  # a sparkline never needs more vertices than it has pixels
+
+
+class Raw(str):
+    """HTML made by this module: passed through by `cell`, `table` and `card` unescaped."""
+
+
+def esc(value: object) -> str:
+    """Escape any value's ``str`` for HTML text and attributes."""
+    return html.escape(str(value), quote=True)
+
+
+def cell(value: object) -> str:
+    return value if isinstance(value, Raw) else esc(value)
+
+
+def badge(regime: str | None, text: str | None = None) -> Raw:
+    """A coloured pill for ``"vanishing"``, ``"neutral"``, ``"exploding"``; grey for no verdict."""
+    key = regime if regime in REGIME_COLORS else "inconclusive"
+    label = text if text is not None else (regime or "inconclusive")
+    return Raw(f'<span style="background:{REGIME_COLORS[key]};color:#fff;border-radius:0.7em;'
+               f'padding:0.05em 0.6em;font-size:0.85em;white-space:nowrap">{esc(label)}</span>')
+
+
+def table(rows: Iterable[Sequence[object]], header: Sequence[object] | None = None,
+          bold: Iterable[bool] | None = None) -> Raw:
+    """An HTML table; two-column rows without a header read as ``key | value``."""
+    rows = [list(r) for r in rows]
+    weights = list(bold) if bold is not None else [False] * len(rows)
+    style = "text-align:left;padding:0.1em 0.6em;vertical-align:top"
+    head = ("<thead><tr>" + "".join(f'<th style="{style}">{cell(h)}</th>' for h in header)
+            + "</tr></thead>") if header else ""
+    body = []
+    for row, strong in zip(rows, weights, strict=True):
+        lead = "th" if header is None else "td"
+        cells = [f'<{lead} style="{style}">{cell(row[0])}</{lead}>']
+        cells += [f'<td style="{style}">{cell(v)}</td>' for v in row[1:]]
+        weight = ' style="font-weight:bold"' if strong else ""
+        body.append(f"<tr{weight}>{''.join(cells)}</tr>")
+    return Raw(f'<table style="border-collapse:collapse;margin:0">{head}<tbody>{"".join(body)}'
+               f"</tbody></table>")
+
+
+def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
+         regime: str | bool | None = False, figure: Raw | None = None, note: str | None = None,
+         header: Sequence[object] | None = None, bold: Iterable[bool] | None = None) -> str:
+    """A result's whole HTML: title, subject, badge (``regime=False``: none), table, figure, note."""
+    top = f"<b>{esc(title)}</b>"
+    if subject is not None:
+        top += f" &middot; <code>{esc(subject)}</code>"
+    if regime is not False:
+        top += " " + badge(regime)
+    side = f'<div style="flex:0 0 auto">{cell(figure)}</div>' if figure else ""  # escaped unless Raw
+    foot = f'<div style="color:#666;font-size:0.85em;margin-top:0.3em">{esc(note)}</div>' if note else ""
+    return (f'<div style="font-family:inherit;line-height:1.35">'
+            f'<div style="margin-bottom:0.3em">{top}</div>'
+            f'<div style="display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start">'
+            f"<div>{table(rows, header, bold)}</div>{side}</div>{foot}</div>")
+
+
+def number(value: float, fmt: str = "+.4g", unit: str = "") -> str:
+    """A float for a table: ``-inf`` and NaN spelt out, never an exception."""
+    if value is None or np.isnan(value):
+        return "n/a"
+    text = "-inf" if value == -np.inf else "+inf" if value == np.inf else format(value, fmt)
+    return f"{text} {unit}".rstrip()
+
+
+# ---------------------------------------------------------------- inline SVG charts
+
+
+@dataclass
+class Series:
+    """One thing a chart draws: a line (gaps at non-finite values) or dots."""
+
+    x: np.ndarray
+    y: np.ndarray
+    color: str = "#333"
+    kind: str = "line"  # "line", "dash" or "dot"
+    labels: Sequence[str] | None = None  # a tooltip per dot
+
+
+def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) <= MAX_POINTS:
+        return x, y
+    keep = np.unique(np.linspace(0, len(x) - 1, MAX_POINTS).astype(int))
+    return x[keep], y[keep]
+
+
+def _fmt(v: float, span: float = 1.0) -> str:
+    # Rounding noise (a log-norm of 1e-16 at lag 0) reads as 0 on an axis spanning 40 nats.
+    return f"{0.0 if abs(v) < 1e-9 * max(abs(span), 1e-300) else v:.3g}"
+
+
+def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 260, height: int = 120,
+          hlines: Sequence[float] = (), vlines: Sequence[float] = (),
+          band: tuple[float, float] | None = None, vertical_band: bool = False,
+          unit_circle: bool = False, yticks: bool = True) -> Raw:
+    """A small SVG chart with the data's ranges written on its axes.
+
+    ``band`` shades a range of y (x when ``vertical_band``), e.g. the neutral band of rates;
+    ``unit_circle`` draws it and keeps the aspect ratio equal (a spectrum in the complex plane).
+    """
+    left, right, top, bottom = 46, 8, 8, 26
+    w, h = width - left - right, height - top - bottom
+    xs = [np.asarray(s.x, dtype=float) for s in series]
+    ys = [np.asarray(s.y, dtype=float) for s in series]
+    fx = np.concatenate([a[np.isfinite(a)] for a in xs] + [np.array(vlines, dtype=float)])
+    fy = np.concatenate([b[np.isfinite(b)] for b in ys] + [np.array(hlines, dtype=float)])
+    if unit_circle:
+        fx, fy = np.append(fx, [-1.0, 1.0]), np.append(fy, [-1.0, 1.0])
+    x0, x1 = (float(fx.min()), float(fx.max())) if fx.size else (0.0, 1.0)
+    y0, y1 = (float(fy.min()), float(fy.max())) if fy.size else (0.0, 1.0)
+    if unit_circle:  # equal scales: widen the narrower range about its centre
+        span = max(x1 - x0, (y1 - y0) * w / h) * 1.08
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        x0, x1 = cx - span / 2, cx + span / 2
+        y0, y1 = cy - span * h / w / 2, cy + span * h / w / 2
+    if x1 - x0 <= 0:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    if y1 - y0 <= 0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    ylo, yhi = y0, y1  # the labels name the data's range, not the padding around it
+    pad = 0.05 * (y1 - y0) if not unit_circle else 0.0
+    y0, y1 = y0 - pad, y1 + pad
+
+    def px(v):
+        return left + (np.asarray(v, dtype=float) - x0) / (x1 - x0) * w
+
+    def py(v):
+        return top + (y1 - np.asarray(v, dtype=float)) / (y1 - y0) * h
+
+    parts = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#f7f7f7" stroke="#ccc"/>']
+    if band is not None:
+        lo, hi = band
+        if vertical_band:
+            a, b = np.clip(px([lo, hi]), left, left + w)
+            parts.append(f'<rect x="{a:.1f}" y="{top}" width="{b - a:.1f}" height="{h}" fill="#e2e2e2"/>')
+        else:
+            a, b = np.clip(py([hi, lo]), top, top + h)
+            parts.append(f'<rect x="{left}" y="{a:.1f}" width="{w}" height="{b - a:.1f}" fill="#e2e2e2"/>')
+    for v in hlines:
+        if y0 <= v <= y1:
+            parts.append(f'<line x1="{left}" x2="{left + w}" y1="{py(v):.1f}" y2="{py(v):.1f}" '
+                         f'stroke="#999" stroke-width="0.8"/>')
+    for v in vlines:
+        parts.append(f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + h}" '
+                     f'stroke="#222" stroke-width="1.2" stroke-dasharray="4 3"/>')
+    if unit_circle:
+        parts.append(f'<ellipse cx="{px(0):.1f}" cy="{py(0):.1f}" rx="{px(1) - px(0):.1f}" '
+                     f'ry="{py(0) - py(1):.1f}" fill="none" stroke="#999" stroke-dasharray="3 2"/>')
+    for s, x, y in zip(series, xs, ys, strict=True):
+        if s.kind == "dot":
+            ok = np.isfinite(x) & np.isfinite(y)
+            labels = s.labels if s.labels is not None else [""] * len(x)
+            for xi, yi, label in zip(px(x[ok]), py(y[ok]), np.asarray(labels, dtype=object)[ok], strict=True):
+                tip = f"<title>{esc(label)}</title>" if label else ""
+                parts.append(f'<circle cx="{xi:.1f}" cy="{yi:.1f}" r="2.6" fill="{s.color}" '
+                             f'fill-opacity="0.8">{tip}</circle>')
+            continue
+        x, y = _thin(x, y)
+        ok = np.isfinite(x) & np.isfinite(y)
+        path, pen = [], "M"
+        for xi, yi, good in zip(px(x), py(y), ok, strict=True):
+            if good:
+                path.append(f"{pen}{xi:.1f} {yi:.1f}")
+                pen = "L"
+            else:
+                pen = "M"  # a gap where the value is not finite (an exact zero: ln = -inf)
+        dash = ' stroke-dasharray="4 3"' if s.kind == "dash" else ""
+        if path:
+            parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="{s.color}" '
+                         f'stroke-width="1.5"{dash}/>')
+    text = 'font-size="9" fill="#555" font-family="sans-serif"'
+    ys, xs_ = (yhi - ylo), (x1 - x0)
+    if yticks:  # off where y is only a row number
+        parts += [f'<text x="{left - 3}" y="{py(v) + 3:.1f}" text-anchor="end" {text}>'
+                  f"{esc(_fmt(v, ys))}</text>" for v in (yhi, ylo)]
+    parts += [f'<text x="{left}" y="{top + h + 11}" {text}>{esc(_fmt(x0, xs_))}</text>',
+              f'<text x="{left + w}" y="{top + h + 11}" text-anchor="end" {text}>{esc(_fmt(x1, xs_))}</text>',
+              f'<text x="{left + w / 2:.0f}" y="{height - 3}" text-anchor="middle" {text}>'
+              f"{esc(xlabel)}</text>",
+              f'<text x="9" y="{top + h / 2:.0f}" text-anchor="middle" {text} '
+              f'transform="rotate(-90 9 {top + h / 2:.0f})">{esc(ylabel)}</text>']
+    return Raw(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+               f'viewBox="0 0 {width} {height}" role="img">{"".join(parts)}</svg>')
+
+
+def indexed(values: np.ndarray, ylabel: str, color: str = "#3b6fb6") -> Raw:
+    """Values against their index 1..k, joined dots, beside zero (spectra of exponents)."""
+    idx = np.arange(1, len(values) + 1)
+    return chart([Series(idx, values, color), Series(idx, values, color, "dot")],
+                 xlabel="index i", ylabel=ylabel, hlines=[0.0])

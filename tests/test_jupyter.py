@@ -1,0 +1,198 @@
+"""JupyterLab: every result's HTML is valid, escaped and small; plots draw; the explorer redraws."""
+
+import html
+import sys
+from html.parser import HTMLParser
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+import gradflow as gf
+from gradflow import _explore, _html
+
+EVIL = "<script>alert('x')</script>&"
+VOID = {"br", "hr", "img", "meta", "input", "col", "wbr", "link"}
+
+
+class Balanced(HTMLParser):
+    """Fails on any end tag that does not close the innermost open element."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack, self.errors, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def check_html(page: str) -> str:
+    """Assert the page is balanced, small and script-free; return its visible text."""
+    parser = Balanced()
+    parser.feed(page)
+    parser.close()
+    assert not parser.errors and not parser.stack, (parser.errors, parser.stack)
+    assert len(page.encode()) < 100_000
+    assert "<script" not in page.lower()
+    return "".join(parser.text)
+
+
+@pytest.fixture(scope="module")
+def results():
+    cell = gf.rnn(16, 2, gain=1.5, seed=0, name=EVIL)
+    xs = gf.inputs.gaussian(120, 2, 2)
+    flow = gf.gradient_flow(cell, xs)
+    prediction = gf.predict(cell, xs, fixed_point_starts=1)
+    model = gf.tcn(4, 2, 3, name=EVIL)
+    sens = gf.sensitivity(model, gf.inputs.gaussian(24, 2, 4))
+    evil_map = gf.Cell(lambda p, h, x: 0.5 * h, {}, 2, 1, name=EVIL)
+    frame = gf.sweep.run({"hidden": 8, "gain": [0.5, 2.0], "seq_len": 40, "predictors": "mean-field"},
+                         seeds=[0], cache=False, progress=False)
+    return {
+        "Cell": cell, "Cell (lstm)": gf.lstm(4, 2, name=EVIL), "GradientFlow": flow, "Prediction": prediction,
+        "Comparison": gf.compare(prediction, flow),
+        "LyapunovSpectrum": gf.lyapunov_spectrum(cell, xs[:40], k=4, warmup=5),
+        "SingularValues": gf.finite_time_singular_values(gf.rnn(4, 2, name=EVIL), xs[:10], k=2),
+        "SequenceModel": model, "PathLengths": sens.paths, "Sensitivity": sens,
+        "SweepSummary": gf.sweep.summary(frame),
+        "LyapunovSpectrum (map)": gf.lyapunov_spectrum(evil_map, gf.inputs.constant(20, 1, 1, 0.0), warmup=2),
+    }
+
+
+NAMED = ["Cell", "Cell (lstm)", "GradientFlow", "Prediction", "Comparison", "LyapunovSpectrum",
+         "SingularValues", "SequenceModel", "PathLengths", "Sensitivity", "LyapunovSpectrum (map)"]
+
+
+@pytest.mark.parametrize("kind", [*NAMED, "SweepSummary"])
+def test_html_is_valid_small_and_escaped(results, kind):
+    obj = results[kind]
+    page = obj._repr_html_()
+    text = check_html(page)
+    if kind in NAMED:  # the user's name shows as text, never as markup
+        assert EVIL in text and html.escape(EVIL) in page
+    assert "\n" not in repr(obj) or kind == "Comparison"  # a DataFrame's own text repr
+    assert len(repr(obj)) < 2000
+
+
+def test_html_shows_regime_badge_units_and_figure(results):
+    flow = results["GradientFlow"]
+    page = flow._repr_html_()
+    assert _html.REGIME_COLORS[flow.regime] in page and "nats/step" in page and "<svg" in page
+    # the numbers are the object's own
+    assert f"{flow.rate:+.4g}" in page and str(flow.memory_horizon) in page
+    spectrum = results["Cell"]._repr_html_()
+    assert spectrum.count("<circle") == 16 and "<ellipse" in spectrum  # N eigenvalues, unit circle
+    comparison = results["Comparison"]._repr_html_()
+    assert comparison.count("<tr") == len(results["Comparison"]) + 1
+
+
+def test_every_result_plots_with_seaborn_style(results):
+    for kind, obj in results.items():
+        if kind == "SequenceModel":
+            ax = obj.plot(n=24)
+        else:
+            ax = obj.plot()
+        assert ax.lines or ax.collections, kind
+        matplotlib.pyplot.close("all")
+
+
+def test_comparison_is_still_the_dataframe_compare_returned(results):
+    table = results["Comparison"]
+    assert isinstance(table, pd.DataFrame) and isinstance(table, gf.Comparison)
+    assert type(table[table.trusted]) is pd.DataFrame  # derived frames are plain
+    assert table.measured == (results["GradientFlow"].regime, results["GradientFlow"].rate)
+
+
+def test_sweep_summary_reads_the_frame_without_changing_it(results):
+    summary = results["SweepSummary"]
+    frame = summary.frame
+    assert summary.varied == ["gain"] and summary.counts == frame.attrs["sweep"]
+    assert sum(summary.regimes.values()) == len(frame)
+    assert summary.rate_errors["mean_field"] == pytest.approx(
+        np.mean(np.abs(frame.rate_mean_field - frame.measured_rate)))
+    with pytest.raises(ValueError, match="takes the DataFrame"):
+        gf.sweep.summary([1, 2])
+
+
+def test_chart_draws_gaps_and_stays_small():
+    svg = _html.chart([_html.Series(np.arange(10_000), np.r_[np.zeros(5000), np.full(5000, -np.inf)])],
+                      xlabel="<x>", ylabel="y")
+    check_html(svg)
+    assert len(svg) < 20_000 and "&lt;x&gt;" in svg
+
+
+# ------------------------------------------------------------------ the explorer
+
+
+def test_explorer_update_draws_spectrum_predictions_and_verdict():
+    view = gf.explore_update(gain=1.5, input_scale=1.0, hidden=24, seq_len=80, cell="rnn")
+    spectrum, norms, verdict = view.figure.axes
+    assert any(line.get_gid() == "unit-circle" for line in spectrum.lines)
+    points = [c for c in spectrum.collections if c.get_gid() == "eigenvalues"]
+    assert len(points) == 1 and len(points[0].get_offsets()) == 24
+    predicted = [line for line in norms.lines if line.get_label().startswith("predicted: ")]
+    assert len(predicted) == len(view.prediction.results) == 5  # one line per predictor
+    assert {line.get_label().split(": ")[1].rsplit(" ", 1)[0] for line in predicted} == {
+        r.method for r in view.prediction.results}
+    texts = " ".join(t.get_text() for t in verdict.texts)
+    assert f"measured: {view.flow.regime}" in texts and "eigenvalue rule" in texts
+    assert view.verdict.startswith(f"measured: {view.flow.regime} ({view.flow.rate:+.4f} nats/step)")
+    # the measured line is the measurement
+    measured = next(line for line in norms.lines if line.get_gid() == "measured")
+    np.testing.assert_allclose(measured.get_ydata(), view.flow.profile)
+    check_html(view._repr_html_())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_explorer_update_gated_cells_and_figure_reuse(cell):
+    first = gf.explore_update(hidden=8, seq_len=40, cell=cell)
+    again = gf.explore_update(gain=0.5, hidden=8, seq_len=40, cell=cell, figure=first.figure)
+    assert again.figure is first.figure and len(again.figure.axes) == 3
+    points = [c for c in again.figure.axes[0].collections if c.get_gid() == "eigenvalues"]
+    assert len(points[0].get_offsets()) == again.cell.state_size
+    assert "gated mean-field" in again.verdict
+    assert _explore.png(again.figure).startswith(b"\x89PNG")
+
+
+def test_explorer_update_is_interactive_at_n128_t200():
+    _explore.update(hidden=8, seq_len=20)  # imports and caches warm
+    view = _explore.update(hidden=128, seq_len=200)
+    # 0.1-0.3 s measured; generous here for a shared CI machine
+    assert view.seconds < 3.0
+
+
+def test_explore_without_ipywidgets_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # makes `import ipywidgets` fail
+    with pytest.raises(ImportError, match=r"pip install 'gradflow\[jupyter\]'"):
+        gf.explore()
+
+
+def test_explore_builds_widgets():
+    pytest.importorskip("ipywidgets")
+    box = gf.explore(hidden=8, seq_len=30)
+    controls, image, bottom = box.children
+    assert bytes(image.value).startswith(b"\x89PNG") and "measured" in bottom.children[0].value
+    gain = controls.children[0].children[0]
+    before = bytes(image.value)
+    gain.value = 2.5  # a slider move redraws
+    assert bytes(image.value) != before
+    matplotlib.pyplot.close("all")
+
+
+def test_importing_gradflow_does_not_import_ipywidgets():
+    import subprocess
+
+    code = "import sys, gradflow; print('ipywidgets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
