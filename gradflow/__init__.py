@@ -12,9 +12,11 @@ Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attenti
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
 `meanfield` (q*, chi_1, critical gain).
 Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask).
+Training: `tasks.copy_memory`, `tasks.adding`, `tasks.sequential_digits` -> `tasks.Task`;
+`train` -> `TrainingRun` (clipping, L1/L2 penalties, Lyapunov regulariser; measured as it learns).
 """
 
-from . import inputs, meanfield, sweep
+from . import inputs, meanfield, sweep, tasks
 from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
@@ -33,6 +35,7 @@ from ._sequence import (
     self_attention,
     tcn,
 )
+from ._train import TrainingRun, train
 
 __version__ = "0.1.0"
 
@@ -47,6 +50,7 @@ __all__ = [
     "Sensitivity",
     "SequenceModel",
     "SingularValues",
+    "TrainingRun",
     "__version__",
     "compare",
     "conv_stack",
@@ -72,6 +76,8 @@ __all__ = [
     "self_attention",
     "sensitivity",
     "sweep",
+    "tasks",
     "tcn",
+    "train",
     "unroll",
 ]

@@ -88,13 +88,18 @@ class Task:
                 f"seed={self.seed})")
 
     def _repr_html_(self) -> str:
-        rows = [("task", self.name), ("steps", str(self.steps)), ("inputs", str(self.input_size)),
-                ("readout", f"{self.readout_size} units, read at {self.readout}"),
-                ("memoryless baseline", f"{self.baseline:.6g} = {self.baseline_formula}"),
-                ("seed", str(self.seed))]
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(a)}</th>"
-                       f"<td style='text-align:left'>{html.escape(b)}</td></tr>" for a, b in rows)
-        return f"<div><b>Task</b><table>{body}</table></div>"
+        return summary_html("Task", [
+            ("task", self.name), ("steps", str(self.steps)), ("inputs", str(self.input_size)),
+            ("readout", f"{self.readout_size} units, read at {self.readout}"),
+            ("memoryless baseline", f"{self.baseline:.6g} = {self.baseline_formula}"),
+            ("seed", str(self.seed))])
+
+
+def summary_html(title: str, rows: list[tuple[str, str]]) -> str:
+    """A titled two-column HTML table of (label, value) rows, every string escaped."""
+    body = "".join(f"<tr><th style='text-align:left'>{html.escape(a)}</th>"
+                   f"<td style='text-align:left'>{html.escape(b)}</td></tr>" for a, b in rows)
+    return f"<div><b>{html.escape(title)}</b><table>{body}</table></div>"
 
 
 def copy_memory(T: int, *, symbols: int = 10, categories: int = 8, seed: int = 0) -> Task:
