@@ -133,8 +133,10 @@ def test_lyapunov_regulariser_pulls_the_top_exponent_toward_zero():
 
 def test_run_records_instruments_per_layer():
     task = gf.tasks.adding(12)
-    run = gf.train(gf.gru(4, 2, seed=0, layers=2), task, 6, record_every=3)
+    seen = []
+    run = gf.train(gf.gru(4, 2, seed=0, layers=2), task, 6, record_every=3, callback=seen.append)
     rec = run.records
+    assert [r["step"] for r in seen] == [0, 3, 6] and seen[1]["loss"] == rec.loss[1]
     assert list(rec.step) == [0, 3, 6]
     for col in ("spectral_radius", "top_singular_value", "lyapunov_top", "flow_rate", "flow_rate_l0",
                 "flow_rate_l1", "flow_log_norm_T_l0", "flow_log_norm_T_l1"):
@@ -166,13 +168,13 @@ def test_repr_html_and_plot():
 
 def test_seeded_learning_outcomes():
     """What the seeded runs do (the README reports them). Copy memory with one symbol to recall
-    (baseline ln 8 / (T + 2)), 300 Adam steps of batch 16 at lr 0.01, 64 units: an LSTM with
-    forget bias 3 learns it at T = 20 to about a tenth of the memoryless baseline; a tanh RNN
-    on the same budget at T = 200 stays at the baseline."""
-    budget = dict(steps=300, lr=0.01, batch=16, record_every=10**6)
+    (baseline ln 8 / (T + 2)), 300 Adam steps of batch 16 at lr 0.02, 64 units: an LSTM with
+    forget bias 3 learns it at T = 20 to 3% of the memoryless baseline; a tanh RNN on the same
+    budget at T = 200 stays at the baseline (102%)."""
+    budget = dict(steps=300, lr=0.02, batch=16, record_every=10**6)
     task = gf.tasks.copy_memory(20, symbols=1)
     lstm = gf.train(gf.lstm(64, task.input_size, forget_bias=3.0, seed=0), task, **budget)
-    assert lstm.eval_loss < 0.2 * task.baseline
+    assert lstm.eval_loss < 0.1 * task.baseline
     long = gf.tasks.copy_memory(200, symbols=1)
     rnn = gf.train(gf.rnn(64, long.input_size, seed=0), long, **budget)
     assert rnn.eval_loss == pytest.approx(long.baseline, rel=0.05)
@@ -189,6 +191,7 @@ def test_seeded_learning_outcomes():
     (dict(steps=0), "steps must be an integer >= 1; got 0"),
     (dict(lyapunov=(0.1, 9)), "lyapunov k must be at most the state size 6; got 9"),
     (dict(seed=-1), "seed must be a non-negative integer; got -1"),
+    (dict(callback=3), "callback must be callable or None; got 3"),
 ])
 def test_bad_input_names_the_argument_and_value(kwargs, message):
     kw = dict(steps=2, **kwargs) if "steps" not in kwargs else kwargs
