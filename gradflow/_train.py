@@ -487,6 +487,9 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
     clip = None if clip is None else _positive("clip", clip)
     clip_value = None if clip_value is None else _positive("clip_value", clip_value)
     penalty = _check_penalty(penalty)
+    if penalty is not None and not penalised_names(model):
+        raise ValueError(f"penalty {penalty!r} has nothing to act on: model {model.name!r} has no "
+                         f"recurrent weights named weight_hh_l*")
     lyapunov = _check_lyapunov(lyapunov, model)
     momentum = check_finite_float("momentum", momentum, minimum=0.0)
     record_every = check_positive_int("record_every", record_every)

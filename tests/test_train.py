@@ -209,6 +209,11 @@ def test_bad_models_and_weights_are_named():
         gf.train(gf.rnn(3, 3), gf.tasks.adding(4), 2)
     with pytest.raises(ValueError, match=r"model 'tcn .*has none"):
         gf.train(gf.tcn(3, 2, 1, inputs=2), gf.tasks.adding(4), 2, lyapunov=0.1)
+    mine = gf.Cell(lambda p, h, x: gf._train.anp.tanh(h @ p["W"] + x), {"W": np.eye(2)}, 2, 2)
+    with pytest.raises(ValueError, match=r"penalty \('l2', 0.1\) has nothing to act on: model 'recurrent custom'"):
+        gf.train(mine, gf.tasks.adding(4), 2, penalty=("l2", 0.1))
+    run = gf.train(mine, gf.tasks.adding(4), 3, lyapunov=0.1, record_every=1)  # a custom step flosses too
+    assert np.all(run.objective > run.loss) and list(run.records.columns) == ["step", "loss"]
     with pytest.raises(ValueError, match="model must be a gradflow Cell or SequenceModel; got str"):
         gf.train("lstm", gf.tasks.adding(4), 2)
     assert grad  # the module's autograd import is used by the helpers above
