@@ -11,8 +11,9 @@ gradient-flow rate (`gradient_flow`), per layer for stacked cells.
 Remedies: clipping, an L1/L2 penalty on the recurrent weights, and a Lyapunov
 regulariser ("gradient flossing", Engelken 2023): the sum of squared top-k
 finite-time Lyapunov exponents, from Gram-Schmidt QR of ``J_t Q`` along the batch's
-trajectory, differentiated by autograd (reverse mode over the engine's forward-mode
-``J_t Q`` products) and added to the loss.
+trajectory, added to the loss and differentiated by autograd: reverse mode over
+forward-mode ``J_t Q`` products of the cell's equations in plain ``autograd.numpy``
+(`plain_step`; the engine's fused operations have first derivatives only).
 """
 
 from __future__ import annotations
