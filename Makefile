@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/jacobians.py
 	$(PY) benchmarks/lyapunov.py
 	$(PY) benchmarks/paths.py
+	$(PY) benchmarks/training.py
 	$(PY) benchmarks/sweep.py
 
 clean:

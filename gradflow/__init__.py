@@ -14,9 +14,11 @@ Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_value
 Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask), `sweep.summary`.
 Jupyter: `explore` (ipywidgets explorer), `explore_update` (its redraw, no browser needed).
 Every result shows itself in Jupyter (HTML with a small inline chart) and has ``plot()``.
+Training: `tasks.copy_memory`, `tasks.adding`, `tasks.sequential_digits` -> `tasks.Task`;
+`train` -> `TrainingRun` (clipping, L1/L2 penalties, Lyapunov regulariser; measured as it learns).
 """
 
-from . import inputs, meanfield, sweep
+from . import inputs, meanfield, sweep, tasks
 from ._cells import Cell, gru, lstm, rnn
 from ._engine import jacobian_products, jacobians, unroll
 from ._explore import Exploration, explore
@@ -37,6 +39,7 @@ from ._sequence import (
     self_attention,
     tcn,
 )
+from ._train import TrainingRun, train
 
 __version__ = "0.1.0"
 
@@ -53,6 +56,7 @@ __all__ = [
     "Sensitivity",
     "SequenceModel",
     "SingularValues",
+    "TrainingRun",
     "__version__",
     "compare",
     "conv_stack",
@@ -80,6 +84,8 @@ __all__ = [
     "self_attention",
     "sensitivity",
     "sweep",
+    "tasks",
     "tcn",
+    "train",
     "unroll",
 ]

@@ -15,6 +15,7 @@ TINY = {
     "lyapunov_atlas": ["--hidden", "12", "--steps", "120"],
     "cost": ["--hidden", "8", "--steps", "32"],
     "predictor_accuracy": ["--hidden", "8", "--steps", "40"],
+    "remedies": ["--hidden", "4", "--steps", "6", "--seeds", "1"],
 }
 
 

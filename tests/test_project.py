@@ -87,7 +87,7 @@ def test_numeric_core_does_not_import_matplotlib():
 
 def test_benchmark_scripts_run_and_check_their_numbers():
     # Each script asserts the engine's results against closed forms before timing them.
-    for script in ("jacobians.py", "lyapunov.py", "paths.py"):
+    for script in ("jacobians.py", "lyapunov.py", "paths.py", "training.py"):
         proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
                               capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr
