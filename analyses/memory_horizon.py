@@ -24,7 +24,7 @@ import seaborn as sns
 
 import gradflow as gf
 from analyses._cli import study_main
-from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, fixed_jitter, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "memory_horizon"
 BUILD = {"rnn": gf.rnn, "lstm": gf.lstm, "gru": gf.gru}
@@ -124,12 +124,9 @@ def run(cfg: Config, out: str) -> dict:
         plot["setting"] = plot.init + ", input std " + plot.input_scale.map(lambda v: f"{v:g}")
         for ax, arch in zip(axes, ("RNN tanh", "LSTM", "GRU"), strict=True):
             sub = plot[plot.architecture == arch]
-            # seaborn jitters with numpy's global generator: seed it, then restore the caller's.
-            state = np.random.get_state()  # noqa: NPY002
-            np.random.seed(cfg.seed)  # noqa: NPY002
-            sns.stripplot(data=sub, y="setting", x="shown_horizon", hue="hidden", dodge=True, ax=ax,
-                          palette="viridis", size=4)
-            np.random.set_state(state)  # noqa: NPY002
+            with fixed_jitter(cfg.seed):
+                sns.stripplot(data=sub, y="setting", x="shown_horizon", hue="hidden", dodge=True, ax=ax,
+                              palette="viridis", size=4)
             ax.set(xscale="log", ylabel="", title=arch, xlabel="memory horizon (steps)")
             for x in (100, 1000):
                 ax.axvline(x, color="0.4", linestyle=":", linewidth=1)

@@ -37,7 +37,7 @@ from autograd.misc import flatten
 import gradflow as gf
 from analyses._cli import study_main
 from gradflow._train import finite_time_exponents, initial_params, make_objective
-from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, fixed_jitter, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "remedies"
 ARCHITECTURES = ("RNN", "LSTM", "GRU", "TCN", "self-attention")
@@ -369,7 +369,8 @@ def _pages(data, summary, ends, depth, facts, cfg):
     for ax, (col, label) in zip(axes, (("spectral_radius_final", "spectral radius of W_hh"),
                                        ("top_singular_value_final", "top singular value of W_hh"),
                                        ("lyapunov_top_final", "top Lyapunov exponent")), strict=True):
-        sns.stripplot(data=long[long.variable == col], x="remedy", y="value", ax=ax, color="0.3", size=4)
+        with fixed_jitter(cfg.seed):
+            sns.stripplot(data=long[long.variable == col], x="remedy", y="value", ax=ax, color="0.3", size=4)
         ax.set(title=label, xlabel="", ylabel="after training")
         ax.tick_params(axis="x", rotation=70, labelsize=7)
     cols = ["spectral_radius_init", "spectral_radius_final", "lyapunov_top_final"]
@@ -440,8 +441,8 @@ def run(cfg: Config, out: str) -> dict:
                                f"{cfg.batch}, {cfg.seeds} seeds from {cfg.seed}; adding T in "
                                f"{list(cfg.adding_T)}, copy memory ({cfg.copy_symbols} symbols) T in "
                                f"{list(cfg.copy_T)}; success = held-out loss < {cfg.success:g} x baseline; "
-                               f"{len(data['runs'])} training runs in {seconds:.0f} s; gradflow "
-                               f"{gf.__version__}.")],
+                               f"{len(data['runs'])} training runs (wall times: remedies_runs.csv); "
+                               f"gradflow {gf.__version__}.")],
             table, "Success rate by T; where memory ends (remedies_success.csv)",
             col_widths=(0.1, 0.3, 0.45, 0.15)),
             *_pages(data, summary, ends, depth, facts, cfg),

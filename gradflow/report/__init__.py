@@ -1,4 +1,4 @@
-"""PDF and CSV output for the studies in ``analyses/``.
+"""PDF and CSV output for the studies in ``analyses/`` and for ``gradflow analyze``.
 
 The numeric core never imports matplotlib; this subpackage does, and only the
 report writers and plots use it.
@@ -6,18 +6,28 @@ report writers and plots use it.
 
 from .._files import atomic_path, write_csv
 from ._model import model_report, spectra
-from ._pdf import combine_pdfs, figure_page, library_versions, paper_theme, table_page, title_page, write_pdf
+from ._pdf import (
+    combine_pdfs,
+    figure_page,
+    fixed_jitter,
+    library_versions,
+    paper_theme,
+    table_page,
+    title_page,
+    write_pdf,
+)
 
 __all__ = [
-           "atomic_path",
-           "combine_pdfs",
-           "figure_page",
-           "library_versions",
-           "model_report",
-           "paper_theme",
-           "spectra",
-           "table_page",
-           "title_page",
-           "write_csv",
-           "write_pdf",
+    "atomic_path",
+    "combine_pdfs",
+    "figure_page",
+    "fixed_jitter",
+    "library_versions",
+    "model_report",
+    "paper_theme",
+    "spectra",
+    "table_page",
+    "title_page",
+    "write_csv",
+    "write_pdf",
 ]

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # reports are files; never open a window
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_pdf import PdfPages
@@ -31,6 +32,21 @@ def paper_theme() -> Iterator[None]:
     with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1), \
             plt.rc_context({"figure.dpi": 100, "savefig.dpi": 150, "pdf.fonttype": 42}):
         yield
+
+
+@contextlib.contextmanager
+def fixed_jitter(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator inside the block and restore it after.
+
+    seaborn's ``stripplot`` jitters points with the global generator, so without this the
+    same data would give different PDF bytes on every run.
+    """
+    state = np.random.get_state()  # noqa: NPY002 - seaborn reads the legacy global generator
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
 
 
 def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: str, subject: str,
