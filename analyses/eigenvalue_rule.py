@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -176,12 +177,18 @@ def run(cfg: Config, out: str) -> dict:
             f"each input std. The rule is right in {facts['eigenvalue_accuracy']:.0%} of the cells.")))
         fig, ax = plt.subplots(figsize=(8.27, 6.0))
         fig.subplots_adjust(left=0.1, right=0.96, top=0.93, bottom=0.2)
+        scales = sorted(frame.input_scale.unique())
         sns.scatterplot(data=frame, x="spectral_radius", y="measured_rate", hue="activation",
-                        style="input_scale", ax=ax, s=25)
+                        style="input_scale", markers=dict(zip(scales, "osD^vP*X", strict=False)), ax=ax, s=30,
+                        alpha=0.85)
         ax.axvline(1.0, color="0.3", linestyle="--", linewidth=1)
         ax.axhspan(-TOL, TOL, color="green", alpha=0.15)
         ax.set(xscale="log", xlabel="spectral radius of W", ylabel="measured rate (nats/step)",
                title="The eigenvalue rule's boundary (dashed) against the measured rate")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        lo, hi = frame.spectral_radius.min(), frame.spectral_radius.max()
+        ax.set_xticks([t for t in (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0) if lo <= t <= hi])
         pages.append(figure_page(fig, f"{len(fails)} of {len(frame)} networks sit in the wrong quadrant "
                                       f"for the rule: " + "; ".join(f"{r} ({k})" for r, k in
                                                                    facts["reasons"].items()) + "."))

@@ -181,6 +181,7 @@ def run(cfg: Config, out: str, points: list[dict] | None = None) -> dict:
             col = f"{method}: rate"
             ok = np.isfinite(done[col]) & np.isfinite(done.measured_rate)
             sns.scatterplot(data=done[ok], x="measured_rate", y=col, hue="cell", style="cell", ax=ax,
+                            markers={"rnn": "o", "lstm": "s", "gru": "^"},
                             s=18, legend=method == "eigenvalue rule")
             lim = [-1.5, 1.0]
             ax.plot(lim, lim, color="0.5", linewidth=0.8)

@@ -109,7 +109,7 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     question = title.removeprefix("gradflow: ")
     question = question[:1].upper() + question[1:]
     fig.text(0.07, 0.93, "gradflow report", fontsize=12, color="0.35", va="top")
-    heading = _wrap(question, 48)
+    heading = _wrap(question, 36)  # 22 pt bold: about 40 characters fit the A4 width
     fig.text(0.07, 0.89, heading, fontsize=22, weight="bold", va="top")
     y = 0.89 - 0.035 * (heading.count("\n") + 1) - 0.02
     seed = getattr(config, "seed", None) if not isinstance(config, dict) else config.get("seed")
