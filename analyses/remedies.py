@@ -305,22 +305,22 @@ def self_checks(cfg: Config) -> pd.DataFrame:
 
 
 def _success_plot(summary, configurations, title, ax):
+    # A heatmap, not lines: with a few seeds the rates take a few values, and lines would hide
+    # one another.
     sub = summary[summary.configuration.isin(configurations)]
-    sns.lineplot(data=sub, x="T", y="success_rate", hue="configuration", style="configuration",
-                 markers=True, dashes=False, ax=ax)
-    ax.set(xscale="log", ylim=(-0.05, 1.05), xlabel="T (sequence length parameter)", ylabel="success rate",
-           title=title)
-    ax.minorticks_off()
-    Ts = sorted(set(sub["T"]))
-    ax.set_xticks(Ts, labels=[str(t) for t in Ts])
-    ax.legend(fontsize="x-small", loc="best")
+    table = sub.pivot_table(index="configuration", columns="T", values="success_rate").reindex(
+        [c for c in configurations if c in set(sub.configuration)])
+    sns.heatmap(table, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="RdYlGn",
+                cbar_kws={"label": "success rate"}, linewidths=0.5, ax=ax, annot_kws={"fontsize": 8})
+    ax.set(xlabel="T (sequence length parameter)", ylabel="", title=title)
+    ax.tick_params(axis="y", rotation=0)
 
 
 def _pages(data, summary, ends, depth, facts, cfg):
     runs, norms = data["runs"], data["norms"]
     pages = []
-    fig, axes = plt.subplots(2, 1, figsize=(8.27, 9.5))
-    fig.subplots_adjust(left=0.1, right=0.96, top=0.95, bottom=0.14, hspace=0.35)
+    fig, axes = plt.subplots(2, 1, figsize=(8.27, 8.0))
+    fig.subplots_adjust(left=0.25, right=0.96, top=0.95, bottom=0.14, hspace=0.35)
     for ax, task in zip(axes, ("adding", "copy"), strict=True):
         _success_plot(summary[summary.task == task], list(ARCHITECTURES),
                       f"{task}: success rate by architecture (no remedy)", ax)
@@ -333,7 +333,7 @@ def _pages(data, summary, ends, depth, facts, cfg):
 
     fig, axes = plt.subplots(len(cfg.remedy_tasks), 1, figsize=(8.27, 4.8 * len(cfg.remedy_tasks) + 1),
                              squeeze=False)
-    fig.subplots_adjust(left=0.1, right=0.96, top=0.95, bottom=0.2, hspace=0.35)
+    fig.subplots_adjust(left=0.3, right=0.96, top=0.95, bottom=0.2, hspace=0.35)
     confs = ["RNN"] + [_label("RNN", r) for r in REMEDIES if r not in ("none", "forget bias 3")] + [
         "LSTM", "LSTM + forget bias 3"]
     for ax, task in zip(axes[:, 0], cfg.remedy_tasks, strict=True):
@@ -412,7 +412,7 @@ def _table(summary: pd.DataFrame, ends: pd.DataFrame) -> pd.DataFrame:
         end = ends[(ends.task == task) & (ends.configuration == conf)].memory_end.iloc[0]
         rows.append({"task": task, "configuration": conf,
                      "success by T": "  ".join(f"{T}:{v:.2f}" for T, v in vals.dropna().items()),
-                     "memory ends at T": str(end)})
+                     "memory end (T)": str(end)})
     return pd.DataFrame(rows)
 
 

@@ -214,8 +214,9 @@ def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenv
         if np.isfinite(r.rate):
             color = palette.get(r.method, "0.5")
             style = ":" if r.regime is None else "--"  # an abstaining bound: dotted
+            note = " (a bound; abstains)" if r.regime is None else ""
             norms.plot(lags, anchor + r.rate * lags, style, color=color, linewidth=1.3,
-                       label=f"predicted: {r.method} {r.rate:+.3f}", gid="predicted")
+                       label=f"predicted: {r.method} {r.rate:+.3f}{note}", gid="predicted")
     finite = shown[np.isfinite(shown)]
     if finite.size:
         lo, hi = finite.min(), finite.max()

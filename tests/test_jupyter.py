@@ -143,8 +143,11 @@ def test_explorer_update_draws_spectrum_predictions_and_verdict():
     assert len(points) == 1 and len(points[0].get_offsets()) == 24
     predicted = [line for line in norms.lines if line.get_label().startswith("predicted: ")]
     assert len(predicted) == len(view.prediction.results) == 5  # one line per predictor
-    assert {line.get_label().split(": ")[1].rsplit(" ", 1)[0] for line in predicted} == {
+    labels = [line.get_label().removeprefix("predicted: ") for line in predicted]
+    assert {label.split(" (a bound")[0].rsplit(" ", 1)[0] for label in labels} == {
         r.method for r in view.prediction.results}
+    abstaining = {r.method for r in view.prediction.results if r.regime is None}
+    assert {label.split(" +")[0].split(" -")[0] for label in labels if "(a bound; abstains)" in label} == abstaining
     texts = " ".join(t.get_text() for t in verdict.texts)
     assert f"measured: {view.flow.regime}" in texts and "eigenvalue rule" in texts
     assert view.verdict.startswith(f"measured: {view.flow.regime} ({view.flow.rate:+.4f} nats/step)")
