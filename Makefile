@@ -25,8 +25,11 @@ test: $(STAMP)
 report: $(STAMP)
 	$(PY) -m analyses --out reports
 
+# JupyterLab refuses to run as root (as in many containers) unless told to.
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(LAB_STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
