@@ -36,7 +36,6 @@ from autograd.misc import flatten
 
 import gradflow as gf
 from analyses._cli import study_main
-from gradflow._train import finite_time_exponents, initial_params, make_objective
 from gradflow.report import figure_page, fixed_jitter, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "remedies"
@@ -276,8 +275,8 @@ def self_checks(cfg: Config) -> pd.DataFrame:
                      expected=f"{1 / 6:.5f}", measured=f"{y.var():.5f}",
                      passed=abs(y.var() - 1 / 6) < 0.01))
     model = gf.recurrent(gf.lstm(3, 2, seed=cfg.seed))
-    obj, _ = make_objective(model, add, penalty=("l2", 0.1))
-    flat, unflatten = flatten(initial_params(model, add, cfg.seed))
+    obj, params = gf.training_objective(model, add, penalty=("l2", 0.1), seed=cfg.seed)
+    flat, unflatten = flatten(params)
     xs, ys2 = add.batch(2, 2)
     _, g = value_and_grad(lambda v: obj(unflatten(v), xs, ys2))(flat)
     eps, worst = 1e-6, 0.0
@@ -290,7 +289,7 @@ def self_checks(cfg: Config) -> pd.DataFrame:
                      expected="rel. error < 1e-6", measured=f"{worst:.1e}", passed=worst < 1e-6))
     cell = gf.rnn(6, 2, gain=1.5, seed=cfg.seed)
     xs = gf.inputs.gaussian(20, 2, 2, seed=cfg.seed)
-    lam = np.sort(np.asarray(finite_time_exponents(cell, cell.params, xs, 2, seed=3)).T, axis=1)
+    lam = np.sort(np.asarray(gf.finite_time_exponents(cell, cell.params, xs, 2, seed=3)).T, axis=1)
     ref = np.sort(gf.lyapunov_spectrum(cell, xs, k=2, warmup=0, seed=3).per_sample, axis=1)
     err = float(np.max(np.abs(lam - ref)))
     rows.append(dict(check="Lyapunov term's exponents vs lyapunov_spectrum",

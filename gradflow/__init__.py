@@ -15,7 +15,8 @@ Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask), `sweep.summ
 Jupyter: `explore` (ipywidgets explorer), `explore_update` (its redraw, no browser needed).
 Every result shows itself in Jupyter (HTML with a small inline chart) and has ``plot()``.
 Training: `tasks.copy_memory`, `tasks.adding`, `tasks.sequential_digits` -> `tasks.Task`;
-`train` -> `TrainingRun` (clipping, L1/L2 penalties, Lyapunov regulariser; measured as it learns).
+`train` -> `TrainingRun` (clipping, L1/L2 penalties, Lyapunov regulariser; measured as it learns);
+`training_objective` (what `train` minimises); `finite_time_exponents` (differentiable lambda_1..k).
 """
 
 from . import inputs, meanfield, sweep, tasks
@@ -39,7 +40,7 @@ from ._sequence import (
     self_attention,
     tcn,
 )
-from ._train import TrainingRun, train
+from ._train import TrainingRun, finite_time_exponents, train, training_objective
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "conv_stack",
     "explore",
     "explore_update",
+    "finite_time_exponents",
     "finite_time_singular_values",
     "from_torch",
     "gradient_flow",
@@ -87,5 +89,6 @@ __all__ = [
     "tasks",
     "tcn",
     "train",
+    "training_objective",
     "unroll",
 ]

@@ -31,7 +31,7 @@ from autograd.misc import flatten
 from threadpoolctl import threadpool_limits
 
 from ._cells import Cell
-from ._engine import _value
+from ._engine import _value, check_cell, check_sequence
 from ._flow import fit_rate, gradient_flow, mean_log_profile
 from ._lyapunov import _initial_block, lyapunov_spectrum
 from ._sequence import SequenceModel, recurrent
@@ -56,6 +56,18 @@ def as_model(model) -> SequenceModel:
         return recurrent(model)
     if not isinstance(model, SequenceModel):
         raise ValueError(f"model must be a gradflow Cell or SequenceModel; got {type(model).__name__}")
+    return model
+
+
+def _model_for(model, task) -> SequenceModel:
+    """``model`` as a `SequenceModel`, checked to take ``task``'s inputs."""
+    model = as_model(model)
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a gradflow Task (gf.tasks.copy_memory, ...); got "
+                         f"{type(task).__name__}")
+    if model.input_size != task.input_size:
+        raise ValueError(f"model {model.name!r} takes inputs of width {model.input_size}; task "
+                         f"{task.name!r} gives {task.input_size}")
     return model
 
 
@@ -179,7 +191,27 @@ def finite_time_exponents(cell: Cell, params, xs: np.ndarray, k: int, seed: int 
     ``Q_t R_t = J_t Q_{t-1}`` with ``Q_0`` drawn as `lyapunov_spectrum` draws it (same ``seed``),
     ``lambda_i = (1/T) sum_t ln R_t[i, i]``. ``J_t Q`` is one forward-mode product per step
     carrying the k columns (through `plain_step`); the next state comes out of the same trace.
+
+    Examples
+    --------
+    >>> import autograd
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(6, 2, gain=1.5, seed=0)
+    >>> xs = gf.inputs.gaussian(30, 2, 2)
+    >>> lam = gf.finite_time_exponents(cell, cell.params, xs, k=2, seed=3)
+    >>> ref = gf.lyapunov_spectrum(cell, xs, k=2, warmup=0, seed=3).per_sample
+    >>> bool(np.allclose(np.sort(lam.T, axis=1), np.sort(ref, axis=1)))
+    True
+    >>> grad = autograd.grad(lambda p: gf.finite_time_exponents(cell, p, xs, k=1)[0].mean())(cell.params)
+    >>> grad["weight_hh_l0"].shape
+    (6, 6)
     """
+    cell = check_cell(cell)
+    xs, _ = check_sequence(cell, xs, None)
+    k = check_positive_int("k", k)
+    if k > cell.state_size:
+        raise ValueError(f"k must be at most the state size {cell.state_size}; got {k}")
     T, B, _ = xs.shape
     S = cell.state_size
     Q = np.moveaxis(_initial_block(np.random.default_rng(seed), B, S, k), 2, 0)  # (k, B, S)
@@ -241,6 +273,46 @@ def initial_params(model: SequenceModel, task: Task, seed: int) -> dict:
     W = rng.normal(0.0, 1.0 / np.sqrt(model.width), size=(task.readout_size, model.width))
     return {"model": {k: np.array(v) for k, v in model.params.items()},
             "readout": {"weight": W, "bias": np.zeros(task.readout_size)}}
+
+
+def training_objective(model: Cell | SequenceModel, task: Task, *, penalty=None, lyapunov=None,
+                       seed: int = 0):
+    """The objective `train` minimises, and its starting point, for your own optimiser or checks.
+
+    Parameters
+    ----------
+    model : Cell or SequenceModel
+    task : Task
+        From `gradflow.tasks`.
+    penalty, lyapunov
+        As in `train`.
+    seed : int
+        Seed of the readout's initial weights and of the Lyapunov term's initial block.
+
+    Returns
+    -------
+    objective : callable
+        ``objective(params, xs, targets) -> float``, written with ``autograd.numpy`` so
+        ``autograd.grad`` differentiates it.
+    params : dict
+        ``{"model": the model's weights, "readout": {"weight", "bias"}}``, as `train` starts.
+
+    Examples
+    --------
+    >>> import autograd
+    >>> import gradflow as gf
+    >>> task = gf.tasks.adding(8, seed=0)
+    >>> objective, params = gf.training_objective(gf.lstm(4, task.input_size), task, penalty=("l2", 0.1))
+    >>> xs, ys = task.batch(2, 0)
+    >>> grad = autograd.grad(objective)(params, xs, ys)
+    >>> sorted(grad)
+    ['model', 'readout']
+    """
+    model = _model_for(model, task)
+    penalty = _check_penalty(penalty)
+    lyapunov = _check_lyapunov(lyapunov, model)
+    objective, _ = make_objective(model, task, penalty=penalty, lyapunov=lyapunov, seed=seed)
+    return objective, initial_params(model, task, seed)
 
 
 # ---------------------------------------------------------------- instruments
@@ -474,13 +546,7 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
     >>> print(f"{run.eval_loss:.4f} < {run.baseline:.4f}", list(run.records.step))
     0.1613 < 0.1667 [0, 20, 40]
     """
-    model = as_model(model)
-    if not isinstance(task, Task):
-        raise ValueError(f"task must be a gradflow Task (gf.tasks.copy_memory, ...); got "
-                         f"{type(task).__name__}")
-    if model.input_size != task.input_size:
-        raise ValueError(f"model {model.name!r} takes inputs of width {model.input_size}; task "
-                         f"{task.name!r} gives {task.input_size}")
+    model = _model_for(model, task)
     steps = check_positive_int("steps", steps)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     lr = _positive("lr", lr)
