@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -65,6 +66,8 @@ def _coerce(study: str, key: str, value: Any, default: Any) -> Any:
     elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number")
     else:
         ok = isinstance(value, type(default))
     if not ok:
@@ -79,7 +82,35 @@ def config_from_mapping(study: str, base: Any, values: Mapping[str, Any]) -> Any
     if unknown:
         raise ConfigError(f"[{study}] has unknown key {unknown[0]!r}; expected any of "
                           f"{', '.join(fields)}")
-    return dataclasses.replace(base, **{k: _coerce(study, k, v, fields[k]) for k, v in values.items()})
+    try:  # each Config's __post_init__ checks what types cannot: ranges and choices
+        return dataclasses.replace(base, **{k: _coerce(study, k, v, fields[k]) for k, v in values.items()})
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"[{study}] {exc}") from None
+
+
+def check_fields(config: Any, *, choices: Mapping[str, Sequence[str]] | None = None,
+                 positive: Sequence[str] = (), non_negative: Sequence[str] = (),
+                 fractions: Sequence[str] = ()) -> None:
+    """Raise ValueError naming the first field of ``config`` (or element of a tuple field) that
+    is not one of its ``choices``, not > 0 (``positive``), < 0 (``non_negative``) or outside
+    (0, 1] (``fractions``). Configs call it from ``__post_init__``."""
+    def values(name):
+        value = getattr(config, name)
+        return value if isinstance(value, tuple) else (value,)
+
+    for name, allowed in (choices or {}).items():
+        for v in values(name):
+            if v not in allowed:
+                raise ValueError(f"{name} = {v!r} is not one of {', '.join(map(repr, allowed))}")
+    tests = [(positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
+             (fractions, lambda v: 0 < v <= 1, "in (0, 1]")]
+    for names, good, what in tests:
+        for name in names:
+            for v in values(name):
+                if not good(v):
+                    raise ValueError(f"{name} = {v!r} must be {what}")
 
 
 def study_section(study: str, document: Mapping[str, Any], studies: Sequence[str]) -> dict[str, Any]:

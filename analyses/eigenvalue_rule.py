@@ -22,7 +22,7 @@ import pandas as pd
 import seaborn as sns
 
 import gradflow as gf
-from analyses._cli import study_main
+from analyses._cli import check_fields, study_main
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "eigenvalue_rule"
@@ -41,6 +41,11 @@ class Config:
     activations: tuple[str, ...] = ("tanh", "relu", "sigmoid")
     executor: str = "process"
     seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, choices={"activations": ("tanh", "relu", "sigmoid"),
+                                   "executor": ("serial", "process", "dask")},
+                     positive=("gains",), non_negative=("input_scales",))
 
 
 QUICK = Config()

@@ -22,7 +22,7 @@ import pandas as pd
 import seaborn as sns
 
 import gradflow as gf
-from analyses._cli import study_main
+from analyses._cli import check_fields, study_main
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "gated_cells"
@@ -39,6 +39,9 @@ class Config:
     input_scale: float = 1.0
     biases: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
     seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, non_negative=("input_scale",))
 
 
 QUICK = Config()

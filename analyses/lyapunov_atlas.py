@@ -22,7 +22,7 @@ import pandas as pd
 import seaborn as sns
 
 import gradflow as gf
-from analyses._cli import study_main
+from analyses._cli import check_fields, study_main
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "lyapunov_atlas"
@@ -36,6 +36,9 @@ class Config:
     gains: tuple[float, ...] = (0.5, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
     input_scales: tuple[float, ...] = (0.0, 1.0)
     seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, positive=("gains",), non_negative=("input_scales",))
 
 
 QUICK = Config()

@@ -23,7 +23,7 @@ import pandas as pd
 import seaborn as sns
 
 import gradflow as gf
-from analyses._cli import study_main
+from analyses._cli import check_fields, study_main
 from gradflow.report import figure_page, fixed_jitter, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "memory_horizon"
@@ -39,6 +39,10 @@ class Config:
     input_scales: tuple[float, ...] = (0.1, 1.0)
     executor: str = "process"
     seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, choices={"executor": ("serial", "process", "dask")},
+                     non_negative=("input_scales",))
 
 
 QUICK = Config()

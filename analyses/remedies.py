@@ -35,7 +35,7 @@ from autograd import value_and_grad
 from autograd.misc import flatten
 
 import gradflow as gf
-from analyses._cli import study_main
+from analyses._cli import check_fields, study_main
 from gradflow.report import figure_page, fixed_jitter, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "remedies"
@@ -69,6 +69,10 @@ class Config:
     layers: tuple[int, ...] = (1, 2, 3)
     success: float = 0.5  # success: held-out loss below this fraction of the baseline
     seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, choices={"remedy_tasks": ("adding", "copy")}, positive=("lr",),
+                     fractions=("success",))
 
 
 QUICK = Config()
@@ -117,7 +121,7 @@ def run_one(cfg: Config, task_name: str, T: int, arch: str, remedy: str, seed: i
                ratio=run.ratio, success=bool(run.ratio < cfg.success), diverged=run.diverged_at is not None,
                seconds=run.seconds)
     rec = run.records
-    for col in rec.columns.drop(["step", "loss"]):
+    for col in rec.columns.drop(["step", "split", "loss"]):
         row[f"{col}_init"] = rec[col].iloc[0]
         row[f"{col}_final"] = rec[col].iloc[-1]
     norms = pd.DataFrame({"task": task_name, "T": T, "architecture": arch, "remedy": remedy, "seed": seed,

@@ -343,7 +343,7 @@ def _random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gau
     hidden = check_positive_int("hidden", hidden)
     inputs = check_positive_int("inputs", inputs)
     layers = check_positive_int("layers", layers)
-    gain = check_finite_float("gain", gain)
+    gain = check_finite_float("gain", gain, minimum=0.0)
     bias_scale = check_finite_float("bias_scale", bias_scale, minimum=0.0)
     init = check_choice("init", init, INITS)
     seed = check_seed(seed)

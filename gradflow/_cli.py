@@ -199,7 +199,10 @@ def _analyzed_cell(args):
         raise _BadInput(f"{PROG} analyze: {given[0]} builds a new cell; it cannot change the weights in "
                         f"{args.weights!r}")
     try:
-        with np.load(args.weights, allow_pickle=False) as data:
+        data = np.load(args.weights, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("one array, not an archive")
+        with data:
             arrays = {k: data[k] for k in data.files}
     except OSError as exc:
         raise _BadInput(f"{PROG} analyze: cannot read weights {args.weights!r}: {exc.strerror}") from None
@@ -228,6 +231,9 @@ def _analyze(args, argv) -> int:
     from . import inputs
     from .report import model_report
 
+    if args.steps < 2:
+        raise _BadInput(f"{PROG} analyze: --steps must be at least 2 (the predictors use pairs of steps); "
+                        f"got {args.steps}")
     cell, source = _analyzed_cell(args)
     if source is not None:
         with open(source, "rb") as fh:

@@ -122,6 +122,11 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
     """
     left, right, top, bottom = 46, 8, 8, 26
     w, h = width - left - right, height - top - bottom
+    # A rate of -inf (exact vanishing) has no place on an axis: reference lines must be finite.
+    hlines = [v for v in hlines if np.isfinite(v)]
+    vlines = [v for v in vlines if np.isfinite(v)]
+    if band is not None and not all(np.isfinite(band)):
+        band = None
     xs = [np.asarray(s.x, dtype=float) for s in series]
     ys = [np.asarray(s.y, dtype=float) for s in series]
     fx = np.concatenate([a[np.isfinite(a)] for a in xs] + [np.array(vlines, dtype=float)])

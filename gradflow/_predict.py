@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
 
 from . import _activations as act
@@ -295,6 +296,11 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
     logs: list[float] = []  # log growth per iteration (one value when ARPACK converged)
     if not np.any(J):  # every sampled block is zero (a dead ReLU net at rest): nothing survives
         logs = [-np.inf]
+    elif S * S <= 16:
+        # Tiny states: M as its explicit (S^2, S^2) matrix, mean of J (x) J (ARPACK needs S^2 >= 3).
+        M = np.mean([np.kron(P, P) for P in J], axis=0)
+        top = float(np.max(np.abs(scipy.linalg.eigvals(M))))
+        logs = [float(np.log(top))] if top > 0 else [-np.inf]
     elif S <= rank:
         # M is a completely positive map on S x S matrices: its spectral radius is a real
         # eigenvalue (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products.
@@ -471,6 +477,8 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     else:
         xs, h0 = check_sequence(cell, xs, h0)
         T = xs.shape[0]
+        if T < 2:  # the two-step moment map needs a pair of consecutive steps
+            raise ValueError(f"xs must have at least 2 steps for the forward-run predictors; got {T}")
         states, window, x_mean, drive = forward_run(cell, xs, h0)
         pick = rng.choice(T + 1, size=min(fixed_point_starts, T + 1), replace=False)
         starts = np.vstack([np.zeros(cell.state_size), states[pick, 0]])

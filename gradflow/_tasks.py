@@ -16,7 +16,7 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 
-from ._validation import check_positive_int, check_seed
+from ._validation import check_finite_float, check_positive_int, check_seed
 
 READOUTS = ("sequence", "last")
 
@@ -77,6 +77,11 @@ class Task:
         for p in parts:
             check_seed(p, "index")
         return self._sample(np.random.default_rng([self.seed, *parts]), size)
+
+    def held_out(self, size: int, index: int | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Data to evaluate on: a generated task's fresh batch ``index`` (never a training batch
+        when ``index`` is not one); a dataset's test split (``size`` is then ignored)."""
+        return self.batch(size, index)
 
     def loss(self, outputs: Any, targets: np.ndarray) -> Any:
         """The task's loss (a scalar, differentiable with autograd) of readout ``outputs``."""
@@ -194,13 +199,17 @@ def sequential_digits(*, test_fraction: float = 0.25, seed: int = 0) -> Task:
     from sklearn.datasets import load_digits
 
     seed = check_seed(seed)
-    if not 0.0 < float(test_fraction) < 1.0:
+    test_fraction = check_finite_float("test_fraction", test_fraction)
+    if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
     digits = load_digits()
     images, labels = digits.data / 16.0, digits.target.astype(np.intp)
     order = np.random.default_rng([seed, 0]).permutation(len(labels))
     n_test = round(test_fraction * len(labels))
     test, train = order[:n_test], order[n_test:]
+    if n_test < 10 or len(np.unique(labels[train])) < 10:
+        raise ValueError(f"test_fraction must leave at least 10 test images and every class in training "
+                         f"(about 0.01 to 0.9 of {len(labels)} images); got {test_fraction!r}")
     freq = np.bincount(labels[train], minlength=10) / len(train)
 
     def sample(rng, size):
@@ -217,4 +226,8 @@ def sequential_digits(*, test_fraction: float = 0.25, seed: int = 0) -> Task:
 class _DigitsTask(Task):
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The held-out images ``(64, n_test, 1)`` and their labels."""
+        return self._test
+
+    def held_out(self, size: int, index: int | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The test split: images never drawn for training (``size`` and ``index`` are ignored)."""
         return self._test

@@ -130,7 +130,9 @@ def _gram_schmidt(V):
     for v in V:
         for q in qs:
             v = v - anp.sum(v * q, axis=-1, keepdims=True) * q
-        norm = anp.sqrt(anp.sum(v * v, axis=-1))
+        # + 1e-300: a direction the map kills exactly (a dead ReLU) gives ln|R_ii| = -345, finite,
+        # with a zero gradient, instead of ln 0 and 0/0; any other norm is unchanged in float64.
+        norm = anp.sqrt(anp.sum(v * v, axis=-1) + 1e-300)
         logs.append(anp.log(norm))
         qs.append(v / norm[:, None])
     return anp.stack(qs), anp.stack(logs)
@@ -378,7 +380,9 @@ class TrainingRun:
     grad_norm, clipped_grad_norm, update_norm : ndarray, shape (steps,)
         Global gradient norm before and after clipping, and norm of the applied update.
     records : DataFrame
-        One row per measurement step: ``step``, ``loss`` and, for recurrent models,
+        One row per measurement step: ``step``, ``split`` (``"train"``; the last row,
+        after training, ``"held out"``), ``loss`` (of that step's training batch; of the
+        held-out data in the last row) and, for recurrent models,
         ``spectral_radius``, ``top_singular_value`` (layer 0's recurrent matrix),
         ``lyapunov_top``, ``flow_rate`` and per layer ``flow_rate_l{i}``,
         ``flow_log_norm_T_l{i}``.
@@ -432,7 +436,8 @@ class TrainingRun:
                                          ("grad_norm", self.grad_norm),
                                          ("clipped_grad_norm", self.clipped_grad_norm),
                                          ("update_norm", self.update_norm))]
-        recs = self.records.drop(columns="loss").melt(id_vars="step", var_name="quantity")
+        recs = self.records.drop(columns=["loss", "split"], errors="ignore")
+        recs = recs.melt(id_vars="step", var_name="quantity") if len(recs.columns) else recs
         out = pd.concat([*per_step, recs], ignore_index=True)
         out.insert(0, "task", self.task)
         out.insert(0, "model", self.model)
@@ -559,6 +564,11 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
                          f"recurrent weights named weight_hh_l*")
     lyapunov = _check_lyapunov(lyapunov, model)
     momentum = check_finite_float("momentum", momentum, minimum=0.0)
+    if momentum >= 1.0:
+        raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
+    if momentum and optimizer != "sgd":
+        raise ValueError(f"momentum applies to optimizer='sgd' only (Adam keeps its own moments); "
+                         f"got momentum={momentum!r} with optimizer={optimizer!r}")
     record_every = check_positive_int("record_every", record_every)
     seed = check_seed(seed)
     if callback is not None and not callable(callback):
@@ -577,8 +587,9 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
     records, diverged = [], None
     start = time.perf_counter()
 
-    def record(i, loss):
-        records.append({"step": i, "loss": loss, **measure(model, unflatten(flat)["model"], probe_xs, seed)})
+    def record(i, loss, split="train"):
+        records.append({"step": i, "split": split, "loss": loss,
+                        **measure(model, unflatten(flat)["model"], probe_xs, seed)})
         if callback is not None:
             callback(dict(records[-1]))
 
@@ -608,12 +619,12 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
             flat = flat + update
         final = unflatten(flat)
         eval_objective, eval_parts = make_objective(model, task, seed=seed)
-        eval_xs, eval_ys = task.batch(EVAL_BATCH, (seed, EVAL))
+        eval_xs, eval_ys = task.held_out(EVAL_BATCH, (seed, EVAL))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             eval_objective(final, eval_xs, eval_ys)
         eval_loss = eval_parts["loss"] if diverged is None else np.nan
         if diverged is None:
-            record(steps, eval_loss)
+            record(steps, eval_loss, "held out")
     return TrainingRun(model=model.name, task=task.name, baseline=task.baseline, loss=series["loss"],
                        objective=series["objective"], grad_norm=series["grad"],
                        clipped_grad_norm=series["clipped"], update_norm=series["update"],

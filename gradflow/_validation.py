@@ -61,6 +61,9 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_finite_float(name: str, value: Any, minimum: float | None = None) -> float:
+    # Strings and bools convert to floats, but "0.1" or True as a learning rate is a mistake.
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"{name} must be a number; got {_describe(value)}")
     try:
         out = float(value)
     except (TypeError, ValueError) as exc:

@@ -105,6 +105,12 @@ def test_analyze_reads_pytorch_layout_weights_and_infers_the_kind(tmp_path, monk
     (["report", "cost", "--config", "BROKEN.toml"], "is not valid TOML"),
     (["report", "cost", "--config", "MISSING.toml"], "cannot be read"),
     (["report", "cost", "--quick", "--full"], "not allowed with argument"),
+    (["analyze", "--cell", "lstm", "--hidden", "3", "--steps", "1"], "--steps must be at least 2"),
+    (["analyze", "--cell", "lstm", "--hidden", "3", "--gain", "-1"], "gain must be a finite number >= 0"),
+    (["analyze", "ARRAY.npy"], "is not a .npz archive of arrays"),
+    (["report", "remedies", "--config", "CHOICE.toml"], "[remedies] remedy_tasks = 'bogus' is not one of"),
+    (["report", "remedies", "--config", "NAN.toml"], "[remedies] success = nan: expected a finite number"),
+    (["report", "cost", "--config", "RANGE.toml"], "[lyapunov_atlas] gains = 0.0 must be > 0"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path, capsys):
     rng = np.random.default_rng(0)
@@ -117,7 +123,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path
     (tmp_path / "BADVALUE.toml").write_text("[cost]\nsteps = 'many'\n")
     (tmp_path / "NOTSTUDY.toml").write_text("[costs]\nsteps = 8\n")
     (tmp_path / "BROKEN.toml").write_text("[cost\n")
-    argv = [str(tmp_path / a) if a.endswith((".npz", ".toml")) else a for a in argv]
+    (tmp_path / "CHOICE.toml").write_text("[remedies]\nremedy_tasks = ['bogus']\n")
+    (tmp_path / "NAN.toml").write_text("[remedies]\nsuccess = nan\n")
+    (tmp_path / "RANGE.toml").write_text("[lyapunov_atlas]\ngains = [1.0, 0.0]\n")  # checked though not run
+    np.save(tmp_path / "ARRAY.npy", np.zeros(3))
+    argv = [str(tmp_path / a) if a.endswith((".npz", ".npy", ".toml")) else a for a in argv]
     out = tmp_path / "out"
     assert _cli.main([*argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
@@ -133,3 +143,10 @@ def test_report_runs_studies_from_a_config_file(tmp_path, capsys):
     assert "hidden = 8" in written and "repeats = 1" in written and "seed = 3" in written
     assert PdfReader(tmp_path / "gradflow-report.pdf").pages[0].extract_text().count("cost") >= 1
     assert "cost: " in capsys.readouterr().out
+
+
+def test_analyze_handles_a_one_unit_cell(tmp_path):
+    # A 1-unit GRU has a 1 x 1 moment map, too small for ARPACK: it is solved densely.
+    assert _cli.main(["analyze", "--cell", "gru", "--hidden", "1", *SMALL, "--out", str(tmp_path)]) == 0
+    predictors = pd.read_csv(tmp_path / "gru_predictors.csv").set_index("method")
+    assert np.isfinite(predictors.loc["moment map", "rate"])

@@ -199,3 +199,12 @@ def test_importing_gradflow_does_not_import_ipywidgets():
     code = "import sys, gradflow; print('ipywidgets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_infinite_rate_leaves_no_nan_in_the_charts():
+    cell = gf.lstm(4, 2, seed=0)
+    xs = gf.inputs.gaussian(40, 2, 2, scale=1e300)  # saturated gates: the gradient is exactly 0
+    with np.errstate(all="ignore"):
+        table = gf.compare(gf.predict(cell, xs), gf.gradient_flow(cell, xs))
+    assert table.measured_rate.iloc[0] == -np.inf
+    assert "nan" not in table._repr_html_().lower()

@@ -186,3 +186,18 @@ def test_a_network_at_rest_with_dead_units_predicts_exact_vanishing():
     p = gf.predict(cell, np.zeros((50, 2, 2)))
     for method in ("moment map", "two-step moment map"):
         assert p[method].rate == -np.inf and p[method].regime == "vanishing"
+
+
+@pytest.mark.parametrize("hidden", [1, 2, 4])
+def test_moment_map_of_tiny_states_is_solved_densely_and_exactly(hidden):
+    # ARPACK cannot take a 1 x 1 (or 4 x 4) operator; a linear cell's constant Jacobian W gives ln rho(W).
+    cell = gf.rnn(hidden, 2, activation="linear", gain=0.8, seed=3)
+    p = gf.predict(cell, gf.inputs.gaussian(60, 2, 2))
+    rho = np.max(np.abs(np.linalg.eigvals(cell.params["weight_hh_l0"])))
+    for method in ("moment map", "two-step moment map"):
+        assert p[method].rate == pytest.approx(np.log(rho), abs=1e-10)
+
+
+def test_predict_needs_two_steps():
+    with pytest.raises(ValueError, match="xs must have at least 2 steps for the forward-run predictors; got 1"):
+        gf.predict(gf.lstm(3, 2), gf.inputs.gaussian(1, 1, 2))

@@ -95,6 +95,12 @@ def test_sequential_digits_baseline_is_the_class_entropy():
     (lambda: gf.tasks.copy_memory(5).batch(0), "size must be an integer >= 1; got 0"),
     (lambda: gf.tasks.copy_memory(5).batch(2, -1), "index must be a non-negative integer; got -1"),
     (lambda: gf.tasks.sequential_digits(test_fraction=1.5), "test_fraction must be in (0, 1); got 1.5"),
+    (lambda: gf.tasks.sequential_digits(test_fraction=None), "test_fraction must be a number; got None"),
+    (lambda: gf.tasks.sequential_digits(test_fraction="abc"), "test_fraction must be a number; got 'abc'"),
+    (lambda: gf.tasks.sequential_digits(test_fraction=1e-9), "test_fraction must leave at least 10 test images "
+     "and every class in training (about 0.01 to 0.9 of 1797 images); got 1e-09"),
+    (lambda: gf.tasks.sequential_digits(test_fraction=0.995), "test_fraction must leave at least 10 test images "
+     "and every class in training (about 0.01 to 0.9 of 1797 images); got 0.995"),
 ])
 def test_bad_input_names_the_argument(call, message):
     with pytest.raises(ValueError) as info:

@@ -147,7 +147,7 @@ def test_run_records_instruments_per_layer():
     assert {"model", "task", "step", "quantity", "value"} == set(frame.columns)
     assert set(frame.quantity) >= {"loss", "grad_norm", "clipped_grad_norm", "update_norm", "flow_rate_l1"}
     att = gf.train(gf.self_attention(4, inputs=2), task, 3, record_every=1)
-    assert list(att.records.columns) == ["step", "loss"] and att.diverged_at is None
+    assert list(att.records.columns) == ["step", "split", "loss"] and att.diverged_at is None
 
 
 def test_repr_html_and_plot():
@@ -192,6 +192,13 @@ def test_seeded_learning_outcomes():
     (dict(lyapunov=(0.1, 9)), "lyapunov k must be at most the state size 6; got 9"),
     (dict(seed=-1), "seed must be a non-negative integer; got -1"),
     (dict(callback=3), "callback must be callable or None; got 3"),
+    (dict(lr=True), "lr must be a number; got True"),
+    (dict(lr="0.1"), "lr must be a number; got '0.1'"),
+    (dict(clip=True), "clip must be a number; got True"),
+    (dict(penalty=("l2", True)), "penalty weight must be a number; got True"),
+    (dict(momentum=0.5), "momentum applies to optimizer='sgd' only (Adam keeps its own moments); got "
+                         "momentum=0.5 with optimizer='adam'"),
+    (dict(optimizer="sgd", momentum=2.0), "momentum must be in [0, 1); got 2.0"),
 ])
 def test_bad_input_names_the_argument_and_value(kwargs, message):
     kw = dict(steps=2, **kwargs) if "steps" not in kwargs else kwargs
@@ -213,7 +220,7 @@ def test_bad_models_and_weights_are_named():
     with pytest.raises(ValueError, match=r"penalty \('l2', 0.1\) has nothing to act on: model 'recurrent custom'"):
         gf.train(mine, gf.tasks.adding(4), 2, penalty=("l2", 0.1))
     run = gf.train(mine, gf.tasks.adding(4), 3, lyapunov=0.1, record_every=1)  # a custom step flosses too
-    assert np.all(run.objective > run.loss) and list(run.records.columns) == ["step", "loss"]
+    assert np.all(run.objective > run.loss) and list(run.records.columns) == ["step", "split", "loss"]
     with pytest.raises(ValueError, match="model must be a gradflow Cell or SequenceModel; got str"):
         gf.train("lstm", gf.tasks.adding(4), 2)
     assert grad  # the module's autograd import is used by the helpers above
@@ -230,3 +237,22 @@ def test_plain_step_is_the_cells_step(make):
     step = gf._train.plain_step(cell)
     for t in range(6):
         np.testing.assert_allclose(step(cell.params, hs[t], xs[t]), hs[t + 1], rtol=1e-13, atol=1e-15)
+
+
+def test_digits_are_evaluated_on_the_test_split_only():
+    task = gf.tasks.sequential_digits(seed=0)
+    run = gf.train(gf.rnn(6, 1, seed=0), task, steps=3, batch=8, record_every=10, seed=0)
+    test_x, test_y = task.test_set()
+    objective, _ = gf.training_objective(gf.rnn(6, 1, seed=0), task, seed=0)
+    assert run.eval_loss == pytest.approx(objective(run.params, test_x, test_y), rel=1e-12)
+    assert list(run.records.split) == ["train", "held out"]
+    # No training batch contains a test image.
+    train_rows = {row.tobytes() for i in range(3) for row in task.batch(8, (0, i))[0][:, :, 0].T}
+    assert not train_rows & {row.tobytes() for row in test_x[:, :, 0].T}
+
+
+def test_a_direction_killed_exactly_is_not_divergence():
+    # ReLU units at rest kill Q vectors; ln|R_ii| stays finite (-345) and training goes on.
+    run = gf.train(gf.rnn(5, 2, activation="relu", seed=1), gf.tasks.adding(12), steps=3, lyapunov=(0.1, 2))
+    assert run.diverged_at is None and np.isfinite(run.eval_loss)
+    assert set(run.to_frame().quantity) >= {"loss", "grad_norm"}
