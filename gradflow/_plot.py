@@ -27,15 +27,21 @@ def regime_color(regime: str | None) -> str:
     return REGIME_COLORS.get(regime or "inconclusive", REGIME_COLORS["inconclusive"])
 
 
-def complex_plane(ax, eigenvalues: np.ndarray, *, color: str = "C0", label: str = "eigenvalues"):
-    """Eigenvalues as points in the complex plane beside the unit circle (|lambda| = 1)."""
+def unit_circle(ax):
+    """The complex plane's frame: the unit circle (|lambda| = 1), both axes, equal scales."""
     theta = np.linspace(0.0, 2.0 * np.pi, 361)
     ax.plot(np.cos(theta), np.sin(theta), color="0.45", linewidth=1.0, linestyle="--",
             label="unit circle", gid="unit-circle")
-    ev = np.asarray(eigenvalues)
-    ax.scatter(ev.real, ev.imag, s=10, color=color, alpha=0.8, label=label, gid="eigenvalues")
     ax.axhline(0.0, color="0.8", linewidth=0.6, zorder=0)
     ax.axvline(0.0, color="0.8", linewidth=0.6, zorder=0)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set(xlabel="Re lambda", ylabel="Im lambda")
+    return ax
+
+
+def complex_plane(ax, eigenvalues: np.ndarray, *, color: str = "C0", label: str = "eigenvalues"):
+    """Eigenvalues as points in the complex plane beside the unit circle (|lambda| = 1)."""
+    unit_circle(ax)
+    ev = np.asarray(eigenvalues)
+    ax.scatter(ev.real, ev.imag, s=10, color=color, alpha=0.8, label=label, gid="eigenvalues")
     return ax

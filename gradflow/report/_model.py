@@ -19,6 +19,7 @@ from .._engine import check_cell, check_sequence
 from .._files import write_csv
 from .._flow import gradient_flow, mean_log_profile
 from .._lyapunov import lyapunov_spectrum
+from .._plot import unit_circle
 from .._predict import compare, predict
 from .._spectral import fixed_points
 from .._validation import check_positive_int
@@ -183,12 +184,6 @@ def _summary_page(cell, verdict, summary, table):
                           (0.36, 0.16, 0.14, 0.14, 0.12))])
 
 
-def _unit_circle(ax):
-    t = np.linspace(0, 2 * np.pi, 400)
-    ax.plot(np.cos(t), np.sin(t), color="0.3", lw=1, label="unit circle")
-    ax.set_aspect("equal", adjustable="datalim")
-
-
 def _spectra_page(cell, spec):
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -196,7 +191,7 @@ def _spectra_page(cell, spec):
     spec = spec.assign(block=[f"layer {l}" + ("" if g == "-" else f", {g}") for l, g in
                               zip(spec.layer, spec.gate, strict=True)])
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 11.69))
-    _unit_circle(ax1)
+    unit_circle(ax1)
     sns.scatterplot(data=spec, x="eig_real", y="eig_imag", hue="block", s=14, ax=ax1, linewidth=0)
     ax1.set(xlabel="Re λ", ylabel="Im λ", title="Eigenvalues of each recurrent block W_hh")
     ax1.legend(fontsize="x-small", ncol=2)
@@ -272,7 +267,7 @@ def _fixed_point_page(cell, points: Sequence, eigs: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.27, 8.0))
-    _unit_circle(ax)
+    unit_circle(ax)
     for i, p in enumerate(points[:6]):
         sub = eigs[eigs.point == i]
         ax.scatter(sub.eig_real, sub.eig_imag, s=12, label=f"point {i}: |h*| = "
