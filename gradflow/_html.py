@@ -62,13 +62,15 @@ def table(rows: Iterable[Sequence[object]], header: Sequence[object] | None = No
 
 def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
          regime: str | bool | None = False, figure: Raw | None = None, note: str | None = None,
-         header: Sequence[object] | None = None, bold: Iterable[bool] | None = None) -> str:
-    """A result's whole HTML: title, subject, badge (``regime=False``: none), table, figure, note."""
+         header: Sequence[object] | None = None, bold: Iterable[bool] | None = None,
+         badge_text: str | None = None) -> str:
+    """A result's whole HTML: title, subject, badge (``regime=False``: none; ``badge_text`` in place
+    of the regime's name), table, figure, note."""
     top = f"<b>{esc(title)}</b>"
     if subject is not None:
         top += f" &middot; <code>{esc(subject)}</code>"
     if regime is not False:
-        top += " " + badge(regime)
+        top += " " + badge(regime, badge_text)
     side = f'<div style="flex:0 0 auto">{cell(figure)}</div>' if figure else ""  # escaped unless Raw
     foot = f'<div style="color:#666;font-size:0.85em;margin-top:0.3em">{esc(note)}</div>' if note else ""
     return (f'<div style="font-family:inherit;line-height:1.35">'
