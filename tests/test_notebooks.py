@@ -52,3 +52,42 @@ def test_notebook_runs(path, kernel_name, tmp_path, monkeypatch):
     assert html, "a notebook shows at least one rich result"
     assert not any(o.get("name") == "stderr" and "Warning" in o.get("text", "") for o in outputs), \
         [o.get("text") for o in outputs if o.get("name") == "stderr"]
+
+
+# Notebooks whose header another change owns; each needs the header line of jupytext.toml
+# ("notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation").
+HEADER_PENDING = {"04_analyse_your_pytorch_model": "its header is being rewritten with issue 14"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_running_and_saving_a_notebook_leaves_the_tracked_file_unchanged(path, tmp_path):
+    """What JupyterLab does: jupytext's contents manager opens the .py as a notebook, a kernel adds
+    outputs, execution counts, language_info and widget state, the user saves."""
+    if path.stem in HEADER_PENDING and "notebook_metadata_filter" not in path.read_text():
+        pytest.skip(f"{path.name}: {HEADER_PENDING[path.stem]}")
+    pytest.importorskip("jupyter_server")  # installed with gradflow[jupyter]
+    import asyncio
+
+    manager = jupytext.AsyncTextFileContentsManager(root_dir=str(tmp_path))  # what JupyterLab runs
+    (tmp_path / "notebooks").mkdir()
+    copy = tmp_path / "notebooks" / path.name
+    copy.write_bytes(path.read_bytes())
+    (tmp_path / "jupytext.toml").write_bytes((ROOT / "jupytext.toml").read_bytes())
+    model = asyncio.run(manager.get(f"notebooks/{path.name}"))
+    assert model["type"] == "notebook"
+    notebook = model["content"]
+    notebook.metadata["language_info"] = {"name": "python", "version": sys.version.split()[0]}
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    for count, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
+        cell.execution_count = count + 1
+        cell.outputs = [{"output_type": "stream", "name": "stdout", "text": "ran\n"}]
+        cell.metadata.update(execution={"iopub.status.busy": "2026-01-01T00:00:00Z"}, scrolled=True)
+    asyncio.run(manager.save({"type": "notebook", "format": "json", "content": notebook},
+                             f"notebooks/{path.name}"))
+    assert copy.read_bytes() == path.read_bytes()
+    assert not list(tmp_path.rglob("*.ipynb"))  # no paired notebook appears beside it
+
+
+def test_checkpoints_are_ignored():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ".ipynb_checkpoints/" in ignored
