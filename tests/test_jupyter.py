@@ -119,7 +119,7 @@ def test_sweep_summary_reads_the_frame_without_changing_it(results):
     frame = summary.frame
     assert summary.varied == ["gain"] and summary.counts == frame.attrs["sweep"]
     assert sum(summary.regimes.values()) == len(frame)
-    assert summary.rate_errors["mean_field"] == pytest.approx(
+    assert summary.rate_errors["mean-field"] == pytest.approx(
         np.mean(np.abs(frame.rate_mean_field - frame.measured_rate)))
     with pytest.raises(ValueError, match="takes the DataFrame"):
         gf.sweep.summary([1, 2])
@@ -208,3 +208,70 @@ def test_an_infinite_rate_leaves_no_nan_in_the_charts():
         table = gf.compare(gf.predict(cell, xs), gf.gradient_flow(cell, xs))
     assert table.measured_rate.iloc[0] == -np.inf
     assert "nan" not in table._repr_html_().lower()
+
+
+# ------------------------------------------------------------------ themes and labels
+
+
+@pytest.mark.parametrize("kind", [*NAMED, "SweepSummary"])
+def test_every_colour_follows_the_jupyterlab_theme(results, kind):
+    import re
+
+    page = results[kind]._repr_html_()
+    # SVG presentation attributes cannot take var(): no colour may be set outside a style
+    assert not re.search(r'\s(fill|stroke|color)="#', page), kind
+    for text in re.findall(r"<text [^>]*>", page):
+        assert "fill:var(--jp-ui-font-color1, #333)" in text, text
+    for colour in re.findall(r"(?:fill|stroke|color):(#[0-9a-f]{3,6})", page):  # the regimes' own,
+        assert colour in {*_html.REGIME_COLORS.values(), "#fff"}, (kind, colour)  # white on a badge
+    assert "color:#666" not in page
+
+
+def test_prediction_markers_are_named_and_inside_the_frame(results):
+    import re
+
+    page = results["Prediction"]._repr_html_()
+    svg = page[page.index("<svg"):]
+    width = float(re.search(r'<svg [^>]*width="(\d+)"', svg).group(1))
+    circles = [(float(x), float(r)) for x, r in re.findall(r'<circle cx="([\d.]+)" cy="[\d.]+" r="([\d.]+)"', svg)]
+    shown = [r for r in results["Prediction"].results if np.isfinite(r.rate)]
+    assert len(circles) == len(shown)
+    left, right = 46, width - 8  # the plot area (chart's margins)
+    assert all(left < x - r and x + r < right for x, r in circles)
+    texts = re.findall(r"<text [^>]*>([^<]*)</text>", svg)
+    titles = re.findall(r"<title>([^<]*)</title>", svg)
+    for r in shown:
+        assert r.method in texts and any(t.startswith(f"{r.method}: ") for t in titles)
+
+
+def test_neutral_band_is_drawn_whenever_the_caption_mentions_it():
+    import re
+
+    # an LSTM whose rates lie far from the neutral band: the band must still be on the chart
+    cell = gf.lstm(8, 2, seed=0, gain=0.3)  # every rate below -0.17 nats/step
+    prediction = gf.predict(cell, gf.inputs.gaussian(80, 2, 2), fixed_point_starts=1, progress=False)
+    page = prediction._repr_html_()
+    assert "neutral band" in page
+    band = re.search(r'<rect x="([\d.]+)" y="\d+" width="([\d.]+)" height="\d+" style="fill:var\(--jp-layout-color3',
+                     page)
+    assert band and float(band.group(2)) >= 2.0 and 46 <= float(band.group(1)) <= 252
+
+
+def test_cell_thumbnail_keeps_the_unit_circle_in_sight(results):
+    page = gf.rnn(128, 2, seed=0)._repr_html_()
+    assert page.count("<circle") == 128 and page.rindex("<circle") < page.index("<ellipse")  # drawn over
+
+
+def test_sequence_model_rows_are_not_repeated(results):
+    import re
+
+    for model in (results["SequenceModel"], gf.recurrent(gf.lstm(4, 2)), gf.self_attention(4, heads=2, inputs=3)):
+        heads = re.findall(r"<th [^>]*>([^<]*)</th>", model._repr_html_())
+        assert len(heads) == len(set(heads)), heads
+        values = dict(zip(heads, re.findall(r"<td [^>]*>([^<]*)</td>", model._repr_html_()), strict=True))
+        assert values["inputs, width"] == f"{model.input_size}, {model.width}"
+
+
+def test_sweep_summary_names_predictors_as_the_tables_do(results):
+    page = results["SweepSummary"]._repr_html_()
+    assert "mean-field: mean |error|" in page and "mean_field" not in page
