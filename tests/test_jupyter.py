@@ -1,6 +1,7 @@
 """JupyterLab: every result's HTML is valid, escaped and small; plots draw; the explorer redraws."""
 
 import html
+import os
 import sys
 from html.parser import HTMLParser
 
@@ -275,3 +276,71 @@ def test_sequence_model_rows_are_not_repeated(results):
 def test_sweep_summary_names_predictors_as_the_tables_do(results):
     page = results["SweepSummary"]._repr_html_()
     assert "mean-field: mean |error|" in page and "mean_field" not in page
+
+
+# ------------------------------------------------------------------ progress and options
+
+
+def _spy_bars(monkeypatch, module):
+    from gradflow import _options
+
+    bars = []
+
+    def spy(total, desc, unit, progress, **kwargs):
+        bars.append(_options.progress_bar(total, desc, unit, progress, **kwargs))
+        bars[-1].shown = _options.resolve_progress(progress)
+        return bars[-1]
+
+    monkeypatch.setattr(module, "progress_bar", spy)
+    return bars
+
+
+def test_predict_ticks_once_per_predictor(monkeypatch):
+    from gradflow import _predict
+
+    bars = _spy_bars(monkeypatch, _predict)
+    cell = gf.rnn(8, 2, seed=0)
+    prediction = gf.predict(cell, gf.inputs.gaussian(30, 1, 2), fixed_point_starts=1)
+    assert bars[-1].shown and bars[-1].total == bars[-1].n == len(prediction.results)
+    assert bars[-1].postfix == prediction.results[-1].method
+    with gf.options(progress=False):
+        again = gf.predict(cell, gf.inputs.gaussian(30, 1, 2), fixed_point_starts=1)
+    assert not bars[-1].shown and again.rate == prediction.rate  # the bar changes nothing
+    with pytest.raises(ValueError, match="progress must be True, False or None; got 1"):
+        gf.predict(cell, input_std=1.0, progress=1)
+
+
+def test_lyapunov_spectrum_ticks_over_the_steps_when_many_exponents(monkeypatch):
+    from gradflow import _lyapunov
+
+    bars = _spy_bars(monkeypatch, _lyapunov)
+    cell = gf.rnn(8, 2, seed=0)
+    xs = gf.inputs.gaussian(50, 1, 2)
+    full = gf.lyapunov_spectrum(cell, xs, warmup=5, progress=True)
+    assert bars[-1].shown and bars[-1].total == bars[-1].n == 50
+    quiet = gf.lyapunov_spectrum(cell, xs, warmup=5, progress=False)
+    assert not bars[-1].shown
+    np.testing.assert_array_equal(full.exponents, quiet.exponents)
+
+
+def test_options_switch_quick_and_progress_and_restore():
+    before = gf.options()
+    assert before.quick == (os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1")
+    with gf.options(quick=True, progress=False):
+        assert gf.options().quick and not gf.options().progress
+        with gf.options(quick=False):
+            assert not gf.options().quick and not gf.options().progress
+        assert gf.options().quick
+    assert (gf.options().quick, gf.options().progress) == (before.quick, before.progress)
+    with pytest.raises(ValueError, match="quick must be True, False or None; got 'yes'"):
+        gf.options(quick="yes")
+
+
+def test_quick_mode_follows_the_environment_variable():
+    import subprocess
+
+    code = "import gradflow as gf; print(gf.options().quick)"
+    for value, expected in (("1", "True"), ("0", "False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "GRADFLOW_NOTEBOOK_QUICK": value})
+        assert out.stdout.strip() == expected
