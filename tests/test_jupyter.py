@@ -185,12 +185,72 @@ def test_explore_without_ipywidgets_says_how_to_install(monkeypatch):
 def test_explore_builds_widgets():
     pytest.importorskip("ipywidgets")
     box = gf.explore(hidden=8, seq_len=30)
-    controls, image, bottom = box.children
-    assert bytes(image.value).startswith(b"\x89PNG") and "measured" in bottom.children[0].value
+    controls, (image, error), (verdict, status) = box.children[0], box.children[1].children, \
+        box.children[2].children
+    assert bytes(image.value).startswith(b"\x89PNG") and "measured" in verdict.value
+    assert error.layout.display == "none" and status.value.startswith("redrawn in")
     gain = controls.children[0].children[0]
     before = bytes(image.value)
     gain.value = 2.5  # a slider move redraws
     assert bytes(image.value) != before
+    assert not any(knob.disabled for column in controls.children for knob in column.children[:3])
+    matplotlib.pyplot.close("all")
+
+
+def test_explorer_shows_the_error_in_place_of_the_figure_and_recovers():
+    pytest.importorskip("ipywidgets")
+    box = gf.explore(gain=3.0, hidden=16, seq_len=200, activation="relu")
+    controls, (image, error), (verdict, status) = box.children[0], box.children[1].children, \
+        box.children[2].children
+    length = controls.children[1].children[0]
+    length.value = 1000  # the ReLU state overflows float64 at step ~800
+    assert image.layout.display == "none" and error.layout.display is None
+    assert "FloatingPointError" in error.value and "became non-finite" in error.value
+    assert "seq_len=1000" in error.value and verdict.value == "" and status.value.startswith("error after")
+    check_html(error.value)
+    length.value = 100  # a setting that works brings the figure back
+    assert image.layout.display is None and error.layout.display == "none" and "measured" in verdict.value
+    matplotlib.pyplot.close("all")
+
+
+def test_superseded_redraws_are_dropped():
+    runs, waiting = [], []
+    latest = _explore.LatestOnly(runs.append, schedule=waiting.append)  # the loop runs them later
+    for gain in (0.5, 1.0, 1.5):
+        latest.request({"gain": gain})
+    for callback in waiting:
+        callback()
+    assert runs == [{"gain": 1.5}] and latest.dropped == 2
+    latest.request({"gain": 2.0})
+    waiting[-1]()
+    assert runs[-1] == {"gain": 2.0}
+
+
+def test_explorer_merges_queued_slider_moves_into_one_redraw(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    waiting, calls = [], []
+    monkeypatch.setattr(_explore, "_soon", waiting.append)  # a kernel: callbacks run on its loop
+    real = _explore.update
+
+    busy = []
+
+    def counted(**kwargs):
+        calls.append(kwargs)
+        if len(calls) > 1:  # while computing: the controls are off and the status says so
+            busy.append((status.value, all(k.disabled for col in controls.children for k in col.children)))
+        return real(**kwargs)
+
+    monkeypatch.setattr(_explore, "update", counted)
+    box = gf.explore(hidden=8, seq_len=30)
+    controls, status = box.children[0], box.children[2].children[1]
+    gain = controls.children[0].children[0]
+    for value in (0.5, 1.0, 1.5, 2.0):  # four slider releases queued behind a slow redraw
+        gain.value = value
+    assert len(calls) == 1 and status.value == "⏳ waiting…"
+    for callback in waiting:
+        callback()
+    assert len(calls) == 2 and calls[-1]["gain"] == 2.0 and box.redraws.dropped == 3
+    assert busy == [("⏳ computing…", True)] and not gain.disabled
     matplotlib.pyplot.close("all")
 
 
