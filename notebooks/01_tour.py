@@ -19,11 +19,10 @@
 # `GRADFLOW_NOTEBOOK_QUICK=1` (what the tests set) shrinks every size so the notebook runs in seconds.
 
 # %%
-import os
-
 import gradflow as gf
 
-QUICK = os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1"
+# gf.options(quick=True)  # uncomment for small sizes (or set GRADFLOW_NOTEBOOK_QUICK=1)
+QUICK = gf.options().quick
 N, T = (32, 150) if QUICK else (128, 1000)
 
 # %% [markdown]

@@ -18,8 +18,6 @@
 # units into saturation and the gradient vanishes although |lambda_max| > 1.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -27,7 +25,8 @@ import seaborn as sns
 
 import gradflow as gf
 
-QUICK = os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1"
+# gf.options(quick=True)  # uncomment for small sizes (or set GRADFLOW_NOTEBOOK_QUICK=1)
+QUICK = gf.options().quick
 sns.set_theme(style="whitegrid")  # the style of gradflow's own .plot()
 N, T, BATCH = (32, 200, 2) if QUICK else (128, 1000, 4)
 

@@ -17,8 +17,6 @@
 # ||d y_{n-1} / d x_t|| is measured by autograd. A short path is not a strong gradient.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -26,7 +24,8 @@ import seaborn as sns
 
 import gradflow as gf
 
-QUICK = os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1"
+# gf.options(quick=True)  # uncomment for small sizes (or set GRADFLOW_NOTEBOOK_QUICK=1)
+QUICK = gf.options().quick
 sns.set_theme(style="whitegrid")  # the style of gradflow's own .plot()
 W, n = (16, 64) if QUICK else (32, 512)
 

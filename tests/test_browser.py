@@ -165,3 +165,53 @@ def test_screenshots_differ_by_theme(shown, tmp_path):
         matplotlib = pytest.importorskip("matplotlib.image")
         means[theme] = float(np.mean(matplotlib.imread(png)[..., :3]))
     assert means["light"] > 0.8 > 0.2 > means["dark"], means
+
+
+def test_double_click_opens_a_notebook_as_a_notebook_in_jupyterlab(tmp_path):
+    """`make lab`'s settings (.jupyter/ on JUPYTER_CONFIG_PATH): JupyterLab opens notebooks/*.py
+    with its default viewer, as a double-click does, and that viewer is jupytext's notebook."""
+    import os
+    import secrets
+    import socket
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    if BROWSER is None:
+        pytest.skip("no Chromium on PATH; `make test` installs it with apt-get when run as root")
+    lab = shutil.which("jupyter-lab", path=str(Path(sys.executable).parent))
+    if lab is None:
+        pytest.skip("JupyterLab is not installed beside this Python (pip install -e '.[jupyter]')")
+    pytest.importorskip("jupytext")
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "work" / "notebooks").mkdir(parents=True)
+    (tmp_path / "work" / "notebooks" / "01_tour.py").write_bytes((root / "notebooks" / "01_tour.py").read_bytes())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(8)
+    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(root / ".jupyter"),  # what `make lab` sets
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),  # nobody's saved settings
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    server = subprocess.Popen([lab, "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+                               f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path / 'work'}"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("JupyterLab did not start within 60 s")
+                time.sleep(0.5)
+        url = f"http://127.0.0.1:{port}/lab/tree/notebooks/01_tour.py?token={token}"
+        dom = run_browser(["--window-size=1200,900", "--virtual-time-budget=30000", "--dump-dom", url],
+                          tmp_path, timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "jp-NotebookPanel-notebook" in dom and "A tour of gradflow" in dom, dom[-2000:]
+    assert not list((tmp_path / "work").rglob("*.ipynb"))
