@@ -25,8 +25,8 @@ class Options:
     quick : bool
         Notebooks run at small sizes (seconds instead of minutes).
     progress : bool
-        Long calls (`predict`, `train`, `lyapunov_spectrum` at large N, sweeps) show a progress bar
-        unless their own ``progress=`` says otherwise.
+        Long calls (`predict`, `train`, `lyapunov_spectrum` at large N) show a progress bar in
+        JupyterLab or on a terminal unless their own ``progress=`` says otherwise.
     """
 
     quick: bool
@@ -92,10 +92,24 @@ def current() -> Options:
     return _current
 
 
+def interactive() -> bool:
+    """Someone is watching: a Jupyter kernel, or a terminal on stderr; and this is not a worker
+    process (a sweep's pool, a Dask worker), whose bars would interleave with the sweep's own."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        return False
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 def resolve_progress(progress: bool | None) -> bool:
-    """A call's ``progress=``: its own value, or the session's default when None."""
+    """A call's ``progress=``: its own value; when None, the session's default, and only where
+    someone watches (`interactive`), so logs and worker processes stay free of bars."""
     if _check_flag("progress", progress) is None:
-        return _current.progress
+        return _current.progress and interactive()
     return progress
 
 
@@ -104,6 +118,8 @@ def progress_bar(total: int | None, desc: str, unit: str, progress: bool | None,
     ``progress`` (resolved by `resolve_progress`) is False or for the first second of a call."""
     from tqdm.auto import tqdm
 
+    # leave=False: a finished bar goes away, so a study calling gf.train a hundred times leaves
+    # no hundred lines behind.
     return tqdm(total=total, desc=desc, unit=unit, disable=not resolve_progress(progress),
-                delay=PROGRESS_DELAY, file=sys.stderr, dynamic_ncols=True, **kwargs)
+                delay=PROGRESS_DELAY, file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
 

@@ -352,6 +352,7 @@ def _spy_bars(monkeypatch, module):
         return bars[-1]
 
     monkeypatch.setattr(module, "progress_bar", spy)
+    monkeypatch.setattr(_options, "interactive", lambda: True)  # as in JupyterLab
     return bars
 
 
@@ -404,3 +405,14 @@ def test_quick_mode_follows_the_environment_variable():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "GRADFLOW_NOTEBOOK_QUICK": value})
         assert out.stdout.strip() == expected
+
+
+def test_no_bars_in_worker_processes_or_logs():
+    import concurrent.futures
+    import multiprocessing
+
+    from gradflow import _options
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_options.interactive).result(timeout=60) is False  # a sweep's worker
+    assert _options.interactive() is sys.stderr.isatty()  # pytest captures stderr: not a terminal

@@ -313,11 +313,16 @@ def test_training_progress_bar_shows_steps_and_loss(monkeypatch):
         return bars[-1]
 
     monkeypatch.setattr(gf._train, "progress_bar", spy)
+    monkeypatch.setattr(options, "interactive", lambda: True)  # as in JupyterLab
     gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 5, record_every=5, progress=True)
     assert shown == [True] and bars[-1].n == 5 and "loss" in bars[-1].postfix
     with gf.options(progress=False):
         gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5)
     gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5)  # the default again
     assert shown == [True, False, True]
+    monkeypatch.setattr(options, "interactive", lambda: False)  # a log file, a worker process
+    gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5)
+    gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5, progress=True)
+    assert shown[3:] == [False, True]
     with pytest.raises(ValueError, match="progress must be True, False or None; got 'yes'"):
         gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, progress="yes")
