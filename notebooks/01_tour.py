@@ -16,7 +16,10 @@
 # back-propagating, compare the two, and report a small sweep. Every result shows itself as
 # a table with a coloured regime badge and a small chart; `.plot()` draws it in full.
 #
-# `GRADFLOW_NOTEBOOK_QUICK=1` (what the tests set) shrinks every size so the notebook runs in seconds.
+# **Run time** (whole notebook, kernel start included): full size 46 s wall (13 s of kernel CPU),
+# quick mode 21 s (7 s CPU), measured on a 2-core machine shared with other jobs (load ~10):
+# expect less on your own. `gf.options(quick=True)` in the first code cell (or
+# `GRADFLOW_NOTEBOOK_QUICK=1` in the environment) switches to the small sizes.
 
 # %%
 import gradflow as gf

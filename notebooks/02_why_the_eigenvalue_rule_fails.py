@@ -16,6 +16,11 @@
 # the weights only. But the Jacobian of a tanh step is `diag(phi'(a_t)) W`, and `phi'` is
 # below 1 wherever units saturate: a big recurrent gain, or a strong input drive, pushes
 # units into saturation and the gradient vanishes although |lambda_max| > 1.
+#
+# **Run time** (whole notebook, kernel start included): full size 126 s wall (37 s of kernel CPU),
+# quick mode 17 s (6 s CPU), measured on a 2-core machine shared with other jobs (load ~10):
+# expect less on your own. `gf.options(quick=True)` in the first code cell (or
+# `GRADFLOW_NOTEBOOK_QUICK=1` in the environment) switches to the small sizes.
 
 # %%
 import matplotlib.pyplot as plt

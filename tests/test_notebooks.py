@@ -91,3 +91,13 @@ def test_running_and_saving_a_notebook_leaves_the_tracked_file_unchanged(path, t
 def test_checkpoints_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert ".ipynb_checkpoints/" in ignored
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebook_states_its_run_time_and_reads_quick_mode_from_python(path):
+    text = path.read_text()
+    if path.stem in HEADER_PENDING and "**Run time**" not in text:
+        pytest.skip(f"{path.name}: {HEADER_PENDING[path.stem]}")
+    first = jupytext.reads(text, fmt="py:percent").cells[0]
+    assert first.cell_type == "markdown" and "**Run time**" in first.source and "full size" in first.source
+    assert "QUICK = gf.options().quick" in text and "os.environ" not in text
