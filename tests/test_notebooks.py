@@ -101,3 +101,20 @@ def test_each_notebook_states_its_run_time_and_reads_quick_mode_from_python(path
     first = jupytext.reads(text, fmt="py:percent").cells[0]
     assert first.cell_type == "markdown" and "**Run time**" in first.source and "full size" in first.source
     assert "QUICK = gf.options().quick" in text and "os.environ" not in text
+
+
+def test_long_calls_show_a_progress_widget_in_a_kernel(kernel_name, tmp_path, monkeypatch):
+    """In JupyterLab's kernel a long call draws a tqdm widget (not text on stderr), unasked."""
+    import nbformat
+
+    jupyter_path, name = kernel_name
+    monkeypatch.setenv("JUPYTER_PATH", jupyter_path)
+    code = ("import gradflow as gf, gradflow._options as options\n"
+            "options.PROGRESS_DELAY = 0.0  # a bar at once: the real delay spares sub-second calls\n"
+            "run = gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 3, record_every=3)")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(notebook, kernel_name=name, timeout=120,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = notebook.cells[0].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
+    assert not any(o.get("name") == "stderr" for o in outputs), outputs
