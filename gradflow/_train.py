@@ -355,7 +355,8 @@ def measure(model: SequenceModel, params, xs: np.ndarray, seed: int) -> dict[str
         row.update(spectral_radius=spectral_radius(W), top_singular_value=largest_singular_value(W))
     T = xs.shape[0]
     try:
-        row["lyapunov_top"] = lyapunov_spectrum(cell, xs, k=1, warmup=T // 4, seed=seed).top
+        # progress=False: the training bar is the one to watch
+        row["lyapunov_top"] = lyapunov_spectrum(cell, xs, k=1, warmup=T // 4, seed=seed, progress=False).top
         flow = gradient_flow(cell, xs, seed=seed)
     except FloatingPointError:  # the state overflowed: the weights have diverged
         return row

@@ -109,12 +109,16 @@ def test_long_calls_show_a_progress_widget_in_a_kernel(kernel_name, tmp_path, mo
 
     jupyter_path, name = kernel_name
     monkeypatch.setenv("JUPYTER_PATH", jupyter_path)
-    code = ("import gradflow as gf, gradflow._options as options\n"
-            "options.PROGRESS_DELAY = 0.0  # a bar at once: the real delay spares sub-second calls\n"
-            "run = gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 3, record_every=3)")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    setup = ("import gradflow as gf, gradflow._options as options\n"
+             "options.PROGRESS_DELAY = 0.0  # a bar at once: the real delay spares sub-second calls")
+    train = "run = gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 3, record_every=3{})"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup),
+                                               nbformat.v4.new_code_cell(train.format("")),
+                                               nbformat.v4.new_code_cell(train.format(", progress=False"))])
     nbclient.NotebookClient(notebook, kernel_name=name, timeout=120,
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = notebook.cells[0].outputs
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
-    assert not any(o.get("name") == "stderr" for o in outputs), outputs
+    shown, hidden = notebook.cells[1].outputs, notebook.cells[2].outputs
+    widgets = [o for o in shown if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    # one bar, the training's own (the measurements inside it draw none)
+    assert [o.data["text/plain"].split(":")[0] for o in widgets] == ["train"], shown
+    assert not any(o.get("name") == "stderr" for o in shown) and hidden == []
