@@ -58,8 +58,8 @@ def options(*, quick: bool | None = None, progress: bool | None = None) -> Optio
         Quick mode: the notebooks shrink every size (``QUICK = gf.options().quick``). Starts as
         the environment variable ``GRADFLOW_NOTEBOOK_QUICK=1`` says.
     progress : bool, optional
-        Default of every ``progress=`` argument (`predict`, `train`, `lyapunov_spectrum`,
-        `sweep.run`); starts True.
+        Default of the ``progress=`` argument of `predict`, `train` and `lyapunov_spectrum`
+        (`sweep.run` keeps its own, True by default); starts True.
 
     Returns
     -------
