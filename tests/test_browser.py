@@ -208,7 +208,7 @@ def test_double_click_opens_a_notebook_as_a_notebook_in_jupyterlab(tmp_path):
                     pytest.fail("JupyterLab did not start within 60 s")
                 time.sleep(0.5)
         url = f"http://127.0.0.1:{port}/lab/tree/notebooks/01_tour.py?token={token}"
-        dom = run_browser(["--window-size=1200,900", "--virtual-time-budget=30000", "--dump-dom", url],
+        dom = run_browser(["--window-size=1200,900", "--virtual-time-budget=15000", "--dump-dom", url],
                           tmp_path, timeout=120)
     finally:
         server.terminate()
