@@ -12,7 +12,8 @@ Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attenti
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
 `meanfield` (q*, chi_1, critical gain).
 Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask), `sweep.summary`.
-Jupyter: `explore` (ipywidgets explorer), `explore_update` (its redraw, no browser needed).
+Jupyter: `explore` (ipywidgets explorer), `explore_update` (its redraw, no browser needed);
+`options` (quick mode for the notebooks, progress bars on or off).
 Every result shows itself in Jupyter (HTML with a small inline chart) and has ``plot()``.
 Training: `tasks.copy_memory`, `tasks.adding`, `tasks.sequential_digits` -> `tasks.Task`;
 `train` -> `TrainingRun` (clipping, L1/L2 penalties, Lyapunov regulariser; measured as it learns);
@@ -27,6 +28,7 @@ from ._explore import update as explore_update
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import from_torch, load
 from ._lyapunov import LyapunovSpectrum, SingularValues, finite_time_singular_values, lyapunov_spectrum
+from ._options import Options, options
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
 from ._probe import probe
@@ -50,6 +52,7 @@ __all__ = [
     "Exploration",
     "GradientFlow",
     "LyapunovSpectrum",
+    "Options",
     "PathLengths",
     "Prediction",
     "PredictorResult",
@@ -76,6 +79,7 @@ __all__ = [
     "lstm",
     "lyapunov_spectrum",
     "meanfield",
+    "options",
     "path_lengths",
     "predict",
     "probe",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,8 @@ CELLS = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 # Fewer sampled Jacobians than gf.predict's 64: the averaged Jacobian then costs ~30 ms for an LSTM.
 AVERAGED_ROWS = 8
+# A slider event waits this long on the kernel's loop, so events queued behind it can supersede it.
+SETTLE_SECONDS = 0.05
 
 
 @dataclass(frozen=True, repr=False)
@@ -245,6 +248,55 @@ def png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+class LatestOnly:
+    """Runs only the newest of the redraws requested while earlier ones waited.
+
+    Each `request` supersedes those before it: a request that was waiting when a newer one
+    arrived is dropped when its turn comes. ``schedule(callback)`` decides when a request runs:
+    in a Jupyter kernel, on the kernel's event loop a moment later (so slider events already
+    queued behind a slow redraw arrive first and supersede it); without a running loop, at once.
+    """
+
+    def __init__(self, run: Callable[[dict], None],
+                 schedule: Callable[[Callable[[], None]], None] | None = None):
+        self.run = run
+        self.schedule = schedule or _soon
+        self.latest = 0
+        self.dropped = 0
+
+    def request(self, values: dict) -> None:
+        self.latest += 1
+        ticket = self.latest
+        self.schedule(lambda: self._fire(ticket, values))
+
+    def _fire(self, ticket: int, values: dict) -> None:
+        if ticket != self.latest:  # a newer request is waiting: this one is out of date
+            self.dropped += 1
+            return
+        self.run(values)
+
+
+def _soon(callback: Callable[[], None]) -> None:
+    """On the running event loop (a Jupyter kernel's) after a short pause, else now."""
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        callback()
+    else:
+        loop.call_later(SETTLE_SECONDS, callback)
+
+
+def error_html(exc: BaseException, values: dict) -> str:
+    """The card the explorer shows in place of its figure when a setting cannot be drawn."""
+    setting = ", ".join(f"{k}={v}" for k, v in values.items())
+    return _html.card("No figure for this setting", None,
+                      [("error", type(exc).__name__), ("reason", str(exc)), ("setting", setting)],
+                      regime=None, badge_text="error",
+                      note="the figure and verdict are shown again for the next setting that works")
+
+
 def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_len: int = 200,
             cell: str = "rnn", activation: str = "tanh") -> ipywidgets.VBox:
     """Interactive explorer (ipywidgets): sliders and dropdowns redraw spectrum, norms and verdict.
@@ -253,20 +305,25 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
     (`gradient_flow`) with each cheap predictor's line, and the predicted-against-measured
     verdict. Each redraw is `explore_update` plus rasterising the figure: at N = 128, T = 200
     about 0.3 s of CPU for a vanilla RNN or a GRU, 0.5 s for an LSTM (whose state is 2N).
+    While a redraw runs the controls are disabled and the status says so; slider moves made
+    meanwhile are merged into one redraw of the latest setting. A setting that cannot be drawn
+    (the state overflows, say) shows the error and its reason in place of the figure.
     Needs ipywidgets: ``pip install 'gradflow[jupyter]'``.
 
     Returns
     -------
     ipywidgets.VBox
-        Display it (the last expression of a notebook cell).
+        Display it (the last expression of a notebook cell). Its children: the controls, the
+        figure (a PNG image and, in its place when a setting fails, an HTML error card), and a
+        row with the verdict and the status line.
 
     Examples
     --------
     >>> import gradflow as gf
     >>> box = gf.explore(hidden=16, seq_len=50)   # in a notebook: the last line of a cell
-    >>> controls, image, verdict = box.children
-    >>> bytes(image.value[1:4])
-    b'PNG'
+    >>> image, error = box.children[1].children
+    >>> bytes(image.value[1:4]), error.layout.display
+    (b'PNG', 'none')
     """
     try:
         import ipywidgets as widgets
@@ -285,22 +342,46 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
     for knob in knobs.values():
         knob.continuous_update = False  # redraw when a slider is released, not on every pixel
     image = widgets.Image(format="png")
+    error = widgets.HTML(layout=widgets.Layout(display="none"))
     verdict = widgets.HTML()
     status = widgets.Label()
-    figure = update(**{name: knob.value for name, knob in knobs.items()}).figure  # with its canvas
+    figure = None  # made by the first redraw, then reused (with its canvas)
 
-    def redraw(_=None):
-        values = {name: knob.value for name, knob in knobs.items()}
-        knobs["activation"].disabled = values["cell"] != "rnn"
+    def draw_now(values: dict) -> None:
+        nonlocal figure
+        for knob in knobs.values():  # no new events while busy: the controls say so
+            knob.disabled = True
+        status.value = "⏳ computing…"
         start = time.perf_counter()
-        view = update(**values, figure=figure)
-        image.value = png(view.figure)
-        verdict.value = view._repr_html_()
-        status.value = f"redrawn in {time.perf_counter() - start:.2f} s"
+        try:
+            view = update(**values, figure=figure)
+            image.value = png(view.figure)
+        except Exception as exc:  # shown where the figure was: in a callback it would reach only the log
+            error.value = error_html(exc, values)
+            image.layout.display, error.layout.display = "none", None
+            verdict.value = ""
+            status.value = f"error after {time.perf_counter() - start:.2f} s: {type(exc).__name__}"
+        else:
+            figure = view.figure
+            image.layout.display, error.layout.display = None, "none"
+            verdict.value = view._repr_html_()
+            status.value = f"redrawn in {time.perf_counter() - start:.2f} s"
+        finally:
+            for knob in knobs.values():
+                knob.disabled = False
+            knobs["activation"].disabled = knobs["cell"].value != "rnn"
+
+    redraws = LatestOnly(draw_now)
+
+    def on_change(_=None):
+        status.value = "⏳ waiting…"
+        redraws.request({name: knob.value for name, knob in knobs.items()})
 
     for knob in knobs.values():
-        knob.observe(redraw, names="value")
-    redraw()
+        knob.observe(on_change, names="value")
+    draw_now({name: knob.value for name, knob in knobs.items()})
     controls = widgets.HBox([widgets.VBox([knobs[k] for k in ("gain", "input_scale", "hidden")]),
                              widgets.VBox([knobs[k] for k in ("seq_len", "cell", "activation")])])
-    return widgets.VBox([controls, image, widgets.HBox([verdict, status])])
+    box = widgets.VBox([controls, widgets.Box([image, error]), widgets.HBox([verdict, status])])
+    box.redraws = redraws  # for tests and the curious: how many superseded redraws were dropped
+    return box

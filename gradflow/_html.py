@@ -18,6 +18,23 @@ import numpy as np
 REGIME_COLORS = {"vanishing": "#3b6fb6", "neutral": "#6b6b6b", "exploding": "#c8553d",
                  "inconclusive": "#a0a0a0"}
 MAX_POINTS = 300  # a sparkline never needs more vertices than it has pixels
+MAX_DOT_LABELS = 12  # dots with labels get them written beside them up to this many (else tooltips)
+
+# JupyterLab's theme variables, with the light theme's values as fallbacks (other front ends):
+# the same display reads in light and dark themes. SVG presentation attributes do not take
+# var(), so every colour below goes into a style attribute.
+INK = "var(--jp-ui-font-color1, #333)"  # text, axis labels, reference lines drawn in "ink"
+MUTED = "var(--jp-ui-font-color2, #666)"  # notes under a card
+GUIDE = "var(--jp-ui-font-color3, #999)"  # reference lines, the unit circle
+PLOT_AREA = "var(--jp-layout-color1, #f7f7f7)"  # white in light, dark grey in dark themes
+FRAME = "var(--jp-border-color1, #ccc)"
+BAND = "var(--jp-layout-color3, #e2e2e2)"
+_INKS = {"#000", "#000000", "#111", "#222", "#333", "black", "k"}  # dark colours mean "ink"
+
+
+def _paint(color: str) -> str:
+    """A series colour for a style attribute: near-black becomes the theme's text colour."""
+    return INK if color.lower() in _INKS else color
 
 
 class Raw(str):
@@ -62,15 +79,18 @@ def table(rows: Iterable[Sequence[object]], header: Sequence[object] | None = No
 
 def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
          regime: str | bool | None = False, figure: Raw | None = None, note: str | None = None,
-         header: Sequence[object] | None = None, bold: Iterable[bool] | None = None) -> str:
-    """A result's whole HTML: title, subject, badge (``regime=False``: none), table, figure, note."""
+         header: Sequence[object] | None = None, bold: Iterable[bool] | None = None,
+         badge_text: str | None = None) -> str:
+    """A result's whole HTML: title, subject, badge (``regime=False``: none; ``badge_text`` in place
+    of the regime's name), table, figure, note."""
     top = f"<b>{esc(title)}</b>"
     if subject is not None:
         top += f" &middot; <code>{esc(subject)}</code>"
     if regime is not False:
-        top += " " + badge(regime)
+        top += " " + badge(regime, badge_text)
     side = f'<div style="flex:0 0 auto">{cell(figure)}</div>' if figure else ""  # escaped unless Raw
-    foot = f'<div style="color:#666;font-size:0.85em;margin-top:0.3em">{esc(note)}</div>' if note else ""
+    foot = (f'<div style="color:{MUTED};font-size:0.85em;margin-top:0.3em">{esc(note)}</div>'
+            if note else "")
     return (f'<div style="font-family:inherit;line-height:1.35">'
             f'<div style="margin-bottom:0.3em">{top}</div>'
             f'<div style="display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start">'
@@ -94,9 +114,10 @@ class Series:
 
     x: np.ndarray
     y: np.ndarray
-    color: str = "#333"
+    color: str = "#333"  # near-black: the theme's text colour
     kind: str = "line"  # "line", "dash" or "dot"
-    labels: Sequence[str] | None = None  # a tooltip per dot
+    labels: Sequence[str] | None = None  # per dot: written beside it when few, and its tooltip
+    tips: Sequence[str] | None = None  # per dot: a longer tooltip than its label
 
 
 def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,10 +136,12 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
           hlines: Sequence[float] = (), vlines: Sequence[float] = (),
           band: tuple[float, float] | None = None, vertical_band: bool = False,
           unit_circle: bool = False, yticks: bool = True) -> Raw:
-    """A small SVG chart with the data's ranges written on its axes.
+    """A small SVG chart with the data's ranges written on its axes, in the theme's colours.
 
-    ``band`` shades a range of y (x when ``vertical_band``), e.g. the neutral band of rates;
-    ``unit_circle`` draws it and keeps the aspect ratio equal (a spectrum in the complex plane).
+    ``band`` shades a range of y (x when ``vertical_band``), e.g. the neutral band of rates; it is
+    always within the axes (at least 2 px wide), so a caption may speak of it. ``unit_circle``
+    draws it over the points and keeps the aspect ratio equal (a spectrum in the complex plane).
+    Dots never reach the frame; labelled dots (few) have their label written beside them.
     """
     left, right, top, bottom = 46, 8, 8, 26
     w, h = width - left - right, height - top - bottom
@@ -131,12 +154,20 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
     ys = [np.asarray(s.y, dtype=float) for s in series]
     fx = np.concatenate([a[np.isfinite(a)] for a in xs] + [np.array(vlines, dtype=float)])
     fy = np.concatenate([b[np.isfinite(b)] for b in ys] + [np.array(hlines, dtype=float)])
+    if band is not None:  # the band is on the chart: the caption that mentions it is right
+        if vertical_band:
+            fx = np.append(fx, band)
+        else:
+            fy = np.append(fy, band)
     if unit_circle:
         fx, fy = np.append(fx, [-1.0, 1.0]), np.append(fy, [-1.0, 1.0])
     x0, x1 = (float(fx.min()), float(fx.max())) if fx.size else (0.0, 1.0)
     y0, y1 = (float(fy.min()), float(fy.max())) if fy.size else (0.0, 1.0)
-    if unit_circle:  # equal scales: widen the narrower range about its centre
-        span = max(x1 - x0, (y1 - y0) * w / h) * 1.08
+    dots = [s for s in series if s.kind == "dot"]
+    many = sum(len(s.x) for s in dots) > 40
+    radius = 1.8 if many else 2.6
+    if unit_circle:  # equal scales: widen the narrower range about its centre, room for a dot's disc
+        span = max(x1 - x0, (y1 - y0) * w / h) * 1.04 * min(w, h) / (min(w, h) - 2 * (radius + 2))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         x0, x1 = cx - span / 2, cx + span / 2
         y0, y1 = cy - span * h / w / 2, cy + span * h / w / 2
@@ -145,8 +176,13 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
     if y1 - y0 <= 0:
         y0, y1 = y0 - 0.5, y1 + 0.5
     ylo, yhi = y0, y1  # the labels name the data's range, not the padding around it
-    pad = 0.05 * (y1 - y0) if not unit_circle else 0.0
-    y0, y1 = y0 - pad, y1 + pad
+    xlo, xhi = x0, x1
+    if not unit_circle:
+        pad = 0.05 * (y1 - y0)
+        y0, y1 = y0 - pad, y1 + pad
+        if dots:  # a dot's whole disc inside the frame
+            xpad = (radius + 2) / w * (x1 - x0)
+            x0, x1 = x0 - xpad, x1 + xpad
 
     def px(v):
         return left + (np.asarray(v, dtype=float) - x0) / (x1 - x0) * w
@@ -154,33 +190,42 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
     def py(v):
         return top + (y1 - np.asarray(v, dtype=float)) / (y1 - y0) * h
 
-    parts = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#f7f7f7" stroke="#ccc"/>']
+    parts = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" style="fill:{PLOT_AREA};stroke:{FRAME}"/>']
     if band is not None:
         lo, hi = band
+        shade = f'style="fill:{BAND}"'
         if vertical_band:
             a, b = np.clip(px([lo, hi]), left, left + w)
-            parts.append(f'<rect x="{a:.1f}" y="{top}" width="{b - a:.1f}" height="{h}" fill="#e2e2e2"/>')
+            a, b = min(a, (a + b) / 2 - 1), max(b, (a + b) / 2 + 1)  # never thinner than 2 px
+            parts.append(f'<rect x="{a:.1f}" y="{top}" width="{b - a:.1f}" height="{h}" {shade}/>')
         else:
             a, b = np.clip(py([hi, lo]), top, top + h)
-            parts.append(f'<rect x="{left}" y="{a:.1f}" width="{w}" height="{b - a:.1f}" fill="#e2e2e2"/>')
+            a, b = min(a, (a + b) / 2 - 1), max(b, (a + b) / 2 + 1)
+            parts.append(f'<rect x="{left}" y="{a:.1f}" width="{w}" height="{b - a:.1f}" {shade}/>')
     for v in hlines:
         if y0 <= v <= y1:
             parts.append(f'<line x1="{left}" x2="{left + w}" y1="{py(v):.1f}" y2="{py(v):.1f}" '
-                         f'stroke="#999" stroke-width="0.8"/>')
+                         f'style="stroke:{GUIDE}" stroke-width="0.8"/>')
     for v in vlines:
         parts.append(f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + h}" '
-                     f'stroke="#222" stroke-width="1.2" stroke-dasharray="4 3"/>')
-    if unit_circle:
-        parts.append(f'<ellipse cx="{px(0):.1f}" cy="{py(0):.1f}" rx="{px(1) - px(0):.1f}" '
-                     f'ry="{py(0) - py(1):.1f}" fill="none" stroke="#999" stroke-dasharray="3 2"/>')
+                     f'style="stroke:{INK}" stroke-width="1.2" stroke-dasharray="4 3"/>')
+    text = f'font-size="9" font-family="sans-serif" style="fill:{INK}"'
+    labelled = sum(len(s.x) for s in dots if s.labels is not None) <= MAX_DOT_LABELS
     for s, x, y in zip(series, xs, ys, strict=True):
+        color = _paint(s.color)
         if s.kind == "dot":
             ok = np.isfinite(x) & np.isfinite(y)
             labels = s.labels if s.labels is not None else [""] * len(x)
-            for xi, yi, label in zip(px(x[ok]), py(y[ok]), np.asarray(labels, dtype=object)[ok], strict=True):
-                tip = f"<title>{esc(label)}</title>" if label else ""
-                parts.append(f'<circle cx="{xi:.1f}" cy="{yi:.1f}" r="2.6" fill="{s.color}" '
-                             f'fill-opacity="0.8">{tip}</circle>')
+            tips = s.tips if s.tips is not None else labels
+            for xi, yi, label, tip in zip(px(x[ok]), py(y[ok]), np.asarray(labels, dtype=object)[ok],
+                                          np.asarray(tips, dtype=object)[ok], strict=True):
+                title = f"<title>{esc(tip)}</title>" if tip else ""
+                parts.append(f'<circle cx="{xi:.1f}" cy="{yi:.1f}" r="{radius}" style="fill:{color}" '
+                             f'fill-opacity="{0.6 if many else 0.85}">{title}</circle>')
+                if label and labelled:  # beside the dot, on the side with more room
+                    east = xi < left + w / 2
+                    parts.append(f'<text x="{xi + (5 if east else -5):.1f}" y="{yi + 3:.1f}" '
+                                 f'text-anchor="{"start" if east else "end"}" {text}>{esc(label)}</text>')
             continue
         x, y = _thin(x, y)
         ok = np.isfinite(x) & np.isfinite(y)
@@ -193,21 +238,25 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
                 pen = "M"  # a gap where the value is not finite (an exact zero: ln = -inf)
         dash = ' stroke-dasharray="4 3"' if s.kind == "dash" else ""
         if path:
-            parts.append(f'<path d="{" ".join(path)}" fill="none" stroke="{s.color}" '
+            parts.append(f'<path d="{" ".join(path)}" fill="none" style="stroke:{color}" '
                          f'stroke-width="1.5"{dash}/>')
-    text = 'font-size="9" fill="#555" font-family="sans-serif"'
-    ys, xs_ = (yhi - ylo), (x1 - x0)
+    if unit_circle:  # over the points: a dense spectrum must not hide it
+        parts.append(f'<ellipse cx="{px(0):.1f}" cy="{py(0):.1f}" rx="{px(1) - px(0):.1f}" '
+                     f'ry="{py(0) - py(1):.1f}" fill="none" style="stroke:{INK}" stroke-opacity="0.7" '
+                     f'stroke-width="1" stroke-dasharray="3 2"/>')
+    yspan, xspan = (yhi - ylo), (xhi - xlo)
     if yticks:  # off where y is only a row number
         parts += [f'<text x="{left - 3}" y="{py(v) + 3:.1f}" text-anchor="end" {text}>'
-                  f"{esc(_fmt(v, ys))}</text>" for v in (yhi, ylo)]
-    parts += [f'<text x="{left}" y="{top + h + 11}" {text}>{esc(_fmt(x0, xs_))}</text>',
-              f'<text x="{left + w}" y="{top + h + 11}" text-anchor="end" {text}>{esc(_fmt(x1, xs_))}</text>',
+                  f"{esc(_fmt(v, yspan))}</text>" for v in (yhi, ylo)]
+    parts += [f'<text x="{left}" y="{top + h + 11}" {text}>{esc(_fmt(xlo, xspan))}</text>',
+              f'<text x="{left + w}" y="{top + h + 11}" text-anchor="end" {text}>'
+              f"{esc(_fmt(xhi, xspan))}</text>",
               f'<text x="{left + w / 2:.0f}" y="{height - 3}" text-anchor="middle" {text}>'
               f"{esc(xlabel)}</text>",
               f'<text x="9" y="{top + h / 2:.0f}" text-anchor="middle" {text} '
               f'transform="rotate(-90 9 {top + h / 2:.0f})">{esc(ylabel)}</text>']
     return Raw(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-               f'viewBox="0 0 {width} {height}" role="img">{"".join(parts)}</svg>')
+               f'viewBox="0 0 {width} {height}" role="img" class="gradflow-chart">{"".join(parts)}</svg>')
 
 
 def indexed(values: np.ndarray, ylabel: str, color: str = "#3b6fb6") -> Raw:

@@ -35,6 +35,7 @@ from ._engine import (
     unroll,
 )
 from ._flow import regime_or_none
+from ._options import progress_bar, resolve_progress
 from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
 LN2 = np.log(2.0)
@@ -224,7 +225,7 @@ def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
 
 
 def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup: int,
-              reortho_every: int, seed: int, name: str) -> LyapunovSpectrum:
+              reortho_every: int, seed: int, name: str, progress: bool | None = None) -> LyapunovSpectrum:
     T, B, _ = xs.shape
     S = cell.state_size
     k = S if k is None else check_positive_int("k", k)
@@ -243,9 +244,11 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
         chunk = _steps_per_chunk(B * S, S)
 
         def chunks():
-            for t0 in range(0, T, chunk):
-                t1 = min(T, t0 + chunk)
-                yield jacobians(cell, xs[t0:t1], h0=states[t0], states=states[t0 : t1 + 1])
+            with progress_bar(T, "lyapunov", "step", progress) as bar:  # ticks once a chunk is done
+                for t0 in range(0, T, chunk):
+                    t1 = min(T, t0 + chunk)
+                    yield jacobians(cell, xs[t0:t1], h0=states[t0], states=states[t0 : t1 + 1])
+                    bar.update(t1 - t0)
 
         _qr_logs_factored(chunks(), Q0, reortho_every, logs)
     else:
@@ -265,7 +268,7 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
 
 def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup: int = 100,
                       reortho_every: int = 1, x0=None, steps: int | None = None,
-                      seed: int = 0) -> LyapunovSpectrum:
+                      seed: int = 0, progress: bool | None = None) -> LyapunovSpectrum:
     """Lyapunov exponents along a trajectory, by QR re-orthonormalisation.
 
     Parameters
@@ -290,6 +293,9 @@ def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup:
         Iterations of a map, warm-up included.
     seed : int
         Seed of the random initial block ``Q_0``.
+    progress : bool, optional
+        A progress bar over the steps when many exponents are computed (``4 k >= S``, the
+        costly case at large N); default ``gf.options().progress``, shown after a second.
 
     Returns
     -------
@@ -316,7 +322,7 @@ def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup:
             raise ValueError("x0 and steps are for maps; a cell takes xs (and h0)")
         cell = check_cell(system)
         xs, h0 = check_sequence(cell, xs, h0)
-        return _spectrum(cell, xs, h0, k, warmup, reortho_every, seed, cell.name)
+        return _spectrum(cell, xs, h0, k, warmup, reortho_every, seed, cell.name, resolve_progress(progress))
     if not callable(system):
         raise ValueError(f"system must be a Cell or a callable map; got {type(system).__name__}")
     if x0 is None or steps is None:
@@ -327,7 +333,7 @@ def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup:
     name = getattr(system, "__name__", "map")
     cell = map_cell(system, x0.shape[1], name=name)
     xs = np.zeros((steps, x0.shape[0], 0))
-    return _spectrum(cell, xs, x0, k, warmup, reortho_every, seed, name)
+    return _spectrum(cell, xs, x0, k, warmup, reortho_every, seed, name, resolve_progress(progress))
 
 
 @dataclass(frozen=True, repr=False)

@@ -21,6 +21,7 @@ from . import _html, meanfield
 from ._cells import Cell
 from ._engine import _block_products, check_cell, check_sequence, jacobian_products, unroll
 from ._flow import MEMORY_DROP, NEUTRAL_TOL, GradientFlow, regime_of
+from ._options import progress_bar, resolve_progress
 from ._spectral import (
     derivative_bound,
     fixed_points,
@@ -150,9 +151,11 @@ class Comparison(pd.DataFrame):
 def _rate_strip(frame: pd.DataFrame, tol: float, measured: float | None = None) -> _html.Raw:
     """Inline SVG: one dot per predictor (top row first) at its rate, coloured by its regime."""
     series = [_html.Series(np.array([r.rate]), np.array([-i]), _html.REGIME_COLORS[r.regime], "dot",
-                           [f"{r.method}: {r.rate:+.4g}"]) for i, r in enumerate(frame.itertuples())]
+                           [r.method], [f"{r.method}: {r.rate:+.4g} nats/step"])
+              for i, r in enumerate(frame.itertuples())]
     return _html.chart(series, xlabel="rate (nats/step)", ylabel="predictors, table order", band=(-tol, tol),
-                       vertical_band=True, vlines=[] if measured is None else [measured], yticks=False)
+                       vertical_band=True, vlines=[] if measured is None else [measured], yticks=False,
+                       height=max(120, 40 + 13 * len(frame)))  # a row per name
 
 
 def _plot_rates(ax, frame: pd.DataFrame, tol: float, measured: float | None, title: str):
@@ -432,7 +435,7 @@ def forward_run(cell: Cell, xs: np.ndarray, h0: np.ndarray):
 
 def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
             tol: float = NEUTRAL_TOL, seed: int = 0, probes: int = 16,
-            fixed_point_starts: int = 4) -> Prediction:
+            fixed_point_starts: int = 4, progress: bool | None = None) -> Prediction:
     """Every predictor's regime and rate, and gradflow's best estimate.
 
     Parameters
@@ -448,6 +451,9 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
         Rates within ``±tol`` nats/step are "neutral", as in `gradient_flow`.
     seed : int
         Seed of the random probes and fixed-point starts.
+    progress : bool, optional
+        A progress bar, one tick per predictor (default: ``gf.options().progress``; it appears
+        once the call has taken a second).
 
     Examples
     --------
@@ -459,6 +465,7 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     """
     cell = check_cell(cell)
     tol = check_finite_float("tol", tol, minimum=0.0)
+    resolve_progress(progress)  # checked before any work
     probes = check_positive_int("probes", probes)
     fixed_point_starts = check_positive_int("fixed_point_starts", fixed_point_starts, minimum=0)
     rng = np.random.default_rng(seed)
@@ -471,9 +478,9 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
         drive = (input_std**2 * float(np.sum(U**2)) / U.shape[0]) if U is not None else 0.0
         starts = np.vstack([np.zeros(cell.state_size),
                             rng.uniform(-1, 1, (fixed_point_starts, cell.state_size))])
-        results = [eigenvalue_rule(cell, x_mean, tol), pascanu_bound(cell, tol),
-                   fixed_point(cell, x_mean, starts, np.zeros(cell.state_size), tol),
-                   mean_field(cell, drive, tol)]
+        calls = [lambda: eigenvalue_rule(cell, x_mean, tol), lambda: pascanu_bound(cell, tol),
+                 lambda: fixed_point(cell, x_mean, starts, np.zeros(cell.state_size), tol),
+                 lambda: mean_field(cell, drive, tol)]
     else:
         xs, h0 = check_sequence(cell, xs, h0)
         T = xs.shape[0]
@@ -483,13 +490,19 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
         pick = rng.choice(T + 1, size=min(fixed_point_starts, T + 1), replace=False)
         starts = np.vstack([np.zeros(cell.state_size), states[pick, 0]])
         centre = states[window.start :].mean(axis=(0, 1))
-        results = [eigenvalue_rule(cell, x_mean, tol), pascanu_bound(cell, tol),
-                   fixed_point(cell, x_mean, starts, centre, tol), mean_field(cell, drive, tol),
-                   local_gain(cell, xs, states, window, probes, rng, tol),
-                   averaged_jacobian(cell, xs, states, window, tol),
-                   gated_mean_field(cell, xs, states, window, tol),
-                   moment_map(cell, xs, states, window, rng, tol),
-                   moment_map(cell, xs, states, window, rng, tol, rows=64, span=2)]
+        calls = [lambda: eigenvalue_rule(cell, x_mean, tol), lambda: pascanu_bound(cell, tol),
+                 lambda: fixed_point(cell, x_mean, starts, centre, tol), lambda: mean_field(cell, drive, tol),
+                 lambda: local_gain(cell, xs, states, window, probes, rng, tol),
+                 lambda: averaged_jacobian(cell, xs, states, window, tol),
+                 lambda: gated_mean_field(cell, xs, states, window, tol),
+                 lambda: moment_map(cell, xs, states, window, rng, tol),
+                 lambda: moment_map(cell, xs, states, window, rng, tol, rows=64, span=2)]
+    results = []
+    with progress_bar(len(calls), "predict", "predictor", progress) as bar:
+        for call in calls:  # in order: they share `rng`
+            results.append(call())
+            bar.set_postfix_str(results[-1].method, refresh=False)
+            bar.update(1)
     answered = {r.method for r in results if r.regime is not None}
     return Prediction(cell.name, tuple(results), _trusted(answered), tol)
 

@@ -85,8 +85,11 @@ class SequenceModel:
         return path_lengths(self, n).plot(ax=ax)
 
     def _repr_html_(self) -> str:
+        # config repeats inputs and width, and a recurrent model's cell kind twice ("cell", "kind")
+        repeated = self.config.get("kind") in (self.kind, self.config.get("cell"))
+        shown = {"inputs", "width"} | ({"kind"} if repeated else set())
         rows = [("kind", self.kind), ("inputs, width", f"{self.input_size}, {self.width}"),
-                *((k, str(v)) for k, v in self.config.items()),
+                *((k, str(v)) for k, v in self.config.items() if k not in shown),
                 ("parameters", f"{self.parameter_count:,}")]
         return _html.card("SequenceModel", self.name, rows, note="gf.path_lengths(model, n) for its paths")
 

@@ -13,8 +13,11 @@ import pandas as pd
 
 from . import _html
 from ._flow import NEUTRAL_TOL
+from ._predict import METHODS
+from ._sweep_task import rate_column
 
 REGIMES = ("vanishing", "neutral", "exploding")
+PREDICTOR_NAMES = {rate_column(m): m for m in METHODS}  # "rate_mean_field" -> "mean-field"
 
 
 @dataclass(frozen=True, repr=False)
@@ -47,7 +50,8 @@ class SweepSummary:
     @property
     def rate_errors(self) -> pd.Series:
         """Mean absolute error (nats/step) of every ``rate_<predictor>`` column against
-        ``measured_rate``, over the points where both are finite."""
+        ``measured_rate``, over the points where both are finite; indexed by the predictor's name
+        as the tables spell it (``"mean-field"`` for ``rate_mean_field``)."""
         if "measured_rate" not in self.frame:
             return pd.Series(dtype=float)
         measured = self.frame["measured_rate"].to_numpy(dtype=float)
@@ -56,8 +60,8 @@ class SweepSummary:
             if col.startswith("rate_"):
                 predicted = self.frame[col].to_numpy(dtype=float)
                 ok = np.isfinite(predicted) & np.isfinite(measured)
-                out[col[len("rate_"):]] = float(np.mean(np.abs(predicted[ok] - measured[ok]))) if ok.any() \
-                    else np.nan
+                name = PREDICTOR_NAMES.get(col, col[len("rate_"):])
+                out[name] = float(np.mean(np.abs(predicted[ok] - measured[ok]))) if ok.any() else np.nan
         return pd.Series(out, dtype=float, name="mean |rate error| (nats/step)")
 
     def to_frame(self) -> pd.DataFrame:

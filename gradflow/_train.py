@@ -19,6 +19,7 @@ forward-mode ``J_t Q`` products of the cell's equations in plain ``autograd.nump
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -30,21 +31,28 @@ from autograd.core import make_jvp
 from autograd.misc import flatten
 from threadpoolctl import threadpool_limits
 
+from . import _html
 from ._cells import Cell
 from ._engine import _value, check_cell, check_sequence
-from ._flow import fit_rate, gradient_flow, mean_log_profile
+from ._flow import NEUTRAL_TOL, fit_rate, gradient_flow, mean_log_profile, regime_of
 from ._lyapunov import _initial_block, lyapunov_spectrum
+from ._options import progress_bar
 from ._sequence import SequenceModel, recurrent
 from ._spectral import largest_singular_value, spectral_radius
-from ._tasks import Task, summary_html
+from ._tasks import Task
 from ._validation import as_float_array, check_choice, check_finite_float, check_positive_int, check_seed
 
 OPTIMIZERS = ("adam", "sgd")
+# TrainingRun.plot's panels beyond loss and gradients: quantities on one scale share an axis.
+PLOT_GROUPS = (("spectral_radius", "top_singular_value"), ("lyapunov_top", "flow_rate"))
 PENALTIES = ("l1", "l2")
 ADAM = (0.9, 0.999, 1e-8)  # Kingma & Ba's defaults: beta1, beta2, epsilon
 PROBE, EVAL = 10**9, 10**9 + 1  # batch indices of the probe and evaluation batches (never trained on)
 PROBE_BATCH, EVAL_BATCH = 4, 256
 FLOSS_BATCH = 8  # samples whose trajectories the Lyapunov regulariser follows
+# A loss this many times the larger of the first step's and the memoryless baseline is divergence:
+# finite, but the weights have left any useful region (lr=1e10 gives 1e20 after one step).
+DIVERGED_FACTOR = 1e4
 
 
 # ---------------------------------------------------------------- argument checks
@@ -347,7 +355,8 @@ def measure(model: SequenceModel, params, xs: np.ndarray, seed: int) -> dict[str
         row.update(spectral_radius=spectral_radius(W), top_singular_value=largest_singular_value(W))
     T = xs.shape[0]
     try:
-        row["lyapunov_top"] = lyapunov_spectrum(cell, xs, k=1, warmup=T // 4, seed=seed).top
+        # progress=False: the training bar is the one to watch
+        row["lyapunov_top"] = lyapunov_spectrum(cell, xs, k=1, warmup=T // 4, seed=seed, progress=False).top
         flow = gradient_flow(cell, xs, seed=seed)
     except FloatingPointError:  # the state overflowed: the weights have diverged
         return row
@@ -389,13 +398,18 @@ class TrainingRun:
     eval_loss : float
         Task loss of the final weights on a held-out batch of 256.
     diverged_at : int or None
-        Step at which the loss or gradient became non-finite (training stopped there).
+        Step at which training stopped because the loss or gradient became non-finite or the
+        loss exceeded 10^4 times the larger of the first step's loss and the baseline.
     params : dict
         Final weights ``{"model": ..., "readout": ...}``.
     config : dict
         The options of the run.
     seconds : float
         Wall time of the training loop, measurements included.
+    interrupted_at : int or None
+        Step at which Ctrl-C (KeyboardInterrupt) stopped the run; the arrays then hold the
+        steps completed before it, and the weights, held-out loss and last record are those
+        of that point.
     """
 
     model: str
@@ -412,6 +426,7 @@ class TrainingRun:
     params: dict = field(compare=False)
     config: dict = field(compare=False)
     seconds: float = field(compare=False)
+    interrupted_at: int | None = None
 
     @property
     def steps(self) -> int:
@@ -444,28 +459,50 @@ class TrainingRun:
         return out
 
     def plot(self, axes=None):
-        """Loss against the baseline, gradient norms before/after clipping, and the recurrent
-        measurements; returns the axes."""
-        import matplotlib.pyplot as plt
+        """One axis per scale: task loss against the baseline, gradient norms (log scale) before
+        and after clipping, and for recurrent models the recurrent matrix's spectral radius and top
+        singular value (beside 1) and the rates lambda_1 and flow rate (nats/step, beside the
+        neutral band); returns the axes.
 
+        ``axes``: as many matplotlib axes as panels (four for a recurrent model, two otherwise).
+        """
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        from ._plot import STYLE
+
+        panels = [cols for cols in PLOT_GROUPS if any(c in self.records for c in cols)]
+        count = 2 + len(panels)
         if axes is None:
-            _, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+            with sns.axes_style(STYLE):
+                _, axes = plt.subplots(1, count, figsize=(3.6 * count, 3.2), layout="constrained")
+        elif len(axes) != count:
+            raise ValueError(f"axes must hold {count} axes (one per panel); got {len(axes)}")
         steps = np.arange(self.steps)
-        a0, a1, a2 = axes
+        a0, a1 = axes[0], axes[1]
         a0.plot(steps, self.loss, label="loss")
         a0.axhline(self.baseline, color="k", linestyle="--", label=f"baseline {self.baseline:.4g}")
         a0.set(xlabel="step", ylabel="task loss", title=f"{self.model} on {self.task}")
         a0.legend(fontsize="small")
         a1.semilogy(steps, self.grad_norm, label="before clipping")
         a1.semilogy(steps, self.clipped_grad_norm, label="applied")
-        a1.set(xlabel="step", ylabel="gradient norm")
+        a1.set(xlabel="step", ylabel="gradient norm", title="gradients")
         a1.legend(fontsize="small")
-        for col in ("spectral_radius", "top_singular_value", "lyapunov_top", "flow_rate"):
-            if col in self.records:
-                a2.plot(self.records.step, self.records[col], marker="o", markersize=3, label=col)
-        a2.set(xlabel="step", ylabel="value", title="recurrent weights (measured)")
-        if len(a2.lines):
-            a2.legend(fontsize="small")
+        rows = self.records[self.records.split == "train"] if "split" in self.records else self.records
+        for ax, cols in zip(axes[2:], panels, strict=True):
+            if cols is PLOT_GROUPS[0]:
+                ax.axhline(1.0, color="0.6", linewidth=0.8)
+                ax.set(ylabel="magnitude", title="recurrent matrix (measured)")
+            else:
+                ax.axhspan(-NEUTRAL_TOL, NEUTRAL_TOL, color="0.88", label="neutral band")
+                ax.set(ylabel="rate (nats/step)", title="rates (measured)")
+            for col in cols:
+                if col in rows:
+                    values = rows[col].to_numpy(dtype=float)
+                    ax.plot(rows.step, np.where(np.isfinite(values), values, np.nan), marker="o",
+                            markersize=3, label=col.replace("_", " "))
+            ax.set(xlabel="step")
+            ax.legend(fontsize="small")
         return axes
 
     def _summary(self) -> list[tuple[str, str]]:
@@ -478,15 +515,42 @@ class TrainingRun:
                 ("seconds", f"{self.seconds:.2f}")]
         if self.diverged_at is not None:
             rows.insert(3, ("diverged at step", str(self.diverged_at)))
+        if self.interrupted_at is not None:
+            rows.insert(3, ("interrupted at step", str(self.interrupted_at)))
+        rate = self._final_flow_rate()
+        if rate is not None:
+            rows.insert(-2, ("final flow rate", _html.number(rate, unit="nats/step")))
         return rows
 
+    def _final_flow_rate(self) -> float | None:
+        if "flow_rate" not in self.records or not len(self.records):
+            return None
+        rate = float(self.records["flow_rate"].iloc[-1])
+        return None if np.isnan(rate) else rate
+
     def __repr__(self) -> str:
+        stopped = f", interrupted_at={self.interrupted_at}" if self.interrupted_at is not None else ""
         return (f"TrainingRun(model={self.model!r}, task={self.task!r}, steps={self.steps}, "
                 f"final_loss={self.final_loss:.4g}, eval_loss={self.eval_loss:.4g}, "
-                f"baseline={self.baseline:.4g}, diverged_at={self.diverged_at})")
+                f"baseline={self.baseline:.4g}, diverged_at={self.diverged_at}{stopped})")
 
     def _repr_html_(self) -> str:
-        return summary_html("TrainingRun", self._summary())
+        # The badge: how the final weights carry gradients (their measured flow rate), unless the
+        # run diverged or was stopped, which matters more.
+        rate = self._final_flow_rate()
+        if self.diverged_at is not None:
+            regime, text = "exploding", f"diverged at step {self.diverged_at}"
+        elif self.interrupted_at is not None:
+            regime, text = None, f"interrupted at step {self.interrupted_at}"
+        elif rate is not None:
+            regime, text = regime_of(rate), None
+        else:
+            regime, text = None, "no recurrence measured"
+        steps = np.arange(self.steps)
+        figure = _html.chart([_html.Series(steps, self.loss, _html.REGIME_COLORS["vanishing"])],
+                             xlabel="step", ylabel="task loss", hlines=[self.baseline])
+        return _html.card("TrainingRun", self.model, self._summary(), regime=regime, badge_text=text,
+                          figure=figure, note="line: task loss per step; grey line: memoryless baseline")
 
 
 def _clip(g: np.ndarray, clip: float | None, clip_value: float | None) -> np.ndarray:
@@ -503,7 +567,7 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
           lr: float = 1e-2, batch: int = 16, clip: float | None = None, clip_value: float | None = None,
           penalty: tuple[str, float] | None = None, lyapunov: float | tuple[float, int] | None = None,
           momentum: float = 0.0, record_every: int = 25, seed: int = 0,
-          callback: Callable[[dict], None] | None = None) -> TrainingRun:
+          callback: Callable[[dict], None] | None = None, progress: bool | None = None) -> TrainingRun:
     """Train a model with a linear readout on a task; measure it as it learns.
 
     Parameters
@@ -539,10 +603,17 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
         Seed of the readout, the batch order and the measurements; same seed, same bits.
     callback : callable, optional
         Called with each measurement row (a dict, as in ``records``) as it is taken.
+    progress : bool, optional
+        Show a progress bar of the steps with the current loss (default: ``gf.options().progress``;
+        it appears once a run has taken a second).
 
     Returns
     -------
     TrainingRun
+        Ctrl-C (KeyboardInterrupt) stops training and returns the run so far, with
+        ``interrupted_at`` set to the step it stopped at (a warning says so). Training stops
+        at divergence (``diverged_at``): a non-finite loss or gradient, or a loss above 10^4
+        times the larger of the first step's and the baseline.
 
     Examples
     --------
@@ -584,7 +655,7 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
     probe_xs, _ = task.batch(PROBE_BATCH, (seed, PROBE))
     series = {k: np.full(steps, np.nan) for k in ("loss", "objective", "grad", "clipped", "update")}
     m, v = np.zeros_like(flat), np.zeros_like(flat)
-    records, diverged = [], None
+    records, diverged, interrupted, done = [], None, None, 0
     start = time.perf_counter()
 
     def record(i, loss, split="train"):
@@ -593,30 +664,46 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
         if callback is not None:
             callback(dict(records[-1]))
 
-    with threadpool_limits(1):  # tiny matrices: BLAS threads only contend (4x slower on 2 busy cores)
-        for i in range(steps):
-            xs, ys = task.batch(batch, (seed, i))
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked just below
-                total, g = step_fn(flat, xs, ys)
-            if not (np.isfinite(total) and np.all(np.isfinite(g))):
-                diverged = i
-                break
-            series["loss"][i], series["objective"][i] = parts["loss"], total
-            if i % record_every == 0:
-                record(i, parts["loss"])
-            series["grad"][i] = np.linalg.norm(g)
-            g = _clip(g, clip, clip_value)
-            series["clipped"][i] = np.linalg.norm(g)
-            if optimizer == "sgd":
-                m = momentum * m + g
-                update = -lr * m
-            else:
-                b1, b2, eps = ADAM
-                m = b1 * m + (1 - b1) * g
-                v = b2 * v + (1 - b2) * g**2
-                update = -lr * (m / (1 - b1 ** (i + 1))) / (np.sqrt(v / (1 - b2 ** (i + 1))) + eps)
-            series["update"][i] = np.linalg.norm(update)
-            flat = flat + update
+    bar = progress_bar(steps, "train", "step", progress)
+    with threadpool_limits(1), bar:  # tiny matrices: BLAS threads only contend (4x slower on 2 busy cores)
+        try:
+            for i in range(steps):
+                xs, ys = task.batch(batch, (seed, i))
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked just below
+                    total, g = step_fn(flat, xs, ys)
+                if np.isfinite(total):
+                    series["loss"][i], series["objective"][i] = parts["loss"], total
+                limit = DIVERGED_FACTOR * max(series["loss"][0], task.baseline)
+                if not (np.isfinite(total) and np.all(np.isfinite(g))) or parts["loss"] > limit:
+                    diverged = i
+                    break
+                if i % record_every == 0:
+                    record(i, parts["loss"])
+                series["grad"][i] = np.linalg.norm(g)
+                g = _clip(g, clip, clip_value)
+                series["clipped"][i] = np.linalg.norm(g)
+                if optimizer == "sgd":
+                    m = momentum * m + g
+                    update = -lr * m
+                else:
+                    b1, b2, eps = ADAM
+                    m = b1 * m + (1 - b1) * g
+                    v = b2 * v + (1 - b2) * g**2
+                    update = -lr * (m / (1 - b1 ** (i + 1))) / (np.sqrt(v / (1 - b2 ** (i + 1))) + eps)
+                series["update"][i] = np.linalg.norm(update)
+                flat = flat + update
+                done = i + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.4g}", refresh=False)
+        except KeyboardInterrupt:
+            # Keep what was learnt: steps before `done` are complete, `flat` their weights.
+            interrupted = done
+            for name in series:
+                series[name] = series[name][:done]
+            if len(records) and records[-1]["step"] >= done:
+                records.pop()  # a measurement of a step that did not finish
+            warnings.warn(f"training interrupted at step {done} of {steps}: returning the partial run "
+                          f"(TrainingRun.interrupted_at={done})", RuntimeWarning, stacklevel=2)
         final = unflatten(flat)
         eval_objective, eval_parts = make_objective(model, task, seed=seed)
         eval_xs, eval_ys = task.held_out(EVAL_BATCH, (seed, EVAL))
@@ -624,10 +711,11 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
             eval_objective(final, eval_xs, eval_ys)
         eval_loss = eval_parts["loss"] if diverged is None else np.nan
         if diverged is None:
-            record(steps, eval_loss, "held out")
+            record(done, eval_loss, "held out")
     return TrainingRun(model=model.name, task=task.name, baseline=task.baseline, loss=series["loss"],
                        objective=series["objective"], grad_norm=series["grad"],
                        clipped_grad_norm=series["clipped"], update_norm=series["update"],
                        records=pd.DataFrame(records), eval_loss=float(eval_loss), diverged_at=diverged,
-                       params=final, config=config, seconds=time.perf_counter() - start)
+                       params=final, config=config, seconds=time.perf_counter() - start,
+                       interrupted_at=interrupted)
 

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -15,10 +16,13 @@
 # the weights only. But the Jacobian of a tanh step is `diag(phi'(a_t)) W`, and `phi'` is
 # below 1 wherever units saturate: a big recurrent gain, or a strong input drive, pushes
 # units into saturation and the gradient vanishes although |lambda_max| > 1.
+#
+# **Run time** (whole notebook, kernel start included): full size 126 s wall (37 s of kernel CPU),
+# quick mode 17 s (6 s CPU), measured on a 2-core machine shared with other jobs (load ~10):
+# expect less on your own. `gf.options(quick=True)` in the first code cell (or
+# `GRADFLOW_NOTEBOOK_QUICK=1` in the environment) switches to the small sizes.
 
 # %%
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -26,7 +30,8 @@ import seaborn as sns
 
 import gradflow as gf
 
-QUICK = os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1"
+# gf.options(quick=True)  # uncomment for small sizes (or set GRADFLOW_NOTEBOOK_QUICK=1)
+QUICK = gf.options().quick
 sns.set_theme(style="whitegrid")  # the style of gradflow's own .plot()
 N, T, BATCH = (32, 200, 2) if QUICK else (128, 1000, 4)
 

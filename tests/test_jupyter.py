@@ -1,6 +1,7 @@
 """JupyterLab: every result's HTML is valid, escaped and small; plots draw; the explorer redraws."""
 
 import html
+import os
 import sys
 from html.parser import HTMLParser
 
@@ -119,7 +120,7 @@ def test_sweep_summary_reads_the_frame_without_changing_it(results):
     frame = summary.frame
     assert summary.varied == ["gain"] and summary.counts == frame.attrs["sweep"]
     assert sum(summary.regimes.values()) == len(frame)
-    assert summary.rate_errors["mean_field"] == pytest.approx(
+    assert summary.rate_errors["mean-field"] == pytest.approx(
         np.mean(np.abs(frame.rate_mean_field - frame.measured_rate)))
     with pytest.raises(ValueError, match="takes the DataFrame"):
         gf.sweep.summary([1, 2])
@@ -184,12 +185,72 @@ def test_explore_without_ipywidgets_says_how_to_install(monkeypatch):
 def test_explore_builds_widgets():
     pytest.importorskip("ipywidgets")
     box = gf.explore(hidden=8, seq_len=30)
-    controls, image, bottom = box.children
-    assert bytes(image.value).startswith(b"\x89PNG") and "measured" in bottom.children[0].value
+    controls, (image, error), (verdict, status) = box.children[0], box.children[1].children, \
+        box.children[2].children
+    assert bytes(image.value).startswith(b"\x89PNG") and "measured" in verdict.value
+    assert error.layout.display == "none" and status.value.startswith("redrawn in")
     gain = controls.children[0].children[0]
     before = bytes(image.value)
     gain.value = 2.5  # a slider move redraws
     assert bytes(image.value) != before
+    assert not any(knob.disabled for column in controls.children for knob in column.children[:3])
+    matplotlib.pyplot.close("all")
+
+
+def test_explorer_shows_the_error_in_place_of_the_figure_and_recovers():
+    pytest.importorskip("ipywidgets")
+    box = gf.explore(gain=3.0, hidden=16, seq_len=200, activation="relu")
+    controls, (image, error), (verdict, status) = box.children[0], box.children[1].children, \
+        box.children[2].children
+    length = controls.children[1].children[0]
+    length.value = 1000  # the ReLU state overflows float64 at step ~800
+    assert image.layout.display == "none" and error.layout.display is None
+    assert "FloatingPointError" in error.value and "became non-finite" in error.value
+    assert "seq_len=1000" in error.value and verdict.value == "" and status.value.startswith("error after")
+    check_html(error.value)
+    length.value = 100  # a setting that works brings the figure back
+    assert image.layout.display is None and error.layout.display == "none" and "measured" in verdict.value
+    matplotlib.pyplot.close("all")
+
+
+def test_superseded_redraws_are_dropped():
+    runs, waiting = [], []
+    latest = _explore.LatestOnly(runs.append, schedule=waiting.append)  # the loop runs them later
+    for gain in (0.5, 1.0, 1.5):
+        latest.request({"gain": gain})
+    for callback in waiting:
+        callback()
+    assert runs == [{"gain": 1.5}] and latest.dropped == 2
+    latest.request({"gain": 2.0})
+    waiting[-1]()
+    assert runs[-1] == {"gain": 2.0}
+
+
+def test_explorer_merges_queued_slider_moves_into_one_redraw(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    waiting, calls = [], []
+    monkeypatch.setattr(_explore, "_soon", waiting.append)  # a kernel: callbacks run on its loop
+    real = _explore.update
+
+    busy = []
+
+    def counted(**kwargs):
+        calls.append(kwargs)
+        if len(calls) > 1:  # while computing: the controls are off and the status says so
+            busy.append((status.value, all(k.disabled for col in controls.children for k in col.children)))
+        return real(**kwargs)
+
+    monkeypatch.setattr(_explore, "update", counted)
+    box = gf.explore(hidden=8, seq_len=30)
+    controls, status = box.children[0], box.children[2].children[1]
+    gain = controls.children[0].children[0]
+    for value in (0.5, 1.0, 1.5, 2.0):  # four slider releases queued behind a slow redraw
+        gain.value = value
+    assert len(calls) == 1 and status.value == "⏳ waiting…"
+    for callback in waiting:
+        callback()
+    assert len(calls) == 2 and calls[-1]["gain"] == 2.0 and box.redraws.dropped == 3
+    assert busy == [("⏳ computing…", True)] and not gain.disabled
     matplotlib.pyplot.close("all")
 
 
@@ -208,3 +269,150 @@ def test_an_infinite_rate_leaves_no_nan_in_the_charts():
         table = gf.compare(gf.predict(cell, xs), gf.gradient_flow(cell, xs))
     assert table.measured_rate.iloc[0] == -np.inf
     assert "nan" not in table._repr_html_().lower()
+
+
+# ------------------------------------------------------------------ themes and labels
+
+
+@pytest.mark.parametrize("kind", [*NAMED, "SweepSummary"])
+def test_every_colour_follows_the_jupyterlab_theme(results, kind):
+    import re
+
+    page = results[kind]._repr_html_()
+    # SVG presentation attributes cannot take var(): no colour may be set outside a style
+    assert not re.search(r'\s(fill|stroke|color)="#', page), kind
+    for text in re.findall(r"<text [^>]*>", page):
+        assert "fill:var(--jp-ui-font-color1, #333)" in text, text
+    for colour in re.findall(r"(?:fill|stroke|color):(#[0-9a-f]{3,6})", page):  # the regimes' own,
+        assert colour in {*_html.REGIME_COLORS.values(), "#fff"}, (kind, colour)  # white on a badge
+    assert "color:#666" not in page
+
+
+def test_prediction_markers_are_named_and_inside_the_frame(results):
+    import re
+
+    page = results["Prediction"]._repr_html_()
+    svg = page[page.index("<svg"):]
+    width = float(re.search(r'<svg [^>]*width="(\d+)"', svg).group(1))
+    circles = [(float(x), float(r)) for x, r in re.findall(r'<circle cx="([\d.]+)" cy="[\d.]+" r="([\d.]+)"', svg)]
+    shown = [r for r in results["Prediction"].results if np.isfinite(r.rate)]
+    assert len(circles) == len(shown)
+    left, right = 46, width - 8  # the plot area (chart's margins)
+    assert all(left < x - r and x + r < right for x, r in circles)
+    texts = re.findall(r"<text [^>]*>([^<]*)</text>", svg)
+    titles = re.findall(r"<title>([^<]*)</title>", svg)
+    for r in shown:
+        assert r.method in texts and any(t.startswith(f"{r.method}: ") for t in titles)
+
+
+def test_neutral_band_is_drawn_whenever_the_caption_mentions_it():
+    import re
+
+    # an LSTM whose rates lie far from the neutral band: the band must still be on the chart
+    cell = gf.lstm(8, 2, seed=0, gain=0.3)  # every rate below -0.17 nats/step
+    prediction = gf.predict(cell, gf.inputs.gaussian(80, 2, 2), fixed_point_starts=1, progress=False)
+    page = prediction._repr_html_()
+    assert "neutral band" in page
+    band = re.search(r'<rect x="([\d.]+)" y="\d+" width="([\d.]+)" height="\d+" style="fill:var\(--jp-layout-color3',
+                     page)
+    assert band and float(band.group(2)) >= 2.0 and 46 <= float(band.group(1)) <= 252
+
+
+def test_cell_thumbnail_keeps_the_unit_circle_in_sight(results):
+    page = gf.rnn(128, 2, seed=0)._repr_html_()
+    assert page.count("<circle") == 128 and page.rindex("<circle") < page.index("<ellipse")  # drawn over
+
+
+def test_sequence_model_rows_are_not_repeated(results):
+    import re
+
+    for model in (results["SequenceModel"], gf.recurrent(gf.lstm(4, 2)), gf.self_attention(4, heads=2, inputs=3)):
+        heads = re.findall(r"<th [^>]*>([^<]*)</th>", model._repr_html_())
+        assert len(heads) == len(set(heads)), heads
+        values = dict(zip(heads, re.findall(r"<td [^>]*>([^<]*)</td>", model._repr_html_()), strict=True))
+        assert values["inputs, width"] == f"{model.input_size}, {model.width}"
+
+
+def test_sweep_summary_names_predictors_as_the_tables_do(results):
+    page = results["SweepSummary"]._repr_html_()
+    assert "mean-field: mean |error|" in page and "mean_field" not in page
+
+
+# ------------------------------------------------------------------ progress and options
+
+
+def _spy_bars(monkeypatch, module):
+    from gradflow import _options
+
+    bars = []
+
+    def spy(total, desc, unit, progress, **kwargs):
+        bars.append(_options.progress_bar(total, desc, unit, progress, **kwargs))
+        bars[-1].shown = _options.resolve_progress(progress)
+        return bars[-1]
+
+    monkeypatch.setattr(module, "progress_bar", spy)
+    monkeypatch.setattr(_options, "interactive", lambda: True)  # as in JupyterLab
+    return bars
+
+
+def test_predict_ticks_once_per_predictor(monkeypatch):
+    from gradflow import _predict
+
+    bars = _spy_bars(monkeypatch, _predict)
+    cell = gf.rnn(8, 2, seed=0)
+    prediction = gf.predict(cell, gf.inputs.gaussian(30, 1, 2), fixed_point_starts=1)
+    assert bars[-1].shown and bars[-1].total == bars[-1].n == len(prediction.results)
+    assert bars[-1].postfix == prediction.results[-1].method
+    with gf.options(progress=False):
+        again = gf.predict(cell, gf.inputs.gaussian(30, 1, 2), fixed_point_starts=1)
+    assert not bars[-1].shown and again.rate == prediction.rate  # the bar changes nothing
+    with pytest.raises(ValueError, match="progress must be True, False or None; got 1"):
+        gf.predict(cell, input_std=1.0, progress=1)
+
+
+def test_lyapunov_spectrum_ticks_over_the_steps_when_many_exponents(monkeypatch):
+    from gradflow import _lyapunov
+
+    bars = _spy_bars(monkeypatch, _lyapunov)
+    cell = gf.rnn(8, 2, seed=0)
+    xs = gf.inputs.gaussian(50, 1, 2)
+    full = gf.lyapunov_spectrum(cell, xs, warmup=5, progress=True)
+    assert bars[-1].shown and bars[-1].total == bars[-1].n == 50
+    quiet = gf.lyapunov_spectrum(cell, xs, warmup=5, progress=False)
+    assert not bars[-1].shown
+    np.testing.assert_array_equal(full.exponents, quiet.exponents)
+
+
+def test_options_switch_quick_and_progress_and_restore():
+    before = gf.options()
+    assert before.quick == (os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1")
+    with gf.options(quick=True, progress=False):
+        assert gf.options().quick and not gf.options().progress
+        with gf.options(quick=False):
+            assert not gf.options().quick and not gf.options().progress
+        assert gf.options().quick
+    assert (gf.options().quick, gf.options().progress) == (before.quick, before.progress)
+    with pytest.raises(ValueError, match="quick must be True, False or None; got 'yes'"):
+        gf.options(quick="yes")
+
+
+def test_quick_mode_follows_the_environment_variable():
+    import subprocess
+
+    code = "import gradflow as gf; print(gf.options().quick)"
+    for value, expected in (("1", "True"), ("0", "False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "GRADFLOW_NOTEBOOK_QUICK": value})
+        assert out.stdout.strip() == expected
+
+
+def test_no_bars_in_worker_processes_or_logs():
+    import concurrent.futures
+    import multiprocessing
+
+    from gradflow import _options
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_options.interactive).result(timeout=60) is False  # a sweep's worker
+    assert _options.interactive() is sys.stderr.isatty()  # pytest captures stderr: not a terminal

@@ -10,6 +10,7 @@ from autograd import grad, value_and_grad
 from autograd.misc import flatten
 
 import gradflow as gf
+from gradflow import _html
 from gradflow._train import _clip, finite_time_exponents, initial_params, make_objective, penalised_names
 
 
@@ -161,8 +162,14 @@ def test_repr_html_and_plot():
     assert repr(run).startswith("TrainingRun(model='recurrent <lstm & co>', task='adding (T=6)', steps=4,")
     page = run._repr_html_()
     assert html.escape("<lstm & co>") in page and "<lstm & co>" not in page
+    assert "<svg" in page and _html.REGIME_COLORS[gf.regime_of(run.records.flow_rate.iloc[-1])] in page
     axes = run.plot()
-    assert len(axes) == 3 and axes[0].get_lines()
+    # one axis per scale: loss, gradient norms, matrix magnitudes, rates in nats/step
+    assert len(axes) == 4 and axes[0].get_lines()
+    labels = [{ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")} for ax in axes[2:]]
+    assert labels == [{"spectral radius", "top singular value"}, {"lyapunov top", "flow rate"}]
+    np.testing.assert_allclose(axes[3].get_lines()[-1].get_ydata(),
+                               run.records.flow_rate[run.records.split == "train"])
     plt.close("all")
 
 
@@ -256,3 +263,66 @@ def test_a_direction_killed_exactly_is_not_divergence():
     run = gf.train(gf.rnn(5, 2, activation="relu", seed=1), gf.tasks.adding(12), steps=3, lyapunov=(0.1, 2))
     assert run.diverged_at is None and np.isfinite(run.eval_loss)
     assert set(run.to_frame().quantity) >= {"loss", "grad_norm"}
+
+
+def test_a_huge_learning_rate_is_divergence_not_a_finite_loss():
+    # lr=1e10 gives a finite loss of ~1e20 after one step (tanh saturates, the readout explodes).
+    task = gf.tasks.adding(10)
+    run = gf.train(gf.rnn(8, 2, seed=0), task, steps=30, lr=1e10, record_every=5, progress=False)
+    assert run.diverged_at == 1 and np.isnan(run.eval_loss) and np.isnan(run.final_loss)
+    assert run.loss[1] > gf._train.DIVERGED_FACTOR * max(run.loss[0], task.baseline)
+    assert np.all(np.isnan(run.loss[2:]))
+    numbers = run.records.select_dtypes("number").to_numpy()
+    assert not np.isinf(numbers).any() and list(run.records.step) == [0]
+    assert "diverged at step 1" in run._repr_html_()
+
+
+def test_ctrl_c_returns_the_partial_run():
+    calls = []
+
+    def interrupt_at_step_10(row):
+        calls.append(row["step"])
+        if row["step"] == 10 and row["split"] == "train":
+            raise KeyboardInterrupt
+
+    task = gf.tasks.adding(6)
+    with pytest.warns(RuntimeWarning, match="interrupted at step 10 of 30"):
+        run = gf.train(gf.rnn(4, 2, seed=0), task, 30, record_every=5, callback=interrupt_at_step_10,
+                       progress=False)
+    assert run.interrupted_at == 10 and run.steps == 10 and run.diverged_at is None
+    assert np.all(np.isfinite(run.loss)) and "interrupted_at=10" in repr(run)
+    assert list(run.records.step) == [0, 5, 10] and list(run.records.split) == ["train", "train", "held out"]
+    # the partial run is the first 10 steps of the full one, bit for bit
+    full = gf.train(gf.rnn(4, 2, seed=0), task, 30, record_every=5, progress=False)
+    np.testing.assert_array_equal(run.loss, full.loss[:10])
+    # the held-out row measures the weights after 10 steps: the full run's row at step 10
+    measured = ["spectral_radius", "lyapunov_top", "flow_rate"]
+    np.testing.assert_array_equal(run.records[measured].to_numpy(), full.records[measured][:3].to_numpy())
+    assert "interrupted at step 10" in run._repr_html_()
+
+
+def test_training_progress_bar_shows_steps_and_loss(monkeypatch):
+    import gradflow._options as options
+
+    bars, shown = [], []
+    real = options.progress_bar
+
+    def spy(total, desc, unit, progress, **kwargs):
+        shown.append(options.resolve_progress(progress))
+        bars.append(real(total, desc, unit, progress, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(gf._train, "progress_bar", spy)
+    monkeypatch.setattr(options, "interactive", lambda: True)  # as in JupyterLab
+    gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 5, record_every=5, progress=True)
+    assert shown == [True] and bars[-1].n == 5 and "loss" in bars[-1].postfix
+    with gf.options(progress=False):
+        gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5)
+    gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5)  # the default again
+    assert shown == [True, False, True]
+    monkeypatch.setattr(options, "interactive", lambda: False)  # a log file, a worker process
+    gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5)
+    gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, record_every=5, progress=True)
+    assert shown[3:] == [False, True]
+    with pytest.raises(ValueError, match="progress must be True, False or None; got 'yes'"):
+        gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, progress="yes")
