@@ -2,7 +2,8 @@
 
 Public API
 ----------
-Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch`, `load`.
+Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
+`load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -25,7 +26,7 @@ from ._engine import jacobian_products, jacobians, unroll
 from ._explore import Exploration, explore
 from ._explore import update as explore_update
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._io import from_torch, load
+from ._io import Model, from_keras, from_torch, load
 from ._lyapunov import LyapunovSpectrum, SingularValues, finite_time_singular_values, lyapunov_spectrum
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
@@ -50,6 +51,7 @@ __all__ = [
     "Exploration",
     "GradientFlow",
     "LyapunovSpectrum",
+    "Model",
     "PathLengths",
     "Prediction",
     "PredictorResult",
@@ -65,6 +67,7 @@ __all__ = [
     "explore_update",
     "finite_time_exponents",
     "finite_time_singular_values",
+    "from_keras",
     "from_torch",
     "gradient_flow",
     "gru",
