@@ -627,9 +627,10 @@ def load(path: str | os.PathLike) -> Cell:
         raise ValueError(f"{path!r} has a corrupt __gradflow__ header: {exc}") from None
     for key, value in meta.items():
         expected = _HEADER_EXTRAS.get(key)
+        is_bool = isinstance(value, bool)
         ok = expected is not None and (
-            isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
-            or (expected is float and isinstance(value, int) and not isinstance(value, bool)))
+            (isinstance(value, expected) and (expected is bool or not is_bool))
+            or (expected is float and isinstance(value, int) and not is_bool))
         if not ok:
             raise ValueError(f"{path!r} has a corrupt __gradflow__ header: entry {key!r} = {value!r} "
                              f"is not {'known' if expected is None else expected.__name__}")

@@ -203,8 +203,8 @@ def test_bad_files_give_one_clear_error(tmp_path):
     npy = tmp_path / "one.npy"
     np.save(npy, np.zeros(3))
     text = _write(tmp_path / "notes.npz", b"hello")
-    for path, message in [(truncated, "not a readable .npz"), (npy, "single .npy array"),
-                          (text, "not a readable .npz"), (tmp_path / "missing.npz", "does not exist")]:
+    for path, message in [(truncated, r"not a readable \.npz"), (npy, r"single \.npy array"),
+                          (text, r"not a readable \.npz"), (tmp_path / "missing.npz", "does not exist")]:
         with pytest.raises(ValueError, match=message) as info:
             gf.load(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -220,7 +220,7 @@ def test_bad_files_give_one_clear_error(tmp_path):
     assert set(read_npz(good)) >= {"__gradflow__", "weight_hh_l0"}
     with zipfile.ZipFile(tmp_path / "z.npz", "w") as z:
         z.writestr("weight_hh_l0.npy", b"\x93NUMPY garbage")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match=r"not a readable \.npz"):
         gf.from_torch(tmp_path / "z.npz")
 
 

@@ -102,7 +102,7 @@ def choose_fit_start(lags: np.ndarray, profile: np.ndarray, earliest: int = 0) -
         return earliest
     tol = max(2 * tail.stderr if np.isfinite(tail.stderr) else 0.0, 0.1 * abs(tail.rate), 2e-3)
     for frac in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4):
-        start = max(earliest, int(round(frac * T)))
+        start = max(earliest, round(frac * T))
         if T - start < 4:
             break
         if abs(fit_rate(lags, profile, start).rate - tail.rate) <= tol:
@@ -394,7 +394,8 @@ def _summary_frame(model, key, main, measured, xs, headline, inputs_label) -> pd
             ("steps T, batch", f"{T}, {B}"),
             ("measured rate (nats/step)", f"{measured.rate:+.4f}"), ("measured regime", measured.regime),
             ("measured with", measured.loss),
-            ("rate fit lags", f"{measured.fit.lag_range[0]}-{measured.fit.lag_range[1]} (chosen from the data)"),
+            ("rate fit lags", f"{measured.fit.lag_range[0]}-{measured.fit.lag_range[1]} "
+                              f"(chosen from the data)"),
             ("memory horizon (steps)", str(measured.memory_horizon) if measured.memory_horizon is not None
              else f"> {T}"),
             ("random-direction rate (nats/step)", f"{flow.rate:+.4f}")]
