@@ -103,8 +103,9 @@ def _parser() -> _Parser:
     analyze.add_argument("--prefix", help="which recurrent block, when the weights hold several")
     analyze.add_argument("--head", help="module name of the linear layer reading the output (e.g. fc); "
                                         "default: the one linear layer that fits")
-    analyze.add_argument("--no-predictors", action="store_true",
-                         help="skip gf.predict (its moment maps dominate the cost on large cells)")
+    analyze.add_argument("--predictors", choices=("auto", "on", "off"), default="auto",
+                         help=f"run gf.predict (its moment maps dominate the cost on large cells); auto: "
+                              f"on up to state size {AUTO_PREDICTORS_STATE} (default auto)")
     analyze.add_argument("--cell", choices=KINDS, help="kind of cell (inferred from a weights file)")
     analyze.add_argument("--hidden", type=_positive, help="hidden size of a new cell")
     analyze.add_argument("--input-size", type=_positive, help="input size of a new cell (default 8)")
@@ -185,6 +186,9 @@ def _cache(args) -> int:
     return 0
 
 
+# gf.predict's moment maps cost ~2 CPU minutes for a 2-layer 128-unit LSTM (state 512) at T = 1000,
+# the flow, Lyapunov spectrum and fixed points together ~20 s: auto runs predict on smaller states.
+AUTO_PREDICTORS_STATE = 256
 _NEW_CELL_FLAGS = ("hidden", "input_size", "layers", "gain", "init", "forget_bias", "update_bias")
 _TASK = re.compile(r"^task:(adding|copy_memory):([1-9][0-9]{0,6})$|^task:(digits)$")
 
@@ -288,7 +292,10 @@ def _analyze(args, argv) -> int:
         raise _BadInput(f"{PROG} analyze: --steps must be at least 2 (the predictors use pairs of steps); "
                         f"got {args.steps}")
     model, source = _analyzed_model(args)
-    first = model if hasattr(model, "input_size") else next(iter(model.cells.values()))
+    cells = [model] if hasattr(model, "input_size") else list(model.cells.values())
+    first = cells[0]
+    predictors = args.predictors == "on" or (
+        args.predictors == "auto" and max(c.state_size for c in cells) <= AUTO_PREDICTORS_STATE)
     xs, label = _analyzed_inputs(args, first.input_size)
     if source is not None:
         with open(source, "rb") as fh:
@@ -299,7 +306,7 @@ def _analyze(args, argv) -> int:
     result = model_report(model, xs, args.out, name=args.name, seed=args.seed, exponents=args.exponents,
                           source=source or "weights drawn from the flags below",
                           command=shlex.join([PROG, *argv]), batch_first=False,
-                          predictors=not args.no_predictors, steps=args.steps, batch=args.batch,
+                          predictors=predictors, steps=args.steps, batch=args.batch,
                           input_scale=args.input_scale, inputs_label=label, progress=not args.quiet)
     print(f"{model.name}: {result['verdict']} -> {result['pdf']}")
     return 0

@@ -112,7 +112,7 @@ def test_analyze_reads_a_prefixed_npz_with_a_head_on_its_own_inputs(tmp_path, ca
     xs = gf.tasks.adding(30).batch(3)[0]
     np.save(tmp_path / "xs.npy", np.swapaxes(xs, 0, 1))  # saved batch-first
     args = ["analyze", str(tmp_path / "net.npz"), "--inputs", str(tmp_path / "xs.npy"), "--batch-first",
-            "--no-predictors", "--exponents", "2", "--quiet", "--out", str(tmp_path / "a")]
+            "--predictors", "off", "--exponents", "2", "--quiet", "--out", str(tmp_path / "a")]
     assert _cli.main(args) == 0
     out = capsys.readouterr()
     assert "ignored keys" in out.err and "model.embed.weight" in out.err

@@ -444,6 +444,8 @@ def _summary_frame(model, key, main, measured, xs, headline, inputs_label) -> pd
         best = prediction.best
         rows += [("trusted prediction", f"{best.regime} at {best.rate:+.4f} ({best.method})"),
                  ("eigenvalue rule", f"{prediction['eigenvalue rule'].regime}")]
+    else:
+        rows.append(("predictors", "not run (gf.predict; gradflow analyze --predictors on)"))
     rows += [("top Lyapunov exponent (nats/step)", f"{lyap.top:+.4f}"),
              ("Kaplan-Yorke dimension", f"{lyap.kaplan_yorke_dimension:.2f}"),
              ("fixed points found (stable)", f"{len(points)} ({sum(p.stable for p in points)})")]
