@@ -103,6 +103,9 @@ def _parser() -> _Parser:
     analyze.add_argument("--prefix", help="which recurrent block, when the weights hold several")
     analyze.add_argument("--head", help="module name of the linear layer reading the output (e.g. fc); "
                                         "default: the one linear layer that fits")
+    analyze.add_argument("--readout", choices=("last", "sum"), default="last",
+                         help="measure the head's output at the last step, or summed over every step "
+                              "(a loss on the whole output sequence); default last")
     analyze.add_argument("--predictors", choices=("auto", "on", "off"), default="auto",
                          help=f"run gf.predict (its moment maps dominate the cost on large cells); auto: "
                               f"on up to state size {AUTO_PREDICTORS_STATE} (default auto)")
@@ -307,7 +310,8 @@ def _analyze(args, argv) -> int:
                           source=source or "weights drawn from the flags below",
                           command=shlex.join([PROG, *argv]), batch_first=False,
                           predictors=predictors, steps=args.steps, batch=args.batch,
-                          input_scale=args.input_scale, inputs_label=label, progress=not args.quiet)
+                          input_scale=args.input_scale, inputs_label=label, readout=args.readout,
+                          progress=not args.quiet)
     print(f"{model.name}: {result['verdict']} -> {result['pdf']}")
     return 0
 

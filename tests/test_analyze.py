@@ -26,14 +26,15 @@ def _torch_net(torch, kind, hidden, layers):
     return Net().double()
 
 
-def _torch_readout_profiles(torch, net, xs, kind, layers):
-    """ln ||d y_T / d h^(l)_{T-k}|| by lag k and layer, batch-mean, from PyTorch autograd
-    stepping the module itself one step at a time."""
+def _torch_readout_profiles(torch, net, xs, kind, layers, summed=False):
+    """ln ||d y_T / d h^(l)_{T-k}|| (``summed``: of sum_t y_t) by lag k and layer, batch-mean,
+    from PyTorch autograd stepping the module itself one step at a time."""
     T, B, _ = xs.shape
     H = net.rnn.hidden_size
     h = torch.zeros(layers, B, H, dtype=torch.float64, requires_grad=True)
     c = torch.zeros(layers, B, H, dtype=torch.float64)
     hs = [h]
+    total = 0.0
     for t in range(T):
         x = torch.from_numpy(xs[t : t + 1])
         if kind == "LSTM":
@@ -42,8 +43,9 @@ def _torch_readout_profiles(torch, net, xs, kind, layers):
             _, h = net.rnn(x, h)
         h.retain_grad()
         hs.append(h)
+        total = total + net.fc(h[-1])[:, 0].sum()
     y = net.fc(h[-1])[:, 0]
-    y.sum().backward()  # samples are independent: each row of the gradient is its own
+    (total if summed else y.sum()).backward()  # samples are independent: each row of the gradient is its own
     grads = np.stack([g.grad.numpy() if g.grad is not None else np.zeros((layers, B, H)) for g in hs])
     with np.errstate(divide="ignore"):
         log_norms = np.log(np.linalg.norm(grads, axis=3))  # (T+1, layers, B)
@@ -154,3 +156,18 @@ def test_task_inputs_and_a_bidirectional_model():
     row = rates[(rates.cell == "l0 reverse") & (rates.measure == "random direction")].iloc[0]
     assert row.rate == pytest.approx(fit_rate(flow.lags, flow.components["h"].mean(axis=1),
                                               int(row.fit_from)).rate, rel=1e-9)
+
+
+def test_summed_readout_matches_pytorch_autograd():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(1)
+    torch.set_num_threads(1)
+    net = _torch_net(torch, "LSTM", 5, 2)
+    xs = gf.tasks.adding(25).batch(3)[0]
+    rates = model_rates(gf.from_torch(net), xs, readout="sum")
+    assert set(rates.measure) == {"readout summed over steps", "random direction"}
+    profiles = _torch_readout_profiles(torch, net, xs, "LSTM", 2, summed=True)
+    for l in range(2):
+        row = rates[(rates.measure != "random direction") & (rates.layer == l) & (rates.part == "h")].iloc[0]
+        theirs = fit_rate(np.arange(26), profiles[:, l], int(row.fit_from)).rate
+        assert row.rate == pytest.approx(theirs, abs=1e-8)

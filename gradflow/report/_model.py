@@ -18,7 +18,7 @@ import scipy.linalg
 
 from .. import inputs as _inputs
 from .._cells import GATES, Cell
-from .._engine import check_cell, check_sequence
+from .._engine import _value, check_cell, check_sequence
 from .._files import write_csv
 from .._flow import (
     MEMORY_DROP,
@@ -34,12 +34,13 @@ from .._lyapunov import lyapunov_spectrum
 from .._plot import unit_circle
 from .._predict import compare, predict
 from .._spectral import fixed_points
-from .._validation import check_finite_float, check_positive_int, check_seed
+from .._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from ._pdf import figure_page, paper_theme, table_page, write_pdf
 
 _SAFE = str.maketrans({c: "_" for c in " /\\:*?\"<>|"})
 BOOTSTRAP_DRAWS = 1000  # resamples of the batch's sequences behind each 95% interval
 MAX_SERIES = 8  # lines per axes in every figure
+READOUTS = ("last", "sum")  # the head's output at the last step, or summed over every step
 
 
 def _blocks(cell: Cell) -> list[tuple[int, str, np.ndarray]]:
@@ -86,6 +87,40 @@ def readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_from: i
                         gates={k: v[::-1].copy() for k, v in probes.items()},
                         input_log_norms=inputs[::-1].copy(), loss=label,
                         fit=fit_rate(lags, _fit_profile(log_norms, fit_from), fit_from))
+
+
+def summed_readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_from: int) -> GradientFlow:
+    """`readout_flow` of the outputs summed over every step, ``sum_t directions @ state_t``
+    (a sequence model's loss reads every output): ln ||d (sum_t y_t) / d state_{T-k}||.
+
+    The cell is augmented with an accumulator ``a_t = a_{t-1} + m_t directions @ state_{t-1}``
+    and the loss is ``a_T + directions @ state_T``, so one reverse pass carries the outputs of
+    steps 1..T; ``m_t`` (0 at the first step, 1 after) is an extra input held constant, so the
+    initial state's own output does not count. The whole-state norms are recombined from the
+    state's parts (``h``, ``c``), so the accumulator is left out of them.
+    """
+    import autograd.numpy as anp
+    from scipy.special import logsumexp
+
+    S, K, D = cell.state_size, len(directions), cell.input_size
+
+    def step(p, state, x):
+        h = state[:, :S]
+        counts = _value(x)[:, D:]  # the mask m_t, outside the derivative
+        return anp.concatenate([cell.step(p, h, x[:, :D]), state[:, S:] + counts * (h @ directions.T)],
+                               axis=1)
+
+    augmented = Cell(step, cell.params, S + K, D + 1, components=cell.components, name=cell.name)
+    xs, _ = check_sequence(cell, xs, None)
+    mask = np.ones((*xs.shape[:2], 1))
+    mask[0] = 0.0
+    xs = np.concatenate([xs, mask], axis=2)
+    loss_rows = np.hstack([directions, np.eye(K)])
+    flow = readout_flow(augmented, xs, loss_rows, fit_from, label="model readout summed over steps")
+    parts = np.stack([v for k, v in flow.components.items() if "." not in k])
+    log_norms = 0.5 * logsumexp(2.0 * parts, axis=0)
+    return dataclasses.replace(flow, log_norms=log_norms,
+                               fit=fit_rate(flow.lags, _fit_profile(log_norms, fit_from), fit_from))
 
 
 def choose_fit_start(lags: np.ndarray, profile: np.ndarray, earliest: int = 0) -> int:
@@ -170,7 +205,8 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
                  name: str | None = None, seed: int = 0, exponents: int = 16, source: str = "",
                  command: str = "", batch_first: bool | None = None, predictors: bool = True,
                  steps: int = 500, batch: int = 4, input_scale: float = 1.0,
-                 inputs_label: str | None = None, progress: bool = False) -> dict[str, Any]:
+                 inputs_label: str | None = None, readout: str = "last",
+                 progress: bool = False) -> dict[str, Any]:
     """Write ``<name>.pdf`` and its CSVs: how gradients flow through a model on its own inputs.
 
     Parameters
@@ -198,6 +234,9 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
         Run `gf.predict` (its moment maps dominate the cost on large cells).
     inputs_label : str, optional
         What the inputs are, for the verdict (e.g. the file they came from).
+    readout : {"last", "sum"}
+        Measure the head's output at the last step, or summed over every step (a model whose
+        loss reads the whole output sequence).
     progress : bool
         A progress bar with an ETA over the stages.
 
@@ -224,6 +263,7 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
 
     model = _as_model(model)
     seed = check_seed(seed)
+    readout = check_choice("readout", readout, READOUTS)
     first = next(iter(model.cells.values()))
     synthetic = xs is None
     if synthetic:
@@ -253,8 +293,8 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
         xc = cell_inputs[key]
         res: dict[str, Any] = {"inputs": xc}
         bar.set_postfix_str(f"{key}: gradient flow")
-        flow, readout, start, rows = _measure_cell(model, key, xc, seed)
-        res.update(flow=flow, readout=readout, fit_from=start)
+        flow, read, start, rows = _measure_cell(model, key, xc, seed, readout)
+        res.update(flow=flow, readout=read, fit_from=start)
         rate_rows += rows
         bar.update()
         if predictors:
@@ -279,8 +319,8 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
     main_key = next((k for k in per_cell if per_cell[k]["readout"] is not None), next(iter(per_cell)))
     main = per_cell[main_key]
     headline = rates[(rates.cell == main_key) & (rates.part == "h")
-                     & (rates.measure == ("readout" if main["readout"] is not None else
-                                          "random direction"))].iloc[-1]
+                     & ((rates.measure != "random direction") == (main["readout"] is not None))
+                     ].iloc[-1]
     measured = main["readout"] or main["flow"]
     verdict = _verdict(model, main, headline, measured, inputs_label)
     summary = _summary_frame(model, main_key, main, measured, xs, headline, inputs_label)
@@ -331,14 +371,15 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
             "lyapunov": main["lyapunov"], "fixed_points": main["fixed_points"], "tables": tables}
 
 
-def _measure_cell(model: Model, key: str, xs: np.ndarray, seed: int):
+def _measure_cell(model: Model, key: str, xs: np.ndarray, seed: int, readout: str = "last"):
     """Random-direction and readout flows of one cell, refitted over a window chosen from the
     data, and the rate rows of every layer and state part."""
     cell = model.cells[key]
     T = xs.shape[0]
     flow = gradient_flow(cell, xs, seed=seed)
     directions = model.readout_directions(key)
-    readout = readout_flow(cell, xs, directions, T // 10) if directions is not None else None
+    measure = readout_flow if readout == "last" else summed_readout_flow
+    readout = measure(cell, xs, directions, T // 10) if directions is not None else None
     primary = readout or flow
     earliest = max(first_finite_lag(mean_log_profile(v)) for v in primary.components.values())
     start = choose_fit_start(primary.lags, _fit_profile(primary.log_norms, earliest), earliest)
@@ -349,15 +390,20 @@ def _measure_cell(model: Model, key: str, xs: np.ndarray, seed: int):
     for measure, f in (("readout", readout), ("random direction", flow)):
         if f is None:
             continue
+        if f.loss.endswith("summed over steps"):
+            measure = "readout summed over steps"
         for layer, part, comp in _parts(cell):
             rows.append(_rate_row(model, key, layer, part, measure, f.lags, f.components[comp], start,
                                   seed))
     return flow, readout, start, rows
 
 
-def model_rates(model: Model | Cell, xs, *, seed: int = 0, batch_first: bool | None = None) -> pd.DataFrame:
+def model_rates(model: Model | Cell, xs, *, seed: int = 0, batch_first: bool | None = None,
+                readout: str = "last") -> pd.DataFrame:
     """The rate table of `model_report` alone (no predictors, no PDF): one row per cell, layer,
     state part and measure (``"readout"``, the model's head, and ``"random direction"``).
+    ``readout="sum"`` measures the head's outputs summed over every step instead of the last
+    (``"readout summed over steps"``).
 
     Columns: ``cell``, ``layer``, ``direction``, ``part``, ``measure``, ``rate`` (nats/step),
     ``ci_low``/``ci_high`` (95%, bootstrap over the batch's sequences), ``stderr``, ``r2``,
@@ -373,11 +419,12 @@ def model_rates(model: Model | Cell, xs, *, seed: int = 0, batch_first: bool | N
     """
     model = _as_model(model)
     seed = check_seed(seed)
+    readout = check_choice("readout", readout, READOUTS)
     xs = model.time_major(xs, batch_first)
     xs, _ = check_sequence(next(iter(model.cells.values())), xs, None)
     rows = []
     for key, xc in model.cell_inputs(xs).items():
-        rows += _measure_cell(model, key, xc, seed)[3]
+        rows += _measure_cell(model, key, xc, seed, readout)[3]
     return pd.DataFrame(rows)
 
 
@@ -399,7 +446,9 @@ def _rate_row(model, key, layer, part, measure, lags, values, start, seed) -> di
 
 
 def _verdict(model, main, headline, measured, inputs_label) -> str:
-    what = (f"the readout {model.head.name}'s gradient" if main["readout"] is not None
+    what = (f"the readout {model.head.name}'s gradient"
+            + (" (summed over steps)" if main["readout"].loss.endswith("steps") else "")
+            if main["readout"] is not None
             else "a random direction's gradient")
     horizon = ("no horizon within the sequence" if not np.isfinite(headline.horizon)
                else f"memory horizon {int(headline.horizon)} steps")
