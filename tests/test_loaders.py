@@ -189,6 +189,9 @@ def test_projected_cell_round_trips_and_its_jacobian_matches_finite_differences(
     fd = np.stack([(cell.step(cell.params, h + eps * e, x) - cell.step(cell.params, h - eps * e, x))[0]
                    / (2 * eps) for e in np.eye(6)], axis=1)
     np.testing.assert_allclose(J, fd, atol=1e-8)
+    # The predictors run on it (the gated mean-field, written for square blocks, abstains).
+    prediction = gf.predict(cell, rng.normal(size=(20, 2, 2)))
+    assert prediction["gated mean-field"].regime is None and np.isfinite(prediction.best.rate)
 
 
 def _write(path, data: bytes):
