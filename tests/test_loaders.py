@@ -307,3 +307,13 @@ def test_model_with_head_saved_as_pt_reproduces_torch(tmp_path):
     np.testing.assert_allclose(model.readout(model.time_major(xs)), expected, rtol=0, atol=1e-10)
     np.testing.assert_allclose(gf.from_torch(net).readout(model.time_major(xs)), expected, atol=1e-10)
     json.dumps(repr(model))
+
+
+def test_model_shows_itself_escaped_in_one_line():
+    rng = np.random.default_rng(11)
+    sd = random_state_dict("gru", 2, 3, 1, rng, prefix="rnn.")
+    sd["<b>x</b>"] = np.zeros(2)
+    model = gf.from_torch(sd, name="<script>alert(1)</script>")
+    page = model._repr_html_()
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "\n" not in repr(model) and "ignored=['<b>x</b>']" in repr(model)

@@ -318,12 +318,10 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
     # The headline: the cell the head reads (the top forward cell), else the first.
     main_key = next((k for k in per_cell if per_cell[k]["readout"] is not None), next(iter(per_cell)))
     main = per_cell[main_key]
-    headline = rates[(rates.cell == main_key) & (rates.part == "h")
-                     & ((rates.measure != "random direction") == (main["readout"] is not None))
-                     ].iloc[-1]
     measured = main["readout"] or main["flow"]
-    verdict = _verdict(model, main, headline, measured, inputs_label)
-    summary = _summary_frame(model, main_key, main, measured, xs, headline, inputs_label)
+    verdict = _verdict(model, main, rates[rates.cell.isin([main_key])] if not model.bidirectional
+                       else rates, measured, inputs_label)
+    summary = _summary_frame(model, main_key, main, measured, xs, inputs_label)
     tables = {"summary": summary, "rates": rates}
     flows = [per_cell[k]["flow"].to_frame().assign(cell=k, measure="random direction")
              for k in per_cell]
@@ -445,22 +443,25 @@ def _rate_row(model, key, layer, part, measure, lags, values, start, seed) -> di
             "horizon": np.nan if horizon is None else horizon}
 
 
-def _verdict(model, main, headline, measured, inputs_label) -> str:
+def _verdict(model, main, rates, measured, inputs_label) -> str:
     what = (f"the readout {model.head.name}'s gradient"
             + (" (summed over steps)" if main["readout"].loss.endswith("steps") else "")
-            if main["readout"] is not None
-            else "a random direction's gradient")
-    horizon = ("no horizon within the sequence" if not np.isfinite(headline.horizon)
-               else f"memory horizon {int(headline.horizon)} steps")
-    ci = ("" if not np.isfinite(headline.ci_low) else
-          f" (95% {headline.ci_low:+.4f} to {headline.ci_high:+.4f})")
-    text = (f"{measured.regime}: {what} at layer {headline.layer}'s h changes by "
-            f"{headline.rate:+.4f} nats/step{ci}, {horizon}, on {inputs_label}")
+            if main["readout"] is not None else "a random direction's gradient")
+    rows = rates[(rates.part == "h") & ((rates.measure != "random direction")
+                                        == (main["readout"] is not None))]
+    by_layer = "; ".join(
+        f"{r.cell + ' ' if model.bidirectional else ''}layer {r.layer} h {r.rate:+.4f}"
+        + ("" if not np.isfinite(r.ci_low) else f" (95% {r.ci_low:+.4f} to {r.ci_high:+.4f})")
+        + f", horizon {'none' if not np.isfinite(r.horizon) else int(r.horizon)}"
+        for r in rows.itertuples())
+    text = (f"{measured.regime} at {measured.rate:+.4f} nats/step: {what}, whole state; by layer: "
+            f"{by_layer}; on {inputs_label}")
     prediction = main.get("prediction")
     if prediction is not None:
-        best = prediction.best
-        text += (f"; the trusted predictor ({best.method}) says {best.regime} at {best.rate:+.4f}: "
-                 f"{'right' if best.regime == main['flow'].regime else 'wrong'}")
+        best, flow = prediction.best, main["flow"]
+        text += (f". Trusted predictor ({best.method}): {best.regime} at {best.rate:+.4f} against the "
+                 f"random direction's {flow.regime} at {flow.rate:+.4f}: "
+                 f"{'right' if best.regime == flow.regime else 'wrong'}")
     return text
 
 
@@ -474,7 +475,7 @@ def _state_size_text(model, cell) -> str:
     return f"{cell.state_size} = h ({width})" + (f" x {layers} layers" if layers > 1 else "")
 
 
-def _summary_frame(model, key, main, measured, xs, headline, inputs_label) -> pd.DataFrame:
+def _summary_frame(model, key, main, measured, xs, inputs_label) -> pd.DataFrame:
     cell = model.cells[key]
     T, B, _ = xs.shape
     flow, lyap, points = main["flow"], main["lyapunov"], main["fixed_points"]
