@@ -317,3 +317,11 @@ def test_model_shows_itself_escaped_in_one_line():
     page = model._repr_html_()
     assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert "\n" not in repr(model) and "ignored=['<b>x</b>']" in repr(model)
+
+
+def test_a_pickled_module_file_is_refused_without_running_it(tmp_path):
+    torch = _torch()
+    path = tmp_path / "whole.pt"
+    torch.save(torch.nn.GRU(2, 3), path)  # the module object itself: unpickling would run code
+    with pytest.raises(ValueError, match=r"not a readable PyTorch state_dict \(torch.load with weights_only=True\)"):
+        gf.from_torch(path)
