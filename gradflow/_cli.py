@@ -120,7 +120,7 @@ def _parser() -> _Parser:
     analyze.add_argument("--forget-bias", type=_finite, help="LSTM forget-gate bias of a new cell")
     analyze.add_argument("--update-bias", type=_finite, help="GRU update-gate bias of a new cell")
     analyze.add_argument("--steps", type=_positive, default=500,
-                         help="sequence length T of synthetic inputs and task generators (default 500)")
+                         help="sequence length T of synthetic inputs (default 500)")
     analyze.add_argument("--batch", type=_positive, default=4, help="input sequences (default 4)")
     analyze.add_argument("--input-scale", type=_finite, default=1.0,
                          help="standard deviation of synthetic gaussian inputs (default 1)")

@@ -43,7 +43,7 @@ def test_analyze_writes_a_report_and_every_table_behind_it(analyzed):
     for heading in ("Configuration", "Library versions", "Key numbers", "eigenvalues of each W_hh block",
                     "largest Lyapunov exponents", "fixed point", "Methods", "gradflow analyze --cell lstm",
                     "Rate by layer, direction and state part", "step Jacobian at the origin",
-                    "12 = h (6) + c (6)"):
+                    "12 = h 6 + c 6: an LSTM's state is h plus its memory c"):
         assert heading in text
     assert all(ink > 0.003 for ink in _pages(analyzed / "lstm.pdf"))
     # No inputs were given: the verdict on the first pages says the inputs were synthetic.

@@ -468,11 +468,9 @@ def _verdict(model, main, rates, measured, inputs_label) -> str:
 def _state_size_text(model, cell) -> str:
     width = model.proj_size or model.hidden
     layers = cell.config.get("layers", 1)
-    if cell.kind == "lstm":
-        per = f"h ({width}) + c ({model.hidden})"
-        return (f"{cell.state_size} = {per}" + (f" per layer x {layers} layers" if layers > 1 else "")
-                + ": an LSTM's state is its output h and its memory cell c")
-    return f"{cell.state_size} = h ({width})" + (f" x {layers} layers" if layers > 1 else "")
+    per = f"h {width} + c {model.hidden}" if cell.kind == "lstm" else f"h {width}"
+    text = f"{cell.state_size} = " + (f"{layers} layers x ({per})" if layers > 1 else per)
+    return text + (": an LSTM's state is h plus its memory c" if cell.kind == "lstm" else "")
 
 
 def _summary_frame(model, key, main, measured, xs, inputs_label) -> pd.DataFrame:
@@ -566,7 +564,7 @@ def _summary_pages(model, verdict, summary, rates, per_cell, predictors):
                          "right": np.where(abstains, "abstains", np.where(table.correct, "yes", "no"))}),
                      (0.36, 0.16, 0.14, 0.14, 0.12)))
     pages.append(table_page(f"Key numbers: {model.name}", [], key_numbers, "Key numbers",
-                            col_widths=(0.35, 0.65), more_tables=more))
+                            col_widths=(0.3, 0.7), more_tables=more))
     return pages
 
 
