@@ -2,7 +2,8 @@
 
 Public API
 ----------
-Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch`, `load`.
+Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
+`load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -26,7 +27,7 @@ from ._engine import jacobian_products, jacobians, unroll
 from ._explore import Exploration, explore
 from ._explore import update as explore_update
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._io import from_torch, load
+from ._io import Model, from_keras, from_torch, load
 from ._lyapunov import LyapunovSpectrum, SingularValues, finite_time_singular_values, lyapunov_spectrum
 from ._options import Options, options
 from ._paths import PathLengths, path_lengths
@@ -52,6 +53,7 @@ __all__ = [
     "Exploration",
     "GradientFlow",
     "LyapunovSpectrum",
+    "Model",
     "Options",
     "PathLengths",
     "Prediction",
@@ -68,6 +70,7 @@ __all__ = [
     "explore_update",
     "finite_time_exponents",
     "finite_time_singular_values",
+    "from_keras",
     "from_torch",
     "gradient_flow",
     "gru",

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import autograd.numpy as anp
 import numpy as np
 
 from . import _activations as act
@@ -261,19 +262,25 @@ def rnn_step(params, state, x, *, hidden, layers, activation):
     return outs[0] if layers == 1 else join_columns(*outs)
 
 
-def lstm_step(params, state, x, *, hidden, layers):
+def lstm_step(params, state, x, *, hidden, layers, proj_size=0):
+    # With a projection (PyTorch's proj_size P) a layer's state is [h (P), c (N)] and
+    # h = W_hr (o * tanh(c)); without one, [h (N), c (N)].
     n, outs, inp = hidden, [], x
+    p = proj_size or n
     for l in range(layers):
-        hc = _layer(state, l, 2 * n, layers)
+        hc = _layer(state, l, p + n, layers)
         # The pre-activation is gi + W_hh h, so dL/d(gi) is each gate's pre-activation gradient.
         gi = probe(affine(inp, params[f"weight_ih_l{l}"],
                           params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"]),
                    _gate_names(layers, l, GATES["lstm"]))
-        h, c = take_columns(hc, 0, n), take_columns(hc, n, 2 * n)
+        h, c = take_columns(hc, 0, p), take_columns(hc, p, p + n)
         new = lstm_update(affine(h, params[f"weight_hh_l{l}"], gi), c)
+        if proj_size:
+            new = join_columns(affine(take_columns(new, 0, n), params[f"weight_hr_l{l}"], 0.0),
+                               take_columns(new, n, 2 * n))
         outs.append(new)
         if l + 1 < layers:  # the next layer's input; a primitive traced at every step
-            inp = take_columns(new, 0, n)
+            inp = take_columns(new, 0, p)
     return outs[0] if layers == 1 else join_columns(*outs)
 
 
@@ -289,17 +296,39 @@ def gru_step(params, state, x, *, hidden, layers):
     return outs[0] if layers == 1 else join_columns(*outs)
 
 
+def gru_reset_before_step(params, state, x, *, hidden, layers):
+    """Keras's ``reset_after=False`` GRU: ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``.
+
+    Plain ``autograd.numpy``, so such a cell does not declare stacked tangents.
+    """
+    n, outs, inp = hidden, [], x
+    for l in range(layers):
+        h = _layer(state, l, n, layers)
+        w_hh, b_hh = params[f"weight_hh_l{l}"], params[f"bias_hh_l{l}"]
+        gi = probe(affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]),
+                   _gate_names(layers, l, GATES["gru"]))
+        rz = act.sigmoid(gi[:, : 2 * n] + h @ w_hh[: 2 * n].T + b_hh[: 2 * n])
+        r, z = rz[:, :n], rz[:, n:]
+        cand = act.tanh(gi[:, 2 * n :] + (r * h) @ w_hh[2 * n :].T + b_hh[2 * n :])
+        inp = (1.0 - z) * cand + z * h
+        outs.append(inp)
+    return outs[0] if layers == 1 else anp.concatenate(outs, axis=1)
+
+
 # ---------------------------------------------------------------- construction
 
 
-def _components(kind: str, hidden: int, layers: int) -> dict[str, np.ndarray]:
+def _components(kind: str, hidden: int, layers: int, proj_size: int = 0) -> dict[str, np.ndarray]:
     parts = ("h", "c") if kind == "lstm" else ("h",)
-    width = hidden * len(parts)
+    sizes = {"h": proj_size or hidden, "c": hidden}
+    width = sum(sizes[p] for p in parts)
     comps: dict[str, list[np.ndarray]] = {p: [] for p in parts}
     per_layer = {}
     for l in range(layers):
-        for j, p in enumerate(parts):
-            idx = np.arange(l * width + j * hidden, l * width + (j + 1) * hidden)
+        start = l * width
+        for p in parts:
+            idx = np.arange(start, start + sizes[p])
+            start += sizes[p]
             comps[p].append(idx)
             per_layer[f"l{l}.{p}"] = idx
     out = {p: np.concatenate(v) for p, v in comps.items()}
@@ -314,14 +343,22 @@ def _build(kind: str, params: Mapping[str, np.ndarray], hidden: int, inputs: int
         step = functools.partial(rnn_step, hidden=hidden, layers=layers, activation=activation)
         config = {"hidden": hidden, "inputs": inputs, "layers": layers, "activation": activation}
     else:
+        config = {"hidden": hidden, "inputs": inputs, "layers": layers}
         step = functools.partial(lstm_step if kind == "lstm" else gru_step, hidden=hidden,
                                  layers=layers)
-        config = {"hidden": hidden, "inputs": inputs, "layers": layers}
+    # Variants read by PyTorch's proj_size and Keras's reset_after=False (in config only when used).
+    proj_size = int(extra.get("proj_size", 0) or 0) if kind == "lstm" else 0
+    reset_before = kind == "gru" and extra.get("reset_after") is False
+    if proj_size:
+        step = functools.partial(lstm_step, hidden=hidden, layers=layers, proj_size=proj_size)
+    if reset_before:
+        step = functools.partial(gru_reset_before_step, hidden=hidden, layers=layers)
     config.update(extra)
-    state = hidden * layers * (2 if kind == "lstm" else 1)
-    return Cell(step, params, state, inputs, kind=kind, components=_components(kind, hidden, layers),
+    state = (proj_size or hidden) * layers + (hidden * layers if kind == "lstm" else 0)
+    return Cell(step, params, state, inputs, kind=kind,
+                components=_components(kind, hidden, layers, proj_size),
                 config=config, name=name or (kind if kind != "rnn" else f"rnn-{activation}"),
-                stacked_tangents=True)
+                stacked_tangents=not reset_before)
 
 
 def recurrent_init(rng: np.random.Generator, n: int, init: str, gain: float) -> np.ndarray:

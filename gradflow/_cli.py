@@ -1,5 +1,5 @@
-"""The ``gradflow`` command: ``gradflow report [STUDY ...]``, ``gradflow analyze WEIGHTS.npz | --cell
-...``, ``gradflow sweep GRID.toml ...`` and ``gradflow cache info|clear``.
+"""The ``gradflow`` command: ``gradflow report [STUDY ...]``, ``gradflow analyze MODEL [--inputs ...] |
+--cell ...``, ``gradflow sweep GRID.toml ...`` and ``gradflow cache info|clear``.
 
 Exit codes: 0 done; 1 some points failed (each is listed on stderr with its
 configuration and error); 2 bad input (one line on stderr, never a traceback);
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -86,15 +87,31 @@ def _parser() -> _Parser:
                             add_help=False)
     report.add_argument("rest", nargs=argparse.REMAINDER)  # parsed by the study runner itself
     analyze = sub.add_parser(
-        "analyze", help="a PDF report on one model: your weights (.npz) or a cell built from flags",
-        description="Spectra, every predictor against the measured gradient flow, the Lyapunov "
-                    "spectrum, gradient flow by gate and fixed points of one recurrent model.")
-    analyze.add_argument("weights", nargs="?", metavar="WEIGHTS.npz",
-                         help="a gf.Cell.save file, or arrays in PyTorch's names and layouts "
-                              "(weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, ...)")
+        "analyze", help="a PDF report on one model: your weights (.pt/.pth/.npz) or a cell built from flags",
+        description="The gradient of the output your model reads, by layer, direction and state part, "
+                    "on your inputs; spectra, every predictor, the Lyapunov spectrum and fixed points.")
+    analyze.add_argument("weights", nargs="?", metavar="MODEL",
+                         help="a state_dict saved with torch.save (.pt/.pth, needs torch) or numpy.savez "
+                              "(.npz; keys may carry module prefixes: lstm.weight_ih_l0, fc.weight), "
+                              "or a gf.Cell.save file")
+    analyze.add_argument("--inputs", metavar="XS.npy|task:NAME:T",
+                         help="the model's own inputs: a .npy array (T, batch, inputs), or a task "
+                              "generator task:adding:T, task:copy_memory:T, task:digits (default: "
+                              "synthetic Gaussian inputs, and the report says so)")
+    analyze.add_argument("--batch-first", action="store_true",
+                         help="the --inputs array is (batch, T, inputs)")
+    analyze.add_argument("--prefix", help="which recurrent block, when the weights hold several")
+    analyze.add_argument("--head", help="module name of the linear layer reading the output (e.g. fc); "
+                                        "default: the one linear layer that fits")
+    analyze.add_argument("--readout", choices=("last", "sum"), default="last",
+                         help="measure the head's output at the last step, or summed over every step "
+                              "(a loss on the whole output sequence); default last")
+    analyze.add_argument("--predictors", choices=("auto", "on", "off"), default="auto",
+                         help=f"run gf.predict (its moment maps dominate the cost on large cells); auto: "
+                              f"on up to state size {AUTO_PREDICTORS_STATE} (default auto)")
     analyze.add_argument("--cell", choices=KINDS, help="kind of cell (inferred from a weights file)")
     analyze.add_argument("--hidden", type=_positive, help="hidden size of a new cell")
-    analyze.add_argument("--inputs", type=_positive, help="input size of a new cell (default 8)")
+    analyze.add_argument("--input-size", type=_positive, help="input size of a new cell (default 8)")
     analyze.add_argument("--layers", type=_positive, help="stacked layers of a new cell (default 1)")
     analyze.add_argument("--gain", type=_finite, help="recurrent gain of a new cell (default 1)")
     analyze.add_argument("--init", choices=INITS, help="initialiser of a new cell (default gaussian)")
@@ -102,15 +119,17 @@ def _parser() -> _Parser:
                          help="vanilla cells' activation (weights files: tanh or relu, as nn.RNN)")
     analyze.add_argument("--forget-bias", type=_finite, help="LSTM forget-gate bias of a new cell")
     analyze.add_argument("--update-bias", type=_finite, help="GRU update-gate bias of a new cell")
-    analyze.add_argument("--steps", type=_positive, default=500, help="sequence length T (default 500)")
+    analyze.add_argument("--steps", type=_positive, default=500,
+                         help="sequence length T of synthetic inputs (default 500)")
     analyze.add_argument("--batch", type=_positive, default=4, help="input sequences (default 4)")
     analyze.add_argument("--input-scale", type=_finite, default=1.0,
-                         help="standard deviation of the gaussian inputs (default 1)")
+                         help="standard deviation of synthetic gaussian inputs (default 1)")
     analyze.add_argument("--exponents", type=_positive, default=16,
                          help="largest Lyapunov exponents to compute (default 16)")
     analyze.add_argument("--seed", type=int, default=0, help="seed of new weights, inputs and probes")
     analyze.add_argument("--out", default="reports", help="output folder (default reports)")
-    analyze.add_argument("--name", help="file stem of the report (default: the cell's name)")
+    analyze.add_argument("--name", help="file stem of the report (default: the model's name)")
+    analyze.add_argument("--quiet", action="store_true", help="no progress bar")
     cache = sub.add_parser("cache", help="inspect or empty the sweep cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.add_argument("--cache-dir", metavar="DIR", help=f"cache folder (default {default_cache_dir()})")
@@ -170,20 +189,25 @@ def _cache(args) -> int:
     return 0
 
 
-_NEW_CELL_FLAGS = ("hidden", "inputs", "layers", "gain", "init", "forget_bias", "update_bias")
+# gf.predict's moment maps cost ~2 CPU minutes for a 2-layer 128-unit LSTM (state 512) at T = 1000,
+# the flow, Lyapunov spectrum and fixed points together ~20 s: auto runs predict on smaller states.
+AUTO_PREDICTORS_STATE = 256
+_NEW_CELL_FLAGS = ("hidden", "input_size", "layers", "gain", "init", "forget_bias", "update_bias")
+_TASK = re.compile(r"^task:(adding|copy_memory):([1-9][0-9]{0,6})$|^task:(digits)$")
 
 
-def _analyzed_cell(args):
-    """The cell ``gradflow analyze`` reports on: read from ``args.weights`` or built from the flags."""
-    import numpy as np
-
+def _analyzed_model(args):
+    """The model ``gradflow analyze`` reports on: read from ``args.weights`` or built from the flags."""
     from . import _cells
-    from ._io import from_torch, load
+    from ._io import from_torch, load, read_npz
 
     given = [f"--{f.replace('_', '-')}" for f in _NEW_CELL_FLAGS if getattr(args, f) is not None]
     if args.weights is None:
         if args.cell is None or args.hidden is None:
             raise _BadInput(f"{PROG} analyze: give a weights file, or --cell and --hidden for a new cell")
+        if args.prefix or args.head:
+            raise _BadInput(f"{PROG} analyze: --prefix and --head choose parts of a weights file; "
+                            f"none was given")
         kwargs = {k: getattr(args, k) for k in ("layers", "gain", "init") if getattr(args, k) is not None}
         if args.cell == "rnn" and args.activation:
             kwargs["activation"] = args.activation
@@ -194,55 +218,101 @@ def _analyzed_cell(args):
                                     f"only; got --cell {args.cell}")
                 kwargs[flag] = getattr(args, flag)
         build = getattr(_cells, args.cell)
-        return build(args.hidden, args.inputs or 8, seed=args.seed, **kwargs), None
+        return build(args.hidden, args.input_size or 8, seed=args.seed, **kwargs), None
     if given:
         raise _BadInput(f"{PROG} analyze: {given[0]} builds a new cell; it cannot change the weights in "
                         f"{args.weights!r}")
-    try:
-        data = np.load(args.weights, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise ValueError("one array, not an archive")
-        with data:
-            arrays = {k: data[k] for k in data.files}
-    except OSError as exc:
-        raise _BadInput(f"{PROG} analyze: cannot read weights {args.weights!r}: {exc.strerror}") from None
-    except (ValueError, EOFError):
-        raise _BadInput(f"{PROG} analyze: weights {args.weights!r} is not a .npz archive of arrays "
-                        f"(numpy.savez)") from None
-    if "__gradflow__" in arrays:
-        return load(args.weights), args.weights
-    kind = args.cell
-    if kind is None:
-        w = arrays.get("weight_hh_l0")
-        ratio = {1: "rnn", 3: "gru", 4: "lstm"}.get(w.shape[0] // w.shape[1]) if (
-            w is not None and w.ndim == 2 and w.shape[1] and w.shape[0] % w.shape[1] == 0) else None
-        if ratio is None:
-            raise _BadInput(f"{PROG} analyze: cannot tell the cell kind of {args.weights!r} from "
-                            f"weight_hh_l0 {None if w is None else w.shape}; give --cell")
-        kind = ratio
-    name = os.path.splitext(os.path.basename(args.weights))[0]
-    return from_torch(kind, arrays, nonlinearity=args.activation or "tanh", name=name), args.weights
+    path = args.weights
+    if not path.lower().endswith((".pt", ".pth")):
+        arrays = read_npz(path)  # one clear error for a missing, truncated or non-npz file
+        if "__gradflow__" in arrays:
+            if args.prefix or args.head:
+                raise _BadInput(f"{PROG} analyze: {path!r} is a gradflow cell file: it has no "
+                                f"prefixes or head to choose")
+            return load(path), path
+    name = os.path.splitext(os.path.basename(path))[0]
+    model = from_torch(path, prefix=args.prefix, head=args.head, kind=args.cell,
+                       nonlinearity=args.activation or "tanh", name=name)
+    return model, path
+
+
+def _analyzed_inputs(args, input_size: int):
+    """``(xs, label)`` from ``--inputs`` (time-major), or ``(None, None)`` for synthetic inputs."""
+    import numpy as np
+
+    from . import tasks
+
+    spec = args.inputs
+    if spec is None:
+        if args.batch_first:
+            raise _BadInput(f"{PROG} analyze: --batch-first describes an --inputs array; none was given")
+        return None, None
+    if spec.startswith("task:"):
+        match = _TASK.match(spec)
+        if match is None:
+            raise _BadInput(f"{PROG} analyze: --inputs {spec!r} is not a task; expected task:adding:T, "
+                            f"task:copy_memory:T or task:digits")
+        if match.group(3):
+            task = tasks.sequential_digits(seed=args.seed)
+        else:
+            task = getattr(tasks, match.group(1))(int(match.group(2)), seed=args.seed)
+        xs, _ = task.batch(args.batch, 0)
+        label = f"{task.name} inputs (batch 0 of seed {args.seed})"
+    else:
+        if not spec.lower().endswith(".npy"):
+            raise _BadInput(f"{PROG} analyze: --inputs {spec!r} must be a .npy array or task:NAME:T")
+        try:
+            xs = np.load(spec, allow_pickle=False)
+        except FileNotFoundError:
+            raise _BadInput(f"{PROG} analyze: --inputs {spec!r} does not exist") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise _BadInput(f"{PROG} analyze: --inputs {spec!r} is not a readable .npy array: "
+                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if not isinstance(xs, np.ndarray) or xs.ndim != 3 or not np.issubdtype(xs.dtype, np.number) or \
+                np.issubdtype(xs.dtype, np.complexfloating):
+            layout = "(batch, T, inputs)" if args.batch_first else "(T, batch, inputs)"
+            raise _BadInput(f"{PROG} analyze: --inputs {spec!r} must be a real 3-D array {layout}; "
+                            f"got {getattr(xs, 'dtype', '?')} shape {getattr(xs, 'shape', '?')}")
+        if not np.all(np.isfinite(xs)):
+            raise _BadInput(f"{PROG} analyze: --inputs {spec!r} contains non-finite values")
+        xs = np.asarray(xs, dtype=float)
+        if args.batch_first:
+            xs = np.swapaxes(xs, 0, 1)
+        label = f"{os.path.basename(spec)}"
+    if xs.shape[2] != input_size or xs.shape[0] < 2:
+        raise _BadInput(f"{PROG} analyze: --inputs {spec!r} gives shape {xs.shape} (T, batch, inputs); "
+                        f"the model reads {input_size} inputs per step and needs T >= 2")
+    return np.ascontiguousarray(xs), label
 
 
 def _analyze(args, argv) -> int:
     import hashlib
     import shlex
 
-    from . import inputs
     from .report import model_report
 
     if args.steps < 2:
         raise _BadInput(f"{PROG} analyze: --steps must be at least 2 (the predictors use pairs of steps); "
                         f"got {args.steps}")
-    cell, source = _analyzed_cell(args)
+    model, source = _analyzed_model(args)
+    cells = [model] if hasattr(model, "input_size") else list(model.cells.values())
+    first = cells[0]
+    predictors = args.predictors == "on" or (
+        args.predictors == "auto" and max(c.state_size for c in cells) <= AUTO_PREDICTORS_STATE)
+    xs, label = _analyzed_inputs(args, first.input_size)
     if source is not None:
         with open(source, "rb") as fh:
             source = f"{source} (sha256 {hashlib.sha256(fh.read()).hexdigest()[:16]}...)"
-    xs = inputs.gaussian(args.steps, args.batch, cell.input_size, scale=args.input_scale, seed=args.seed)
-    result = model_report(cell, xs, args.out, name=args.name, seed=args.seed, exponents=args.exponents,
+    if hasattr(model, "ignored") and model.ignored:
+        print(f"{PROG} analyze: ignored keys (not the recurrent block or its head): "
+              f"{', '.join(model.ignored)}", file=sys.stderr)
+    result = model_report(model, xs, args.out, name=args.name, seed=args.seed, exponents=args.exponents,
                           source=source or "weights drawn from the flags below",
-                          command=shlex.join([PROG, *argv]))
-    print(f"{cell.name}: {result['verdict']} -> {result['pdf']}")
+                          command=shlex.join([PROG, *argv]), batch_first=False,
+                          predictors=predictors, steps=args.steps, batch=args.batch,
+                          input_scale=args.input_scale, inputs_label=label, readout=args.readout,
+                          progress=not args.quiet)
+    print(f"{model.name}: {result['verdict']} -> {result['pdf']}")
     return 0
 
 

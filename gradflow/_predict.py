@@ -363,7 +363,8 @@ def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
     Mean-field assumptions: ``W_hh`` blocks act as independent random matrices, and the
     cotangent is independent of the forward quantities it multiplies.
     """
-    if cell.kind not in ("lstm", "gru") or cell.config.get("layers", 1) != 1:
+    if cell.kind not in ("lstm", "gru") or cell.config.get("layers", 1) != 1 or cell.config.get(
+            "proj_size") or cell.config.get("reset_after") is False:
         return PredictorResult("gated mean-field", None, np.nan, "needs a one-layer LSTM or GRU")
     n, gi, gh, s2 = _gated_statistics(cell, xs, states, window)
     sig, dsigmoid, tanh = act.logistic, act.logistic_prime, np.tanh

@@ -9,18 +9,13 @@
 # ---
 
 # %% [markdown]
-# # Analyse your own PyTorch model (no torch needed)
+# # Analyse your own PyTorch model, on its own data
 #
-# gradflow reads recurrent weights in PyTorch's names and layouts. In PyTorch you would save
-# them with
-#
-# ```python
-# import numpy as np
-# np.savez("lstm.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
-# ```
-#
-# Here we write such a file with numpy alone: an `nn.LSTM(input_size=D, hidden_size=N)` with
-# PyTorch's default initialisation, uniform on (-1/sqrt(N), 1/sqrt(N)), gate order i, f, g, o.
+# Bring the model as it is: `gf.from_torch` takes the module itself (an `nn.LSTM`, or your
+# whole network with its `Linear` head), its `state_dict()` with module prefixes, or the file
+# `torch.save(model.state_dict(), "model.pt")` wrote. torch is optional here: without it, this
+# notebook builds the same state_dict with numpy (PyTorch's default initialisation, uniform on
+# (-1/sqrt(N), 1/sqrt(N)), gate order i, f, g, o).
 
 # %%
 import os
@@ -29,57 +24,97 @@ import tempfile
 import numpy as np
 
 import gradflow as gf
+from gradflow.report import model_rates, model_report
 
 QUICK = os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1"
-N, D, T = (16, 4, 200) if QUICK else (128, 32, 1000)
+N, LAYERS, T = (8, 2, 30) if QUICK else (32, 2, 50)
+task = gf.tasks.adding(T, seed=0)  # your data: here the adding problem, time-major (T, batch, 2)
+
+try:
+    import torch
+except ImportError:
+    torch = None
 
 # %%
-rng = np.random.default_rng(0)
-k = 1 / np.sqrt(N)
-state_dict = {"weight_ih_l0": rng.uniform(-k, k, (4 * N, D)),
-              "weight_hh_l0": rng.uniform(-k, k, (4 * N, N)),
-              "bias_ih_l0": rng.uniform(-k, k, 4 * N),
-              "bias_hh_l0": rng.uniform(-k, k, 4 * N)}
-path = os.path.join(tempfile.mkdtemp(), "lstm.npz")
-np.savez(path, **state_dict)
-{name: array.shape for name, array in np.load(path).items()}
+if torch is not None:
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(2, N, num_layers=LAYERS)
+            self.fc = torch.nn.Linear(N, 1)
+
+        def forward(self, x):
+            return self.fc(self.lstm(x)[0][-1])[:, 0]
+
+    net = Net().double()
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for step in range(20 if QUICK else 300):  # a short training run on the task
+        xs, ys = task.batch(32, step)
+        loss = ((net(torch.from_numpy(xs)) - torch.from_numpy(ys)) ** 2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    source = net  # the module itself; net.state_dict() or a saved .pt work the same way
+else:
+    rng = np.random.default_rng(0)
+    k = 1 / np.sqrt(N)
+    source = {}
+    for l in range(LAYERS):
+        d = 2 if l == 0 else N
+        source.update({f"lstm.weight_ih_l{l}": rng.uniform(-k, k, (4 * N, d)),
+                       f"lstm.weight_hh_l{l}": rng.uniform(-k, k, (4 * N, N)),
+                       f"lstm.bias_ih_l{l}": rng.uniform(-k, k, 4 * N),
+                       f"lstm.bias_hh_l{l}": rng.uniform(-k, k, 4 * N)})
+    source.update({"fc.weight": rng.uniform(-k, k, (1, N)), "fc.bias": np.zeros(1)})
 
 # %% [markdown]
-# ## Load it
+# ## The model object
+# The recurrent block is found by its PyTorch names, the `Linear` on its output is the head,
+# and anything else is listed as ignored.
 
 # %%
-with np.load(path) as weights:
-    cell = gf.from_torch("lstm", dict(weights), name="my-lstm")
-cell
+model = gf.from_torch(source, name="adding-lstm")
+model
 
 # %% [markdown]
-# ## Measure, predict, compare
-# Replace the Gaussian inputs with a batch of your own data, time-major `(T, batch, D)`.
+# It reproduces the network's output (PyTorch's forward pass, when torch is here).
 
 # %%
-xs = gf.inputs.gaussian(T, 4, D, scale=1.0, seed=1)
-flow = gf.gradient_flow(cell, xs)
+xs, ys = task.held_out(16, 10**6)
+predicted = model.readout(xs)[:, 0]
+if torch is not None:
+    with torch.no_grad():
+        print("max |gradflow - torch| =", np.abs(predicted - net(torch.from_numpy(xs)).numpy()).max())
+print("test MSE", float(np.mean((predicted - ys) ** 2)), "baseline", task.baseline)
+
+# %% [markdown]
+# ## How the gradient of its output flows back, on its own inputs
+# One row per layer and state part: the gradient of the output the model reads (`readout`)
+# and of a random direction over the whole state; 95% intervals resample the batch's sequences;
+# the fit window is chosen from the data.
+
+# %%
+rates = model_rates(model, xs)
+rates[["layer", "part", "measure", "rate", "ci_low", "ci_high", "horizon", "fit_from", "fit_to"]]
+
+# %% [markdown]
+# The same measurement by lag, for the whole state (an LSTM's state is h plus c of every layer).
+
+# %%
+flow = gf.gradient_flow(model.cell, xs)
 flow
 
-# %% [markdown]
-# An LSTM's state is `[h, c]`: the gradient by state part and by gate.
-
 # %%
-flow.plot(quantity="c");
-
-# %%
-gf.compare(gf.predict(cell, xs), flow)
+flow.plot(quantity="l1.c" if LAYERS > 1 else "c");
 
 # %% [markdown]
-# ## Dynamics: the Lyapunov spectrum of the trajectory
+# ## The report
+# `model_report` (what `gradflow analyze model.pt --inputs xs.npy` writes) puts the table above
+# on its first page, with spectra, predictors, Lyapunov exponents and fixed points after it.
 
 # %%
-gf.lyapunov_spectrum(cell, xs, k=8, warmup=T // 10)
-
-# %% [markdown]
-# ## Save it as a gradflow cell
-# `cell.save` keeps the kind and configuration; `gf.load` rebuilds it.
-
-# %%
-cell.save(os.path.join(os.path.dirname(path), "my-lstm.npz"))
-gf.load(os.path.join(os.path.dirname(path), "my-lstm.npz"))
+if not QUICK:
+    result = model_report(model, xs, tempfile.mkdtemp(), predictors=False, exponents=8)
+    print(result["verdict"], "->", result["pdf"])

@@ -5,7 +5,7 @@ report writers and plots use it.
 """
 
 from .._files import atomic_path, write_csv
-from ._model import model_report, spectra
+from ._model import model_rates, model_report, spectra
 from ._pdf import (
     combine_pdfs,
     figure_page,
@@ -23,6 +23,7 @@ __all__ = [
     "figure_page",
     "fixed_jitter",
     "library_versions",
+    "model_rates",
     "model_report",
     "paper_theme",
     "spectra",
