@@ -51,17 +51,20 @@ def fixed_jitter(seed: int) -> Iterator[None]:
 
 def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: str, subject: str,
               keywords: Sequence[str], study: str | None = None, config: Any = None,
-              source: str | None = None, reproduce: str | None = None) -> None:
+              source: str | None = None, reproduce: str | None = None,
+              claim: Sequence[tuple[str, str]] = (), verdict: str | None = None) -> None:
     """Write ``pages`` to ``path`` with metadata, atomically.
 
-    With ``study`` (and its ``config``, ``source`` and ``reproduce``) a `title_page` comes first.
+    With ``study`` (and its ``config``, ``source``, ``reproduce``, ``claim`` and ``verdict``)
+    a `title_page` comes first; its verdict is ``verdict``, else ``subject``.
     ``CreationDate`` comes from ``SOURCE_DATE_EPOCH`` when it is set (matplotlib
     honours it), so the same inputs give the same bytes.
     """
     from .. import __version__
 
     if study is not None:
-        pages = [title_page(title, study, config, subject, source=source, reproduce=reproduce), *pages]
+        pages = [title_page(title, study, config, subject if verdict is None else verdict, source=source,
+                            reproduce=reproduce, claim=claim), *pages]
     meta = {"Title": title, "Subject": subject, "Keywords": ", ".join(keywords),
             "Creator": f"gradflow {__version__}", "Author": "gradflow"}
     with atomic_path(path) as tmp:
@@ -97,9 +100,11 @@ def _config_rows(config: Any) -> pd.DataFrame:
 
 
 def title_page(title: str, study: str, config: Any, verdict: str, *, source: str | None = None,
-               reproduce: str | None = None) -> plt.Figure:
-    """The first page of a report: its question, verdict, full configuration and library versions.
+               reproduce: str | None = None, claim: Sequence[tuple[str, str]] = ()) -> plt.Figure:
+    """The first page of a report: its question, the claim, verdict, full configuration and library versions.
 
+    ``claim`` holds ``(heading, text)`` pairs (a study's ``Claim.facts()``: the claim, its
+    source and quote, the quantity, rule and threshold), printed before the verdict.
     ``config`` is the study's config dataclass (or a mapping). ``source`` (default
     ``analyses/<study>.py``) says what was analysed and ``reproduce`` (default: the
     ``gradflow report`` command with the ``<study>_config.toml`` written beside the PDF)
@@ -116,7 +121,8 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     if reproduce is None:
         reproduce = (f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
                      f"written beside this PDF)")
-    facts = [("Study", study), ("Source", source or f"analyses/{study}.py"),
+    # With a claim, "Source" names the seed file it comes from; the study's code is then "Code".
+    facts = [("Study", study), ("Code" if claim else "Source", source or f"analyses/{study}.py"), *claim,
              ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
              ("Reproduce", reproduce)]
     for head, body in facts:
