@@ -214,7 +214,7 @@ class Verdict:
         """One sentence: the label, then the estimate, its interval, the network count and threshold."""
         lo, hi = self.interval
         what = f"{self.quantity} " if self.quantity else ""
-        return (f"{self.label[:1].upper()}{self.label[1:]}: {what}{_num(self.estimate)} "
+        return (f"{self.label}: {what}{_num(self.estimate)} "
                 f"(95% interval {_num(lo)} to {_num(hi)}, {self.networks} networks) against the "
                 f"threshold {self.threshold:g} (holds {self.holds_when}).")
 
