@@ -189,25 +189,57 @@ def test_edge_crossing_interpolates():
 
 
 def test_eigenvalue_rule_study_runs_as_a_cached_sweep(study_run, monkeypatch):
-    from analyses import eigenvalue_rule
+    from analyses import _protocol, eigenvalue_rule
 
     run = study_run("eigenvalue_rule")
     monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(run.cache))
     result, out = run.result, run.out
-    points = pd.read_csv(out / "eigenvalue_rule_points.csv")
-    # The rule's regime is the spectral radius against 1, by construction of the column.
+    points = pd.read_csv(out / "eigenvalue_rule_networks.csv", keep_default_na=False)
+    # One row per network with its seed; the rules' regimes are their rates against the shared band.
+    assert len(points) == len(points[["activation", "gain", "input_scale", "seed"]].drop_duplicates())
     rule = np.where(points.spectral_radius > np.exp(0.01), "exploding",
                     np.where(points.spectral_radius < np.exp(-0.01), "vanishing", "neutral"))
-    assert (rule == points.regime_eigenvalue_rule).all()
-    acc = pd.read_csv(out / "eigenvalue_rule_accuracy.csv").set_index("predictor")
-    right = (points.regime_eigenvalue_rule == points.measured_regime).mean()
-    assert acc.loc["eigenvalue rule", "overall"] == pytest.approx(right)
+    assert (rule == points.regime_folklore).all()
+    acc = pd.read_csv(out / "eigenvalue_rule_accuracy.csv").set_index("activation")
+    right = (points.regime_folklore == points.measured_regime).mean()
+    assert acc.loc["all", "folklore"] == pytest.approx(right)
+    low = _protocol.success_interval(points.regime_folklore == points.measured_regime).low
+    assert acc.loc["all", "folklore_low"] == pytest.approx(low)
+    # Tiny runs have one network per cell: the protocol refuses to decide.
+    assert result["verdict"] == "inconclusive (n < 10)"
     pdf = PdfReader(out / "eigenvalue_rule.pdf")
     assert len(pdf.pages) == 5 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
-    assert f"{right:.0%}" in pdf.pages[1].extract_text()
+    assert f"{right:.0%} [{low:.0%}" in " ".join(pdf.pages[1].extract_text().split())
+    # Every failure of the rule has a diagnosed reason, and only failures have one.
+    assert ((points.reason != "") == (points.regime_folklore != points.measured_regime)).all()
     # A second run reads every point from the cache.
-    again = eigenvalue_rule.measure(eigenvalue_rule.Config(hidden=8, steps=40))
+    again, _ = eigenvalue_rule.measure(eigenvalue_rule.Config(hidden=8, steps=40, seeds=1))
     assert again.attrs["sweep"]["computed"] == 0
+
+
+def test_eigenvalue_rule_diagnoses_relu_failures_as_switched_off_units_not_saturation():
+    from analyses import eigenvalue_rule
+
+    point = dict(activation="relu", gain=1.2, hidden=16, seq_len=60, batch=2, seed=3)
+    rows = [eigenvalue_rule.network_task({**point, "input_scale": s}) for s in (0.5, 2.0)]
+    for row in rows:
+        assert row["saturated_share"] == 0.0 and 0.2 < row["off_share"] < 0.8
+        # gamma is the share of units on: the mean of ReLU' along the trajectory.
+        assert row["gamma"] == pytest.approx(1.0 - row["off_share"])
+    frame = pd.DataFrame([dict(activation="relu", measured_regime="vanishing", regime_folklore="exploding",
+                               saturated_share=0.0, henrici=0.3)])
+    assert "switched off" in eigenvalue_rule.diagnose(next(frame.itertuples()))
+    sigmoid = pd.DataFrame([dict(activation="sigmoid", measured_regime="vanishing",
+                                 regime_folklore="exploding", saturated_share=0.01, henrici=0.3)])
+    assert "sigmoid slope <= 1/4" in eigenvalue_rule.diagnose(next(sigmoid.itertuples()))
+
+
+def test_henrici_departure_is_zero_for_normal_and_large_for_a_shift():
+    from analyses import eigenvalue_rule
+
+    Q = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))[0]
+    assert eigenvalue_rule.henrici(2.0 * Q) == pytest.approx(0.0, abs=1e-7)
+    assert eigenvalue_rule.henrici(np.eye(6, k=1)) == pytest.approx(1.0)
 
 
 def test_memory_horizon_study(study_run):
