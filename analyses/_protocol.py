@@ -29,6 +29,7 @@ LEVEL = 0.95  # every interval is a 95% interval
 RESAMPLES = 2000  # bootstrap resamples
 NEUTRAL_BAND = 0.01  # nats/step: |rate| <= this is neutral, never vanishing or exploding (gradflow's tol)
 RATE_UNIT = "nats/step"
+INPUTS = 8  # input dimension of every study's vanilla networks
 WARMUP = 100  # steps run from a random state, driven by the study's inputs, before anything is measured
 INITIAL_STD = 0.5  # std of every state unit before the warm-up
 INITIAL_STATE = (f"each network starts from a state drawn N(0, {INITIAL_STD:g}^2) per unit and is run "

@@ -32,7 +32,7 @@ from analyses._cli import check_fields, study_main
 from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
 
 STUDY = "eigenvalue_rule"
-INPUTS = 8
+INPUTS = protocol.INPUTS
 SATURATED = 2.0  # |pre-activation| above this: tanh' < 0.071, sigmoid' < 0.105
 RULES = {"folklore": "rho(W) against 1", "slope-corrected": "gamma * rho(W) against 1"}
 CLAIM = protocol.Claim(

@@ -166,19 +166,71 @@ def test_cost_study_measures_depth_time_and_intensity(study_run):
 
 
 def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
-    from analyses import lyapunov_atlas
-
     run = study_run("lyapunov_atlas")
     out, result = run.out, run.result
-    table = pd.read_csv(out / "lyapunov_atlas_summary.csv")
-    assert len(table) == len(lyapunov_atlas.QUICK.gains) * len(lyapunov_atlas.QUICK.input_scales)
+    networks = pd.read_csv(out / "lyapunov_atlas_networks.csv")
+    cfg = result["config"]
+    assert len(networks) == len(cfg.gains) * len(cfg.input_scales) * cfg.seeds  # one row per network
     # The gradient's rate is the top exponent of the same trajectory (up to the finite-T fit).
-    assert np.median(np.abs(table.top_exponent - table.gradient_rate)) < 0.05
-    assert (table.kaplan_yorke[table.top_exponent < 0] == 0).all()
+    assert np.median(np.abs(networks.top_exponent - networks.gradient_rate)) < 0.05
+    assert (networks.kaplan_yorke[networks.top_exponent < 0] == 0).all()
+    gains = pd.read_csv(out / "lyapunov_atlas_gains.csv")
+    means = networks.groupby(["input_scale", "gain"]).top_exponent.mean().to_numpy()
+    np.testing.assert_allclose(gains.top_exponent, means, rtol=1e-8)  # the CSVs hold 10 digits
+    assert (gains.top_low <= gains.top_exponent).all() and (gains.top_exponent <= gains.top_high).all()
+    assert result["verdict"] == "inconclusive (n < 10)"  # two networks per gain in the tiny run
     pdf = PdfReader(out / "lyapunov_atlas.pdf")
     assert len(pdf.pages) == 5 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
-    first = pdf.pages[1].extract_text()
-    assert result["verdict"] in first and f"{table.top_exponent[0]:+.3f}" in first
+    first = " ".join(pdf.pages[1].extract_text().split())
+    assert result["verdict"] in first and f"{gains.top_exponent[0]:+.3f}" in first
+    # The spectra legend lists exactly the gains that were run.
+    spectra = " ".join(pdf.pages[3].extract_text().split())
+    for g in cfg.gains:
+        assert f"g = {g:g}" in spectra
+    assert "g = 0.6" not in spectra and "g = 1.2 " not in spectra
+
+
+def test_a_bump_inside_the_neutral_band_is_not_an_edge():
+    from analyses import lyapunov_atlas
+
+    rng = np.random.default_rng(0)
+    rows = [dict(input_scale=0.0, gain=g, top_exponent=mu + rng.normal(0, 0.002), gradient_rate=mu,
+                 ordered_above_edge=False, mean_field=0.0, critical_gain=1.0)
+            for g, mu in zip((0.5, 1.0, 1.1, 1.5, 2.0, 3.0), (-0.5, -0.1, -0.004, 0.003, -0.2, 0.2), strict=True)
+            for _ in range(10)]
+    frame = pd.DataFrame(rows)
+    table = lyapunov_atlas.per_gain(frame, seed=0)
+    assert table.phase.tolist() == ["ordered", "ordered", "neutral", "neutral", "ordered", "chaotic"]
+    edge = lyapunov_atlas.edge(frame, table, 0.0, seed=0, resamples=200)
+    assert edge["located"] and 2.0 < edge["edge_low"] <= edge["edge"] <= edge["edge_high"] < 3.0
+    flat = frame[frame.gain <= 1.5]  # ordered, then only the neutral bump: no edge at all
+    edge = lyapunov_atlas.edge(flat, lyapunov_atlas.per_gain(flat, seed=0), 0.0, seed=0, resamples=200)
+    assert not edge["located"]
+
+
+def test_eigenvalue_rule_and_lyapunov_atlas_start_networks_by_the_same_convention():
+    from analyses import eigenvalue_rule, lyapunov_atlas
+
+    point = dict(gain=2.0, input_scale=0.0, hidden=16, seq_len=60, batch=2, seed=5)
+    rule = eigenvalue_rule.network_task({**point, "activation": "tanh"})
+    atlas = lyapunov_atlas.network_task(point)
+    # Same network, same warmed-up start: the same measured gradient, to the last bit.
+    assert rule["measured_rate"] == atlas["gradient_rate"]
+    assert rule["spectral_radius"] == atlas["spectral_radius"]
+    # An input-free network at g = 2 is chaotic from a random start; at the origin it would give ln rho(W).
+    assert rule["state_rms"] > 0.3 and abs(rule["measured_rate"] - np.log(rule["spectral_radius"])) > 0.1
+
+
+def test_ordered_networks_are_classified_by_where_they_settle():
+    from analyses import lyapunov_atlas
+
+    fixed = np.ones((30, 2, 4))
+    cycle = np.tile(np.array([1.0, -1.0, 0.5])[:, None, None], (10, 2, 4))
+    wander = np.random.default_rng(0).normal(size=(30, 2, 4))
+    assert lyapunov_atlas.settles_on(fixed, driven=False) == "fixed point"
+    assert lyapunov_atlas.settles_on(cycle, driven=False) == "cycle of period 3"
+    assert lyapunov_atlas.settles_on(wander, driven=False) == "wandering"
+    assert lyapunov_atlas.settles_on(wander, driven=True) == "input-driven"
 
 
 def test_edge_crossing_interpolates():
@@ -264,7 +316,7 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     from analyses.__main__ import main as run_all
 
     config = tmp_path / "tiny.toml"
-    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\n[cost]\nhidden = 8\nsteps = 32\n")
+    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\nseeds = 2\n[cost]\nhidden = 8\nsteps = 32\n")
     tmp_path = tmp_path / "out"
     assert run_all(["lyapunov_atlas", "cost", "--out", str(tmp_path), "--config", str(config)]) == 0
     combined = PdfReader(tmp_path / "gradflow-report.pdf")
