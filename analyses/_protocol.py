@@ -211,6 +211,12 @@ class Verdict:
             return f"{INCONCLUSIVE} ({self.condition})"
         return self.word
 
+    @property
+    def numbers(self) -> str:
+        """The estimate, its interval and the network count: "0.49 [0.46, 0.53], 840 networks"."""
+        lo, hi = self.interval
+        return f"{_num(self.estimate)} [{_num(lo)}, {_num(hi)}], {self.networks} networks"
+
     def sentence(self) -> str:
         """One sentence: the label, then the estimate, its interval, the network count and threshold."""
         lo, hi = self.interval

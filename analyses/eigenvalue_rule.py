@@ -315,8 +315,7 @@ def run(cfg: Config, out: str) -> dict:
                   subject=f"Verdict: {decision.label}",
                   keywords=["eigenvalue rule", "phase diagram", "sweep"])
     return {"verdict": decision.label, "decision": decision, "claim": CLAIM, "sentence": decision.sentence(),
-            "accuracy": acc, "points": frame, "reasons": why, "pdf": pdf,
-            "interval": f"{_share(total, 'folklore')}, {int(total.networks)} networks"}
+            "accuracy": acc, "points": frame, "reasons": why, "pdf": pdf}
 
 
 def main(argv=None) -> dict:

@@ -329,10 +329,8 @@ def run(cfg: Config, out: str) -> dict:
         write_pdf(pdf, pages, study=STUDY, config=cfg, claim=CLAIM.facts(), verdict=decision.sentence(),
                   title="gradflow: where is the edge of chaos?", subject=f"Verdict: {decision.label}",
                   keywords=["Lyapunov", "edge of chaos", "mean-field"])
-    located = [e for e in edges if e["located"]]
     return {"verdict": decision.label, "decision": decision, "claim": CLAIM, "sentence": decision.sentence(),
-            "table": table, "networks": frame, "edges": edges, "pdf": pdf,
-            "interval": "; ".join(_edge_text(e) for e in located) or decision.sentence()}
+            "table": table, "networks": frame, "edges": edges, "pdf": pdf}
 
 
 def main(argv=None) -> dict:
