@@ -350,6 +350,17 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
         verdict = part.metadata.subject.removeprefix("Verdict: ")
         assert name in contents and verdict[:40] in contents
         assert f"{name}: {verdict}" in combined.metadata.subject
+    # Each study's contents entry names its claim, source and interval in full.
+    flat = " ".join(contents.split())
+    from analyses import lyapunov_atlas
+
+    assert lyapunov_atlas.CLAIM.text in flat and lyapunov_atlas.CLAIM.source in flat and "networks" in flat
+    # The outline has a bookmark per study, at its first page, holding one per page of the study.
+    top = [(item.title, combined.get_destination_page_number(item)) for item in combined.outline
+           if not isinstance(item, list)]
+    assert top[1:] == [(f"lyapunov_atlas: {parts[0].metadata.subject.removeprefix('Verdict: ')}", 1),
+                       (f"cost: {parts[1].metadata.subject.removeprefix('Verdict: ')}", 1 + len(parts[0].pages))]
+    assert len(combined.outline[2]) == len(parts[0].pages)  # the pages of lyapunov_atlas
     # The study pages follow the contents page in order, unchanged.
     assert combined.pages[1].extract_text() == parts[0].pages[0].extract_text()
     assert "combined: 2 studies" in capsys.readouterr().out
