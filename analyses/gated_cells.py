@@ -48,7 +48,7 @@ CLAIM = protocol.Claim(
 class Config:
     hidden: int = 64
     inputs: int = 16
-    steps: int = 400
+    steps: int = 300
     batch: int = 4
     seeds: int = 10
     input_scale: float = 1.0
