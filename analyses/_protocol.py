@@ -1,8 +1,8 @@
-"""The protocol every study follows: a claim from a seed file, intervals over networks, one verdict.
+"""The protocol every study follows: a claim from a source file, intervals over networks, one verdict.
 
-A study states its `Claim` (the folklore sentence, the seed file it comes from and an exact
-quote, the quantity measured, the decision rule and its threshold) before any result, measures
-the quantity on many independent networks (one random seed each), puts a percentile
+A study states its `Claim` (the folklore sentence, the source file in shared/seeds/ it comes
+from and an exact quote, the quantity measured, the decision rule and its threshold)
+before any result, measures the quantity on many independent networks (one random seed each), puts a percentile
 `bootstrap_interval` (or a `wilson_interval` for a success rate) around it, and lets `decide`
 turn interval and threshold into a `Verdict` in the fixed vocabulary `WORDS`. Design cells
 that disagree are joined by `combine` into "holds only when <the cells where it holds>".

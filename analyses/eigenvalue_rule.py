@@ -1,8 +1,8 @@
 """Does the largest eigenvalue decide? The folklore rule on W beside the slope-corrected rule.
 
-Claim (seed 001): "If the largest eigenvalue is less than 1, the gradient will vanish. If
-the largest eigenvalue is more than 1, the gradient explodes." Measured here for vanilla
-tanh, ReLU and sigmoid RNNs on a grid of recurrent gains and input scales, at least 10
+Claim (source 001_c88bba1d8530f5f5.txt): "If the largest eigenvalue is less than 1, the
+gradient will vanish. If the largest eigenvalue is more than 1, the gradient explodes."
+Measured here for vanilla tanh, ReLU and sigmoid RNNs on a grid of recurrent gains and input scales, at least 10
 independent networks per cell, each started by the shared convention (a random state run
 through a warm-up on its own inputs): the measured regime of each network against the
 rule on rho(W) and against the slope-corrected rule on gamma * rho(W) (gamma = mean

@@ -1,6 +1,6 @@
 """Where is the edge of chaos, and what does it mean for gradients? Lyapunov exponents against gain.
 
-Claim (seed 001, read dynamically): the gradient is a product of many factors, so it
+Claim (source 001_c88bba1d8530f5f5.txt, read dynamically): the gradient is a product of many factors, so it
 vanishes on one side of a critical gain and explodes on the other. Measured here for
 random tanh RNNs with and without input drive, at least 10 independent networks per gain,
 each started by the shared convention (a random state run through a warm-up on its own

@@ -1,6 +1,6 @@
 """Do LSTMs and GRUs remember hundreds of steps but not thousands? The memory horizon, measured.
 
-Claim (seed 002): LSTM and GRU "can remember sequences of 100s, not 1000s". Measured
+Claim (source 002_6d33935d2b5896cb.txt): LSTM and GRU "can remember sequences of 100s, not 1000s". Measured
 here at initialisation, as a cached `gradflow.sweep` with at least 10 independent networks
 per design cell, each started by the shared convention (a random state run through a
 warm-up on its own inputs): the effective memory horizon of the gradient (the lag where
