@@ -256,8 +256,8 @@ def _contents_pages(title: str, entries: Sequence[dict[str, Any]]) -> list[plt.F
                      weight="bold", va="top")
             if not pages:
                 intro = ("Each study states a claim from its source file (shared/seeds/), measures it on "
-                         "many independent networks and decides it from a 95% interval; the CSV files beside each "
-                         "study's PDF hold every number.")
+                         "many independent networks and decides it from a 95% interval; the CSV files "
+                         "beside each study's PDF hold every number.")
                 fig.text(0.07, 0.89, _wrap(intro, 110), fontsize=9, va="top")
             pages.append(fig)
             y = 0.85
