@@ -288,7 +288,7 @@ def combine(cells: Mapping[str, Verdict] | Sequence[tuple[str, Verdict]], overal
 
     All cells hold: "holds"; none holds: "does not hold"; some hold and some do not:
     "holds only when <the cells that hold>" (a condition read off the data, not assumed);
-    any cell undecided while the others agree: "inconclusive", naming the undecided cells.
+    any cell undecided while the others agree: "inconclusive", saying which cells found what.
 
     Examples
     --------
@@ -305,8 +305,9 @@ def combine(cells: Mapping[str, Verdict] | Sequence[tuple[str, Verdict]], overal
     open_ = [name for name, v in items if v.word not in (HOLDS, DOES_NOT_HOLD)]
     if held and failed:
         word, condition = HOLDS_ONLY_WHEN, " or ".join(held)
-    elif open_:
-        word, condition = INCONCLUSIVE, f"undecided for {', '.join(open_)}"
+    elif open_:  # say what the decided cells found too: "does not hold for A; undecided for B"
+        parts = [(HOLDS, held), (DOES_NOT_HOLD, failed), ("undecided", open_)]
+        word, condition = INCONCLUSIVE, "; ".join(f"{w} for {', '.join(c)}" for w, c in parts if c)
     else:
         word, condition = (HOLDS if held else DOES_NOT_HOLD), ""
     return replace(overall, word=word, condition=condition, cells=tuple(items))

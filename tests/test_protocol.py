@@ -80,7 +80,8 @@ def test_cells_that_disagree_give_holds_only_when_with_the_measured_condition():
     assert protocol.combine({"N = 64": yes, "N = 16": no}, yes).label == "holds only when N = 64"
     assert protocol.combine({"a": yes, "b": yes}, yes).word == "holds"
     assert protocol.combine({"a": no, "b": no}, no).word == "does not hold"
-    assert protocol.combine({"a": yes, "b": maybe}, yes).label == "inconclusive (undecided for b)"
+    assert protocol.combine({"a": yes, "b": maybe}, yes).label == "inconclusive (holds for a; undecided for b)"
+    assert protocol.combine({"a": no, "b": maybe}, no).label == "inconclusive (does not hold for a; undecided for b)"
     with pytest.raises(ValueError, match="condition"):
         protocol.Verdict("holds only when", 0.5, (0.4, 0.6), 20, 0.5)
 
