@@ -7,10 +7,12 @@ report writers and plots use it.
 from .._files import atomic_path, write_csv
 from ._model import model_rates, model_report, spectra
 from ._pdf import (
+    PALETTE,
     combine_pdfs,
     figure_page,
     fixed_jitter,
     library_versions,
+    palette,
     paper_theme,
     table_page,
     title_page,
@@ -18,6 +20,7 @@ from ._pdf import (
 )
 
 __all__ = [
+    "PALETTE",
     "atomic_path",
     "combine_pdfs",
     "figure_page",
@@ -25,6 +28,7 @@ __all__ = [
     "library_versions",
     "model_rates",
     "model_report",
+    "palette",
     "paper_theme",
     "spectra",
     "table_page",

@@ -24,6 +24,19 @@ from matplotlib.backends.backend_pdf import PdfPages
 from .._files import atomic_path
 
 PAGE = (8.27, 11.69)  # A4 portrait, inches
+# Okabe & Ito's colour-blind-safe palette: every study draws its series from it, at most
+# MAX_SERIES per axes (facet the rest), so no two series ever share a colour.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+MAX_SERIES = len(PALETTE)
+
+
+def palette(labels: Sequence[Any]) -> dict[Any, str]:
+    """A colour per label from `PALETTE`, in order; ValueError for more than `MAX_SERIES` labels."""
+    labels = list(dict.fromkeys(labels))
+    if len(labels) > MAX_SERIES:
+        raise ValueError(f"labels has {len(labels)} series; at most {MAX_SERIES} fit one axes "
+                         "(facet the rest)")
+    return dict(zip(labels, PALETTE, strict=False))
 
 
 @contextlib.contextmanager
@@ -51,23 +64,37 @@ def fixed_jitter(seed: int) -> Iterator[None]:
 
 def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: str, subject: str,
               keywords: Sequence[str], study: str | None = None, config: Any = None,
-              source: str | None = None, reproduce: str | None = None) -> None:
+              source: str | None = None, reproduce: str | None = None,
+              claim: Sequence[tuple[str, str]] = (), verdict: str | None = None) -> None:
     """Write ``pages`` to ``path`` with metadata, atomically.
 
-    With ``study`` (and its ``config``, ``source`` and ``reproduce``) a `title_page` comes first.
+    With ``study`` (and its ``config``, ``source``, ``reproduce``, ``claim`` and ``verdict``)
+    a `title_page` comes first; its verdict is ``verdict``, else ``subject``.
     ``CreationDate`` comes from ``SOURCE_DATE_EPOCH`` when it is set (matplotlib
     honours it), so the same inputs give the same bytes.
     """
     from .. import __version__
 
     if study is not None:
-        pages = [title_page(title, study, config, subject, source=source, reproduce=reproduce), *pages]
+        pages = [title_page(title, study, config, subject if verdict is None else verdict, source=source,
+                            reproduce=reproduce, claim=claim), *pages]
     meta = {"Title": title, "Subject": subject, "Keywords": ", ".join(keywords),
             "Creator": f"gradflow {__version__}", "Author": "gradflow"}
-    with atomic_path(path) as tmp:
-        with PdfPages(tmp, metadata=meta) as pdf:
-            for fig in pages:
-                pdf.savefig(fig)
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    buffer = io.BytesIO()
+    with PdfPages(buffer, metadata=meta) as pdf:
+        for fig in pages:
+            pdf.savefig(fig)
+    # A bookmark per page, named by the page's label (figure_page, table_page and title_page set it).
+    writer = PdfWriter(clone_from=PdfReader(buffer))
+    for index, fig in enumerate(pages):
+        writer.add_outline_item(title=fig.get_label() or f"page {index + 1}", page_number=index)
+    writer.page_mode = "/UseOutlines"
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer.write(fh)
     for fig in pages:
         plt.close(fig)
 
@@ -97,15 +124,18 @@ def _config_rows(config: Any) -> pd.DataFrame:
 
 
 def title_page(title: str, study: str, config: Any, verdict: str, *, source: str | None = None,
-               reproduce: str | None = None) -> plt.Figure:
-    """The first page of a report: its question, verdict, full configuration and library versions.
+               reproduce: str | None = None, claim: Sequence[tuple[str, str]] = ()) -> plt.Figure:
+    """The first page of a report: its question, the claim, verdict, full configuration and library versions.
 
+    ``claim`` holds ``(heading, text)`` pairs (a study's ``Claim.facts()``: the claim, its
+    source and quote, the quantity, rule and threshold), printed before the verdict.
     ``config`` is the study's config dataclass (or a mapping). ``source`` (default
     ``analyses/<study>.py``) says what was analysed and ``reproduce`` (default: the
     ``gradflow report`` command with the ``<study>_config.toml`` written beside the PDF)
     how to get the same numbers again.
     """
     fig = plt.figure(figsize=PAGE)
+    fig.set_label("Title page: claim, verdict, configuration")
     question = title.removeprefix("gradflow: ")
     question = question[:1].upper() + question[1:]
     fig.text(0.07, 0.93, "gradflow report", fontsize=12, color="0.35", va="top")
@@ -116,28 +146,39 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     if reproduce is None:
         reproduce = (f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
                      f"written beside this PDF)")
-    facts = [("Study", study), ("Source", source or f"analyses/{study}.py"),
+    # With a claim, "Source" names the claim's source file; the study's code is then "Code".
+    facts = [("Study", study), ("Code" if claim else "Source", source or f"analyses/{study}.py"), *claim,
              ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
              ("Reproduce", reproduce)]
+    # A claim block makes the page longer: everything below it is set more tightly then.
+    size, line, row = (9.5, 0.018, 0.019) if claim else (10, 0.022, 0.022)
     for head, body in facts:
-        fig.text(0.07, y, head, fontsize=10.5, weight="bold", va="top")
-        body = _wrap(body, 80)
-        fig.text(0.25, y, body, fontsize=10, va="top")
-        y -= 0.022 * (body.count("\n") + 1) + 0.008
+        fig.text(0.07, y, head, fontsize=size + 0.5, weight="bold", va="top")
+        body = _wrap(body, 84)
+        fig.text(0.25, y, body, fontsize=size, va="top")
+        y -= line * (body.count("\n") + 1) + 0.008
     rows = _config_rows(config)
-    versions = pd.DataFrame(list(library_versions().items()), columns=["library", "version"])
-    for head, table in (("Configuration", rows), ("Library versions", versions)):
-        y -= 0.015
-        fig.text(0.07, y, head, fontsize=11.5, weight="bold", va="top")
-        height = 0.022 * (len(table) + 1)
-        ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
-        ax.axis("off")
-        tab = ax.table(cellText=table.astype(str).to_numpy(), colLabels=list(table.columns),
-                       cellLoc="left", colWidths=(0.3, 0.7), bbox=(0, 0, 1, 1))
-        tab.auto_set_font_size(False)
-        tab.set_fontsize(8.5)
-        y -= height + 0.03
+    y -= 0.015
+    fig.text(0.07, y, "Configuration", fontsize=11.5, weight="bold", va="top")
+    height = row * (len(rows) + 1)
+    ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
+    ax.axis("off")
+    tab = ax.table(cellText=rows.astype(str).to_numpy(), colLabels=list(rows.columns),
+                   cellLoc="left", colWidths=(0.3, 0.7), bbox=(0, 0, 1, 1))
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8.5)
+    y -= height + 0.045
+    fig.text(0.07, y, "Library versions", fontsize=11.5, weight="bold", va="top")
+    versions = _wrap(", ".join(f"{k} {v}" for k, v in library_versions().items()), 100)
+    fig.text(0.07, y - 0.025, versions, fontsize=9, va="top")
     return fig
+
+
+def _first_sentence(text: str, limit: int = 120) -> str:
+    """The text up to its first full stop followed by a space (a bookmark's title), at most ``limit``
+    characters."""
+    head = text.split(". ", 1)[0].rstrip(".")
+    return head if len(head) <= limit else head[:limit - 3].rstrip() + "..."
 
 
 def _wrap(text: str, width: int = 95) -> str:
@@ -153,6 +194,7 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
     holds ``(title, frame, col_widths)`` of any that follow it.
     """
     fig = plt.figure(figsize=PAGE)
+    fig.set_label(title)  # its bookmark
     fig.text(0.07, 0.95, title, fontsize=16, weight="bold", va="top")
     y = 0.90
     for head, body in paragraphs:
@@ -178,12 +220,14 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
     return fig
 
 
-def figure_page(fig: plt.Figure, caption: str) -> plt.Figure:
-    """Put a caption (which should quote numbers from the data) under a figure.
+def figure_page(fig: plt.Figure, caption: str, bookmark: str | None = None) -> plt.Figure:
+    """Put a caption (which should open with its finding and interval) under a figure.
 
     The axes move up when the caption needs more room than the figure left for it, so
-    a long caption never covers tick labels or the x label.
+    a long caption never covers tick labels or the x label. The page's PDF bookmark is
+    ``bookmark``, else the caption's first sentence.
     """
+    fig.set_label(bookmark or _first_sentence(caption))
     text = _wrap(caption, 110)
     height = fig.get_figheight()
     top_of_caption = 0.045 + (text.count("\n") + 1) * 9 * 1.3 / 72 / height
@@ -194,37 +238,79 @@ def figure_page(fig: plt.Figure, caption: str) -> plt.Figure:
     return fig
 
 
-def combine_pdfs(path: str | os.PathLike, parts: Sequence[tuple[str, str, str]], *, title: str) -> int:
-    """One PDF: a contents page (study, verdict, first page), then every part's pages, atomically.
+def _contents_pages(title: str, entries: Sequence[dict[str, Any]]) -> list[plt.Figure]:
+    """Contents pages: per study its claim, source, verdict, interval and first page, wrapped, never cut."""
+    pages, fig, y = [], None, 0.0
+    for entry in entries:
+        lines = [(f"{entry['name']}  (page {entry['page']})", "bold")]
+        for head in ("claim", "source", "verdict", "interval"):
+            if entry.get(head):
+                lines += [(line, "normal") for line in
+                          _wrap(f"{head.capitalize()}: {entry[head]}", 100).split("\n")]
+        height = 0.0165 * len(lines) + 0.02
+        if fig is None or y - height < 0.05:
+            fig = plt.figure(figsize=PAGE)
+            fig.set_label("Contents: claims, sources, verdicts, intervals, pages")
+            fig.text(0.07, 0.95, title, fontsize=16, weight="bold", va="top")
+            fig.text(0.07, 0.915, "Contents" if not pages else "Contents (continued)", fontsize=11.5,
+                     weight="bold", va="top")
+            if not pages:
+                intro = ("Each study states a claim from its source file (shared/seeds/), measures it on "
+                         "many independent networks and decides it from a 95% interval; the CSV files "
+                         "beside each study's PDF hold every number.")
+                fig.text(0.07, 0.89, _wrap(intro, 110), fontsize=9, va="top")
+            pages.append(fig)
+            y = 0.85
+        for text, weight in lines:
+            fig.text(0.07 if weight == "bold" else 0.09, y, text, fontsize=9.5 if weight == "bold" else 9,
+                     weight=weight, va="top")
+            y -= 0.0165
+        y -= 0.02
+    return pages
 
-    ``parts`` holds ``(name, verdict, pdf_path)``; returns the page count.
+
+def combine_pdfs(path: str | os.PathLike, parts: Sequence[Any], *, title: str) -> int:
+    """One PDF: contents pages, then every part's pages, with a PDF outline, atomically.
+
+    Each of ``parts`` is a mapping with ``name``, ``verdict`` and ``pdf`` (the part's file)
+    and optionally ``claim``, ``source`` and ``interval`` (a ``(name, verdict, pdf)`` tuple
+    works too). The contents list each part's claim, source, verdict, interval and first
+    page in full; the outline has a bookmark per part, holding the part's own bookmarks
+    (one per page, see `write_pdf`). Returns the page count.
     """
     import io
 
     from pypdf import PdfReader, PdfWriter
 
-    readers = [(name, verdict, PdfReader(p)) for name, verdict, p in parts]
-    start, rows = 2, []
-    for name, verdict, reader in readers:
-        rows.append({"study": name, "verdict": verdict, "page": start})
-        start += len(reader.pages)
+    entries = [dict(zip(("name", "verdict", "pdf"), p, strict=True)) if isinstance(p, (tuple, list))
+               else dict(p) for p in parts]
+    readers = [PdfReader(e["pdf"]) for e in entries]
     with paper_theme():
-        table = pd.DataFrame(rows)
-        table["verdict"] = table.verdict.map(lambda v: textwrap.shorten(v, 70, placeholder="..."))
-        fig = table_page(title, [("Contents", "Each study ends in a verdict computed from its data; the "
-                                              "CSV files beside each study's PDF hold every number.")],
-                         table, "Studies", col_widths=(0.2, 0.68, 0.08))
+        contents = 1
+        while True:  # the contents' own length decides where the parts start
+            start = contents + 1
+            for entry, reader in zip(entries, readers, strict=True):
+                entry["page"] = start
+                start += len(reader.pages)
+            figures = _contents_pages(title, entries)
+            if len(figures) == contents:
+                break
+            for fig in figures:
+                plt.close(fig)
+            contents = len(figures)
         buffer = io.BytesIO()
         with PdfPages(buffer) as pdf:
-            pdf.savefig(fig)
-        plt.close(fig)
+            for fig in figures:
+                pdf.savefig(fig)
+                plt.close(fig)
     writer = PdfWriter()
-    writer.append(PdfReader(buffer))
-    for _, _, reader in readers:
-        writer.append(reader)
+    writer.append(PdfReader(buffer), outline_item="Contents", import_outline=False)
+    for entry, reader in zip(entries, readers, strict=True):
+        writer.append(reader, outline_item=f"{entry['name']}: {entry['verdict']}", import_outline=True)
+    writer.page_mode = "/UseOutlines"
     from .. import __version__
 
-    subject = "; ".join(f"{r['study']}: {r['verdict']}" for r in rows)
+    subject = "; ".join(f"{e['name']}: {e['verdict']}" for e in entries)
     writer.add_metadata({"/Title": title, "/Subject": subject, "/Keywords": "gradflow, report",
                          "/Creator": f"gradflow {__version__}"})
     with atomic_path(path) as tmp:
