@@ -129,24 +129,43 @@ def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
         assert f"{med.loc[arch, 'oldest']:.2f}" in first
 
 
-def test_path_verdict_follows_the_numbers():
+def _path_summary(gains: dict[str, float], seeds: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(seeds):
+        rnn = -60.0 + rng.standard_normal()
+        rows.append(dict(architecture="RNN tanh", seed=seed, oldest=rnn, mean_log_sensitivity=-30.0, horizon=15))
+        for arch, gain in gains.items():
+            rows.append(dict(architecture=arch, seed=seed, oldest=rnn + gain + 0.3 * rng.standard_normal(),
+                             mean_log_sensitivity=-5.5, horizon=255))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("gains", "label"), [
+    ((50.0, 40.0, 30.0), "holds"),
+    ((1.0, 2.0, -3.0), "does not hold"),
+    ((50.0, 2.0, 30.0), "holds only when architecture = self-attention (2 layers) or architecture = TCN "
+                        "(k = 3, dilated)"),
+    ((50.0, 6.9, 30.0), "inconclusive (undecided for architecture = hierarchical attention (c = 4))"),
+])
+def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, label):
     from analyses import path_lengths
 
-    classes = pd.DataFrame({"architecture": ["RNN tanh", "self-attention (2 layers)",
-                                             "hierarchical attention (c = 4)", "TCN (k = 3, dilated)"],
-                            "max_path": ["O(n)", "O(1)", "O(log n)", "O(log n)"]})
-    def summary(att_oldest, att_mean):
-        return pd.DataFrame([
-            dict(architecture="RNN tanh", oldest=-100.0, mean_log_sensitivity=-50.0, horizon=15),
-            dict(architecture="LSTM", oldest=-50.0, mean_log_sensitivity=-25.0, horizon=30),
-            dict(architecture="GRU", oldest=-90.0, mean_log_sensitivity=-45.0, horizon=15),
-            dict(architecture="self-attention (2 layers)", oldest=att_oldest,
-                 mean_log_sensitivity=att_mean, horizon=255)])
-    assert path_lengths.verdict(classes, summary(-3.0, -5.0), 256)[0].startswith("holds for path")
-    assert path_lengths.verdict(classes, summary(-3.0, -1.0), 256)[0] == "holds"
-    assert path_lengths.verdict(classes, summary(-99.0, -50.0), 256)[0] == "does not hold"
-    wrong = classes.assign(max_path=["O(n)", "O(n)", "O(log n)", "O(log n)"])
-    assert path_lengths.verdict(wrong, summary(-3.0, -5.0), 256)[0] == "does not hold"
+    archs = list(path_lengths.SHORT_PATHS)
+    classes = pd.DataFrame({"architecture": ["RNN tanh", *archs],
+                            "max_path": ["O(n)", *path_lengths.SHORT_PATHS.values()]})
+    summary = _path_summary({"LSTM": 20.0, "GRU": 5.0, **dict(zip(archs, gains, strict=True))})
+    decision, sentence, facts = path_lengths.verdict(classes, summary, 256)
+    assert decision.label == label and sentence.startswith(label) and facts["paths_as_claimed"]
+    assert all(v.networks == 12 for v in facts["cells"].values())
+
+
+def test_coinciding_curves_are_named():
+    from analyses import path_lengths
+
+    frame = pd.DataFrame({"architecture": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "n": [1, 2, 3] * 3,
+                          "max_path": [1, 2, 3, 1, 2, 3, 1, 1, 1]})
+    assert path_lengths.coinciding(frame, "n", "max_path") == [["a", "b"]]
 
 
 def test_cost_study_measures_depth_time_and_intensity(study_run):
