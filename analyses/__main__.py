@@ -18,6 +18,17 @@ from . import STUDIES
 from ._cli import ConfigError, _Parser, config_from_mapping, read_config_file, study_section
 
 
+def contents_entry(name: str, result: dict) -> dict:
+    """A study's line in the combined report's contents: its claim, source, verdict, interval and PDF."""
+    entry = {"name": name, "verdict": result["verdict"], "pdf": result["pdf"]}
+    claim, decision = result.get("claim"), result.get("decision")
+    if claim is not None:
+        entry.update(claim=claim.text, source=f"{claim.source}: {claim.source_title}")
+    if decision is not None:
+        entry["interval"] = decision.numbers + (f" ({claim.quantity})" if claim is not None else "")
+    return entry
+
+
 def main(argv=None, prog: str = "python -m analyses") -> int:
     parser = _Parser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="*", metavar="STUDY",
@@ -69,7 +80,7 @@ def main(argv=None, prog: str = "python -m analyses") -> int:
             return 2
         bar.write(f"{name}: {result['verdict']} [{time.perf_counter() - start:.1f} s] -> {result['pdf']}",
                   file=sys.stdout)
-        done.append((name, result["verdict"], result["pdf"]))
+        done.append(contents_entry(name, result))
     bar.close()
     combined = os.path.join(args.out, "gradflow-report.pdf")
     pages = combine_pdfs(combined, done, title="gradflow: the seed claims, measured")

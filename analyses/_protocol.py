@@ -29,6 +29,7 @@ LEVEL = 0.95  # every interval is a 95% interval
 RESAMPLES = 2000  # bootstrap resamples
 NEUTRAL_BAND = 0.01  # nats/step: |rate| <= this is neutral, never vanishing or exploding (gradflow's tol)
 RATE_UNIT = "nats/step"
+INPUTS = 8  # input dimension of every study's vanilla networks
 WARMUP = 100  # steps run from a random state, driven by the study's inputs, before anything is measured
 INITIAL_STD = 0.5  # std of every state unit before the warm-up
 INITIAL_STATE = (f"each network starts from a state drawn N(0, {INITIAL_STD:g}^2) per unit and is run "
@@ -210,13 +211,18 @@ class Verdict:
             return f"{INCONCLUSIVE} ({self.condition})"
         return self.word
 
+    @property
+    def numbers(self) -> str:
+        """The estimate, its interval and the network count: "0.49 [0.46, 0.53], 840 networks"."""
+        lo, hi = self.interval
+        return f"{_num(self.estimate)} [{_num(lo)}, {_num(hi)}], {self.networks} networks"
+
     def sentence(self) -> str:
         """One sentence: the label, then the estimate, its interval, the network count and threshold."""
         lo, hi = self.interval
-        what = f"{self.quantity} " if self.quantity else ""
-        return (f"{self.label}: {what}{_num(self.estimate)} "
-                f"(95% interval {_num(lo)} to {_num(hi)}, {self.networks} networks) against the "
-                f"threshold {self.threshold:g} (holds {self.holds_when}).")
+        return (f"{self.label}: estimate {_num(self.estimate)} (95% interval {_num(lo)} to {_num(hi)}, "
+                f"{self.networks} networks) against the threshold {self.threshold:g} (holds "
+                f"{self.holds_when}).")
 
     def __str__(self) -> str:
         return self.label
@@ -224,13 +230,14 @@ class Verdict:
 
 def decide(interval: Interval | tuple[float, float], threshold: float, *, holds_when: str = "above",
            estimate: float | None = None, networks: int | None = None, quantity: str = "",
-           min_networks: int = MIN_NETWORKS) -> Verdict:
+           min_networks: int = MIN_NETWORKS, per_cell: int | None = None) -> Verdict:
     """The verdict an interval gives against a threshold.
 
     "holds" when the whole interval lies on the ``holds_when`` side of ``threshold``, "does
     not hold" when it lies wholly on the other side, "inconclusive" when it touches or
     straddles the threshold, and "inconclusive (n < 10)" from fewer than ``min_networks``
-    networks whatever the interval says.
+    networks whatever the interval says. ``per_cell`` is the fewest networks in any design
+    cell behind the interval (default: ``networks``); it is what ``min_networks`` is held to.
 
     Examples
     --------
@@ -258,7 +265,7 @@ def decide(interval: Interval | tuple[float, float], threshold: float, *, holds_
     if np.isnan(low) or np.isnan(high) or low > high:
         raise ValueError(f"interval = ({low}, {high}) must be two numbers, low <= high")
     above, below = low > threshold, high < threshold
-    if networks < min_networks:
+    if (networks if per_cell is None else per_cell) < min_networks:
         word, condition = INCONCLUSIVE, f"n < {min_networks}"
     elif above or below:
         word, condition = (HOLDS if above == (holds_when == "above") else DOES_NOT_HOLD), ""
@@ -268,10 +275,11 @@ def decide(interval: Interval | tuple[float, float], threshold: float, *, holds_
                    quantity, holds_when, condition)
 
 
-def decide_claim(claim: Claim, interval: Interval, *, min_networks: int = MIN_NETWORKS) -> Verdict:
+def decide_claim(claim: Claim, interval: Interval, *, min_networks: int = MIN_NETWORKS,
+                 per_cell: int | None = None) -> Verdict:
     """`decide` with the claim's threshold, side and quantity."""
     return decide(interval, claim.threshold, holds_when=claim.holds_when, quantity=claim.quantity,
-                  min_networks=min_networks)
+                  min_networks=min_networks, per_cell=per_cell)
 
 
 def combine(cells: Mapping[str, Verdict] | Sequence[tuple[str, Verdict]], overall: Verdict) -> Verdict:
@@ -311,6 +319,20 @@ def regime(rate: float) -> str:
 def fit_from(steps: int) -> int:
     """First lag of every rate fit: gradflow's default ``T // 10`` (skips the final-state transient)."""
     return steps // 10
+
+
+def network_seeds(seed: int) -> dict[str, int]:
+    """Independent streams for one network's weights, inputs, initial state and loss direction, all
+    from its one seed (one stream reused would correlate the weights with the inputs)."""
+    state = np.random.SeedSequence(seed).generate_state(4)
+    return dict(zip(("cell", "inputs", "state", "direction"), (int(s) for s in state), strict=True))
+
+
+def study_inputs(steps: int, batch: int, inputs: int, scale: float, seed: int) -> np.ndarray:
+    """``WARMUP + steps`` gaussian inputs of std ``scale`` (zeros at scale 0), as `warm_start` takes them."""
+    if scale == 0:
+        return np.zeros((WARMUP + steps, batch, inputs))
+    return gf.inputs.gaussian(WARMUP + steps, batch, inputs, scale=scale, seed=seed)
 
 
 def warm_start(cell, xs: np.ndarray, *, seed: int, warmup: int = WARMUP) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ TINY = {
     "gated_cells": ["--hidden", "8", "--steps", "60", "--seeds", "2"],
     "memory_horizon": ["--hidden", "8", "--steps", "60", "--seeds", "2"],
     "path_lengths": ["--hidden", "4", "--steps", "48", "--seeds", "1"],
-    "lyapunov_atlas": ["--hidden", "12", "--steps", "120"],
+    "lyapunov_atlas": ["--hidden", "12", "--steps", "120", "--seeds", "2"],
     "cost": ["--hidden", "8", "--steps", "32"],
     "predictor_accuracy": ["--hidden", "4", "--steps", "30", "--seeds", "1", "--subsample", "12"],
     "remedies": ["--hidden", "4", "--steps", "6", "--seeds", "2"],

@@ -30,50 +30,61 @@ def test_study_writes_pdf_and_the_csv_behind_it(report):
     assert pdf.metadata.title == "gradflow: do gates mitigate vanishing gradients?"
     assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = "\n".join(page.extract_text() for page in pdf.pages)
-    for heading in ("Claim", "Verdict", "Configuration", "Key numbers", "Methods",
+    for heading in ("Claim", "Quote", "Threshold", "Verdict", "Configuration", "Key numbers", "Methods",
                     "Self-checks run with this report"):
         assert heading in text
-    assert result["verdict"] in {"holds", "holds only when the gate bias is positive", "does not hold"}
-    assert result["verdict"] in text
+    assert result["verdict"] == "inconclusive (n < 10)"  # two networks per configuration in the tiny run
+
+
+def test_title_page_and_summary_print_the_same_verdict_object(report):
+    out, result = report
+    pdf = PdfReader(out / "gated_cells.pdf")
+    title, summary = (" ".join(pdf.pages[i].extract_text().split()) for i in (0, 1))
+    sentence = result["decision"].sentence()
+    assert result["sentence"] == sentence
+    assert sentence in title and sentence in summary
+    assert "only partly" not in title + summary
 
 
 def test_summary_numbers_are_the_csv_numbers(report):
     out, result = report
     rates = pd.read_csv(out / "gated_cells_rates.csv")
-    text = PdfReader(out / "gated_cells.pdf").pages[1].extract_text()
+    text = " ".join(PdfReader(out / "gated_cells.pdf").pages[1].extract_text().split())
     for row in result["table"].itertuples():
         sub = rates[rates.architecture == row.architecture]
         if row._2 != "-":
             sub = sub[np.isclose(sub.gate_bias, float(row._2))]
-        assert f"{sub.rate.median():+.4f}" == row._3
+        assert row._3.startswith(f"{sub.rate.mean():+.3f} [")
         assert row._3 in text
     checks = pd.read_csv(out / "gated_cells_checks.csv")
     assert checks.passed.all()
 
 
-def _summary(lstm, gru, rnn=-0.5, spread=0.01):
-    rows = [dict(architecture="RNN tanh (gaussian)", gate_bias=np.nan, rate=rnn, rate_spread=spread)]
-    for arch, values in (("LSTM", lstm), ("GRU", gru)):
-        rows += [dict(architecture=arch, gate_bias=b, rate=r, rate_spread=spread)
-                 for b, r in zip((0.0, 1.0, 2.0), values, strict=True)]
+def _rates(lstm, gru, seeds=12, spread=0.02):
+    """Synthetic per-network rates: the RNN at -0.5, each gated cell at -0.5 + its paired difference."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(seeds):
+        rows.append(dict(architecture="RNN tanh (gaussian)", gate_bias=np.nan, seed=seed, minus_rnn=0.0))
+        for arch, bias, diff in (("LSTM", 1.0, lstm), ("GRU", 0.0, gru)):
+            rows.append(dict(architecture=arch, gate_bias=bias, seed=seed, minus_rnn=diff + rng.normal(0, spread)))
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("lstm", "gru", "word"), [
-    ((-0.45, -0.2, -0.05), (-0.3, -0.2, -0.1), "holds"),
-    ((-0.5, -0.5, -0.2), (-0.5, -0.5, -0.5), "holds only when the gate bias is positive"),
-    ((-0.5, -0.5, -0.6), (-0.5, -0.51, -0.5), "does not hold"),
+@pytest.mark.parametrize(("lstm", "gru", "label"), [
+    (0.2, 0.15, "holds"),
+    (0.2, -0.1, "holds only when LSTM (bias 1)"),
+    (-0.1, -0.2, "does not hold"),
+    (0.01, 0.01, "inconclusive (undecided for LSTM (bias 1), GRU (bias 0))"),
 ])
-def test_verdict_follows_the_rates(lstm, gru, word):
-    got, sentence, facts = gated_cells.verdict(_summary(lstm, gru))
-    assert got == word and sentence.startswith(word)
-    assert facts["LSTM"]["at_default"] == lstm[1]
+def test_verdict_follows_the_paired_differences(lstm, gru, label):
+    decision = gated_cells.verdict(_rates(lstm, gru))
+    assert decision.label == label and decision.sentence().startswith(label)
+    assert decision.networks == 24
 
 
-def test_differences_within_seed_spread_do_not_count():
-    got, _, facts = gated_cells.verdict(_summary((-0.45, -0.45, -0.4), (-0.45, -0.45, -0.4),
-                                                 rnn=-0.45, spread=0.08))
-    assert got == "does not hold" and not facts["LSTM"]["beats_at_default"]
+def test_fewer_than_ten_networks_per_configuration_cannot_decide():
+    assert gated_cells.verdict(_rates(0.3, 0.3, seeds=9)).label == "inconclusive (n < 10)"
 
 
 def test_runner_rejects_an_unknown_study_in_one_line(tmp_path):
@@ -231,19 +242,71 @@ def test_cost_decides_bandwidth_bound_from_the_fastest_step(shares, label):
 
 
 def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
-    from analyses import lyapunov_atlas
-
     run = study_run("lyapunov_atlas")
     out, result = run.out, run.result
-    table = pd.read_csv(out / "lyapunov_atlas_summary.csv")
-    assert len(table) == len(lyapunov_atlas.QUICK.gains) * len(lyapunov_atlas.QUICK.input_scales)
+    networks = pd.read_csv(out / "lyapunov_atlas_networks.csv")
+    cfg = result["config"]
+    assert len(networks) == len(cfg.gains) * len(cfg.input_scales) * cfg.seeds  # one row per network
     # The gradient's rate is the top exponent of the same trajectory (up to the finite-T fit).
-    assert np.median(np.abs(table.top_exponent - table.gradient_rate)) < 0.05
-    assert (table.kaplan_yorke[table.top_exponent < 0] == 0).all()
+    assert np.median(np.abs(networks.top_exponent - networks.gradient_rate)) < 0.05
+    assert (networks.kaplan_yorke[networks.top_exponent < 0] == 0).all()
+    gains = pd.read_csv(out / "lyapunov_atlas_gains.csv")
+    means = networks.groupby(["input_scale", "gain"]).top_exponent.mean().to_numpy()
+    np.testing.assert_allclose(gains.top_exponent, means, rtol=1e-8)  # the CSVs hold 10 digits
+    assert (gains.top_low <= gains.top_exponent).all() and (gains.top_exponent <= gains.top_high).all()
+    assert result["verdict"] == "inconclusive (n < 10)"  # two networks per gain in the tiny run
     pdf = PdfReader(out / "lyapunov_atlas.pdf")
     assert len(pdf.pages) == 5 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
-    first = pdf.pages[1].extract_text()
-    assert result["verdict"] in first and f"{table.top_exponent[0]:+.3f}" in first
+    first = " ".join(pdf.pages[1].extract_text().split())
+    assert result["verdict"] in first and f"{gains.top_exponent[0]:+.3f}" in first
+    # The spectra legend lists exactly the gains that were run.
+    spectra = " ".join(pdf.pages[3].extract_text().split())
+    for g in cfg.gains:
+        assert f"g = {g:g}" in spectra
+    assert "g = 0.6" not in spectra and "g = 1.2 " not in spectra
+
+
+def test_a_bump_inside_the_neutral_band_is_not_an_edge():
+    from analyses import lyapunov_atlas
+
+    rng = np.random.default_rng(0)
+    rows = [dict(input_scale=0.0, gain=g, top_exponent=mu + rng.normal(0, 0.002), gradient_rate=mu,
+                 ordered_above_edge=False, mean_field=0.0, critical_gain=1.0)
+            for g, mu in zip((0.5, 1.0, 1.1, 1.5, 2.0, 3.0), (-0.5, -0.1, -0.004, 0.003, -0.2, 0.2), strict=True)
+            for _ in range(10)]
+    frame = pd.DataFrame(rows)
+    table = lyapunov_atlas.per_gain(frame, seed=0)
+    assert table.phase.tolist() == ["ordered", "ordered", "neutral", "neutral", "ordered", "chaotic"]
+    edge = lyapunov_atlas.edge(frame, table, 0.0, seed=0, resamples=200)
+    assert edge["located"] and 2.0 < edge["edge_low"] <= edge["edge"] <= edge["edge_high"] < 3.0
+    flat = frame[frame.gain <= 1.5]  # ordered, then only the neutral bump: no edge at all
+    edge = lyapunov_atlas.edge(flat, lyapunov_atlas.per_gain(flat, seed=0), 0.0, seed=0, resamples=200)
+    assert not edge["located"]
+
+
+def test_eigenvalue_rule_and_lyapunov_atlas_start_networks_by_the_same_convention():
+    from analyses import eigenvalue_rule, lyapunov_atlas
+
+    point = dict(gain=2.0, input_scale=0.0, hidden=16, seq_len=60, batch=2, seed=5)
+    rule = eigenvalue_rule.network_task({**point, "activation": "tanh"})
+    atlas = lyapunov_atlas.network_task(point)
+    # Same network, same warmed-up start: the same measured gradient, to the last bit.
+    assert rule["measured_rate"] == atlas["gradient_rate"]
+    assert rule["spectral_radius"] == atlas["spectral_radius"]
+    # An input-free network at g = 2 is chaotic from a random start; at the origin it would give ln rho(W).
+    assert rule["state_rms"] > 0.3 and abs(rule["measured_rate"] - np.log(rule["spectral_radius"])) > 0.1
+
+
+def test_ordered_networks_are_classified_by_where_they_settle():
+    from analyses import lyapunov_atlas
+
+    fixed = np.ones((30, 2, 4))
+    cycle = np.tile(np.array([1.0, -1.0, 0.5])[:, None, None], (10, 2, 4))
+    wander = np.random.default_rng(0).normal(size=(30, 2, 4))
+    assert lyapunov_atlas.settles_on(fixed, driven=False) == "fixed point"
+    assert lyapunov_atlas.settles_on(cycle, driven=False) == "cycle of period 3"
+    assert lyapunov_atlas.settles_on(wander, driven=False) == "wandering"
+    assert lyapunov_atlas.settles_on(wander, driven=True) == "input-driven"
 
 
 def test_edge_crossing_interpolates():
@@ -254,41 +317,85 @@ def test_edge_crossing_interpolates():
 
 
 def test_eigenvalue_rule_study_runs_as_a_cached_sweep(study_run, monkeypatch):
-    from analyses import eigenvalue_rule
+    from analyses import _protocol, eigenvalue_rule
 
     run = study_run("eigenvalue_rule")
     monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(run.cache))
     result, out = run.result, run.out
-    points = pd.read_csv(out / "eigenvalue_rule_points.csv")
-    # The rule's regime is the spectral radius against 1, by construction of the column.
+    points = pd.read_csv(out / "eigenvalue_rule_networks.csv", keep_default_na=False)
+    # One row per network with its seed; the rules' regimes are their rates against the shared band.
+    assert len(points) == len(points[["activation", "gain", "input_scale", "seed"]].drop_duplicates())
     rule = np.where(points.spectral_radius > np.exp(0.01), "exploding",
                     np.where(points.spectral_radius < np.exp(-0.01), "vanishing", "neutral"))
-    assert (rule == points.regime_eigenvalue_rule).all()
-    acc = pd.read_csv(out / "eigenvalue_rule_accuracy.csv").set_index("predictor")
-    right = (points.regime_eigenvalue_rule == points.measured_regime).mean()
-    assert acc.loc["eigenvalue rule", "overall"] == pytest.approx(right)
+    assert (rule == points.regime_folklore).all()
+    acc = pd.read_csv(out / "eigenvalue_rule_accuracy.csv").set_index("activation")
+    right = (points.regime_folklore == points.measured_regime).mean()
+    assert acc.loc["all", "folklore"] == pytest.approx(right)
+    low = _protocol.success_interval(points.regime_folklore == points.measured_regime).low
+    assert acc.loc["all", "folklore_low"] == pytest.approx(low)
+    # Tiny runs have one network per cell: the protocol refuses to decide.
+    assert result["verdict"] == "inconclusive (n < 10)"
     pdf = PdfReader(out / "eigenvalue_rule.pdf")
     assert len(pdf.pages) == 5 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
-    assert f"{right:.0%}" in pdf.pages[1].extract_text()
+    assert f"{right:.0%} [{low:.0%}" in " ".join(pdf.pages[1].extract_text().split())
+    # Every failure of the rule has a diagnosed reason, and only failures have one.
+    assert ((points.reason != "") == (points.regime_folklore != points.measured_regime)).all()
     # A second run reads every point from the cache.
-    again = eigenvalue_rule.measure(eigenvalue_rule.Config(hidden=8, steps=40))
+    again, _ = eigenvalue_rule.measure(eigenvalue_rule.Config(hidden=8, steps=40, seeds=1))
     assert again.attrs["sweep"]["computed"] == 0
 
 
+def test_eigenvalue_rule_diagnoses_relu_failures_as_switched_off_units_not_saturation():
+    from analyses import eigenvalue_rule
+
+    point = dict(activation="relu", gain=1.2, hidden=16, seq_len=60, batch=2, seed=3)
+    rows = [eigenvalue_rule.network_task({**point, "input_scale": s}) for s in (0.5, 2.0)]
+    for row in rows:
+        assert row["saturated_share"] == 0.0 and 0.2 < row["off_share"] < 0.8
+        # gamma is the share of units on: the mean of ReLU' along the trajectory.
+        assert row["gamma"] == pytest.approx(1.0 - row["off_share"])
+    frame = pd.DataFrame([dict(activation="relu", measured_regime="vanishing", regime_folklore="exploding",
+                               saturated_share=0.0, henrici=0.3)])
+    assert "switched off" in eigenvalue_rule.diagnose(next(frame.itertuples()))
+    sigmoid = pd.DataFrame([dict(activation="sigmoid", measured_regime="vanishing",
+                                 regime_folklore="exploding", saturated_share=0.01, henrici=0.3)])
+    assert "sigmoid slope <= 1/4" in eigenvalue_rule.diagnose(next(sigmoid.itertuples()))
+
+
+def test_henrici_departure_is_zero_for_normal_and_large_for_a_shift():
+    from analyses import eigenvalue_rule
+
+    Q = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))[0]
+    assert eigenvalue_rule.henrici(2.0 * Q) == pytest.approx(0.0, abs=1e-7)
+    assert eigenvalue_rule.henrici(np.eye(6, k=1)) == pytest.approx(1.0)
+
+
 def test_memory_horizon_study(study_run):
-    from analyses import memory_horizon
+    from analyses import _protocol, memory_horizon
 
     run = study_run("memory_horizon")
     out, result = run.out, run.result
     points = pd.read_csv(out / "memory_horizon_points.csv")
-    assert len(points) == 3 * 3 * 2 * 2 * 2  # cells x inits x sizes (2, 4 -> 4, 8) x scales x seeds
+    # RNN: 3 inits, LSTM and GRU: 2 each; sizes 2 (N/4 -> 4) and 8; 2 input scales; 2 seeds.
+    assert len(points) == (3 + 2 + 2) * 2 * 2 * 2
     # The horizon is the engine's: recompute one point directly.
-    row = points.iloc[0]
+    row = points.iloc[-1]
     direct = memory_horizon.horizon_task(dict(cell=row.cell, hidden=row.hidden, init=row.init, seed=row.seed,
                                               seq_len=60, batch=row.batch, input_scale=row.input_scale))
     assert direct["horizon"] == row.horizon and direct["rate"] == pytest.approx(row.rate, rel=1e-9)  # CSV: 10 digits
-    counts = result["facts"]["shares"]
-    assert sum(counts.values()) == len(points)
+    # The summary's medians and shares are the CSV's, with intervals around them.
+    summary = pd.read_csv(out / "memory_horizon_summary.csv")
+    first = summary.iloc[0]
+    cell = points[(points.architecture == first.architecture) & (points.init == first.init)
+                  & (points.hidden == first.hidden) & (points.input_scale == first.input_scale)]
+    assert first.median_horizon == cell.horizon.median() and first.networks == len(cell)
+    assert first.reaches_1000 == pytest.approx(cell.reaches_1000.mean())
+    assert first.median_low <= first.median_horizon <= first.median_high
+    # The verdict is the protocol's on LSTM and GRU only; two networks per cell cannot decide.
+    claimed = points[points.architecture.isin(["LSTM", "GRU"])]
+    assert result["decision"].interval == (_protocol.success_interval(claimed.reaches_1000).low,
+                                           _protocol.success_interval(claimed.reaches_1000).high)
+    assert result["verdict"] == "inconclusive (n < 10)"
     pdf = PdfReader(out / "memory_horizon.pdf")
     assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
 
@@ -297,7 +404,7 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     from analyses.__main__ import main as run_all
 
     config = tmp_path / "tiny.toml"
-    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\n[cost]\nhidden = 8\nsteps = 32\n"
+    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\nseeds = 2\n[cost]\nhidden = 8\nsteps = 32\n"
                       "widths = [8]\nnetworks = 2\nstep_length = 8\nrepeats = 1\n")
     tmp_path = tmp_path / "out"
     assert run_all(["lyapunov_atlas", "cost", "--out", str(tmp_path), "--config", str(config)]) == 0
@@ -309,6 +416,17 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
         verdict = part.metadata.subject.removeprefix("Verdict: ")
         assert name in contents and verdict[:40] in contents
         assert f"{name}: {verdict}" in combined.metadata.subject
+    # Each study's contents entry names its claim, source and interval in full.
+    flat = " ".join(contents.split())
+    from analyses import lyapunov_atlas
+
+    assert lyapunov_atlas.CLAIM.text in flat and lyapunov_atlas.CLAIM.source in flat and "networks" in flat
+    # The outline has a bookmark per study, at its first page, holding one per page of the study.
+    top = [(item.title, combined.get_destination_page_number(item)) for item in combined.outline
+           if not isinstance(item, list)]
+    assert top[1:] == [(f"lyapunov_atlas: {parts[0].metadata.subject.removeprefix('Verdict: ')}", 1),
+                       (f"cost: {parts[1].metadata.subject.removeprefix('Verdict: ')}", 1 + len(parts[0].pages))]
+    assert len(combined.outline[2]) == len(parts[0].pages)  # the pages of lyapunov_atlas
     # The study pages follow the contents page in order, unchanged.
     assert combined.pages[1].extract_text() == parts[0].pages[0].extract_text()
     assert "combined: 2 studies" in capsys.readouterr().out

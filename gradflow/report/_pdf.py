@@ -150,24 +150,27 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     facts = [("Study", study), ("Code" if claim else "Source", source or f"analyses/{study}.py"), *claim,
              ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
              ("Reproduce", reproduce)]
+    # A claim block makes the page longer: everything below it is set more tightly then.
+    size, line, row = (9.5, 0.018, 0.019) if claim else (10, 0.022, 0.022)
     for head, body in facts:
-        fig.text(0.07, y, head, fontsize=10.5, weight="bold", va="top")
-        body = _wrap(body, 80)
-        fig.text(0.25, y, body, fontsize=10, va="top")
-        y -= 0.022 * (body.count("\n") + 1) + 0.008
+        fig.text(0.07, y, head, fontsize=size + 0.5, weight="bold", va="top")
+        body = _wrap(body, 84)
+        fig.text(0.25, y, body, fontsize=size, va="top")
+        y -= line * (body.count("\n") + 1) + 0.008
     rows = _config_rows(config)
-    versions = pd.DataFrame(list(library_versions().items()), columns=["library", "version"])
-    for head, table in (("Configuration", rows), ("Library versions", versions)):
-        y -= 0.015
-        fig.text(0.07, y, head, fontsize=11.5, weight="bold", va="top")
-        height = 0.022 * (len(table) + 1)
-        ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
-        ax.axis("off")
-        tab = ax.table(cellText=table.astype(str).to_numpy(), colLabels=list(table.columns),
-                       cellLoc="left", colWidths=(0.3, 0.7), bbox=(0, 0, 1, 1))
-        tab.auto_set_font_size(False)
-        tab.set_fontsize(8.5)
-        y -= height + 0.03
+    y -= 0.015
+    fig.text(0.07, y, "Configuration", fontsize=11.5, weight="bold", va="top")
+    height = row * (len(rows) + 1)
+    ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
+    ax.axis("off")
+    tab = ax.table(cellText=rows.astype(str).to_numpy(), colLabels=list(rows.columns),
+                   cellLoc="left", colWidths=(0.3, 0.7), bbox=(0, 0, 1, 1))
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8.5)
+    y -= height + 0.045
+    fig.text(0.07, y, "Library versions", fontsize=11.5, weight="bold", va="top")
+    versions = _wrap(", ".join(f"{k} {v}" for k, v in library_versions().items()), 100)
+    fig.text(0.07, y - 0.025, versions, fontsize=9, va="top")
     return fig
 
 
