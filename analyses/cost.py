@@ -316,7 +316,7 @@ def verdict(times: pd.DataFrame, inten: pd.DataFrame, machine: dict, steps: pd.D
                                        "could not be measured, and the peak is a lower bound.")
     sentence = (
         f"{decision.label[:1].upper()}{decision.label[1:]}. Per width, the fastest implementation's step "
-        "spends this share of its time on memory traffic (median, 95% interval over networks): "
+        "spends this share of its time on memory traffic (mean, 95% bootstrap interval over networks): "
         + "; ".join(f"{name}: {v.estimate:.2f} [{v.interval[0]:.2f}, {v.interval[1]:.2f}] ({v.label})"
                     for name, v in cells.items())
         + f". At width {small} a step runs at {peak[small]:.2%} of one core's peak "

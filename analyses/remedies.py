@@ -383,7 +383,8 @@ def run(cfg: Config, out: str) -> dict:
     caveat = ("" if control.low > cfg.success else
               f" Caution: even at T = {short} the plain RNN succeeds in only {control.success_rate:.0%}: the "
               "training budget, not only the range, limits it.")
-    sentence = (f"{decision.sentence()} Per remedy at T = {long_}: "
+    sentence = (f"{decision.sentence()} Budget: {cfg.steps} Adam steps of batch {cfg.batch}, width "
+                f"{cfg.hidden}. Per remedy at T = {long_}: "
                 + "; ".join(f"{name.removeprefix('remedy = ')} {_interval(v.estimate, *v.interval)} "
                             f"({v.label})" for name, v in cells.items())
                 + f". The plain RNN: {_interval(*ref.loc[long_, ['success_rate', 'low', 'high']])} at T = "
