@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 import gradflow as gf
 from analyses._cli import study_main
@@ -123,7 +124,7 @@ def measure(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-lag sensitivity (tidy) and one summary row per architecture and seed."""
     n = cfg.steps
     profiles, rows = [], []
-    for s in range(cfg.seeds):
+    for s in tqdm(range(cfg.seeds), desc=STUDY, unit="seed", disable=None, leave=False):
         seed = cfg.seed + s
         xs = gf.inputs.gaussian(n, cfg.batch, cfg.inputs, seed=seed)
         for name, model in architectures(n, cfg, seed):

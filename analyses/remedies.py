@@ -167,13 +167,13 @@ def _stack(trees: list[dict]) -> dict:
                 np.stack([np.asarray(t[k], dtype=float) for t in trees])) for k in trees[0]}
 
 
-def train_stack(networks: list[tuple[str, int]], T: int, cfg: Config) -> pd.DataFrame:
+def train_stack(networks: list[tuple[str, int]], T: int, cfg: Config, progress=None) -> pd.DataFrame:
     """Train ``(configuration, seed)`` networks of one architecture on adding(T) together; one row each.
 
     Every network starts where `gradflow.train` would (`gradflow.training_objective`'s weights
     and readout for its seed), sees the same batches (``task.batch(batch, (seed, step))``) and
     gets its own remedy (clipping of its own gradient's norm, its own L2 weight) and the same
-    Adam update; only the arithmetic is stacked.
+    Adam update; only the arithmetic is stacked. ``progress`` (a tqdm bar) advances once a step.
     """
     configurations = [c for c, _ in networks]
     seeds = [s for _, s in networks]
@@ -215,6 +215,8 @@ def train_stack(networks: list[tuple[str, int]], T: int, cfg: Config) -> pd.Data
         v = b2 * v + (1 - b2) * g**2
         update = -cfg.lr * (m / (1 - b1 ** (i + 1))) / (np.sqrt(v / (1 - b2 ** (i + 1))) + eps)
         flat = flat + np.where(alive[net], update, 0.0)
+        if progress is not None:
+            progress.update(1)
     held = [t.held_out(EVAL_BATCH, (s, EVAL_INDEX)) for s, t in zip(seeds, tasks, strict=True)]
     with np.errstate(over="ignore", invalid="ignore"):
         eval_loss = _losses(unflatten(flat), np.stack([h[0] for h in held]), np.stack([h[1] for h in held]),
@@ -250,11 +252,13 @@ def measure(cfg: Config) -> pd.DataFrame:
     frames = []
     jobs = [(T, arch) for T in cfg.adding_T for arch in ("RNN", "LSTM")
             if any(CONFIGURATIONS[c][0] == arch for c in cfg.configurations)]
-    for T, arch in tqdm(jobs, desc=STUDY, unit="stack", disable=None, leave=False):
-        networks = [(c, cfg.seed + s) for c in cfg.configurations if CONFIGURATIONS[c][0] == arch
-                    for s in range(cfg.seeds)]
-        with threadpool_limits(1):  # small matrices: BLAS threads only contend
-            frames.append(train_stack(networks, T, cfg))
+    with tqdm(total=len(jobs) * cfg.steps, desc=STUDY, unit="step", disable=None, leave=False) as bar:
+        for T, arch in jobs:
+            networks = [(c, cfg.seed + s) for c in cfg.configurations if CONFIGURATIONS[c][0] == arch
+                        for s in range(cfg.seeds)]
+            bar.set_postfix_str(f"{arch} x {len(networks)}, T = {T}")
+            with threadpool_limits(1):  # small matrices: BLAS threads only contend
+                frames.append(train_stack(networks, T, cfg, progress=bar))
     order = {c: i for i, c in enumerate(cfg.configurations)}
     runs = pd.concat(frames, ignore_index=True)
     return runs.sort_values(["T", "configuration", "seed"], key=lambda col: col.map(order)
