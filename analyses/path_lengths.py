@@ -196,10 +196,11 @@ def coinciding(frame: pd.DataFrame, x: str, y: str, rtol: float = 1e-9) -> list[
     return [g for g in groups if len(g) > 1]
 
 
-def _same(groups: list[list[str]]) -> str:
+def _same(groups: list[list[str]], what: str = "curves") -> str:
     if not groups:
-        return "No two curves coincide."
-    return "Coinciding curves (drawn with offset markers): " + "; ".join(" = ".join(g) for g in groups) + "."
+        return f"No two {what} coincide."
+    return (f"Coinciding {what} (drawn with offset markers): " + "; ".join(" = ".join(g) for g in groups)
+            + ".")
 
 
 def _styled_lines(ax, frame: pd.DataFrame, x: str, y: str, colours: dict, band: bool = False):
@@ -239,8 +240,9 @@ def _pages(graph, classes, profiles, summary, facts, cfg):
     part = "" if facts["paths_as_claimed"] else " only in part"
     caption = (f"Path classes fitted from the graphs as claimed{part}: "
                + "; ".join(f"{a}: path {by.loc[a, 'max_path']}, depth {by.loc[a, 'sequential_depth']}"
-                           for a in by.index) + ". " + _same(coinciding(graph, "n", "max_path"))
-               + " Depth: " + _same(coinciding(graph, "n", "sequential_depth")))
+                           for a in by.index)
+               + ". " + _same(coinciding(graph, "n", "max_path"), "path curves")
+               + " " + _same(coinciding(graph, "n", "sequential_depth"), "depth curves"))
     pages.append(figure_page(fig, caption))
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
