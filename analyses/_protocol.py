@@ -1,11 +1,12 @@
-"""The protocol every study follows: a claim from a seed file, intervals over networks, one verdict.
+"""The protocol every study follows: a claim from a source file, intervals over networks, one verdict.
 
-A study states its `Claim` (the folklore sentence, the seed file it comes from and an exact
-quote, the quantity measured, the decision rule and its threshold) before any result, measures
-the quantity on many independent networks (one random seed each), puts a percentile
-`bootstrap_interval` (or a `wilson_interval` for a success rate) around it, and lets `decide`
-turn interval and threshold into a `Verdict` in the fixed vocabulary `WORDS`. Design cells
-that disagree are joined by `combine` into "holds only when <the cells where it holds>".
+A study states its `Claim` (the folklore sentence, the source file in shared/seeds/ it comes
+from and an exact quote, the quantity measured, the decision rule and its threshold) before
+any result, measures the quantity on many independent networks (one random seed each), puts
+a percentile `bootstrap_interval` (or a `wilson_interval` for a success rate) around it, and
+lets `decide` turn interval and threshold into a `Verdict` in the fixed vocabulary `WORDS`.
+Design cells that disagree are joined by `combine` into "holds only when <the cells where it
+holds>".
 
 The shared conventions live here too, so that no two studies measure differently:
 `NEUTRAL_BAND` (gradflow's ``tol``), `WARMUP` and `INITIAL_STD` (`warm_start`: how every

@@ -1,6 +1,6 @@
 """Are RNNs slow, sequential and memory-bandwidth bound? Depth, wall time, and where a step's time goes.
 
-Claims (seeds 000 and 002): recurrent nets cannot be parallelised over time, are slow,
+Claims (sources 000 and 002): recurrent nets cannot be parallelised over time, are slow,
 and are memory-bandwidth bound ("as much memory bandwidth as operations"), while
 attention and convolutions re-use each byte many times. Measured here on this machine:
 the sequential depth from each model's dependency graph; forward+backward wall time

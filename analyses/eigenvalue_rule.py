@@ -1,12 +1,12 @@
 """Does the largest eigenvalue decide? The folklore rule on W beside the slope-corrected rule.
 
-Claim (seed 001): "If the largest eigenvalue is less than 1, the gradient will vanish. If
-the largest eigenvalue is more than 1, the gradient explodes." Measured here for vanilla
-tanh, ReLU and sigmoid RNNs on a grid of recurrent gains and input scales, at least 10
-independent networks per cell, each started by the shared convention (a random state run
-through a warm-up on its own inputs): the measured regime of each network against the
-rule on rho(W) and against the slope-corrected rule on gamma * rho(W) (gamma = mean
-phi'(pre-activation) along the network's own trajectory), the accuracy of each with its
+Claim (source 001_c88bba1d8530f5f5.txt): "If the largest eigenvalue is less than 1, the
+gradient will vanish. If the largest eigenvalue is more than 1, the gradient explodes."
+Measured here for vanilla tanh, ReLU and sigmoid RNNs on a grid of recurrent gains and input
+scales, at least 10 independent networks per cell, each started by the shared convention (a
+random state run through a warm-up on its own inputs): the measured regime of each network
+against the rule on rho(W) and against the slope-corrected rule on gamma * rho(W) (gamma =
+mean phi'(pre-activation) along the network's own trajectory), the accuracy of each with its
 Wilson interval, and every failure of the rule diagnosed from the trajectory (saturated
 units, switched-off ReLU units, the slope factor gamma, non-normality of W).
 

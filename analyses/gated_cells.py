@@ -1,6 +1,6 @@
 """Do gates mitigate vanishing gradients? RNN vs LSTM vs GRU at matched hidden size.
 
-Claim (seed 002): LSTM "can bypass units" and so removes some of the vanishing-gradient
+Claim (source 002_6d33935d2b5896cb.txt): LSTM "can bypass units" and so removes some of the vanishing-gradient
 problem. Measured here at initialisation with gradflow's reverse pass through the unrolled
 network, at least 10 independent networks (seeds) per configuration, each started by the
 shared convention (a random state run through a warm-up on its own inputs): the fitted
@@ -48,7 +48,7 @@ CLAIM = protocol.Claim(
 class Config:
     hidden: int = 64
     inputs: int = 16
-    steps: int = 400
+    steps: int = 300
     batch: int = 4
     seeds: int = 10
     input_scale: float = 1.0

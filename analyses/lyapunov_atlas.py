@@ -1,6 +1,6 @@
 """Where is the edge of chaos, and what does it mean for gradients? Lyapunov exponents against gain.
 
-Claim (seed 001, read dynamically): the gradient is a product of many factors, so it
+Claim (source 001_c88bba1d8530f5f5.txt, read dynamically): the gradient is a product of many factors, so it
 vanishes on one side of a critical gain and explodes on the other. Measured here for
 random tanh RNNs with and without input drive, at least 10 independent networks per gain,
 each started by the shared convention (a random state run through a warm-up on its own
@@ -306,10 +306,13 @@ def run(cfg: Config, out: str) -> dict:
             "where one was located.")))
         scale = max(cfg.input_scales)
         fig, positives = _spectra_figure(cfg, scale)
+        counts = frame[frame.input_scale == scale].groupby("gain").positive
+        spread = ", ".join(f"g = {g:g}: {protocol.bootstrap_interval(v, seed=cfg.seed)}" for g, v in counts)
+        drawn = ", ".join(f"g = {g:g}: {p}" for g, p in positives.items())
         pages.append(figure_page(fig, (
-            f"Positive exponents (> {protocol.NEUTRAL_BAND}) at input std {scale:g}, seed {cfg.seed}: "
-            + ", ".join(f"g = {g:g}: {p}" for g, p in positives.items()) + ". One network per gain; the "
-            "per-network counts of every seed are in lyapunov_atlas_networks.csv (column positive).")))
+            f"Positive exponents (> {protocol.NEUTRAL_BAND}) at input std {scale:g}, mean over networks with "
+            f"95% bootstrap intervals: {spread}. Drawn: the spectrum of the first network (seed {cfg.seed}) "
+            f"of each gain; {drawn} positive.")))
         pages.append(table_page("Methods", [
             ("Spectrum", "gradflow.lyapunov_spectrum: QR iteration through the cell's batched Jacobians, "
                          "the first T/5 steps of the QR estimate discarded; Kaplan-Yorke dimension and "

@@ -1,6 +1,6 @@
 """Recurrence against attention and convolutions: path lengths beside measured sensitivity.
 
-Claim (seed 002, after Vaswani et al. 2017, Table 1): attention fixes vanishing gradients
+Claim (source 002, after Vaswani et al. 2017, Table 1): attention fixes vanishing gradients
 because the path from any input to the output is O(1) hops (hierarchical attention and
 dilated convolutions: O(log n)), where a recurrent net needs O(n). Measured here: the
 path lengths and sequential depth from each model's dependency graph at several n (the

@@ -1,6 +1,6 @@
 """How often is each predictor right? A grid of configurations designed to be hard.
 
-Claim (seed 001): "below 1 the largest eigenvalue makes gradients vanish, above 1
+Claim (source 001): "below 1 the largest eigenvalue makes gradients vanish, above 1
 explode". The eigenvalue rule is one of gradflow's predictors; this study runs every
 predictor on vanilla (tanh, ReLU), LSTM and GRU cells with gaussian, orthogonal, identity,
 low-rank-plus-noise and strongly non-normal recurrent matrices, gains 0.3-6, input scales

@@ -1,6 +1,6 @@
 """Do clipping, penalties, initialisation and gates really fix long-range learning?
 
-Claim (seed 001 and the folklore around it): vanilla RNNs fail to learn long-range
+Claim (source 001 and the folklore around it): vanilla RNNs fail to learn long-range
 dependencies because their gradients vanish or explode; gradient clipping, weight
 penalties, orthogonal / identity initialisation and gates (an LSTM, a forget-gate bias)
 fix it. Measured here by training many independent networks (one seed each) of every

@@ -146,7 +146,7 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     if reproduce is None:
         reproduce = (f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
                      f"written beside this PDF)")
-    # With a claim, "Source" names the seed file it comes from; the study's code is then "Code".
+    # With a claim, "Source" names the claim's source file; the study's code is then "Code".
     facts = [("Study", study), ("Code" if claim else "Source", source or f"analyses/{study}.py"), *claim,
              ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
              ("Reproduce", reproduce)]
@@ -255,9 +255,9 @@ def _contents_pages(title: str, entries: Sequence[dict[str, Any]]) -> list[plt.F
             fig.text(0.07, 0.915, "Contents" if not pages else "Contents (continued)", fontsize=11.5,
                      weight="bold", va="top")
             if not pages:
-                intro = ("Each study states a claim from the seed files, measures it on many independent "
-                         "networks and decides it from a 95% interval; the CSV files beside each study's "
-                         "PDF hold every number.")
+                intro = ("Each study states a claim from its source file (shared/seeds/), measures it on "
+                         "many independent networks and decides it from a 95% interval; the CSV files "
+                         "beside each study's PDF hold every number.")
                 fig.text(0.07, 0.89, _wrap(intro, 110), fontsize=9, va="top")
             pages.append(fig)
             y = 0.85
