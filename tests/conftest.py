@@ -14,9 +14,19 @@ TINY = {
     "path_lengths": ["--hidden", "4", "--steps", "48", "--seeds", "1"],
     "lyapunov_atlas": ["--hidden", "12", "--steps", "120", "--seeds", "2"],
     "cost": ["--hidden", "8", "--steps", "32"],
-    "predictor_accuracy": ["--hidden", "8", "--steps", "40"],
-    "remedies": ["--hidden", "4", "--steps", "6", "--seeds", "1"],
+    "predictor_accuracy": ["--hidden", "4", "--steps", "30", "--seeds", "1", "--subsample", "12"],
+    "remedies": ["--hidden", "4", "--steps", "6", "--seeds", "2"],
 }
+# Config fields no flag sets, given to the tiny run as a --config file.
+TINY_CONFIG = {
+    "cost": {"widths": [8, 32], "networks": 2, "step_length": 8, "repeats": 1},
+    "remedies": {"adding_T": [3, 12]},
+}
+
+
+def _toml(table: dict) -> str:
+    return "".join(f"{key} = {list(value) if isinstance(value, (list, tuple)) else value!r}\n"
+                   for key, value in table.items())
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +42,12 @@ def study_run(tmp_path_factory):
             os.environ.update(SOURCE_DATE_EPOCH="1700000000", GRADFLOW_CACHE_DIR=str(root / "cache"))
             try:
                 study = importlib.import_module(f"analyses.{name}")
-                result = study.main(["--out", str(root / "a"), *TINY[name]])
-                study.main(["--out", str(root / "b"), *TINY[name]])
+                argv = list(TINY[name])
+                if name in TINY_CONFIG:
+                    (root / "tiny.toml").write_text(f"[{name}]\n" + _toml(TINY_CONFIG[name]))
+                    argv += ["--config", str(root / "tiny.toml")]
+                result = study.main(["--out", str(root / "a"), *argv])
+                study.main(["--out", str(root / "b"), *argv])
             finally:
                 for key, value in saved.items():
                     if value is None:

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 import sys
@@ -139,24 +140,43 @@ def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
         assert f"{med.loc[arch, 'oldest']:.2f}" in first
 
 
-def test_path_verdict_follows_the_numbers():
+def _path_summary(gains: dict[str, float], seeds: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(seeds):
+        rnn = -60.0 + rng.standard_normal()
+        rows.append(dict(architecture="RNN tanh", seed=seed, oldest=rnn, mean_log_sensitivity=-30.0, horizon=15))
+        for arch, gain in gains.items():
+            rows.append(dict(architecture=arch, seed=seed, oldest=rnn + gain + 0.3 * rng.standard_normal(),
+                             mean_log_sensitivity=-5.5, horizon=255))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("gains", "label"), [
+    ((50.0, 40.0, 30.0), "holds"),
+    ((1.0, 2.0, -3.0), "does not hold"),
+    ((50.0, 2.0, 30.0), "holds only when architecture = self-attention (2 layers) or architecture = TCN "
+                        "(k = 3, dilated)"),
+    ((50.0, 6.9, 30.0), "inconclusive (undecided for architecture = hierarchical attention (c = 4))"),
+])
+def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, label):
     from analyses import path_lengths
 
-    classes = pd.DataFrame({"architecture": ["RNN tanh", "self-attention (2 layers)",
-                                             "hierarchical attention (c = 4)", "TCN (k = 3, dilated)"],
-                            "max_path": ["O(n)", "O(1)", "O(log n)", "O(log n)"]})
-    def summary(att_oldest, att_mean):
-        return pd.DataFrame([
-            dict(architecture="RNN tanh", oldest=-100.0, mean_log_sensitivity=-50.0, horizon=15),
-            dict(architecture="LSTM", oldest=-50.0, mean_log_sensitivity=-25.0, horizon=30),
-            dict(architecture="GRU", oldest=-90.0, mean_log_sensitivity=-45.0, horizon=15),
-            dict(architecture="self-attention (2 layers)", oldest=att_oldest,
-                 mean_log_sensitivity=att_mean, horizon=255)])
-    assert path_lengths.verdict(classes, summary(-3.0, -5.0), 256)[0].startswith("holds for path")
-    assert path_lengths.verdict(classes, summary(-3.0, -1.0), 256)[0] == "holds"
-    assert path_lengths.verdict(classes, summary(-99.0, -50.0), 256)[0] == "does not hold"
-    wrong = classes.assign(max_path=["O(n)", "O(n)", "O(log n)", "O(log n)"])
-    assert path_lengths.verdict(wrong, summary(-3.0, -5.0), 256)[0] == "does not hold"
+    archs = list(path_lengths.SHORT_PATHS)
+    classes = pd.DataFrame({"architecture": ["RNN tanh", *archs],
+                            "max_path": ["O(n)", *path_lengths.SHORT_PATHS.values()]})
+    summary = _path_summary({"LSTM": 20.0, "GRU": 5.0, **dict(zip(archs, gains, strict=True))})
+    decision, sentence, facts = path_lengths.verdict(classes, summary, 256)
+    assert decision.label == label and sentence.startswith(label) and facts["paths_as_claimed"]
+    assert all(v.networks == 12 for v in facts["cells"].values())
+
+
+def test_coinciding_curves_are_named():
+    from analyses import path_lengths
+
+    frame = pd.DataFrame({"architecture": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "n": [1, 2, 3] * 3,
+                          "max_path": [1, 2, 3, 1, 2, 3, 1, 1, 1]})
+    assert path_lengths.coinciding(frame, "n", "max_path") == [["a", "b"]]
 
 
 def test_cost_study_measures_depth_time_and_intensity(study_run):
@@ -171,9 +191,54 @@ def test_cost_study_measures_depth_time_and_intensity(study_run):
     # One recurrent step: 2 B W^2 flops over the W^2 matrix plus two states, 8 bytes each.
     assert inten.flops_per_byte[0] == pytest.approx(2 * 4 * 64 / (8 * (64 + 2 * 4 * 8)))
     pdf = PdfReader(out / "cost.pdf")
-    assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    assert len(pdf.pages) == 5 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = pdf.pages[1].extract_text()
-    assert result["verdict"] in text and f"{inten.flops_per_byte[0]:.2f}" in text
+    assert result["verdict"][1:] in text and f"{inten.flops_per_byte[0]:.2f}" in text
+
+
+def test_cost_times_one_recurrence_three_ways_and_decides_from_the_csv(study_run):
+    from analyses import cost
+
+    run = study_run("cost")
+    steps = pd.read_csv(run.out / "cost_steps.csv")
+    config = run.result["config"]
+    implementations = {"numpy", "gradflow"} | ({"PyTorch"} if importlib.util.find_spec("torch") else set())
+    assert set(steps.implementation) == implementations
+    assert len(steps) == len(implementations) * len(config.widths) * config.networks  # one row per network
+    assert (steps.max_abs_difference <= 1e-9).all()  # the same recurrence, checked against numpy
+    assert np.allclose(steps.flops, 2 * config.batch * steps.width**2)
+    assert np.allclose(steps.memory_share, steps.memory_s / steps.seconds_per_step)
+    machine = pd.read_csv(run.out / "cost_machine.csv").iloc[0]
+    assert np.allclose(steps.peak_fraction, steps.flops / steps.seconds_per_step / 1e9 / machine.peak_gflops)
+    # The verdict is the protocol's, recomputed from the CSV (2 networks per width: n < 10).
+    decision, _ = cost.decide_widths(steps, config.seed)
+    assert decision.label == run.result["verdict"] == "inconclusive (undecided for width = 8, width = 32)"
+
+
+def _shares(by_width: dict[int, float], networks: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for width, share in by_width.items():
+        for seed in range(networks):
+            for impl, slower in (("numpy", 1.0), ("gradflow", 3.0)):
+                t = 1e-5 * slower
+                rows.append(dict(width=width, seed=seed, implementation=impl, seconds_per_step=t,
+                                 memory_share=share * (1 + 0.02 * rng.standard_normal()) / slower))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("shares", "label"), [
+    ({64: 0.9, 1024: 0.8}, "holds"),
+    ({64: 0.1, 1024: 0.2}, "does not hold"),
+    ({64: 0.1, 1024: 0.9}, "holds only when width = 1024"),
+    ({64: 0.1, 1024: 0.5}, "inconclusive (undecided for width = 1024)"),
+])
+def test_cost_decides_bandwidth_bound_from_the_fastest_step(shares, label):
+    from analyses import cost
+
+    decision, cells = cost.decide_widths(_shares(shares), seed=0)
+    assert decision.label == label
+    assert all(v.networks == 12 for v in cells.values())  # the fastest implementation's row per network
 
 
 def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
@@ -339,7 +404,8 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     from analyses.__main__ import main as run_all
 
     config = tmp_path / "tiny.toml"
-    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\nseeds = 2\n[cost]\nhidden = 8\nsteps = 32\n")
+    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\nseeds = 2\n[cost]\nhidden = 8\nsteps = 32\n"
+                      "widths = [8]\nnetworks = 2\nstep_length = 8\nrepeats = 1\n")
     tmp_path = tmp_path / "out"
     assert run_all(["lyapunov_atlas", "cost", "--out", str(tmp_path), "--config", str(config)]) == 0
     combined = PdfReader(tmp_path / "gradflow-report.pdf")
@@ -364,3 +430,51 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     # The study pages follow the contents page in order, unchanged.
     assert combined.pages[1].extract_text() == parts[0].pages[0].extract_text()
     assert "combined: 2 studies" in capsys.readouterr().out
+
+
+def test_predictor_accuracy_scores_held_out_networks_one_row_each(study_run):
+    from analyses import predictor_accuracy as pa
+
+    run = study_run("predictor_accuracy")
+    results = pd.read_csv(run.out / "predictor_accuracy_results.csv", keep_default_na=False,
+                          na_values=[""])
+    config = run.result["config"]
+    assert len(results) == len(pa.networks(config)) and results.seed.is_unique
+    assert {"tuned", "untuned"} <= set(results.part)
+    done = results[results.skipped.isna()]
+    table = pd.read_csv(run.out / "predictor_accuracy_accuracy.csv").set_index("predictor")
+    # The summary's numbers are the CSV's: held-out accuracy, and each predictor's share right.
+    assert table.loc["cross-validated choice (held out)", "accuracy"] == pytest.approx(done.cv_correct.mean())
+    right = (done["eigenvalue rule: regime"] == done.measured_regime).mean()
+    assert table.loc["eigenvalue rule", "accuracy"] == pytest.approx(right)
+    # Each fold's choice is the best predictor on the other folds, never on its own.
+    methods = pa.methods(done)
+    for fold, held in done.groupby("fold"):
+        train = done[done.fold != fold]
+        best = max(methods, key=lambda m: ((train[f"{m}: regime"] == train.measured_regime).mean(),
+                                           -methods.index(m)))
+        assert set(held.cv_chosen) == {best}
+        assert (held.cv_correct == (held[f"{best}: regime"] == held.measured_regime)).all()
+    assert set(done.groupby("configuration").fold.nunique()) == {1}  # a configuration's seeds stay together
+
+
+def _pa_results(right_by_arch: dict[str, float], n: int = 40) -> pd.DataFrame:
+    rows = []
+    for arch, share in right_by_arch.items():
+        for i in range(n):
+            rows.append({"architecture": arch, "skipped": "", "measured_regime": "vanishing",
+                         "eigenvalue rule: regime": "vanishing" if i < share * n else "exploding"})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("shares", "label"), [
+    ({"GRU": 1.0, "LSTM": 1.0}, "holds"),
+    ({"GRU": 0.5, "LSTM": 0.3}, "does not hold"),
+    ({"GRU": 1.0, "LSTM": 0.3}, "holds only when cell = GRU"),
+    ({"GRU": 0.9, "LSTM": 0.3}, "inconclusive (undecided for cell = GRU)"),
+])
+def test_predictor_accuracy_verdict_per_cell_type(shares, label):
+    from analyses import predictor_accuracy as pa
+
+    decision, cells = pa.verdict(_pa_results(shares))
+    assert decision.label == label and all(v.networks == 40 for v in cells.values())

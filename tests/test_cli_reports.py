@@ -129,7 +129,7 @@ def test_analyze_reads_pytorch_layout_weights_and_infers_the_kind(tmp_path, monk
     (["analyze", "GRU.npz", "--prefix", "enc"], "prefix 'enc' is not a recurrent block"),
     (["analyze", "GRU.npz", "--head", "fc"], "head 'fc' not found"),
     (["analyze", "--cell", "gru", "--hidden", "3", "--prefix", "a"], "--prefix and --head choose parts"),
-    (["report", "remedies", "--config", "CHOICE.toml"], "[remedies] remedy_tasks = 'bogus' is not one of"),
+    (["report", "remedies", "--config", "CHOICE.toml"], "[remedies] configurations = 'bogus' is not one of"),
     (["report", "remedies", "--config", "NAN.toml"], "[remedies] success = nan: expected a finite number"),
     (["report", "cost", "--config", "RANGE.toml"], "[lyapunov_atlas] gains = 0.0 must be > 0"),
 ])
@@ -144,7 +144,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path
     (tmp_path / "BADVALUE.toml").write_text("[cost]\nsteps = 'many'\n")
     (tmp_path / "NOTSTUDY.toml").write_text("[costs]\nsteps = 8\n")
     (tmp_path / "BROKEN.toml").write_text("[cost\n")
-    (tmp_path / "CHOICE.toml").write_text("[remedies]\nremedy_tasks = ['bogus']\n")
+    (tmp_path / "CHOICE.toml").write_text("[remedies]\nconfigurations = ['bogus']\n")
     (tmp_path / "NAN.toml").write_text("[remedies]\nsuccess = nan\n")
     (tmp_path / "RANGE.toml").write_text("[lyapunov_atlas]\ngains = [1.0, 0.0]\n")  # checked though not run
     np.save(tmp_path / "ARRAY.npy", np.zeros(3))

@@ -1,7 +1,6 @@
 import html
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import optimize
 
@@ -157,27 +156,15 @@ def test_compare_checks_its_arguments():
         gf.compare("p", "f")
 
 
-@pytest.fixture(scope="module")
-def accuracy_study(tmp_path_factory):
-    return predictor_accuracy.run(predictor_accuracy.QUICK, str(tmp_path_factory.mktemp("acc")))
-
-
-def test_accuracy_grid_is_large_and_hard(accuracy_study):
-    results = accuracy_study["results"]
-    assert len(results) >= 100 and (results.skipped.fillna("") == "").all()
-    assert set(results.cell) == {"rnn", "lstm", "gru"}
-    assert set(results.matrix) == {"gaussian", "orthogonal", "identity", "low-rank", "non-normal"}
-    assert results.gain.min() <= 0.3 and results.gain.max() >= 4.0
-    assert results.input_scale.min() == 0.0 and results.input_scale.max() >= 3.0
-
-
-def test_trusted_predictor_is_the_most_accurate(accuracy_study):
-    table = accuracy_study["accuracy"].set_index("predictor")
-    trusted = table.loc["trusted (gradflow's best)", "accuracy"]
-    assert trusted == table.accuracy.max()
-    assert trusted >= 0.95
-    assert table.loc["eigenvalue rule", "accuracy"] < 0.75
-    assert isinstance(accuracy_study["results"], pd.DataFrame)
+def test_accuracy_grid_is_large_and_hard():
+    # The study itself runs at tiny sizes in tests/test_analyses.py (its held-out scoring is checked there).
+    points = predictor_accuracy.grid()
+    assert len(points) >= 163 and sum(p["part"] == "untuned" for p in points) >= 50
+    assert {p["cell"] for p in points} == {"rnn", "lstm", "gru"}
+    assert {p["matrix"] for p in points} == {"gaussian", "orthogonal", "identity", "low-rank", "non-normal",
+                                             "chain"}
+    gains, scales = [p["gain"] for p in points], [p["input_scale"] for p in points]
+    assert min(gains) <= 0.3 and max(gains) >= 4.0 and min(scales) == 0.0 and max(scales) >= 3.0
 
 
 def test_a_network_at_rest_with_dead_units_predicts_exact_vanishing():
