@@ -27,6 +27,7 @@ from autograd.core import make_jvp, make_vjp
 
 from ._cells import Cell
 from ._probe import StateRecorder, log_row_norms, recording, state_probe
+from ._threads import blas_limit, limited
 from ._validation import as_float_array, check_choice
 
 # Largest array (bytes) one autograd trace of a time-chunk may create. 32 MB keeps
@@ -99,7 +100,7 @@ def unroll(cell: Cell, xs, h0=None) -> np.ndarray:
     xs, h0 = check_sequence(cell, xs, h0)
     out = np.empty((xs.shape[0] + 1, *h0.shape))
     out[0] = h = h0
-    with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the step
+    with np.errstate(over="ignore", invalid="ignore"), blas_limit():  # overflow: reported below
         for t, x in enumerate(xs):
             out[t + 1] = h = np.asarray(cell.step(cell.params, h, x))
     check_trajectory(cell, out)
@@ -198,12 +199,13 @@ def jacobian_products(cell: Cell, xs, block, h0=None, side: str = "right",
             raise ValueError(f"states must have shape {(T + 1, B, S)}; got {states.shape}")
     out = np.empty((T, B, S, k) if side == "right" else (T, B, k, S))
     chunk = _steps_per_chunk(B * k, max(S, cell.input_size))
-    for t0 in range(0, T, chunk):
-        t1 = min(T, t0 + chunk)
-        m = (t1 - t0) * B
-        res = _block_products(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1),
-                              block[t0:t1].reshape(m, S, k), side)
-        out[t0:t1] = res.reshape(out[t0:t1].shape)
+    with blas_limit():
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            m = (t1 - t0) * B
+            res = _block_products(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1),
+                                  block[t0:t1].reshape(m, S, k), side)
+            out[t0:t1] = res.reshape(out[t0:t1].shape)
     return out
 
 
@@ -231,6 +233,7 @@ def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.n
     return jacobian_products(cell, xs, eye, h0=h0, side="left", states=states)
 
 
+@limited
 def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
                   loss: Callable[[np.ndarray], np.ndarray]):
     """Back-propagate ``sum(loss(state_T))`` once, recording log-norms by step.

@@ -35,6 +35,7 @@ from ._engine import (
     unroll,
 )
 from ._flow import regime_or_none
+from ._threads import limited
 from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
 LN2 = np.log(2.0)
@@ -180,30 +181,29 @@ def _qr_logs_factored(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.nd
         factors.append((qr, tau))
     pending = np.empty((B, S, k))
     t = 0
-    for chunk in jac_chunks:  # formed with every BLAS thread; the loop below on one
-        with threadpool_limits(1):
-            for J in chunk:
-                t += 1
-                for b in range(B):
-                    qr, tau = factors[b]
-                    if (t - 1) % reortho_every == 0:
-                        # J Q = (J applied to the reflectors)[:, :k], without forming Q.
-                        full, _, info = lapack.dormqr("R", "N", qr, tau, np.asfortranarray(J[b]),
-                                                      lwork=max(1, 64 * S))
-                        _check_lapack("dormqr", info)
-                        pending[b] = full[:, :k]
-                    else:
-                        pending[b] = J[b] @ pending[b]
-                if t % reortho_every == 0:
-                    for b in range(B):
-                        qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(pending[b]), overwrite_a=1)
-                        _check_lapack("dgeqrf", info)
-                        factors[b] = (qr, tau)
-                        out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
-                    if reortho_every > 1:
-                        _warn_conditioning(out[t - 1], reortho_every)
+    for chunk in jac_chunks:
+        for J in chunk:
+            t += 1
+            for b in range(B):
+                qr, tau = factors[b]
+                if (t - 1) % reortho_every == 0:
+                    # J Q = (J applied to the reflectors)[:, :k], without forming Q.
+                    full, _, info = lapack.dormqr("R", "N", qr, tau, np.asfortranarray(J[b]),
+                                                  lwork=max(1, 64 * S))
+                    _check_lapack("dormqr", info)
+                    pending[b] = full[:, :k]
                 else:
-                    out[t - 1] = 0.0
+                    pending[b] = J[b] @ pending[b]
+            if t % reortho_every == 0:
+                for b in range(B):
+                    qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(pending[b]), overwrite_a=1)
+                    _check_lapack("dgeqrf", info)
+                    factors[b] = (qr, tau)
+                    out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
+                if reortho_every > 1:
+                    _warn_conditioning(out[t - 1], reortho_every)
+            else:
+                out[t - 1] = 0.0
 
 
 def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
@@ -223,6 +223,7 @@ def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
             out[t - 1] = 0.0
 
 
+@limited  # BLAS threads by gradflow's policy (_threads): one by default
 def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup: int,
               reortho_every: int, seed: int, name: str) -> LyapunovSpectrum:
     T, B, _ = xs.shape
@@ -249,8 +250,7 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
 
         _qr_logs_factored(chunks(), Q0, reortho_every, logs)
     else:
-        with threadpool_limits(1):
-            _qr_logs_blocks(cell, states, xs, Q0, reortho_every, logs)
+        _qr_logs_blocks(cell, states, xs, Q0, reortho_every, logs)
     counted = logs[warmup:]
     n = T - warmup
     per_sample = counted.sum(axis=0) / n  # (B, k)
@@ -388,6 +388,7 @@ class SingularValues:
                           regime=regime_or_none(self.rates[0]), figure=figure)
 
 
+@limited
 def _qr_sweep(cell, states, xs, Q, side):
     """One pass of ``Q <- qr(J_t Q)`` (forward in t) or ``Q <- qr(J_t^T Q)`` (backward)."""
     T = xs.shape[0]

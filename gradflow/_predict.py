@@ -29,6 +29,7 @@ from ._spectral import (
     recurrent_matrix,
     spectral_radius,
 )
+from ._threads import limited
 from ._validation import check_finite_float, check_positive_int
 
 # The methods, in the order tables show them.
@@ -185,6 +186,7 @@ def _log(x: float) -> float:
 # ------------------------------------------------------------------ weights only
 
 
+@limited  # BLAS threads by gradflow's policy (_threads): one by default
 def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float,
                     eigenvalues: tuple[np.ndarray, str] | None = None) -> PredictorResult:
     """``eigenvalues``: those of `linearisation` at ``x_mean`` and its name, when already computed."""
@@ -196,6 +198,7 @@ def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float,
     return _verdict("eigenvalue rule", _log(rho), f"spectral radius of the {where} = {rho:.4g}", tol)
 
 
+@limited
 def pascanu_bound(cell: Cell, tol: float) -> PredictorResult:
     W, gamma = recurrent_matrix(cell), derivative_bound(cell)
     if W is None or gamma is None:
@@ -226,6 +229,7 @@ def mean_field(cell: Cell, input_second_moment: float, tol: float) -> PredictorR
                     f"{input_second_moment:.3g}: chi_1 = {np.exp(2 * rate):.4g}", tol)
 
 
+@limited
 def fixed_point(cell: Cell, x_mean: np.ndarray, starts: np.ndarray, centre: np.ndarray,
                 tol: float) -> PredictorResult:
     points = fixed_points(cell, x_mean, starts)
@@ -243,6 +247,7 @@ def fixed_point(cell: Cell, x_mean: np.ndarray, starts: np.ndarray, centre: np.n
 # ------------------------------------------------------------------ forward run
 
 
+@limited
 def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
     """Annealed growth of random directions: ``0.5 ln (mean_t ||J_t q||^2 / ||q||^2)``."""
     S = cell.state_size
@@ -256,6 +261,7 @@ def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
                     tol)
 
 
+@limited
 def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> PredictorResult:
     J = _sampled_jacobians(cell, xs, states, window, rows)
     rho = spectral_radius(J.mean(axis=0))
@@ -277,6 +283,7 @@ def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np
     return P
 
 
+@limited
 def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96,
                iterations: int = 60) -> PredictorResult:
     """Annealed second-moment growth when blocks of ``span`` steps are drawn independently.
@@ -354,6 +361,7 @@ def _gated_statistics(cell, xs, states, window):
     return n, gi, gh, sigma2
 
 
+@limited
 def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
     """Second moments of the cotangent through one gated step, averaged over the run's gates.
 
@@ -422,6 +430,7 @@ def input_drive(cell: Cell, xs: np.ndarray) -> float:
     return float(np.mean((xs @ U.T) ** 2)) if U is not None and cell.kind == "rnn" else 0.0
 
 
+@limited
 def forward_run(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     """What the forward-run predictors share: states, the steps they average over, mean input, drive."""
     T = xs.shape[0]
