@@ -29,3 +29,33 @@ def test_a_custom_cell_named_like_a_builtin_takes_the_traced_path():
     h = np.full((1, 3), 0.4)
     np.testing.assert_allclose(gf.jacobians(cell, np.zeros((1, 1, 1)), h0=h)[0, 0],
                                0.7 * np.diag(np.cos(0.7 * 0.4 * np.ones(3))))
+
+
+def _textbook_exponents(cell, xs, warmup, k, seed=0):
+    """numpy.linalg.qr + matmul on per-step Jacobians: the reference QR loop, nothing shared."""
+    J = gf.jacobians(cell, xs)[:, 0]
+    Q = _lyapunov_initial_block(seed, cell.state_size, k)
+    logs = []
+    for Jt in J:
+        Q, R = np.linalg.qr(Jt @ Q)
+        d = np.diag(R)
+        Q = Q * np.sign(d)
+        logs.append(np.log(np.abs(d)))
+    return np.sort(np.mean(logs[warmup:], axis=0))[::-1]
+
+
+def _lyapunov_initial_block(seed, n, k):
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((1, n, k)))
+    return (q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :])[0]
+
+
+@pytest.mark.parametrize(("make", "k"), [(lambda: gf.rnn(24, 3, gain=2.0, seed=0), None),
+                                         (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 10),
+                                         (lambda: gf.lstm(8, 3, seed=1), None),
+                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), None)])
+def test_lapack_qr_loop_equals_the_textbook_loop(make, k):
+    cell = make()
+    xs = gf.inputs.gaussian(150, 1, 3, seed=3)
+    spec = gf.lyapunov_spectrum(cell, xs, warmup=20, k=k)
+    reference = _textbook_exponents(cell, xs, 20, k or cell.state_size)
+    np.testing.assert_allclose(spec.exponents, reference, rtol=0, atol=1e-12)
