@@ -59,3 +59,40 @@ def test_lapack_qr_loop_equals_the_textbook_loop(make, k):
     spec = gf.lyapunov_spectrum(cell, xs, warmup=20, k=k)
     reference = _textbook_exponents(cell, xs, 20, k or cell.state_size)
     np.testing.assert_allclose(spec.exponents, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in CELLS if "2layer" not in n])
+def test_jacobian_terms_sum_to_the_jacobian(name):
+    from gradflow._ops import jacobian_terms, step_jacobians
+
+    cell = CELLS[name]()
+    rng = np.random.default_rng(1)
+    h, x = rng.normal(size=(5, cell.state_size)), rng.normal(size=(5, cell.input_size))
+    kind, activation = _engine.closed_form_kind(cell), cell.config.get("activation")
+    bases, scales = jacobian_terms(kind, cell.params, h, x, activation)
+    summed = np.einsum("mks,kst->mst", scales, bases)
+    traced = _engine._block_products(cell, h, x, np.broadcast_to(np.eye(cell.state_size),
+                                     (5, cell.state_size, cell.state_size)), "right")
+    np.testing.assert_allclose(summed, traced, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(step_jacobians(kind, cell.params, h, x, activation), traced, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize(("make", "rank"), [(lambda: gf.rnn(12, 3, gain=1.5, seed=0), 96),
+                                            (lambda: gf.rnn(12, 3, activation="relu", bias_scale=0.3), 96),
+                                            (lambda: gf.lstm(6, 3, seed=1), 96),
+                                            (lambda: gf.gru(8, 3, gain=2.0, seed=2), 96),
+                                            (lambda: gf.lstm(10, 3, seed=1), 8),
+                                            (lambda: gf.gru(16, 3, seed=2), 8)])
+def test_structured_moment_map_equals_the_generic_one(monkeypatch, make, rank):
+    from gradflow import _predict
+
+    cell = make()
+    xs = gf.inputs.gaussian(80, 2, 3, seed=1)
+    states, window, _, _ = _predict.forward_run(cell, xs, np.zeros((2, cell.state_size)))
+
+    def rate():
+        return _predict.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rank=rank).rate
+
+    fast = rate()
+    monkeypatch.setattr(_predict, "_moment_terms", lambda *args: None)  # the mean over formed J_t
+    assert fast == pytest.approx(rate(), abs=1e-12)
