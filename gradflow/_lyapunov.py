@@ -31,10 +31,12 @@ from ._engine import (
     _steps_per_chunk,
     check_cell,
     check_sequence,
+    closed_form_kind,
     jacobians,
     unroll,
 )
 from ._flow import regime_or_none
+from ._ops import jacobian_terms
 from ._threads import limited
 from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
@@ -220,17 +222,54 @@ def _qr_logs_factored(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.nd
                 out[t - 1] = 0.0
 
 
+def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int = 256):
+    """``apply(t, Q) = J_{t+1} Q`` for blocks Q (B, S, k): one stacked JVP per step, or for a
+    one-layer built-in cell ``sum_k diag(e_tk) B_k Q`` (`jacobian_terms`), with the per-step
+    scales ``e`` computed a time-chunk at a time and no autograd trace."""
+    kind = closed_form_kind(cell)
+    if kind is None:
+        return lambda t, Q: _block_products(cell, states[t], xs[t], Q, "right")
+    T, B, S = xs.shape[0], xs.shape[1], cell.state_size
+    held = {}
+
+    def apply(t, Q):
+        start = t - t % chunk
+        if held.get("start") != start:
+            stop = min(T, start + chunk)
+            bases, scales = jacobian_terms(kind, cell.params, states[start:stop].reshape(-1, S),
+                                           xs[start:stop].reshape((stop - start) * B, -1),
+                                           cell.config.get("activation"))
+            held.update(start=start, bases=bases.reshape(-1, S),  # (K S, S): one GEMM per sample
+                        scales=scales.reshape(stop - start, B, len(bases), S))
+        scales = held["scales"][t - start]  # (B, K, S)
+        out = np.empty_like(Q)
+        for b in range(B):
+            products = (held["bases"] @ Q[b]).reshape(scales.shape[1], S, -1)  # B_k Q, every k
+            out[b] = scales[b, 0][:, None] * products[0]
+            for k in range(1, len(products)):
+                out[b] += scales[b, k][:, None] * products[k]
+        return out
+
+    return apply
+
+
 def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
-    """Sequential QR loop with one stacked JVP per step carrying the k columns of Q."""
+    """Sequential QR loop carrying the k columns of Q through ``J_t`` (see `_right_products`)."""
     T = xs.shape[0]
     Q = Q0
+    right = _right_products(cell, states, xs)
     for t in range(1, T + 1):
-        Q = _block_products(cell, states[t - 1], xs[t - 1], Q, "right")
+        Q = right(t - 1, Q)
         if t % reortho_every == 0:
-            q, r = np.linalg.qr(Q)
-            d = np.diagonal(r, axis1=1, axis2=2)
-            out[t - 1] = np.log(np.abs(d))
-            Q = q * np.sign(d)[:, None, :]
+            # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
+            for b in range(len(Q)):
+                qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
+                _check_lapack("dgeqrf", info)
+                d = np.diagonal(qr).copy()
+                q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
+                _check_lapack("dorgqr", info)
+                out[t - 1, b] = np.log(np.abs(d))
+                Q[b] = q * np.where(d < 0, -1.0, 1.0)
             if reortho_every > 1:
                 _warn_conditioning(out[t - 1], reortho_every)
         else:

@@ -52,7 +52,12 @@ def _lyapunov_initial_block(seed, n, k):
 @pytest.mark.parametrize(("make", "k"), [(lambda: gf.rnn(24, 3, gain=2.0, seed=0), None),
                                          (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 10),
                                          (lambda: gf.lstm(8, 3, seed=1), None),
-                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), None)])
+                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), None),
+                                         # 4k < S: the blocks path (J_t Q without forming J_t)
+                                         (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 3),
+                                         (lambda: gf.lstm(8, 3, seed=1), 3),
+                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), 2),
+                                         (lambda: gf.lstm(4, 3, layers=2, seed=7), 1)])
 def test_lapack_qr_loop_equals_the_textbook_loop(make, k):
     cell = make()
     xs = gf.inputs.gaussian(150, 1, 3, seed=3)
