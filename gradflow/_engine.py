@@ -263,9 +263,15 @@ def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.n
     states = _trajectory(cell, xs, h0, states)
     T, B, _ = xs.shape
     S = cell.state_size
+    out = np.empty((T, B, S, S))
+    chunk = _steps_per_chunk(B * S, S)  # the temporaries of a chunk stay ~CHUNK_BYTES
     with blas_limit():
-        J = _step_jacobians(cell, states[:-1].reshape(T * B, S), xs.reshape(T * B, -1))
-    return J.reshape(T, B, S, S)
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            m = (t1 - t0) * B
+            J = _step_jacobians(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1))
+            out[t0:t1] = J.reshape(t1 - t0, B, S, S)
+    return out
 
 
 @limited

@@ -101,3 +101,11 @@ def test_structured_moment_map_equals_the_generic_one(monkeypatch, make, rank):
     fast = rate()
     monkeypatch.setattr(_predict, "_moment_terms", lambda *args: None)  # the mean over formed J_t
     assert fast == pytest.approx(rate(), abs=1e-12)
+
+
+def test_closed_form_jacobians_are_the_same_in_time_chunks(monkeypatch):
+    cell = gf.gru(5, 2, seed=3)
+    xs = gf.inputs.gaussian(9, 2, 2, seed=4)
+    whole = gf.jacobians(cell, xs)
+    monkeypatch.setattr(_engine, "CHUNK_BYTES", 8 * 2 * 5 * 5 * 2)  # two steps per chunk
+    np.testing.assert_array_equal(gf.jacobians(cell, xs), whole)
