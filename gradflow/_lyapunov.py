@@ -32,11 +32,11 @@ from ._engine import (
     check_cell,
     check_sequence,
     closed_form_kind,
+    closed_form_terms,
     jacobians,
     unroll,
 )
 from ._flow import regime_or_none
-from ._ops import jacobian_terms
 from ._threads import limited
 from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
@@ -226,8 +226,7 @@ def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int =
     """``apply(t, Q) = J_{t+1} Q`` for blocks Q (B, S, k): one stacked JVP per step, or for a
     one-layer built-in cell ``sum_k diag(e_tk) B_k Q`` (`jacobian_terms`), with the per-step
     scales ``e`` computed a time-chunk at a time and no autograd trace."""
-    kind = closed_form_kind(cell)
-    if kind is None:
+    if closed_form_kind(cell) is None:
         return lambda t, Q: _block_products(cell, states[t], xs[t], Q, "right")
     T, B, S = xs.shape[0], xs.shape[1], cell.state_size
     held = {}
@@ -236,9 +235,8 @@ def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int =
         start = t - t % chunk
         if held.get("start") != start:
             stop = min(T, start + chunk)
-            bases, scales = jacobian_terms(kind, cell.params, states[start:stop].reshape(-1, S),
-                                           xs[start:stop].reshape((stop - start) * B, -1),
-                                           cell.config.get("activation"))
+            bases, scales = closed_form_terms(cell, states[start:stop].reshape(-1, S),
+                                              xs[start:stop].reshape((stop - start) * B, -1))
             held.update(start=start, bases=bases.reshape(-1, S),  # (K S, S): one GEMM per sample
                         scales=scales.reshape(stop - start, B, len(bases), S))
         scales = held["scales"][t - start]  # (B, K, S)

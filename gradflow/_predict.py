@@ -25,11 +25,11 @@ from ._engine import (
     check_cell,
     check_sequence,
     closed_form_kind,
+    closed_form_terms,
     jacobian_products,
     unroll,
 )
 from ._flow import MEMORY_DROP, NEUTRAL_TOL, GradientFlow, regime_of
-from ._ops import jacobian_terms
 from ._spectral import (
     derivative_bound,
     fixed_points,
@@ -309,13 +309,11 @@ def _moment_terms(cell, xs, states, window, rows: int):
     application instead of one per sampled step. Returns the stacked bases (K S, S) and
     ``E`` as a (K, S, K, S) array, or None for other cells.
     """
-    kind = closed_form_kind(cell)
-    if kind is None:
+    if closed_form_kind(cell) is None:
         return None
     S = cell.state_size
     t = _sampled_steps(window, rows)
-    bases, scales = jacobian_terms(kind, cell.params, states[t].reshape(-1, S),
-                                   xs[t].reshape(len(t) * xs.shape[1], -1), cell.config.get("activation"))
+    bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1))
     n, K, _ = scales.shape
     flat = scales.reshape(n, K * S)
     return bases.reshape(K * S, S), (flat.T @ flat / n).reshape(K, S, K, S)
