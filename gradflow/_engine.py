@@ -360,7 +360,7 @@ def _closed_form_sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> No
         stacked = bases.reshape(K * S, S)
         scales = scales.reshape(t1 - t0, B, K * S)
         for t in range(t1, t0, -1):  # step t maps state t-1 to state t
-            g = (scales[t - 1 - t0] * np.tile(unit, K)) @ stacked
+            g = (scales[t - 1 - t0] * (unit if K == 1 else np.tile(unit, K))) @ stacked
             unit = recorder.record(t - 1, g)
 
 
