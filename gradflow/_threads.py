@@ -5,9 +5,9 @@ machine and lose 2.8-100x on a busy one (``gf.jacobians`` at N = 256, T = 40: 4.
 two threads beside other work, 0.06 s with one). gradflow's loops are sequential (QR
 re-orthonormalisation, the reverse sweep, moment-map iterations) on matrices of a few
 hundred rows, where a thread pool mostly waits for itself; parallelism pays across
-processes (``gf.sweep.run(executor="process")``) instead. So every public computation
-runs under one BLAS thread by default, and the count is the same for every operation:
-which thread count runs does not change a single byte of the results (a test checks).
+processes (``gf.sweep.run(executor="process")``) instead. So gradflow's computations run
+under one BLAS thread by default, the same count for every operation; a test checks that
+one and two threads give the same bytes (``tests/test_threads.py``).
 
 Override with the environment variable ``GRADFLOW_BLAS_THREADS`` (read at each call) or
 `set_blas_threads`, e.g. on an idle many-core node with very large states.
