@@ -231,12 +231,12 @@ def closed_form_terms(cell: Cell, h: np.ndarray, x: np.ndarray):
     return jacobian_terms(closed_form_kind(cell), cell.params, h, x, cell.step.keywords.get("activation"))
 
 
-def _step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray) -> np.ndarray:
+def _step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``J`` at M rows ``(h, x)``, shape (M, S, S): closed form for one-layer built-in cells,
-    else one stacked VJP of the identity."""
+    else one stacked VJP of the identity. ``out``: where a vanilla cell's J may be written."""
     kind = closed_form_kind(cell)
     if kind is not None:
-        return step_jacobians(kind, cell.params, h, x, cell.step.keywords.get("activation"))
+        return step_jacobians(kind, cell.params, h, x, cell.step.keywords.get("activation"), out=out)
     eye = np.broadcast_to(np.eye(cell.state_size), (h.shape[0], cell.state_size, cell.state_size))
     return _block_products(cell, h, x, eye, "left")
 
@@ -274,8 +274,10 @@ def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.n
         for t0 in range(0, T, chunk):
             t1 = min(T, t0 + chunk)
             m = (t1 - t0) * B
-            J = _step_jacobians(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1))
-            out[t0:t1] = J.reshape(t1 - t0, B, S, S)
+            target = out[t0:t1].reshape(m, S, S)  # a view: written in place where the cell allows
+            J = _step_jacobians(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1), out=target)
+            if J is not target:
+                target[...] = J
     return out
 
 

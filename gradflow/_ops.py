@@ -255,15 +255,16 @@ def _rows_times(d, W):
     return d[:, :, None] * W
 
 
-def step_jacobians(kind, params, h, x, activation="tanh"):
+def step_jacobians(kind, params, h, x, activation="tanh", out=None):
     """``d state' / d state`` of a one-layer built-in cell at M rows ``(h, x)``: (M, S, S).
 
     The closed-form derivatives of the fused operations above (the same formulas as
     their JVP rules), without tracing: an order of magnitude cheaper than autograd.
+    ``out``: an (M, S, S) array to write a vanilla cell's Jacobians into (no copy).
     """
     Wh = params["weight_hh_l0"]
     if kind == "rnn":
-        return _rows_times(vanilla_slopes(params, h, x, activation), Wh)
+        return np.multiply(vanilla_slopes(params, h, x, activation)[:, :, None], Wh, out=out)
     if kind == "lstm":
         n = Wh.shape[1]
         gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
