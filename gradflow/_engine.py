@@ -308,9 +308,6 @@ def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
 
 
 def _sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
-    if closed_form_kind(cell) is not None:
-        _closed_form_sequential_pass(cell, xs, h0, loss, recorder, trajectory)
-        return
     T, B, _ = xs.shape
     chunk = _steps_per_chunk(B, cell.state_size + cell.input_size, _TRACE_FACTOR)
     starts = list(range(0, T, chunk))
@@ -343,27 +340,6 @@ def _sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
         if last:  # seed the sweep with dL/dh_T
             cotangent = _loss_cotangent(loss, h_end, recorder, T)
         cotangent = vjp(cotangent)
-
-
-def _closed_form_sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
-    """The sequential pass of a one-layer built-in cell without tracing a step:
-    ``g_{t-1} = J_t^T g_t = sum_k (e_tk * g_t) B_k`` (`jacobian_terms`), one GEMM per step,
-    the per-step scales ``e`` computed a time-chunk at a time. Same records as the traced pass."""
-    T, B, _ = xs.shape
-    S = cell.state_size
-    trajectory[:] = unroll(cell, xs, h0)  # raises, naming the step, if the dynamics overflow
-    unit = _loss_cotangent(loss, trajectory[T], recorder, T)
-    chunk = _steps_per_chunk(5 * B, S)  # K <= 5 terms per step
-    for t1 in range(T, 0, -chunk):
-        t0 = max(0, t1 - chunk)
-        bases, scales = closed_form_terms(cell, trajectory[t0:t1].reshape(-1, S),
-                                          xs[t0:t1].reshape((t1 - t0) * B, -1))
-        K = len(bases)
-        stacked = bases.reshape(K * S, S)
-        scales = scales.reshape(t1 - t0, B, K * S)
-        for t in range(t1, t0, -1):  # step t maps state t-1 to state t
-            g = (scales[t - 1 - t0] * (unit if K == 1 else np.tile(unit, K))) @ stacked
-            unit = recorder.record(t - 1, g)
 
 
 def _make_vjp_quiet(fun, x):
