@@ -45,12 +45,10 @@ lab: $(LAB_STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# One table with every speed target of issue 16 (ratio, pass/fail); run it on an idle machine.
+# The per-topic scripts (jacobians, lyapunov, paths, training, sweep) still run one by one.
 bench: $(STAMP)
-	$(PY) benchmarks/jacobians.py
-	$(PY) benchmarks/lyapunov.py
-	$(PY) benchmarks/paths.py
-	$(PY) benchmarks/training.py
-	$(PY) benchmarks/sweep.py
+	$(PY) benchmarks/targets.py
 
 clean:
 	rm -rf $(VENV) reports/*.pdf reports/*.csv

@@ -19,6 +19,7 @@ Every result shows itself in Jupyter (HTML with a small inline chart) and has ``
 Training: `tasks.copy_memory`, `tasks.adding`, `tasks.sequential_digits` -> `tasks.Task`;
 `train` -> `TrainingRun` (clipping, L1/L2 penalties, Lyapunov regulariser; measured as it learns);
 `training_objective` (what `train` minimises); `finite_time_exponents` (differentiable lambda_1..k).
+Threads: `blas_threads`, `set_blas_threads` (BLAS threads per computation; one by default).
 """
 
 from . import inputs, meanfield, sweep, tasks
@@ -43,6 +44,7 @@ from ._sequence import (
     self_attention,
     tcn,
 )
+from ._threads import blas_threads, set_blas_threads
 from ._train import TrainingRun, finite_time_exponents, train, training_objective
 
 __version__ = "0.1.0"
@@ -64,6 +66,7 @@ __all__ = [
     "SingularValues",
     "TrainingRun",
     "__version__",
+    "blas_threads",
     "compare",
     "conv_stack",
     "explore",
@@ -92,6 +95,7 @@ __all__ = [
     "rnn",
     "self_attention",
     "sensitivity",
+    "set_blas_threads",
     "sweep",
     "tasks",
     "tcn",

@@ -17,6 +17,7 @@ Two primitives, both built on autograd's ``make_vjp`` / ``make_jvp``:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from collections.abc import Callable
@@ -25,8 +26,10 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.core import make_jvp, make_vjp
 
-from ._cells import Cell
+from ._cells import Cell, gru_step, lstm_step, rnn_step
+from ._ops import jacobian_terms, step_jacobians
 from ._probe import StateRecorder, log_row_norms, recording, state_probe
+from ._threads import blas_limit, limited
 from ._validation import as_float_array, check_choice
 
 # Largest array (bytes) one autograd trace of a time-chunk may create. 32 MB keeps
@@ -99,7 +102,7 @@ def unroll(cell: Cell, xs, h0=None) -> np.ndarray:
     xs, h0 = check_sequence(cell, xs, h0)
     out = np.empty((xs.shape[0] + 1, *h0.shape))
     out[0] = h = h0
-    with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the step
+    with np.errstate(over="ignore", invalid="ignore"), blas_limit():  # overflow: reported below
         for t, x in enumerate(xs):
             out[t + 1] = h = np.asarray(cell.step(cell.params, h, x))
     check_trajectory(cell, out)
@@ -148,6 +151,17 @@ def _block_products(cell: Cell, states: np.ndarray, xs: np.ndarray, block: np.nd
     return np.moveaxis(np.asarray(tangent).reshape(k, M, S), 0, 2)
 
 
+def _trajectory(cell: Cell, xs: np.ndarray, h0: np.ndarray, states) -> np.ndarray:
+    """``states`` checked against validated ``xs``, or the trajectory from `unroll`."""
+    if states is None:
+        return unroll(cell, xs, h0)
+    T, B, _ = xs.shape
+    states = as_float_array("states", states, ndim=3)
+    if states.shape != (T + 1, B, cell.state_size):
+        raise ValueError(f"states must have shape {(T + 1, B, cell.state_size)}; got {states.shape}")
+    return states
+
+
 def jacobian_products(cell: Cell, xs, block, h0=None, side: str = "right",
                       states: np.ndarray | None = None) -> np.ndarray:
     """Per-step Jacobians applied to a block of vectors, ``J_t Q`` or ``Q^T J_t``.
@@ -190,21 +204,41 @@ def jacobian_products(cell: Cell, xs, block, h0=None, side: str = "right",
                          f"got {block.shape}")
     k = block.shape[-1]
     block = np.broadcast_to(block, (T, B, S, k))
-    if states is None:
-        states = unroll(cell, xs, h0)
-    else:
-        states = as_float_array("states", states, ndim=3)
-        if states.shape != (T + 1, B, S):
-            raise ValueError(f"states must have shape {(T + 1, B, S)}; got {states.shape}")
+    states = _trajectory(cell, xs, h0, states)
     out = np.empty((T, B, S, k) if side == "right" else (T, B, k, S))
     chunk = _steps_per_chunk(B * k, max(S, cell.input_size))
-    for t0 in range(0, T, chunk):
-        t1 = min(T, t0 + chunk)
-        m = (t1 - t0) * B
-        res = _block_products(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1),
-                              block[t0:t1].reshape(m, S, k), side)
-        out[t0:t1] = res.reshape(out[t0:t1].shape)
+    with blas_limit():
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            m = (t1 - t0) * B
+            res = _block_products(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1),
+                                  block[t0:t1].reshape(m, S, k), side)
+            out[t0:t1] = res.reshape(out[t0:t1].shape)
     return out
+
+
+def closed_form_kind(cell: Cell) -> str | None:
+    """The kind of a one-layer built-in cell (its J_t has a closed form in ``_ops``), else None."""
+    step = cell.step
+    builtin = {rnn_step: "rnn", lstm_step: "lstm", gru_step: "gru"}
+    if isinstance(step, functools.partial) and step.func in builtin and step.keywords.get("layers") == 1:
+        return builtin[step.func]
+    return None
+
+
+def closed_form_terms(cell: Cell, h: np.ndarray, x: np.ndarray):
+    """`jacobian_terms` of a one-layer built-in cell at M rows (``closed_form_kind`` not None)."""
+    return jacobian_terms(closed_form_kind(cell), cell.params, h, x, cell.step.keywords.get("activation"))
+
+
+def _step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``J`` at M rows ``(h, x)``, shape (M, S, S): closed form for one-layer built-in cells,
+    else one stacked VJP of the identity. ``out``: where a vanilla cell's J may be written."""
+    kind = closed_form_kind(cell)
+    if kind is not None:
+        return step_jacobians(kind, cell.params, h, x, cell.step.keywords.get("activation"), out=out)
+    eye = np.broadcast_to(np.eye(cell.state_size), (h.shape[0], cell.state_size, cell.state_size))
+    return _block_products(cell, h, x, eye, "left")
 
 
 def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.ndarray:
@@ -227,10 +261,27 @@ def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.n
     True
     """
     cell = check_cell(cell)
-    eye = np.eye(cell.state_size)
-    return jacobian_products(cell, xs, eye, h0=h0, side="left", states=states)
+    if closed_form_kind(cell) is None:
+        return jacobian_products(cell, xs, np.eye(cell.state_size), h0=h0, side="left", states=states)
+    # Built-in one-layer cells: the fused operations' derivatives in closed form, no tracing.
+    xs, h0 = check_sequence(cell, xs, h0)
+    states = _trajectory(cell, xs, h0, states)
+    T, B, _ = xs.shape
+    S = cell.state_size
+    out = np.empty((T, B, S, S))
+    chunk = _steps_per_chunk(B * S, S)  # the temporaries of a chunk stay ~CHUNK_BYTES
+    with blas_limit():
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            m = (t1 - t0) * B
+            target = out[t0:t1].reshape(m, S, S)  # a view: written in place where the cell allows
+            J = _step_jacobians(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1), out=target)
+            if J is not target:
+                target[...] = J
+    return out
 
 
+@limited
 def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
                   loss: Callable[[np.ndarray], np.ndarray]):
     """Back-propagate ``sum(loss(state_T))`` once, recording log-norms by step.

@@ -31,11 +31,14 @@ from ._engine import (
     _steps_per_chunk,
     check_cell,
     check_sequence,
+    closed_form_kind,
+    closed_form_terms,
     jacobians,
     unroll,
 )
 from ._flow import regime_or_none
 from ._options import progress_bar, resolve_progress
+from ._threads import limited
 from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
 LN2 = np.log(2.0)
@@ -160,7 +163,7 @@ def _warn_conditioning(log_r: np.ndarray, reortho_every: int) -> None:
     if spread > np.log(CONDITION_LIMIT):
         warnings.warn(f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
                       f"e^{spread:.0f} > {CONDITION_LIMIT:.0e}); use a smaller reortho_every "
-                      f"than {reortho_every}", RuntimeWarning, stacklevel=4)
+                      f"than {reortho_every}", RuntimeWarning, stacklevel=5)
 
 
 def _check_lapack(routine: str, info: int) -> None:
@@ -169,61 +172,110 @@ def _check_lapack(routine: str, info: int) -> None:
                                  f"is not finite")
 
 
+def _optimal_lwork(routine, *args) -> int:
+    """LAPACK's optimal workspace from a workspace query (``lwork=-1``). The default
+    ``lwork`` scipy passes (3N for ``dgeqrf``) made each call ~1.7x slower at N = 256."""
+    work, info = routine(*args, lwork=-1)[-2:]
+    _check_lapack(routine.__name__, info)
+    return max(1, int(work[0]))
+
+
 def _qr_logs_factored(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarray) -> None:
     """Sequential QR loop on formed Jacobians (chunks of shape (c, B, S, S)); Q in Householder form.
 
     Writes ``ln|R_ii|`` (or 0 between re-orthonormalisations) into ``out`` (T, B, k).
+    Each chunk is transposed once (one vectorised copy) so that every ``J_t`` is a
+    Fortran-ordered view LAPACK overwrites in place: no copy per step.
     """
     B, S, k = Q0.shape
     factors = []
     for b in range(B):  # Householder form of Q0 (its R is +-1 on the diagonal: ln 1 = 0)
         qr, tau, _, _ = lapack.dgeqrf(np.asfortranarray(Q0[b]))
         factors.append((qr, tau))
-    pending = np.empty((B, S, k))
+    geqrf_lwork = _optimal_lwork(lapack.dgeqrf, np.zeros((S, k), order="F"))
+    ormqr_lwork = _optimal_lwork(lapack.dormqr, "R", "N", factors[0][0], factors[0][1],
+                                 np.zeros((S, S), order="F"))
+    pending: list[np.ndarray | None] = [None] * B
     t = 0
-    for chunk in jac_chunks:  # formed with every BLAS thread; the loop below on one
-        with threadpool_limits(1):
-            for J in chunk:
-                t += 1
-                for b in range(B):
-                    qr, tau = factors[b]
-                    if (t - 1) % reortho_every == 0:
-                        # J Q = (J applied to the reflectors)[:, :k], without forming Q.
-                        full, _, info = lapack.dormqr("R", "N", qr, tau, np.asfortranarray(J[b]),
-                                                      lwork=max(1, 64 * S))
-                        _check_lapack("dormqr", info)
-                        pending[b] = full[:, :k]
-                    else:
-                        pending[b] = J[b] @ pending[b]
-                if t % reortho_every == 0:
-                    for b in range(B):
-                        qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(pending[b]), overwrite_a=1)
-                        _check_lapack("dgeqrf", info)
-                        factors[b] = (qr, tau)
-                        out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
-                    if reortho_every > 1:
-                        _warn_conditioning(out[t - 1], reortho_every)
+    for chunk in jac_chunks:
+        chunk_t = np.ascontiguousarray(np.swapaxes(chunk, -1, -2))  # [t, b].T: J_t, Fortran order
+        for Jt in chunk_t:
+            t += 1
+            for b in range(B):
+                qr, tau = factors[b]
+                if (t - 1) % reortho_every == 0:
+                    # J Q = (J applied to the reflectors)[:, :k], without forming Q.
+                    full, _, info = lapack.dormqr("R", "N", qr, tau, Jt[b].T, lwork=ormqr_lwork,
+                                                  overwrite_c=1)
+                    _check_lapack("dormqr", info)
+                    pending[b] = full[:, :k]  # leading columns of a Fortran array: contiguous
                 else:
-                    out[t - 1] = 0.0
+                    pending[b] = np.asfortranarray(Jt[b].T @ pending[b])
+            if t % reortho_every == 0:
+                for b in range(B):
+                    qr, tau, _, info = lapack.dgeqrf(pending[b], lwork=geqrf_lwork, overwrite_a=1)
+                    _check_lapack("dgeqrf", info)
+                    factors[b] = (qr, tau)
+                    out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
+                if reortho_every > 1:
+                    _warn_conditioning(out[t - 1], reortho_every)
+            else:
+                out[t - 1] = 0.0
+
+
+def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int = 256):
+    """``apply(t, Q) = J_{t+1} Q`` for blocks Q (B, S, k): one stacked JVP per step, or for a
+    one-layer built-in cell ``sum_k diag(e_tk) B_k Q`` (`jacobian_terms`), with the per-step
+    scales ``e`` computed a time-chunk at a time and no autograd trace."""
+    if closed_form_kind(cell) is None:
+        return lambda t, Q: _block_products(cell, states[t], xs[t], Q, "right")
+    T, B, S = xs.shape[0], xs.shape[1], cell.state_size
+    held = {}
+
+    def apply(t, Q):
+        start = t - t % chunk
+        if held.get("start") != start:
+            stop = min(T, start + chunk)
+            bases, scales = closed_form_terms(cell, states[start:stop].reshape(-1, S),
+                                              xs[start:stop].reshape((stop - start) * B, -1))
+            held.update(start=start, bases=bases.reshape(-1, S),  # (K S, S): one GEMM per sample
+                        scales=scales.reshape(stop - start, B, len(bases), S))
+        scales = held["scales"][t - start]  # (B, K, S)
+        out = np.empty_like(Q)
+        for b in range(B):
+            products = (held["bases"] @ Q[b]).reshape(scales.shape[1], S, -1)  # B_k Q, every k
+            out[b] = scales[b, 0][:, None] * products[0]
+            for k in range(1, len(products)):
+                out[b] += scales[b, k][:, None] * products[k]
+        return out
+
+    return apply
 
 
 def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
-    """Sequential QR loop with one stacked JVP per step carrying the k columns of Q."""
+    """Sequential QR loop carrying the k columns of Q through ``J_t`` (see `_right_products`)."""
     T = xs.shape[0]
     Q = Q0
+    right = _right_products(cell, states, xs)
     for t in range(1, T + 1):
-        Q = _block_products(cell, states[t - 1], xs[t - 1], Q, "right")
+        Q = right(t - 1, Q)
         if t % reortho_every == 0:
-            q, r = np.linalg.qr(Q)
-            d = np.diagonal(r, axis1=1, axis2=2)
-            out[t - 1] = np.log(np.abs(d))
-            Q = q * np.sign(d)[:, None, :]
+            # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
+            for b in range(len(Q)):
+                qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
+                _check_lapack("dgeqrf", info)
+                d = np.diagonal(qr).copy()
+                q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
+                _check_lapack("dorgqr", info)
+                out[t - 1, b] = np.log(np.abs(d))
+                Q[b] = q * np.where(d < 0, -1.0, 1.0)
             if reortho_every > 1:
                 _warn_conditioning(out[t - 1], reortho_every)
         else:
             out[t - 1] = 0.0
 
 
+@limited  # BLAS threads by gradflow's policy (_threads): one by default
 def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup: int,
               reortho_every: int, seed: int, name: str, progress: bool | None = None) -> LyapunovSpectrum:
     T, B, _ = xs.shape
@@ -240,7 +292,7 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
     logs = np.empty((T, B, k))
     Q0 = _initial_block(np.random.default_rng(seed), B, S, k)
     if 4 * k >= S:
-        # Many exponents: form J_t in time-chunks (parallel BLAS), QR loop on one thread.
+        # Many exponents: form J_t in time-chunks, then the sequential QR loop.
         chunk = _steps_per_chunk(B * S, S)
 
         def chunks():
@@ -252,8 +304,7 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
 
         _qr_logs_factored(chunks(), Q0, reortho_every, logs)
     else:
-        with threadpool_limits(1):
-            _qr_logs_blocks(cell, states, xs, Q0, reortho_every, logs)
+        _qr_logs_blocks(cell, states, xs, Q0, reortho_every, logs)
     counted = logs[warmup:]
     n = T - warmup
     per_sample = counted.sum(axis=0) / n  # (B, k)
@@ -394,6 +445,7 @@ class SingularValues:
                           regime=regime_or_none(self.rates[0]), figure=figure)
 
 
+@limited
 def _qr_sweep(cell, states, xs, Q, side):
     """One pass of ``Q <- qr(J_t Q)`` (forward in t) or ``Q <- qr(J_t^T Q)`` (backward)."""
     T = xs.shape[0]

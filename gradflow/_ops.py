@@ -227,3 +227,112 @@ def _join_jvp(argnum, g, ans, parts, kwargs):
 
 defvjp_argnums(join_columns, _join_vjp)
 defjvp_argnum(join_columns, _join_jvp)
+
+
+# ------------------------------------------------------------------ closed-form step Jacobians
+
+
+def _relu_slope(a):
+    return (a > 0).astype(float)
+
+
+def _linear_slope(a):
+    return np.ones_like(a)
+
+
+# phi'(a) of each vanilla activation (the same rules the activations register with autograd).
+SLOPES = {"tanh": sech2, "relu": _relu_slope, "sigmoid": logistic_prime, "linear": _linear_slope}
+
+
+def vanilla_slopes(params, h, x, activation):
+    """``phi'(a)`` for a one-layer vanilla step at rows ``(h, x)``: ``J = slopes[:, :, None] * W_hh``."""
+    gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
+    return SLOPES[activation](affine(h, params["weight_hh_l0"], gi))
+
+
+def _rows_times(d, W):
+    """``diag(d_m) W`` for every row m: (M, n) and (n, k) -> (M, n, k)."""
+    return d[:, :, None] * W
+
+
+def step_jacobians(kind, params, h, x, activation="tanh", out=None):
+    """``d state' / d state`` of a one-layer built-in cell at M rows ``(h, x)``: (M, S, S).
+
+    The closed-form derivatives of the fused operations above (the same formulas as
+    their JVP rules), without tracing: an order of magnitude cheaper than autograd.
+    ``out``: an (M, S, S) array to write a vanilla cell's Jacobians into (no copy).
+    """
+    Wh = params["weight_hh_l0"]
+    if kind == "rnn":
+        return np.multiply(vanilla_slopes(params, h, x, activation)[:, :, None], Wh, out=out)
+    if kind == "lstm":
+        n = Wh.shape[1]
+        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
+        hh, c = h[:, :n], h[:, n:]
+        (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(affine(hh, Wh, gi), c)
+        dc_dh = (_rows_times(g * logistic_prime(pi), Wh[:n])
+                 + _rows_times(c * logistic_prime(pf), Wh[n : 2 * n])
+                 + _rows_times(i * sech2(pg), Wh[2 * n : 3 * n]))
+        out_gain = o * sech2(c_new)
+        J = np.zeros((h.shape[0], 2 * n, 2 * n))
+        J[:, :n, :n] = out_gain[:, :, None] * dc_dh + _rows_times(np.tanh(c_new) * logistic_prime(po),
+                                                                  Wh[3 * n :])
+        J[:, n:, :n] = dc_dh
+        idx = np.arange(n)
+        J[:, idx, n + idx] = out_gain * f
+        J[:, n + idx, n + idx] = f
+        return J
+    if kind == "gru":
+        n = Wh.shape[1]
+        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"])
+        gh = affine(h, Wh, params["bias_hh_l0"])
+        pr, pz, r, z, an, nn = _gru_parts(gi, gh, h)
+        d_an = (1.0 - z) * sech2(an)
+        J = (_rows_times((h - nn) * logistic_prime(pz), Wh[n : 2 * n])
+             + _rows_times(d_an * gh[:, 2 * n :] * logistic_prime(pr), Wh[:n])
+             + _rows_times(d_an * r, Wh[2 * n :]))
+        idx = np.arange(n)
+        J[:, idx, idx] += z
+        return J
+    raise ValueError(f"no closed-form Jacobian for a cell of kind {kind!r}")
+
+
+def jacobian_terms(kind, params, h, x, activation="tanh"):
+    """``J`` of a one-layer built-in cell at M rows as ``J_m = sum_k diag(scales[m, k]) bases[k]``.
+
+    Returns ``bases`` (K, S, S), fixed by the weights, and ``scales`` (M, K, S), the only
+    part that changes from step to step (K = 1 for a vanilla cell, 4 for a GRU, 5 for an
+    LSTM). Averages over steps of ``J X J^T`` then need K matrix products, not one per step:
+    ``mean_m J_m X J_m^T = sum_{k,l} (B_k X B_l^T) * mean_m scales[m, k] scales[m, l]^T``.
+    """
+    Wh = params["weight_hh_l0"]
+    if kind == "rnn":
+        return Wh[None], vanilla_slopes(params, h, x, activation)[:, None, :]
+    n = Wh.shape[1]
+    if kind == "lstm":
+        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
+        c = h[:, n:]
+        (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(affine(h[:, :n], Wh, gi), c)
+        out_gain = o * sech2(c_new)
+        zero = np.zeros_like(c)
+        # h' rows and c' rows: the gates i, f, g reach h through c' (times o sech^2 c').
+        through_c = [g * logistic_prime(pi), c * logistic_prime(pf), i * sech2(pg)]
+        scales = [np.concatenate([out_gain * s, s], axis=1) for s in through_c]
+        scales += [np.concatenate([np.tanh(c_new) * logistic_prime(po), zero], axis=1),
+                   np.concatenate([out_gain * f, f], axis=1)]
+        bases = np.zeros((5, 2 * n, 2 * n))
+        for k in range(3):
+            bases[k, :n, :n] = bases[k, n:, :n] = Wh[k * n : (k + 1) * n]
+        bases[3, :n, :n] = Wh[3 * n :]
+        bases[4, :n, n:] = bases[4, n:, n:] = np.eye(n)
+        return bases, np.stack(scales, axis=1)
+    if kind == "gru":
+        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"])
+        gh = affine(h, Wh, params["bias_hh_l0"])
+        pr, pz, r, z, an, nn = _gru_parts(gi, gh, h)
+        d_an = (1.0 - z) * sech2(an)
+        bases = np.stack([Wh[:n], Wh[n : 2 * n], Wh[2 * n :], np.eye(n)])
+        scales = np.stack([d_an * gh[:, 2 * n :] * logistic_prime(pr), (h - nn) * logistic_prime(pz),
+                           d_an * r, z], axis=1)
+        return bases, scales
+    raise ValueError(f"no closed-form Jacobian for a cell of kind {kind!r}")

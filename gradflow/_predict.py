@@ -19,7 +19,16 @@ from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
 from . import _activations as act
 from . import _html, meanfield
 from ._cells import Cell
-from ._engine import _block_products, check_cell, check_sequence, jacobian_products, unroll
+from ._engine import (
+    _block_products,
+    _step_jacobians,
+    check_cell,
+    check_sequence,
+    closed_form_kind,
+    closed_form_terms,
+    jacobian_products,
+    unroll,
+)
 from ._flow import MEMORY_DROP, NEUTRAL_TOL, GradientFlow, regime_of
 from ._options import progress_bar, resolve_progress
 from ._spectral import (
@@ -30,6 +39,7 @@ from ._spectral import (
     recurrent_matrix,
     spectral_radius,
 )
+from ._threads import limited
 from ._validation import check_finite_float, check_positive_int
 
 # The methods, in the order tables show them.
@@ -188,6 +198,7 @@ def _log(x: float) -> float:
 # ------------------------------------------------------------------ weights only
 
 
+@limited  # BLAS threads by gradflow's policy (_threads): one by default
 def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float,
                     eigenvalues: tuple[np.ndarray, str] | None = None) -> PredictorResult:
     """``eigenvalues``: those of `linearisation` at ``x_mean`` and its name, when already computed."""
@@ -199,6 +210,7 @@ def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float,
     return _verdict("eigenvalue rule", _log(rho), f"spectral radius of the {where} = {rho:.4g}", tol)
 
 
+@limited
 def pascanu_bound(cell: Cell, tol: float) -> PredictorResult:
     W, gamma = recurrent_matrix(cell), derivative_bound(cell)
     if W is None or gamma is None:
@@ -229,6 +241,7 @@ def mean_field(cell: Cell, input_second_moment: float, tol: float) -> PredictorR
                     f"{input_second_moment:.3g}: chi_1 = {np.exp(2 * rate):.4g}", tol)
 
 
+@limited
 def fixed_point(cell: Cell, x_mean: np.ndarray, starts: np.ndarray, centre: np.ndarray,
                 tol: float) -> PredictorResult:
     points = fixed_points(cell, x_mean, starts)
@@ -246,6 +259,7 @@ def fixed_point(cell: Cell, x_mean: np.ndarray, starts: np.ndarray, centre: np.n
 # ------------------------------------------------------------------ forward run
 
 
+@limited
 def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
     """Annealed growth of random directions: ``0.5 ln (mean_t ||J_t q||^2 / ||q||^2)``."""
     S = cell.state_size
@@ -259,6 +273,7 @@ def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
                     tol)
 
 
+@limited
 def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> PredictorResult:
     J = _sampled_jacobians(cell, xs, states, window, rows)
     rho = spectral_radius(J.mean(axis=0))
@@ -270,16 +285,50 @@ def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np
     """Products of ``span`` consecutive step Jacobians starting at up to ``rows`` evenly spaced
     steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S)."""
     S = cell.state_size
-    t = np.unique(np.linspace(window.start, window.stop - span,
-                              min(rows, window.stop - window.start - span + 1)).astype(int))
+    t = _sampled_steps(window, rows, span)
     eye = np.broadcast_to(np.eye(S), (len(t) * xs.shape[1], S, S))
     P = eye
+    closed = closed_form_kind(cell) is not None
     for j in range(span):
         h, x = states[t + j].reshape(-1, S), xs[t + j].reshape(len(t) * xs.shape[1], -1)
-        P = _block_products(cell, h, x, P if j else eye, "right")
+        if closed:  # J_t in closed form, then the product
+            P = _step_jacobians(cell, h, x) if j == 0 else np.matmul(_step_jacobians(cell, h, x), P)
+        else:
+            P = _block_products(cell, h, x, P if j else eye, "right")
     return P
 
 
+def _sampled_steps(window, rows: int, span: int = 1) -> np.ndarray:
+    """Up to ``rows`` evenly spaced first steps of blocks of ``span`` steps inside the window."""
+    return np.unique(np.linspace(window.start, window.stop - span,
+                                 min(rows, window.stop - window.start - span + 1)).astype(int))
+
+
+def _moment_terms(cell, xs, states, window, rows: int):
+    """The one-step moment map of a one-layer built-in cell from its Jacobians' structure.
+
+    With ``J_m = sum_k diag(e_mk) B_k`` (`jacobian_terms`), ``mean_m J_m X J_m^T`` is
+    ``sum_{k,l} (B_k X B_l^T) * E_kl`` with ``E_kl = mean_m e_mk e_ml^T``: K products per
+    application instead of one per sampled step. Returns the stacked bases (K S, S) and
+    ``E`` as a (K, S, K, S) array, or None for other cells.
+    """
+    if closed_form_kind(cell) is None:
+        return None
+    S = cell.state_size
+    t = _sampled_steps(window, rows)
+    bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1))
+    n, K, _ = scales.shape
+    flat = scales.reshape(n, K * S)
+    return bases.reshape(K * S, S), (flat.T @ flat / n).reshape(K, S, K, S)
+
+
+def _terms_product(left: np.ndarray, right: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """``sum_{k,l} (L_k R_l^T) * E_kl`` for ``L``, ``R`` stacked (K S, r) and ``E`` (K, S, K, S)."""
+    K, S = moments.shape[:2]
+    return np.einsum("kslt,kslt->st", (left @ right.T).reshape(K, S, K, S), moments)
+
+
+@limited
 def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96,
                iterations: int = 60) -> PredictorResult:
     """Annealed second-moment growth when blocks of ``span`` steps are drawn independently.
@@ -294,10 +343,34 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
     the forward run, not the measured T-step product.
     """
     name = "moment map" if span == 1 else "two-step moment map"
-    J = _sampled_jacobians(cell, xs, states, window, rows, span)
-    n, S, _ = J.shape
+    S = cell.state_size
+    # One step of a built-in cell: M from the structure of J_t (same numbers, far fewer products).
+    terms = _moment_terms(cell, xs, states, window, rows) if span == 1 and S * S > 16 else None
+    if terms is None:
+        J = _sampled_jacobians(cell, xs, states, window, rows, span)
+        n = J.shape[0]
+        JT = np.swapaxes(J, 1, 2)
+
+        def second_moment(X):  # M(X) = mean_t P_t X P_t^T
+            return np.matmul(np.matmul(J, X), JT).mean(axis=0)
+
+        def factor_moment(V):  # M(V V^T), and one (n S, S) x (S, rank) GEMM (einsum would not use BLAS)
+            W = (J.reshape(n * S, S) @ V).reshape(n, S, -1).transpose(1, 0, 2).reshape(S, -1) / np.sqrt(n)
+            return W @ W.T
+    else:
+        bases, moments = terms
+        n = len(_sampled_steps(window, rows)) * xs.shape[1]
+
+        def second_moment(X):
+            return _terms_product(bases @ X, bases, moments)
+
+        def factor_moment(V):
+            Y = bases @ V
+            return _terms_product(Y, Y, moments)
+
     logs: list[float] = []  # log growth per iteration (one value when ARPACK converged)
-    if not np.any(J):  # every sampled block is zero (a dead ReLU net at rest): nothing survives
+    # Every sampled block is zero (a dead ReLU net at rest): nothing survives.
+    if not np.any(J if terms is None else second_moment(np.eye(S))):
         logs = [-np.inf]
     elif S * S <= 16:
         # Tiny states: M as its explicit (S^2, S^2) matrix, mean of J (x) J (ARPACK needs S^2 >= 3).
@@ -307,11 +380,8 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
     elif S <= rank:
         # M is a completely positive map on S x S matrices: its spectral radius is a real
         # eigenvalue (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products.
-        JT = np.swapaxes(J, 1, 2)
-
         def apply(v):
-            X = v.reshape(S, S)
-            return np.matmul(np.matmul(J, X), JT).mean(axis=0).reshape(-1)
+            return second_moment(v.reshape(S, S)).reshape(-1)
 
         op = LinearOperator((S * S, S * S), matvec=apply, dtype=float)
         try:
@@ -326,14 +396,13 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
         V = rng.standard_normal((S, rank))
         V /= np.sqrt(np.sum(V**2))
         for _ in range(iterations):
-            # One (n S, S) x (S, rank) GEMM; einsum would not use BLAS.
-            W = (J.reshape(n * S, S) @ V).reshape(n, S, -1).transpose(1, 0, 2).reshape(S, -1) / np.sqrt(n)
-            total = np.sum(W**2)
+            G = factor_moment(V)
+            total = np.trace(G)
             if not total > 0:
                 logs = [-np.inf]
                 break
             logs.append(float(np.log(total)))
-            vals, vecs = np.linalg.eigh(W @ W.T)  # the top-rank part of M(V V^T)
+            vals, vecs = np.linalg.eigh(G)  # the top-rank part of M(V V^T)
             V = vecs[:, -rank:] * np.sqrt(np.maximum(vals[-rank:], 0.0))
             V /= np.sqrt(np.sum(V**2))
             if len(logs) > 2 and abs(logs[-1] - logs[-2]) < 1e-12:
@@ -357,6 +426,7 @@ def _gated_statistics(cell, xs, states, window):
     return n, gi, gh, sigma2
 
 
+@limited
 def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
     """Second moments of the cotangent through one gated step, averaged over the run's gates.
 
@@ -426,6 +496,7 @@ def input_drive(cell: Cell, xs: np.ndarray) -> float:
     return float(np.mean((xs @ U.T) ** 2)) if U is not None and cell.kind == "rnn" else 0.0
 
 
+@limited
 def forward_run(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     """What the forward-run predictors share: states, the steps they average over, mean input, drive."""
     T = xs.shape[0]

@@ -1,0 +1,111 @@
+"""The fast paths of issue 16 against the generic computations they replace (same numbers)."""
+
+import numpy as np
+import pytest
+from test_engine import CELLS
+
+import gradflow as gf
+from gradflow import _engine
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_closed_form_jacobians_equal_the_traced_ones(name):
+    cell = CELLS[name]()
+    xs = gf.inputs.gaussian(7, 3, cell.input_size, scale=2.0, seed=11)
+    states = gf.unroll(cell, xs, h0=np.random.default_rng(0).normal(size=cell.state_size))
+    traced = _engine.jacobian_products(cell, xs, np.eye(cell.state_size), h0=states[0], side="left",
+                                       states=states)
+    fast = gf.jacobians(cell, xs, h0=states[0], states=states)
+    expected_kind = None if "2layer" in name else name.split("-")[0]
+    assert _engine.closed_form_kind(cell) == expected_kind
+    np.testing.assert_allclose(fast, traced, rtol=0, atol=1e-13 * np.max(np.abs(traced)))
+
+
+def test_a_custom_cell_named_like_a_builtin_takes_the_traced_path():
+    import autograd.numpy as anp
+
+    cell = gf.Cell(lambda p, h, x: anp.sin(h @ p["W"].T), {"W": np.eye(3) * 0.7}, 3, 1, kind="rnn")
+    assert _engine.closed_form_kind(cell) is None
+    h = np.full((1, 3), 0.4)
+    np.testing.assert_allclose(gf.jacobians(cell, np.zeros((1, 1, 1)), h0=h)[0, 0],
+                               0.7 * np.diag(np.cos(0.7 * 0.4 * np.ones(3))))
+
+
+def _textbook_exponents(cell, xs, warmup, k, seed=0):
+    """numpy.linalg.qr + matmul on per-step Jacobians: the reference QR loop, nothing shared."""
+    J = gf.jacobians(cell, xs)[:, 0]
+    Q = _lyapunov_initial_block(seed, cell.state_size, k)
+    logs = []
+    for Jt in J:
+        Q, R = np.linalg.qr(Jt @ Q)
+        d = np.diag(R)
+        Q = Q * np.sign(d)
+        logs.append(np.log(np.abs(d)))
+    return np.sort(np.mean(logs[warmup:], axis=0))[::-1]
+
+
+def _lyapunov_initial_block(seed, n, k):
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((1, n, k)))
+    return (q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :])[0]
+
+
+@pytest.mark.parametrize(("make", "k"), [(lambda: gf.rnn(24, 3, gain=2.0, seed=0), None),
+                                         (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 10),
+                                         (lambda: gf.lstm(8, 3, seed=1), None),
+                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), None),
+                                         # 4k < S: the blocks path (J_t Q without forming J_t)
+                                         (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 3),
+                                         (lambda: gf.lstm(8, 3, seed=1), 3),
+                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), 2),
+                                         (lambda: gf.lstm(4, 3, layers=2, seed=7), 1)])
+def test_lapack_qr_loop_equals_the_textbook_loop(make, k):
+    cell = make()
+    xs = gf.inputs.gaussian(150, 1, 3, seed=3)
+    spec = gf.lyapunov_spectrum(cell, xs, warmup=20, k=k)
+    reference = _textbook_exponents(cell, xs, 20, k or cell.state_size)
+    np.testing.assert_allclose(spec.exponents, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in CELLS if "2layer" not in n])
+def test_jacobian_terms_sum_to_the_jacobian(name):
+    from gradflow._ops import jacobian_terms, step_jacobians
+
+    cell = CELLS[name]()
+    rng = np.random.default_rng(1)
+    h, x = rng.normal(size=(5, cell.state_size)), rng.normal(size=(5, cell.input_size))
+    kind, activation = _engine.closed_form_kind(cell), cell.config.get("activation")
+    bases, scales = jacobian_terms(kind, cell.params, h, x, activation)
+    summed = np.einsum("mks,kst->mst", scales, bases)
+    traced = _engine._block_products(cell, h, x, np.broadcast_to(np.eye(cell.state_size),
+                                     (5, cell.state_size, cell.state_size)), "right")
+    np.testing.assert_allclose(summed, traced, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(step_jacobians(kind, cell.params, h, x, activation), traced, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize(("make", "rank"), [(lambda: gf.rnn(12, 3, gain=1.5, seed=0), 96),
+                                            (lambda: gf.rnn(12, 3, activation="relu", bias_scale=0.3), 96),
+                                            (lambda: gf.lstm(6, 3, seed=1), 96),
+                                            (lambda: gf.gru(8, 3, gain=2.0, seed=2), 96),
+                                            (lambda: gf.lstm(10, 3, seed=1), 8),
+                                            (lambda: gf.gru(16, 3, seed=2), 8)])
+def test_structured_moment_map_equals_the_generic_one(monkeypatch, make, rank):
+    from gradflow import _predict
+
+    cell = make()
+    xs = gf.inputs.gaussian(80, 2, 3, seed=1)
+    states, window, _, _ = _predict.forward_run(cell, xs, np.zeros((2, cell.state_size)))
+
+    def rate():
+        return _predict.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rank=rank).rate
+
+    fast = rate()
+    monkeypatch.setattr(_predict, "_moment_terms", lambda *args: None)  # the mean over formed J_t
+    assert fast == pytest.approx(rate(), abs=1e-12)
+
+
+def test_closed_form_jacobians_are_the_same_in_time_chunks(monkeypatch):
+    cell = gf.gru(5, 2, seed=3)
+    xs = gf.inputs.gaussian(9, 2, 2, seed=4)
+    whole = gf.jacobians(cell, xs)
+    monkeypatch.setattr(_engine, "CHUNK_BYTES", 8 * 2 * 5 * 5 * 2)  # two steps per chunk
+    np.testing.assert_array_equal(gf.jacobians(cell, xs), whole)
