@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -16,9 +17,13 @@
 # `torch.save(model.state_dict(), "model.pt")` wrote. torch is optional here: without it, this
 # notebook builds the same state_dict with numpy (PyTorch's default initialisation, uniform on
 # (-1/sqrt(N), 1/sqrt(N)), gate order i, f, g, o).
+#
+# **Run time** (whole notebook, kernel start included): full size RUNTIME_FULL, quick mode
+# RUNTIME_QUICK, measured on a 2-core machine shared with other jobs: expect less on your own.
+# `gf.options(quick=True)` in the first code cell (or `GRADFLOW_NOTEBOOK_QUICK=1` in the
+# environment) switches to the small sizes.
 
 # %%
-import os
 import tempfile
 
 import numpy as np
@@ -26,7 +31,7 @@ import numpy as np
 import gradflow as gf
 from gradflow.report import model_rates, model_report
 
-QUICK = os.environ.get("GRADFLOW_NOTEBOOK_QUICK") == "1"
+QUICK = gf.options().quick
 N, LAYERS, T = (8, 2, 30) if QUICK else (32, 2, 50)
 task = gf.tasks.adding(T, seed=0)  # your data: here the adding problem, time-major (T, batch, 2)
 
@@ -37,6 +42,7 @@ except ImportError:
 
 # %%
 if torch is not None:
+    torch.set_num_threads(1)  # a small model: two threads on a busy machine only spin against each other
     torch.manual_seed(0)
 
     class Net(torch.nn.Module):
