@@ -155,7 +155,8 @@ def _initial_block(rng, batch, n, k):
 
 
 def _warn_conditioning(log_r: np.ndarray, reortho_every: int) -> None:
-    spread = np.max(log_r) - np.min(log_r)
+    finite = log_r[np.isfinite(log_r)]  # a direction mapped exactly to zero is no conditioning loss
+    spread = np.max(finite) - np.min(finite) if finite.size else 0.0
     if spread > np.log(CONDITION_LIMIT):
         warnings.warn(f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
                       f"e^{spread:.0f} > {CONDITION_LIMIT:.0e}); use a smaller reortho_every "
@@ -199,7 +200,8 @@ def _qr_logs_factored(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.nd
                         qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(pending[b]), overwrite_a=1)
                         _check_lapack("dgeqrf", info)
                         factors[b] = (qr, tau)
-                        out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
+                        with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+                            out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
                     if reortho_every > 1:
                         _warn_conditioning(out[t - 1], reortho_every)
                 else:
@@ -215,8 +217,9 @@ def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
         if t % reortho_every == 0:
             q, r = np.linalg.qr(Q)
             d = np.diagonal(r, axis1=1, axis2=2)
-            out[t - 1] = np.log(np.abs(d))
-            Q = q * np.sign(d)[:, None, :]
+            with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+                out[t - 1] = np.log(np.abs(d))
+            Q = q * np.where(d < 0, -1.0, 1.0)[:, None, :]  # sign(0) = 0 would erase the column
             if reortho_every > 1:
                 _warn_conditioning(out[t - 1], reortho_every)
         else:
@@ -294,6 +297,9 @@ def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup:
     Returns
     -------
     LyapunovSpectrum
+        An exponent is ``-inf`` (exactly, without a warning) when some step's Jacobian maps
+        that direction exactly to zero, e.g. every ReLU unit dead or a fully saturated
+        tanh: the product is then singular and ``ln 0`` is its true value.
 
     Examples
     --------
@@ -412,8 +418,12 @@ def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: flo
     Alternate QR sweeps forward (``J_t Q``, one stacked JVP per step) and backward
     (``J_t^T Q``, one stacked VJP per step): subspace iteration on the product, whose
     ``ln |R_ii|`` sums converge to the log singular values. Sweeps stop once no value
-    moved by more than ``tol`` (nats), or after ``max_sweeps``. One forward sweep
-    alone is the finite-time Lyapunov estimate, which can be off by several nats.
+    moved by more than ``tol`` (nats). Nearly equal singular values converge slowly
+    (the error shrinks by ``sigma_{i+1} / sigma_i`` per sweep): when ``max_sweeps`` were
+    not enough, the budget is raised to the sweeps the observed contraction needs, up
+    to ``SWEEP_BUDGET_LIMIT * max_sweeps``; past that a `ConvergenceWarning` gives the
+    last change. One forward sweep alone is the finite-time Lyapunov estimate, which can
+    be off by several nats. A direction the product maps exactly to zero has ``-inf``.
 
     Examples
     --------
@@ -437,12 +447,41 @@ def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: flo
     states = unroll(cell, xs, h0)
     Q = _initial_block(np.random.default_rng(seed), xs.shape[1], cell.state_size, k)
     previous, logs, change, done = None, None, np.inf, 0
+    changes: list[float] = []
+    budget, limit = max_sweeps, SWEEP_BUDGET_LIMIT * max_sweeps
     with threadpool_limits(1):
-        while done < max_sweeps and not change <= tol:
+        while not change <= tol:
+            if done >= budget:
+                budget = _raised_budget(changes, tol, done, limit)
+                if done >= budget:
+                    warnings.warn(f"finite_time_singular_values did not converge: the log values "
+                                  f"still moved by {change:.2g} nats > tol={tol:g} after {done} sweeps "
+                                  f"(max_sweeps={max_sweeps}, raised at most to {limit}); nearly equal "
+                                  f"singular values converge slowly", ConvergenceWarning, stacklevel=2)
+                    break
             Q, logs = _qr_sweep(cell, states, xs, Q, "right" if done % 2 == 0 else "left")
             done += 1
             if previous is not None:
-                with np.errstate(invalid="ignore"):  # -inf - -inf: an exact zero stays put
-                    change = float(np.nanmax(np.abs(logs - previous)))
+                finite = np.isfinite(logs) | np.isfinite(previous)  # an exact zero stays -inf
+                diff = np.abs(logs - previous, where=finite, out=np.zeros_like(logs))
+                change = float(diff.max())
+                changes.append(change)
             previous = logs
     return SingularValues(cell.name, logs, change, done, xs.shape[0])
+
+
+SWEEP_BUDGET_LIMIT = 10  # finite_time_singular_values may raise max_sweeps this many times over
+
+
+class ConvergenceWarning(UserWarning):
+    """An iteration stopped before reaching its tolerance; the result is approximate."""
+
+
+def _raised_budget(changes: list[float], tol: float, done: int, limit: int) -> int:
+    """The sweeps the observed geometric contraction of ``changes`` needs to reach ``tol``
+    (``done`` when it is not contracting, or when even ``limit`` would not do)."""
+    if len(changes) < 3 or not 0.0 < changes[-1] < changes[-3]:
+        return done
+    ratio = (changes[-1] / changes[-3]) ** 0.5  # two sweeps apart: same direction, no zig-zag
+    needed = done + int(np.ceil(np.log(tol / changes[-1]) / np.log(ratio))) + 2
+    return needed if needed <= limit else done

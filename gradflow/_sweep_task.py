@@ -23,7 +23,7 @@ from autograd.extend import defvjp, primitive
 from . import _activations as act
 from ._cells import KINDS, Cell, _components, gru, lstm, rnn
 from ._engine import _sequential_pass
-from ._flow import NEUTRAL_TOL, _fit_profile, fit_rate, regime_of
+from ._flow import NEUTRAL_TOL, _fit_profile, fit_rate, regime_or_none
 from ._ops import gru_update, join_columns, lstm_update, take_columns
 from ._predict import METHODS, input_drive, mean_field, predict
 from ._probe import StateRecorder, log_row_norms, unit_rows
@@ -252,7 +252,7 @@ def measured_rates(models: Sequence[tuple[Cell, np.ndarray, np.ndarray]]) -> lis
     for k in range(K):
         own = np.ascontiguousarray(log_norms[:, k * b : (k + 1) * b])
         rate = fit_rate(lags, _fit_profile(own, fit_from), fit_from).rate
-        out.append((rate, regime_of(rate, NEUTRAL_TOL)))
+        out.append((rate, regime_or_none(rate, NEUTRAL_TOL) or "inconclusive"))
     return out
 
 
