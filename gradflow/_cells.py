@@ -142,6 +142,8 @@ class Cell:
                 f"step({self.name!r}) failed on state of shape {state.shape} and input of shape "
                 f"{x.shape}: {type(exc).__name__}: {exc}"
             ) from exc
+        if np.iscomplexobj(out):  # numpy would drop the imaginary part with a mere warning
+            raise TypeError(f"step({self.name!r}) must return real values; got {out.dtype} (complex)")
         if out.shape != state.shape:
             raise ValueError(
                 f"step({self.name!r}) must return the next state of shape (batch, "

@@ -101,3 +101,38 @@ def test_singular_values_that_do_not_converge_warn():
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         sv = gf.finite_time_singular_values(_linear_cell(W), np.zeros((T, 1, 1)), k=2, max_sweeps=2)
     assert sv.change > 1e-10
+
+
+# ------------------------------------------------------------------ mismatches and overflow
+
+
+def test_compare_of_two_different_cells_names_both():
+    xs = gf.inputs.gaussian(30, 1, 4)
+    rnn, lstm = gf.rnn(8, 4, seed=0), gf.lstm(8, 4, seed=0)
+    with pytest.raises(ValueError, match=r"'rnn-tanh'.*'lstm'"):
+        gf.compare(gf.predict(rnn, xs, probes=2, fixed_point_starts=1), gf.gradient_flow(lstm, xs))
+
+
+def test_a_step_returning_complex_values_is_a_type_error_naming_the_cell():
+    with pytest.raises(TypeError, match=r"step\('twisted'\) must return real values"):
+        gf.Cell(lambda p, h, x: h * (1 + 1j), {}, 3, 2, name="twisted")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "linear"])
+def test_meanfield_at_huge_gain_is_finite_or_a_clear_error(activation):
+    with pytest.raises(ValueError, match="sigma_w must be at most"):
+        gf.meanfield.chi1(1e300, activation=activation)
+    chi = gf.meanfield.chi1(1e150, activation=activation)
+    assert np.isfinite(chi) and chi > 1e100
+
+
+def test_meanfield_tanh_at_huge_gain_matches_its_asymptote():
+    # q* -> sigma_w^2, E[sech^4(sqrt(q) z)] -> (4/3) / sqrt(2 pi q): chi_1 -> sigma_w (4/3) / sqrt(2 pi).
+    for sigma_w in (1e20, 1e150):
+        assert gf.meanfield.chi1(sigma_w) / sigma_w == pytest.approx(4 / 3 / np.sqrt(2 * np.pi), rel=1e-6)
+
+
+def test_predict_on_huge_inputs_blames_xs_not_input_var():
+    cell = gf.rnn(8, 4, seed=0)
+    with pytest.raises(ValueError, match=r"^xs is too large"):
+        gf.predict(cell, gf.inputs.gaussian(20, 2, 4) * 1e300)
