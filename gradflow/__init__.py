@@ -41,8 +41,9 @@ from ._sequence import (
     tcn,
 )
 from ._train import TrainingRun, finite_time_exponents, train, training_objective
+from ._version import read_version
 
-__version__ = "0.1.0"
+__version__ = read_version()  # one place: pyproject.toml
 
 __all__ = [
     "Cell",

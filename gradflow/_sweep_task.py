@@ -31,6 +31,7 @@ from ._validation import check_choice, check_finite_float, check_positive_int, c
 from .inputs import gaussian
 
 PREDICTORS = ("all", "mean-field", "none")
+REGIMES = ("vanishing", "neutral", "exploding", "inconclusive")  # what measured/predicted_regime hold
 
 # Every parameter the default task reads, with its default.
 DEFAULTS: dict[str, Any] = {
@@ -308,6 +309,17 @@ class GradientFlowTask:
     def check(self, point: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` for a point the task cannot run (unknown or invalid parameter)."""
         resolve(point)
+
+    def columns(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The result columns of a point and what each holds (``float`` or the allowed strings)."""
+        p = resolve(point)
+        out: dict[str, Any] = {"measured_rate": float, "measured_regime": REGIMES}
+        if p["predictors"] == "mean-field":
+            out[rate_column("mean-field")] = float
+        elif p["predictors"] == "all":
+            out.update(predicted_rate=float, predicted_regime=REGIMES, trusted_predictor=METHODS)
+            out.update({rate_column(m): float for m in METHODS})
+        return out
 
     def batch_key(self, point: Mapping[str, Any]) -> tuple:
         """Points with equal keys have the same shapes and can be measured in one batch."""

@@ -1,13 +1,27 @@
 """Hardening (issue 15): no silent wrong number, no stale result, no code run unasked, faults."""
 
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import gradflow as gf
+from gradflow import _cli, _files, _sweep, _sweep_cache
+from gradflow._files import staged_folder, write_csv
 from gradflow._flow import MIN_FIT_LAGS, fit_rate
 from gradflow._lyapunov import ConvergenceWarning
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
 
 # ------------------------------------------------------------------ exactly-zero gradients
 
@@ -136,3 +150,232 @@ def test_predict_on_huge_inputs_blames_xs_not_input_var():
     cell = gf.rnn(8, 4, seed=0)
     with pytest.raises(ValueError, match=r"^xs is too large"):
         gf.predict(cell, gf.inputs.gaussian(20, 2, 4) * 1e300)
+
+
+# ------------------------------------------------------------------ stale results
+
+GRID = {"hidden": 8, "seq_len": 30, "predictors": "mean-field"}
+
+
+def test_the_version_is_read_from_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        assert gf.__version__ == tomllib.load(fh)["project"]["version"] != "0.1.0"
+
+
+def test_changed_gradflow_source_is_a_new_cache_entry_and_old_ones_are_stale(tmp_path, monkeypatch):
+    gf.sweep.run(GRID, cache=tmp_path, progress=False)
+    assert gf.sweep.cache_info(tmp_path).stale == 0
+    monkeypatch.setattr(_sweep, "source_digest", lambda: "edited-source")
+    assert gf.sweep.run(GRID, cache=tmp_path, progress=False).attrs["sweep"]["computed"] == 1
+    info = gf.sweep.cache_info(tmp_path)  # still compares against the real source
+    assert (info.entries, info.stale) == (2, 1) and "stale: 1" in str(info)
+
+
+def _task_v1(point):
+    return {"y": 1.0}
+
+
+def _task_v2(point):
+    return {"y": 2.0}
+
+
+def test_a_changed_user_task_is_a_new_cache_entry():
+    _task_v2.__qualname__ = _task_v1.__qualname__  # same name, other source
+    assert _sweep.task_id(_task_v1) != _sweep.task_id(_task_v2)
+    assert _sweep.task_id(gf.sweep.gradient_flow_task) == "gradflow._sweep_task:GradientFlowTask"
+
+
+# ------------------------------------------------------------------ no code run unasked
+
+
+def test_a_grid_file_cannot_name_a_module_to_import(tmp_path, capsys):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('task = "subprocess:run"\n[grid]\nargs = "touch pwned"\n')
+    with pytest.raises(ValueError, match="unknown task 'subprocess:run'"):
+        gf.sweep.run(grid, cache=False, progress=False)
+    with pytest.raises(ValueError, match="unknown task 'os:system'"):
+        gf.sweep.run({"x": [1]}, task="os:system", cache=False, progress=False)
+    assert _cli.main(["sweep", str(grid), "--no-cache"]) == 2
+    assert "unknown task 'subprocess:run'" in capsys.readouterr().err
+    grid.write_text('task = "gradient_flow"\n[grid]\nhidden = 8\nseq_len = 30\npredictors = "none"\n')
+    assert gf.sweep.run(grid, cache=False, progress=False).measured_regime.notna().all()
+
+
+def test_python_m_gradflow_does_not_import_from_the_working_directory(tmp_path):
+    (tmp_path / "tqdm").mkdir()  # imported lazily by the sweep: a planted package must not run
+    (tmp_path / "tqdm" / "__init__.py").write_text("open('pwned', 'w').close()\n")
+    (tmp_path / "grid.toml").write_text('[grid]\nhidden = 8\nseq_len = 30\npredictors = "none"\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "gradflow", "sweep", "grid.toml", "--no-cache", "--quiet"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def _forge(entry_path, change):
+    entry = json.loads(entry_path.read_text())
+    change(entry)
+    entry["sha256"] = _sweep_cache._digest(_sweep_cache.canonical_json(entry["result"]))  # a forger can
+    entry_path.write_text(_sweep_cache.canonical_json(entry))
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda e: e["result"].__setitem__(0, ["measured_rate", "=HYPERLINK(\"x\")"]), "must be a number"),
+    (lambda e: e["result"].__setitem__(1, ["measured_regime", "=cmd|' /C calc'!A0"]), "must be one of"),
+    (lambda e: e["result"].append(["extra", {"nested": [1, 2]}]), "not a number or a string"),
+    (lambda e: e["result"].append(["extra", 1.0]), "are not the task's"),
+])
+def test_forged_cache_entries_are_recomputed(tmp_path, change, reason):
+    first = gf.sweep.run(GRID, cache=tmp_path, progress=False)
+    (entry,) = tmp_path.glob("entries-v1/*/*.json")
+    _forge(entry, change)
+    with pytest.warns(gf.sweep.CacheWarning, match=reason):
+        again = gf.sweep.run(GRID, cache=tmp_path, progress=False)
+    assert again.attrs["sweep"]["computed"] == 1
+    pd.testing.assert_frame_equal(again, first)
+
+
+def test_a_fifo_at_an_entry_path_does_not_hang_the_sweep_or_cache_info(tmp_path):
+    gf.sweep.run(GRID, cache=tmp_path, progress=False)
+    (entry,) = tmp_path.glob("entries-v1/*/*.json")
+    entry.unlink()
+    os.mkfifo(entry)
+    assert gf.sweep.cache_info(tmp_path).damaged == 1  # would block forever reading the FIFO
+    with pytest.warns(gf.sweep.CacheWarning, match="not a regular file"):
+        again = gf.sweep.run(GRID, cache=tmp_path, progress=False)
+    assert again.attrs["sweep"]["computed"] == 1 and entry.is_file()
+
+
+# ------------------------------------------------------------------ the CLI's promise
+
+
+def test_cache_commands_refuse_a_file_as_the_cache_dir(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for action in ("info", "clear"):
+        assert _cli.main(["cache", action, "--cache-dir", str(a_file)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cache must be a directory" in err
+    assert a_file.read_text() == "x"
+
+
+def test_sweep_out_is_checked_before_any_work(tmp_path, capsys):
+    (tmp_path / "grid.toml").write_text('[grid]\nhidden = 8\nseq_len = 30\npredictors = "none"\n')
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    cache = tmp_path / "cache"
+    for out, message in ((tmp_path / "adir", "is a directory"), (tmp_path / "a_file" / "t.csv", "is a file")):
+        argv = ["sweep", str(tmp_path / "grid.toml"), "--out", str(out), "--cache-dir", str(cache)]
+        assert _cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+    assert not cache.exists()  # nothing ran, nothing was written
+
+
+def test_report_out_naming_a_file_is_refused_before_any_study_runs(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    assert _cli.main(["report", "cost", "--out", str(tmp_path / "a_file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_a_huge_grid_is_refused_up_front_with_an_estimate():
+    grid = {"gain": list(np.linspace(0.1, 5, 1000)), "hidden": list(range(1, 1001))}
+    with pytest.raises(ValueError, match=r"1,000,000 points .*CPU hours.*allow_large=True"):
+        gf.sweep.run(grid, cache=False, progress=False)
+    _sweep.check_size(_sweep.grid_size(grid), allow_large=True)  # the opt-in
+
+
+# ------------------------------------------------------------------ faults
+
+
+def test_outputs_get_the_users_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_csv(tmp_path / "t.csv", pd.DataFrame({"a": [1]}))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "t.csv").stat().st_mode) == 0o644
+
+
+def test_a_failed_staging_publishes_nothing_and_stale_staging_is_cleaned(tmp_path):
+    out = tmp_path / "reports"
+    with pytest.raises(RuntimeError), staged_folder(out) as stage:
+        Path(stage, "a.csv").write_text("new")
+        raise RuntimeError("killed mid-study")
+    assert not out.exists() and os.listdir(tmp_path) == []
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: its temporaries are stale
+    stale = tmp_path / f"{_files.STAGING_PREFIX}{_files._HOST}-{dead.pid}-abc"
+    stale.mkdir()
+    live = tmp_path / f"{_files.STAGING_PREFIX}{_files._HOST}-{os.getpid()}-abc"
+    live.mkdir()
+    with staged_folder(out) as stage:
+        Path(stage, "a.csv").write_text("new")
+    assert not stale.exists() and live.exists() and (out / "a.csv").read_text() == "new"
+
+
+def _tiny_study(out):
+    return [sys.executable, "-m", "analyses.eigenvalue_rule", "--out", str(out), "--hidden", "8",
+            "--steps", "40", "--seeds", "1"]
+
+
+def _wait_for(predicate, seconds=90.0):
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_kill_9_of_a_study_leaves_no_partial_outputs_and_the_rerun_cleans_up(tmp_path):
+    out = tmp_path / "reports"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADFLOW_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen(_tiny_study(out), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    staging = lambda: [p for p in tmp_path.iterdir() if p.name.startswith(_files.STAGING_PREFIX)]  # noqa: E731
+    assert _wait_for(staging)
+    proc.kill()
+    proc.wait()
+    assert not out.exists() and staging()  # nothing published; the temporary says what it is
+    with staged_folder(out) as stage:  # the next run: stale staging of the dead pid goes first
+        Path(stage, "eigenvalue_rule.pdf").write_text("new")
+    assert not staging() and os.listdir(out) == ["eigenvalue_rule.pdf"]
+
+
+def test_ctrl_c_on_report_prints_one_line_and_exits_130(tmp_path):
+    out = tmp_path / "reports"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADFLOW_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "gradflow", "report", "eigenvalue_rule", "--out", str(out)],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert _wait_for(lambda: any(p.name.startswith(_files.STAGING_PREFIX) for p in tmp_path.iterdir()))
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err
+    assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+def test_process_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
+    pids = tmp_path / "pids"
+    (tmp_path / "grid.toml").write_text("seeds = [0]\n[grid]\nx = [0, 1, 2, 3]\nsleep = 60.0\n")
+    env = {**os.environ, "GRADFLOW_TEST_PIDS": str(pids),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, "-m", "gradflow", "sweep", "grid.toml", "--workers", "2",
+                             "--task-module", "hardening_tasks:pid_task", "--no-cache", "--quiet"],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2)
+    proc.kill()
+    proc.wait()
+    workers = [int(p) for p in pids.read_text().split()]
+
+    def gone():
+        out = []
+        for pid in workers:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                out.append(pid)
+        return len(out) == len(workers)
+
+    assert _wait_for(gone, 30.0), f"workers {workers} outlived their sweep"
