@@ -379,3 +379,23 @@ def test_process_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
         return len(out) == len(workers)
 
     assert _wait_for(gone, 30.0), f"workers {workers} outlived their sweep"
+
+
+@pytest.mark.parametrize("request_", [
+    lambda: gf.rnn(100_000, 4),
+    lambda: gf.lstm(20_000, 4),
+    lambda: gf.path_lengths(gf.tcn(8, 3, 4), 10**9),
+    lambda: gf.path_lengths(gf.recurrent(gf.rnn(8, 2)), 10**9),
+])
+def test_memory_sized_requests_are_refused_with_an_estimate(request_):
+    with pytest.raises(ValueError, match=r"needs about [\d,.]+ GiB of memory .*allow_large=True"):
+        request_()
+
+
+def test_the_graph_size_estimate_is_what_the_graph_holds():
+    from gradflow._paths import BYTES_PER_EDGE, _graph_bytes
+
+    model, n = gf.tcn(8, 3, 4), 5 * 1024  # just past the size where the estimate starts
+    edges = model.dependency_graph(n).edge_count()
+    assert _graph_bytes(model, n) == pytest.approx(BYTES_PER_EDGE * edges, rel=0.05)
+    assert gf.rnn(64, 4, allow_large=True).state_size == 64
