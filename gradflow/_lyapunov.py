@@ -412,18 +412,20 @@ def _qr_sweep(cell, states, xs, Q, side):
 
 
 def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: float = 1e-10,
-                                max_sweeps: int = 40, seed: int = 0) -> SingularValues:
+                                max_sweeps: int | None = None, seed: int = 0) -> SingularValues:
     """Largest singular values of ``d state_T / d state_0``, in log space (finite at any T).
 
     Alternate QR sweeps forward (``J_t Q``, one stacked JVP per step) and backward
     (``J_t^T Q``, one stacked VJP per step): subspace iteration on the product, whose
     ``ln |R_ii|`` sums converge to the log singular values. Sweeps stop once no value
     moved by more than ``tol`` (nats). Nearly equal singular values converge slowly
-    (the error shrinks by ``sigma_{i+1} / sigma_i`` per sweep): when ``max_sweeps`` were
-    not enough, the budget is raised to the sweeps the observed contraction needs, up
-    to ``SWEEP_BUDGET_LIMIT * max_sweeps``; past that a `ConvergenceWarning` gives the
-    last change. One forward sweep alone is the finite-time Lyapunov estimate, which can
-    be off by several nats. A direction the product maps exactly to zero has ``-inf``.
+    (the error shrinks by ``sigma_{i+1} / sigma_i`` per sweep): by default
+    (``max_sweeps=None``) the budget starts at `DEFAULT_SWEEPS` and is raised to the
+    sweeps the observed contraction needs, up to ``SWEEP_BUDGET_LIMIT * DEFAULT_SWEEPS``;
+    an explicit ``max_sweeps`` is a fixed budget. A result that did not converge comes
+    with a `ConvergenceWarning` giving the last change. One forward sweep alone is the
+    finite-time Lyapunov estimate, which can be off by several nats. A direction the
+    product maps exactly to zero has ``-inf``.
 
     Examples
     --------
@@ -441,23 +443,26 @@ def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: flo
     k = check_positive_int("k", k)
     if k > cell.state_size:
         raise ValueError(f"k must be at most the state size {cell.state_size}; got {k}")
-    max_sweeps = check_positive_int("max_sweeps", max_sweeps)
+    if max_sweeps is None:
+        budget, limit = DEFAULT_SWEEPS, SWEEP_BUDGET_LIMIT * DEFAULT_SWEEPS
+    else:
+        budget = limit = check_positive_int("max_sweeps", max_sweeps)
     tol = check_finite_float("tol", tol, minimum=0.0)
     seed = check_seed(seed)
     states = unroll(cell, xs, h0)
     Q = _initial_block(np.random.default_rng(seed), xs.shape[1], cell.state_size, k)
     previous, logs, change, done = None, None, np.inf, 0
     changes: list[float] = []
-    budget, limit = max_sweeps, SWEEP_BUDGET_LIMIT * max_sweeps
     with threadpool_limits(1):
         while not change <= tol:
             if done >= budget:
                 budget = _raised_budget(changes, tol, done, limit)
                 if done >= budget:
-                    warnings.warn(f"finite_time_singular_values did not converge: the log values "
-                                  f"still moved by {change:.2g} nats > tol={tol:g} after {done} sweeps "
-                                  f"(max_sweeps={max_sweeps}, raised at most to {limit}); nearly equal "
-                                  f"singular values converge slowly", ConvergenceWarning, stacklevel=2)
+                    moved = (f"the log values still moved by {change:.2g} nats > tol={tol:g}"
+                             if changes else "one sweep cannot tell how far it is from converged")
+                    warnings.warn(f"finite_time_singular_values did not converge: {moved} after {done} "
+                                  f"sweep{'s' * (done > 1)} (budget {limit}; nearly equal singular values "
+                                  f"converge slowly)", ConvergenceWarning, stacklevel=2)
                     break
             Q, logs = _qr_sweep(cell, states, xs, Q, "right" if done % 2 == 0 else "left")
             done += 1
@@ -470,7 +475,8 @@ def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: flo
     return SingularValues(cell.name, logs, change, done, xs.shape[0])
 
 
-SWEEP_BUDGET_LIMIT = 10  # finite_time_singular_values may raise max_sweeps this many times over
+DEFAULT_SWEEPS = 40  # finite_time_singular_values' first budget, raised when the contraction needs more
+SWEEP_BUDGET_LIMIT = 10  # ... at most this many times over
 
 
 class ConvergenceWarning(UserWarning):
@@ -480,7 +486,9 @@ class ConvergenceWarning(UserWarning):
 def _raised_budget(changes: list[float], tol: float, done: int, limit: int) -> int:
     """The sweeps the observed geometric contraction of ``changes`` needs to reach ``tol``
     (``done`` when it is not contracting, or when even ``limit`` would not do)."""
-    if len(changes) < 3 or not 0.0 < changes[-1] < changes[-3]:
+    if len(changes) < 3:  # too few changes to measure the contraction: two more sweeps
+        return min(done + 2, limit)
+    if not 0.0 < changes[-1] < changes[-3]:
         return done
     ratio = (changes[-1] / changes[-3]) ** 0.5  # two sweeps apart: same direction, no zig-zag
     needed = done + int(np.ceil(np.log(tol / changes[-1]) / np.log(ratio))) + 2
