@@ -47,7 +47,9 @@ class RateFit:
     ``zero_from`` is the first lag at which the gradient is exactly zero (log-norm
     ``-inf``: a dead ReLU, a saturated unit, a loss that ignores the state), or None.
     The line is fitted only through the lags before it, since a zero has no log-rate;
-    when fewer than `MIN_FIT_LAGS` lags remain, the rate is NaN (undetermined).
+    when that leaves fewer than `MIN_FIT_LAGS` lags of the window, through every lag
+    before it (the gradient died before the window: its rate while it lived), and with
+    fewer than `MIN_FIT_LAGS` of those the rate is NaN (undetermined).
     """
 
     rate: float
@@ -63,6 +65,8 @@ def fit_rate(lags: np.ndarray, profile: np.ndarray, start: int) -> RateFit:
     zero_from = int(lags[dead[0]]) if dead.size else None
     end = dead[0] if dead.size else len(lags)  # the profile is cut where the gradient is exactly 0
     x, y = lags[start:end], profile[start:end]
+    if len(x) < MIN_FIT_LAGS and zero_from is not None:  # died before the window: fit what lived
+        x, y = lags[:end], profile[:end]
     if len(x) < MIN_FIT_LAGS or not np.all(np.isfinite(y)):
         last = int(x[-1]) if len(x) else int(lags[start])
         return RateFit(np.nan, np.nan, np.nan, np.nan, (int(lags[start]), last), zero_from)
@@ -301,8 +305,9 @@ def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed
     -------
     GradientFlow
         Where the gradient becomes exactly zero (``log_norms`` ``-inf``), the rate is
-        fitted through the lags before that (``fit.zero_from`` says where); with too few
-        of them the rate is NaN and the regime None, never a ``-inf`` "vanishing".
+        fitted through the lags before that (``fit.zero_from`` says where; if it died
+        before ``fit_from``, through all lags before it); with fewer than `MIN_FIT_LAGS`
+        non-zero lags the rate is NaN and the regime None, never a ``-inf`` "vanishing".
 
     Examples
     --------

@@ -31,7 +31,15 @@ def test_a_loss_with_zero_gradient_gives_no_rate_not_minus_infinity():
     flow = gf.gradient_flow(cell, gf.inputs.gaussian(50, 2, 4), loss=lambda h: h.sum(1) * 0.0)
     assert np.isnan(flow.rate) and flow.regime is None
     assert flow.fit.zero_from == 0
-    assert "inconclusive" in repr(flow) or "regime=None" in repr(flow)
+    assert "regime=None" in repr(flow)
+
+
+def test_an_irnn_whose_units_all_die_early_gets_the_rate_it_had_while_alive():
+    cell = gf.rnn(16, 4, activation="relu", init="identity", gain=0.3, seed=1)
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(200, 1, 4, seed=2))
+    assert flow.fit.zero_from is not None and flow.fit.zero_from < 20  # before fit_from = 20
+    assert flow.fit.lag_range == (0, flow.fit.zero_from - 1)
+    assert flow.rate < np.log(0.3) + 0.2 and flow.regime == "vanishing"
 
 
 def test_the_profile_is_cut_where_the_gradient_becomes_exactly_zero():
@@ -41,9 +49,12 @@ def test_the_profile_is_cut_where_the_gradient_becomes_exactly_zero():
     fit = fit_rate(lags, profile, 4)
     assert fit.rate == pytest.approx(-0.1, abs=1e-12)
     assert fit.zero_from == 30 and fit.lag_range == (4, 29)
-    # Fewer than MIN_FIT_LAGS non-zero lags in the window: no rate, and no -inf.
-    short = fit_rate(lags, profile, 30 - MIN_FIT_LAGS + 1)
-    assert np.isnan(short.rate) and short.zero_from == 30
+    # Dead before the window has MIN_FIT_LAGS lags: the rate while it lived, over lags 0-29.
+    early = fit_rate(lags, profile, 30 - MIN_FIT_LAGS + 1)
+    assert early.rate == pytest.approx(-0.1, abs=1e-12) and early.lag_range == (0, 29)
+    # Fewer than MIN_FIT_LAGS non-zero lags at all: no rate, and no -inf.
+    dead = fit_rate(lags, np.where(lags < MIN_FIT_LAGS - 1, 0.0, -np.inf), 4)
+    assert np.isnan(dead.rate) and dead.zero_from == MIN_FIT_LAGS - 1
 
 
 def test_a_relu_identity_network_whose_gradient_dies_is_not_called_vanishing():
