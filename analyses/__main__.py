@@ -46,6 +46,9 @@ def main(argv=None, prog: str = "python -m analyses") -> int:
     try:
         return _run(args, studies)
     except KeyboardInterrupt:  # one line and 130, as `gradflow sweep`: finished sweep points are cached
+        from gradflow._sweep import stop_pools
+
+        stop_pools()  # no worker may outlive the command or print after its one line
         print(f"{prog}: interrupted; the studies finished so far are published, the running one left "
               f"no files; run the same command again to resume", file=sys.stderr)
         return 130

@@ -297,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, ImportError, OSError) as exc:  # bad grid, parameter, path or scheduler
         print(f"{PROG}: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
+        if "gradflow._sweep" in sys.modules:
+            sys.modules["gradflow._sweep"].stop_pools()
         print(f"{PROG}: interrupted; finished points are cached: run the same command again to resume",
               file=sys.stderr)
         return 130

@@ -391,7 +391,8 @@ class ProcessExecutor:
             pool = self._pool()
             broken = None
             try:
-                futures = {pool.submit(run_job, task, job): i for i, job in pending.items()}
+                with _deferred_interrupt():  # a Ctrl-C inside submit() would orphan a starting worker
+                    futures = {pool.submit(run_job, task, job): i for i, job in pending.items()}
                 for future in concurrent.futures.as_completed(futures):
                     i = futures[future]
                     try:
@@ -418,6 +419,30 @@ class ProcessExecutor:
                 for i, job in list(pending.items()):
                     yield i, [(False, reason)] * len(job)
                 return
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then deliver it. Submitting jobs starts
+    the workers; interrupted inside a start, a worker is registered nowhere, escapes
+    `_stop_pool` and prints a traceback once its parent has gone."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 PARENT_POLL = 0.5  # seconds between a worker's checks that the sweep's process is alive
@@ -450,7 +475,16 @@ def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         process.terminate()
+    for process in processes:  # dead before the queues' semaphores go: a worker still starting
+        process.join(timeout=10)  # would otherwise print a traceback failing to unpickle them
     pool.shutdown(wait=True, cancel_futures=True)  # quick now, and it releases the queues
+
+
+def stop_pools() -> None:
+    """End the warm pools' workers now and wait for them: for an interrupted command, whose
+    Ctrl-C may land between two sweeps while a pool's workers are still starting."""
+    while _POOLS:
+        _stop_pool(_POOLS.popitem()[1])
 
 
 class DaskExecutor:
