@@ -51,6 +51,21 @@ def main(argv=None, prog: str = "python -m analyses") -> int:
     if args.seed is not None and args.seed < 0:
         print(f"error: --seed must be a non-negative integer; got {args.seed}", file=sys.stderr)
         return 2
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"error: --out {args.out!r} is a file; give a folder", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, studies)
+    except KeyboardInterrupt:  # one line and 130, as `gradflow sweep`: finished sweep points are cached
+        from gradflow._sweep import stop_pools
+
+        stop_pools()  # no worker may outlive the command or print after its one line
+        print(f"{prog}: interrupted; the studies finished so far are published, the running one left "
+              f"no files; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _run(args, studies) -> int:
     # A config file may hold tables for studies not run now: those are checked too.
     wanted = STUDIES if args.config else studies
     modules = {name: importlib.import_module(f"analyses.{name}") for name in wanted}

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gradflow._files import staged_folder
 from gradflow.report import atomic_path
 
 if sys.version_info >= (3, 11):
@@ -180,7 +181,14 @@ def study_main(argv, *, name: str, doc: str, quick, full, run: Callable,
         except ConfigError as exc:
             parser.error(str(exc))
     config = dataclasses.replace(config, **chosen)
-    result = run(config, args.out)
-    write_config(os.path.join(args.out, f"{name}_config.toml"), name, config)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        parser.error(f"--out {args.out!r} is a file; give a folder")
+    # PDF, CSVs and config are built in a staging folder and moved in together at the end:
+    # an interrupted or failed study leaves the previous outputs as they were.
+    with staged_folder(args.out) as stage:
+        result = run(config, stage)
+        write_config(os.path.join(stage, f"{name}_config.toml"), name, config)
+    if isinstance(result.get("pdf"), str):
+        result["pdf"] = os.path.join(args.out, os.path.basename(result["pdf"]))
     result["config"] = config
     return result

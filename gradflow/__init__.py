@@ -10,7 +10,8 @@ Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
 Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
 `conv_stack`, `recurrent` -> `SequenceModel`; `path_lengths` -> `PathLengths`;
 `sensitivity` -> `Sensitivity`.
-Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values`;
+Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values` (warns
+`ConvergenceWarning` when it did not converge);
 `meanfield` (q*, chi_1, critical gain).
 Sweeps: `sweep.run` (grids x seeds, cached, on local cores or Dask), `sweep.summary`.
 Jupyter: `explore` (ipywidgets explorer), `explore_update` (its redraw, no browser needed);
@@ -29,7 +30,13 @@ from ._explore import Exploration, explore
 from ._explore import update as explore_update
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import Model, from_keras, from_torch, load
-from ._lyapunov import LyapunovSpectrum, SingularValues, finite_time_singular_values, lyapunov_spectrum
+from ._lyapunov import (
+    ConvergenceWarning,
+    LyapunovSpectrum,
+    SingularValues,
+    finite_time_singular_values,
+    lyapunov_spectrum,
+)
 from ._options import Options, options
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
@@ -46,12 +53,14 @@ from ._sequence import (
 )
 from ._threads import blas_threads, set_blas_threads
 from ._train import TrainingRun, finite_time_exponents, train, training_objective
+from ._version import read_version
 
-__version__ = "0.1.0"
+__version__ = read_version()  # one place: pyproject.toml
 
 __all__ = [
     "Cell",
     "Comparison",
+    "ConvergenceWarning",
     "Exploration",
     "GradientFlow",
     "LyapunovSpectrum",

@@ -29,6 +29,7 @@ from ._validation import (
     as_float_array,
     check_choice,
     check_finite_float,
+    check_memory,
     check_positive_int,
     check_seed,
 )
@@ -143,6 +144,8 @@ class Cell:
                 f"step({self.name!r}) failed on state of shape {state.shape} and input of shape "
                 f"{x.shape}: {type(exc).__name__}: {exc}"
             ) from exc
+        if np.iscomplexobj(out):  # numpy would drop the imaginary part with a mere warning
+            raise TypeError(f"step({self.name!r}) must return real values; got {out.dtype} (complex)")
         if out.shape != state.shape:
             raise ValueError(
                 f"step({self.name!r}) must return the next state of shape (batch, "
@@ -376,16 +379,20 @@ def recurrent_init(rng: np.random.Generator, n: int, init: str, gain: float) -> 
 
 
 def _random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gaussian",
-                 bias_scale=0.0, seed=0, layers=1, gate_bias=None, name=None, **extra) -> Cell:
+                 bias_scale=0.0, seed=0, layers=1, gate_bias=None, name=None, allow_large=False,
+                 **extra) -> Cell:
     hidden = check_positive_int("hidden", hidden)
     inputs = check_positive_int("inputs", inputs)
     layers = check_positive_int("layers", layers)
+    g = _GATE_COUNT[kind]
+    # Weights in float64, and a draw's temporary beside them while they are assembled.
+    weights = sum(g * hidden * ((inputs if l == 0 else hidden) + hidden + 2) for l in range(layers))
+    check_memory(f"{kind}({hidden}, {inputs}, layers={layers})", 2 * 8 * weights, allow_large)
     gain = check_finite_float("gain", gain, minimum=0.0)
     bias_scale = check_finite_float("bias_scale", bias_scale, minimum=0.0)
     init = check_choice("init", init, INITS)
     seed = check_seed(seed)
     rng = np.random.default_rng(seed)
-    g = _GATE_COUNT[kind]
     params = {}
     for l in range(layers):
         d = inputs if l == 0 else hidden
@@ -414,7 +421,7 @@ def _random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gau
 
 def rnn(hidden: int, inputs: int, activation: str = "tanh", gain: float = 1.0,
         init: str = "gaussian", bias_scale: float = 0.0, seed: int = 0, layers: int = 1,
-        name: str | None = None) -> Cell:
+        name: str | None = None, allow_large: bool = False) -> Cell:
     """A vanilla recurrent cell ``h_t = phi(W_hh h_{t-1} + W_ih x_t + b)``.
 
     Parameters
@@ -435,6 +442,8 @@ def rnn(hidden: int, inputs: int, activation: str = "tanh", gain: float = 1.0,
         Seed of every random draw; same seed, same weights.
     layers : int
         Stacked layers; the state is the concatenation of the layers' states.
+    allow_large : bool
+        Build a cell whose weights need more than 4 GiB (refused by default, with the estimate).
 
     Examples
     --------
@@ -445,12 +454,13 @@ def rnn(hidden: int, inputs: int, activation: str = "tanh", gain: float = 1.0,
     """
     activation = check_choice("activation", activation, act.ACTIVATIONS)
     return _random_cell("rnn", hidden, inputs, activation=activation, gain=gain, init=init,
-                        bias_scale=bias_scale, seed=seed, layers=layers, name=name)
+                        bias_scale=bias_scale, seed=seed, layers=layers, name=name,
+                        allow_large=allow_large)
 
 
 def lstm(hidden: int, inputs: int, forget_bias: float = 1.0, gain: float = 1.0,
          init: str = "gaussian", bias_scale: float = 0.0, seed: int = 0, layers: int = 1,
-         name: str | None = None) -> Cell:
+         name: str | None = None, allow_large: bool = False) -> Cell:
     """An LSTM cell (PyTorch's equations, gates i, f, g, o); state ``[h, c]`` of size ``2N``.
 
     ``forget_bias`` is added to the forget gate's bias (``sigmoid(1) = 0.731`` for
@@ -466,12 +476,12 @@ def lstm(hidden: int, inputs: int, forget_bias: float = 1.0, gain: float = 1.0,
     forget_bias = check_finite_float("forget_bias", forget_bias)
     return _random_cell("lstm", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
                         seed=seed, layers=layers, gate_bias=(1, forget_bias), name=name,
-                        forget_bias=forget_bias)
+                        allow_large=allow_large, forget_bias=forget_bias)
 
 
 def gru(hidden: int, inputs: int, update_bias: float = 0.0, gain: float = 1.0,
         init: str = "gaussian", bias_scale: float = 0.0, seed: int = 0, layers: int = 1,
-        name: str | None = None) -> Cell:
+        name: str | None = None, allow_large: bool = False) -> Cell:
     """A GRU cell (PyTorch's equations, gates r, z, n).
 
     ``h' = (1 - z) * n + z * h``, so ``update_bias`` (added to z's bias) sets how
@@ -486,4 +496,4 @@ def gru(hidden: int, inputs: int, update_bias: float = 0.0, gain: float = 1.0,
     update_bias = check_finite_float("update_bias", update_bias)
     return _random_cell("gru", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
                         seed=seed, layers=layers, gate_bias=(1, update_bias), name=name,
-                        update_bias=update_bias)
+                        allow_large=allow_large, update_bias=update_bias)

@@ -66,7 +66,11 @@ def _parser() -> _Parser:
     sweep = sub.add_parser("sweep", help="run a parameter grid (TOML); CSV to --out or stdout",
                            description="Run the task at every point of GRID.toml x seeds; finished "
                                        "points are cached, so a re-run computes only what is missing.")
-    sweep.add_argument("grid", help="TOML file: [grid] parameter lists, optional seeds and task")
+    sweep.add_argument("grid", help="TOML file: [grid] parameter lists, optional seeds and task (the name "
+                                    "of a gradflow task: a grid file never runs other code)")
+    sweep.add_argument("--task-module", metavar="MODULE:FUNCTION",
+                       help="your own task: imports MODULE (also from the working directory) and runs "
+                            "FUNCTION at every point; only for code you trust")
     sweep.add_argument("--executor", choices=("serial", "process", "dask"),
                        help="serial (this process), process (local pool; default with --workers) or "
                             "dask (default with --scheduler or --dask-local); default serial")
@@ -83,6 +87,8 @@ def _parser() -> _Parser:
     sweep.add_argument("--cache-dir", metavar="DIR", help=f"cache folder (default {default_cache_dir()})")
     sweep.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--yes", action="store_true",
+                       help="run a grid of more than 100,000 points (refused otherwise, with an estimate)")
     report = sub.add_parser("report", help="run the studies in analyses/ and write their PDF reports",
                             add_help=False)
     report.add_argument("rest", nargs=argparse.REMAINDER)  # parsed by the study runner itself
@@ -136,6 +142,31 @@ def _parser() -> _Parser:
     return parser
 
 
+def check_out_file(flag: str, path: str) -> None:
+    """Refuse an output file path that cannot be written, before any work is done."""
+    if os.path.isdir(path):
+        raise _BadInput(f"{flag} {path!r} is a directory; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # atomic_path creates the missing folders
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise _BadInput(f"{flag} {path!r}: {parent!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _BadInput(f"{flag} {path!r}: cannot write in {parent!r}")
+
+
+def _task_module(spec: str):
+    """The user's own task, imported because they asked for it (``--task-module``)."""
+    from ._sweep import load_task
+
+    if os.getcwd() not in sys.path:  # the user's module usually sits where they run the command
+        sys.path.append(os.getcwd())
+    try:
+        return load_task(spec)
+    except ValueError as exc:
+        raise _BadInput(f"{PROG} sweep: --task-module: {exc}") from None
+
+
 def _sweep(args) -> int:
     from ._files import write_csv
     from ._sweep import SweepWarning, describe, run
@@ -148,6 +179,9 @@ def _sweep(args) -> int:
                         f"got --executor {args.executor}")
     if args.no_cache and args.cache_dir:
         raise _BadInput(f"{PROG} sweep: give --cache-dir or --no-cache, not both")
+    if args.out:
+        check_out_file(f"{PROG} sweep: --out", args.out)
+    task = _task_module(args.task_module) if args.task_module else None
     executor = args.executor
     if executor is None:
         dask = args.dask_local is not None or args.scheduler is not None
@@ -156,9 +190,9 @@ def _sweep(args) -> int:
     cache = False if args.no_cache else (args.cache_dir or True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SweepWarning)  # the failed points are listed below instead
-        frame = run(args.grid, seeds=args.seeds, executor=executor, scheduler=args.scheduler,
+        frame = run(args.grid, task=task, seeds=args.seeds, executor=executor, scheduler=args.scheduler,
                     cache=cache, workers=workers, batch_size=args.batch_size,
-                    progress=not args.quiet)
+                    progress=not args.quiet, allow_large=args.yes)
     failed = frame[frame.error != ""]
     stats = frame.attrs.get("sweep", {})
     for _, row in failed.iterrows():
@@ -319,7 +353,7 @@ def _analyze(args, argv) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gradflow`` command line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["report"]:  # the study runner owns these arguments
+    if argv[:1] == ["report"]:  # the study runner owns these arguments (and its Ctrl-C: exit 130)
         from analyses.__main__ import main as run_studies
 
         return run_studies(argv[1:], prog=f"{PROG} report")
@@ -333,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, ImportError, OSError) as exc:  # bad grid, parameter, path or scheduler
         print(f"{PROG}: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
+        if "gradflow._sweep" in sys.modules:
+            sys.modules["gradflow._sweep"].stop_pools()
         print(f"{PROG}: interrupted; finished points are cached: run the same command again to resume",
               file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ from ._validation import check_finite_float, check_seed
 
 NEUTRAL_TOL = 0.01  # nats/step: |rate| at or below this is "neutral"
 MEMORY_DROP = 1e-3  # effective memory: the lag where the norm has fallen by this factor
+MIN_FIT_LAGS = 3  # a rate is fitted through at least this many lags (two points leave no residual)
 
 
 def regime_of(rate: float, tol: float = NEUTRAL_TOL) -> str:
@@ -41,22 +42,34 @@ def regime_or_none(rate: float, tol: float = NEUTRAL_TOL) -> str | None:
 
 @dataclass(frozen=True)
 class RateFit:
-    """Least-squares line through a log-norm profile: ``log_norm ~ intercept + rate * lag``."""
+    """Least-squares line through a log-norm profile: ``log_norm ~ intercept + rate * lag``.
+
+    ``zero_from`` is the first lag at which the gradient is exactly zero (log-norm
+    ``-inf``: a dead ReLU, a saturated unit, a loss that ignores the state), or None.
+    The line is fitted only through the lags before it, since a zero has no log-rate;
+    when that leaves fewer than `MIN_FIT_LAGS` lags of the window, through every lag
+    before it (the gradient died before the window: its rate while it lived), and with
+    fewer than `MIN_FIT_LAGS` of those the rate is NaN (undetermined).
+    """
 
     rate: float
     intercept: float
     stderr: float
     r2: float
     lag_range: tuple[int, int]
+    zero_from: int | None = None
 
 
 def fit_rate(lags: np.ndarray, profile: np.ndarray, start: int) -> RateFit:
-    x, y = lags[start:], profile[start:]
-    if not np.all(np.isfinite(y)):
-        # The gradient is exactly zero from some lag on: it vanished completely.
-        return RateFit(-np.inf, np.nan, np.nan, np.nan, (int(x[0]), int(x[-1])))
-    if len(x) < 2:
-        return RateFit(np.nan, np.nan, np.nan, np.nan, (int(x[0]), int(x[-1])))
+    dead = np.flatnonzero(np.isneginf(profile))
+    zero_from = int(lags[dead[0]]) if dead.size else None
+    end = dead[0] if dead.size else len(lags)  # the profile is cut where the gradient is exactly 0
+    x, y = lags[start:end], profile[start:end]
+    if len(x) < MIN_FIT_LAGS and zero_from is not None:  # died before the window: fit what lived
+        x, y = lags[:end], profile[:end]
+    if len(x) < MIN_FIT_LAGS or not np.all(np.isfinite(y)):
+        last = int(x[-1]) if len(x) else int(lags[start])
+        return RateFit(np.nan, np.nan, np.nan, np.nan, (int(lags[start]), last), zero_from)
     xm, ym = x.mean(), y.mean()
     sxx = np.sum((x - xm) ** 2)
     slope = np.sum((x - xm) * (y - ym)) / sxx
@@ -66,7 +79,7 @@ def fit_rate(lags: np.ndarray, profile: np.ndarray, start: int) -> RateFit:
     r2 = 1.0 - np.sum(resid**2) / sst if sst > 0 else 1.0
     stderr = np.sqrt(np.sum(resid**2) / (len(x) - 2) / sxx) if len(x) > 2 else 0.0
     return RateFit(float(slope), float(intercept), float(stderr), float(r2),
-                   (int(x[0]), int(x[-1])))
+                   (int(x[0]), int(x[-1])), zero_from)
 
 
 @dataclass(frozen=True, repr=False)
@@ -89,7 +102,8 @@ class GradientFlow:
     loss : str
         What was back-propagated (``"random direction"``, ``"frobenius"`` or ``"custom"``).
     fit : RateFit
-        Straight line through the batch-mean log-norm over lags ``fit_from..T``.
+        Straight line through the batch-mean log-norm over lags ``fit_from..T``, cut
+        before ``fit.zero_from`` where the gradient becomes exactly zero.
     """
 
     cell_name: str
@@ -112,8 +126,10 @@ class GradientFlow:
         return self.fit.rate
 
     @property
-    def regime(self) -> str:
-        return regime_of(self.rate, self.tol)
+    def regime(self) -> str | None:
+        """`regime_of` the rate; None when the rate is NaN ("inconclusive": fewer than
+        `MIN_FIT_LAGS` lags with a non-zero gradient in the fit window)."""
+        return regime_or_none(self.rate, self.tol)
 
     @property
     def memory_horizon(self) -> int | None:
@@ -173,7 +189,7 @@ class GradientFlow:
                     label=f"fit: {self.rate:+.4f} nats/step")
         ax.set_xlabel("lag k (steps back from the final state)")
         ax.set_ylabel(f"ln ||dL/d{quantity}|| (nats)")
-        ax.set_title(f"{self.cell_name}: {self.regime}")
+        ax.set_title(f"{self.cell_name}: {self.regime or 'inconclusive'}")
         ax.legend(loc="best", fontsize="small")
         return ax
 
@@ -185,7 +201,9 @@ class GradientFlow:
             ("loss", self.loss),
             ("rate", f"{self.rate:+.4g} ± {self.fit.stderr:.2g} nats/step"
                      f" (R² = {self.fit.r2:.4f}, lags {self.fit.lag_range[0]}-{self.fit.lag_range[1]})"),
-            ("regime", f"{self.regime} (neutral if |rate| <= {self.tol:g})"),
+            ("regime", f"{self.regime or 'inconclusive'} (neutral if |rate| <= {self.tol:g})"),
+            *([("exactly zero", f"gradient exactly 0 from lag {self.fit.zero_from} on (fit cut there)")]
+              if self.fit.zero_from is not None else []),
             ("memory horizon", f"{horizon} steps" if horizon is not None
              else f"> {self.steps} steps (never fell by {MEMORY_DROP:g})"),
             ("ln-norm at lag T", f"{self.profile[-1]:.4g}"),
@@ -199,7 +217,7 @@ class GradientFlow:
 
     def _repr_html_(self) -> str:
         # The sparkline draws the same batch-mean profile and fitted line as `plot`.
-        series = [_html.Series(self.lags, self.profile, _html.REGIME_COLORS[self.regime])]
+        series = [_html.Series(self.lags, self.profile, _html.REGIME_COLORS[self.regime or "inconclusive"])]
         if np.isfinite(self.rate):
             lo, hi = self.fit.lag_range
             ends = np.array([lo, hi])
@@ -281,10 +299,15 @@ def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed
         Rates with ``|rate| <= tol`` nats/step are "neutral".
     fit_from : int, optional
         First lag of the rate fit; default ``T // 10`` (skips the initial transient).
+        The fit needs at least `MIN_FIT_LAGS` lags, so ``xs`` at least 2 steps.
 
     Returns
     -------
     GradientFlow
+        Where the gradient becomes exactly zero (``log_norms`` ``-inf``), the rate is
+        fitted through the lags before that (``fit.zero_from`` says where; if it died
+        before ``fit_from``, through all lags before it); with fewer than `MIN_FIT_LAGS`
+        non-zero lags the rate is NaN and the regime None, never a ``-inf`` "vanishing".
 
     Examples
     --------
@@ -302,11 +325,16 @@ def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed
     xs, h0 = check_sequence(cell, xs, h0)
     tol = check_finite_float("tol", tol, minimum=0.0)
     T, S = xs.shape[0], cell.state_size
+    if T + 1 < MIN_FIT_LAGS:
+        raise ValueError(f"xs has {T} step{'s' * (T != 1)}: a rate is fitted through at least "
+                         f"{MIN_FIT_LAGS} lags, so xs needs at least {MIN_FIT_LAGS - 1} steps")
+    last_start = T + 1 - MIN_FIT_LAGS
     if fit_from is None:
         fit_from = T // 10
     elif isinstance(fit_from, bool) or not isinstance(fit_from, (int, np.integer)) or not (
-            0 <= fit_from < T):
-        raise ValueError(f"fit_from must be an integer lag in [0, {T - 1}]; got {fit_from!r}")
+            0 <= fit_from <= last_start):
+        raise ValueError(f"fit_from must be an integer lag in [0, {last_start}] (the fit needs "
+                         f"{MIN_FIT_LAGS} lags); got {fit_from!r}")
     if isinstance(loss, str):
         if loss != "frobenius":
             raise ValueError(f"unknown loss {loss!r}; expected a callable, 'frobenius' or None")

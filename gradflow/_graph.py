@@ -57,6 +57,9 @@ class DependencyGraph:
         self._w.append(np.full(src.size, float(weight)))
         self.flops[dst_layer] += flops_per_edge * src.size
 
+    def edge_count(self) -> int:
+        return int(sum(src.size for src in self._src))
+
     def add_flops(self, layer: int, flops: float) -> None:
         self.flops[layer] += float(flops)
 

@@ -159,7 +159,8 @@ def _initial_block(rng, batch, n, k):
 
 
 def _warn_conditioning(log_r: np.ndarray, reortho_every: int) -> None:
-    spread = np.max(log_r) - np.min(log_r)
+    finite = log_r[np.isfinite(log_r)]  # a direction mapped exactly to zero is no conditioning loss
+    spread = np.max(finite) - np.min(finite) if finite.size else 0.0
     if spread > np.log(CONDITION_LIMIT):
         warnings.warn(f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
                       f"e^{spread:.0f} > {CONDITION_LIMIT:.0e}); use a smaller reortho_every "
@@ -216,7 +217,8 @@ def _qr_logs_factored(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.nd
                     qr, tau, _, info = lapack.dgeqrf(pending[b], lwork=geqrf_lwork, overwrite_a=1)
                     _check_lapack("dgeqrf", info)
                     factors[b] = (qr, tau)
-                    out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
+                    with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+                        out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
                 if reortho_every > 1:
                     _warn_conditioning(out[t - 1], reortho_every)
             else:
@@ -267,7 +269,8 @@ def _qr_logs_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
                 d = np.diagonal(qr).copy()
                 q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
                 _check_lapack("dorgqr", info)
-                out[t - 1, b] = np.log(np.abs(d))
+                with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+                    out[t - 1, b] = np.log(np.abs(d))
                 Q[b] = q * np.where(d < 0, -1.0, 1.0)
             if reortho_every > 1:
                 _warn_conditioning(out[t - 1], reortho_every)
@@ -351,6 +354,9 @@ def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup:
     Returns
     -------
     LyapunovSpectrum
+        An exponent is ``-inf`` (exactly, without a warning) when some step's Jacobian maps
+        that direction exactly to zero, e.g. every ReLU unit dead or a fully saturated
+        tanh: the product is then singular and ``ln 0`` is its true value.
 
     Examples
     --------
@@ -464,14 +470,20 @@ def _qr_sweep(cell, states, xs, Q, side):
 
 
 def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: float = 1e-10,
-                                max_sweeps: int = 40, seed: int = 0) -> SingularValues:
+                                max_sweeps: int | None = None, seed: int = 0) -> SingularValues:
     """Largest singular values of ``d state_T / d state_0``, in log space (finite at any T).
 
     Alternate QR sweeps forward (``J_t Q``, one stacked JVP per step) and backward
     (``J_t^T Q``, one stacked VJP per step): subspace iteration on the product, whose
     ``ln |R_ii|`` sums converge to the log singular values. Sweeps stop once no value
-    moved by more than ``tol`` (nats), or after ``max_sweeps``. One forward sweep
-    alone is the finite-time Lyapunov estimate, which can be off by several nats.
+    moved by more than ``tol`` (nats). Nearly equal singular values converge slowly
+    (the error shrinks by ``sigma_{i+1} / sigma_i`` per sweep): by default
+    (``max_sweeps=None``) the budget starts at `DEFAULT_SWEEPS` and is raised to the
+    sweeps the observed contraction needs, up to ``SWEEP_BUDGET_LIMIT * DEFAULT_SWEEPS``;
+    an explicit ``max_sweeps`` is a fixed budget. A result that did not converge comes
+    with a `ConvergenceWarning` giving the last change. One forward sweep alone is the
+    finite-time Lyapunov estimate, which can be off by several nats. A direction the
+    product maps exactly to zero has ``-inf``.
 
     Examples
     --------
@@ -489,18 +501,53 @@ def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: flo
     k = check_positive_int("k", k)
     if k > cell.state_size:
         raise ValueError(f"k must be at most the state size {cell.state_size}; got {k}")
-    max_sweeps = check_positive_int("max_sweeps", max_sweeps)
+    if max_sweeps is None:
+        budget, limit = DEFAULT_SWEEPS, SWEEP_BUDGET_LIMIT * DEFAULT_SWEEPS
+    else:
+        budget = limit = check_positive_int("max_sweeps", max_sweeps)
     tol = check_finite_float("tol", tol, minimum=0.0)
     seed = check_seed(seed)
     states = unroll(cell, xs, h0)
     Q = _initial_block(np.random.default_rng(seed), xs.shape[1], cell.state_size, k)
     previous, logs, change, done = None, None, np.inf, 0
+    changes: list[float] = []
     with threadpool_limits(1):
-        while done < max_sweeps and not change <= tol:
+        while not change <= tol:
+            if done >= budget:
+                budget = _raised_budget(changes, tol, done, limit)
+                if done >= budget:
+                    moved = (f"the log values still moved by {change:.2g} nats > tol={tol:g}"
+                             if changes else "one sweep cannot tell how far it is from converged")
+                    warnings.warn(f"finite_time_singular_values did not converge: {moved} after {done} "
+                                  f"sweep{'s' * (done > 1)} (budget {limit}; nearly equal singular values "
+                                  f"converge slowly)", ConvergenceWarning, stacklevel=2)
+                    break
             Q, logs = _qr_sweep(cell, states, xs, Q, "right" if done % 2 == 0 else "left")
             done += 1
             if previous is not None:
-                with np.errstate(invalid="ignore"):  # -inf - -inf: an exact zero stays put
-                    change = float(np.nanmax(np.abs(logs - previous)))
+                finite = np.isfinite(logs) | np.isfinite(previous)  # an exact zero stays -inf
+                diff = np.abs(logs - previous, where=finite, out=np.zeros_like(logs))
+                change = float(diff.max())
+                changes.append(change)
             previous = logs
     return SingularValues(cell.name, logs, change, done, xs.shape[0])
+
+
+DEFAULT_SWEEPS = 40  # finite_time_singular_values' first budget, raised when the contraction needs more
+SWEEP_BUDGET_LIMIT = 10  # ... at most this many times over
+
+
+class ConvergenceWarning(UserWarning):
+    """An iteration stopped before reaching its tolerance; the result is approximate."""
+
+
+def _raised_budget(changes: list[float], tol: float, done: int, limit: int) -> int:
+    """The sweeps the observed geometric contraction of ``changes`` needs to reach ``tol``
+    (``done`` when it is not contracting, or when even ``limit`` would not do)."""
+    if len(changes) < 3:  # too few changes to measure the contraction: two more sweeps
+        return min(done + 2, limit)
+    if not 0.0 < changes[-1] < changes[-3]:
+        return done
+    ratio = (changes[-1] / changes[-3]) ** 0.5  # two sweeps apart: same direction, no zig-zag
+    needed = done + int(np.ceil(np.log(tol / changes[-1]) / np.log(ratio))) + 2
+    return needed if needed <= limit else done

@@ -11,7 +11,7 @@ from scipy.sparse.csgraph import dijkstra
 from . import _html
 from ._graph import topological_levels
 from ._sequence import SequenceModel
-from ._validation import check_positive_int
+from ._validation import check_memory, check_positive_int
 
 
 @dataclass(frozen=True, repr=False)
@@ -86,7 +86,22 @@ class PathLengths:
                           note="a hop is one learned operation; gaps: positions with no path")
 
 
-def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False) -> PathLengths:
+BYTES_PER_EDGE = 64  # edge lists (src, dst, weight), their concatenation, the CSR matrix, dijkstra
+_PROBE_N = 1024  # graphs this long are built to extrapolate the size of a long one
+
+
+def _graph_bytes(model: SequenceModel, n: int) -> float:
+    """Memory the graph of ``model`` over ``n`` positions needs, extrapolated from two short
+    graphs as a power law in ``n`` (linear for convolutions, quadratic for full attention)."""
+    if n <= 4 * _PROBE_N:
+        return 0.0
+    small, large = (max(1, model.dependency_graph(m).edge_count()) for m in (_PROBE_N, 2 * _PROBE_N))
+    power = max(1.0, float(np.log2(large / small)))
+    return BYTES_PER_EDGE * large * (n / (2 * _PROBE_N)) ** power
+
+
+def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False,
+                 allow_large: bool = False) -> PathLengths:
     """Fewest hops from each input position to the last output, from the dependency graph.
 
     The graph of the model unrolled over ``n`` positions is a ``scipy.sparse`` matrix;
@@ -102,6 +117,8 @@ def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False
         Sequence length.
     require_coverage : bool
         Raise ``ValueError`` when some input position cannot reach the last output.
+    allow_large : bool
+        Build a graph estimated to need more than 4 GiB (refused by default, with the estimate).
 
     Examples
     --------
@@ -114,6 +131,7 @@ def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False
         raise ValueError(f"model must be a SequenceModel (gf.self_attention, gf.tcn, gf.recurrent, ...); "
                          f"got {type(model).__name__}")
     n = check_positive_int("n", n)
+    check_memory(f"path_lengths({model.name!r}, n={n})", _graph_bytes(model, n), allow_large)
     graph = model.dependency_graph(n)
     reverse = graph.reversed_matrix()
     output = graph.size - 1  # the last position of the last layer

@@ -493,7 +493,14 @@ def _trusted(answered: set[str]) -> str:
 def input_drive(cell: Cell, xs: np.ndarray) -> float:
     """Mean squared input drive ``(W_ih x)^2`` of a vanilla cell's units (mean-field's input variance)."""
     U = cell.params.get("weight_ih_l0")
-    return float(np.mean((xs @ U.T) ** 2)) if U is not None and cell.kind == "rnn" else 0.0
+    if U is None or cell.kind != "rnn":
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        drive = float(np.mean((xs @ U.T) ** 2))
+    if not np.isfinite(drive):  # blame what the caller passed, not mean-field's input_var
+        raise ValueError(f"xs is too large: its drive (W_ih x)^2 overflows float64 "
+                         f"(max |x| = {np.max(np.abs(xs)):.3g})")
+    return drive
 
 
 @limited
@@ -595,6 +602,9 @@ def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:
     """
     if not isinstance(prediction, Prediction) or not isinstance(flow, GradientFlow):
         raise ValueError("compare takes a Prediction (gf.predict) and a GradientFlow (gf.gradient_flow)")
+    if prediction.cell_name != flow.cell_name:
+        raise ValueError(f"compare needs the prediction and the measurement of one cell; got a "
+                         f"prediction for {prediction.cell_name!r} and a measurement of {flow.cell_name!r}")
     frame = prediction.to_frame()
     frame["measured_regime"] = flow.regime
     frame["measured_rate"] = flow.rate

@@ -35,9 +35,10 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController
 
-from ._sweep_cache import Cache, cache_key, default_cache_dir
+from ._sweep_cache import Cache, cache_key, check_result, default_cache_dir
 from ._sweep_task import gradient_flow_task
 from ._validation import check_choice, check_positive_int
+from ._version import source_digest
 
 try:
     import tomllib
@@ -48,11 +49,16 @@ EXECUTORS = ("serial", "process", "dask")
 RESERVED = ("seed", "error")  # columns the sweep itself writes
 MAX_POOL_RESTARTS = 3  # a process pool whose worker died is restarted this often, then points fail
 MAX_AUTO_BATCH = 32  # points per job when batch_size is chosen for the caller
+LARGE_SWEEP = 100_000  # points: a bigger grid runs for hours, so the caller must say it is intended
+FASTEST_POINT = 1e-3  # seconds: about the cheapest point of the default task (batched, tiny sizes)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ADDRESS = re.compile(r"^(tcp|tls|ws|wss|ucx|inproc)://\S+$")
 
 Grid = Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | os.PathLike
 Task = Callable[[dict[str, Any]], Mapping[str, Any]]
+# The tasks a grid file (or a string) may name: gradflow's own. Anything else is code the
+# user passes themselves: a callable in Python, ``--task-module module:function`` on the CLI.
+TASKS: dict[str, Task] = {"gradient_flow": gradient_flow_task}
 
 
 class SweepWarning(UserWarning):
@@ -76,7 +82,8 @@ def read_grid(path: str | os.PathLike) -> GridFile:
 
     ``[grid]`` maps each parameter to a list of values (or one value); ``[[grid]]``
     tables, one per sub-grid, give a union of grids. Optional top-level keys:
-    ``seeds = [0, 1, 2]`` and ``task = "package.module:function"``.
+    ``seeds = [0, 1, 2]`` and ``task = "gradient_flow"``, the name of one of gradflow's
+    own tasks (`TASKS`): a grid file never imports or runs other code.
 
     Examples
     --------
@@ -109,8 +116,11 @@ def read_grid(path: str | os.PathLike) -> GridFile:
     if not isinstance(sub_grids, list) or not all(isinstance(g, dict) for g in sub_grids):
         raise ValueError(f"grid in {name!r} must be a [grid] table or [[grid]] tables")
     task = data.get("task")
-    if task is not None and not isinstance(task, str):
-        raise ValueError(f"task in {name!r} must be a string 'package.module:function'; got {task!r}")
+    if task is not None:
+        try:
+            registered_task(task)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (task in grid file {name!r})") from None
     seeds = data.get("seeds")
     return GridFile(sub_grids, None if seeds is None else check_seeds(seeds), task)
 
@@ -168,6 +178,21 @@ def _sub_grids(grid: Any) -> list[dict[str, list]]:
     return out
 
 
+def grid_size(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]], seeds: Iterable[int] = (0,)) -> int:
+    """How many points `points` would give, without making them."""
+    return sum(math.prod(len(v) for v in lists.values()) for lists in _sub_grids(grid)) * len(
+        check_seeds(seeds))
+
+
+def check_size(size: int, allow_large: bool) -> None:
+    """Refuse a sweep of more than `LARGE_SWEEP` points unless ``allow_large``, with an estimate."""
+    if size > LARGE_SWEEP and not allow_large:
+        hours = size * FASTEST_POINT / 3600
+        raise ValueError(f"the grid has {size:,} points (more than {LARGE_SWEEP:,}): at least "
+                         f"{hours:.1f} CPU hours at {FASTEST_POINT * 1e3:g} ms a point; if that is intended "
+                         f"pass allow_large=True (gradflow sweep --yes)")
+
+
 def points(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]], seeds: Iterable[int] = (0,)
            ) -> list[dict[str, Any]]:
     """Every point of a grid: the product of each sub-grid's value lists, times the seeds.
@@ -199,8 +224,18 @@ def describe(point: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------ tasks and jobs
 
 
+def registered_task(name: Any) -> Task:
+    """One of gradflow's own tasks by its name in `TASKS`; never imports anything."""
+    if isinstance(name, str) and name in TASKS:
+        return TASKS[name]
+    raise ValueError(f"unknown task {name!r}; gradflow's tasks are {', '.join(TASKS)} (a task of your "
+                     f"own: pass the function as task= in Python, or --task-module module:function "
+                     f"to gradflow sweep)")
+
+
 def load_task(spec: str) -> Task:
-    """The task named ``"package.module:function"`` (an attribute of an importable module)."""
+    """Import the task ``"package.module:function"``: this runs that module's code, so only the
+    user may ask for it (``gradflow sweep --task-module``), never a grid file."""
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise ValueError(f"task must be named 'package.module:function'; got {spec!r}")
@@ -214,15 +249,17 @@ def load_task(spec: str) -> Task:
 
 
 def task_id(task: Task) -> str:
-    """What identifies a task in cache keys: its import name, and a function's source text."""
-    if inspect.isfunction(task):
-        name = f"{task.__module__}:{task.__qualname__}"
-        try:
-            source = inspect.getsource(task)
-        except (OSError, TypeError):
-            return name
-        return f"{name}#{hashlib.sha256(source.encode()).hexdigest()[:16]}"
-    return f"{type(task).__module__}:{type(task).__qualname__}"
+    """What identifies a task in cache keys: its import name and, for a task defined outside
+    gradflow (whose own source is in every key), a digest of its source text."""
+    code = task if inspect.isfunction(task) else type(task)
+    name = f"{code.__module__}:{code.__qualname__}"
+    if code.__module__.split(".")[0] == "gradflow":
+        return name
+    try:
+        source = inspect.getsource(code)
+    except (OSError, TypeError):  # no source to read (a lambda in a REPL, a C function)
+        return name
+    return f"{name}#{hashlib.sha256(source.encode()).hexdigest()[:16]}"
 
 
 def _clean_result(result: Any) -> dict[str, Any]:
@@ -344,7 +381,8 @@ class ProcessExecutor:
                 # "__main__" lets a task defined in the user's script unpickle in the workers.
                 context.set_forkserver_preload(["__main__", "gradflow"])
             pool = _POOLS[self.parallelism] = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.parallelism, mp_context=context)
+                max_workers=self.parallelism, mp_context=context, initializer=_watch_parent,
+                initargs=(os.getpid(),))
         return pool
 
     def map(self, task: Task, jobs: list[list[dict]]) -> Iterator[tuple[int, list]]:
@@ -353,7 +391,8 @@ class ProcessExecutor:
             pool = self._pool()
             broken = None
             try:
-                futures = {pool.submit(run_job, task, job): i for i, job in pending.items()}
+                with _deferred_interrupt():  # a Ctrl-C inside submit() would orphan a starting worker
+                    futures = {pool.submit(run_job, task, job): i for i, job in pending.items()}
                 for future in concurrent.futures.as_completed(futures):
                     i = futures[future]
                     try:
@@ -382,6 +421,53 @@ class ProcessExecutor:
                 return
 
 
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then deliver it. Submitting jobs starts
+    the workers; interrupted inside a start, a worker is registered nowhere, escapes
+    `_stop_pool` and prints a traceback once its parent has gone."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
+PARENT_POLL = 0.5  # seconds between a worker's checks that the sweep's process is alive
+
+
+def _watch_parent(parent: int) -> None:
+    """Pool initializer: a daemon thread ends this worker once the process that started the
+    sweep is gone (``kill -9`` gives it no chance to stop its pool; with ``forkserver`` the
+    worker's own parent is the fork server, so the sweep's pid is watched, not getppid())."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            time.sleep(PARENT_POLL)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)  # nobody is left to read the results
+            except PermissionError:  # the pid now belongs to another user: ours is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="gradflow-parent-watch", daemon=True).start()
+
+
 def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     """Cancel the queued jobs and end the running ones now (Ctrl-C must not wait for them)."""
     # concurrent.futures has no public way to stop running jobs; shutdown() drops its
@@ -389,7 +475,16 @@ def _stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         process.terminate()
+    for process in processes:  # dead before the queues' semaphores go: a worker still starting
+        process.join(timeout=10)  # would otherwise print a traceback failing to unpickle them
     pool.shutdown(wait=True, cancel_futures=True)  # quick now, and it releases the queues
+
+
+def stop_pools() -> None:
+    """End the warm pools' workers now and wait for them: for an interrupted command, whose
+    Ctrl-C may land between two sweeps while a pool's workers are still starting."""
+    while _POOLS:
+        _stop_pool(_POOLS.popitem()[1])
 
 
 class DaskExecutor:
@@ -494,7 +589,7 @@ def _resolve_cache(cache) -> Cache | None:
 def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None = None,
         executor: str | None = None, scheduler: str | Any | None = None,
         cache: bool | str | os.PathLike = True, *, workers: int | None = None,
-        batch_size: int | None = None, progress: bool = True) -> pd.DataFrame:
+        batch_size: int | None = None, progress: bool = True, allow_large: bool = False) -> pd.DataFrame:
     """Run a task at every point of a grid, on one machine or a Dask cluster; cached, resumable.
 
     Parameters
@@ -504,13 +599,16 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
         are the product of the lists (a list of dicts: the union of their products). A
         TOML file holds the same under ``[grid]`` (or ``[[grid]]`` tables), optionally
         with ``seeds`` and ``task`` (see `read_grid`).
-    task : callable or "package.module:function", optional
+    task : callable or str, optional
         ``task(point) -> dict`` of numbers or strings, for ``point`` a dict of the
         parameters plus ``seed``; a module-level function, so that other processes can
-        import it. Default: `gradient_flow_task` (measured and predicted gradient-flow
+        import it. A string names one of gradflow's own tasks (`TASKS`), as a grid file's
+        ``task`` does. Default: `gradient_flow_task` (measured and predicted gradient-flow
         rates). A task may also have ``check(point)`` (raise ``ValueError`` before the
-        sweep starts), ``batch_key(point)`` and ``run_batch(points) -> list of dicts``
-        (several points of one key at once, with the same results).
+        sweep starts), ``batch_key(point)``, ``run_batch(points) -> list of dicts``
+        (several points of one key at once, with the same results) and
+        ``columns(point)`` (its result columns: ``float``, ``str`` or a tuple of the
+        allowed strings; cache entries that do not match are recomputed).
     seeds : list of int, optional
         Every configuration runs once per seed. Default: the file's ``seeds``, else ``[0]``.
     executor : {"serial", "process", "dask"}, optional
@@ -529,6 +627,9 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
         default: enough jobs to keep every worker busy, at most 32 points each.
     progress : bool
         Show a progress bar (points done / total, ETA) on stderr.
+    allow_large : bool
+        Run a grid of more than `LARGE_SWEEP` points (refused by default, with an estimate
+        of its size and time, before anything runs).
 
     Returns
     -------
@@ -553,13 +654,16 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
 
     spec = read_grid(grid) if isinstance(grid, (str, os.PathLike)) else None
     if task is None:
-        task = load_task(spec.task) if spec is not None and spec.task else gradient_flow_task
+        task = registered_task(spec.task) if spec is not None and spec.task else gradient_flow_task
     elif isinstance(task, str):
-        task = load_task(task)
+        task = registered_task(task)
     if not callable(task):
-        raise ValueError(f"task must be callable or 'package.module:function'; got {task!r}")
+        raise ValueError(f"task must be a callable or the name of a gradflow task; got {task!r}")
     if seeds is None:
         seeds = spec.seeds if spec is not None and spec.seeds else [0]
+    if not isinstance(allow_large, bool):
+        raise ValueError(f"allow_large must be True or False; got {allow_large!r}")
+    check_size(grid_size(spec.grid if spec is not None else grid, seeds), allow_large)
     all_points = points(spec.grid if spec is not None else grid, seeds)
     check = getattr(task, "check", None)
     if check is not None:
@@ -580,15 +684,16 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
             raise ValueError(f"task must be picklable (a module-level function) to run in other "
                              f"processes; got {task!r}: {exc}") from None
     store = _resolve_cache(cache)
-    name = task_id(task)
+    name, code = task_id(task), source_digest()
+    declared = getattr(task, "columns", None)
 
-    keys = [cache_key(name, p, __version__) for p in all_points]
+    keys = [cache_key(name, p, __version__, code) for p in all_points]
     unique = dict(zip(keys, all_points, strict=True))  # a repeated point is computed once
     results: dict[str, dict] = {}
     errors: dict[str, str] = {}
     if store is not None:
         for key in unique:
-            found = store.load(key)
+            found = store.load(key, declared(dict(unique[key])) if declared is not None else None)
             if found is not None:
                 results[key] = found
     cached = len(results)
@@ -601,12 +706,15 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
         if clash:
             ok, value = False, (f"ValueError: the task returned {clash[0]!r}, which is a grid "
                                 f"parameter or a column the sweep writes")
+        problem = check_result(value, declared(dict(point))) if ok and declared is not None else None
+        if problem:
+            ok, value = False, f"TypeError: the task's result does not match its columns: {problem}"
         if not ok:
             errors[key] = value
             return
         results[key] = value
         if store is not None:  # now, not at the end: an interruption loses no finished point
-            store.store(key, name, point, __version__, value)
+            store.store(key, name, point, __version__, code, value)
 
     with tqdm(total=len(unique), initial=cached, desc="sweep", unit="point", disable=not progress,
               file=sys.stderr, dynamic_ncols=True) as bar:

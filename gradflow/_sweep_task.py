@@ -23,7 +23,7 @@ from autograd.extend import defvjp, primitive
 from . import _activations as act
 from ._cells import KINDS, Cell, _components, gru, lstm, rnn
 from ._engine import _sequential_pass
-from ._flow import NEUTRAL_TOL, _fit_profile, fit_rate, regime_of
+from ._flow import NEUTRAL_TOL, _fit_profile, fit_rate, regime_or_none
 from ._ops import gru_update, join_columns, lstm_update, take_columns
 from ._predict import METHODS, input_drive, mean_field, predict
 from ._probe import StateRecorder, log_row_norms, unit_rows
@@ -31,6 +31,7 @@ from ._validation import check_choice, check_finite_float, check_positive_int, c
 from .inputs import gaussian
 
 PREDICTORS = ("all", "mean-field", "none")
+REGIMES = ("vanishing", "neutral", "exploding", "inconclusive")  # what measured/predicted_regime hold
 
 # Every parameter the default task reads, with its default.
 DEFAULTS: dict[str, Any] = {
@@ -252,7 +253,7 @@ def measured_rates(models: Sequence[tuple[Cell, np.ndarray, np.ndarray]]) -> lis
     for k in range(K):
         own = np.ascontiguousarray(log_norms[:, k * b : (k + 1) * b])
         rate = fit_rate(lags, _fit_profile(own, fit_from), fit_from).rate
-        out.append((rate, regime_of(rate, NEUTRAL_TOL)))
+        out.append((rate, regime_or_none(rate, NEUTRAL_TOL) or "inconclusive"))
     return out
 
 
@@ -308,6 +309,17 @@ class GradientFlowTask:
     def check(self, point: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` for a point the task cannot run (unknown or invalid parameter)."""
         resolve(point)
+
+    def columns(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The result columns of a point and what each holds (``float`` or the allowed strings)."""
+        p = resolve(point)
+        out: dict[str, Any] = {"measured_rate": float, "measured_regime": REGIMES}
+        if p["predictors"] == "mean-field":
+            out[rate_column("mean-field")] = float
+        elif p["predictors"] == "all":
+            out.update(predicted_rate=float, predicted_regime=REGIMES, trusted_predictor=METHODS)
+            out.update({rate_column(m): float for m in METHODS})
+        return out
 
     def batch_key(self, point: Mapping[str, Any]) -> tuple:
         """Points with equal keys have the same shapes and can be measured in one batch."""

@@ -78,3 +78,16 @@ def check_seed(value: Any, name: str = "seed") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
     return int(value)
+
+
+LARGE_BYTES = 4 * 2**30  # beyond this a request is refused unless the caller says it is intended
+
+
+def check_memory(what: str, nbytes: float, allow_large: Any) -> None:
+    """Refuse, before allocating, a request estimated to need more than `LARGE_BYTES` of memory
+    unless ``allow_large`` is True; the message gives the estimate."""
+    if not isinstance(allow_large, (bool, np.bool_)):
+        raise ValueError(f"allow_large must be True or False; got {_describe(allow_large)}")
+    if nbytes > LARGE_BYTES and not allow_large:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:,.1f} GiB of memory (more than "
+                         f"{LARGE_BYTES / 2**30:g} GiB); pass allow_large=True if that is intended")

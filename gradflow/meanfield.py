@@ -61,10 +61,16 @@ def gaussian_expectation(f, q: float) -> float:
         return float(f(0.0))
     s = np.sqrt(q)
     half = 12.0 * s  # the Gaussian weight is below 1e-31 beyond 12 standard deviations
-    breaks = [p for p in (-3.0, -1.0, 0.0, 1.0, 3.0) if -half < p < half]
+    # The derivatives' spike lives in |u| < ~30 whatever q is: break there so quad sees it.
+    breaks = [p for p in (-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0) if -half < p < half]
     value, _ = integrate.quad(lambda u: f(u) * np.exp(-0.5 * (u / s) ** 2) / (s * _SQRT_2PI),
-                              -half, half, points=breaks, limit=400, epsabs=1e-14, epsrel=1e-12)
+                              -half, half, points=breaks, limit=400, epsabs=0.0, epsrel=1e-12)
     return float(value)
+
+
+# chi_1 and q* grow like sigma_w^2 and the variances: keep them inside float64 (max ~1.8e308).
+MAX_SIGMA_W = 1e150
+MAX_VARIANCE = 1e300
 
 
 def _args(sigma_w, bias_var, input_var, activation):
@@ -72,6 +78,13 @@ def _args(sigma_w, bias_var, input_var, activation):
     bias_var = check_finite_float("bias_var", bias_var, minimum=0.0)
     input_var = check_finite_float("input_var", input_var, minimum=0.0)
     activation = check_choice("activation", activation, ACTIVATIONS)
+    if sigma_w > MAX_SIGMA_W:
+        raise ValueError(f"sigma_w must be at most {MAX_SIGMA_W:g} (sigma_w^2 must be a float64); "
+                         f"got {sigma_w!r}")
+    for name, value in (("bias_var", bias_var), ("input_var", input_var)):
+        if value > MAX_VARIANCE:
+            raise ValueError(f"{name} must be at most {MAX_VARIANCE:g} (q* must be a float64); "
+                             f"got {value!r}")
     return sigma_w, bias_var + input_var, activation
 
 
@@ -100,8 +113,10 @@ def q_star(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
     # excess > 0 at 0 (drive > 0, or the logistic's phi(0) = 1/2) or just above it (tanh with
     # slope w2 > 1, where q = 0 is the unstable root), and < 0 at w2 + drive + 1 because
     # E[phi^2] < 1 for tanh and the logistic.
-    lo = 0.0 if excess(0.0) > 0 else 1e-12
-    return float(optimize.brentq(excess, lo, w2 + drive + 1.0, xtol=1e-15, rtol=1e-14))
+    lo, hi = 0.0 if excess(0.0) > 0 else 1e-12, w2 + drive + 1.0
+    if excess(hi) >= 0:  # huge sigma_w: E[phi^2] rounds to 1, so q* = hi to float64 precision
+        return float(hi)
+    return float(optimize.brentq(excess, lo, hi, xtol=1e-15, rtol=1e-14))
 
 
 def chi1(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,

@@ -11,14 +11,16 @@ DataFrame (one row per point: the parameters, ``seed``, the results, ``error``).
   and returns its measured gradient-flow rate and every predictor's rate; points of the
   same shapes are measured together, in one batched reverse pass.
 * A content-addressed cache (`default_cache_dir`) keyed by the point's configuration,
-  the task and the gradflow version: a re-run computes only missing points, an
+  the task and the gradflow version and source: a re-run computes only missing points, an
   interrupted one resumes, a damaged entry is recomputed with a `CacheWarning`.
+* A grid file names only gradflow's own tasks (`TASKS`); your own task is a callable you
+  pass, or ``--task-module module:function`` on the command line.
 * A failed point becomes a row with its ``error``; the rest go on (`SweepWarning`).
 
 `summary` wraps a finished sweep's frame for display (Jupyter, ``plot()``) without changing it.
 
 The command line: ``gradflow sweep GRID.toml [--executor ...] [--scheduler tcp://...]
-[--dask-local N] [--out FILE.csv]`` and ``gradflow cache info|clear``.
+[--dask-local N] [--task-module M:F] [--yes] [--out FILE.csv]`` and ``gradflow cache info|clear``.
 
 Examples
 --------
@@ -27,12 +29,13 @@ Examples
 12
 """
 
-from ._sweep import GridFile, SweepWarning, load_task, points, read_grid, run
+from ._sweep import TASKS, GridFile, SweepWarning, load_task, points, read_grid, run
 from ._sweep_cache import CacheInfo, CacheWarning, cache_info, clear_cache, default_cache_dir
 from ._sweep_summary import SweepSummary, summary
 from ._sweep_task import GradientFlowTask, gradient_flow_task
 
 __all__ = [
+    "TASKS",
     "CacheInfo",
     "CacheWarning",
     "GradientFlowTask",

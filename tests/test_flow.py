@@ -157,7 +157,9 @@ def test_exactly_zero_gradient_gives_minus_infinity_not_nan():
     assert flow.log_norms[0, 0] == pytest.approx(0.0, abs=1e-15)  # unit loss direction
     assert np.all(flow.log_norms[1:] == -np.inf)
     assert not np.any(np.isnan(flow.log_norms))
-    assert flow.rate == -np.inf and flow.regime == "vanishing" and flow.memory_horizon == 1
+    # A zero has no log-rate: the fit is cut at lag 1, leaving too few lags (issue 15).
+    assert np.isnan(flow.rate) and flow.regime is None and flow.fit.zero_from == 1
+    assert flow.memory_horizon == 1
 
 
 def test_same_seed_same_numbers_other_seed_other_direction():
@@ -218,7 +220,7 @@ def test_reprs_are_short_and_html_escapes_names():
     ({"loss": 3}, "loss must be a callable, 'frobenius' or None; got 3"),
     ({"loss": lambda h: anp.sum(h)}, r"loss must return one value per batch element, shape \(2,\)"),
     ({"tol": -1}, "tol must be a finite number >= 0.0"),
-    ({"fit_from": 10}, r"fit_from must be an integer lag in \[0, 9\]; got 10"),
+    ({"fit_from": 10}, r"fit_from must be an integer lag in \[0, 8\] \(the fit needs 3 lags\); got 10"),
     ({"seed": "x"}, "seed must be a non-negative integer"),
 ])
 def test_gradient_flow_names_the_bad_argument(kwargs, message):
@@ -249,7 +251,7 @@ def test_a_step_that_ignores_the_state_has_zero_gradient_beyond_lag_zero():
     np.testing.assert_allclose(flow.log_norms[0], 0.0, atol=1e-15)
     assert np.all(flow.log_norms[1:] == -np.inf)
     assert np.all(np.isfinite(flow.input_log_norms[0])) and np.all(flow.input_log_norms[1:] == -np.inf)
-    assert flow.rate == -np.inf and flow.memory_horizon == 1
+    assert np.isnan(flow.rate) and flow.fit.zero_from == 1 and flow.memory_horizon == 1
 
 
 def test_a_loss_that_ignores_the_state_is_an_error():

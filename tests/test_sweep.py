@@ -111,7 +111,7 @@ def test_a_toml_grid_is_the_same_sweep_as_the_dict(tmp_path):
     ({"gain": [1.0]}, {"executor": "serial", "workers": 2}, "workers must be 1; got 2"),
     ({"gain": [1.0]}, {"executor": "process", "workers": 0}, "workers must be an integer >= 1; got 0"),
     ({"gain": [1.0]}, {"cache": 3}, "cache must be True (the default folder), False or a folder path; got 3"),
-    ({"gain": [1.0]}, {"task": "sweep_tasks:nothing"}, "cannot load task 'sweep_tasks:nothing'"),
+    ({"gain": [1.0]}, {"task": "sweep_tasks:nothing"}, "unknown task 'sweep_tasks:nothing'; gradflow's tasks are"),
     ("no/such/grid.toml", {}, "grid file 'no/such/grid.toml' does not exist"),
 ])
 def test_bad_input_is_refused_before_anything_runs_naming_the_argument(grid, kwargs, message):
@@ -286,11 +286,12 @@ def test_an_interrupted_batched_sweep_resumes_to_the_same_bits(tmp_path, monkeyp
 def test_ctrl_c_stops_a_process_pool_sweep_and_the_same_command_resumes_it(tmp_path):
     grid_file, cache, calls = tmp_path / "grid.toml", tmp_path / "cache", tmp_path / "calls.log"
     gate = tmp_path / "gate"  # points 4.. wait for it: Ctrl-C always lands mid-sweep
-    grid_file.write_text(f'task = "sweep_tasks:counting_task"\nseeds = [0]\n[grid]\n'
+    grid_file.write_text(f'seeds = [0]\n[grid]\n'
                          f'x = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\ngate = "{gate}"\ngated_from = 4\n')
     env = {**os.environ, "GRADFLOW_TEST_CALLS": str(calls),
            "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "gradflow", "sweep", str(grid_file), "--workers", "2",
+               "--task-module", "sweep_tasks:counting_task",
                "--cache-dir", str(cache), "--out", str(tmp_path / "out.csv"), "--quiet"]
     # A shell's background job ignores SIGINT, and the child would inherit that: restore it.
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -338,9 +339,10 @@ def test_damaged_cache_entries_are_recomputed_with_a_warning(tmp_path):
 def test_a_new_gradflow_version_is_a_new_cache_entry(tmp_path, monkeypatch):
     grid = {"hidden": 8, "seq_len": 40, "predictors": "none"}
     gf.sweep.run(grid, cache=tmp_path, progress=False)
+    version = gf.__version__
     monkeypatch.setattr(gf, "__version__", "99.0")
     assert gf.sweep.run(grid, cache=tmp_path, progress=False).attrs["sweep"]["computed"] == 1
-    assert gf.sweep.cache_info(tmp_path).versions == {"0.1.0": 1, "99.0": 1}
+    assert gf.sweep.cache_info(tmp_path).versions == {version: 1, "99.0": 1}
 
 
 def test_cache_info_and_clear_from_the_command_line(tmp_path, capsys):
