@@ -18,8 +18,8 @@
 # notebook builds the same state_dict with numpy (PyTorch's default initialisation, uniform on
 # (-1/sqrt(N), 1/sqrt(N)), gate order i, f, g, o).
 #
-# **Run time** (whole notebook, kernel start included): full size RUNTIME_FULL, quick mode
-# RUNTIME_QUICK, measured on a 2-core machine shared with other jobs: expect less on your own.
+# **Run time** (whole notebook, kernel start included): full size 36 s wall, quick mode
+# 14 s, measured on a 2-core machine shared with other jobs: expect less on your own.
 # `gf.options(quick=True)` in the first code cell (or `GRADFLOW_NOTEBOOK_QUICK=1` in the
 # environment) switches to the small sizes.
 

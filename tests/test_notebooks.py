@@ -56,15 +56,10 @@ def test_notebook_runs(path, kernel_name, tmp_path, monkeypatch):
 
 # Notebooks whose header another change owns; each needs the header line of jupytext.toml
 # ("notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation").
-HEADER_PENDING = {"04_analyse_your_pytorch_model": "its header is being rewritten with issue 14"}
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_running_and_saving_a_notebook_leaves_the_tracked_file_unchanged(path, tmp_path):
     """What JupyterLab does: jupytext's contents manager opens the .py as a notebook, a kernel adds
     outputs, execution counts, language_info and widget state, the user saves."""
-    if path.stem in HEADER_PENDING and "notebook_metadata_filter" not in path.read_text():
-        pytest.skip(f"{path.name}: {HEADER_PENDING[path.stem]}")
     pytest.importorskip("jupyter_server")  # installed with gradflow[jupyter]
     import asyncio
 
@@ -96,8 +91,6 @@ def test_checkpoints_are_ignored():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_each_notebook_states_its_run_time_and_reads_quick_mode_from_python(path):
     text = path.read_text()
-    if path.stem in HEADER_PENDING and "**Run time**" not in text:
-        pytest.skip(f"{path.name}: {HEADER_PENDING[path.stem]}")
     first = jupytext.reads(text, fmt="py:percent").cells[0]
     assert first.cell_type == "markdown" and "**Run time**" in first.source and "full size" in first.source
     assert "QUICK = gf.options().quick" in text and "os.environ" not in text
