@@ -221,7 +221,8 @@ def closed_form_kind(cell: Cell) -> str | None:
     """The kind of a one-layer built-in cell (its J_t has a closed form in ``_ops``), else None."""
     step = cell.step
     builtin = {rnn_step: "rnn", lstm_step: "lstm", gru_step: "gru"}
-    if isinstance(step, functools.partial) and step.func in builtin and step.keywords.get("layers") == 1:
+    if (isinstance(step, functools.partial) and step.func in builtin and step.keywords.get("layers") == 1
+            and not step.keywords.get("proj_size")):  # a projected LSTM's J_t is not the closed form's
         return builtin[step.func]
     return None
 

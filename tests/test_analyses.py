@@ -157,7 +157,8 @@ def _path_summary(gains: dict[str, float], seeds: int = 12) -> pd.DataFrame:
     ((1.0, 2.0, -3.0), "does not hold"),
     ((50.0, 2.0, 30.0), "holds only when architecture = self-attention (2 layers) or architecture = TCN "
                         "(k = 3, dilated)"),
-    ((50.0, 6.9, 30.0), "inconclusive (undecided for architecture = hierarchical attention (c = 4))"),
+    ((50.0, 6.9, 30.0), "inconclusive (holds for architecture = self-attention (2 layers), architecture = TCN "
+                        "(k = 3, dilated); undecided for architecture = hierarchical attention (c = 4))"),
 ])
 def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, label):
     from analyses import path_lengths
@@ -231,7 +232,7 @@ def _shares(by_width: dict[int, float], networks: int = 12) -> pd.DataFrame:
     ({64: 0.9, 1024: 0.8}, "holds"),
     ({64: 0.1, 1024: 0.2}, "does not hold"),
     ({64: 0.1, 1024: 0.9}, "holds only when width = 1024"),
-    ({64: 0.1, 1024: 0.5}, "inconclusive (undecided for width = 1024)"),
+    ({64: 0.1, 1024: 0.5}, "inconclusive (does not hold for width = 64; undecided for width = 1024)"),
 ])
 def test_cost_decides_bandwidth_bound_from_the_fastest_step(shares, label):
     from analyses import cost
@@ -471,7 +472,7 @@ def _pa_results(right_by_arch: dict[str, float], n: int = 40) -> pd.DataFrame:
     ({"GRU": 1.0, "LSTM": 1.0}, "holds"),
     ({"GRU": 0.5, "LSTM": 0.3}, "does not hold"),
     ({"GRU": 1.0, "LSTM": 0.3}, "holds only when cell = GRU"),
-    ({"GRU": 0.9, "LSTM": 0.3}, "inconclusive (undecided for cell = GRU)"),
+    ({"GRU": 0.9, "LSTM": 0.3}, "inconclusive (does not hold for cell = LSTM; undecided for cell = GRU)"),
 ])
 def test_predictor_accuracy_verdict_per_cell_type(shares, label):
     from analyses import predictor_accuracy as pa

@@ -65,7 +65,7 @@ def _runs(rates: dict[str, float], n: int = 40, T: int = 100) -> pd.DataFrame:
     ({"RNN": 0.0, "RNN + clip norm 1": 0.05, "LSTM + forget bias 3": 0.9},
      "holds only when remedy = LSTM + forget bias 3"),
     ({"RNN": 0.0, "RNN + clip norm 1": 0.05, "LSTM + forget bias 3": 0.5},
-     "inconclusive (undecided for remedy = LSTM + forget bias 3)"),
+     "inconclusive (does not hold for remedy = RNN + clip norm 1; undecided for remedy = LSTM + forget bias 3)"),
 ])
 def test_verdict_follows_the_success_rates_at_the_longest_T(rates, label):
     runs = pd.concat([_runs(rates, T=5).assign(success=True), _runs(rates)])  # short T never decides
