@@ -40,7 +40,7 @@ from ._spectral import (
     spectral_radius,
 )
 from ._threads import limited
-from ._validation import check_finite_float, check_positive_int
+from ._validation import check_finite_float, check_positive_int, check_seed
 
 # The methods, in the order tables show them.
 METHODS = ("eigenvalue rule", "pascanu bound", "fixed point", "mean-field", "local gain",
@@ -547,7 +547,7 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     resolve_progress(progress)  # checked before any work
     probes = check_positive_int("probes", probes)
     fixed_point_starts = check_positive_int("fixed_point_starts", fixed_point_starts, minimum=0)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     if (xs is None) == (input_std is None):
         raise ValueError("give exactly one of xs (an input sequence) and input_std")
     if xs is None:

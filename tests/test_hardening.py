@@ -163,6 +163,12 @@ def test_predict_on_huge_inputs_blames_xs_not_input_var():
         gf.predict(cell, gf.inputs.gaussian(20, 2, 4) * 1e300)
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_predict_names_a_bad_seed(seed):
+    with pytest.raises(ValueError, match=r"^seed must be a non-negative integer"):
+        gf.predict(gf.rnn(4, 2, seed=0), gf.inputs.gaussian(10, 1, 2), seed=seed)
+
+
 # ------------------------------------------------------------------ stale results
 
 GRID = {"hidden": 8, "seq_len": 30, "predictors": "mean-field"}
