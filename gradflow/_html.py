@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Shared with the matplotlib plots (gradflow._plot), so a badge and a line agree in colour.
-REGIME_COLORS = {"vanishing": "#3b6fb6", "neutral": "#6b6b6b", "exploding": "#c8553d",
+REGIME_COLORS = {"vanishing": "#3b6fb6", "neutral": "#6b6b6b", "exploding": "#c0503a",
                  "inconclusive": "#a0a0a0"}
 MAX_POINTS = 300  # a sparkline never needs more vertices than it has pixels
 MAX_DOT_LABELS = 12  # dots with labels get them written beside them up to this many (else tooltips)
@@ -50,11 +50,30 @@ def cell(value: object) -> str:
     return value if isinstance(value, Raw) else esc(value)
 
 
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two ``#rrggbb`` (or ``#rgb``) colours (1 to 21; text wants >= 4.5)."""
+    def luminance(colour: str) -> float:
+        digits = colour[1:] if len(colour) == 7 else "".join(c * 2 for c in colour[1:])  # #rgb too
+        channels = [int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def text_colour_on(background: str) -> str:
+    """White or near-black, whichever reads better on ``background`` (the badges' colours are
+    shared with the plots, so the text adapts to them, not the other way round)."""
+    return max(("#fff", "#111"), key=lambda text: contrast_ratio(text, background))
+
+
 def badge(regime: str | None, text: str | None = None) -> Raw:
     """A coloured pill for ``"vanishing"``, ``"neutral"``, ``"exploding"``; grey for no verdict."""
     key = regime if regime in REGIME_COLORS else "inconclusive"
     label = text if text is not None else (regime or "inconclusive")
-    return Raw(f'<span style="background:{REGIME_COLORS[key]};color:#fff;border-radius:0.7em;'
+    background = REGIME_COLORS[key]
+    return Raw(f'<span style="background:{background};color:{text_colour_on(background)};border-radius:0.7em;'
                f'padding:0.05em 0.6em;font-size:0.85em;white-space:nowrap">{esc(label)}</span>')
 
 

@@ -267,7 +267,9 @@ def test_an_infinite_rate_leaves_no_nan_in_the_charts():
     xs = gf.inputs.gaussian(40, 2, 2, scale=1e300)  # saturated gates: the gradient is exactly 0
     with np.errstate(all="ignore"):
         table = gf.compare(gf.predict(cell, xs), gf.gradient_flow(cell, xs))
-    assert table.measured_rate.iloc[0] == -np.inf
+    # an exactly-zero gradient has no rate (NaN, regime None), never a -inf "vanishing" one;
+    # the predictors' rates can still be -inf
+    assert np.isnan(table.measured_rate.iloc[0])
     assert "nan" not in table._repr_html_().lower()
 
 
@@ -284,7 +286,7 @@ def test_every_colour_follows_the_jupyterlab_theme(results, kind):
     for text in re.findall(r"<text [^>]*>", page):
         assert "fill:var(--jp-ui-font-color1, #333)" in text, text
     for colour in re.findall(r"(?:fill|stroke|color):(#[0-9a-f]{3,6})", page):  # the regimes' own,
-        assert colour in {*_html.REGIME_COLORS.values(), "#fff"}, (kind, colour)  # white on a badge
+        assert colour in {*_html.REGIME_COLORS.values(), "#fff", "#111"}, (kind, colour)  # badge text
     assert "color:#666" not in page
 
 
@@ -416,3 +418,12 @@ def test_no_bars_in_worker_processes_or_logs():
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert pool.submit(_options.interactive).result(timeout=60) is False  # a sweep's worker
     assert _options.interactive() is sys.stderr.isatty()  # pytest captures stderr: not a terminal
+
+
+def test_every_badge_text_reads_on_its_colour():
+    # WCAG AA for normal text: 4.5:1 (white on the grey and the red badges was 2.6 and 4.2)
+    assert _html.contrast_ratio("#ffffff", "#000000") == pytest.approx(21.0)
+    for regime, colour in _html.REGIME_COLORS.items():
+        page = str(_html.badge(regime))
+        text = _html.text_colour_on(colour)
+        assert f"color:{text}" in page and _html.contrast_ratio(text, colour) >= 4.5, regime
