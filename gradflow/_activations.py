@@ -2,7 +2,7 @@
 
 autograd's own ``tanh`` differentiates as ``1 / cosh(a)**2``, which overflows
 (with a RuntimeWarning) for ``|a| > 355``; ``1 - tanh(a)**2`` is exactly 0 once
-``|a| > 19``. We use the log form of sech^2 instead (theory.md, section 1), which
+``|a| > 19``. We use the log form of sech^2 instead (docs/theory.md, section 1), which
 stays accurate until float64 itself underflows near ``|a| = 372``.
 """
 

@@ -13,7 +13,7 @@ nats/step and ``chi_1 = 1`` is the edge of chaos.
 
 Expectations are adaptive quadratures in ``u = sqrt(q) z``, where the derivative's
 spike has width O(1) whatever ``q`` is (fixed Gauss-Hermite rules fail once ``q*``
-is large: theory.md, section 3). ReLU and linear units use closed forms.
+is large: docs/theory.md, section 3). ReLU and linear units use closed forms.
 
 Examples
 --------

@@ -128,7 +128,7 @@ def test_linear_orthogonal_network_decays_exactly_by_alpha_per_step():
 
 
 @pytest.mark.parametrize(("make", "regime"), [
-    # Mean-field chi_1 = 0.09 and 1.86 (theory.md): far from the neutral band either way.
+    # Mean-field chi_1 = 0.09 and 1.86 (docs/theory.md): far from the neutral band either way.
     (lambda: gf.rnn(64, 4, gain=0.3, seed=0), "vanishing"),
     (lambda: gf.rnn(64, 4, gain=3.0, seed=0), "exploding"),
     (lambda: gf.lstm(32, 4, forget_bias=3.0, seed=0), None),

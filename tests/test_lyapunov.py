@@ -78,7 +78,7 @@ def test_rare_reorthonormalisation_agrees_and_warns_when_conditioning_is_lost():
 
 @pytest.mark.parametrize("g", [1.5, 2.0, 3.0, 5.0])
 def test_autonomous_tanh_network_top_exponent_matches_mean_field(g):
-    # theory.md: N = 1000 simulations sit within ~0.01 of mean field away from g = 1.
+    # docs/theory.md: N = 1000 simulations sit within ~0.01 of mean field away from g = 1.
     cell = gf.rnn(1000, 1, gain=g, seed=0)
     h0 = np.random.default_rng(1).normal(size=(2, 1000))
     spec = gf.lyapunov_spectrum(cell, gf.inputs.constant(900, 2, 1, 0.0), h0=h0, k=1, warmup=300)

@@ -7,7 +7,7 @@ from gradflow import meanfield as mf
 @pytest.mark.parametrize(("sigma_w", "q", "chi"), [(1.5, 0.7934, 1.1393), (2.0, 2.1215, 1.3627),
                                                    (3.0, 6.3054, 1.8599)])
 def test_tanh_reference_values(sigma_w, q, chi):
-    # theory.md section 3 (Poole et al. 2016)
+    # docs/theory.md section 3 (Poole et al. 2016)
     assert mf.q_star(sigma_w) == pytest.approx(q, abs=1e-3)
     assert mf.chi1(sigma_w) == pytest.approx(chi, abs=1e-3)
 
@@ -56,7 +56,7 @@ def test_large_q_is_accurate_where_fixed_nodes_fail():
 
 
 def test_input_drive_suppresses_chaos():
-    # theory.md: with input drive the effective gain falls (Molgedey 1992; Rajan et al. 2010)
+    # docs/theory.md: with input drive the effective gain falls (Molgedey 1992; Rajan et al. 2010)
     assert mf.chi1(2.0) > 1 > mf.chi1(2.0, input_var=4.0)
 
 

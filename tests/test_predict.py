@@ -11,7 +11,7 @@ from gradflow._spectral import fixed_points
 
 @pytest.mark.parametrize("gain", [0.5, 1.0, 1.5, 2.0, 3.0])
 def test_mean_field_rate_matches_input_driven_networks(gain):
-    # theory.md: input drive suppresses chaos; N = 200, input std 0.5, 1, 2.
+    # docs/theory.md: input drive suppresses chaos; N = 200, input std 0.5, 1, 2.
     for scale in (0.5, 1.0, 2.0):
         cell = gf.rnn(200, 10, gain=gain, seed=1)
         xs = gf.inputs.gaussian(300, 1, 10, scale=scale, seed=2)
@@ -21,7 +21,7 @@ def test_mean_field_rate_matches_input_driven_networks(gain):
 
 
 def test_the_eigenvalue_rule_fails_where_theory_says_it_does():
-    # theory.md: N = 200, g = 2, sigma_x = 2: measured about -0.12, eigenvalue rule +0.69.
+    # docs/theory.md: N = 200, g = 2, sigma_x = 2: measured about -0.12, eigenvalue rule +0.69.
     cell = gf.rnn(200, 10, gain=2.0, seed=1)
     xs = gf.inputs.gaussian(400, 1, 10, scale=2.0, seed=2)
     flow, prediction = gf.gradient_flow(cell, xs), gf.predict(cell, xs)
