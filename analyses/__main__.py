@@ -98,7 +98,7 @@ def _run(args, studies) -> int:
         done.append(contents_entry(name, result))
     bar.close()
     combined = os.path.join(args.out, "gradflow-report.pdf")
-    pages = combine_pdfs(combined, done, title="gradflow: the seed claims, measured")
+    pages = combine_pdfs(combined, done, title="gradflow: the folklore claims, measured")
     print(f"combined: {len(done)} studies, {pages} pages -> {combined}")
     return 0
 

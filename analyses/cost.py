@@ -43,7 +43,7 @@ CLAIM = Claim(
     text="RNNs are memory-bandwidth bound: a recurrent step needs as much memory bandwidth as "
          "operations, so the processor waits on memory.",
     source="002_6d33935d2b5896cb.txt",
-    source_title="The fall of RNN / LSTM (Eugenio Culurciello)",
+    source_title="\"The fall of RNN / LSTM\" (Eugenio Culurciello)",
     quote="RNN and LSTM are memory-bandwidth limited problems",
     quantity="share of one recurrent step's wall time (fastest of plain numpy, gradflow and PyTorch) "
              "that reading its W x W matrix once takes, from wherever a matrix of that size lives",

@@ -39,7 +39,7 @@ CLAIM = Claim(
          "(hierarchical attention and dilated convolutions: O(log n)), where a recurrent net needs O(n), "
          "so old inputs keep a strong gradient.",
     source="002_6d33935d2b5896cb.txt",
-    source_title="The fall of RNN / LSTM (Eugenio Culurciello)",
+    source_title="\"The fall of RNN / LSTM\" (Eugenio Culurciello)",
     quote="It is easier to remember sequences if you hop 3\u20134 times, as opposed to hopping 100 times!",
     quantity="ln-sensitivity ln ||d y_{n-1} / d x_0||_F of the oldest input through a short-path "
              "architecture minus that through the tanh RNN with the same seed (nats), at n = steps",

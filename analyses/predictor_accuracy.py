@@ -52,7 +52,7 @@ CLAIM = Claim(
     text="Below 1 the largest eigenvalue of the recurrent matrix makes gradients vanish, above 1 "
          "makes them explode.",
     source="001_c88bba1d8530f5f5.txt",
-    source_title="Disadvantages of RNN (OpenGenus)",
+    source_title="\"Disadvantages of RNN\" (OpenGenus)",
     quote="If the largest eigenvalue is less than 1, the gradient will vanish. If the largest eigenvalue "
           "is more than 1, the gradient explodes.",
     quantity="share of networks whose measured regime (vanishing / neutral / exploding) the eigenvalue "

@@ -64,7 +64,7 @@ CLAIM = Claim(
          "gradient clipping, L1/L2 penalties on the recurrent weights, orthogonal or identity "
          "initialisation and gates (LSTM, forget-gate bias) fix it.",
     source="001_c88bba1d8530f5f5.txt",
-    source_title="Disadvantages of RNN (OpenGenus)",
+    source_title="\"Disadvantages of RNN\" (OpenGenus)",
     quote="Solutions like LSTM networks and gradient clippings are now becoming an industry practice.",
     quantity="success rate at the longest T (adding problem, T >= 100): share of independently seeded "
              "networks whose held-out loss ends below half the memoryless baseline",
