@@ -28,6 +28,14 @@ test: $(STAMP)
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 				>/dev/null 2>&1 || echo "could not install chromium: browser tests will skip"; \
 		else echo "no chromium, and not root with apt-get: browser tests will skip"; fi; }
+	@# PyTorch is never a dependency, but the tests compare every loader and rate with it when it is
+	@# importable: a torch wheel pip finds locally (--no-index: never a multi-GB download) is installed,
+	@# then its small dependencies; otherwise those tests skip. Never fails the run.
+	@$(PY) -c "import torch" >/dev/null 2>&1 || \
+		{ $(PY) -m pip install --quiet --no-index --no-deps torch >/dev/null 2>&1 && \
+		  $(PY) -m pip install --quiet "torch==$$($(PY) -c 'import importlib.metadata as m; print(m.version("torch"))')" \
+			>/dev/null 2>&1 && echo "installed PyTorch (a local wheel) for the comparison tests"; } || \
+		echo "no local PyTorch wheel: the comparisons with PyTorch will skip (pip install torch to run them)"
 	$(PY) -m pytest -q
 
 report: $(STAMP)

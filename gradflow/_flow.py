@@ -44,8 +44,10 @@ def regime_or_none(rate: float, tol: float = NEUTRAL_TOL) -> str | None:
 class RateFit:
     """Least-squares line through a log-norm profile: ``log_norm ~ intercept + rate * lag``.
 
-    ``zero_from`` is the first lag at which the gradient is exactly zero (log-norm
+    ``zero_from`` is the first lag at which the gradient becomes exactly zero (log-norm
     ``-inf``: a dead ReLU, a saturated unit, a loss that ignores the state), or None.
+    Zeros before the first non-zero lag are skipped, not a death: they belong to a part
+    the loss does not read directly (a lower layer's state at lag 0).
     The line is fitted only through the lags before it, since a zero has no log-rate;
     when that leaves fewer than `MIN_FIT_LAGS` lags of the window, through every lag
     before it (the gradient died before the window: its rate while it lived), and with
@@ -61,12 +63,16 @@ class RateFit:
 
 
 def fit_rate(lags: np.ndarray, profile: np.ndarray, start: int) -> RateFit:
-    dead = np.flatnonzero(np.isneginf(profile))
+    # Exact zeros before the first non-zero lag are structural, not a death: a part the loss
+    # does not read directly (a lower layer's h at lag 0 under a readout of the top layer).
+    alive = np.flatnonzero(~np.isneginf(profile))
+    born = int(alive[0]) if alive.size else 0
+    dead = born + np.flatnonzero(np.isneginf(profile[born:]))
     zero_from = int(lags[dead[0]]) if dead.size else None
-    end = dead[0] if dead.size else len(lags)  # the profile is cut where the gradient is exactly 0
-    x, y = lags[start:end], profile[start:end]
+    end = dead[0] if dead.size else len(lags)  # the profile is cut where the gradient becomes exactly 0
+    x, y = lags[max(start, born):end], profile[max(start, born):end]
     if len(x) < MIN_FIT_LAGS and zero_from is not None:  # died before the window: fit what lived
-        x, y = lags[:end], profile[:end]
+        x, y = lags[born:end], profile[born:end]
     if len(x) < MIN_FIT_LAGS or not np.all(np.isfinite(y)):
         last = int(x[-1]) if len(x) else int(lags[start])
         return RateFit(np.nan, np.nan, np.nan, np.nan, (int(lags[start]), last), zero_from)

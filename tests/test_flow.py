@@ -330,3 +330,18 @@ def test_one_dead_sample_does_not_sink_the_batch_rate():
 def test_regime_of_checks_its_argument():
     with pytest.raises(ValueError, match="rate must be a number; got 'a'"):
         gf.regime_of("a")
+
+
+def test_leading_exact_zeros_are_skipped_not_taken_for_a_dead_gradient():
+    # A readout of the top layer leaves a lower layer's gradient exactly 0 at lag 0 only.
+    from gradflow._flow import fit_rate
+
+    lags = np.arange(30)
+    profile = -0.1 * lags
+    profile[0] = -np.inf
+    fit = fit_rate(lags, profile, 0)
+    assert fit.zero_from is None and fit.lag_range == (1, 29) and fit.rate == pytest.approx(-0.1)
+    profile[20:] = -np.inf  # then it dies at lag 20: cut there
+    fit = fit_rate(lags, profile, 0)
+    assert fit.zero_from == 20 and fit.lag_range == (1, 19) and fit.rate == pytest.approx(-0.1)
+    assert np.isnan(fit_rate(lags, np.full(30, -np.inf), 0).rate)  # nothing ever lived
