@@ -33,6 +33,7 @@ import time
 import autograd
 import autograd.numpy as anp
 import numpy as np
+from _timing import adam_steps, best_of  # benchmarks/_timing.py: these files run as scripts
 from autograd.misc import flatten
 from threadpoolctl import threadpool_limits
 
@@ -44,15 +45,6 @@ except ImportError:  # the PyTorch rows say "skip"
     torch = None
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def best_of(fn, repeat, clock):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = clock()
-        out = fn()
-        best = min(best, clock() - t0)
-    return best, out
 
 
 def tanh_parts(cell):
@@ -131,20 +123,8 @@ def torch_adam_step(cell, params, xs, ys):
 
 def gradflow_adam_step(objective, params, xs, ys):
     flat, unflatten = flatten(params)
-    grad = autograd.value_and_grad(lambda v: objective(unflatten(v), xs, ys))
-    state = {"x": flat, "m": np.zeros_like(flat), "v": np.zeros_like(flat), "t": 0}
-
-    def step():
-        loss, g = grad(state["x"])
-        state["t"] += 1
-        t = state["t"]
-        state["m"] = 0.9 * state["m"] + 0.1 * g
-        state["v"] = 0.999 * state["v"] + 0.001 * g**2
-        state["x"] = state["x"] - 1e-3 * (state["m"] / (1 - 0.9**t)) / (
-            np.sqrt(state["v"] / (1 - 0.999**t)) + 1e-8)
-        return float(loss)
-
-    return step
+    step = adam_steps(autograd.value_and_grad(lambda v: objective(unflatten(v), xs, ys)), flat)
+    return lambda: float(step()[0])
 
 
 # ------------------------------------------------------------------ rows
