@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from . import _activations as act
 from . import _html
+from ._files import atomic_path
 from ._ops import affine, gru_update, join_columns, lstm_update, take_columns
 from ._probe import probe
 from ._validation import (
@@ -230,16 +230,8 @@ class Cell:
             raise ValueError(f"path must end in .npz; got {path!r}")
         meta = {"format": "gradflow-cell", "version": 1, "kind": self.kind, "name": self.name,
                 **self.config}
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, __gradflow__=np.array(json.dumps(meta)), **self.params)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # the user's umask, not mkstemp's 0600
+            np.savez(fh, __gradflow__=np.array(json.dumps(meta)), **self.params)
 
 
 # ---------------------------------------------------------------- step functions

@@ -315,6 +315,16 @@ def test_outputs_get_the_users_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "t.csv").stat().st_mode) == 0o644
 
 
+def test_a_saved_cell_gets_the_users_umask_and_no_temporary_is_left(tmp_path):
+    old = os.umask(0o022)
+    try:
+        gf.rnn(3, 2, seed=0).save(tmp_path / "cell.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "cell.npz").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["cell.npz"]
+
+
 def test_a_failed_staging_publishes_nothing_and_stale_staging_is_cleaned(tmp_path):
     out = tmp_path / "reports"
     with pytest.raises(RuntimeError), staged_folder(out) as stage:
