@@ -33,7 +33,7 @@ def models(width: int, inputs: int):
         gf.self_attention(width, heads=4, inputs=inputs, seed=0),
         gf.restricted_attention(width, window=64, heads=4, layers=4, inputs=inputs, seed=0),
         gf.hierarchical_attention(width, chunk=8, inputs=inputs, seed=0),
-        gf.tcn(width, kernel=3, levels=11, inputs=inputs, seed=0),
+        gf.tcn(width, kernel=3, layers=11, inputs=inputs, seed=0),
         gf.conv_stack(width, kernel=9, layers=16, inputs=inputs, seed=0),
     ]
 

@@ -266,7 +266,7 @@ def _analyzed_model(args):
             return load(path), path
     name = os.path.splitext(os.path.basename(path))[0]
     model = from_torch(path, prefix=args.prefix, head=args.head, kind=args.cell,
-                       nonlinearity=args.activation or "tanh", name=name)
+                       activation=args.activation or "tanh", name=name)
     return model, path
 
 

@@ -38,7 +38,7 @@ W, n = (16, 64) if QUICK else (32, 512)
 models = [gf.recurrent(gf.lstm(W, 8, seed=0)),
           gf.self_attention(W, heads=4, layers=2, inputs=8),
           gf.restricted_attention(W, window=16, layers=2, inputs=8),
-          gf.tcn(W, kernel=3, levels=4, inputs=8)]
+          gf.tcn(W, kernel=3, layers=4, inputs=8)]
 models[1]
 
 # %% [markdown]

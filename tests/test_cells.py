@@ -95,7 +95,7 @@ def test_from_torch_step_matches_pytorch_equations(kind):
 
 def test_from_torch_relu_rnn_and_no_bias():
     w = torch_weights("rnn", 4, 2, bias=False)
-    cell = gf.from_torch("rnn", w, nonlinearity="relu")
+    cell = gf.from_torch("rnn", w, activation="relu")
     h, x = np.full((1, 4), 0.3), np.ones((1, 2))
     ref = np.maximum(x @ w["weight_ih_l0"].T + h @ w["weight_hh_l0"].T, 0)
     np.testing.assert_allclose(cell.step(cell.params, h, x), ref)
@@ -152,11 +152,11 @@ def test_from_torch_rejects_mismatched_arrays(mutate, message):
         gf.from_torch("lstm", w)
 
 
-def test_from_torch_rejects_unknown_kind_and_nonlinearity():
+def test_from_torch_rejects_unknown_kind_and_activation():
     with pytest.raises(ValueError, match="unknown kind 'transformer'"):
         gf.from_torch("transformer", {})
-    with pytest.raises(ValueError, match="unknown nonlinearity 'gelu'"):
-        gf.from_torch("rnn", torch_weights("rnn", 2, 2), nonlinearity="gelu")
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        gf.from_torch("rnn", torch_weights("rnn", 2, 2), activation="gelu")
 
 
 # ------------------------------------------------------------------ save / load

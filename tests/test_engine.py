@@ -25,8 +25,8 @@ def test_every_step_jacobian_matches_central_differences(name):
     cell = CELLS[name]()
     xs = gf.inputs.gaussian(5, 2, cell.input_size, scale=1.5, seed=11)
     h0 = np.random.default_rng(12).normal(size=(2, cell.state_size)) * 0.5
-    hs = gf.unroll(cell, xs, h0)
-    J = gf.jacobians(cell, xs, h0)
+    hs = gf.unroll(cell, xs, h0=h0)
+    J = gf.jacobians(cell, xs, h0=h0)
     assert J.shape == (5, 2, cell.state_size, cell.state_size)
     for t in range(5):
         for b in range(2):
@@ -113,7 +113,7 @@ def test_unroll_matches_a_python_loop_and_accepts_shared_h0():
     cell = gf.gru(4, 2, seed=0)
     xs = gf.inputs.gaussian(9, 3, 2)
     h0 = np.linspace(-1, 1, 4)
-    hs = gf.unroll(cell, xs, h0)
+    hs = gf.unroll(cell, xs, h0=h0)
     h = np.tile(h0, (3, 1))
     for t in range(9):
         h = cell.step(cell.params, h, xs[t])

@@ -102,7 +102,7 @@ def test_html_shows_regime_badge_units_and_figure(results):
 def test_every_result_plots_with_seaborn_style(results):
     for kind, obj in results.items():
         if kind == "SequenceModel":
-            ax = obj.plot(n=24)
+            ax = obj.plot(seq_len=24)
         else:
             ax = obj.plot()
         assert ax.lines or ax.collections, kind

@@ -184,7 +184,7 @@ def test_projected_cell_round_trips_and_its_jacobian_matches_finite_differences(
     xs = rng.normal(size=(4, 1, 2))
     np.testing.assert_array_equal(gf.unroll(back, xs), gf.unroll(cell, xs))
     h, x = rng.normal(size=(1, 6)), xs[0]
-    J = gf.jacobians(cell, x[None], h)[0, 0]
+    J = gf.jacobians(cell, x[None], h0=h)[0, 0]
     eps = 1e-6
     fd = np.stack([(cell.step(cell.params, h + eps * e, x) - cell.step(cell.params, h - eps * e, x))[0]
                    / (2 * eps) for e in np.eye(6)], axis=1)

@@ -19,7 +19,7 @@ def henon(s):
 
 
 def test_henon_map_published_exponents():
-    spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=30_000)
+    spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], seq_len=30_000)
     np.testing.assert_allclose(spec.exponents, [0.419, -1.623], atol=0.005)
     assert spec.exponents.sum() == pytest.approx(np.log(0.3), rel=1e-10)  # |det J| = 0.3 always
     assert spec.kaplan_yorke_dimension == pytest.approx(1 + spec.exponents[0] / -spec.exponents[1])
@@ -100,7 +100,7 @@ def test_long_runs_stay_finite_in_either_regime():
 
 
 def test_result_object_reports_and_plots():
-    spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=2000)
+    spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], seq_len=2000)
     assert repr(spec).startswith("LyapunovSpectrum(system='henon', k=2, exponents=[+0.4")
     page = spec._repr_html_()
     assert "Kaplan-Yorke" in page and len(page) < 100_000
@@ -120,10 +120,10 @@ def test_result_object_reports_and_plots():
     (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), warmup=10), "warmup must be shorter"),
     (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), k=5, warmup=1), "k must be at most the state size 4"),
     (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1)), "xs is required"),
-    (lambda: gf.lyapunov_spectrum(henon, steps=10), "a map needs x0"),
-    (lambda: gf.lyapunov_spectrum(henon, x0=[1.0, np.nan], steps=10), "x0 contains non-finite"),
-    (lambda: gf.lyapunov_spectrum(42), "system must be a Cell or a callable map"),
-    (lambda: gf.lyapunov_spectrum(lambda s: s[0], x0=[0.1, 0.2], steps=10), r"step\('<lambda>'\) failed|must return the next state"),
+    (lambda: gf.lyapunov_spectrum(henon, seq_len=10), "a map needs x0"),
+    (lambda: gf.lyapunov_spectrum(henon, x0=[1.0, np.nan], seq_len=10), "x0 contains non-finite"),
+    (lambda: gf.lyapunov_spectrum(42), "cell must be a Cell or a callable map"),
+    (lambda: gf.lyapunov_spectrum(lambda s: s[0], x0=[0.1, 0.2], seq_len=10), r"step\('<lambda>'\) failed|must return the next state"),
 ])
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):

@@ -35,7 +35,7 @@ MODELS = [
     lambda d: gf.rnn(4, d, gain=1.2, seed=0, layers=2),
     lambda d: gf.recurrent(gf.gru(3, d, seed=0), layers=2),
     lambda d: gf.self_attention(4, heads=2, inputs=d, seed=0),
-    lambda d: gf.tcn(4, kernel=2, levels=2, inputs=d, seed=0),
+    lambda d: gf.tcn(4, kernel=2, layers=2, inputs=d, seed=0),
 ]
 
 

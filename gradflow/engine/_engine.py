@@ -28,6 +28,7 @@ from autograd.core import make_vjp
 
 from ..cells._cells import Cell, gru_step, lstm_step, rnn_step
 from ..cells._linearisation import block_products
+from ..core import deprecated_spellings
 from ..core._ops import jacobian_terms, step_jacobians
 from ..core._probe import StateRecorder, log_row_norms, recording, state_probe
 from ..core._threads import blas_limit, limited
@@ -76,7 +77,8 @@ def _advance(cell: Cell, h: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return np.asarray(h)
 
 
-def unroll(cell: Cell, xs, h0=None) -> np.ndarray:
+@deprecated_spellings(positional=("h0",))
+def unroll(cell: Cell, xs, *, h0=None) -> np.ndarray:
     """Run the cell over a sequence and return every state.
 
     Parameters
@@ -126,7 +128,7 @@ def steps_per_chunk(rows_per_step: int, width: int, factor: int = 1) -> int:
 def _trajectory(cell: Cell, xs: np.ndarray, h0: np.ndarray, states) -> np.ndarray:
     """``states`` checked against validated ``xs``, or the trajectory from `unroll`."""
     if states is None:
-        return unroll(cell, xs, h0)
+        return unroll(cell, xs, h0=h0)
     T, B, _ = xs.shape
     states = as_float_array("states", states, ndim=3)
     if states.shape != (T + 1, B, cell.state_size):
@@ -134,7 +136,8 @@ def _trajectory(cell: Cell, xs: np.ndarray, h0: np.ndarray, states) -> np.ndarra
     return states
 
 
-def jacobian_products(cell: Cell, xs, block, h0=None, side: str = "right",
+@deprecated_spellings(positional=("h0", "side", "states"))
+def jacobian_products(cell: Cell, xs, block, *, h0=None, side: str = "right",
                       states: np.ndarray | None = None) -> np.ndarray:
     """Per-step Jacobians applied to a block of vectors, ``J_t Q`` or ``Q^T J_t``.
 
@@ -215,7 +218,8 @@ def cell_step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray,
     return block_products(cell, h, x, eye, "left")
 
 
-def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.ndarray:
+@deprecated_spellings(positional=("h0", "states"))
+def jacobians(cell: Cell, xs, *, h0=None, states: np.ndarray | None = None) -> np.ndarray:
     """All per-step Jacobians ``J_t = d state_t / d state_{t-1}``, shape (T, batch, state, state).
 
     Memory is ``T * batch * state**2`` floats: use `jacobian_products` or
@@ -310,7 +314,7 @@ def sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
         if last:
             trajectory[T] = h_end = np.asarray(h_end)
         if not np.all(np.isfinite(trajectory[t0 : t1 + 1])):
-            unroll(cell, xs, h0)  # overflowed: raises, naming the first bad step
+            unroll(cell, xs, h0=h0)  # overflowed: raises, naming the first bad step
         if last:  # seed the sweep with dL/dh_T
             cotangent = _loss_cotangent(loss, h_end, recorder, T)
         cotangent = vjp(cotangent)

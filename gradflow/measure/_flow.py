@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from ..core import _html
+from ..core import _html, deprecated_spellings
 from ..core._validation import check_finite_float, check_seed
 from ..engine._engine import check_cell, check_sequence, reverse_sweep
 
@@ -280,7 +280,8 @@ def directional_sweep(cell, xs: np.ndarray, h0: np.ndarray, directions: np.ndarr
             {n: combine(v) for n, v in probes.items()}, combine(inputs))
 
 
-def gradient_flow(cell, xs, loss: Callable | str | None = None, h0=None, *, seed: int = 0,
+@deprecated_spellings(positional=("loss", "h0"))
+def gradient_flow(cell, xs, *, loss: Callable | str | None = None, h0=None, seed: int = 0,
                   tol: float = NEUTRAL_TOL, fit_from: int | None = None) -> GradientFlow:
     """Measure how the gradient of a loss at the final state flows back through time.
 

@@ -25,7 +25,7 @@ from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
 from ..cells._cells import Cell
-from ..core import _html
+from ..core import _html, deprecated_spellings
 from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
@@ -291,7 +291,7 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
     if warmup >= T:
         raise ValueError(f"warmup must be shorter than the sequence: warmup={warmup}, T={T}")
     seed = check_seed(seed)
-    states = unroll(cell, xs, h0)
+    states = unroll(cell, xs, h0=h0)
     logs = np.empty((T, B, k))
     Q0 = initial_block(np.random.default_rng(seed), B, S, k)
     if 4 * k >= S:
@@ -320,17 +320,18 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
                             state_size=S)
 
 
-def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup: int = 100,
-                      reortho_every: int = 1, x0=None, steps: int | None = None,
+@deprecated_spellings(renamed={"system": "cell", "steps": "seq_len"})
+def lyapunov_spectrum(cell, xs=None, *, k: int | None = None, h0=None, warmup: int = 100,
+                      reortho_every: int = 1, x0=None, seq_len: int | None = None,
                       seed: int = 0, progress: bool | None = None) -> LyapunovSpectrum:
     """Lyapunov exponents along a trajectory, by QR re-orthonormalisation.
 
     Parameters
     ----------
-    system : Cell or callable
+    cell : Cell or callable
         A cell driven by ``xs``, or an autonomous map ``f(state) -> state`` written
         with ``autograd.numpy`` that acts on the last axis (states of shape
-        ``(batch, S)``), started from ``x0`` and iterated ``steps`` times.
+        ``(batch, S)``), started from ``x0`` and iterated ``seq_len`` times.
     xs : array, shape (T, batch, inputs)
         Inputs, for a cell.
     k : int, optional
@@ -343,8 +344,8 @@ def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup:
         Re-orthonormalise every this many steps (a warning says when that was too rare).
     x0 : array, shape (S,) or (batch, S)
         Initial state of a map.
-    steps : int
-        Iterations of a map, warm-up included.
+    seq_len : int
+        Iterations of a map (its sequence length), warm-up included.
     seed : int
         Seed of the random initial block ``Q_0``.
     progress : bool, optional
@@ -368,28 +369,25 @@ def lyapunov_spectrum(system, xs=None, *, k: int | None = None, h0=None, warmup:
     >>> def henon(s):
     ...     x, y = s[..., 0], s[..., 1]
     ...     return anp.stack([1 - 1.4 * x**2 + y, 0.3 * x], axis=-1)
-    >>> spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=20_000)
+    >>> spec = gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], seq_len=20_000)
     >>> print(np.round(spec.exponents, 2), f"{spec.exponents.sum():.6f}", f"{np.log(0.3):.6f}")
     [ 0.42 -1.62] -1.203973 -1.203973
     """
-    if isinstance(system, Cell):
+    if isinstance(cell, Cell):
         if xs is None:
-            raise ValueError("xs is required when system is a cell")
-        if x0 is not None or steps is not None:
-            raise ValueError("x0 and steps are for maps; a cell takes xs (and h0)")
-        cell = check_cell(system)
+            raise ValueError("xs is required when cell is a Cell")
+        if x0 is not None or seq_len is not None:
+            raise ValueError("x0 and seq_len are for maps; a cell takes xs (and h0)")
         xs, h0 = check_sequence(cell, xs, h0)
         return _spectrum(cell, xs, h0, k, warmup, reortho_every, seed, cell.name, resolve_progress(progress))
-    if not callable(system):
-        raise ValueError(f"system must be a Cell or a callable map; got {type(system).__name__}")
-    if x0 is None or steps is None:
-        raise ValueError("a map needs x0 (its initial state) and steps")
-    x0 = as_float_array("x0", x0, ndim=(1, 2))
-    x0 = x0[None] if x0.ndim == 1 else x0
-    steps = check_positive_int("steps", steps)
-    name = getattr(system, "__name__", "map")
-    cell = map_cell(system, x0.shape[1], name=name)
-    xs = np.zeros((steps, x0.shape[0], 0))
+    if not callable(cell):
+        raise ValueError(f"cell must be a Cell or a callable map; got {type(cell).__name__}")
+    if x0 is None or seq_len is None:
+        raise ValueError("a map needs x0 (its initial state) and seq_len")
+    x0 = np.atleast_2d(as_float_array("x0", x0, ndim=(1, 2)))  # (S,) -> (1, S)
+    xs = np.zeros((check_positive_int("seq_len", seq_len), x0.shape[0], 0))  # a map has no inputs
+    name = getattr(cell, "__name__", "map")
+    cell = map_cell(cell, x0.shape[1], name=name)
     return _spectrum(cell, xs, x0, k, warmup, reortho_every, seed, name, resolve_progress(progress))
 
 
@@ -469,7 +467,8 @@ def _qr_sweep(cell, states, xs, Q, side):
     return Q, logs
 
 
-def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: float = 1e-10,
+@deprecated_spellings(positional=("h0",))
+def finite_time_singular_values(cell: Cell, xs, *, h0=None, k: int = 1, tol: float = 1e-10,
                                 max_sweeps: int | None = None, seed: int = 0) -> SingularValues:
     """Largest singular values of ``d state_T / d state_0``, in log space (finite at any T).
 
@@ -507,7 +506,7 @@ def finite_time_singular_values(cell: Cell, xs, h0=None, *, k: int = 1, tol: flo
         budget = limit = check_positive_int("max_sweeps", max_sweeps)
     tol = check_finite_float("tol", tol, minimum=0.0)
     seed = check_seed(seed)
-    states = unroll(cell, xs, h0)
+    states = unroll(cell, xs, h0=h0)
     Q = initial_block(np.random.default_rng(seed), xs.shape[1], cell.state_size, k)
     previous, logs, change, done = None, None, np.inf, 0
     changes: list[float] = []

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from autograd import make_vjp
 
-from ..core import _html
+from ..core import _html, deprecated_spellings
 from ..core._validation import check_seed
 from ..models import PathLengths, SequenceModel, output_columns, path_lengths
 from ._flow import RateFit, directional_sweep, fit_rate, regime_or_none
@@ -94,7 +94,8 @@ class Sensitivity:
                                "line: batch-mean ln-sensitivity by lag")
 
 
-def sensitivity(model: SequenceModel, xs, loss: str | None = None, *, seed: int = 0) -> Sensitivity:
+@deprecated_spellings(positional=("loss",))
+def sensitivity(model: SequenceModel, xs, *, loss: str | None = None, seed: int = 0) -> Sensitivity:
     """``||d L / d x_t||`` for every position from one reverse pass, with path lengths beside it.
 
     Parameters

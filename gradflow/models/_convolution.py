@@ -5,6 +5,7 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as np
 
+from ..core import deprecated_spellings
 from ..core._validation import (
     check_finite_float,
     check_positive_int,
@@ -124,23 +125,25 @@ def _conv_model(kind, width, kernel, depth, convs_per_block, dilated, inputs, ca
                          name=name)
 
 
-def tcn(width: int, kernel: int, levels: int, *, inputs: int | None = None, causal: bool = True,
+@deprecated_spellings(renamed={"levels": "layers"})
+def tcn(width: int, kernel: int, layers: int, *, inputs: int | None = None, causal: bool = True,
         weight_norm: bool = False, gain: float = 1.0, seed: int = 0,
         name: str | None = None) -> SequenceModel:
     """Temporal convolution network (Bai, Kolter, Koltun 2018).
 
-    ``levels`` residual blocks; block ``i`` is two dilated causal convolutions (dilation
-    ``2^i``, kernel ``kernel``, ReLU) plus a skip connection (a 1x1 convolution when the
-    input width differs), ``relu(F(z) + z)``. Receptive field ``1 + 2 (k - 1)(2^L - 1)``.
+    ``layers`` residual blocks (Bai et al.'s levels); block ``i`` is two dilated causal
+    convolutions (dilation ``2^i``, kernel ``kernel``, ReLU) plus a skip connection (a 1x1
+    convolution when the input width differs), ``relu(F(z) + z)``. Receptive field
+    ``1 + 2 (k - 1)(2^L - 1)``.
     ``weight_norm=True`` parametrises every convolution as ``g v / ||v||``.
 
     Examples
     --------
     >>> import gradflow as gf
-    >>> gf.path_lengths(gf.tcn(8, kernel=3, levels=4), 100).receptive_field
+    >>> gf.path_lengths(gf.tcn(8, kernel=3, layers=4), 100).receptive_field
     61
     """
-    return _conv_model("tcn", width, kernel, ("levels", levels), 2, True, inputs, causal, True,
+    return _conv_model("tcn", width, kernel, ("layers", layers), 2, True, inputs, causal, True,
                        weight_norm, gain, seed, name)
 
 

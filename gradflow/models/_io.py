@@ -17,7 +17,7 @@ import numpy as np
 
 from ..cells._cells import GATE_COUNT, KINDS, Cell, build_cell
 from ..core import _activations as act
-from ..core import _html
+from ..core import _html, deprecated_spellings
 from ..core._validation import as_float_array, check_choice
 
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
@@ -385,8 +385,9 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
                          f"{type(exc).__name__}: {exc}") from None
 
 
+@deprecated_spellings(renamed={"nonlinearity": "activation"})
 def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix: str | None = None,
-               head: str | None = None, kind: str | None = None, nonlinearity: str = "tanh",
+               head: str | None = None, kind: str | None = None, activation: str = "tanh",
                batch_first: bool | None = None, name: str | None = None) -> Model | Cell:
     """Bring a PyTorch recurrent network as it is: a module, a state_dict or a saved file.
 
@@ -410,8 +411,8 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
         default: the one ``X.weight`` of shape ``(outputs, output width)``, if there is exactly one.
     kind : {"rnn", "lstm", "gru"}, optional
         Default: the module's class, else read off ``weight_hh_l0``'s shape.
-    nonlinearity : {"tanh", "relu"}
-        ``nn.RNN``'s, for weights without a module.
+    activation : {"tanh", "relu"}
+        ``nn.RNN``'s ``nonlinearity``, for weights without a module.
     batch_first : bool, optional
         How the model reads inputs (default: the module's setting, else False).
     name : str, optional
@@ -434,7 +435,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     ('gru', 4, 'fc', ('step',))
     """
     if weights is not None:  # the arrays form: from_torch(kind, arrays)
-        return _cell_from_arrays(source, weights, nonlinearity, name)
+        return _cell_from_arrays(source, weights, activation, name)
     if kind is not None:
         kind = check_choice("kind", kind, KINDS)
     settings: dict[str, dict[str, Any]] = {}
@@ -470,16 +471,16 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     what = f"block {chosen!r}" if chosen else "the weights"
     setting = settings.get(chosen, {})
     kind = kind or setting.get("kind") or _infer_kind(leaves, what)
-    nonlinearity = setting.get("nonlinearity", nonlinearity)
+    activation = setting.get("nonlinearity", activation)  # an nn.RNN module's own setting wins
     if kind == "rnn":
-        nonlinearity = check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+        activation = check_choice("activation", activation, ("tanh", "relu"))
     first = setting.get("batch_first", False) if batch_first is None else bool(batch_first)
     forward = {k: v for k, v in leaves.items() if not k.endswith("_reverse")}
     reverse = {k[: -len("_reverse")]: v for k, v in leaves.items() if k.endswith("_reverse")}
     directions = 2 if reverse else 1
     params, hidden, inputs, layers, proj = _validated_layout(kind, forward, what, directions)
     label = name or (chosen.replace(".", "-") if chosen else kind)
-    build = {"activation": nonlinearity if kind == "rnn" else "tanh"}
+    build = {"activation": activation if kind == "rnn" else "tanh"}
     if proj:
         build["proj_size"] = proj
     if reverse:
@@ -509,20 +510,18 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
                  origin)
 
 
-def _cell_from_arrays(kind, weights, nonlinearity, name) -> Cell:
+def _cell_from_arrays(kind, weights, activation, name) -> Cell:
     kind = check_choice("kind", kind, KINDS)
     if not isinstance(weights, Mapping):
         raise ValueError(f"weights must be a mapping of PyTorch names to arrays; got "
                          f"{type(weights).__name__}")
-    if kind == "rnn":
-        nonlinearity = check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
+    activation = check_choice("activation", activation, ("tanh", "relu")) if kind == "rnn" else "tanh"
     if any(isinstance(k, str) and k.endswith("_reverse") for k in weights):
         raise ValueError("weights has bidirectional (*_reverse) keys: pass the whole state_dict as "
                          "from_torch(state_dict) to get one cell per direction")
     params, hidden, inputs, layers, proj = _validated_layout(kind, weights)
     extra = {"proj_size": proj} if proj else {}
-    return build_cell(kind, params, hidden, inputs, layers,
-                  activation=nonlinearity if kind == "rnn" else "tanh", name=name, **extra)
+    return build_cell(kind, params, hidden, inputs, layers, activation=activation, name=name, **extra)
 
 
 # ------------------------------------------------------------------ Keras / TensorFlow

@@ -23,7 +23,7 @@ from autograd.tracer import Box
 from scipy.sparse.csgraph import dijkstra
 
 from ..cells._cells import Cell
-from ..core import _html
+from ..core import _html, deprecated_spellings
 from ..core._validation import (
     as_float_array,
     check_memory,
@@ -87,9 +87,10 @@ class SequenceModel:
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         return f"<SequenceModel {self.name}: {cfg}; {self.parameter_count} parameters>"
 
-    def plot(self, n: int = 64, ax=None):
-        """Fewest hops from each input to the last output at length ``n`` (`path_lengths`)."""
-        return path_lengths(self, n).plot(ax=ax)
+    @deprecated_spellings(renamed={"n": "seq_len"})
+    def plot(self, seq_len: int = 64, ax=None):
+        """Fewest hops from each input to the last output at sequence length ``seq_len`` (`path_lengths`)."""
+        return path_lengths(self, seq_len).plot(ax=ax)
 
     def _repr_html_(self) -> str:
         # config repeats inputs and width, and a recurrent model's cell kind twice ("cell", "kind")
@@ -232,7 +233,8 @@ def _graph_bytes(model: SequenceModel, n: int) -> float:
     return BYTES_PER_EDGE * large * (n / (2 * _PROBE_N)) ** power
 
 
-def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False,
+@deprecated_spellings(renamed={"n": "seq_len"})
+def path_lengths(model: SequenceModel, seq_len: int, *, require_coverage: bool = False,
                  allow_large: bool = False) -> PathLengths:
     """Fewest hops from each input position to the last output, from the dependency graph.
 
@@ -245,8 +247,8 @@ def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False
     Parameters
     ----------
     model : SequenceModel
-    n : int
-        Sequence length.
+    seq_len : int
+        Sequence length ``n``: the model is unrolled over positions ``0..n-1``.
     require_coverage : bool
         Raise ``ValueError`` when some input position cannot reach the last output.
     allow_large : bool
@@ -262,8 +264,8 @@ def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False
     if not isinstance(model, SequenceModel):
         raise ValueError(f"model must be a SequenceModel (gf.self_attention, gf.tcn, gf.recurrent, ...); "
                          f"got {type(model).__name__}")
-    n = check_positive_int("n", n)
-    check_memory(f"path_lengths({model.name!r}, n={n})", _graph_bytes(model, n), allow_large)
+    n = check_positive_int("seq_len", seq_len)
+    check_memory(f"path_lengths({model.name!r}, seq_len={n})", _graph_bytes(model, n), allow_large)
     graph = model.dependency_graph(n)
     reverse = graph.reversed_matrix()
     output = graph.size - 1  # the last position of the last layer
@@ -272,7 +274,7 @@ def path_lengths(model: SequenceModel, n: int, *, require_coverage: bool = False
     finite = np.isfinite(hops)
     if require_coverage and not finite.all():
         missing = np.flatnonzero(~finite)
-        raise ValueError(f"n={n} is not covered by the receptive field of {model.name!r}: "
+        raise ValueError(f"seq_len={n} is not covered by the receptive field of {model.name!r}: "
                          f"{finite.sum()} of {n} positions reach the last output (positions "
                          f"{missing[0]}..{missing[-1]} do not)")
     levels = topological_levels(reverse)

@@ -18,8 +18,8 @@ from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
 
 from ..cells._cells import Cell
 from ..cells._linearisation import linearisation, recurrent_matrix
+from ..core import FrameView, _html
 from ..core import _activations as act
-from ..core import _html
 from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import check_finite_float, check_positive_int, check_seed
@@ -123,39 +123,44 @@ class Prediction:
                  f"neutral band ±{self.tol:g} shaded")
 
 
-class Comparison(pd.DataFrame):
-    """`compare`'s table: a pandas DataFrame (one row per predictor) that shows itself in Jupyter.
+@dataclass(frozen=True, repr=False, eq=False)
+class Comparison(FrameView):
+    """`compare`'s table (``frame``, one row per predictor), held for display as `SweepSummary` holds a
+    sweep's: ``table[...]``, ``.loc``, ``len(table)``, ``table.rate`` read the frame (`FrameView`)."""
 
-    ``attrs`` holds ``cell`` and ``tol``; frames derived from it (slices, copies) are plain DataFrames.
-    """
+    frame: pd.DataFrame
+    cell: str
+    tol: float = NEUTRAL_TOL
+    COLUMNS = ("method", "trusted", "regime", "measured_regime", "correct", "rate", "measured_rate",
+               "rate_error", "horizon", "reason")  # compare's, in order (no annotation: not a field)
 
     @property
     def measured(self) -> tuple[str, float]:
         """The measured regime and rate (nats/step), the same in every row."""
-        return str(self["measured_regime"].iloc[0]), float(self["measured_rate"].iloc[0])
+        return str(self.frame["measured_regime"].iloc[0]), float(self.frame["measured_rate"].iloc[0])
 
     def plot(self, ax=None):
         """Each predictor's rate beside the measured rate (dashed line), coloured by predicted regime."""
         regime, rate = self.measured
-        return _plot_rates(ax, self, self.attrs.get("tol", NEUTRAL_TOL), rate,
-                           f"{self.attrs.get('cell', '')}: measured {regime}")
+        return _plot_rates(ax, self.frame, self.tol, rate, f"{self.cell}: measured {regime}")
+
+    def __repr__(self):
+        return (f"Comparison(cell={self.cell!r}, measured={self.measured}, "
+                f"right={int(self.frame['correct'].sum())} of {len(self.frame)} predictors)")
 
     def _repr_html_(self):
-        if self.empty or not {"method", "regime", "rate", "correct", "rate_error", "trusted",
-                              "measured_regime", "measured_rate"} <= set(self.columns):
-            return super()._repr_html_()  # reshaped in place: show it as the DataFrame it is
+        frame = self.frame
+        if frame.empty or not set(self.COLUMNS) <= set(frame.columns):
+            return frame._repr_html_()  # reshaped in place: show it as the DataFrame it is
         regime, rate = self.measured
-        tol = self.attrs.get("tol", NEUTRAL_TOL)
         rows = [(r.method, _html.badge(None if r.regime == "inconclusive" else r.regime),
                  "✓" if r.correct else "✗", _html.number(r.rate), _html.number(r.rate_error))
-                for r in self.itertuples()]
-        right = int(self["correct"].sum())
-        return _html.card(
-            "Comparison", self.attrs.get("cell"), rows, regime=regime, bold=self["trusted"],
-            header=("predictor", "predicted", "right", "rate (nats/step)", "error (nats/step)"),
-            figure=_rate_strip(self, tol, rate),
-            note=f"measured {regime} at {_html.number(rate)} nats/step (dashed); {right} of {len(self)} "
-                 f"predictors name it; bold: trusted")
+                for r in frame.itertuples()]
+        return _html.card("Comparison", self.cell, rows, regime=regime, bold=frame["trusted"],
+                          header=("predictor", "predicted", "right", "rate (nats/step)", "error (nats/step)"),
+                          figure=_rate_strip(frame, self.tol, rate),
+                          note=f"measured {regime} at {_html.number(rate)} nats/step (dashed); "
+                               f"{frame['correct'].sum()} of {len(frame)} predictors name it; bold: trusted")
 
 
 def _rate_strip(frame: pd.DataFrame, tol: float, measured: float | None = None) -> _html.Raw:
@@ -507,7 +512,7 @@ def input_drive(cell: Cell, xs: np.ndarray) -> float:
 def forward_run(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     """What the forward-run predictors share: states, the steps they average over, mean input, drive."""
     T = xs.shape[0]
-    states = unroll(cell, xs, h0)
+    states = unroll(cell, xs, h0=h0)
     window = slice(T // 10, T)  # the measured rate is fitted over lags T/10..T: same steps
     return states, window, xs.reshape(-1, xs.shape[2]).mean(axis=0), input_drive(cell, xs)
 
@@ -586,10 +591,8 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     return Prediction(cell.name, tuple(results), _trusted(answered), tol)
 
 
-def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:
-    """Each predictor beside the measurement: regime, rate, error (nats/step), and whether right.
-
-    Returns a `Comparison`: a DataFrame with a rich Jupyter display and ``plot()``.
+def compare(prediction: Prediction, flow: GradientFlow) -> Comparison:
+    """Each predictor beside the measurement, as a `Comparison`: regime, rate, error (nats/step), right.
 
     Examples
     --------
@@ -610,7 +613,4 @@ def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:
     frame["measured_rate"] = flow.rate
     frame["rate_error"] = frame.rate - flow.rate
     frame["correct"] = frame.regime == flow.regime
-    table = Comparison(frame[["method", "trusted", "regime", "measured_regime", "correct", "rate",
-                              "measured_rate", "rate_error", "horizon", "reason"]])
-    table.attrs.update(cell=prediction.cell_name, tol=prediction.tol)
-    return table
+    return Comparison(frame[list(Comparison.COLUMNS)], prediction.cell_name, prediction.tol)

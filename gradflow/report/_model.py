@@ -330,7 +330,7 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
               for k in per_cell if per_cell[k]["readout"] is not None]
     tables["flow"] = pd.concat(flows, ignore_index=True)
     if predictors:
-        tables["predictors"] = pd.concat([per_cell[k]["table"].assign(cell=k) for k in per_cell],
+        tables["predictors"] = pd.concat([per_cell[k]["table"].frame.assign(cell=k) for k in per_cell],
                                          ignore_index=True)
     tables["spectra"] = pd.concat([per_cell[k]["spectra"].assign(cell=k) for k in per_cell],
                                   ignore_index=True)

@@ -214,7 +214,7 @@ def _runners(width: int, cfg: Config, seed: int, with_torch: bool) -> dict:
     xs = gf.inputs.gaussian(cfg.step_length, cfg.batch, INPUTS, seed=seed)
     h0 = np.zeros((cfg.batch, width))
     runners = {"read W": W.sum, "numpy": lambda: _numpy_steps(W, U, b, xs, h0),
-               "gradflow": lambda: gf.unroll(cell, xs, h0)[-1]}
+               "gradflow": lambda: gf.unroll(cell, xs, h0=h0)[-1]}
     if with_torch:
         runners["PyTorch"] = _torch_runner(cell, xs, h0)
     return runners

@@ -101,7 +101,7 @@ def network_task(point: Mapping[str, Any]) -> dict[str, Any]:
                                float(point["input_scale"]), seeds["inputs"])
     h0, xs = protocol.warm_start(cell, xs, seed=seeds["state"])
     flow = gf.gradient_flow(cell, xs, h0=h0, seed=seeds["direction"], tol=protocol.NEUTRAL_BAND)
-    states = gf.unroll(cell, xs, h0)
+    states = gf.unroll(cell, xs, h0=h0)
     p = cell.params
     W = p["weight_hh_l0"]
     pre = states[:-1] @ W.T + xs @ p["weight_ih_l0"].T + p["bias_ih_l0"] + p["bias_hh_l0"]

@@ -98,7 +98,7 @@ def network_task(point: Mapping[str, Any]) -> dict[str, Any]:
     T = xs.shape[0]
     spec = gf.lyapunov_spectrum(cell, xs, h0=h0, warmup=T // 5, seed=seeds["direction"])
     flow = gf.gradient_flow(cell, xs, h0=h0, seed=seeds["direction"], tol=protocol.NEUTRAL_BAND)
-    states = gf.unroll(cell, xs, h0)
+    states = gf.unroll(cell, xs, h0=h0)
     gain, scale = float(point["gain"]), float(point["input_scale"])
     return {"top_exponent": spec.top, "gradient_rate": flow.rate,
             "mean_field": gf.meanfield.rate(gain, input_var=scale**2),

@@ -32,7 +32,7 @@ from autograd.misc import flatten
 from threadpoolctl import threadpool_limits
 
 from ..cells._cells import Cell
-from ..core import _html
+from ..core import _html, deprecated_spellings
 from ..core._options import progress_bar
 from ..core._validation import (
     as_float_array,
@@ -464,14 +464,14 @@ class TrainingRun:
         out.insert(0, "model", self.model)
         return out
 
-    def plot(self, axes=None):
+    @deprecated_spellings(renamed={"axes": "ax"})
+    def plot(self, ax=None):
         """One axis per scale: task loss against the baseline, gradient norms (log scale) before
         and after clipping, and for recurrent models the recurrent matrix's spectral radius and top
-        singular value (beside 1) and the rates lambda_1 and flow rate (nats/step, beside the
-        neutral band); returns the axes.
-
-        ``axes``: as many matplotlib axes as panels (four for a recurrent model, two otherwise).
-        """
+        singular value (beside 1) and the rates lambda_1 and flow rate (nats/step, beside the neutral
+        band); returns the axes. ``ax``: a sequence of as many matplotlib axes as panels (four for a
+        recurrent model, two otherwise)."""
+        axes = ax  # a sequence, one axis per panel
         import matplotlib.pyplot as plt
         import seaborn as sns
 
@@ -483,7 +483,7 @@ class TrainingRun:
             with sns.axes_style(STYLE):
                 _, axes = plt.subplots(1, count, figsize=(3.6 * count, 3.2), layout="constrained")
         elif len(axes) != count:
-            raise ValueError(f"axes must hold {count} axes (one per panel); got {len(axes)}")
+            raise ValueError(f"ax must hold {count} axes (one per panel); got {len(axes)}")
         steps = np.arange(self.steps)
         a0, a1 = axes[0], axes[1]
         a0.plot(steps, self.loss, label="loss")
@@ -585,7 +585,7 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
     task : Task
         From `gradflow.tasks`.
     steps : int
-        Optimisation steps, one batch each.
+        Optimiser steps, one batch each (training steps, not the sequence length: the task sets that).
     optimizer : {"adam", "sgd"}
     lr : float
         Learning rate (> 0).

@@ -1,0 +1,96 @@
+"""Old spellings of the public API, kept working for one release with a `DeprecationWarning`.
+
+One decorator, `deprecated_spellings`, serves every public function whose signature changed in
+0.3.0: arguments that became keyword-only (``f(cell, xs, *, h0=None)``) and keyword arguments that
+were renamed (``system=`` -> ``cell=``). The decorated function keeps its new signature for
+`inspect.signature` and Sphinx (``functools.wraps`` sets ``__wrapped__``); the warning names the
+new spelling and is attributed to the caller's line.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SINCE, UNTIL = "0.3.0", "0.4.0"
+_LEADING = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def deprecated_spellings(*, positional: Sequence[str] = (),
+                         renamed: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Accept a function's old spellings for one release, each with a `DeprecationWarning`.
+
+    Parameters
+    ----------
+    positional : sequence of str
+        Keyword-only parameters that used to be positional, in their old order after the
+        parameters that are still positional: ``("loss", "h0")`` lets ``f(cell, xs, loss, h0)``
+        run as ``f(cell, xs, loss=loss, h0=h0)``. More positional arguments than that still
+        raise Python's own ``TypeError``.
+    renamed : mapping of str to str
+        Old keyword name -> new parameter name (``{"system": "cell"}``). Giving both raises
+        ``TypeError``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> @deprecated_spellings(positional=("h0",), renamed={"steps": "seq_len"})
+    ... def run(cell, *, h0=None, seq_len=1):
+    ...     return cell, h0, seq_len
+    >>> import inspect; str(inspect.signature(run))
+    '(cell, *, h0=None, seq_len=1)'
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     run("c", 0, steps=5)
+    ('c', 0, 5)
+    >>> [str(w.message).split(";")[0] for w in caught]
+    ['run(..., h0) is deprecated since gradflow 0.3.0', 'run(steps=...) is deprecated since gradflow 0.3.0']
+    """
+    renamed = dict(renamed or {})
+
+    def decorate(fn: F) -> F:
+        params = inspect.signature(fn).parameters
+        leading = sum(p.kind in _LEADING for p in params.values())
+        for name in positional:
+            if name not in params or params[name].kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise ValueError(f"positional names {name!r}, which is not a keyword-only parameter "
+                                 f"of {fn.__qualname__}")
+        for old, new in renamed.items():
+            if new not in params or old in params:
+                raise ValueError(f"renamed maps {old!r} to {new!r}; {fn.__qualname__} must have "
+                                 f"{new!r} and not {old!r}")
+        name = fn.__qualname__
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            extra = len(args) - leading
+            if positional and 0 < extra <= len(positional):
+                moved = positional[:extra]
+                for arg in moved:
+                    if arg in kwargs:
+                        raise TypeError(f"{name}() got multiple values for argument {arg!r}")
+                _warn(f"{name}(..., {', '.join(moved)}) is deprecated since gradflow {SINCE}; write "
+                      f"{name}(..., {', '.join(f'{a}=...' for a in moved)})")
+                kwargs.update(zip(moved, args[leading:], strict=True))
+                args = args[:leading]
+            for old, new in renamed.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{name}() got both {old!r} (the old name) and {new!r}; pass {new!r}")
+                    _warn(f"{name}({old}=...) is deprecated since gradflow {SINCE}; write {name}({new}=...)")
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _warn(message: str) -> None:
+    # stacklevel 3: attributed to the line that called the decorated function, not to this module
+    warnings.warn(f"{message} (the old spelling stops working in {UNTIL})", DeprecationWarning, stacklevel=3)
