@@ -83,7 +83,7 @@ def test_html_is_valid_small_and_escaped(results, kind):
     text = check_html(page)
     if kind in NAMED:  # the user's name shows as text, never as markup
         assert EVIL in text and html.escape(EVIL) in page
-    assert "\n" not in repr(obj) or kind == "Comparison"  # a DataFrame's own text repr
+    assert "\n" not in repr(obj)
     assert len(repr(obj)) < 2000
 
 
@@ -109,10 +109,13 @@ def test_every_result_plots_with_seaborn_style(results):
         matplotlib.pyplot.close("all")
 
 
-def test_comparison_is_still_the_dataframe_compare_returned(results):
+def test_comparison_holds_its_frame_and_keeps_its_display(results):
     table = results["Comparison"]
-    assert isinstance(table, pd.DataFrame) and isinstance(table, gf.Comparison)
-    assert type(table[table.trusted]) is pd.DataFrame  # derived frames are plain
+    assert isinstance(table, gf.Comparison) and isinstance(table.frame, pd.DataFrame)
+    assert table.to_frame() is table.frame and len(table) == len(table.frame) == 9
+    trusted = table[table.trusted]  # a slice is the frame's; the Comparison keeps its display
+    assert type(trusted) is pd.DataFrame and len(trusted) == 1 and "<svg" in table._repr_html_()
+    assert table.loc[table.trusted, "method"].iloc[0] == results["Prediction"].method
     assert table.measured == (results["GradientFlow"].regime, results["GradientFlow"].rate)
 
 

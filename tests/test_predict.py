@@ -31,7 +31,7 @@ def test_the_eigenvalue_rule_fails_where_theory_says_it_does():
     assert prediction["eigenvalue rule"].rate == pytest.approx(np.log(2.0), abs=0.05)
     assert prediction.regime == "vanishing"
     table = gf.compare(prediction, flow)
-    assert not table.set_index("method").loc["eigenvalue rule", "correct"]
+    assert not table.frame.set_index("method").loc["eigenvalue rule", "correct"]
 
 
 @pytest.mark.parametrize(("activation", "gain"), [("tanh", 0.3), ("sigmoid", 1.5), ("relu", 0.4),

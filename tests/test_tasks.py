@@ -90,7 +90,7 @@ def test_sequential_digits_baseline_is_the_class_entropy():
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: gf.tasks.copy_memory(0), "T must be an integer >= 1; got 0"),
     (lambda: gf.tasks.copy_memory(-3), "T must be an integer >= 1; got -3"),
-    (lambda: gf.tasks.adding(1), "T must be an integer >= 2; got 1"),
+    (lambda: gf.tasks.adding(1), "seq_len must be an integer >= 2; got 1"),
     (lambda: gf.tasks.copy_memory(5, categories=1), "categories must be an integer >= 2; got 1"),
     (lambda: gf.tasks.copy_memory(5).batch(0), "size must be an integer >= 1; got 0"),
     (lambda: gf.tasks.copy_memory(5).batch(2, -1), "index must be a non-negative integer; got -1"),

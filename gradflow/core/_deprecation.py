@@ -55,16 +55,15 @@ def deprecated_spellings(*, positional: Sequence[str] = (),
 
     def decorate(fn: F) -> F:
         params = inspect.signature(fn).parameters
-        leading = sum(p.kind in _LEADING for p in params.values())
-        for name in positional:
-            if name not in params or params[name].kind is not inspect.Parameter.KEYWORD_ONLY:
-                raise ValueError(f"positional names {name!r}, which is not a keyword-only parameter "
-                                 f"of {fn.__qualname__}")
+        leading_names = [p.name for p in params.values() if p.kind in _LEADING]
+        leading = len(leading_names)
+        name = fn.__qualname__.rsplit("<locals>.", 1)[-1]  # "TrainingRun.plot", "unroll"
+        for arg in positional:
+            if arg not in params or params[arg].kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise ValueError(f"positional names {arg!r}, which is not a keyword-only parameter of {name}")
         for old, new in renamed.items():
             if new not in params or old in params:
-                raise ValueError(f"renamed maps {old!r} to {new!r}; {fn.__qualname__} must have "
-                                 f"{new!r} and not {old!r}")
-        name = fn.__qualname__
+                raise ValueError(f"renamed maps {old!r} to {new!r}; {name} must have {new!r} and not {old!r}")
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -80,7 +79,7 @@ def deprecated_spellings(*, positional: Sequence[str] = (),
                 args = args[:leading]
             for old, new in renamed.items():
                 if old in kwargs:
-                    if new in kwargs:
+                    if new in kwargs or new in leading_names[: len(args)]:
                         raise TypeError(f"{name}() got both {old!r} (the old name) and {new!r}; pass {new!r}")
                     _warn(f"{name}({old}=...) is deprecated since gradflow {SINCE}; write {name}({new}=...)")
                     kwargs[new] = kwargs.pop(old)

@@ -75,9 +75,10 @@ class SequenceModel:
     def __call__(self, xs) -> np.ndarray:
         return self.apply(self.params, self.check_inputs(xs))
 
-    def dependency_graph(self, n: int) -> DependencyGraph:
-        """The unrolled model's nodes (layer, position) and the hops between them."""
-        return self._graph(check_positive_int("n", n))
+    @deprecated_spellings(renamed={"n": "seq_len"})
+    def dependency_graph(self, seq_len: int) -> DependencyGraph:
+        """The model unrolled over ``seq_len`` positions: nodes (layer, position), hops between them."""
+        return self._graph(check_positive_int("seq_len", seq_len))
 
     @property
     def parameter_count(self) -> int:
@@ -99,7 +100,7 @@ class SequenceModel:
         rows = [("kind", self.kind), ("inputs, width", f"{self.input_size}, {self.width}"),
                 *((k, str(v)) for k, v in self.config.items() if k not in shown),
                 ("parameters", f"{self.parameter_count:,}")]
-        return _html.card("SequenceModel", self.name, rows, note="gf.path_lengths(model, n) for its paths")
+        return _html.card("SequenceModel", self.name, rows, note="gf.path_lengths(model, seq_len): its paths")
 
 
 # ---------------------------------------------------------------- shared pieces

@@ -16,6 +16,7 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 
+from ..core import deprecated_spellings
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 
 READOUTS = ("sequence", "last")
@@ -110,6 +111,7 @@ def summary_html(title: str, rows: list[tuple[str, str]]) -> str:
 def copy_memory(T: int, *, symbols: int = 10, categories: int = 8, seed: int = 0) -> Task:
     """Copy memory (Arjovsky et al. 2016; Bai et al. 2018's generator).
 
+    ``T`` is the copy delay (Arjovsky et al.'s T), not the sequence length ``T + 2 symbols``.
     Input: ``symbols`` tokens drawn uniformly from ``1..categories``, ``T - 1`` blanks (0),
     then ``symbols + 1`` delimiters (``categories + 1``), one-hot over ``categories + 2``
     classes; length ``T + 2 symbols``. Target: blanks, then the tokens in the last
@@ -146,14 +148,15 @@ def copy_memory(T: int, *, symbols: int = 10, categories: int = 8, seed: int = 0
                 f"{symbols} ln {categories} / (T + {2 * symbols})", seed, sample, cross_entropy)
 
 
-def adding(T: int, *, seed: int = 0) -> Task:
+@deprecated_spellings(renamed={"T": "seq_len"})
+def adding(seq_len: int, *, seed: int = 0) -> Task:
     """The adding problem (Hochreiter & Schmidhuber 1997; Le et al. 2015's form).
 
     Two input channels: values ``U(0, 1)`` and a marker that is 1 at one position drawn
     uniformly from the first half and one from the second half. The target, read at the
     last step, is the sum of the two marked values. The best memoryless prediction is the
     mean, 1, whose mean squared error is the variance of a sum of two independent
-    ``U(0, 1)``: exactly ``2 / 12 = 1/6``.
+    ``U(0, 1)``: exactly ``2 / 12 = 1/6``. ``seq_len`` is the sequence length (the literature's T).
 
     Examples
     --------
@@ -163,7 +166,7 @@ def adding(T: int, *, seed: int = 0) -> Task:
     >>> xs.shape, ys.shape, task.baseline == 1 / 6
     ((50, 3, 2), (3,), True)
     """
-    T = check_positive_int("T", T, minimum=2)
+    T = check_positive_int("seq_len", seq_len, minimum=2)
     seed = check_seed(seed)
     half = T // 2
 
