@@ -99,6 +99,19 @@ def test_old_spelling_gives_the_same_bits_and_names_the_new_one(case):
     assert _same(got, expected)
 
 
+@pytest.mark.parametrize(("result", "old", "new"), [
+    (lambda: gf.path_lengths(TCN, 30), "n", "seq_len"),
+    (lambda: gf.tasks.copy_memory(5, symbols=2), "steps", "seq_len"),
+], ids=["PathLengths.n", "Task.steps"])
+def test_renamed_attributes_still_read(result, old, new):
+    obj = result()
+    with pytest.warns(DeprecationWarning, match=rf"{type(obj).__name__}\.{old} is deprecated .* "
+                                                rf"write {type(obj).__name__}\.{new}") as caught:
+        value = getattr(obj, old)
+    assert value == getattr(obj, new) and caught[0].filename == __file__
+    assert getattr(obj, new) == (30 if old == "n" else 5 + 2 * 2)
+
+
 def test_from_torch_nonlinearity_is_activation():
     rng = np.random.default_rng(0)
     arrays = {"weight_ih_l0": rng.normal(size=(3, 2)), "weight_hh_l0": rng.normal(size=(3, 3)),

@@ -110,6 +110,6 @@ def test_bad_input_names_the_argument(call, message):
 
 def test_reprs():
     task = gf.tasks.adding(10)
-    assert repr(task) == ("Task(name='adding (T=10)', steps=10, inputs=2, readout=1 (last), "
+    assert repr(task) == ("Task(name='adding (T=10)', seq_len=10, inputs=2, readout=1 (last), "
                           "baseline=0.166667, seed=0)")
     assert "<b>Task</b>" in task._repr_html_() and "Var(u1 + u2)" in task._repr_html_()

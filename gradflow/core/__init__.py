@@ -6,14 +6,15 @@
 - ``_validation``: argument checks whose errors name the argument and its value.
 - ``_files``: atomic, staged publication of every output file.
 - ``_threads``, ``_options``, ``_version``: BLAS thread policy, user options, what code this is.
-- ``_deprecation``: `deprecated_spellings`, which keeps the API's old spellings working for a release;
+- ``_deprecation``: `deprecated_spellings` and `renamed_attribute`, which keep the API's old spellings
+  working for a release;
   ``_frames``: `FrameView`, the table reads of a result that holds a DataFrame.
 - ``_html``: the one formatter every rich repr goes through; ``_plot``: shared matplotlib helpers
   (imported when a plot is drawn, never at ``import gradflow``).
 - ``inputs``: input sequences (public as ``gradflow.inputs``).
 """
 
-from ._deprecation import deprecated_spellings
+from ._deprecation import deprecated_spellings, renamed_attribute
 from ._frames import FrameView
 from ._options import Options, options
 from ._probe import probe
@@ -21,4 +22,4 @@ from ._threads import blas_threads, set_blas_threads
 from ._version import read_version
 
 __all__ = ["FrameView", "Options", "blas_threads", "deprecated_spellings", "options", "probe", "read_version",
-           "set_blas_threads"]
+           "renamed_attribute", "set_blas_threads"]

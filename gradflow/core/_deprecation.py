@@ -4,7 +4,8 @@ One decorator, `deprecated_spellings`, serves every public function whose signat
 0.3.0: arguments that became keyword-only (``f(cell, xs, *, h0=None)``) and keyword arguments that
 were renamed (``system=`` -> ``cell=``). The decorated function keeps its new signature for
 `inspect.signature` and Sphinx (``functools.wraps`` sets ``__wrapped__``); the warning names the
-new spelling and is attributed to the caller's line.
+new spelling and is attributed to the caller's line. `renamed_attribute` does the same for a
+result's attribute that was renamed (``PathLengths.n`` -> ``PathLengths.seq_len``).
 """
 
 from __future__ import annotations
@@ -90,6 +91,37 @@ def deprecated_spellings(*, positional: Sequence[str] = (),
     return decorate
 
 
+class renamed_attribute:  # lower case: used like `property`
+    """A result's old attribute name, read-only: warns, naming the new one, and returns its value.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> class Result:
+    ...     seq_len = 5
+    ...     n = renamed_attribute("seq_len")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     Result().n
+    5
+    >>> str(caught[0].message).split(";")[1]
+    ' write Result.seq_len (the old spelling stops working in 0.4.0)'
+    """
+
+    def __init__(self, new: str):
+        self.new = new
+
+    def __set_name__(self, owner: type, old: str) -> None:
+        self.old, self.owner = old, owner.__name__
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        _warn(f"{self.owner}.{self.old} is deprecated since gradflow {SINCE}; write {self.owner}.{self.new}")
+        return getattr(obj, self.new)
+
+
 def _warn(message: str) -> None:
-    # stacklevel 3: attributed to the line that called the decorated function, not to this module
+    # stacklevel 3 (this function, the wrapper or descriptor, then the caller): the warning points
+    # at the line that used the old spelling, not at gradflow
     warnings.warn(f"{message} (the old spelling stops working in {UNTIL})", DeprecationWarning, stacklevel=3)

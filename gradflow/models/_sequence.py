@@ -23,7 +23,7 @@ from autograd.tracer import Box
 from scipy.sparse.csgraph import dijkstra
 
 from ..cells._cells import Cell
-from ..core import _html, deprecated_spellings
+from ..core import _html, deprecated_spellings, renamed_attribute
 from ..core._validation import (
     as_float_array,
     check_memory,
@@ -154,7 +154,9 @@ class PathLengths:
 
     Attributes
     ----------
-    hops : ndarray, shape (n,)
+    seq_len : int
+        The sequence length ``n`` the model was unrolled over (``n`` before 0.3.0).
+    hops : ndarray, shape (seq_len,)
         Fewest hops from ``x_t`` to ``y_{n-1}`` (``inf`` where no path exists), by position ``t``.
     max_path : int
         The largest finite entry of ``hops``: the longest shortest path.
@@ -168,26 +170,27 @@ class PathLengths:
     """
 
     model: str
-    n: int
+    seq_len: int
     hops: np.ndarray
     max_path: int
     receptive_field: int
     sequential_depth: int
     operations: pd.DataFrame
+    n = renamed_attribute("seq_len")  # before 0.3.0
 
     @property
     def lags(self) -> np.ndarray:
         """``n - 1 - t`` for every position ``t``."""
-        return np.arange(self.n)[::-1].copy()
+        return np.arange(self.seq_len)[::-1].copy()
 
     @property
     def covered(self) -> bool:
         """Does every input position reach the last output?"""
-        return self.receptive_field == self.n
+        return self.receptive_field == self.seq_len
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy data: one row per input position."""
-        return pd.DataFrame({"model": self.model, "position": np.arange(self.n), "lag": self.lags,
+        return pd.DataFrame({"model": self.model, "position": np.arange(self.seq_len), "lag": self.lags,
                              "hops": self.hops, "reachable": np.isfinite(self.hops)})
 
     def plot(self, ax=None, **kwargs):
@@ -203,8 +206,8 @@ class PathLengths:
         return ax
 
     def _summary(self) -> list[tuple[str, str]]:
-        return [("positions n", str(self.n)), ("max path (hops)", str(self.max_path)),
-                ("receptive field", f"{self.receptive_field} of {self.n}"),
+        return [("sequence length", str(self.seq_len)), ("max path (hops)", str(self.max_path)),
+                ("receptive field", f"{self.receptive_field} of {self.seq_len}"),
                 ("sequential depth", str(self.sequential_depth)),
                 ("layers", str(len(self.operations) - 1)),
                 ("flops", f"{self.operations.flops.sum():.3g}")]
@@ -281,7 +284,7 @@ def path_lengths(model: SequenceModel, seq_len: int, *, require_coverage: bool =
     levels = topological_levels(reverse)
     operations = pd.DataFrame({"layer": graph.names, "nodes": graph.sizes,
                                "edges": graph.edges_into(reverse), "flops": graph.flops})
-    return PathLengths(model=model.name, n=n,
+    return PathLengths(model=model.name, seq_len=n,
                        hops=np.where(finite, hops, np.inf),
                        max_path=int(hops[finite].max()) if finite.any() else 0,
                        receptive_field=int(finite.sum()),

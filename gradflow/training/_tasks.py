@@ -16,7 +16,7 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 
-from ..core import deprecated_spellings
+from ..core import deprecated_spellings, renamed_attribute
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 
 READOUTS = ("sequence", "last")
@@ -42,12 +42,13 @@ class Task:
     Attributes
     ----------
     name : str
-    steps : int
-        Sequence length fed to the model (the task's T plus any fixed parts).
+    seq_len : int
+        Sequence length fed to the model (the task's T plus any fixed parts; ``steps`` before 0.3.0,
+        a name `gradflow.train` keeps for optimiser steps).
     input_size, readout_size : int
         Width of one input vector and of the linear readout the task's loss expects.
     readout : {"sequence", "last"}
-        Whether the loss reads the outputs at every position ``(steps, batch, readout_size)``
+        Whether the loss reads the outputs at every position ``(seq_len, batch, readout_size)``
         or only at the last ``(batch, readout_size)``.
     baseline : float
         Loss of the best predictor that does not remember the inputs (nats or squared units).
@@ -58,7 +59,7 @@ class Task:
     """
 
     name: str
-    steps: int
+    seq_len: int
     input_size: int
     readout_size: int
     readout: str
@@ -67,9 +68,10 @@ class Task:
     seed: int
     _sample: Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]] = field(compare=False)
     _loss: Callable = field(compare=False)
+    steps = renamed_attribute("seq_len")  # before 0.3.0
 
     def batch(self, size: int, index: int | tuple[int, ...] = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Batch number ``index``: inputs ``(steps, size, input_size)`` and targets.
+        """Batch number ``index``: inputs ``(seq_len, size, input_size)`` and targets.
 
         ``index`` (an integer or tuple of integers) and the task's seed fix every draw.
         """
@@ -89,13 +91,13 @@ class Task:
         return self._loss(outputs, targets)
 
     def __repr__(self) -> str:
-        return (f"Task(name={self.name!r}, steps={self.steps}, inputs={self.input_size}, "
+        return (f"Task(name={self.name!r}, seq_len={self.seq_len}, inputs={self.input_size}, "
                 f"readout={self.readout_size} ({self.readout}), baseline={self.baseline:.6g}, "
                 f"seed={self.seed})")
 
     def _repr_html_(self) -> str:
         return summary_html("Task", [
-            ("task", self.name), ("steps", str(self.steps)), ("inputs", str(self.input_size)),
+            ("task", self.name), ("sequence length", str(self.seq_len)), ("inputs", str(self.input_size)),
             ("readout", f"{self.readout_size} units, read at {self.readout}"),
             ("memoryless baseline", f"{self.baseline:.6g} = {self.baseline_formula}"),
             ("seed", str(self.seed))])
