@@ -32,7 +32,6 @@ OVERSIZE = {
     "gradflow/studies/cost.py": 458,
     "gradflow/studies/predictor_accuracy.py": 417,
     "gradflow/studies/remedies.py": 452,
-    "gradflow/sweep/_run.py": 749,
     "gradflow/training/_train.py": 727,
 }
 
