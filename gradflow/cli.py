@@ -233,7 +233,8 @@ _TASK = re.compile(r"^task:(adding|copy_memory):([1-9][0-9]{0,6})$|^task:(digits
 def _analyzed_model(args):
     """The model ``gradflow analyze`` reports on: read from ``args.weights`` or built from the flags."""
     from .cells import _cells
-    from .models._io import from_torch, load, read_npz
+    from .models._io import from_torch
+    from .models._npz import load, read_npz
 
     given = [f"--{f.replace('_', '-')}" for f in _NEW_CELL_FLAGS if getattr(args, f) is not None]
     if args.weights is None:
