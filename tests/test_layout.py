@@ -26,7 +26,6 @@ MAX_LINES = 400
 OVERSIZE = {
     "gradflow/cells/_cells.py": 491,
     "gradflow/prediction/_predict.py": 616,
-    "gradflow/report/_model.py": 746,
     "gradflow/studies/cost.py": 458,
     "gradflow/studies/predictor_accuracy.py": 417,
     "gradflow/studies/remedies.py": 452,
