@@ -28,7 +28,6 @@ OVERSIZE = {
     "gradflow/prediction/_predict.py": 616,
     "gradflow/studies/cost.py": 458,
     "gradflow/studies/predictor_accuracy.py": 417,
-    "gradflow/studies/remedies.py": 452,
     "gradflow/training/_train.py": 727,
 }
 
