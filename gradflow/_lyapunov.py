@@ -62,6 +62,19 @@ class LyapunovSpectrum:
     steps, warmup : int
         Steps averaged over, and steps discarded first to burn in state and ``Q``.
     state_size : int
+
+    Examples
+    --------
+    Every direction of a linear cell with ``W = 0.5 * orthogonal`` shrinks by exactly 0.5 a step:
+
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(4, 1, activation="linear", init="orthogonal", gain=0.5, seed=0)
+    >>> spec = gf.lyapunov_spectrum(cell, gf.inputs.gaussian(60, 2, 1), warmup=10)
+    >>> bool(np.allclose(spec.exponents, np.log(0.5))), spec.per_sample.shape, spec.steps
+    (True, (2, 4), 50)
+    >>> bool(np.allclose(spec.bits, -1.0)), spec.entropy_rate, spec.kaplan_yorke_dimension
+    (True, 0.0, 0.0)
     """
 
     system: str
@@ -100,7 +113,19 @@ class LyapunovSpectrum:
         return float(j + partial[j - 1] / abs(self.exponents[j]))
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy data: one row per (index, sample) with the exponent in nats and bits."""
+        """Tidy data: one row per (index, sample) with the exponent in nats and bits.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> cell = gf.rnn(4, 1, activation="linear", init="orthogonal", gain=0.5, seed=0)
+        >>> frame = gf.lyapunov_spectrum(cell, gf.inputs.gaussian(60, 2, 1), warmup=10).to_frame()
+        >>> list(frame.columns), len(frame)  # 4 exponents x 2 samples
+        (['index', 'sample', 'exponent', 'exponent_bits'], 8)
+        >>> bool(np.allclose(frame.exponent_bits, np.log2(0.5)))
+        True
+        """
         b, k = self.per_sample.shape
         return pd.DataFrame({"index": np.tile(np.arange(1, k + 1), b),
                              "sample": np.repeat(np.arange(b), k),
@@ -108,7 +133,19 @@ class LyapunovSpectrum:
                              "exponent_bits": self.per_sample.reshape(-1) / LN2})
 
     def plot(self, ax=None, kind: str = "spectrum"):
-        """``kind="spectrum"``: exponents against index; ``"trace"``: running estimates against steps."""
+        """``kind="spectrum"``: exponents against index; ``"trace"``: running estimates against steps.
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> cell = gf.rnn(4, 1, activation="linear", init="orthogonal", gain=0.5, seed=0)
+        >>> spec = gf.lyapunov_spectrum(cell, gf.inputs.gaussian(60, 2, 1), warmup=10)
+        >>> ax = spec.plot(ax=Figure().subplots())
+        >>> ax.get_title(), bool(np.allclose(ax.get_lines()[0].get_ydata(), spec.exponents))
+        ('rnn-linear: lambda_1 = -0.6931 nats/step', True)
+        """
         from ._plot import new_axes
 
         ax = new_axes(ax)
@@ -404,6 +441,19 @@ class SingularValues:
     change : float
         Largest change of any log value over the last sweep (convergence).
     sweeps, steps : int
+
+    Examples
+    --------
+    The product of 20 steps of ``W = 0.5 * orthogonal`` has every singular value ``0.5 ** 20``:
+
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(4, 1, activation="linear", init="orthogonal", gain=0.5, seed=0)
+    >>> sv = gf.finite_time_singular_values(cell, gf.inputs.gaussian(20, 2, 1), k=2)
+    >>> sv.log_values.shape, bool(np.allclose(sv.log_values, 20 * np.log(0.5)))
+    ((2, 2), True)
+    >>> bool(np.allclose(sv.rates, np.log(0.5))), sv.change <= 1e-10
+    (True, True)
     """
 
     system: str
@@ -418,7 +468,21 @@ class SingularValues:
         return self.log_values.mean(axis=0) / self.steps
 
     def plot(self, ax=None):
-        """ln sigma_i / steps (nats/step) against index i, batch mean and every sample."""
+        """ln sigma_i / steps (nats/step) against index i, batch mean and every sample.
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> cell = gf.rnn(4, 1, activation="linear", init="orthogonal", gain=0.5, seed=0)
+        >>> sv = gf.finite_time_singular_values(cell, gf.inputs.gaussian(20, 2, 1), k=2)
+        >>> ax = sv.plot(ax=Figure().subplots())
+        >>> ax.get_title(), [line.get_label() for line in ax.get_lines()][:1]
+        ('rnn-linear: 20 steps', ['batch mean'])
+        >>> bool(np.allclose(ax.get_lines()[0].get_ydata(), np.log(0.5)))
+        True
+        """
         from ._plot import new_axes
 
         ax = new_axes(ax)
@@ -538,7 +602,21 @@ SWEEP_BUDGET_LIMIT = 10  # ... at most this many times over
 
 
 class ConvergenceWarning(UserWarning):
-    """An iteration stopped before reaching its tolerance; the result is approximate."""
+    """An iteration stopped before reaching its tolerance; the result is approximate.
+
+    Examples
+    --------
+    One sweep cannot tell how far `finite_time_singular_values` is from converged:
+
+    >>> import warnings
+    >>> import gradflow as gf
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     sv = gf.finite_time_singular_values(gf.rnn(6, 2, seed=0), gf.inputs.gaussian(5, 1, 2),
+    ...                                         max_sweeps=1)
+    >>> [w.category.__name__ for w in caught], sv.sweeps, issubclass(gf.ConvergenceWarning, UserWarning)
+    (['ConvergenceWarning'], 1, True)
+    """
 
 
 def _raised_budget(changes: list[float], tol: float, done: int, limit: int) -> int:
