@@ -54,6 +54,22 @@ class Task:
         How ``baseline`` was computed, for reports.
     seed : int
         Seed of every batch (with the batch index).
+
+    Examples
+    --------
+    The adding task's target is the sum of two U(0, 1) numbers: always answering their mean,
+    1, scores the baseline, their variance 2/12.
+
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> task = gf.tasks.adding(5, seed=0)
+    >>> task
+    Task(name='adding (T=5)', steps=5, inputs=2, readout=1 (last), baseline=0.166667, seed=0)
+    >>> xs, ys = task.batch(4000, 0)
+    >>> xs.shape, ys.shape, bool(np.array_equal(task.batch(3, 1)[0], task.batch(3, 1)[0]))
+    ((5, 4000, 2), (4000,), True)
+    >>> bool(abs(task.loss(np.ones((4000, 1)), ys) - task.baseline) < 0.01)
+    True
     """
 
     name: str
