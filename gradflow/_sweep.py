@@ -62,7 +62,24 @@ TASKS: dict[str, Task] = {"gradient_flow": gradient_flow_task}
 
 
 class SweepWarning(UserWarning):
-    """Some points of a sweep failed; their rows say why in the ``error`` column."""
+    """Some points of a sweep failed; their rows say why in the ``error`` column.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gradflow import sweep
+    >>> def square_root(point):
+    ...     if point["x"] < 0:
+    ...         raise ValueError("x must be >= 0")
+    ...     return {"root": point["x"] ** 0.5}
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     frame = sweep.run({"x": [4.0, -1.0]}, task=square_root, cache=False, progress=False)
+    >>> [w.category.__name__ for w in caught]
+    ['SweepWarning']
+    >>> frame.to_dict("list")
+    {'x': [4.0, -1.0], 'seed': [0, 0], 'root': [2.0, nan], 'error': ['', 'ValueError: x must be >= 0']}
+    """
 
 
 # ------------------------------------------------------------------ grids and points
@@ -70,7 +87,23 @@ class SweepWarning(UserWarning):
 
 @dataclass(frozen=True)
 class GridFile:
-    """A grid read from TOML: the sub-grids, and the seeds and task when the file names them."""
+    """A grid read from TOML: the sub-grids, and the seeds and task when the file names them.
+
+    Examples
+    --------
+    Two ``[[grid]]`` tables: a union of two grids of two points each.
+
+    >>> import pathlib, tempfile
+    >>> from gradflow import sweep
+    >>> lines = ['task = "gradient_flow"', '[[grid]]', 'cell = "rnn"', 'gain = [0.5, 1.5]',
+    ...          '[[grid]]', 'cell = "lstm"', 'forget_bias = [0.0, 1.0]']
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp, "grid.toml")
+    ...     _ = path.write_text("\\n".join(lines))
+    ...     spec = sweep.read_grid(path)
+    >>> spec.task, spec.seeds, spec.grid[1], len(sweep.points(spec.grid))
+    ('gradient_flow', None, {'cell': 'lstm', 'forget_bias': [0.0, 1.0]}, 4)
+    """
 
     grid: list[dict[str, Any]]
     seeds: list[int] | None
@@ -235,7 +268,18 @@ def registered_task(name: Any) -> Task:
 
 def load_task(spec: str) -> Task:
     """Import the task ``"package.module:function"``: this runs that module's code, so only the
-    user may ask for it (``gradflow sweep --task-module``), never a grid file."""
+    user may ask for it (``gradflow sweep --task-module``), never a grid file.
+
+    Examples
+    --------
+    >>> from gradflow import sweep
+    >>> sweep.load_task("gradflow.sweep:gradient_flow_task") is sweep.gradient_flow_task
+    True
+    >>> sweep.load_task("gradflow.sweep")
+    Traceback (most recent call last):
+    ...
+    ValueError: task must be named 'package.module:function'; got 'gradflow.sweep'
+    """
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise ValueError(f"task must be named 'package.module:function'; got {spec!r}")
