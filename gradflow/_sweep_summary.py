@@ -82,6 +82,16 @@ class SweepSummary:
         return pd.Series(out, dtype=float, name="mean |rate error| (nats/step)")
 
     def to_frame(self) -> pd.DataFrame:
+        """The sweep's frame itself, unchanged (not a copy).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from gradflow import sweep
+        >>> frame = pd.DataFrame({"gain": [0.5, 2.0], "seed": [0, 0], "measured_rate": [-0.7, 0.2]})
+        >>> sweep.summary(frame).to_frame() is frame
+        True
+        """
         return self.frame
 
     def _x(self) -> str | None:
