@@ -48,7 +48,7 @@ napoleon_use_rtype = False
 napoleon_use_ivar = True  # "Attributes" as fields: dataclass fields are not documented twice
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
+autodoc_default_options = {"members": True}
 # Long defaults (arrays, registries) would make signatures unreadable.
 autodoc_preserve_defaults = True
 
