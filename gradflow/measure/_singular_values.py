@@ -33,6 +33,19 @@ class SingularValues:
     change : float
         Largest change of any log value over the last sweep (convergence).
     sweeps, steps : int
+
+    Examples
+    --------
+    The product of 20 steps of ``W = 0.5 * orthogonal`` has every singular value ``0.5 ** 20``:
+
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(4, 1, activation="linear", init="orthogonal", gain=0.5, seed=0)
+    >>> sv = gf.finite_time_singular_values(cell, gf.inputs.gaussian(20, 2, 1), k=2)
+    >>> sv.log_values.shape, bool(np.allclose(sv.log_values, 20 * np.log(0.5)))
+    ((2, 2), True)
+    >>> bool(np.allclose(sv.rates, np.log(0.5))), sv.change <= 1e-10
+    (True, True)
     """
 
     system: str
@@ -47,7 +60,21 @@ class SingularValues:
         return self.log_values.mean(axis=0) / self.steps
 
     def plot(self, ax=None):
-        """ln sigma_i / steps (nats/step) against index i, batch mean and every sample."""
+        """ln sigma_i / steps (nats/step) against index i, batch mean and every sample.
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> cell = gf.rnn(4, 1, activation="linear", init="orthogonal", gain=0.5, seed=0)
+        >>> sv = gf.finite_time_singular_values(cell, gf.inputs.gaussian(20, 2, 1), k=2)
+        >>> ax = sv.plot(ax=Figure().subplots())
+        >>> ax.get_title(), [line.get_label() for line in ax.get_lines()][:1]
+        ('rnn-linear: 20 steps', ['batch mean'])
+        >>> bool(np.allclose(ax.get_lines()[0].get_ydata(), np.log(0.5)))
+        True
+        """
         from ..core._plot import new_axes
 
         ax = new_axes(ax)
@@ -167,7 +194,21 @@ SWEEP_BUDGET_LIMIT = 10  # ... at most this many times over
 
 
 class ConvergenceWarning(UserWarning):
-    """An iteration stopped before reaching its tolerance; the result is approximate."""
+    """An iteration stopped before reaching its tolerance; the result is approximate.
+
+    Examples
+    --------
+    One sweep cannot tell how far `finite_time_singular_values` is from converged:
+
+    >>> import warnings
+    >>> import gradflow as gf
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     sv = gf.finite_time_singular_values(gf.rnn(6, 2, seed=0), gf.inputs.gaussian(5, 1, 2),
+    ...                                         max_sweeps=1)
+    >>> [w.category.__name__ for w in caught], sv.sweeps, issubclass(gf.ConvergenceWarning, UserWarning)
+    (['ConvergenceWarning'], 1, True)
+    """
 
 
 def _raised_budget(changes: list[float], tol: float, done: int, limit: int) -> int:

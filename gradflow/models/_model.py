@@ -42,6 +42,22 @@ class Model:
         State-dict keys that are neither the recurrent block nor its head.
     source : str
         Where the weights came from.
+
+    Examples
+    --------
+    A PyTorch ``nn.RNN(2, 4, bias=False)`` with a ``Linear(4, 1)`` head, from its state_dict:
+
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> rng = np.random.default_rng(0)
+    >>> Wi, Wh, Wo = rng.normal(size=(4, 2)), rng.normal(size=(4, 4)) / 2, rng.normal(size=(1, 4))
+    >>> model = gf.from_torch({"rnn.weight_ih_l0": Wi, "rnn.weight_hh_l0": Wh,
+    ...                        "fc.weight": Wo, "fc.bias": np.zeros(1)})
+    >>> model  # doctest: +NORMALIZE_WHITESPACE
+    Model(name='rnn', kind='rnn', layers=1, hidden=4, proj_size=0, bidirectional=False,
+          batch_first=False, head=fc (1, 4), ignored=[])
+    >>> list(model.cells), model.cell.state_size, model.output_size
+    (['forward'], 4, 4)
     """
 
     name: str
@@ -69,7 +85,21 @@ class Model:
         return (self.proj_size or self.hidden) * (2 if self.bidirectional else 1)
 
     def time_major(self, xs, batch_first: bool | None = None) -> np.ndarray:
-        """``xs`` as ``(T, batch, inputs)``: transposed when it is batch-first (default: as the module)."""
+        """``xs`` as ``(T, batch, inputs)``: transposed when it is batch-first (default: as the module).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> rng = np.random.default_rng(0)
+        >>> Wi, Wh = rng.normal(size=(4, 2)), rng.normal(size=(4, 4)) / 2
+        >>> model = gf.from_torch({"weight_ih_l0": Wi, "weight_hh_l0": Wh,
+        ...                        "weight_ih_l0_reverse": Wi, "weight_hh_l0_reverse": Wh}, batch_first=True)
+        >>> model.time_major(np.zeros((3, 7, 2))).shape  # 3 sequences of 7 steps
+        (7, 3, 2)
+        >>> model.time_major(np.zeros((7, 3, 2)), batch_first=False).shape
+        (7, 3, 2)
+        """
         xs = as_float_array("xs", xs, ndim=3)
         first = self.batch_first if batch_first is None else bool(batch_first)
         return np.swapaxes(xs, 0, 1).copy() if first else xs
@@ -78,6 +108,19 @@ class Model:
         """Each cell's own input sequence for time-major ``xs``, in the cells' order.
 
         The reverse direction's sequence is reversed in time (its step ``t`` reads ``x_{T-1-t}``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> rng = np.random.default_rng(0)
+        >>> Wi, Wh = rng.normal(size=(4, 2)), rng.normal(size=(4, 4)) / 2
+        >>> model = gf.from_torch({"weight_ih_l0": Wi, "weight_hh_l0": Wh,
+        ...                        "weight_ih_l0_reverse": Wi, "weight_hh_l0_reverse": Wh}, batch_first=True)
+        >>> xs = gf.inputs.gaussian(5, 3, 2)
+        >>> inputs = model.cell_inputs(xs)
+        >>> list(inputs), bool(np.array_equal(inputs["l0 reverse"], xs[::-1]))
+        (['l0 forward', 'l0 reverse'], True)
         """
         from ..engine._engine import unroll
 
@@ -96,7 +139,26 @@ class Model:
 
     def outputs(self, xs) -> np.ndarray:
         """The top layer's output at every step, ``(T, batch, output_size)``: PyTorch's ``output``
-        for time-major ``xs`` (both directions concatenated when bidirectional)."""
+        for time-major ``xs`` (both directions concatenated when bidirectional).
+
+        Examples
+        --------
+        PyTorch's equations written out in numpy give the same last output:
+
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> rng = np.random.default_rng(0)
+        >>> Wi, Wh, Wo = rng.normal(size=(4, 2)), rng.normal(size=(4, 4)) / 2, rng.normal(size=(1, 4))
+        >>> model = gf.from_torch({"rnn.weight_ih_l0": Wi, "rnn.weight_hh_l0": Wh,
+        ...                        "fc.weight": Wo, "fc.bias": np.zeros(1)})
+        >>> xs = gf.inputs.gaussian(6, 3, 2)
+        >>> h = np.zeros((3, 4))
+        >>> for x in xs:
+        ...     h = np.tanh(x @ Wi.T + h @ Wh.T)
+        >>> out = model.outputs(xs)
+        >>> out.shape, bool(np.allclose(out[-1], h))
+        ((6, 3, 4), True)
+        """
         from ..engine._engine import unroll
 
         xs = as_float_array("xs", xs, ndim=3)
@@ -113,7 +175,21 @@ class Model:
         return np.concatenate([fwd, rev], axis=2)
 
     def readout(self, xs) -> np.ndarray:
-        """The head applied to the last step's output, ``(batch, head outputs)``."""
+        """The head applied to the last step's output, ``(batch, head outputs)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> rng = np.random.default_rng(0)
+        >>> Wi, Wh, Wo = rng.normal(size=(4, 2)), rng.normal(size=(4, 4)) / 2, rng.normal(size=(1, 4))
+        >>> model = gf.from_torch({"rnn.weight_ih_l0": Wi, "rnn.weight_hh_l0": Wh,
+        ...                        "fc.weight": Wo, "fc.bias": np.zeros(1)})
+        >>> xs = gf.inputs.gaussian(6, 3, 2)
+        >>> y = model.readout(xs)
+        >>> y.shape, bool(np.allclose(y, model.outputs(xs)[-1] @ Wo.T))
+        ((3, 1), True)
+        """
         if self.head is None:
             raise ValueError(f"model {self.name!r} has no head (no linear layer on its output)")
         return self.outputs(xs)[-1] @ self.head.weight.T + self.head.bias
@@ -121,7 +197,22 @@ class Model:
     def readout_directions(self, name: str) -> np.ndarray | None:
         """The rows of the head as vectors in cell ``name``'s state, ``(outputs, state_size)``:
         what the output at the last step reads of that cell's final state. None when the head
-        does not read that cell directly (no head, or a lower layer of a bidirectional net)."""
+        does not read that cell directly (no head, or a lower layer of a bidirectional net).
+
+        Examples
+        --------
+        A one-layer RNN's state is its ``h``, so the head's rows are the directions themselves:
+
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> rng = np.random.default_rng(0)
+        >>> Wi, Wh, Wo = rng.normal(size=(4, 2)), rng.normal(size=(4, 4)) / 2, rng.normal(size=(1, 4))
+        >>> model = gf.from_torch({"rnn.weight_ih_l0": Wi, "rnn.weight_hh_l0": Wh,
+        ...                        "fc.weight": Wo, "fc.bias": np.zeros(1)})
+        >>> directions = model.readout_directions("forward")
+        >>> directions.shape, bool(np.array_equal(directions, Wo))
+        ((1, 4), True)
+        """
         if self.head is None:
             return None
         cell = self.cells[name]

@@ -29,7 +29,23 @@ Grid = Mapping[str, Any] | Sequence[Mapping[str, Any]] | str | os.PathLike
 
 @dataclass(frozen=True)
 class GridFile:
-    """A grid read from TOML: the sub-grids, and the seeds and task when the file names them."""
+    """A grid read from TOML: the sub-grids, and the seeds and task when the file names them.
+
+    Examples
+    --------
+    Two ``[[grid]]`` tables: a union of two grids of two points each.
+
+    >>> import pathlib, tempfile
+    >>> from gradflow import sweep
+    >>> lines = ['task = "gradient_flow"', '[[grid]]', 'cell = "rnn"', 'gain = [0.5, 1.5]',
+    ...          '[[grid]]', 'cell = "lstm"', 'forget_bias = [0.0, 1.0]']
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp, "grid.toml")
+    ...     _ = path.write_text("\\n".join(lines))
+    ...     spec = sweep.read_grid(path)
+    >>> spec.task, spec.seeds, spec.grid[1], len(sweep.points(spec.grid))
+    ('gradient_flow', None, {'cell': 'lstm', 'forget_bias': [0.0, 1.0]}, 4)
+    """
 
     grid: list[dict[str, Any]]
     seeds: list[int] | None

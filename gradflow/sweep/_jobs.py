@@ -39,7 +39,18 @@ def registered_task(name: Any) -> Task:
 
 def load_task(spec: str) -> Task:
     """Import the task ``"package.module:function"``: this runs that module's code, so only the
-    user may ask for it (``gradflow sweep --task-module``), never a grid file."""
+    user may ask for it (``gradflow sweep --task-module``), never a grid file.
+
+    Examples
+    --------
+    >>> from gradflow import sweep
+    >>> sweep.load_task("gradflow.sweep:gradient_flow_task") is sweep.gradient_flow_task
+    True
+    >>> sweep.load_task("gradflow.sweep")
+    Traceback (most recent call last):
+    ...
+    ValueError: task must be named 'package.module:function'; got 'gradflow.sweep'
+    """
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise ValueError(f"task must be named 'package.module:function'; got {spec!r}")

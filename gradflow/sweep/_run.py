@@ -31,7 +31,24 @@ from ._task import gradient_flow_task
 
 
 class SweepWarning(UserWarning):
-    """Some points of a sweep failed; their rows say why in the ``error`` column."""
+    """Some points of a sweep failed; their rows say why in the ``error`` column.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gradflow import sweep
+    >>> def square_root(point):
+    ...     if point["x"] < 0:
+    ...         raise ValueError("x must be >= 0")
+    ...     return {"root": point["x"] ** 0.5}
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     frame = sweep.run({"x": [4.0, -1.0]}, task=square_root, cache=False, progress=False)
+    >>> [w.category.__name__ for w in caught]
+    ['SweepWarning']
+    >>> frame.to_dict("list")
+    {'x': [4.0, -1.0], 'seed': [0, 0], 'root': [2.0, nan], 'error': ['', 'ValueError: x must be >= 0']}
+    """
 
 
 def _resolve_cache(cache) -> Cache | None:
