@@ -3,7 +3,7 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`; linear recurrences `lru` (`lru_from_arrays`), `mingru`, `minlstm`.
+`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -53,6 +53,7 @@ from ._sequence import (
     self_attention,
     tcn,
 )
+from ._ssm import s4d
 from ._threads import blas_threads, set_blas_threads
 from ._train import TrainingRun, finite_time_exponents, train, training_objective
 from ._version import read_version
@@ -108,6 +109,7 @@ __all__ = [
     "regime_of",
     "restricted_attention",
     "rnn",
+    "s4d",
     "self_attention",
     "sensitivity",
     "set_blas_threads",

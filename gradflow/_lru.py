@@ -47,16 +47,28 @@ def eigenvalues(params: Mapping[str, Any]) -> np.ndarray:
     return np.exp(-np.exp(params["nu_log"]) + 1j * np.exp(params["theta_log"]))
 
 
+def diagonal_step(a_re, a_im, b_re, b_im, state, x, modes: int):
+    """``h' = a * h + b x`` for complex diagonal ``a`` (N,) and input matrix ``b`` (N, D), on the
+    real-stacked state ``[Re h, Im h]``; the step of every diagonal complex recurrence here."""
+    bx_re, bx_im = x @ b_re.T, x @ b_im.T
+    h_re, h_im = complex_parts(state, modes)
+    return anp.concatenate([a_re * h_re - a_im * h_im + bx_re,
+                            a_im * h_re + a_re * h_im + bx_im], axis=1)
+
+
+def readout(params: Mapping[str, np.ndarray], states: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """``y_t = Re(C h_t) + D * x_t`` from real-stacked states (T, batch, 2N) and inputs (T, batch, D)."""
+    re, im = complex_parts(states, states.shape[-1] // 2)
+    return re @ params["C_re"].T - im @ params["C_im"].T + params["D"] * xs
+
+
 def lru_step(params, state, x, *, hidden):
     """One LRU step on the real-stacked state ``[Re h, Im h]`` (see the module docstring)."""
     modulus = anp.exp(-anp.exp(params["nu_log"]))
     phase = anp.exp(params["theta_log"])
-    lam_re, lam_im = modulus * anp.cos(phase), modulus * anp.sin(phase)
     gamma = anp.exp(params["gamma_log"])[:, None]
-    bu_re, bu_im = x @ (gamma * params["B_re"]).T, x @ (gamma * params["B_im"]).T
-    h_re, h_im = complex_parts(state, hidden)
-    return anp.concatenate([lam_re * h_re - lam_im * h_im + bu_re,
-                            lam_im * h_re + lam_re * h_im + bu_im], axis=1)
+    return diagonal_step(modulus * anp.cos(phase), modulus * anp.sin(phase),
+                         gamma * params["B_re"], gamma * params["B_im"], state, x, hidden)
 
 
 def _build(params: Mapping[str, np.ndarray], hidden: int, inputs: int, name: str | None,
@@ -184,9 +196,7 @@ def outputs(cell: Cell, xs, h0=None) -> np.ndarray:
     """
     cell = _check_kind(cell)
     xs, h0 = check_sequence(cell, xs, h0)
-    p, n = cell.params, cell.config["hidden"]
-    re, im = complex_parts(unroll(cell, xs, h0)[1:], n)
-    return re @ p["C_re"].T - im @ p["C_im"].T + p["D"] * xs
+    return readout(cell.params, unroll(cell, xs, h0)[1:], xs)
 
 
 def linear_coefficients(cell: Cell, xs) -> tuple[np.ndarray, np.ndarray]:

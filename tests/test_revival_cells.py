@@ -9,9 +9,10 @@ import pickle
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 import gradflow as gf
-from gradflow import _lru, _mingru
+from gradflow import _lru, _mingru, _ssm
 
 TOL = 1e-10
 
@@ -127,6 +128,62 @@ def test_lru_linear_coefficients_reproduce_unroll():
     assert err < 1e-12
 
 
+# ---------------------------------------------------------------------------- S4D
+
+
+def _s4d_reference(p):
+    """Zero-order hold of h' = A h + B x in complex numpy: (Abar (N,), Bbar (N, D))."""
+    A = -np.exp(p["log_A_real"]) + 1j * p["A_imag"]
+    abar = np.exp(np.exp(p["log_dt"]) * A)
+    return abar, ((abar - 1) / A)[:, None] * (p["B_re"] + 1j * p["B_im"])
+
+
+def test_s4d_discretisation_is_the_exact_zero_order_hold():
+    # expm([[A, B], [0, 0]] dt) = [[Abar, Bbar], [0, 1]]: ZOH with no formula of ours in it.
+    p = gf.s4d(5, 2, dt_min=1e-4, dt_max=0.5, seed=2).params
+    abar, bbar = _s4d_reference(p)
+    b = p["B_re"] + 1j * p["B_im"]
+    A = -np.exp(p["log_A_real"]) + 1j * p["A_imag"]
+    for n in range(5):
+        M = np.zeros((3, 3), complex)
+        M[0, 0], M[0, 1:] = A[n], b[n]
+        E = scipy.linalg.expm(np.exp(p["log_dt"][n]) * M)
+        assert abs(E[0, 0] - abar[n]) < 1e-14 and np.max(np.abs(E[0, 1:] - bbar[n])) < 1e-13
+    a_re, a_im, b_re, b_im = _ssm.discretise(p)
+    assert np.max(np.abs(a_re + 1j * a_im - abar)) < 1e-15
+    assert np.max(np.abs(b_re + 1j * b_im - bbar)) < 1e-15
+
+
+def test_s4d_matches_the_reference_forward_outputs_and_gradient_by_lag():
+    cell = gf.s4d(6, 3, seed=1)
+    p = cell.params
+    assert np.allclose(-np.exp(p["log_A_real"]) + 1j * p["A_imag"], -0.5 + 1j * np.pi * np.arange(6))
+    dt = np.exp(p["log_dt"])
+    assert np.all((dt >= 1e-3) & (dt <= 1e-1))
+    xs = gf.inputs.gaussian(40, 2, 3, seed=3)
+    abar, bbar = _s4d_reference(p)
+    h = np.zeros((2, 6), complex)
+    hs = [h]
+    for x in xs:
+        h = abar * h + x @ bbar.T
+        hs.append(h)
+    hs = np.array(hs)
+    assert np.max(np.abs(gf.unroll(cell, xs) - np.concatenate([hs.real, hs.imag], -1))) < TOL
+    y = (hs[1:] @ (p["C_re"] + 1j * p["C_im"]).T).real + p["D"] * xs
+    assert np.max(np.abs(_ssm.outputs(cell, xs) - y)) < TOL
+    u = _unit(np.random.default_rng(4), 12)
+    g = u[:6] + 1j * u[6:]
+    ref = np.log([np.linalg.norm(np.conj(abar) ** k * g) for k in range(41)])
+    assert _flow_errors(cell, xs, u, ref[:, None]) < TOL
+    a, b = _ssm.linear_coefficients(cell, xs)
+    h = np.zeros((2, 6), complex)
+    for t in range(40):
+        h = a[t] * h + b[t]
+        assert np.max(np.abs(h - hs[t + 1])) < 1e-12
+    with pytest.raises(ValueError, match="dt_min"):
+        gf.s4d(4, 2, dt_min=0.2, dt_max=0.1)
+
+
 # ---------------------------------------------------------------------------- minGRU / minLSTM
 
 
@@ -209,6 +266,7 @@ def test_minlstm_gates_stay_finite_where_both_saturate():
 
 CELLS = {
     "lru": lambda: gf.lru(3, 2, r_min=0.5, r_max=0.95, seed=0),
+    "s4d": lambda: gf.s4d(3, 2, dt_max=0.5, seed=0),
     "mingru": lambda: gf.mingru(4, 2, seed=0),
     "minlstm": lambda: gf.minlstm(4, 2, seed=0),
 }
