@@ -22,6 +22,7 @@ import numpy as np
 from . import _activations as act
 from ._cells import Cell
 from ._engine import check_cell, check_sequence
+from ._ops import diagonal_update
 from ._validation import check_positive_int, check_seed
 
 # Each kind's linear maps of the input, in draw order; "h" is the candidate state.
@@ -45,12 +46,12 @@ def _minlstm_gates(params, x):
 
 def mingru_step(params, state, x):
     z = act.sigmoid(_linear(params, x, "z"))
-    return (1.0 - z) * state + z * _linear(params, x, "h")
+    return diagonal_update(1.0 - z, state, z * _linear(params, x, "h"))
 
 
 def minlstm_step(params, state, x):
     f, i = _minlstm_gates(params, x)
-    return f * state + i * _linear(params, x, "h")
+    return diagonal_update(f, state, i * _linear(params, x, "h"))
 
 
 _STEPS = {"mingru": mingru_step, "minlstm": minlstm_step}
@@ -68,7 +69,8 @@ def _random(kind: str, hidden: int, inputs: int, seed: int, name: str | None) ->
         params[f"bias_{gate}"] = rng.uniform(-bound, bound, size=hidden)
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "seed": seed}
     return Cell(_STEPS[kind], params, hidden, inputs, kind=kind,
-                components={"h": np.arange(hidden)}, config=config, name=name or kind)
+                components={"h": np.arange(hidden)}, config=config, name=name or kind,
+                stacked_tangents=True)  # the state passes through diagonal_update only
 
 
 def mingru(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None) -> Cell:

@@ -14,7 +14,6 @@ the state is ``[Re h, Im h]`` like the LRU's (``gradflow._lru``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 import autograd.numpy as anp
@@ -46,8 +45,8 @@ def discretise(params: Mapping[str, np.ndarray]):
     return abar_re, abar_im, coef_re * b_re - coef_im * b_im, coef_re * b_im + coef_im * b_re
 
 
-def s4d_step(params, state, x, *, hidden):
-    return diagonal_step(*discretise(params), state, x, hidden)
+def s4d_step(params, state, x):
+    return diagonal_step(*discretise(params), state, x)
 
 
 def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1, seed: int = 0,
@@ -102,8 +101,9 @@ def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
     }
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "complex": True,
               "dt_min": dt_min, "dt_max": dt_max, "seed": seed}
-    return Cell(functools.partial(s4d_step, hidden=hidden), params, 2 * hidden, inputs, kind=KIND,
-                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND)
+    return Cell(s4d_step, params, 2 * hidden, inputs, kind=KIND,
+                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND,
+                stacked_tangents=True)
 
 
 def _check_kind(cell: Cell) -> Cell:

@@ -10,9 +10,12 @@ import pickle
 import numpy as np
 import pytest
 import scipy.linalg
+from autograd.core import make_jvp, make_vjp
+from helpers import fd_jacobian, rel_err
 
 import gradflow as gf
 from gradflow import _lru, _mamba, _mingru, _ssm
+from gradflow._ops import complex_diagonal_update, diagonal_update
 
 TOL = 1e-10
 
@@ -30,6 +33,41 @@ def _flow_errors(cell, xs, u, reference_log_norms):
 def _unit(rng, n):
     u = rng.standard_normal(n)
     return u / np.linalg.norm(u)
+
+
+# ---------------------------------------------------------------------------- the fused primitives
+
+_rng = np.random.default_rng(0)
+PRIMITIVES = {  # (function, arguments, the arguments a stacked tangent flows through)
+    "diagonal": (diagonal_update, [_rng.normal(size=4), _rng.normal(size=(3, 4)), _rng.normal(size=(3, 4))],
+                 [1]),
+    "diagonal_rows": (diagonal_update, [_rng.normal(size=(3, 4)), _rng.normal(size=(3, 4)),
+                                        _rng.normal(size=(3, 4))], [0, 1, 2]),
+    "complex": (complex_diagonal_update, [_rng.normal(size=4), _rng.normal(size=4),
+                                          _rng.normal(size=(3, 8)), _rng.normal(size=(3, 8))], [2, 3]),
+    "complex_rows": (complex_diagonal_update, [_rng.normal(size=(3, 4)), _rng.normal(size=(3, 4)),
+                                               _rng.normal(size=(3, 8)), _rng.normal(size=(3, 8))],
+                     [0, 1, 2, 3]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRIMITIVES))
+def test_fused_primitives_rules_match_finite_differences_and_take_stacked_vectors(case):
+    fun, args, stacked = PRIMITIVES[case]
+    for argnum, arg in enumerate(args):
+        def f(v, argnum=argnum):
+            return fun(*args[:argnum], v, *args[argnum + 1:])
+
+        J = fd_jacobian(lambda flat, arg=arg, f=f: f(flat.reshape(arg.shape)).reshape(-1), arg.reshape(-1))
+        vjp, ans = make_vjp(f, arg)
+        rows = np.stack([vjp(e.reshape(ans.shape)).reshape(-1) for e in np.eye(ans.size)])
+        cols = np.stack([make_jvp(f, arg)(e.reshape(arg.shape))[1].reshape(-1) for e in np.eye(arg.size)], 1)
+        assert rel_err(rows, J) < 1e-8 and rel_err(cols, J) < 1e-8, (case, argnum)
+        if argnum in stacked:  # what Cell.stacked_tangents promises: k vectors at once = k calls
+            cot, tan = _rng.normal(size=(2, *ans.shape)), _rng.normal(size=(2, *arg.shape))
+            assert np.allclose(vjp(cot), np.stack([vjp(c) for c in cot]), rtol=1e-14, atol=0)
+            jvp = make_jvp(f, arg)
+            assert np.allclose(jvp(tan)[1], np.stack([jvp(t)[1] for t in tan]), rtol=1e-14, atol=0)
 
 
 # ---------------------------------------------------------------------------- LRU
