@@ -20,7 +20,10 @@ input** of a step is the block's input ``u_t`` (width ``d_model``); in a stack t
 this block's output (in ``mamba_ssm`` plus the residual stream and an RMSNorm).
 
 The SSM state is linear in itself with diagonal input-dependent ``a_t = exp(dt_t A)``; the conv
-buffer is a shift register of inputs, so it does not depend on the SSM state at all.
+buffer is a shift register of inputs, so it does not depend on the SSM state at all, and after
+``d_conv - 1`` steps not on its own past either: the step Jacobian is nilpotent on it, and its
+``d_inner * (d_conv - 1)`` Lyapunov exponents are ``-inf`` (a computed spectrum shows them as
+large negative values set by rounding).
 `linear_coefficients` gives ``(a_t, b_t)`` of the SSM part with the buffer computed from the
 inputs. ``softplus`` is the exact ``log(1 + e^a)`` (PyTorch returns ``a`` above 20: a relative
 difference below ``2e-9`` there).

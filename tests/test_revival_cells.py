@@ -494,7 +494,11 @@ def test_every_analysis_runs_on_the_new_cells(kind):
     JQ = gf.jacobian_products(cell, xs, np.eye(cell.state_size)[:, :2])
     assert np.allclose(JQ, J[..., :2], atol=1e-13)
     assert np.isfinite(gf.gradient_flow(cell, xs).rate)
-    assert np.all(np.isfinite(gf.lyapunov_spectrum(cell, xs, warmup=5).exponents))
+    exponents = np.ravel(gf.lyapunov_spectrum(cell, xs, warmup=5).exponents)
+    if kind == "mamba":  # the conv buffer is a shift register: J is nilpotent on it, exponents -inf
+        assert np.sum(exponents > -5) == cell.components["ssm"].size
+    else:
+        assert np.all(np.isfinite(exponents))
     assert gf.predict(cell, xs).cell_name == cell.name
     assert kind in repr(cell) and kind in cell._repr_html_()
     clone = pickle.loads(pickle.dumps(cell))
