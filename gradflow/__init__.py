@@ -3,7 +3,7 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`;
+`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`, xLSTM's `slstm`;
 the selective state-space block `mamba` (`from_torch("mamba", state_dict)`).
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
@@ -55,6 +55,7 @@ from ._sequence import (
     self_attention,
     tcn,
 )
+from ._slstm import slstm
 from ._ssm import s4d
 from ._threads import blas_threads, set_blas_threads
 from ._train import TrainingRun, finite_time_exponents, train, training_objective
@@ -116,6 +117,7 @@ __all__ = [
     "self_attention",
     "sensitivity",
     "set_blas_threads",
+    "slstm",
     "sweep",
     "tasks",
     "tcn",

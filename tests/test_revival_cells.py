@@ -471,6 +471,86 @@ def test_mamba_loads_a_torch_module_state_dict():
     assert np.array_equal(cell.params["conv1d.weight"], conv.weight.detach().numpy())
 
 
+# ---------------------------------------------------------------------------- sLSTM
+
+
+def _slstm_reference_step(p, state, x):
+    """xlstm's slstm_forward_pointwise after the projections, in numpy that also runs on complex
+    numbers (comparisons on real parts), so a complex step gives its exact Jacobian."""
+    N = p["bias"].size // 4
+    y, c, n, m = (state[:, k * N : (k + 1) * N] for k in range(4))
+    raw = x @ p["weight_ih"].T + y @ p["weight_hh"].T + p["bias"]
+    i_raw, f_raw, z_raw, o_raw = (raw[:, k * N : (k + 1) * N] for k in range(4))
+    logfplusm = m - np.log1p(np.exp(-f_raw))
+    mnew = np.where(n.real == 0.0, i_raw, np.where(i_raw.real >= logfplusm.real, i_raw, logfplusm))
+    igate, fgate = np.exp(i_raw - mnew), np.exp(logfplusm - mnew)
+    igate, fgate = np.where(igate.real > 1, 1.0, igate), np.where(fgate.real > 1, 1.0, fgate)
+    cnew = fgate * c + igate * np.tanh(z_raw)
+    nnew = fgate * n + igate
+    return np.concatenate([_sigmoid(o_raw) * cnew / nnew, cnew, nnew, mnew], axis=1)
+
+
+def _complex_step_jacobian(step, state, x):
+    """d step / d state at one row by complex steps: exact to rounding, no cancellation."""
+    eps = 1e-30
+    cols = [step(state[None] + 1j * eps * e[None], x[None])[0].imag / eps for e in np.eye(state.size)]
+    return np.stack(cols, axis=1)
+
+
+def test_slstm_matches_the_reference_pointwise_forward_and_gradient_by_lag():
+    cell = gf.slstm(3, 2, recurrent_init="standard", seed=2)
+    assert np.allclose(cell.params["bias"][3:6], [5.0, 5.0 - 12 * 0.5**0.3, -7.0])
+    xs = 2.0 * gf.inputs.gaussian(25, 2, 2, seed=9)
+    states = [np.zeros((2, 12))]
+    for x in xs:
+        states.append(_slstm_reference_step(cell.params, states[-1], x))
+    states = np.array(states)
+    assert np.max(np.abs(gf.unroll(cell, xs) - states)) < TOL
+    Js = np.array([[_complex_step_jacobian(lambda s, x: _slstm_reference_step(cell.params, s, x),
+                                           states[t, b], xs[t, b]) for b in range(2)] for t in range(25)])
+    assert np.max(np.abs(Js - gf.jacobians(cell, xs))) < TOL
+    u = _unit(np.random.default_rng(7), 12)
+    g, ref = np.tile(u, (2, 1)), []
+    for t in range(25, -1, -1):
+        ref.append(np.log(np.linalg.norm(g, axis=1)))
+        if t:
+            g = np.einsum("bij,bi->bj", Js[t - 1], g)
+    assert _flow_errors(cell, xs, u, np.array(ref)) < TOL
+    with pytest.raises(ValueError, match="recurrent_init"):
+        gf.slstm(3, 2, recurrent_init="orthogonal")
+
+
+def test_slstm_against_torch_transcription_of_the_reference():
+    torch = pytest.importorskip("torch")
+    logsigmoid = torch.nn.functional.logsigmoid
+    cell = gf.slstm(4, 3, recurrent_init="standard", seed=3)
+    xs = gf.inputs.gaussian(15, 2, 3, seed=10)
+    p = {k: torch.tensor(v) for k, v in cell.params.items()}
+    states = torch.zeros(4, 2, 4, dtype=torch.float64, requires_grad=True)
+    kept = []
+    for x in torch.tensor(xs):  # slstm_forward_pointwise, as in the reference
+        y, c, n, m = torch.unbind(states, dim=0)
+        raw = x @ p["weight_ih"].T + y @ p["weight_hh"].T + p["bias"]
+        iraw, fraw, zraw, oraw = torch.unbind(raw.view(raw.shape[0], 4, -1), dim=1)
+        logfplusm = m + logsigmoid(fraw)
+        mnew = iraw if torch.all(n == 0.0) else torch.max(iraw, logfplusm)
+        igate = torch.minimum(torch.exp(iraw - mnew), torch.ones_like(iraw))
+        fgate = torch.minimum(torch.exp(logfplusm - mnew), torch.ones_like(iraw))
+        cnew = fgate * c + igate * torch.tanh(zraw)
+        nnew = fgate * n + igate
+        states = torch.stack((torch.sigmoid(oraw) * cnew / nnew, cnew, nnew, mnew), dim=0)
+        states.retain_grad()
+        kept.append(states)
+    u = _unit(np.random.default_rng(8), 16)
+    (torch.cat(torch.unbind(states, 0), dim=1) @ torch.tensor(u)).sum().backward()
+    theirs = np.array([torch.cat(torch.unbind(s, 0), dim=1).detach().numpy() for s in kept])
+    assert np.max(np.abs(gf.unroll(cell, xs)[1:] - theirs)) < TOL
+    ref = np.log([np.linalg.norm(torch.cat(torch.unbind(s.grad, 0), dim=1).numpy(), axis=1)
+                  for s in kept[::-1]])
+    flow = gf.gradient_flow(cell, xs, loss=lambda h: h @ u)
+    assert np.max(np.abs(flow.log_norms[:-1] - ref)) < TOL
+
+
 # ---------------------------------------------------------------------------- every analysis
 
 
@@ -480,6 +560,7 @@ CELLS = {
     "mingru": lambda: gf.mingru(4, 2, seed=0),
     "minlstm": lambda: gf.minlstm(4, 2, seed=0),
     "mamba": lambda: gf.mamba(2, d_state=2, d_conv=2, expand=1, seed=0),
+    "slstm": lambda: gf.slstm(3, 2, recurrent_init="standard", seed=0),
 }
 
 
