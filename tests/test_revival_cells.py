@@ -14,8 +14,8 @@ from autograd.core import make_jvp, make_vjp
 from helpers import fd_jacobian, rel_err
 
 import gradflow as gf
-from gradflow import _lru, _mamba, _mingru, _ssm
-from gradflow._ops import complex_diagonal_update, diagonal_update
+from gradflow.cells import _lru, _mamba, _mingru, _ssm
+from gradflow.core._diagonal import complex_diagonal_update, diagonal_update
 
 TOL = 1e-10
 
@@ -93,7 +93,7 @@ def test_lru_matches_the_reference_forward_outputs_and_gradient_by_lag():
     assert np.max(np.abs(states - np.concatenate([h.real, h.imag], axis=-1))) < TOL
     p = cell.params
     y = (h[1:] @ (p["C_re"] + 1j * p["C_im"]).T).real + p["D"] * xs
-    assert np.max(np.abs(_lru.outputs(cell, xs) - y)) < TOL
+    assert np.max(np.abs(gf.layer_outputs(cell, xs) - y)) < TOL
     # Loss u . [Re h_T, Im h_T] = Re(conj(g) h_T) with g = u_re + i u_im; one step back
     # through h -> lambda h maps g to conj(lambda) g, and the real gradient's norm is |g|.
     u = _unit(np.random.default_rng(0), 12)
@@ -156,7 +156,7 @@ def test_lru_against_torch_autograd():
 def test_lru_linear_coefficients_reproduce_unroll():
     cell = gf.lru(5, 2, seed=4)
     xs = gf.inputs.gaussian(25, 3, 2, seed=3)
-    a, b = _lru.linear_coefficients(cell, xs)
+    a, b = gf.linear_coefficients(cell, xs)
     assert a.shape == b.shape == (25, 3, 5) and cell.config["linear"] is True
     h, states = np.zeros((3, 5), complex), gf.unroll(cell, xs)
     err = 0.0
@@ -208,12 +208,12 @@ def test_s4d_matches_the_reference_forward_outputs_and_gradient_by_lag():
     hs = np.array(hs)
     assert np.max(np.abs(gf.unroll(cell, xs) - np.concatenate([hs.real, hs.imag], -1))) < TOL
     y = (hs[1:] @ (p["C_re"] + 1j * p["C_im"]).T).real + p["D"] * xs
-    assert np.max(np.abs(_ssm.outputs(cell, xs) - y)) < TOL
+    assert np.max(np.abs(gf.layer_outputs(cell, xs) - y)) < TOL
     u = _unit(np.random.default_rng(4), 12)
     g = u[:6] + 1j * u[6:]
     ref = np.log([np.linalg.norm(np.conj(abar) ** k * g) for k in range(41)])
     assert _flow_errors(cell, xs, u, ref[:, None]) < TOL
-    a, b = _ssm.linear_coefficients(cell, xs)
+    a, b = gf.linear_coefficients(cell, xs)
     h = np.zeros((2, 6), complex)
     for t in range(40):
         h = a[t] * h + b[t]
@@ -257,7 +257,7 @@ def test_min_cells_match_the_paper_forward_and_gradient_by_lag(kind):
         if t:
             g = g * slopes[t - 1]
     assert _flow_errors(cell, xs, u, np.array(ref)) < TOL
-    a, b = _mingru.linear_coefficients(cell, xs)
+    a, b = gf.linear_coefficients(cell, xs)
     h = np.zeros((2, 5))
     for t in range(30):
         h = a[t] * h + b[t]
@@ -383,8 +383,8 @@ def test_mamba_step_repeated_matches_the_selective_scan_reference():
     assert np.max(np.abs(ours[1:, :, cell.components["ssm"]] - states.reshape(25, 2, -1))) < TOL
     buffers = ours[1:, :, cell.components["conv"]].reshape(25, 2, 6, 2)
     assert np.max(np.abs(buffers[..., -1] - x)) < TOL and np.max(np.abs(buffers[1:, ..., 0] - x[:-1])) < TOL
-    assert np.max(np.abs(_mamba.outputs(cell, us) - out)) < TOL
-    a, b = _mamba.linear_coefficients(cell, us)
+    assert np.max(np.abs(gf.layer_outputs(cell, us) - out)) < TOL
+    a, b = gf.linear_coefficients(cell, us)
     s = np.zeros((2, 24))
     for t in range(25):
         s = a[t] * s + b[t]
@@ -430,7 +430,7 @@ def test_mamba_against_a_torch_transcription_of_step():
         kept.append(ssm_state)
         y = (torch.einsum("bdn,bn->bd", ssm_state, C) + p["D"] * xc) * F.silu(z)
         outs.append(y @ p["out_proj.weight"].T)
-    assert np.max(np.abs(_mamba.outputs(cell, us) - torch.stack(outs).detach().numpy())) < TOL
+    assert np.max(np.abs(gf.layer_outputs(cell, us) - torch.stack(outs).detach().numpy())) < TOL
     # The SSM state's gradient by lag, for a loss on the final SSM state only (the conv buffer
     # does not depend on the SSM state, so this path is the reference's whole story for it).
     ssm_idx = cell.components["ssm"]
@@ -441,18 +441,18 @@ def test_mamba_against_a_torch_transcription_of_step():
     assert np.max(np.abs(flow.components["ssm"][:-1] - ref)) < TOL
 
 
-def test_mamba_from_torch_state_dict_names_and_bad_input():
+def test_mamba_from_state_dict_names_and_bad_input():
     cell = gf.mamba(4, d_state=2, d_conv=2, expand=1, seed=4)
     us = gf.inputs.gaussian(6, 1, 4)
-    again = gf.from_torch("mamba", {k: v.copy() for k, v in cell.params.items()})
+    again = gf.mamba_from_state_dict({k: v.copy() for k, v in cell.params.items()})
     assert np.array_equal(gf.unroll(again, us), gf.unroll(cell, us))
     assert set(cell.params) == set(_mamba.REQUIRED)
     with pytest.raises(ValueError, match=r"missing \['A_log'\]"):
-        gf.from_torch("mamba", {k: v for k, v in cell.params.items() if k != "A_log"})
+        gf.mamba_from_state_dict({k: v for k, v in cell.params.items() if k != "A_log"})
     with pytest.raises(ValueError, match=r"unexpected.*prefix="):
-        gf.from_torch("mamba", {**cell.params, "norm.weight": np.ones(4)})
+        gf.mamba_from_state_dict({**cell.params, "norm.weight": np.ones(4)})
     with pytest.raises(ValueError, match=r"'x_proj.weight'.*shape \(5, 4\)"):
-        gf.from_torch("mamba", {**cell.params, "x_proj.weight": np.zeros((4, 4))})
+        gf.mamba_from_state_dict({**cell.params, "x_proj.weight": np.zeros((4, 4))})
     with pytest.raises(ValueError, match="dt_rank"):
         gf.mamba(4, dt_rank="full")
 
@@ -466,7 +466,7 @@ def test_mamba_loads_a_torch_module_state_dict():
           "dt_proj.bias": torch.randn(6, dtype=torch.float64),
           "A_log": torch.log(torch.arange(1, 3, dtype=torch.float64)).repeat(6, 1),
           "D": torch.ones(6, dtype=torch.float64), "out_proj.weight": torch.randn(3, 6, dtype=torch.float64)}
-    cell = gf.from_torch("mamba", sd)
+    cell = gf.mamba_from_state_dict(sd)
     assert cell.config["d_inner"] == 6 and cell.config["d_state"] == 2 and cell.config["d_conv"] == 3
     assert np.array_equal(cell.params["conv1d.weight"], conv.weight.detach().numpy())
 
@@ -566,7 +566,7 @@ CELLS = {
 
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_every_analysis_runs_on_the_new_cells(kind):
-    from gradflow._engine import closed_form_kind
+    from gradflow.engine import closed_form_kind
 
     cell = CELLS[kind]()
     assert cell.kind == kind and closed_form_kind(cell) is None
@@ -594,3 +594,13 @@ def test_lru_lyapunov_exponents_are_the_log_moduli_of_its_eigenvalues():
     # Their sum is log|det J| per step exactly; each pair splits its rotation's sum only as T grows.
     assert abs(got.sum() - expected.sum()) < 1e-10
     assert np.allclose(got, expected, atol=0.03)
+
+
+def test_linear_coefficients_and_layer_outputs_refuse_other_cells_and_bad_inputs():
+    assert all(CELLS[k]().config.get("linear") for k in gf.engine.LINEAR_COEFFICIENTS)
+    with pytest.raises(ValueError, match="kind 'lstm' has no per-step linear map"):
+        gf.linear_coefficients(gf.lstm(3, 2), gf.inputs.gaussian(4, 1, 2))
+    with pytest.raises(ValueError, match="kind 'mingru' has no output"):
+        gf.layer_outputs(gf.mingru(3, 2), gf.inputs.gaussian(4, 1, 2))
+    with pytest.raises(ValueError, match=r"xs must have shape \(T, batch, 2\)"):
+        gf.linear_coefficients(gf.lru(3, 2), gf.inputs.gaussian(4, 1, 3))
