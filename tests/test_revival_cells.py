@@ -580,7 +580,7 @@ def test_every_analysis_runs_on_the_new_cells(kind):
         assert np.sum(exponents > -5) == cell.components["ssm"].size
     else:
         assert np.all(np.isfinite(exponents))
-    assert gf.predict(cell, xs).cell_name == cell.name
+    assert gf.predict(cell, xs, probes=4, fixed_point_starts=1).cell_name == cell.name
     assert kind in repr(cell) and kind in cell._repr_html_()
     clone = pickle.loads(pickle.dumps(cell))
     assert np.array_equal(gf.unroll(clone, xs), gf.unroll(cell, xs))
@@ -604,3 +604,18 @@ def test_linear_coefficients_and_layer_outputs_refuse_other_cells_and_bad_inputs
         gf.layer_outputs(gf.mingru(3, 2), gf.inputs.gaussian(4, 1, 2))
     with pytest.raises(ValueError, match=r"xs must have shape \(T, batch, 2\)"):
         gf.linear_coefficients(gf.lru(3, 2), gf.inputs.gaussian(4, 1, 3))
+
+
+def lru_sweep_task(point):
+    """A sweep task (module level, as worker processes need): an LRU's measured rate."""
+    cell = gf.lru(4, 2, r_min=point["r"], r_max=point["r"] + 1e-9, max_phase=1.0, seed=point["seed"])
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(60, 1, 2, seed=point["seed"]))
+    return {"rate": flow.rate, "log_r": float(np.log(np.abs(_lru.eigenvalues(cell.params)).max()))}
+
+
+def test_the_new_cells_run_in_a_sweep():
+    # In-process (worker processes cost seconds here); the cells' pickling is tested above.
+    table = gf.sweep.run({"r": [0.5, 0.9]}, lru_sweep_task, seeds=[0], executor="serial",
+                         cache=False, progress=False)
+    # Every |lambda| equal: the gradient shrinks by exactly |lambda| per step.
+    assert np.allclose(table["rate"], table["log_r"], atol=1e-8) and len(table) == 2
