@@ -110,6 +110,10 @@ def test_lru_initialisation_is_the_reference_ring_and_normalisation():
     assert np.allclose(np.exp(cell.params["gamma_log"]), np.sqrt(1 - np.abs(lam) ** 2), atol=1e-14)
     # Uniform on the ring: |lambda|^2 is uniform on [r_min^2, r_max^2], so its mean is the midpoint.
     assert abs(np.mean(np.abs(lam) ** 2) - (0.4**2 + 0.9**2) / 2) < 0.05
+    # What the eigenvalue rule reads (the step Jacobian at the origin) is lambda and its conjugate.
+    ev, _ = gf.lru(5, 2, seed=3).eigenvalues()
+    lam5 = _lru.eigenvalues(gf.lru(5, 2, seed=3).params)
+    assert np.allclose(np.sort_complex(ev), np.sort_complex(np.concatenate([lam5, lam5.conj()])), atol=1e-13)
     assert gf.lru(4, 2, seed=5).params.keys() == set(_lru.PARAM_SHAPES)
     again = gf.lru(4, 2, seed=5)
     assert all(np.array_equal(again.params[k], gf.lru(4, 2, seed=5).params[k]) for k in again.params)
