@@ -459,6 +459,13 @@ def test_mamba_from_state_dict_names_and_bad_input():
         gf.mamba_from_state_dict({**cell.params, "x_proj.weight": np.zeros((4, 4))})
     with pytest.raises(ValueError, match="dt_rank"):
         gf.mamba(4, dt_rank="full")
+    # d_conv = 1: no buffer, the state is the SSM state alone.
+    one = gf.mamba(2, d_state=2, d_conv=1, expand=1)
+    a, b = gf.linear_coefficients(one, us[:, :, :2])
+    s = np.zeros((1, 4))
+    for t in range(6):
+        s = a[t] * s + b[t]
+    assert list(one.components) == ["ssm"] and np.max(np.abs(s - gf.unroll(one, us[:, :, :2])[-1])) < 1e-12
 
 
 def test_mamba_loads_a_torch_module_state_dict():
