@@ -630,3 +630,52 @@ def test_the_new_cells_run_in_a_sweep():
                          cache=False, progress=False)
     # Every |lambda| equal: the gradient shrinks by exactly |lambda| per step.
     assert np.allclose(table["rate"], table["log_r"], atol=1e-8) and len(table) == 2
+
+
+def _final_state_reference(kind, p, xs):
+    """The final state (batch, S) of each cell's transcription above, for parameters ``p``."""
+    if kind == "lru":
+        h = _lru_reference(p, xs)[1][-1]
+        return np.concatenate([h.real, h.imag], -1)
+    if kind == "s4d":
+        abar, bbar = _s4d_reference(p)
+        h = np.zeros((xs.shape[1], abar.size), complex)
+        for x in xs:
+            h = abar * h + x @ bbar.T
+        return np.concatenate([h.real, h.imag], -1)
+    if kind in ("mingru", "minlstm"):
+        return _min_reference(kind, p, xs)[0][-1]
+    if kind == "mamba":  # the SSM part (the conv buffer holds inputs only)
+        final = _mamba_forward_reference(p, xs, p["A_log"].shape[1], p["dt_proj.weight"].shape[1])[0][-1]
+        return final.reshape(xs.shape[1], -1)
+    state = np.zeros((xs.shape[1], p["bias"].size))
+    for x in xs:
+        state = _slstm_reference_step(p, state, x)
+    return state
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_parameter_gradients_through_the_cells_match_finite_differences_of_the_references(kind):
+    # What training and parameter sensitivity differentiate: d (u . state_T) / d params, by autograd
+    # through the cell's step against central differences of the independent transcription.
+    from autograd import grad
+
+    cell = CELLS[kind]()
+    xs = gf.inputs.gaussian(8, 2, cell.input_size, seed=11)
+    keep = cell.components["ssm"] if kind == "mamba" else np.arange(cell.state_size)
+    u = _unit(np.random.default_rng(12), keep.size)
+
+    def loss(params):
+        h = np.zeros((2, cell.state_size))
+        for x in xs:
+            h = cell.step(params, h, x)
+        return (h[:, keep] @ u).sum()
+
+    got = grad(loss)(dict(cell.params))
+    for key, value in cell.params.items():
+        def f(flat, key=key, value=value):
+            p = {**cell.params, key: flat.reshape(value.shape)}
+            return np.atleast_1d((_final_state_reference(kind, p, xs) @ u).sum())
+
+        fd = fd_jacobian(f, value.reshape(-1))[0]
+        assert rel_err(np.ravel(got[key]), fd) < 1e-6, key
