@@ -303,6 +303,17 @@ def test_minlstm_gates_stay_finite_where_both_saturate():
     assert np.all(np.isfinite(gf.unroll(cell, xs)))
 
 
+def test_mingru_keeps_the_tail_of_a_saturated_gate():
+    # z = sigmoid(50): the kept fraction 1 - z = sigmoid(-50) = 1.9e-22, not 1 - 1.0 = 0, so the
+    # gradient through the step is small but exact, never a silent zero.
+    cell = gf.mingru(1, 1, seed=0)
+    cell.params.update(weight_z=np.array([[50.0]]), bias_z=np.zeros(1))
+    a, _ = gf.linear_coefficients(cell, np.ones((3, 1, 1)))
+    assert np.allclose(a, 1.0 / (1.0 + np.exp(50.0)), rtol=1e-14, atol=0)
+    flow = gf.gradient_flow(cell, np.ones((3, 1, 1)), loss=lambda h: h[:, 0])
+    assert np.allclose(flow.log_norms[:, 0], -np.arange(4) * np.log1p(np.exp(50.0)), rtol=1e-14)
+
+
 # ---------------------------------------------------------------------------- Mamba
 
 
