@@ -226,6 +226,29 @@ def test_s4d_matches_the_reference_forward_outputs_and_gradient_by_lag():
         gf.s4d(4, 2, dt_min=0.2, dt_max=0.1)
 
 
+def test_s4d_against_torch_autograd():
+    torch = pytest.importorskip("torch")
+    cell = gf.s4d(4, 3, dt_max=0.5, seed=5)
+    xs = gf.inputs.gaussian(25, 2, 3, seed=12)
+    p = {k: torch.tensor(v) for k, v in cell.params.items()}
+    A = torch.complex(-torch.exp(p["log_A_real"]), p["A_imag"])
+    abar = torch.exp(torch.exp(p["log_dt"]) * A)
+    bbar = ((abar - 1) / A)[:, None] * torch.complex(p["B_re"], p["B_im"])
+    real = torch.zeros(2, 8, dtype=torch.float64, requires_grad=True)
+    states = []
+    for x in torch.tensor(xs):
+        z = abar * torch.complex(real[:, :4], real[:, 4:]) + x.to(torch.complex128) @ bbar.T
+        real = torch.cat([z.real, z.imag], dim=1)
+        real.retain_grad()
+        states.append(real)
+    u = _unit(np.random.default_rng(13), 8)
+    (states[-1] @ torch.tensor(u)).sum().backward()
+    assert np.max(np.abs(gf.unroll(cell, xs)[1:] - np.array([s.detach().numpy() for s in states]))) < TOL
+    ref = np.log([np.linalg.norm(s.grad.numpy(), axis=1) for s in states[::-1]])
+    flow = gf.gradient_flow(cell, xs, loss=lambda h: h @ u)
+    assert np.max(np.abs(flow.log_norms[:-1] - ref)) < TOL
+
+
 # ---------------------------------------------------------------------------- minGRU / minLSTM
 
 
