@@ -627,6 +627,8 @@ def test_every_analysis_runs_on_the_new_cells(kind):
         assert np.all(np.isfinite(exponents))
     assert gf.predict(cell, xs, probes=4, fixed_point_starts=1).cell_name == cell.name
     assert kind in repr(cell) and kind in cell._repr_html_()
+    # A linear cell's card plots its spectrum (the step Jacobian at the origin) with the unit circle.
+    assert ("unit circle" in cell._repr_html_()) == bool(cell.config.get("linear"))
     clone = pickle.loads(pickle.dumps(cell))
     assert np.array_equal(gf.unroll(clone, xs), gf.unroll(cell, xs))
 
