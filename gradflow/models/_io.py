@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..cells._cells import KINDS, Cell, build_cell
+from ..cells._lru import lru_from_arrays
+from ..cells._mamba import mamba_from_state_dict
 from ..core._validation import check_choice
 from ._layout import LAYER_KEY, to_numpy
 from ._layout import validated_layout as _validated_layout  # from_torch's body as it was: a branch edits it
@@ -140,6 +142,16 @@ def _read_file(path: str) -> Mapping[str, Any]:
     return read_npz(path)
 
 
+def _lru_loader(weights, *, prefix=None, name=None):
+    if prefix:  # the LRU's reference arrays carry no module prefix; strip one if given
+        weights = {k.removeprefix(prefix + "."): v for k, v in weights.items() if k.startswith(prefix + ".")}
+    return lru_from_arrays(weights, name=name)
+
+
+# from_torch(kind, arrays) for the cells whose weights follow their reference code's names.
+ARRAY_LOADERS = {"mamba": mamba_from_state_dict, "lru": _lru_loader}
+
+
 def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix: str | None = None,
                head: str | None = None, kind: str | None = None, nonlinearity: str = "tanh",
                batch_first: bool | None = None, name: str | None = None) -> Model | Cell:
@@ -147,7 +159,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
 
     Parameters
     ----------
-    source : torch module, mapping, path, or {"rnn", "lstm", "gru"}
+    source : torch module, mapping, path, or {"rnn", "lstm", "gru", "mamba", "lru"}
         An ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNNCell`` / ``nn.LSTMCell`` /
         ``nn.GRUCell`` or any module containing one (an LSTM plus a Linear head); its
         ``state_dict()`` (keys may carry module prefixes: ``lstm.weight_ih_l0``, ``fc.weight``);
@@ -155,7 +167,10 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
         ``weights_only=True``) or ``.npz`` file of the same arrays. Any number of layers,
         ``proj_size`` (``weight_hr_l<k>``) and bidirectional (``*_reverse``) layers; dropout
         does not change the weights and is ignored. The older form ``from_torch(kind, arrays)``
-        builds just the `Cell` from bare ``weight_ih_l<k>`` ... arrays.
+        builds just the `Cell` from bare ``weight_ih_l<k>`` ... arrays;
+        ``from_torch("mamba", state_dict)`` a `mamba` cell from a ``mamba_ssm`` ``Mamba``
+        module's state_dict (``in_proj.weight``, ``conv1d.weight``, ..., ``A_log``, ``D``), and
+        ``from_torch("lru", arrays)`` an `lru` cell from the LRU's reference names.
     weights : mapping, optional
         Only with ``source`` a kind: the arrays.
     prefix : str, optional
@@ -188,6 +203,8 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     >>> model.kind, model.cell.state_size, model.head.name, model.ignored
     ('gru', 4, 'fc', ('step',))
     """
+    if weights is not None and isinstance(source, str) and source in ARRAY_LOADERS:
+        return ARRAY_LOADERS[source](weights, prefix=prefix, name=name)
     if weights is not None:  # the arrays form: from_torch(kind, arrays)
         return _cell_from_arrays(source, weights, nonlinearity, name)
     if kind is not None:
