@@ -59,7 +59,7 @@ prediction
 
 # %% [markdown]
 # ## Compare
-# One row per predictor (`comparison.frame` is the DataFrame); the dashed line in its chart is the measured rate.
+# One row per predictor (`comparison.frame` is the DataFrame); the dashed line is the measured rate.
 
 # %%
 comparison = gf.compare(prediction, flow)

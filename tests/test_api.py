@@ -163,7 +163,8 @@ def test_one_name_per_concept_in_every_public_function():
 
 
 @pytest.mark.parametrize("fn", [gf.unroll, gf.jacobians, gf.jacobian_products, gf.gradient_flow,
-                                gf.finite_time_singular_values, gf.lyapunov_spectrum, gf.predict],
+                                gf.finite_time_singular_values, gf.lyapunov_spectrum, gf.predict,
+                                gf.linear_coefficients, gf.layer_outputs],
                          ids=lambda f: f.__name__)
 def test_cell_and_xs_then_keywords_only(fn):
     params = list(inspect.signature(fn).parameters.values())  # the new signature, through the decorator
