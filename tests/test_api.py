@@ -191,6 +191,7 @@ def test_decorator_keeps_signature_name_and_docs():
     assert str(inspect.signature(gf.unroll)) == "(cell: 'Cell', xs, *, h0=None) -> 'np.ndarray'"
     assert gf.unroll.__name__ == "unroll" and gf.unroll.__doc__.startswith("Run the cell")
     assert gf.unroll.__wrapped__.__module__ == gf.unroll.__module__ == "gradflow.engine._engine"
+    assert gf.gradient_flow.__kwdefaults__["tol"] == 0.01 and gf.inputs.gaussian.__kwdefaults__ is None
 
 
 def test_decorator_refuses_names_the_function_does_not_have():

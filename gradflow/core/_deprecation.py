@@ -86,6 +86,7 @@ def deprecated_spellings(*, positional: Sequence[str] = (),
                     kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)
 
+        wrapper.__kwdefaults__ = fn.__kwdefaults__  # introspection sees fn's; the wrapper has none of its own
         return wrapper  # type: ignore[return-value]
 
     return decorate
