@@ -86,7 +86,8 @@ def deprecated_spellings(*, positional: Sequence[str] = (),
                     kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)
 
-        wrapper.__kwdefaults__ = fn.__kwdefaults__  # introspection sees fn's; the wrapper has none of its own
+        # introspection sees fn's keyword defaults (the wrapper has none of its own)
+        wrapper.__kwdefaults__ = fn.__kwdefaults__  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate
