@@ -41,6 +41,7 @@ from ._options import Options, options
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
 from ._probe import probe
+from ._scan import associative_scan, diagonal_rate, scan, scan_depth
 from ._sensitivity import Sensitivity, sensitivity
 from ._sequence import (
     SequenceModel,
@@ -75,9 +76,11 @@ __all__ = [
     "SingularValues",
     "TrainingRun",
     "__version__",
+    "associative_scan",
     "blas_threads",
     "compare",
     "conv_stack",
+    "diagonal_rate",
     "explore",
     "explore_update",
     "finite_time_exponents",
@@ -102,6 +105,8 @@ __all__ = [
     "regime_of",
     "restricted_attention",
     "rnn",
+    "scan",
+    "scan_depth",
     "self_attention",
     "sensitivity",
     "set_blas_threads",
