@@ -38,6 +38,7 @@ from ._lyapunov import (
     lyapunov_spectrum,
 )
 from ._options import Options, options
+from ._param_sensitivity import ParameterSensitivity, parameter_sensitivity, sensitivity_scaling
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
 from ._probe import probe
@@ -67,6 +68,7 @@ __all__ = [
     "LyapunovSpectrum",
     "Model",
     "Options",
+    "ParameterSensitivity",
     "PathLengths",
     "Prediction",
     "PredictorResult",
@@ -98,6 +100,7 @@ __all__ = [
     "lyapunov_spectrum",
     "meanfield",
     "options",
+    "parameter_sensitivity",
     "path_lengths",
     "predict",
     "probe",
@@ -109,6 +112,7 @@ __all__ = [
     "scan_depth",
     "self_attention",
     "sensitivity",
+    "sensitivity_scaling",
     "set_blas_threads",
     "sweep",
     "tasks",
