@@ -24,38 +24,50 @@ Threads: `blas_threads`, `set_blas_threads` (BLAS threads per computation; one b
 """
 
 from . import inputs, meanfield, sweep, tasks
-from ._cells import Cell, gru, lstm, rnn
-from ._engine import jacobian_products, jacobians, unroll
-from ._explore import Exploration, explore
-from ._explore import update as explore_update
-from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._io import Model, from_keras, from_torch, load
-from ._lyapunov import (
+from .cells import Cell, gru, lstm, rnn
+from .core import (
+    Options,
+    blas_threads,
+    options,
+    probe,
+    read_version,
+    set_blas_threads,
+)
+from .display import Exploration, explore, explore_update
+from .engine import associative_scan, diagonal_rate, jacobian_products, jacobians, scan, scan_depth, unroll
+from .measure import (
     ConvergenceWarning,
+    GradientFlow,
     LyapunovSpectrum,
+    ParameterSensitivity,
+    RateFit,
+    Sensitivity,
     SingularValues,
     finite_time_singular_values,
+    gradient_flow,
     lyapunov_spectrum,
+    parameter_sensitivity,
+    regime_of,
+    sensitivity,
+    sensitivity_scaling,
 )
-from ._options import Options, options
-from ._param_sensitivity import ParameterSensitivity, parameter_sensitivity, sensitivity_scaling
-from ._paths import PathLengths, path_lengths
-from ._predict import Comparison, Prediction, PredictorResult, compare, predict
-from ._probe import probe
-from ._scan import associative_scan, diagonal_rate, scan, scan_depth
-from ._sensitivity import Sensitivity, sensitivity
-from ._sequence import (
+from .models import (
+    Model,
+    PathLengths,
     SequenceModel,
     conv_stack,
+    from_keras,
+    from_torch,
     hierarchical_attention,
+    load,
+    path_lengths,
     recurrent,
     restricted_attention,
     self_attention,
     tcn,
 )
-from ._threads import blas_threads, set_blas_threads
-from ._train import TrainingRun, finite_time_exponents, train, training_objective
-from ._version import read_version
+from .prediction import Comparison, Prediction, PredictorResult, compare, predict
+from .training import TrainingRun, finite_time_exponents, train, training_objective
 
 __version__ = read_version()  # one place: pyproject.toml
 

@@ -8,7 +8,7 @@ import pytest
 from autograd import grad
 
 import gradflow as gf
-from gradflow._param_sensitivity import (
+from gradflow.measure import (
     diagonal_cell,
     sensitivity_closed_form,
     sensitivity_scaling,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow._scan import diagonal_coefficients
+from gradflow.engine import diagonal_coefficients
 
 
 def loop(a, b, h0):
