@@ -157,3 +157,18 @@ def test_scanned_recurrence_depth_and_paths():
         gf.recurrent(gf.rnn(4, 2), scan=True)
     with pytest.raises(ValueError, match="scan must be True or False"):
         gf.recurrent(cell, scan="yes")
+
+
+def test_complex_state_cell_scan_and_rate():
+    # A complex diagonal recurrence held as [Re h, Im h] (the LRU's layout, config["complex"]).
+    from gradflow.measure import diagonal_cell
+
+    lam = np.array([0.97 * np.exp(0.3j), 0.6 * np.exp(-2.0j), 0.9 + 0j])
+    cell = diagonal_cell(lam)
+    xs = gf.inputs.gaussian(3000, 2, 3, seed=6)
+    h0 = np.random.default_rng(7).standard_normal(6)
+    assert rel_err(gf.scan(cell, xs, h0), gf.unroll(cell, xs, h0)) < 1e-12
+    a, _ = diagonal_coefficients(cell, xs)
+    assert a.shape == (3000, 2, 3) and np.allclose(a, lam, rtol=0, atol=1e-15)
+    assert gf.diagonal_rate(cell, xs) == pytest.approx(np.log(0.97), rel=1e-14)
+    assert gf.gradient_flow(cell, xs[:400]).rate == pytest.approx(np.log(0.97), abs=1e-3)

@@ -120,13 +120,22 @@ def associative_scan(a, b, h0=None) -> np.ndarray:
     return h
 
 
-def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
-    """``(a, b)``, each (T, batch, state), with ``step(h, x_t) = a_t * h + b_t`` for a cell whose
-    step is elementwise affine in its state (``cell.config["linear"]``).
+def _as_complex(state: np.ndarray) -> np.ndarray:
+    """``Re h + i Im h`` of a real-stacked complex state ``[Re h (N), Im h (N)]`` on the last axis."""
+    n = state.shape[-1] // 2
+    return state[..., :n] + 1j * state[..., n:]
 
-    One forward-mode pass over all ``T * batch`` rows at once: ``b = step(0, x)`` and ``a`` the
-    derivative along the all-ones direction, both exact (no difference of two steps). The claim
-    is then checked at a random state, so a cell that is not elementwise affine raises
+
+def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)``, each (T, batch, n), with ``step(h, x_t) = a_t * h + b_t`` for a cell whose step
+    is elementwise affine in its state (``cell.config["linear"]``).
+
+    Real ``a``, ``b`` on the state itself (``n = state_size``); with ``cell.config["complex"]``
+    the state is the real-stacked complex ``[Re h, Im h]`` (as the LRU and S4D hold it) and
+    ``a``, ``b`` are complex on ``h`` (``n = state_size / 2``). One forward-mode pass over all
+    ``T * batch`` rows at once: ``b = step(0, x)`` and ``a`` the derivative along ``Re h = 1``
+    (``Re a`` and ``Im a`` land in the two halves), both exact, no difference of two steps. The
+    claim is then checked at a random state, so a cell that is not elementwise affine raises
     ``ValueError`` rather than scanning wrongly.
     """
     cell = check_cell(cell)
@@ -137,21 +146,30 @@ def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
             f"(config['linear'] is not set): it has no associative scan; use gf.unroll")
     T, B, D = xs.shape
     S = cell.state_size
+    paired = bool(cell.config.get("complex"))
+    if paired and S % 2:
+        raise ValueError(f"cell {cell.name!r} declares a complex state but its state_size {S} is odd")
     x = xs.reshape(T * B, D)
+    tangent = np.ones((T * B, S))
+    if paired:
+        tangent[:, S // 2 :] = 0.0  # d/d(Re h): Re a in the first half, Im a in the second
     with blas_limit():
-        b, a = make_jvp(lambda h: cell.step(cell.params, h, x), np.zeros((T * B, S)))(np.ones((T * B, S)))
+        b, a = make_jvp(lambda h: cell.step(cell.params, h, x), np.zeros((T * B, S)))(tangent)
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
         probe = np.random.default_rng(0).standard_normal((T * B, S))  # fixed: same call, same check
         direct = np.asarray(cell.step(cell.params, probe, x))
+    if paired:
+        a, b, probe, direct = _as_complex(a), _as_complex(b), _as_complex(probe), _as_complex(direct)
     affine = a * probe + b
     scale = np.abs(a * probe) + np.abs(b) + np.abs(direct)
     if not np.all(np.abs(direct - affine) <= LINEAR_TOL * np.maximum(scale, 1e-300)):
         worst = float(np.max(np.abs(direct - affine) / np.maximum(scale, 1e-300)))
         raise ValueError(
             f"cell {cell.name!r} is declared linear (config['linear']) but its step is not "
-            f"elementwise affine in the state, step(h) = a * h + b (relative misfit {worst:.2g} at a "
-            f"random state): it has no diagonal associative scan; use gf.unroll")
-    return a.reshape(T, B, S), b.reshape(T, B, S)
+            f"elementwise affine in the {'complex ' if paired else ''}state, step(h) = a * h + b "
+            f"(relative misfit {worst:.2g} at a random state): it has no diagonal associative scan; "
+            f"use gf.unroll")
+    return a.reshape(T, B, -1), b.reshape(T, B, -1)
 
 
 def scan(cell, xs, h0=None) -> np.ndarray:
@@ -188,10 +206,12 @@ def scan(cell, xs, h0=None) -> np.ndarray:
     cell = check_cell(cell)
     xs, h0 = check_sequence(cell, xs, h0)
     a, b = diagonal_coefficients(cell, xs)
+    paired = bool(cell.config.get("complex"))
     out = np.empty((xs.shape[0] + 1, *h0.shape))
     out[0] = h0
     try:
-        out[1:] = associative_scan(a, b, h0)
+        states = associative_scan(a, b, _as_complex(h0) if paired else h0)
+        out[1:] = np.concatenate([states.real, states.imag], axis=-1) if paired else states
     except FloatingPointError:
         unroll(cell, xs, h0)  # raises, naming the step, when the state itself overflows
         raise  # only the scan's products of |a| > 1 overflowed: the loop still works
@@ -203,7 +223,8 @@ def diagonal_rate(cell, xs) -> float:
     """The exact gradient rate (nats/step) of a diagonal linear recurrence along ``xs``.
 
     Back-propagating through ``h_t = a_t * h_{t-1} + b_t`` multiplies unit ``i``'s gradient by
-    ``a_{t,i}`` at every step, so its log-norm falls by ``log |a_{t,i}|`` per step exactly and
+    ``a_{t,i}`` at every step (complex for a ``config["complex"]`` cell: ``|a|`` is its modulus),
+    so its log-norm falls by ``log |a_{t,i}|`` per step exactly and
     the gradient's rate is the largest unit's mean ``log |a_{t,i}|`` along the trajectory
     (over steps and samples): ``log max |a|`` for a constant ``a``. No linearisation, no
     mean-field approximation: `gradient_flow`'s fitted rate converges to it as the other
