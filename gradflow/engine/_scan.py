@@ -19,6 +19,7 @@ from autograd.core import make_jvp
 
 from ..core._threads import blas_limit
 from ._engine import check_cell, check_sequence, check_trajectory, unroll
+from ._linear import LINEAR_COEFFICIENTS
 
 # A step declared linear must satisfy step(h) = a * h + b at a random h to this relative tolerance.
 LINEAR_TOL = 1e-9
@@ -181,8 +182,11 @@ def scan(cell, xs, h0=None) -> np.ndarray:
     Parameters
     ----------
     cell : Cell
-        A cell with ``cell.config["linear"]`` true whose step is ``a(x) * h + b(x)``
-        elementwise; any other cell raises ``ValueError``.
+        A cell with ``cell.config["linear"]`` true: the built-in linear cells (``lru``, ``s4d``,
+        ``mingru``, ``minlstm``, ``mamba``) through their exact `linear_coefficients` (Mamba:
+        its SSM state by the scan, its conv buffer, a shift register of the inputs, directly),
+        any other through `diagonal_coefficients` (elementwise affine steps, real or with a
+        ``config["complex"]`` state ``[Re h, Im h]``). Any other cell raises ``ValueError``.
     xs : array, shape (T, batch, inputs)
     h0 : array, shape (batch, state) or (state,), optional
 
@@ -205,21 +209,52 @@ def scan(cell, xs, h0=None) -> np.ndarray:
     """
     cell = check_cell(cell)
     xs, h0 = check_sequence(cell, xs, h0)
-    a, b = diagonal_coefficients(cell, xs)
-    paired = bool(cell.config.get("complex"))
+    a, b, part, paired = _coefficients(cell, xs, h0)
     out = np.empty((xs.shape[0] + 1, *h0.shape))
     out[0] = h0
+    start = h0[:, part]
     try:
-        states = associative_scan(a, b, _as_complex(h0) if paired else h0)
-        out[1:] = np.concatenate([states.real, states.imag], axis=-1) if paired else states
+        states = associative_scan(a, b, _as_complex(start) if paired else start)
     except FloatingPointError:
         unroll(cell, xs, h0)  # raises, naming the step, when the state itself overflows
         raise  # only the scan's products of |a| > 1 overflowed: the loop still works
+    out[1:, :, part] = np.concatenate([states.real, states.imag], axis=-1) if paired else states
+    if cell.kind == "mamba":
+        conv = cell.components["conv"]
+        out[1:, :, conv] = _mamba_buffers(cell, xs, h0[:, conv])
     check_trajectory(cell, out)
     return out
 
 
-def diagonal_rate(cell, xs) -> float:
+def _coefficients(cell, xs, h0):
+    """``(a, b, part, paired)``: the scanned part of the state (indices) and whether it is complex."""
+    if not cell.config.get("linear"):
+        raise ValueError(
+            f"cell {cell.name!r} (kind {cell.kind!r}) is not declared linear in its state "
+            f"(config['linear'] is not set): it has no associative scan; use gf.unroll")
+    paired = bool(cell.config.get("complex"))
+    if cell.kind in LINEAR_COEFFICIENTS:  # exact formulas beside the cell
+        a, b = LINEAR_COEFFICIENTS[cell.kind](cell, xs, h0)
+        part = cell.components["ssm"] if cell.kind == "mamba" else np.arange(cell.state_size)
+        return a, b, part, paired
+    a, b = diagonal_coefficients(cell, xs)
+    return a, b, np.arange(cell.state_size), paired
+
+
+def _mamba_buffers(cell, xs, start):
+    """Mamba's conv buffer after each step: the last ``d_conv - 1`` values of ``x = in_proj(u)``
+    per channel (``start`` before the first), channel-major as in the state; (T, batch, width)."""
+    T, B, _ = xs.shape
+    d_inner, width = cell.config["d_inner"], cell.config["d_conv"] - 1
+    x = xs @ cell.params["in_proj.weight"][:d_inner].T
+    if "in_proj.bias" in cell.params:
+        x = x + cell.params["in_proj.bias"][:d_inner]
+    history = np.concatenate([np.moveaxis(start.reshape(B, d_inner, width), 2, 0), x], axis=0)
+    after = np.stack([history[k + 1 : k + 1 + T] for k in range(width)], axis=-1)  # (T, B, d_inner, width)
+    return after.reshape(T, B, d_inner * width)
+
+
+def diagonal_rate(cell, xs, h0=None) -> float:
     """The exact gradient rate (nats/step) of a diagonal linear recurrence along ``xs``.
 
     Back-propagating through ``h_t = a_t * h_{t-1} + b_t`` multiplies unit ``i``'s gradient by
@@ -228,7 +263,8 @@ def diagonal_rate(cell, xs) -> float:
     the gradient's rate is the largest unit's mean ``log |a_{t,i}|`` along the trajectory
     (over steps and samples): ``log max |a|`` for a constant ``a``. No linearisation, no
     mean-field approximation: `gradient_flow`'s fitted rate converges to it as the other
-    units' shares die out.
+    units' shares die out. For Mamba, the SSM state's rate (its conv buffer's Jacobian is
+    nilpotent: that part of the gradient is exactly 0 after ``d_conv - 1`` steps).
 
     Examples
     --------
@@ -244,7 +280,9 @@ def diagonal_rate(cell, xs) -> float:
     >>> print(f"{gf.gradient_flow(cell, xs).rate:.4f}")  # unit 0's share still decays
     -0.0513
     """
-    a, _ = diagonal_coefficients(cell, xs)
+    cell = check_cell(cell)
+    xs, h0 = check_sequence(cell, xs, h0)
+    a, _, _, _ = _coefficients(cell, xs, h0)
     with np.errstate(divide="ignore"):  # a == 0 exactly: that unit's gradient dies, rate -inf
         per_unit = np.mean(np.log(np.abs(a)), axis=(0, 1))
     return float(np.max(per_unit))
