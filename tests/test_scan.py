@@ -191,8 +191,8 @@ def test_diagonal_rate_is_the_measured_rate_of_builtin_cells():
     lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))  # Orvieto et al.'s parametrisation
     xs = gf.inputs.gaussian(800, 2, 2, seed=5)
     assert gf.diagonal_rate(lru, xs) == pytest.approx(np.log(np.abs(lam)).max(), rel=1e-12)
-    assert gf.gradient_flow(lru, xs).rate == pytest.approx(gf.diagonal_rate(lru, xs), abs=1e-5)
+    assert gf.gradient_flow(lru, xs).rate == pytest.approx(gf.diagonal_rate(lru, xs), abs=1e-4)
     s4d = gf.s4d(4, 2, seed=1)
-    assert gf.gradient_flow(s4d, xs).rate == pytest.approx(gf.diagonal_rate(s4d, xs), abs=5e-5)
+    assert gf.gradient_flow(s4d, xs).rate == pytest.approx(gf.diagonal_rate(s4d, xs), abs=1e-4)
     with pytest.raises(ValueError, match="not declared linear"):
         gf.diagonal_rate(gf.slstm(4, 2), xs)
