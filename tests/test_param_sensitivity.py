@@ -38,8 +38,9 @@ def unrolled_loss(cell, xs, loss):
 
 
 @pytest.mark.parametrize("make", [lambda: gf.rnn(5, 3, gain=1.3, seed=0), lambda: gf.lstm(4, 3, seed=1),
-                                  lambda: gf.gru(4, 3, seed=2), lambda: diagonal_linear(d=3)],
-                         ids=["rnn", "lstm", "gru", "diagonal"])
+                                  lambda: gf.gru(4, 3, seed=2), lambda: diagonal_linear(d=3),
+                                  lambda: gf.lru(3, 3, r_min=0.9, r_max=0.99, seed=3)],
+                         ids=["rnn", "lstm", "gru", "diagonal", "lru"])
 def test_contributions_sum_to_autograd_gradient(make):
     cell = make()
     xs = gf.inputs.gaussian(30, 3, 3, seed=4)
