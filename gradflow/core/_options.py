@@ -110,7 +110,7 @@ def resolve_progress(progress: bool | None) -> bool:
     someone watches (`interactive`), so logs and worker processes stay free of bars."""
     if _check_flag("progress", progress) is None:
         return _current.progress and interactive()
-    return progress
+    return bool(progress)
 
 
 def progress_bar(total: int | None, desc: str, unit: str, progress: bool | None, **kwargs):

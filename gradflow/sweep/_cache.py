@@ -127,6 +127,7 @@ class Cache:
         """The stored result, or None when missing; a damaged entry (or one that does not match
         the task's declared ``columns``) is removed, with a warning."""
         path = self.path(key)
+        problem: str | None
         try:
             text = read_entry_text(path)
         except ValueError as exc:
@@ -135,8 +136,8 @@ class Cache:
             if text is None:
                 return None
             problem = _check_entry(text, key, columns)
-        if problem is None:
-            return dict(json.loads(text)["result"])
+            if problem is None:
+                return dict(json.loads(text)["result"])
         warnings.warn(f"cache entry {path} is damaged ({problem}); recomputing that point",
                       CacheWarning, stacklevel=3)
         try:

@@ -224,6 +224,8 @@ def sequential_digits(*, test_fraction: float = 0.25, seed: int = 0) -> Task:
 
 
 class _DigitsTask(Task):
+    _test: tuple[np.ndarray, np.ndarray]  # set once by sequential_digits (the instance is frozen)
+
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The held-out images ``(64, n_test, 1)`` and their labels."""
         return self._test
