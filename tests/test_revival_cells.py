@@ -110,6 +110,10 @@ def test_lru_initialisation_is_the_reference_ring_and_normalisation():
     assert np.allclose(np.exp(cell.params["gamma_log"]), np.sqrt(1 - np.abs(lam) ** 2), atol=1e-14)
     # Uniform on the ring: |lambda|^2 is uniform on [r_min^2, r_max^2], so its mean is the midpoint.
     assert abs(np.mean(np.abs(lam) ** 2) - (0.4**2 + 0.9**2) / 2) < 0.05
+    # What the eigenvalue rule reads (the step Jacobian at the origin) is lambda and its conjugate.
+    ev, _ = gf.lru(5, 2, seed=3).eigenvalues()
+    lam5 = _lru.eigenvalues(gf.lru(5, 2, seed=3).params)
+    assert np.allclose(np.sort_complex(ev), np.sort_complex(np.concatenate([lam5, lam5.conj()])), atol=1e-13)
     assert gf.lru(4, 2, seed=5).params.keys() == set(_lru.PARAM_SHAPES)
     again = gf.lru(4, 2, seed=5)
     assert all(np.array_equal(again.params[k], gf.lru(4, 2, seed=5).params[k]) for k in again.params)
@@ -222,6 +226,29 @@ def test_s4d_matches_the_reference_forward_outputs_and_gradient_by_lag():
         gf.s4d(4, 2, dt_min=0.2, dt_max=0.1)
 
 
+def test_s4d_against_torch_autograd():
+    torch = pytest.importorskip("torch")
+    cell = gf.s4d(4, 3, dt_max=0.5, seed=5)
+    xs = gf.inputs.gaussian(25, 2, 3, seed=12)
+    p = {k: torch.tensor(v) for k, v in cell.params.items()}
+    A = torch.complex(-torch.exp(p["log_A_real"]), p["A_imag"])
+    abar = torch.exp(torch.exp(p["log_dt"]) * A)
+    bbar = ((abar - 1) / A)[:, None] * torch.complex(p["B_re"], p["B_im"])
+    real = torch.zeros(2, 8, dtype=torch.float64, requires_grad=True)
+    states = []
+    for x in torch.tensor(xs):
+        z = abar * torch.complex(real[:, :4], real[:, 4:]) + x.to(torch.complex128) @ bbar.T
+        real = torch.cat([z.real, z.imag], dim=1)
+        real.retain_grad()
+        states.append(real)
+    u = _unit(np.random.default_rng(13), 8)
+    (states[-1] @ torch.tensor(u)).sum().backward()
+    assert np.max(np.abs(gf.unroll(cell, xs)[1:] - np.array([s.detach().numpy() for s in states]))) < TOL
+    ref = np.log([np.linalg.norm(s.grad.numpy(), axis=1) for s in states[::-1]])
+    flow = gf.gradient_flow(cell, xs, loss=lambda h: h @ u)
+    assert np.max(np.abs(flow.log_norms[:-1] - ref)) < TOL
+
+
 # ---------------------------------------------------------------------------- minGRU / minLSTM
 
 
@@ -297,6 +324,17 @@ def test_minlstm_gates_stay_finite_where_both_saturate():
     cell = gf.minlstm(3, 1, seed=0)
     xs = np.full((4, 1, 1), 1e4)  # every gate's pre-activation ~ +-1e4: f + i would be 0/0
     assert np.all(np.isfinite(gf.unroll(cell, xs)))
+
+
+def test_mingru_keeps_the_tail_of_a_saturated_gate():
+    # z = sigmoid(50): the kept fraction 1 - z = sigmoid(-50) = 1.9e-22, not 1 - 1.0 = 0, so the
+    # gradient through the step is small but exact, never a silent zero.
+    cell = gf.mingru(1, 1, seed=0)
+    cell.params.update(weight_z=np.array([[50.0]]), bias_z=np.zeros(1))
+    a, _ = gf.linear_coefficients(cell, np.ones((3, 1, 1)))
+    assert np.allclose(a, 1.0 / (1.0 + np.exp(50.0)), rtol=1e-14, atol=0)
+    flow = gf.gradient_flow(cell, np.ones((3, 1, 1)), loss=lambda h: h[:, 0])
+    assert np.allclose(flow.log_norms[:, 0], -np.arange(4) * np.log1p(np.exp(50.0)), rtol=1e-14)
 
 
 # ---------------------------------------------------------------------------- Mamba
@@ -455,6 +493,13 @@ def test_mamba_from_state_dict_names_and_bad_input():
         gf.mamba_from_state_dict({**cell.params, "x_proj.weight": np.zeros((4, 4))})
     with pytest.raises(ValueError, match="dt_rank"):
         gf.mamba(4, dt_rank="full")
+    # d_conv = 1: no buffer, the state is the SSM state alone.
+    one = gf.mamba(2, d_state=2, d_conv=1, expand=1)
+    a, b = gf.linear_coefficients(one, us[:, :, :2])
+    s = np.zeros((1, 4))
+    for t in range(6):
+        s = a[t] * s + b[t]
+    assert list(one.components) == ["ssm"] and np.max(np.abs(s - gf.unroll(one, us[:, :, :2])[-1])) < 1e-12
 
 
 def test_mamba_loads_a_torch_module_state_dict():
@@ -580,8 +625,10 @@ def test_every_analysis_runs_on_the_new_cells(kind):
         assert np.sum(exponents > -5) == cell.components["ssm"].size
     else:
         assert np.all(np.isfinite(exponents))
-    assert gf.predict(cell, xs).cell_name == cell.name
+    assert gf.predict(cell, xs, probes=4, fixed_point_starts=1).cell_name == cell.name
     assert kind in repr(cell) and kind in cell._repr_html_()
+    # A linear cell's card plots its spectrum (the step Jacobian at the origin) with the unit circle.
+    assert ("unit circle" in cell._repr_html_()) == bool(cell.config.get("linear"))
     clone = pickle.loads(pickle.dumps(cell))
     assert np.array_equal(gf.unroll(clone, xs), gf.unroll(cell, xs))
 
@@ -604,3 +651,67 @@ def test_linear_coefficients_and_layer_outputs_refuse_other_cells_and_bad_inputs
         gf.layer_outputs(gf.mingru(3, 2), gf.inputs.gaussian(4, 1, 2))
     with pytest.raises(ValueError, match=r"xs must have shape \(T, batch, 2\)"):
         gf.linear_coefficients(gf.lru(3, 2), gf.inputs.gaussian(4, 1, 3))
+
+
+def lru_sweep_task(point):
+    """A sweep task (module level, as worker processes need): an LRU's measured rate."""
+    cell = gf.lru(4, 2, r_min=point["r"], r_max=point["r"] + 1e-9, max_phase=1.0, seed=point["seed"])
+    flow = gf.gradient_flow(cell, gf.inputs.gaussian(60, 1, 2, seed=point["seed"]))
+    return {"rate": flow.rate, "log_r": float(np.log(np.abs(_lru.eigenvalues(cell.params)).max()))}
+
+
+def test_the_new_cells_run_in_a_sweep():
+    # In-process (worker processes cost seconds here); the cells' pickling is tested above.
+    table = gf.sweep.run({"r": [0.5, 0.9]}, lru_sweep_task, seeds=[0], executor="serial",
+                         cache=False, progress=False)
+    # Every |lambda| equal: the gradient shrinks by exactly |lambda| per step.
+    assert np.allclose(table["rate"], table["log_r"], atol=1e-8) and len(table) == 2
+
+
+def _final_state_reference(kind, p, xs):
+    """The final state (batch, S) of each cell's transcription above, for parameters ``p``."""
+    if kind == "lru":
+        h = _lru_reference(p, xs)[1][-1]
+        return np.concatenate([h.real, h.imag], -1)
+    if kind == "s4d":
+        abar, bbar = _s4d_reference(p)
+        h = np.zeros((xs.shape[1], abar.size), complex)
+        for x in xs:
+            h = abar * h + x @ bbar.T
+        return np.concatenate([h.real, h.imag], -1)
+    if kind in ("mingru", "minlstm"):
+        return _min_reference(kind, p, xs)[0][-1]
+    if kind == "mamba":  # the SSM part (the conv buffer holds inputs only)
+        final = _mamba_forward_reference(p, xs, p["A_log"].shape[1], p["dt_proj.weight"].shape[1])[0][-1]
+        return final.reshape(xs.shape[1], -1)
+    state = np.zeros((xs.shape[1], p["bias"].size))
+    for x in xs:
+        state = _slstm_reference_step(p, state, x)
+    return state
+
+
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_parameter_gradients_through_the_cells_match_finite_differences_of_the_references(kind):
+    # What training and parameter sensitivity differentiate: d (u . state_T) / d params, by autograd
+    # through the cell's step against central differences of the independent transcription.
+    from autograd import grad
+
+    cell = CELLS[kind]()
+    xs = gf.inputs.gaussian(8, 2, cell.input_size, seed=11)
+    keep = cell.components["ssm"] if kind == "mamba" else np.arange(cell.state_size)
+    u = _unit(np.random.default_rng(12), keep.size)
+
+    def loss(params):
+        h = np.zeros((2, cell.state_size))
+        for x in xs:
+            h = cell.step(params, h, x)
+        return (h[:, keep] @ u).sum()
+
+    got = grad(loss)(dict(cell.params))
+    for key, value in cell.params.items():
+        def f(flat, key=key, value=value):
+            p = {**cell.params, key: flat.reshape(value.shape)}
+            return np.atleast_1d((_final_state_reference(kind, p, xs) @ u).sum())
+
+        fd = fd_jacobian(f, value.reshape(-1))[0]
+        assert rel_err(np.ravel(got[key]), fd) < 1e-6, key

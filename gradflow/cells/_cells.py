@@ -205,7 +205,7 @@ class Cell:
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         note = f"state {self.state_size}, input {self.input_size}" + (f"; {cfg}" if cfg else "")
         figure = None
-        if 0 < self.state_size <= SPECTRUM_LIMIT and self.kind in KINDS:
+        if 0 < self.state_size <= SPECTRUM_LIMIT and (self.kind in KINDS or self.config.get("linear")):
             ev, what = self.eigenvalues()
             figure = _html.chart([_html.Series(ev.real, ev.imag, "#3b6fb6", "dot")], xlabel="Re lambda",
                                  ylabel="Im lambda", width=150, height=150, unit_circle=True)

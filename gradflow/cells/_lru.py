@@ -37,12 +37,6 @@ def complex_parts(state, modes: int):
     return state[..., :modes], state[..., modes:]
 
 
-def as_complex(states: np.ndarray) -> np.ndarray:
-    """The complex state ``Re h + i Im h`` of real-stacked states ``[..., 2N] -> [..., N]``."""
-    re, im = complex_parts(states, states.shape[-1] // 2)
-    return re + 1j * im
-
-
 def eigenvalues(params: Mapping[str, Any]) -> np.ndarray:
     """``lambda = exp(-exp(nu_log) + i exp(theta_log))``, the diagonal of the recurrence."""
     return np.exp(-np.exp(params["nu_log"]) + 1j * np.exp(params["theta_log"]))
@@ -128,10 +122,10 @@ def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
     # The reference's draws, in its order (theta, nu, gamma from both, B, C, D).
     theta_log = np.log(max_phase * rng.uniform(size=hidden))
     nu_log = np.log(-0.5 * np.log(rng.uniform(size=hidden) * (r_max**2 - r_min**2) + r_min**2))
-    modulus = np.exp(-np.exp(nu_log))
     params = {
         "nu_log": nu_log, "theta_log": theta_log,
-        "gamma_log": np.log(np.sqrt(1.0 - modulus**2)),
+        # log sqrt(1 - |lambda|^2) with 1 - |lambda|^2 = -expm1(-2 exp(nu_log)): exact as |lambda| -> 1
+        "gamma_log": 0.5 * np.log(-np.expm1(-2.0 * np.exp(nu_log))),
         "B_re": rng.normal(size=(hidden, inputs)) / np.sqrt(2 * inputs),
         "B_im": rng.normal(size=(hidden, inputs)) / np.sqrt(2 * inputs),
         "C_re": rng.normal(size=(inputs, hidden)) / np.sqrt(hidden),

@@ -156,7 +156,8 @@ def mamba(d_model: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
         "D": np.ones(d_inner),
         "out_proj.weight": uniform(d_inner**-0.5, (d_model, d_inner)),
     }
-    return _build(params, d_model, d_inner, d_state, d_conv, dt_rank, name, expand=expand, seed=seed)
+    return _build(params, d_model, d_inner, d_state, d_conv, dt_rank, name, expand=expand,
+                  dt_min=dt_min, dt_max=dt_max, seed=seed)
 
 
 def _array(key: str, value: Any) -> np.ndarray:
@@ -248,8 +249,10 @@ def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     # Buffer before each step: the last `width` values of x, h0's buffer before the first input.
     start = np.moveaxis(h0[:, : d_inner * width].reshape(B, d_inner, width), 2, 0)
     history = np.concatenate([start, x], axis=0)  # (width + T, B, d_inner)
-    buffers = np.stack([history[k : k + T] for k in range(width)], axis=-1)  # (T, B, d_inner, width)
-    rows = np.concatenate([buffers.reshape(T * B, -1), np.zeros((T * B, d_inner * sizes["d_state"]))], 1)
+    buffers = np.stack([history[k : k + T] for k in range(width)] or [np.empty((T, B, d_inner, 0))],
+                       axis=-1)  # (T, B, d_inner, width); no buffer when d_conv = 1
+    rows = np.concatenate([buffers.reshape(T * B, d_inner * width),
+                           np.zeros((T * B, d_inner * sizes["d_state"]))], 1)
     new, _, _, _, decay = _parts(p, rows, xs.reshape(T * B, -1), **sizes)
     # The step from a zero SSM state is b_t; every (T * B) row is one step, all at once.
     return decay.reshape(T, B, -1), new[:, d_inner * width :].reshape(T, B, -1)

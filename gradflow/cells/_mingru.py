@@ -19,7 +19,6 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as np
 
-from ..core import _activations as act
 from ..core._diagonal import diagonal_update
 from ..core._validation import check_positive_int, check_seed
 from ._cells import Cell
@@ -36,16 +35,27 @@ def _log_sigmoid(a):
     return -anp.logaddexp(0.0, -a)
 
 
+def _gate_pair(a):
+    """``(sigmoid(a), sigmoid(-a))``, each to full relative precision in its tail: the kept
+    fraction ``1 - z`` of a saturated gate is ``e^-a``, not ``1 - 0.999...`` (or 0)."""
+    return anp.exp(_log_sigmoid(a)), anp.exp(_log_sigmoid(-a))
+
+
 def _minlstm_gates(params, x):
     """``(f', i') = (f, i) / (f + i)``, as ``sigmoid(log f - log i)`` and its mirror: the same
     numbers, and no 0/0 where both gates underflow (pre-activations below about -37)."""
-    gap = _log_sigmoid(_linear(params, x, "f")) - _log_sigmoid(_linear(params, x, "i"))
-    return act.sigmoid(gap), act.sigmoid(-gap)
+    return _gate_pair(_log_sigmoid(_linear(params, x, "f")) - _log_sigmoid(_linear(params, x, "i")))
+
+
+def _mingru_gates(params, x):
+    """``(1 - z, z)``."""
+    z, keep = _gate_pair(_linear(params, x, "z"))
+    return keep, z
 
 
 def mingru_step(params, state, x):
-    z = act.sigmoid(_linear(params, x, "z"))
-    return diagonal_update(1.0 - z, state, z * _linear(params, x, "h"))
+    keep, z = _mingru_gates(params, x)
+    return diagonal_update(keep, state, z * _linear(params, x, "h"))
 
 
 def minlstm_step(params, state, x):
@@ -108,8 +118,5 @@ def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None
     (minGRU) or ``a_t = f'_t``, ``b_t = i'_t * h~_t`` (minLSTM).
     """
     p = cell.params
-    if cell.kind == "mingru":
-        z = act.logistic(_linear(p, xs, "z"))
-        return 1.0 - z, z * _linear(p, xs, "h")
-    f, i = _minlstm_gates(p, xs)
-    return f, i * _linear(p, xs, "h")
+    a, gate = (_mingru_gates if cell.kind == "mingru" else _minlstm_gates)(p, xs)
+    return a, gate * _linear(p, xs, "h")
