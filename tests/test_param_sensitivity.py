@@ -103,6 +103,9 @@ def test_groups_display_and_bad_input():
             gf.parameter_sensitivity(cell, xs, groups=bad)
     with pytest.raises(ValueError, match="loss must be a callable"):
         gf.parameter_sensitivity(cell, xs, loss="frobenius")
+    bare = gf.Cell(lambda p, h, x: 0.5 * h + x, {}, 2, 2)
+    with pytest.raises(ValueError, match="has no parameters"):
+        gf.parameter_sensitivity(bare, xs)
 
 
 def test_closed_form_against_direct_sums():
