@@ -715,3 +715,19 @@ def test_parameter_gradients_through_the_cells_match_finite_differences_of_the_r
 
         fd = fd_jacobian(f, value.reshape(-1))[0]
         assert rel_err(np.ravel(got[key]), fd) < 1e-6, key
+
+
+def test_from_torch_takes_the_reference_names_of_mamba_and_lru():
+    mamba = gf.mamba(4, d_state=2, d_conv=2, expand=1, seed=4)
+    us = gf.inputs.gaussian(6, 1, 4)
+    prefixed = {f"layers.0.mixer.{k}": v.copy() for k, v in mamba.params.items()}
+    loaded = gf.from_torch("mamba", prefixed, prefix="layers.0.mixer")
+    assert loaded.kind == "mamba" and np.array_equal(gf.unroll(loaded, us), gf.unroll(mamba, us))
+    lru = gf.lru(5, 2, seed=2)
+    xs = gf.inputs.gaussian(7, 1, 2)
+    for arrays, prefix in (({k: v.tolist() for k, v in lru.params.items()}, None),
+                           ({f"encoder.lru.{k}": v for k, v in lru.params.items()}, "encoder.lru")):
+        again = gf.from_torch("lru", arrays, prefix=prefix)
+        assert again.kind == "lru" and np.array_equal(gf.unroll(again, xs), gf.unroll(lru, xs))
+    with pytest.raises(ValueError, match=r"missing \['A_log'\]"):
+        gf.from_torch("mamba", {k: v for k, v in mamba.params.items() if k != "A_log"})

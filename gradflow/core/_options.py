@@ -27,6 +27,18 @@ class Options:
     progress : bool
         Long calls (`predict`, `train`, `lyapunov_spectrum` at large N) show a progress bar in
         JupyterLab or on a terminal unless their own ``progress=`` says otherwise.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> before = gf.options()  # no arguments: read them
+    >>> isinstance(before, gf.Options)
+    True
+    >>> with gf.options(progress=False) as inside:
+    ...     print(inside.progress, gf.options().progress)
+    False False
+    >>> gf.options() == before  # the block's switches are gone
+    True
     """
 
     quick: bool
