@@ -7,7 +7,9 @@ Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model
 the selective state-space block `mamba` (`mamba_from_state_dict`); for the cells linear
 in their state, `linear_coefficients` (every step's affine map) and `layer_outputs`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
-Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
+Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`;
+`scan` (a linear cell by `associative_scan`, `scan_depth` rounds), `diagonal_rate` (its exact rate);
+`parameter_sensitivity` -> `ParameterSensitivity` (dL/dtheta by lag), `sensitivity_scaling`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
 Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
 `conv_stack`, `recurrent` -> `SequenceModel`; `path_lengths` -> `PathLengths`;
