@@ -1,0 +1,476 @@
+"""The recurrent revival: do linear recurrences answer the 2019 claims against RNNs?
+
+Linear recurrences and state-space models (LRU, S4D, minGRU, Mamba-style selective blocks)
+brought recurrence back by answering two of the claims gradflow audits: a linear recurrence
+is an associative scan, parallel in time with O(log n) depth, and a diagonal recurrence kept
+inside the unit circle neither explodes nor vanishes by construction. Measured here, by the
+protocol every study follows (claims quoted from shared/seeds/, decision rules stated before
+the data, intervals over at least 10 independent networks per design cell):
+
+1. Memory (source 002, "100s, not 1000s"): the share of networks of each architecture, at its
+   standard initialisation, whose gradient at lag 1,000 (and 10,000 at full size) keeps at least
+   1e-3 of its value at lag 1 (`gradflow.gradient_flow`, the shared warm start), and the fitted
+   rate against the neutral band.
+2. Parallelism (sources 000, 001, 003, "can't be parallelized"): the sequential depth of the
+   forward pass against n, exact from the dependency graph (a loop: n; a scan: ceil(log2 n);
+   attention: O(1)), with the scan's and the loop's CPU times measured beside it.
+
+    python -m analyses.recurrent_revival [--full] [--out reports] [--seed S] [--hidden N] [--steps T]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+import gradflow as gf
+from analyses import _protocol as protocol
+from analyses._cli import check_fields, study_main
+from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+
+STUDY = "recurrent_revival"
+KEEP = 1e-3  # "keeps its gradient": at least this fraction of the lag-1 norm (gradflow's memory drop)
+LAGS = (1_000, 10_000)  # "not 1000s or 10,000s"
+DEPTH_SLOPE = 0.5  # log-log slope of depth against n: above, the depth grows like n
+SOURCE_000 = "\"Why are NLP researchers trying to abandon RNNs ...?\" (Tony Petrov)"
+SOURCE_001 = "\"Disadvantages of RNN\" (OpenGenus)"
+SOURCE_002 = "\"The fall of RNN / LSTM\" (Eugenio Culurciello)"
+SOURCE_003 = "\"Recurrent Neural Networks\" (GitBook notes)"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture of the study: how to build a network, and whether it is linear in its state."""
+
+    build: Callable[[int, int, int], gf.Cell]  # (hidden, inputs, seed) -> cell at its standard init
+    linear: bool  # linear in the state: its forward pass is an associative scan
+    init: str  # the standard initialisation, in words
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "RNN tanh": Architecture(lambda n, d, s: gf.rnn(n, d, init="pytorch", seed=s), False,
+                             "PyTorch's default uniform(-1/sqrt(N), 1/sqrt(N))"),
+    "LSTM": Architecture(lambda n, d, s: gf.lstm(n, d, init="pytorch", forget_bias=1.0, seed=s), False,
+                         "PyTorch's default, forget-gate bias +1"),
+    "GRU": Architecture(lambda n, d, s: gf.gru(n, d, init="pytorch", seed=s), False, "PyTorch's default"),
+}
+NONLINEAR = tuple(a for a, spec in ARCHITECTURES.items() if not spec.linear)
+
+MEMORY = protocol.Claim(
+    text="Recurrent networks remember sequences of hundreds of steps, not thousands: their gradient is "
+         "gone after 1,000 steps.",
+    source="002_6d33935d2b5896cb.txt", source_title=SOURCE_002,
+    quote="but they can remember sequences of 100s, not 1000s or 10,000s or more",
+    quantity=f"share of an architecture's networks (standard initialisation, shared warm start) whose "
+             f"gradient norm at lag L keeps at least {KEEP:g} of its value at lag 1, "
+             f"||dL/dh_(T-L)|| / ||dL/dh_(T-1)|| >= {KEEP:g}, for L = 1,000 (and 10,000 at full size)",
+    rule="holds for an architecture (and lag) when the 95% Wilson interval of that share lies below the "
+         "threshold, does not hold when it lies above; architectures that disagree give 'holds only when'",
+    threshold=0.05, holds_when="below")
+
+PARALLEL = protocol.Claim(
+    text="RNNs cannot be parallelised over time: each step needs the previous step's state, so the "
+         "forward pass takes n sequential steps.",
+    source="000_f5c5d6523f02834e.txt", source_title=SOURCE_000,
+    quote="Due to the way they\u2019re designed RNNs can\u2019t be parallelized.",
+    quantity="log-log slope of the forward pass's sequential depth against the sequence length n "
+             "(n = 16 ... 2^k), exact from the dependency graph (a loop: n; an associative scan: "
+             "ceil(log2 n) combine rounds; attention: its layer count)",
+    rule=f"holds for an architecture when the slope is above {DEPTH_SLOPE:g} (depth grows like n), does "
+         f"not hold when below (depth grows like log n or not at all); exact numbers, so no interval "
+         "and no sampling: architectures that disagree give 'holds only when'",
+    threshold=DEPTH_SLOPE, holds_when="above")
+ALSO_PARALLEL = (  # the same claim in the other sources, quoted on the Methods page
+    ("001_c88bba1d8530f5f5.txt", SOURCE_001,
+     "RNNs are not suitable for parallelizing or stacking up with other models"),
+    ("003_db39b3b7a81f09a2.txt", SOURCE_003,
+     "their computation is sequential since each step in the sequence requires a hidden state computed "
+     "from the previous step"),
+)
+CLAIMS = {"memory": MEMORY, "parallelism": PARALLEL}
+CLAIM = MEMORY  # the headline claim: the contents entry and the title page
+
+
+@dataclass(frozen=True)
+class Config:
+    hidden: int = 16
+    steps: int = 1000  # T of the gradient measurement: the longest lag measured
+    batch: int = 1  # one sequence a network: the networks are the sample
+    seeds: int = 10  # networks per architecture
+    input_scale: float = 1.0
+    lengths: tuple[int, ...] = (16, 64, 256, 1024)  # n of the depth and timing measurements
+    repeats: int = 3  # timings: best of this many
+    executor: str = "process"
+    seed: int = 0
+    claim: ClassVar[protocol.Claim] = MEMORY
+
+    def __post_init__(self):
+        check_fields(self, choices={"executor": ("serial", "process", "dask")},
+                     positive=("lengths", "repeats"), non_negative=("input_scale",))
+
+
+QUICK = Config()
+FULL = Config(hidden=64, steps=10_000, batch=2, seeds=20, lengths=(16, 64, 256, 1024, 4096, 16384), repeats=5)
+
+
+# ---------------------------------------------------------------- 1. memory
+
+
+def decision_lags(steps: int) -> list[int]:
+    """The lags the memory claim is decided at: 1,000 and 10,000 where T reaches them; T itself in
+    shorter (test) runs, which then ask whether the gradient reaches the end of the sequence."""
+    return sorted({min(lag, steps) for lag in LAGS if lag <= steps} or {steps})
+
+
+def profile_lags(steps: int) -> list[int]:
+    """Lags at which each network's profile is kept: about 40, evenly spaced in log lag, and the decision lags."""
+    grid = np.unique(np.round(np.geomspace(1, steps, 40)).astype(int))
+    return sorted({int(v) for v in grid} | set(decision_lags(steps)))
+
+
+def memory_task(point: Mapping[str, Any]) -> dict[str, Any]:
+    """One network's gradient profile relative to lag 1, its rate and horizon (importable by workers)."""
+    seeds = protocol.network_seeds(int(point["seed"]))
+    steps = int(point["seq_len"])
+    cell = ARCHITECTURES[point["architecture"]].build(int(point["hidden"]), protocol.INPUTS, seeds["cell"])
+    xs = protocol.study_inputs(steps, int(point["batch"]), protocol.INPUTS, float(point["input_scale"]),
+                               seeds["inputs"])
+    h0, xs = protocol.warm_start(cell, xs, seed=seeds["state"])
+    flow = gf.gradient_flow(cell, xs, h0=h0, seed=seeds["direction"], tol=protocol.NEUTRAL_BAND)
+    horizon = flow.memory_horizon
+    row = {"rate": flow.rate, "regime": flow.regime or "undefined",
+           "horizon": float(horizon) if horizon is not None else np.inf, "state_size": cell.state_size}
+    for lag in profile_lags(steps):
+        row[f"lag_{lag}"] = float(flow.profile[lag] - flow.profile[1])  # ln of the norm relative to lag 1
+    return row
+
+
+def measure_memory(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per network (its seed, rate, horizon, kept gradient at each decision lag), and the
+    tidy profiles behind the figure (one row per network and kept lag)."""
+    grid = {"architecture": list(ARCHITECTURES), "hidden": [cfg.hidden], "seq_len": [cfg.steps],
+            "batch": [cfg.batch], "input_scale": [cfg.input_scale]}
+    frame = gf.sweep.run(grid, task=memory_task, seeds=range(cfg.seed, cfg.seed + cfg.seeds),
+                         executor=cfg.executor, progress=sys.stderr.isatty())
+    failed = frame.error.fillna("") != ""
+    if failed.any():
+        raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
+    frame = frame.drop(columns=["error"])
+    lag_columns = [f"lag_{lag}" for lag in profile_lags(cfg.steps)]
+    profiles = frame.melt(id_vars=["architecture", "seed"], value_vars=lag_columns, var_name="lag",
+                          value_name="log_relative_norm")
+    profiles["lag"] = profiles.lag.str.removeprefix("lag_").astype(int)
+    networks = frame.drop(columns=[c for c in lag_columns if int(c[4:]) not in decision_lags(cfg.steps)])
+    for lag in decision_lags(cfg.steps):
+        networks[f"keeps_{lag}"] = networks[f"lag_{lag}"] >= math.log(KEEP)
+    return networks.reset_index(drop=True), profiles
+
+
+def memory_verdict(networks: pd.DataFrame, lags: list[int]) -> tuple[protocol.Verdict, dict]:
+    """The memory claim per architecture (and lag) from the share keeping its gradient, then combined."""
+    per_cell = int(networks.groupby("architecture").size().min())
+    cells = {}
+    for arch, g in networks.groupby("architecture", sort=False):
+        for lag in lags:
+            name = f"architecture = {arch}" if len(lags) == 1 else f"{arch} at lag {lag}"
+            cells[name] = protocol.decide_claim(MEMORY, protocol.success_interval(g[f"keeps_{lag}"]),
+                                                per_cell=per_cell)
+    pooled = np.concatenate([networks[f"keeps_{lag}"].to_numpy(bool) for lag in lags])
+    overall = protocol.decide_claim(MEMORY, protocol.success_interval(pooled), per_cell=per_cell)
+    if overall.word == protocol.INCONCLUSIVE and overall.condition:
+        return overall, cells
+    return protocol.combine(cells, overall), cells
+
+
+def memory_summary(networks: pd.DataFrame, lags: list[int], seed: int) -> pd.DataFrame:
+    """Per architecture: mean rate (bootstrap), its regime against the neutral band, median horizon and
+    kept gradient at each lag (median, bootstrap), and the share keeping it (Wilson)."""
+    rows = []
+    for arch, g in networks.groupby("architecture", sort=False):
+        rate = protocol.bootstrap_interval(g.rate, seed=seed)
+        row = dict(architecture=arch, networks=len(g), rate=rate.estimate, rate_low=rate.low,
+                   rate_high=rate.high, rate_regime=_interval_regime(rate),
+                   median_horizon=float(g.horizon.median()))
+        for lag in lags:
+            kept = protocol.bootstrap_interval(g[f"lag_{lag}"], np.median, seed=seed)
+            share = protocol.success_interval(g[f"keeps_{lag}"])
+            row.update({f"log_kept_{lag}": kept.estimate, f"log_kept_{lag}_low": kept.low,
+                        f"log_kept_{lag}_high": kept.high, f"share_{lag}": share.estimate,
+                        f"share_{lag}_low": share.low, f"share_{lag}_high": share.high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _interval_regime(iv: protocol.Interval) -> str:
+    """"vanishing" / "exploding" when the whole interval lies beyond the neutral band, "neutral" when
+    inside it, else "undecided"."""
+    band = protocol.NEUTRAL_BAND
+    if iv.high < -band:
+        return "vanishing"
+    if iv.low > band:
+        return "exploding"
+    if -band <= iv.low and iv.high <= band:
+        return "neutral"
+    return "undecided"
+
+
+# ---------------------------------------------------------------- 2. parallelism
+
+
+def sequence_models(hidden: int, seed: int) -> dict[str, gf.SequenceModel]:
+    """Every architecture as the sequence model whose dependency graph gives its forward pass's depth."""
+    models = {name: gf.recurrent(spec.build(hidden, protocol.INPUTS, seed))
+              for name, spec in ARCHITECTURES.items()}
+    models["self-attention (1 layer)"] = gf.self_attention(hidden, heads=1, inputs=protocol.INPUTS, seed=seed)
+    return models
+
+
+def measure_depth(cfg: Config) -> pd.DataFrame:
+    """Sequential depth and longest path of each architecture's forward pass at every n (exact)."""
+    rows = []
+    for name, model in sequence_models(cfg.hidden, cfg.seed).items():
+        for n in cfg.lengths:
+            p = gf.path_lengths(model, n)
+            rows.append(dict(architecture=name, n=n, sequential_depth=p.sequential_depth, max_path=p.max_path))
+    return pd.DataFrame(rows)
+
+
+def depth_slopes(depth: pd.DataFrame) -> pd.Series:
+    """Least-squares slope of ln depth against ln n, per architecture."""
+    return pd.Series({a: float(np.polyfit(np.log(g.n), np.log(g.sequential_depth), 1)[0])
+                      for a, g in depth.groupby("architecture", sort=False)})
+
+
+def parallel_verdict(depth: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
+    """The parallelism claim per recurrent architecture from its exact depth slope, then combined.
+
+    The slope is a property of the graph, not a sample: its "interval" is the point itself and
+    ``min_networks`` is 1 (the protocol's n >= 10 guards sampled quantities).
+    """
+    slopes = depth_slopes(depth)
+    points = depth.n.nunique()
+    cells = {f"architecture = {a}": protocol.decide((s, s), PARALLEL.threshold, holds_when="above",
+                                                    estimate=s, networks=points, quantity=PARALLEL.quantity,
+                                                    min_networks=1)
+             for a, s in slopes.items() if a in ARCHITECTURES}
+    recurrent = slopes[[a for a in slopes.index if a in ARCHITECTURES]]
+    overall = protocol.decide((recurrent.min(), recurrent.max()), PARALLEL.threshold, estimate=recurrent.mean(),
+                              networks=points, quantity=PARALLEL.quantity, min_networks=1)
+    return protocol.combine(cells, overall), cells
+
+
+def machine() -> dict[str, Any]:
+    """What the timings were measured on."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return dict(cpu=model, cores=os.cpu_count() or 1, load=os.getloadavg()[0], python=platform.python_version())
+
+
+def cpu_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Best CPU time (process_time) of ``repeats`` calls: the work done, not the wait for a busy core."""
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t0)
+    return best
+
+
+def measure_times(cfg: Config) -> pd.DataFrame:
+    """CPU seconds of the forward pass by loop (`gradflow.unroll`) for every architecture at every n."""
+    rows = []
+    with threadpool_limits(1):
+        for name, spec in ARCHITECTURES.items():
+            cell = spec.build(cfg.hidden, protocol.INPUTS, cfg.seed)
+            for n in cfg.lengths:
+                xs = gf.inputs.gaussian(n, cfg.batch, protocol.INPUTS, seed=cfg.seed)
+                rows.append(dict(architecture=name, n=n, method="loop (gf.unroll)",
+                                 cpu_seconds=cpu_seconds(lambda cell=cell, xs=xs: gf.unroll(cell, xs), cfg.repeats),
+                                 max_abs_difference=0.0))
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- pages
+
+
+def _iv(est: float, lo: float, hi: float, fmt: str = "+.3f") -> str:
+    return f"{est:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int], cfg: Config):
+    """Left: median kept gradient against lag per architecture (nonlinear and linear recurrences in
+    separate axes, at most 8 series each); right: the share keeping it at each decision lag."""
+    groups = [("nonlinear RNNs", [a for a in ARCHITECTURES if not ARCHITECTURES[a].linear]),
+              ("linear recurrences", [a for a in ARCHITECTURES if ARCHITECTURES[a].linear])]
+    groups = [(title, archs) for title, archs in groups if archs]
+    colours = dict(zip(ARCHITECTURES, PALETTE * 2, strict=False))
+    fig, axes = plt.subplots(len(groups) + 1, 1, figsize=(8.27, 3.0 * (len(groups) + 1) + 1.5), squeeze=False)
+    fig.subplots_adjust(left=0.12, right=0.72, top=0.96, bottom=0.12, hspace=0.45)
+    for ax, (title, archs) in zip(axes[:-1, 0], groups, strict=True):
+        for arch in archs:
+            g = profiles[profiles.architecture == arch].groupby("lag").log_relative_norm
+            med = g.median()
+            ax.plot(med.index, med.to_numpy(), color=colours[arch], label=arch, linewidth=1.5)
+            ax.fill_between(med.index, g.quantile(0.025), g.quantile(0.975), color=colours[arch], alpha=0.15,
+                            linewidth=0)
+        ax.axhline(math.log(KEEP), color="0.3", linestyle="--", linewidth=0.8)
+        ax.set(xscale="log", xlabel="lag k (steps back from the final state)",
+               ylabel="ln ||g_k|| - ln ||g_1||", title=f"{_cap(title)}: median over networks, band 95%")
+        ax.set_ylim(bottom=max(ax.get_ylim()[0], 3 * math.log(KEEP) - 5))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
+    ax = axes[-1, 0]
+    width = 0.8 / len(lags)
+    archs = list(summary.architecture)
+    for k, lag in enumerate(lags):
+        x = np.arange(len(archs)) + (k - (len(lags) - 1) / 2) * width
+        est = summary[f"share_{lag}"].to_numpy()
+        err = [est - summary[f"share_{lag}_low"], summary[f"share_{lag}_high"] - est]
+        ax.errorbar(x, est, yerr=err, fmt="o", capsize=3, color=PALETTE[k], label=f"lag {lag}")
+    ax.axhline(MEMORY.threshold, color="0.3", linestyle="--", linewidth=0.8)
+    ax.set_xticks(np.arange(len(archs)), archs, rotation=30, ha="right")
+    ax.set(ylim=(-0.05, 1.05), ylabel=f"share keeping >= {KEEP:g}",
+           title="Networks keeping their gradient (Wilson 95%)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
+    return fig
+
+
+def _parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Config):
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.0))
+    fig.subplots_adjust(left=0.12, right=0.68, top=0.95, bottom=0.14, hspace=0.35)
+    archs = list(dict.fromkeys(depth.architecture))
+    colours = palette(archs)
+    markers = "os^Dv<>P"
+    for k, arch in enumerate(archs):
+        g = depth[depth.architecture == arch]
+        ax1.plot(g.n * np.exp(0.03 * (k - len(archs) / 2)), g.sequential_depth, color=colours[arch],
+                 marker=markers[k % 8], linestyle="-", label=arch)
+    ax1.set(xscale="log", yscale="log", xlabel="sequence length n (markers offset by a few %)",
+            ylabel="sequential depth", title="Forward pass: operations that must run one after another")
+    ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
+    series = list(dict.fromkeys(times.architecture + ", " + times.method))
+    colours = palette(series)
+    for k, s in enumerate(series):
+        g = times[(times.architecture + ", " + times.method) == s]
+        ax2.plot(g.n, g.cpu_seconds, color=colours[s], marker=markers[k % 8], label=s)
+    ax2.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="CPU seconds (best of "
+            f"{cfg.repeats})", title=f"Forward pass CPU time, batch {cfg.batch}, width {cfg.hidden}, one thread")
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
+    for ax in (ax1, ax2):
+        ax.set_xticks(list(cfg.lengths), [str(n) for n in cfg.lengths])
+        ax.minorticks_off()
+    return fig
+
+
+def run(cfg: Config, out: str) -> dict:
+    from tqdm.auto import tqdm
+
+    lags = decision_lags(cfg.steps)
+    parts = ["memory", "depth", "times"]
+    bar = tqdm(total=len(parts), desc=STUDY, unit="part", disable=not sys.stderr.isatty(), leave=False)
+    networks, profiles = measure_memory(cfg)
+    bar.update()
+    depth = measure_depth(cfg)
+    bar.update()
+    host = machine()
+    times = measure_times(cfg)
+    bar.update()
+    bar.close()
+    memory, memory_cells = memory_verdict(networks, lags)
+    summary = memory_summary(networks, lags, cfg.seed)
+    parallel, parallel_cells = parallel_verdict(depth)
+    slopes = depth_slopes(depth)
+    verdicts = {"memory": memory, "parallelism": parallel}
+    os.makedirs(out, exist_ok=True)
+    for name, frame in (("networks", networks), ("profiles", profiles), ("memory_summary", summary),
+                        ("depth", depth), ("times", times), ("machine", pd.DataFrame([host]))):
+        write_csv(os.path.join(out, f"{STUDY}_{name}.csv"), frame)
+
+    lag_text = " and ".join(f"{lag:,}" for lag in lags)
+    memory_finding = "; ".join(
+        f"{r.architecture}: " + ", ".join(
+            f"{getattr(r, f'share_{lag}'):.0%} [{getattr(r, f'share_{lag}_low'):.0%}, "
+            f"{getattr(r, f'share_{lag}_high'):.0%}] keep it at lag {lag:,}" for lag in lags)
+        + f", rate {_iv(r.rate, r.rate_low, r.rate_high)} ({r.rate_regime})" for r in summary.itertuples())
+    parallel_finding = "; ".join(f"{a}: depth at n = {max(cfg.lengths)} is "
+                                 f"{int(depth[(depth.architecture == a) & (depth.n == max(cfg.lengths))].sequential_depth.iloc[0])}"
+                                 f", slope {s:.2f}" for a, s in slopes.items())
+    per_arch = pd.DataFrame({
+        "architecture": summary.architecture,
+        **{f"keeps at {lag:,} [95%]": [f"{getattr(r, f'share_{lag}'):.2f} [{getattr(r, f'share_{lag}_low'):.2f}, "
+                                       f"{getattr(r, f'share_{lag}_high'):.2f}]" for r in summary.itertuples()]
+           for lag in lags},
+        "rate [95%] (nats/step)": [_iv(r.rate, r.rate_low, r.rate_high) for r in summary.itertuples()],
+        "band": summary.rate_regime,
+        "depth slope": [f"{slopes[a]:.2f}" for a in summary.architecture],
+        "n": summary.networks})
+    sentence = " ".join(f"{_cap(part)}: {v.sentence()}" for part, v in verdicts.items())
+    configuration = (f"hidden N = {cfg.hidden}, {protocol.INPUTS} inputs of std {cfg.input_scale:g}, T = "
+                     f"{cfg.steps} after {protocol.WARMUP} warm-up steps, batch {cfg.batch}, {cfg.seeds} networks "
+                     f"(seeds from {cfg.seed}) per architecture; depth and times at n = "
+                     f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}.")
+    with paper_theme():
+        pages = [
+            table_page("The claims, and how each is decided (stated before any result)", [
+                *[(f"{part.capitalize()} ({c.source[:3]})", f"{c.text} Quote: \u201c{c.quote}\u201d Quantity: "
+                   f"{c.quantity}. Rule: {c.rule}; threshold {c.threshold:g} ({c.holds_when}).")
+                  for part, c in CLAIMS.items()]]),
+            table_page("Do linear recurrences answer the claims against RNNs?", [
+                *((f"{_cap(part)} ({CLAIMS[part].source[:3]})", v.sentence()) for part, v in verdicts.items()),
+                ("Configuration", configuration)],
+                per_arch, f"Per architecture: share keeping its gradient at lag {lag_text} (Wilson 95%), "
+                          "rate (bootstrap 95%)"),
+            figure_page(_memory_figure(profiles, summary, lags, cfg), (
+                f"{_cap(memory.label)}. {memory_finding}. Dashed: ln {KEEP:g}, the gradflow memory drop. "
+                f"Each network: T = {cfg.steps}, {cfg.batch} sequence(s), norms relative to lag 1.")),
+            figure_page(_parallel_figure(depth, times, cfg), (
+                f"{_cap(parallel.label)} (exact). {parallel_finding}. Times: CPU seconds as measured on "
+                f"{host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), one BLAS thread.")),
+            table_page("Methods", [
+                ("Memory", "gradflow.gradient_flow back-propagates a loss at the final state (a fixed random "
+                           "unit direction) through the unrolled network in log space; the kept gradient at "
+                           "lag L is ln ||dL/dh_(T-L)|| - ln ||dL/dh_(T-1)|| (batch mean of log norms). "
+                           "Initialisations: " + "; ".join(f"{a}: {s.init}" for a, s in ARCHITECTURES.items())
+                           + "."),
+                ("Depth", "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the unrolled "
+                          "dependency graph of the forward pass. The depth of a loop over time is n whatever "
+                          "the cell; parallel Newton-type solvers for nonlinear recurrences are not measured."),
+                ("Same claim elsewhere", " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL)),
+                *protocol.conventions()]),
+        ]
+        pdf = os.path.join(out, f"{STUDY}.pdf")
+        label = "; ".join(f"{part}: {v.label}" for part, v in verdicts.items())
+        write_pdf(pdf, pages, study=STUDY, config=cfg, claim=MEMORY.facts(), verdict=sentence,
+                  title="gradflow: the recurrent revival, measured",
+                  subject=f"Verdict: {label}", keywords=["linear recurrence", "state-space model", "scan",
+                                                          "memory", "parallelism"])
+    return {"verdict": label, "decision": memory, "claim": MEMORY, "verdicts": verdicts, "sentence": sentence,
+            "cells": {"memory": memory_cells, "parallelism": parallel_cells}, "networks": networks,
+            "summary": summary, "depth": depth, "times": times, "machine": host, "pdf": pdf}
+
+
+def main(argv=None) -> dict:
+    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
+                      overrides=("hidden", "steps", "seeds"))
+
+
+if __name__ == "__main__":
+    main()
