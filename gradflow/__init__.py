@@ -3,7 +3,7 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`.
+`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -30,6 +30,7 @@ from ._explore import Exploration, explore
 from ._explore import update as explore_update
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
 from ._io import Model, from_keras, from_torch, load
+from ._lru import lru, lru_from_arrays
 from ._lyapunov import (
     ConvergenceWarning,
     LyapunovSpectrum,
@@ -37,6 +38,7 @@ from ._lyapunov import (
     finite_time_singular_values,
     lyapunov_spectrum,
 )
+from ._mingru import mingru, minlstm
 from ._options import Options, options
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
@@ -51,6 +53,7 @@ from ._sequence import (
     self_attention,
     tcn,
 )
+from ._ssm import s4d
 from ._threads import blas_threads, set_blas_threads
 from ._train import TrainingRun, finite_time_exponents, train, training_objective
 from ._version import read_version
@@ -91,9 +94,13 @@ __all__ = [
     "jacobian_products",
     "jacobians",
     "load",
+    "lru",
+    "lru_from_arrays",
     "lstm",
     "lyapunov_spectrum",
     "meanfield",
+    "mingru",
+    "minlstm",
     "options",
     "path_lengths",
     "predict",
@@ -102,6 +109,7 @@ __all__ = [
     "regime_of",
     "restricted_attention",
     "rnn",
+    "s4d",
     "self_attention",
     "sensitivity",
     "set_blas_threads",
