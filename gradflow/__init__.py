@@ -43,6 +43,7 @@ from ._options import Options, options
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
 from ._probe import probe
+from ._scan import associative_scan, diagonal_rate, scan, scan_depth
 from ._sensitivity import Sensitivity, sensitivity
 from ._sequence import (
     SequenceModel,
@@ -78,9 +79,11 @@ __all__ = [
     "SingularValues",
     "TrainingRun",
     "__version__",
+    "associative_scan",
     "blas_threads",
     "compare",
     "conv_stack",
+    "diagonal_rate",
     "explore",
     "explore_update",
     "finite_time_exponents",
@@ -110,6 +113,8 @@ __all__ = [
     "restricted_attention",
     "rnn",
     "s4d",
+    "scan",
+    "scan_depth",
     "self_attention",
     "sensitivity",
     "set_blas_threads",
