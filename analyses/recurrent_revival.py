@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,8 +65,20 @@ ARCHITECTURES: dict[str, Architecture] = {
     "LSTM": Architecture(lambda n, d, s: gf.lstm(n, d, init="pytorch", forget_bias=1.0, seed=s), False,
                          "PyTorch's default, forget-gate bias +1"),
     "GRU": Architecture(lambda n, d, s: gf.gru(n, d, init="pytorch", seed=s), False, "PyTorch's default"),
+    "LRU": Architecture(lambda n, d, s: gf.lru(n, d, seed=s), True,
+                        "the reference ring |lambda| in [0, 1], gamma normalisation"),
+    "LRU, ring [0.9, 0.999]": Architecture(lambda n, d, s: gf.lru(n, d, r_min=0.9, r_max=0.999, seed=s), True,
+                                           "|lambda| in [0.9, 0.999], gamma normalisation"),
+    "S4D": Architecture(lambda n, d, s: gf.s4d(n, d, seed=s), True,
+                        "S4D-Lin A_n = -1/2 + i pi n, dt log-uniform in [1e-3, 1e-1]"),
+    "minGRU": Architecture(lambda n, d, s: gf.mingru(n, d, seed=s), True, "PyTorch's nn.Linear default"),
+    "minLSTM": Architecture(lambda n, d, s: gf.minlstm(n, d, seed=s), True, "PyTorch's nn.Linear default"),
 }
 NONLINEAR = tuple(a for a, spec in ARCHITECTURES.items() if not spec.linear)
+TIMED = ("LSTM", "minGRU", "minLSTM")  # one of each kind
+LOOP, SCAN = "loop", "scan"
+ATTENTION = "self-attention (1 layer)"
+SCAN_TOL = 1e-10  # the scan's states against the loop's, relative to the largest state
 
 MEMORY = protocol.Claim(
     text="Recurrent networks remember sequences of hundreds of steps, not thousands: their gradient is "
@@ -228,44 +241,61 @@ def _interval_regime(iv: protocol.Interval) -> str:
 # ---------------------------------------------------------------- 2. parallelism
 
 
-def sequence_models(hidden: int, seed: int) -> dict[str, gf.SequenceModel]:
-    """Every architecture as the sequence model whose dependency graph gives its forward pass's depth."""
-    models = {name: gf.recurrent(spec.build(hidden, protocol.INPUTS, seed))
-              for name, spec in ARCHITECTURES.items()}
-    models["self-attention (1 layer)"] = gf.self_attention(hidden, heads=1, inputs=protocol.INPUTS, seed=seed)
+def sequence_models(hidden: int, seed: int) -> dict[tuple[str, str], gf.SequenceModel | int]:
+    """Every architecture's forward pass as ``(architecture, method) -> what gives its depth``: the
+    sequence model whose dependency graph `gradflow.path_lengths` reads, or for a scan the cell."""
+    models: dict[tuple[str, str], Any] = {}
+    for name, spec in ARCHITECTURES.items():
+        cell = spec.build(hidden, protocol.INPUTS, seed)
+        models[(name, LOOP)] = gf.recurrent(cell)
+        if spec.linear:
+            models[(name, SCAN)] = cell
+    models[(ATTENTION, "attention")] = gf.self_attention(hidden, heads=1, inputs=protocol.INPUTS, seed=seed)
     return models
 
 
 def measure_depth(cfg: Config) -> pd.DataFrame:
-    """Sequential depth and longest path of each architecture's forward pass at every n (exact)."""
+    """Sequential depth of each architecture's forward pass at every n (exact): the dependency graph's
+    Kahn rounds for loops and attention, the doubling scan's combine rounds for scans."""
     rows = []
-    for name, model in sequence_models(cfg.hidden, cfg.seed).items():
+    for (name, method), model in sequence_models(cfg.hidden, cfg.seed).items():
         for n in cfg.lengths:
-            p = gf.path_lengths(model, n)
-            rows.append(dict(architecture=name, n=n, sequential_depth=p.sequential_depth, max_path=p.max_path))
+            depth = gf.scan_depth(n) if method == SCAN else gf.path_lengths(model, n).sequential_depth
+            rows.append(dict(architecture=name, method=method, n=n, sequential_depth=depth))
     return pd.DataFrame(rows)
 
 
 def depth_slopes(depth: pd.DataFrame) -> pd.Series:
-    """Least-squares slope of ln depth against ln n, per architecture."""
-    return pd.Series({a: float(np.polyfit(np.log(g.n), np.log(g.sequential_depth), 1)[0])
-                      for a, g in depth.groupby("architecture", sort=False)})
+    """Least-squares slope of ln depth against ln n, per (architecture, method)."""
+    return pd.Series({key: float(np.polyfit(np.log(g.n), np.log(g.sequential_depth), 1)[0])
+                      for key, g in depth.groupby(["architecture", "method"], sort=False)})
+
+
+def fastest_forward(depth: pd.DataFrame) -> pd.DataFrame:
+    """Per architecture, the forward pass of least depth: the scan where the cell has one."""
+    best = depth.groupby(["architecture", "method"], sort=False).sequential_depth.max().reset_index()
+    return best.loc[best.groupby("architecture", sort=False).sequential_depth.idxmin()]
 
 
 def parallel_verdict(depth: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
-    """The parallelism claim per recurrent architecture from its exact depth slope, then combined.
+    """The parallelism claim per recurrent architecture from the exact depth slope of its shallowest
+    forward pass, then combined.
 
     The slope is a property of the graph, not a sample: its "interval" is the point itself and
     ``min_networks`` is 1 (the protocol's n >= 10 guards sampled quantities).
     """
     slopes = depth_slopes(depth)
     points = depth.n.nunique()
-    cells = {f"architecture = {a}": protocol.decide((s, s), PARALLEL.threshold, holds_when="above",
-                                                    estimate=s, networks=points, quantity=PARALLEL.quantity,
-                                                    min_networks=1)
-             for a, s in slopes.items() if a in ARCHITECTURES}
-    recurrent = slopes[[a for a in slopes.index if a in ARCHITECTURES]]
-    overall = protocol.decide((recurrent.min(), recurrent.max()), PARALLEL.threshold, estimate=recurrent.mean(),
+    cells = {}
+    for row in fastest_forward(depth).itertuples():
+        if row.architecture not in ARCHITECTURES:
+            continue  # attention is shown beside the recurrences, not decided
+        s = slopes[(row.architecture, row.method)]
+        cells[f"architecture = {row.architecture}"] = protocol.decide(
+            (s, s), PARALLEL.threshold, holds_when="above", estimate=s, networks=points,
+            quantity=PARALLEL.quantity, min_networks=1)
+    estimates = np.array([v.estimate for v in cells.values()])
+    overall = protocol.decide((estimates.min(), estimates.max()), PARALLEL.threshold, estimate=estimates.mean(),
                               networks=points, quantity=PARALLEL.quantity, min_networks=1)
     return protocol.combine(cells, overall), cells
 
@@ -292,17 +322,32 @@ def cpu_seconds(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def measure_times(cfg: Config) -> pd.DataFrame:
-    """CPU seconds of the forward pass by loop (`gradflow.unroll`) for every architecture at every n."""
+    """CPU seconds of the forward pass by loop (`gradflow.unroll`) and, for the linear cells, by
+    associative scan (`gradflow.scan`), at every n; the scan's states must equal the loop's."""
     rows = []
     with threadpool_limits(1):
-        for name, spec in ARCHITECTURES.items():
+        for name in TIMED:
+            spec = ARCHITECTURES[name]
             cell = spec.build(cfg.hidden, protocol.INPUTS, cfg.seed)
             for n in cfg.lengths:
                 xs = gf.inputs.gaussian(n, cfg.batch, protocol.INPUTS, seed=cfg.seed)
-                rows.append(dict(architecture=name, n=n, method="loop (gf.unroll)",
-                                 cpu_seconds=cpu_seconds(lambda cell=cell, xs=xs: gf.unroll(cell, xs), cfg.repeats),
-                                 max_abs_difference=0.0))
+                loop = gf.unroll(cell, xs)
+                runs = {LOOP: (lambda cell=cell, xs=xs: gf.unroll(cell, xs), 0.0)}
+                if spec.linear:
+                    error = float(np.max(np.abs(gf.scan(cell, xs) - loop)) / max(1.0, np.max(np.abs(loop))))
+                    if error > SCAN_TOL:
+                        raise FloatingPointError(f"{name}: the scan's states differ from the loop's by {error:.2g}")
+                    runs[SCAN] = (lambda cell=cell, xs=xs: gf.scan(cell, xs), error)
+                for method, (fn, error) in runs.items():
+                    rows.append(dict(architecture=name, method=method, n=n,
+                                     cpu_seconds=cpu_seconds(fn, cfg.repeats), max_relative_difference=error))
     return pd.DataFrame(rows)
+
+
+def speedups(times: pd.DataFrame) -> pd.DataFrame:
+    """Loop CPU time over scan CPU time per linear architecture and n."""
+    wide = times.pivot_table(index=["architecture", "n"], columns="method", values="cpu_seconds").dropna()
+    return (wide[LOOP] / wide[SCAN]).rename("speedup").reset_index()
 
 
 # ---------------------------------------------------------------- pages
@@ -353,26 +398,35 @@ def _memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int
     return fig
 
 
-def _parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Config):
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.0))
-    fig.subplots_adjust(left=0.12, right=0.68, top=0.95, bottom=0.14, hspace=0.35)
-    archs = list(dict.fromkeys(depth.architecture))
-    colours = palette(archs)
-    markers = "os^Dv<>P"
-    for k, arch in enumerate(archs):
-        g = depth[depth.architecture == arch]
-        ax1.plot(g.n * np.exp(0.03 * (k - len(archs) / 2)), g.sequential_depth, color=colours[arch],
-                 marker=markers[k % 8], linestyle="-", label=arch)
-    ax1.set(xscale="log", yscale="log", xlabel="sequence length n (markers offset by a few %)",
-            ylabel="sequential depth", title="Forward pass: operations that must run one after another")
+def depth_curves(depth: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The distinct depth curves, each labelled with every (architecture, method) that has it: a loop
+    over time gives the same curve whatever the cell, so one line stands for all of them."""
+    curves: dict[tuple, list[str]] = {}
+    frames: dict[tuple, pd.DataFrame] = {}
+    for (arch, method), g in depth.groupby(["architecture", "method"], sort=False):
+        key = tuple(g.sort_values("n").sequential_depth)
+        curves.setdefault(key, []).append(arch if method == "attention" else f"{arch} ({method})")
+        frames.setdefault(key, g.sort_values("n"))
+    return {", ".join(names): frames[key] for key, names in curves.items()}
+
+
+def _parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Config, host: dict):
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
+    fig.subplots_adjust(left=0.12, right=0.62, top=0.95, bottom=0.14, hspace=0.35)
+    curves = depth_curves(depth)
+    colours = palette(list(curves))
+    for k, (label, g) in enumerate(curves.items()):
+        ax1.plot(g.n, g.sequential_depth, color=colours[label], marker="os^Dv<>P"[k % 8],
+                 label=textwrap.fill(label, 40))
+    ax1.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="sequential depth",
+            title="Forward pass: operations that must run one after another")
     ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    series = list(dict.fromkeys(times.architecture + ", " + times.method))
-    colours = palette(series)
-    for k, s in enumerate(series):
-        g = times[(times.architecture + ", " + times.method) == s]
-        ax2.plot(g.n, g.cpu_seconds, color=colours[s], marker=markers[k % 8], label=s)
-    ax2.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="CPU seconds (best of "
-            f"{cfg.repeats})", title=f"Forward pass CPU time, batch {cfg.batch}, width {cfg.hidden}, one thread")
+    colours = palette(list(dict.fromkeys(times.architecture)))
+    for (arch, method), g in times.groupby(["architecture", "method"], sort=False):
+        ax2.plot(g.n, g.cpu_seconds, color=colours[arch], marker="o" if method == LOOP else "s",
+                 linestyle="-" if method == LOOP else "--", label=f"{arch} ({method})")
+    ax2.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=f"CPU seconds (best of {cfg.repeats})",
+            title=f"Forward pass CPU time, batch {cfg.batch}, N = {cfg.hidden}, one thread")
     ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     for ax in (ax1, ax2):
         ax.set_xticks(list(cfg.lengths), [str(n) for n in cfg.lengths])
@@ -380,12 +434,28 @@ def _parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Config):
     return fig
 
 
+def _shares(r, lags: list[int], digits: str = ".0%") -> str:
+    return ", ".join(f"{getattr(r, f'share_{lag}'):{digits}} [{getattr(r, f'share_{lag}_low'):{digits}}, "
+                     f"{getattr(r, f'share_{lag}_high'):{digits}}]" for lag in lags)
+
+
+def _parallel_facts(depth: pd.DataFrame, times: pd.DataFrame, cfg: Config) -> str:
+    n = max(cfg.lengths)
+    top = fastest_forward(depth[depth.n == n])
+    speed = speedups(times)
+    fast = speed[speed.n == n]
+    return ("; ".join(f"{r.architecture}: depth {r.sequential_depth} at n = {n} ({r.method})"
+                      for r in top.itertuples())
+            + ". The scan took " + ", ".join(f"{r.speedup:.1f}x less CPU time than the loop for {r.architecture}"
+                                             for r in fast.itertuples())
+            + f" at n = {n}")
+
+
 def run(cfg: Config, out: str) -> dict:
     from tqdm.auto import tqdm
 
     lags = decision_lags(cfg.steps)
-    parts = ["memory", "depth", "times"]
-    bar = tqdm(total=len(parts), desc=STUDY, unit="part", disable=not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=3, desc=STUDY, unit="part", disable=not sys.stderr.isatty(), leave=False)
     networks, profiles = measure_memory(cfg)
     bar.update()
     depth = measure_depth(cfg)
@@ -397,62 +467,66 @@ def run(cfg: Config, out: str) -> dict:
     memory, memory_cells = memory_verdict(networks, lags)
     summary = memory_summary(networks, lags, cfg.seed)
     parallel, parallel_cells = parallel_verdict(depth)
-    slopes = depth_slopes(depth)
     verdicts = {"memory": memory, "parallelism": parallel}
     os.makedirs(out, exist_ok=True)
     for name, frame in (("networks", networks), ("profiles", profiles), ("memory_summary", summary),
-                        ("depth", depth), ("times", times), ("machine", pd.DataFrame([host]))):
+                        ("depth", depth), ("times", times), ("speedups", speedups(times)),
+                        ("machine", pd.DataFrame([host]))):
         write_csv(os.path.join(out, f"{STUDY}_{name}.csv"), frame)
 
     lag_text = " and ".join(f"{lag:,}" for lag in lags)
     memory_finding = "; ".join(
-        f"{r.architecture}: " + ", ".join(
-            f"{getattr(r, f'share_{lag}'):.0%} [{getattr(r, f'share_{lag}_low'):.0%}, "
-            f"{getattr(r, f'share_{lag}_high'):.0%}] keep it at lag {lag:,}" for lag in lags)
-        + f", rate {_iv(r.rate, r.rate_low, r.rate_high)} ({r.rate_regime})" for r in summary.itertuples())
-    parallel_finding = "; ".join(f"{a}: depth at n = {max(cfg.lengths)} is "
-                                 f"{int(depth[(depth.architecture == a) & (depth.n == max(cfg.lengths))].sequential_depth.iloc[0])}"
-                                 f", slope {s:.2f}" for a, s in slopes.items())
+        f"{r.architecture}: {_shares(r, lags)} keep it, rate {_iv(r.rate, r.rate_low, r.rate_high)} "
+        f"({r.rate_regime})" for r in summary.itertuples())
+    best = fastest_forward(depth).set_index("architecture")
     per_arch = pd.DataFrame({
         "architecture": summary.architecture,
-        **{f"keeps at {lag:,} [95%]": [f"{getattr(r, f'share_{lag}'):.2f} [{getattr(r, f'share_{lag}_low'):.2f}, "
-                                       f"{getattr(r, f'share_{lag}_high'):.2f}]" for r in summary.itertuples()]
-           for lag in lags},
-        "rate [95%] (nats/step)": [_iv(r.rate, r.rate_low, r.rate_high) for r in summary.itertuples()],
+        f"keeps at {lag_text} [95%]": [_shares(r, lags, ".2f") for r in summary.itertuples()],
+        "rate [95%], nats/step": [_iv(r.rate, r.rate_low, r.rate_high) for r in summary.itertuples()],
         "band": summary.rate_regime,
-        "depth slope": [f"{slopes[a]:.2f}" for a in summary.architecture],
+        f"depth at n = {max(cfg.lengths)}": [f"{best.loc[a, 'sequential_depth']} ({best.loc[a, 'method']})"
+                                             for a in summary.architecture],
         "n": summary.networks})
     sentence = " ".join(f"{_cap(part)}: {v.sentence()}" for part, v in verdicts.items())
-    configuration = (f"hidden N = {cfg.hidden}, {protocol.INPUTS} inputs of std {cfg.input_scale:g}, T = "
-                     f"{cfg.steps} after {protocol.WARMUP} warm-up steps, batch {cfg.batch}, {cfg.seeds} networks "
-                     f"(seeds from {cfg.seed}) per architecture; depth and times at n = "
-                     f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}.")
+    configuration = (
+        f"hidden N = {cfg.hidden} (complex modes for LRU and S4D), {protocol.INPUTS} inputs of std "
+        f"{cfg.input_scale:g}, T = {cfg.steps} after {protocol.WARMUP} warm-up steps, batch {cfg.batch}, "
+        f"{cfg.seeds} networks (seeds from {cfg.seed}) per architecture; depth and CPU times at n = "
+        f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}.")
+    claims_page = [(f"{_cap(part)} ({c.source[:3]})",
+                    f"{c.text} Quote: \u201c{c.quote}\u201d Quantity: {c.quantity}. Rule: {c.rule}; "
+                    f"threshold {c.threshold:g} ({c.holds_when}).") for part, c in CLAIMS.items()]
     with paper_theme():
         pages = [
-            table_page("The claims, and how each is decided (stated before any result)", [
-                *[(f"{part.capitalize()} ({c.source[:3]})", f"{c.text} Quote: \u201c{c.quote}\u201d Quantity: "
-                   f"{c.quantity}. Rule: {c.rule}; threshold {c.threshold:g} ({c.holds_when}).")
-                  for part, c in CLAIMS.items()]]),
+            table_page("The claims, and how each is decided (stated before any result)", claims_page),
             table_page("Do linear recurrences answer the claims against RNNs?", [
                 *((f"{_cap(part)} ({CLAIMS[part].source[:3]})", v.sentence()) for part, v in verdicts.items()),
                 ("Configuration", configuration)],
-                per_arch, f"Per architecture: share keeping its gradient at lag {lag_text} (Wilson 95%), "
-                          "rate (bootstrap 95%)"),
+                per_arch, f"Per architecture: share keeping >= {KEEP:g} of its gradient at lag {lag_text} "
+                          "(Wilson 95%), rate (bootstrap 95%)", col_widths=(0.2, 0.22, 0.25, 0.1, 0.17, 0.06)),
             figure_page(_memory_figure(profiles, summary, lags, cfg), (
-                f"{_cap(memory.label)}. {memory_finding}. Dashed: ln {KEEP:g}, the gradflow memory drop. "
-                f"Each network: T = {cfg.steps}, {cfg.batch} sequence(s), norms relative to lag 1.")),
-            figure_page(_parallel_figure(depth, times, cfg), (
-                f"{_cap(parallel.label)} (exact). {parallel_finding}. Times: CPU seconds as measured on "
-                f"{host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), one BLAS thread.")),
+                f"{_cap(memory.label)}. {memory_finding}. Dashed: ln {KEEP:g}, gradflow's memory drop. Each "
+                f"network: T = {cfg.steps}, {cfg.batch} sequence(s), norms relative to lag 1.")),
+            figure_page(_parallel_figure(depth, times, cfg, host), (
+                f"{_cap(parallel.label)} (exact). {_parallel_facts(depth, times, cfg)}. CPU seconds as measured "
+                f"on {host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), one BLAS thread; "
+                f"the scan's states equal the loop's to {SCAN_TOL:g} (relative).")),
             table_page("Methods", [
                 ("Memory", "gradflow.gradient_flow back-propagates a loss at the final state (a fixed random "
                            "unit direction) through the unrolled network in log space; the kept gradient at "
-                           "lag L is ln ||dL/dh_(T-L)|| - ln ||dL/dh_(T-1)|| (batch mean of log norms). "
+                           "lag L is ln ||dL/dh_(T-L)|| - ln ||dL/dh_(T-1)|| (batch mean of log norms; a "
+                           "complex state's norm is that of its real and imaginary parts together). "
                            "Initialisations: " + "; ".join(f"{a}: {s.init}" for a, s in ARCHITECTURES.items())
                            + "."),
-                ("Depth", "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the unrolled "
-                          "dependency graph of the forward pass. The depth of a loop over time is n whatever "
-                          "the cell; parallel Newton-type solvers for nonlinear recurrences are not measured."),
+                ("Depth", "Loops and attention: gradflow.path_lengths(model, n).sequential_depth, Kahn rounds "
+                          "over the unrolled dependency graph (a loop over time is n deep whatever the cell). "
+                          "Scans: gradflow.scan_depth(n) = ceil(log2 n) rounds of the doubling scan that "
+                          "gradflow.scan runs. Parallel Newton-type solvers for nonlinear recurrences are not "
+                          "measured."),
+                ("Times", "time.process_time, best of the repeats, one BLAS thread: gradflow.unroll (one step "
+                          "per position) against gradflow.scan (the cell's per-step affine map for all "
+                          "positions at once, then the doubling scan). CPU seconds, not wall: the machine was "
+                          "shared."),
                 ("Same claim elsewhere", " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL)),
                 *protocol.conventions()]),
         ]
