@@ -3,7 +3,8 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`.
+`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`;
+the selective state-space block `mamba` (`from_torch("mamba", state_dict)`).
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -38,6 +39,7 @@ from ._lyapunov import (
     finite_time_singular_values,
     lyapunov_spectrum,
 )
+from ._mamba import mamba
 from ._mingru import mingru, minlstm
 from ._options import Options, options
 from ._paths import PathLengths, path_lengths
@@ -101,6 +103,7 @@ __all__ = [
     "lru_from_arrays",
     "lstm",
     "lyapunov_spectrum",
+    "mamba",
     "meanfield",
     "mingru",
     "minlstm",

@@ -400,7 +400,9 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
         ``weights_only=True``) or ``.npz`` file of the same arrays. Any number of layers,
         ``proj_size`` (``weight_hr_l<k>``) and bidirectional (``*_reverse``) layers; dropout
         does not change the weights and is ignored. The older form ``from_torch(kind, arrays)``
-        builds just the `Cell` from bare ``weight_ih_l<k>`` ... arrays.
+        builds just the `Cell` from bare ``weight_ih_l<k>`` ... arrays; ``from_torch("mamba",
+        state_dict)`` builds a `mamba` cell from a ``mamba_ssm`` ``Mamba`` module's arrays
+        (``prefix`` picks the block).
     weights : mapping, optional
         Only with ``source`` a kind: the arrays.
     prefix : str, optional
@@ -433,6 +435,10 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     >>> model.kind, model.cell.state_size, model.head.name, model.ignored
     ('gru', 4, 'fc', ('step',))
     """
+    if weights is not None and isinstance(source, str) and source == "mamba":
+        from ._mamba import mamba_from_state_dict  # _mamba builds on the engine: import when asked
+
+        return mamba_from_state_dict(weights, prefix=prefix, name=name)
     if weights is not None:  # the arrays form: from_torch(kind, arrays)
         return _cell_from_arrays(source, weights, nonlinearity, name)
     if kind is not None:

@@ -12,7 +12,7 @@ import pytest
 import scipy.linalg
 
 import gradflow as gf
-from gradflow import _lru, _mingru, _ssm
+from gradflow import _lru, _mamba, _mingru, _ssm
 
 TOL = 1e-10
 
@@ -261,6 +261,178 @@ def test_minlstm_gates_stay_finite_where_both_saturate():
     assert np.all(np.isfinite(gf.unroll(cell, xs)))
 
 
+# ---------------------------------------------------------------------------- Mamba
+
+
+def _softplus(a):
+    return np.log1p(np.exp(a))
+
+
+def _silu(a):
+    return a * _sigmoid(a)
+
+
+def _mamba_forward_reference(p, us, d_state, dt_rank):
+    """Mamba.forward's reference path on a whole sequence, from mamba_ssm: in_proj, causal
+    depthwise Conv1d (padding d_conv - 1, first L outputs), SiLU, x_proj, dt_proj, then
+    selective_scan_ref (delta_softplus, D skip, z gate), out_proj. us (T, batch, d_model).
+    Returns the SSM state after every step (T, batch, d_inner, d_state), the block outputs and
+    the convolution inputs x (T, batch, d_inner)."""
+    d_inner = p["D"].size
+    xz = us @ p["in_proj.weight"].T
+    x, z = xz[..., :d_inner], xz[..., d_inner:]
+    T, B, _ = x.shape
+    w = p["conv1d.weight"][:, 0, :]
+    xc = np.empty_like(x)
+    for b in range(B):
+        for d in range(d_inner):  # Conv1d is a cross-correlation: np.convolve with the kernel flipped
+            xc[:, b, d] = np.convolve(x[:, b, d], w[d, ::-1])[:T] + p["conv1d.bias"][d]
+    xc = _silu(xc)
+    x_db = xc @ p["x_proj.weight"].T
+    delta = _softplus(x_db[..., :dt_rank] @ p["dt_proj.weight"].T + p["dt_proj.bias"])
+    Bs, Cs = x_db[..., dt_rank : dt_rank + d_state], x_db[..., dt_rank + d_state :]
+    A = -np.exp(p["A_log"])
+    s, states, ys = np.zeros((B, d_inner, d_state)), [], []
+    for t in range(T):  # selective_scan_ref's loop
+        s = np.exp(delta[t][..., None] * A) * s + (delta[t] * xc[t])[..., None] * Bs[t][:, None, :]
+        states.append(s)
+        ys.append(np.einsum("bdn,bn->bd", s, Cs[t]))
+    y = (np.array(ys) + xc * p["D"]) * _silu(z)
+    return np.array(states), y @ p["out_proj.weight"].T, x
+
+
+def _mamba_jacobian(p, state, u, d_conv, d_state, dt_rank):
+    """d state' / d state of one Mamba.step at one row, written out by hand (see _mamba's
+    module docstring for the state layout [conv buffer (d_inner, K1), ssm (d_inner, N)])."""
+    d_inner, K1, N = p["D"].size, d_conv - 1, d_state
+    w_buf, ssm = state[: d_inner * K1].reshape(d_inner, K1), state[d_inner * K1 :].reshape(d_inner, N)
+    x = (p["in_proj.weight"] @ u)[:d_inner]
+    window = np.concatenate([w_buf, x[:, None]], axis=1)
+    Wc = p["conv1d.weight"][:, 0, :]
+    pre = np.sum(window * Wc, axis=1) + p["conv1d.bias"]
+    sig = _sigmoid(pre)
+    xc = pre * sig
+    dxc_dpre = sig * (1 + pre * (1 - sig))  # SiLU'
+    Wx = p["x_proj.weight"]
+    dt_pre = p["dt_proj.weight"] @ (Wx[:dt_rank] @ xc) + p["dt_proj.bias"]
+    dt = _softplus(dt_pre)
+    Bv = Wx[dt_rank : dt_rank + N] @ xc
+    A = -np.exp(p["A_log"])
+    decay = np.exp(dt[:, None] * A)
+    ddt_dxc = _sigmoid(dt_pre)[:, None] * (p["dt_proj.weight"] @ Wx[:dt_rank])  # (d_inner, d_inner)
+    # d ssm'[d, n] / d xc[e]
+    dS = (A * decay * ssm + xc[:, None] * Bv[None, :])[:, :, None] * ddt_dxc[:, None, :]
+    dS += (dt * xc)[:, None, None] * Wx[dt_rank : dt_rank + N][None, :, :]
+    dS[np.arange(d_inner), :, np.arange(d_inner)] += dt[:, None] * Bv[None, :]
+    dxc_dbuf = np.zeros((d_inner, d_inner * K1))
+    for d in range(d_inner):
+        dxc_dbuf[d, d * K1 : (d + 1) * K1] = dxc_dpre[d] * Wc[d, :K1]
+    S = d_inner * (K1 + N)
+    J = np.zeros((S, S))
+    for d in range(d_inner):  # the shift register: buffer'[d, k] = buffer[d, k + 1]
+        for k in range(K1 - 1):
+            J[d * K1 + k, d * K1 + k + 1] = 1.0
+    J[d_inner * K1 :, : d_inner * K1] = dS.reshape(d_inner * N, d_inner) @ dxc_dbuf
+    J[d_inner * K1 :, d_inner * K1 :] = np.diag(decay.ravel())
+    return J
+
+
+def test_mamba_step_repeated_matches_the_selective_scan_reference():
+    cell = gf.mamba(3, d_state=4, d_conv=3, expand=2, seed=1)
+    us = gf.inputs.gaussian(25, 2, 3, seed=6)
+    states, out, x = _mamba_forward_reference(cell.params, us, 4, 1)
+    ours = gf.unroll(cell, us)
+    assert np.max(np.abs(ours[1:, :, cell.components["ssm"]] - states.reshape(25, 2, -1))) < TOL
+    buffers = ours[1:, :, cell.components["conv"]].reshape(25, 2, 6, 2)
+    assert np.max(np.abs(buffers[..., -1] - x)) < TOL and np.max(np.abs(buffers[1:, ..., 0] - x[:-1])) < TOL
+    assert np.max(np.abs(_mamba.outputs(cell, us) - out)) < TOL
+    a, b = _mamba.linear_coefficients(cell, us)
+    s = np.zeros((2, 24))
+    for t in range(25):
+        s = a[t] * s + b[t]
+        assert np.max(np.abs(s - ours[t + 1][:, cell.components["ssm"]])) < 1e-12
+
+
+def test_mamba_gradient_by_lag_matches_hand_written_jacobians():
+    cell = gf.mamba(3, d_state=3, d_conv=3, expand=2, dt_min=0.05, dt_max=0.5, seed=2)
+    us = 1.5 * gf.inputs.gaussian(30, 2, 3, seed=7)
+    states = gf.unroll(cell, us)
+    u = _unit(np.random.default_rng(5), cell.state_size)
+    Js = [[_mamba_jacobian(cell.params, states[t, b], us[t, b], 3, 3, 1) for b in range(2)]
+          for t in range(30)]
+    assert np.max(np.abs(np.array(Js) - gf.jacobians(cell, us))) < TOL
+    g, ref = np.tile(u, (2, 1)), []
+    for t in range(30, -1, -1):
+        ref.append(np.log(np.linalg.norm(g, axis=1)))
+        if t:
+            g = np.array([Js[t - 1][b].T @ g[b] for b in range(2)])
+    assert _flow_errors(cell, us, u, np.array(ref)) < TOL
+
+
+def test_mamba_against_a_torch_transcription_of_step():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    cell = gf.mamba(4, d_state=3, d_conv=4, expand=2, seed=3)
+    us = gf.inputs.gaussian(12, 2, 4, seed=8)
+    p = {k: torch.tensor(v) for k, v in cell.params.items()}
+    d_inner, N = 8, 3
+    conv_state = torch.zeros(2, d_inner, 4, dtype=torch.float64)  # the reference's (B D W) buffer
+    ssm_state = torch.zeros(2, d_inner, N, dtype=torch.float64, requires_grad=True)
+    kept, outs = [], []
+    for u in torch.tensor(us):  # Mamba.step without the fused kernels, verbatim in shape
+        x, z = (u @ p["in_proj.weight"].T).chunk(2, dim=-1)
+        conv_state = torch.roll(conv_state, shifts=-1, dims=-1)
+        conv_state = torch.cat([conv_state[:, :, :-1], x[:, :, None]], dim=2)
+        xc = F.silu(torch.sum(conv_state * p["conv1d.weight"][:, 0, :], dim=-1) + p["conv1d.bias"])
+        dt, B, C = torch.split(xc @ p["x_proj.weight"].T, [1, N, N], dim=-1)
+        dt = F.softplus(dt @ p["dt_proj.weight"].T + p["dt_proj.bias"])
+        dA = torch.exp(torch.einsum("bd,dn->bdn", dt, -torch.exp(p["A_log"])))
+        ssm_state = ssm_state * dA + xc[:, :, None] * torch.einsum("bd,bn->bdn", dt, B)
+        ssm_state.retain_grad()
+        kept.append(ssm_state)
+        y = (torch.einsum("bdn,bn->bd", ssm_state, C) + p["D"] * xc) * F.silu(z)
+        outs.append(y @ p["out_proj.weight"].T)
+    assert np.max(np.abs(_mamba.outputs(cell, us) - torch.stack(outs).detach().numpy())) < TOL
+    # The SSM state's gradient by lag, for a loss on the final SSM state only (the conv buffer
+    # does not depend on the SSM state, so this path is the reference's whole story for it).
+    ssm_idx = cell.components["ssm"]
+    u = _unit(np.random.default_rng(6), ssm_idx.size)
+    (kept[-1].reshape(2, -1) @ torch.tensor(u)).sum().backward()
+    ref = np.log([np.linalg.norm(s.grad.reshape(2, -1).numpy(), axis=1) for s in kept[::-1]])
+    flow = gf.gradient_flow(cell, us, loss=lambda h: h[:, ssm_idx] @ u)
+    assert np.max(np.abs(flow.components["ssm"][:-1] - ref)) < TOL
+
+
+def test_mamba_from_torch_state_dict_names_and_bad_input():
+    cell = gf.mamba(4, d_state=2, d_conv=2, expand=1, seed=4)
+    us = gf.inputs.gaussian(6, 1, 4)
+    again = gf.from_torch("mamba", {k: v.copy() for k, v in cell.params.items()})
+    assert np.array_equal(gf.unroll(again, us), gf.unroll(cell, us))
+    assert set(cell.params) == set(_mamba.REQUIRED)
+    with pytest.raises(ValueError, match=r"missing \['A_log'\]"):
+        gf.from_torch("mamba", {k: v for k, v in cell.params.items() if k != "A_log"})
+    with pytest.raises(ValueError, match=r"unexpected.*prefix="):
+        gf.from_torch("mamba", {**cell.params, "norm.weight": np.ones(4)})
+    with pytest.raises(ValueError, match=r"'x_proj.weight'.*shape \(5, 4\)"):
+        gf.from_torch("mamba", {**cell.params, "x_proj.weight": np.zeros((4, 4))})
+    with pytest.raises(ValueError, match="dt_rank"):
+        gf.mamba(4, dt_rank="full")
+
+
+def test_mamba_loads_a_torch_module_state_dict():
+    torch = pytest.importorskip("torch")
+    conv = torch.nn.Conv1d(6, 6, kernel_size=3, groups=6, padding=2).double()
+    sd = {"in_proj.weight": torch.randn(12, 3, dtype=torch.float64), "conv1d.weight": conv.weight,
+          "conv1d.bias": conv.bias, "x_proj.weight": torch.randn(5, 6, dtype=torch.float64),
+          "dt_proj.weight": torch.randn(6, 1, dtype=torch.float64),
+          "dt_proj.bias": torch.randn(6, dtype=torch.float64),
+          "A_log": torch.log(torch.arange(1, 3, dtype=torch.float64)).repeat(6, 1),
+          "D": torch.ones(6, dtype=torch.float64), "out_proj.weight": torch.randn(3, 6, dtype=torch.float64)}
+    cell = gf.from_torch("mamba", sd)
+    assert cell.config["d_inner"] == 6 and cell.config["d_state"] == 2 and cell.config["d_conv"] == 3
+    assert np.array_equal(cell.params["conv1d.weight"], conv.weight.detach().numpy())
+
+
 # ---------------------------------------------------------------------------- every analysis
 
 
@@ -269,6 +441,7 @@ CELLS = {
     "s4d": lambda: gf.s4d(3, 2, dt_max=0.5, seed=0),
     "mingru": lambda: gf.mingru(4, 2, seed=0),
     "minlstm": lambda: gf.minlstm(4, 2, seed=0),
+    "mamba": lambda: gf.mamba(2, d_state=2, d_conv=2, expand=1, seed=0),
 }
 
 
@@ -278,7 +451,7 @@ def test_every_analysis_runs_on_the_new_cells(kind):
 
     cell = CELLS[kind]()
     assert cell.kind == kind and closed_form_kind(cell) is None
-    xs = gf.inputs.gaussian(30, 2, 2, seed=0)
+    xs = gf.inputs.gaussian(30, 2, cell.input_size, seed=0)
     J = gf.jacobians(cell, xs)
     JQ = gf.jacobian_products(cell, xs, np.eye(cell.state_size)[:, :2])
     assert np.allclose(JQ, J[..., :2], atol=1e-13)
