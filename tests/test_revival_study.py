@@ -1,0 +1,138 @@
+"""The recurrent_revival study: its tiny run, its numbers against the CSVs, and each decision rule on
+synthetic data where the answer is known."""
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from pypdf import PdfReader
+
+import gradflow as gf
+from analyses import STUDIES, _protocol
+from analyses import recurrent_revival as rr
+
+
+@pytest.fixture(scope="module")
+def report(study_run):
+    run = study_run("recurrent_revival")  # the tiny sizes of conftest.TINY
+    return run.out, run.result
+
+
+def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
+    out, result = report
+    assert sorted(os.listdir(out)) == sorted(["recurrent_revival.pdf"] + [f"recurrent_revival_{name}" for name in (
+        "config.toml", "depth.csv", "machine.csv", "memory_summary.csv", "networks.csv", "profiles.csv",
+        "speedups.csv", "times.csv")])
+    pdf = PdfReader(out / "recurrent_revival.pdf")
+    assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
+    text = " ".join(" ".join(page.extract_text() for page in pdf.pages).split())
+    for claim in rr.CLAIMS.values():  # every claim and its rule is printed before any result
+        assert claim.text in text and f"threshold {claim.threshold:g}" in text
+    for heading in ("Claim", "Quote", "Threshold", "Verdict", "Configuration", "Methods"):
+        assert heading in text
+    assert "recurrent_revival" in STUDIES
+    # Two networks per architecture: the protocol allows no memory verdict from them.
+    assert result["verdicts"]["memory"].label == "inconclusive (n < 10)"
+    assert result["verdict"].startswith("memory: inconclusive (n < 10); parallelism: ")
+
+
+def test_memory_numbers_are_the_engines_and_the_csvs(report):
+    out, result = report
+    networks = pd.read_csv(out / "recurrent_revival_networks.csv")
+    config = result["config"]
+    assert len(networks) == len(rr.ARCHITECTURES) * config.seeds and not networks.duplicated(
+        ["architecture", "seed"]).any()  # one row per network, with its seed
+    lag = rr.decision_lags(config.steps)[0]
+    assert lag == config.steps  # a tiny run asks whether the gradient reaches the end of the sequence
+    assert (networks[f"keeps_{lag}"] == (networks[f"lag_{lag}"] >= math.log(rr.KEEP))).all()
+    # One network recomputed directly with gradflow gives the CSV's numbers.
+    row = networks[networks.architecture == "LRU"].iloc[0]
+    cell = gf.lru(config.hidden, _protocol.INPUTS, seed=_protocol.network_seeds(int(row.seed))["cell"])
+    streams = _protocol.network_seeds(int(row.seed))
+    xs = _protocol.study_inputs(config.steps, config.batch, _protocol.INPUTS, config.input_scale, streams["inputs"])
+    h0, xs = _protocol.warm_start(cell, xs, seed=streams["state"])
+    flow = gf.gradient_flow(cell, xs, h0=h0, seed=streams["direction"])
+    assert row[f"lag_{lag}"] == pytest.approx(flow.profile[lag] - flow.profile[1], rel=1e-9)
+    assert row.rate == pytest.approx(flow.rate, rel=1e-9)
+    summary = pd.read_csv(out / "recurrent_revival_memory_summary.csv").set_index("architecture")
+    for arch, g in networks.groupby("architecture"):
+        iv = _protocol.success_interval(g[f"keeps_{lag}"].to_numpy(bool))
+        assert (summary.loc[arch, f"share_{lag}"], summary.loc[arch, f"share_{lag}_low"]) == pytest.approx(
+            (iv.estimate, iv.low))
+    text = " ".join(PdfReader(out / "recurrent_revival.pdf").pages[2].extract_text().split())
+    first = summary.iloc[0]
+    assert f"{first.rate:+.3f} [{first.rate_low:+.3f}, {first.rate_high:+.3f}]" in text
+
+
+def test_depth_is_exact_and_the_scan_equals_the_loop(report):
+    out, result = report
+    depth = pd.read_csv(out / "recurrent_revival_depth.csv")
+    loops, scans = depth[depth.method == rr.LOOP], depth[depth.method == rr.SCAN]
+    assert (loops.sequential_depth == loops.n).all()
+    assert (scans.sequential_depth == np.ceil(np.log2(scans.n)).astype(int)).all()
+    assert set(scans.architecture) == {a for a, spec in rr.ARCHITECTURES.items() if spec.linear}
+    assert (depth[depth.method == "attention"].sequential_depth == 1).all()
+    times = pd.read_csv(out / "recurrent_revival_times.csv")
+    assert (times.max_relative_difference <= rr.SCAN_TOL).all() and (times.cpu_seconds > 0).all()
+    speed = pd.read_csv(out / "recurrent_revival_speedups.csv")
+    wide = times.pivot_table(index=["architecture", "n"], columns="method", values="cpu_seconds").dropna()
+    np.testing.assert_allclose(speed.speedup, (wide[rr.LOOP] / wide[rr.SCAN]).to_numpy(), rtol=1e-8)
+    machine = pd.read_csv(out / "recurrent_revival_machine.csv").iloc[0]
+    assert machine.cores >= 1 and isinstance(machine.cpu, str)
+
+
+def test_every_claims_quote_occurs_in_its_seed_file():
+    folder = _protocol.seeds_folder()
+    if folder is None:
+        pytest.skip("the shared seeds folder is not reachable from this checkout")
+    quotes = [(c.source, c.quote) for c in rr.CLAIMS.values()] + [(s, q) for s, _, q in rr.ALSO_PARALLEL]
+    for source, quote in quotes:
+        assert quote in (folder / source).read_text(encoding="utf-8"), (source, quote)
+
+
+def _networks(shares: dict[str, float], n: int = 20, lag: int = 1000) -> pd.DataFrame:
+    rows = [dict(architecture=arch, seed=seed, **{f"keeps_{lag}": seed < share * n})
+            for arch, share in shares.items() for seed in range(n)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("shares", "label"), [
+    ({"LSTM": 0.0, "GRU": 0.0}, "holds"),
+    ({"LSTM": 1.0, "LRU": 0.9}, "does not hold"),
+    ({"LSTM": 0.0, "LRU": 1.0}, "holds only when architecture = LSTM"),
+    ({"LSTM": 0.1, "LRU": 0.5}, "inconclusive (holds for architecture = LSTM; undecided for architecture = LRU)"),
+])
+def test_memory_verdict_follows_the_shares_keeping_their_gradient(shares, label):
+    decision, cells = rr.memory_verdict(_networks(shares), [1000])
+    assert decision.label == label and all(v.networks == 20 for v in cells.values())
+
+
+def test_memory_verdict_needs_ten_networks_per_architecture():
+    decision, _ = rr.memory_verdict(_networks({"LSTM": 0.0, "LRU": 1.0}, n=9), [1000])
+    assert decision.label == "inconclusive (n < 10)"
+
+
+def _depth(laws: dict[str, str]) -> pd.DataFrame:
+    """Synthetic exact depths: "n", "log" (ceil log2 n) or "1" per (architecture, method)."""
+    law = {"n": lambda n: n, "log": lambda n: math.ceil(math.log2(n)), "1": lambda n: 1}
+    rows = []
+    for key, kind in laws.items():
+        arch, method = key.split("/")
+        rows += [dict(architecture=arch, method=method, n=n, sequential_depth=law[kind](n))
+                 for n in (16, 64, 256, 1024)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("laws", "label"), [
+    ({"LSTM/loop": "n", "GRU/loop": "n"}, "holds"),
+    ({"LRU/loop": "n", "LRU/scan": "log", "minGRU/loop": "n", "minGRU/scan": "log"}, "does not hold"),
+    ({"LSTM/loop": "n", "LRU/loop": "n", "LRU/scan": "log", "self-attention (1 layer)/attention": "1"},
+     "holds only when architecture = LSTM"),
+])
+def test_parallel_verdict_reads_the_shallowest_forward_pass(laws, label):
+    decision, cells = rr.parallel_verdict(_depth(laws))
+    assert decision.label == label
+    assert "architecture = self-attention (1 layer)" not in cells  # shown beside, not decided
+    assert rr.parallel_sentence(decision, _depth(laws)).startswith(label)
