@@ -3,8 +3,7 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`;
-the selective state-space block `mamba` (`from_torch("mamba", state_dict)`).
+`load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -25,41 +24,52 @@ Threads: `blas_threads`, `set_blas_threads` (BLAS threads per computation; one b
 """
 
 from . import inputs, meanfield, sweep, tasks
-from ._cells import Cell, gru, lstm, rnn
-from ._engine import jacobian_products, jacobians, unroll
-from ._explore import Exploration, explore
-from ._explore import update as explore_update
-from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._io import Model, from_keras, from_torch, load
 from ._lru import lru, lru_from_arrays
-from ._lyapunov import (
-    ConvergenceWarning,
-    LyapunovSpectrum,
-    SingularValues,
-    finite_time_singular_values,
-    lyapunov_spectrum,
-)
 from ._mamba import mamba
 from ._mingru import mingru, minlstm
-from ._options import Options, options
-from ._paths import PathLengths, path_lengths
-from ._predict import Comparison, Prediction, PredictorResult, compare, predict
-from ._probe import probe
 from ._scan import associative_scan, diagonal_rate, scan, scan_depth
-from ._sensitivity import Sensitivity, sensitivity
-from ._sequence import (
+from ._ssm import s4d
+from .cells import Cell, gru, lstm, rnn
+from .core import (
+    Options,
+    blas_threads,
+    options,
+    probe,
+    read_version,
+    set_blas_threads,
+)
+from .display import Exploration, explore, explore_update
+from .engine import jacobian_products, jacobians, unroll
+from .measure import (
+    ConvergenceWarning,
+    GradientFlow,
+    LyapunovSpectrum,
+    RateFit,
+    Sensitivity,
+    SingularValues,
+    finite_time_singular_values,
+    gradient_flow,
+    lyapunov_spectrum,
+    regime_of,
+    sensitivity,
+)
+from .models import (
+    Model,
+    PathLengths,
     SequenceModel,
     conv_stack,
+    from_keras,
+    from_torch,
     hierarchical_attention,
+    load,
+    path_lengths,
     recurrent,
     restricted_attention,
     self_attention,
     tcn,
 )
-from ._ssm import s4d
-from ._threads import blas_threads, set_blas_threads
-from ._train import TrainingRun, finite_time_exponents, train, training_objective
-from ._version import read_version
+from .prediction import Comparison, Prediction, PredictorResult, compare, predict
+from .training import TrainingRun, finite_time_exponents, train, training_objective
 
 __version__ = read_version()  # one place: pyproject.toml
 

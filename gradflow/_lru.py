@@ -21,9 +21,9 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 
-from ._cells import Cell
-from ._engine import check_cell, check_sequence, unroll
-from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from .cells._cells import Cell
+from .engine._engine import check_cell, check_sequence, unroll
+from .core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
 KIND = "lru"
 # The reference names and their shapes for N modes and D inputs (= outputs).

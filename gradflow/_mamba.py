@@ -36,10 +36,10 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 
-from . import _activations as act
-from ._cells import Cell
-from ._engine import check_cell, check_sequence, unroll
-from ._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from .core import _activations as act
+from .cells._cells import Cell
+from .engine._engine import check_cell, check_sequence, unroll
+from .core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
 
 KIND = "mamba"
 REQUIRED = ("in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight",

@@ -19,10 +19,10 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as np
 
-from . import _activations as act
-from ._cells import Cell
-from ._engine import check_cell, check_sequence
-from ._validation import check_positive_int, check_seed
+from .core import _activations as act
+from .cells._cells import Cell
+from .engine._engine import check_cell, check_sequence
+from .core._validation import check_positive_int, check_seed
 
 # Each kind's linear maps of the input, in draw order; "h" is the candidate state.
 GATES = {"mingru": ("z", "h"), "minlstm": ("f", "i", "h")}

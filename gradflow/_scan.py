@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from autograd.core import make_jvp
 
-from ._engine import check_cell, check_sequence, check_trajectory, unroll
-from ._threads import blas_limit
+from .engine._engine import check_cell, check_sequence, check_trajectory, unroll
+from .core._threads import blas_limit
 
 # A step declared linear must satisfy step(h) = a * h + b at a random h to this relative tolerance.
 LINEAR_TOL = 1e-9

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 import autograd.numpy as anp
 import numpy as np
 
-from ._cells import Cell
-from ._engine import check_cell, check_sequence, unroll
+from .cells._cells import Cell
+from .engine._engine import check_cell, check_sequence, unroll
 from ._lru import diagonal_step, readout
-from ._validation import check_finite_float, check_positive_int, check_seed
+from .core._validation import check_finite_float, check_positive_int, check_seed
 
 KIND = "s4d"
 

@@ -10,8 +10,8 @@ import pytest
 from pypdf import PdfReader
 
 import gradflow as gf
-from analyses import STUDIES, _protocol
-from analyses import recurrent_revival as rr
+from gradflow.studies import STUDIES, _protocol
+from gradflow.studies import recurrent_revival as rr
 
 
 @pytest.fixture(scope="module")
