@@ -11,6 +11,7 @@ from pypdf import PdfReader
 
 import gradflow as gf
 from gradflow.studies import STUDIES, _protocol
+from gradflow.studies import _revival_measure as measure
 from gradflow.studies import recurrent_revival as rr
 
 
@@ -42,11 +43,11 @@ def test_memory_numbers_are_the_engines_and_the_csvs(report):
     out, result = report
     networks = pd.read_csv(out / "recurrent_revival_networks.csv")
     config = result["config"]
-    assert len(networks) == len(rr.ARCHITECTURES) * config.seeds and not networks.duplicated(
+    assert len(networks) == len(measure.ARCHITECTURES) * config.seeds and not networks.duplicated(
         ["architecture", "seed"]).any()  # one row per network, with its seed
-    lag = rr.decision_lags(config.steps)[0]
+    lag = measure.decision_lags(config.steps)[0]
     assert lag == config.steps  # a tiny run asks whether the gradient reaches the end of the sequence
-    assert (networks[f"keeps_{lag}"] == (networks[f"lag_{lag}"] >= math.log(rr.KEEP))).all()
+    assert (networks[f"keeps_{lag}"] == (networks[f"lag_{lag}"] >= math.log(measure.KEEP))).all()
     # One network recomputed directly with gradflow gives the CSV's numbers.
     row = networks[networks.architecture == "LRU"].iloc[0]
     cell = gf.lru(config.hidden, _protocol.INPUTS, seed=_protocol.network_seeds(int(row.seed))["cell"])
@@ -67,18 +68,18 @@ def test_memory_numbers_are_the_engines_and_the_csvs(report):
 
 
 def test_depth_is_exact_and_the_scan_equals_the_loop(report):
-    out, result = report
+    out, _ = report
     depth = pd.read_csv(out / "recurrent_revival_depth.csv")
-    loops, scans = depth[depth.method == rr.LOOP], depth[depth.method == rr.SCAN]
+    loops, scans = depth[depth.method == measure.LOOP], depth[depth.method == measure.SCAN]
     assert (loops.sequential_depth == loops.n).all()
     assert (scans.sequential_depth == np.ceil(np.log2(scans.n)).astype(int)).all()
-    assert set(scans.architecture) == {a for a, spec in rr.ARCHITECTURES.items() if spec.linear}
+    assert set(scans.architecture) == {a for a, spec in measure.ARCHITECTURES.items() if spec.linear}
     assert (depth[depth.method == "attention"].sequential_depth == 1).all()
     times = pd.read_csv(out / "recurrent_revival_times.csv")
-    assert (times.max_relative_difference <= rr.SCAN_TOL).all() and (times.cpu_seconds > 0).all()
+    assert (times.max_relative_difference <= measure.SCAN_TOL).all() and (times.cpu_seconds > 0).all()
     speed = pd.read_csv(out / "recurrent_revival_speedups.csv")
     wide = times.pivot_table(index=["architecture", "n"], columns="method", values="cpu_seconds").dropna()
-    np.testing.assert_allclose(speed.speedup, (wide[rr.LOOP] / wide[rr.SCAN]).to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(speed.speedup, (wide[measure.LOOP] / wide[measure.SCAN]).to_numpy(), rtol=1e-8)
     machine = pd.read_csv(out / "recurrent_revival_machine.csv").iloc[0]
     assert machine.cores >= 1 and isinstance(machine.cpu, str)
 

@@ -20,68 +20,49 @@ the data, intervals over at least 10 independent networks per design cell):
 
 from __future__ import annotations
 
-import math
 import os
-import platform
 import sys
-import textwrap
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 import gradflow as gf
-from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._revival_measure import (
+    ARCHITECTURES,
+    KEEP,
+    SCAN_TOL,
+    decision_lags,
+    depth_slopes,
+    fastest_forward,
+    machine,
+    measure_depth,
+    measure_memory,
+    measure_times,
+    memory_summary,
+    speedups,
+)
+from gradflow.studies._revival_pages import (
+    cap,
+    interval_text,
+    memory_figure,
+    parallel_facts,
+    parallel_figure,
+    shares_text,
+)
 
 STUDY = "recurrent_revival"
-KEEP = 1e-3  # "keeps its gradient": at least this fraction of the lag-1 norm (gradflow's memory drop)
-LAGS = (1_000, 10_000)  # "not 1000s or 10,000s"
 DEPTH_SLOPE = 0.5  # log-log slope of depth against n: above, the depth grows like n
-SOURCE_000 = "\"Why are NLP researchers trying to abandon RNNs ...?\" (Tony Petrov)"
+SOURCE_000 = ("\"Why are Natural Language Processing (NLP) researchers trying to abandon RNNs and design new "
+              "architectures that are not recurrent?\" (Tony Petrov)")
 SOURCE_001 = "\"Disadvantages of RNN\" (OpenGenus)"
 SOURCE_002 = "\"The fall of RNN / LSTM\" (Eugenio Culurciello)"
 SOURCE_003 = "\"Recurrent Neural Networks\" (GitBook notes)"
 
-
-@dataclass(frozen=True)
-class Architecture:
-    """One architecture of the study: how to build a network, and whether it is linear in its state."""
-
-    build: Callable[[int, int, int], gf.Cell]  # (hidden, inputs, seed) -> cell at its standard init
-    linear: bool  # linear in the state: its forward pass is an associative scan
-    init: str  # the standard initialisation, in words
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "RNN tanh": Architecture(lambda n, d, s: gf.rnn(n, d, init="pytorch", seed=s), False,
-                             "PyTorch's default uniform(-1/sqrt(N), 1/sqrt(N))"),
-    "LSTM": Architecture(lambda n, d, s: gf.lstm(n, d, init="pytorch", forget_bias=1.0, seed=s), False,
-                         "PyTorch's default, forget-gate bias +1"),
-    "GRU": Architecture(lambda n, d, s: gf.gru(n, d, init="pytorch", seed=s), False, "PyTorch's default"),
-    "LRU": Architecture(lambda n, d, s: gf.lru(n, d, seed=s), True,
-                        "the reference ring |lambda| in [0, 1], gamma normalisation"),
-    "LRU, ring [0.9, 0.999]": Architecture(lambda n, d, s: gf.lru(n, d, r_min=0.9, r_max=0.999, seed=s), True,
-                                           "|lambda| in [0.9, 0.999], gamma normalisation"),
-    "S4D": Architecture(lambda n, d, s: gf.s4d(n, d, seed=s), True,
-                        "S4D-Lin A_n = -1/2 + i pi n, dt log-uniform in [1e-3, 1e-1]"),
-    "minGRU": Architecture(lambda n, d, s: gf.mingru(n, d, seed=s), True, "PyTorch's nn.Linear default"),
-    "minLSTM": Architecture(lambda n, d, s: gf.minlstm(n, d, seed=s), True, "PyTorch's nn.Linear default"),
-    # Mamba's width follows its input (d_inner = 2 d_model); hidden does not apply to it.
-    "Mamba": Architecture(lambda n, d, s: gf.mamba(d, seed=s), True,
-                          "mamba_ssm's: A_log = log(1..16), dt log-uniform in [1e-3, 1e-1], expand 2, d_conv 4"),
-}
-NONLINEAR = tuple(a for a, spec in ARCHITECTURES.items() if not spec.linear)
-TIMED = ("LSTM", "minGRU", "minLSTM")  # one of each kind
-LOOP, SCAN = "loop", "scan"
-ATTENTION = "self-attention (1 layer)"
-SCAN_TOL = 1e-10  # the scan's states against the loop's, relative to the largest state
 
 MEMORY = protocol.Claim(
     text="Recurrent networks remember sequences of hundreds of steps, not thousands: their gradient is "
@@ -145,56 +126,6 @@ FULL = Config(hidden=64, steps=10_000, batch=2, seeds=20, lengths=(16, 64, 256, 
 # ---------------------------------------------------------------- 1. memory
 
 
-def decision_lags(steps: int) -> list[int]:
-    """The lags the memory claim is decided at: 1,000 and 10,000 where T reaches them; T itself in
-    shorter (test) runs, which then ask whether the gradient reaches the end of the sequence."""
-    return sorted({min(lag, steps) for lag in LAGS if lag <= steps} or {steps})
-
-
-def profile_lags(steps: int) -> list[int]:
-    """Lags at which each network's profile is kept: about 40, evenly spaced in log lag, and the decision lags."""
-    grid = np.unique(np.round(np.geomspace(1, steps, 40)).astype(int))
-    return sorted({int(v) for v in grid} | set(decision_lags(steps)))
-
-
-def memory_task(point: Mapping[str, Any]) -> dict[str, Any]:
-    """One network's gradient profile relative to lag 1, its rate and horizon (importable by workers)."""
-    seeds = protocol.network_seeds(int(point["seed"]))
-    steps = int(point["seq_len"])
-    cell = ARCHITECTURES[point["architecture"]].build(int(point["hidden"]), protocol.INPUTS, seeds["cell"])
-    xs = protocol.study_inputs(steps, int(point["batch"]), protocol.INPUTS, float(point["input_scale"]),
-                               seeds["inputs"])
-    h0, xs = protocol.warm_start(cell, xs, seed=seeds["state"])
-    flow = gf.gradient_flow(cell, xs, h0=h0, seed=seeds["direction"], tol=protocol.NEUTRAL_BAND)
-    horizon = flow.memory_horizon
-    row = {"rate": flow.rate, "regime": flow.regime or "undefined",
-           "horizon": float(horizon) if horizon is not None else np.inf, "state_size": cell.state_size}
-    for lag in profile_lags(steps):
-        row[f"lag_{lag}"] = float(flow.profile[lag] - flow.profile[1])  # ln of the norm relative to lag 1
-    return row
-
-
-def measure_memory(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per network (its seed, rate, horizon, kept gradient at each decision lag), and the
-    tidy profiles behind the figure (one row per network and kept lag)."""
-    grid = {"architecture": list(ARCHITECTURES), "hidden": [cfg.hidden], "seq_len": [cfg.steps],
-            "batch": [cfg.batch], "input_scale": [cfg.input_scale]}
-    frame = gf.sweep.run(grid, task=memory_task, seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-                         executor=cfg.executor, progress=sys.stderr.isatty())
-    failed = frame.error.fillna("") != ""
-    if failed.any():
-        raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
-    frame = frame.drop(columns=["error"])
-    lag_columns = [f"lag_{lag}" for lag in profile_lags(cfg.steps)]
-    profiles = frame.melt(id_vars=["architecture", "seed"], value_vars=lag_columns, var_name="lag",
-                          value_name="log_relative_norm")
-    profiles["lag"] = profiles.lag.str.removeprefix("lag_").astype(int)
-    networks = frame.drop(columns=[c for c in lag_columns if int(c[4:]) not in decision_lags(cfg.steps)])
-    for lag in decision_lags(cfg.steps):
-        networks[f"keeps_{lag}"] = networks[f"lag_{lag}"] >= math.log(KEEP)
-    return networks.reset_index(drop=True), profiles
-
-
 def memory_verdict(networks: pd.DataFrame, lags: list[int]) -> tuple[protocol.Verdict, dict]:
     """The memory claim per architecture (and lag) from the share keeping its gradient, then combined."""
     per_cell = int(networks.groupby("architecture").size().min())
@@ -211,75 +142,7 @@ def memory_verdict(networks: pd.DataFrame, lags: list[int]) -> tuple[protocol.Ve
     return protocol.combine(cells, overall), cells
 
 
-def memory_summary(networks: pd.DataFrame, lags: list[int], seed: int) -> pd.DataFrame:
-    """Per architecture: mean rate (bootstrap), its regime against the neutral band, median horizon and
-    kept gradient at each lag (median, bootstrap), and the share keeping it (Wilson)."""
-    rows = []
-    for arch, g in networks.groupby("architecture", sort=False):
-        rate = protocol.bootstrap_interval(g.rate, seed=seed)
-        row = dict(architecture=arch, networks=len(g), rate=rate.estimate, rate_low=rate.low,
-                   rate_high=rate.high, rate_regime=_interval_regime(rate),
-                   median_horizon=float(g.horizon.median()))
-        for lag in lags:
-            kept = protocol.bootstrap_interval(g[f"lag_{lag}"], np.median, seed=seed)
-            share = protocol.success_interval(g[f"keeps_{lag}"])
-            row.update({f"log_kept_{lag}": kept.estimate, f"log_kept_{lag}_low": kept.low,
-                        f"log_kept_{lag}_high": kept.high, f"share_{lag}": share.estimate,
-                        f"share_{lag}_low": share.low, f"share_{lag}_high": share.high})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _interval_regime(iv: protocol.Interval) -> str:
-    """"vanishing" / "exploding" when the whole interval lies beyond the neutral band, "neutral" when
-    inside it, else "undecided"."""
-    band = protocol.NEUTRAL_BAND
-    if iv.high < -band:
-        return "vanishing"
-    if iv.low > band:
-        return "exploding"
-    if -band <= iv.low and iv.high <= band:
-        return "neutral"
-    return "undecided"
-
-
 # ---------------------------------------------------------------- 2. parallelism
-
-
-def sequence_models(hidden: int, seed: int) -> dict[tuple[str, str], gf.SequenceModel | int]:
-    """Every architecture's forward pass as ``(architecture, method) -> what gives its depth``: the
-    sequence model whose dependency graph `gradflow.path_lengths` reads, or for a scan the cell."""
-    models: dict[tuple[str, str], Any] = {}
-    for name, spec in ARCHITECTURES.items():
-        cell = spec.build(hidden, protocol.INPUTS, seed)
-        models[(name, LOOP)] = gf.recurrent(cell)
-        if spec.linear:
-            models[(name, SCAN)] = cell
-    models[(ATTENTION, "attention")] = gf.self_attention(hidden, heads=1, inputs=protocol.INPUTS, seed=seed)
-    return models
-
-
-def measure_depth(cfg: Config) -> pd.DataFrame:
-    """Sequential depth of each architecture's forward pass at every n (exact): the dependency graph's
-    Kahn rounds for loops and attention, the doubling scan's combine rounds for scans."""
-    rows = []
-    for (name, method), model in sequence_models(cfg.hidden, cfg.seed).items():
-        for n in cfg.lengths:
-            depth = gf.scan_depth(n) if method == SCAN else gf.path_lengths(model, n).sequential_depth
-            rows.append(dict(architecture=name, method=method, n=n, sequential_depth=depth))
-    return pd.DataFrame(rows)
-
-
-def depth_slopes(depth: pd.DataFrame) -> pd.Series:
-    """Least-squares slope of ln depth against ln n, per (architecture, method)."""
-    return pd.Series({key: float(np.polyfit(np.log(g.n), np.log(g.sequential_depth), 1)[0])
-                      for key, g in depth.groupby(["architecture", "method"], sort=False)})
-
-
-def fastest_forward(depth: pd.DataFrame) -> pd.DataFrame:
-    """Per architecture, the forward pass of least depth: the scan where the cell has one."""
-    best = depth.groupby(["architecture", "method"], sort=False).sequential_depth.max().reset_index()
-    return best.loc[best.groupby("architecture", sort=False).sequential_depth.idxmin()]
 
 
 def parallel_verdict(depth: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
@@ -300,150 +163,13 @@ def parallel_verdict(depth: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
             (s, s), PARALLEL.threshold, holds_when="above", estimate=s, networks=points,
             quantity=PARALLEL.quantity, min_networks=1)
     estimates = np.array([v.estimate for v in cells.values()])
-    overall = protocol.decide((estimates.min(), estimates.max()), PARALLEL.threshold, estimate=estimates.mean(),
-                              networks=points, quantity=PARALLEL.quantity, min_networks=1)
+    overall = protocol.decide((estimates.min(), estimates.max()), PARALLEL.threshold,
+                              estimate=estimates.mean(), networks=points, quantity=PARALLEL.quantity,
+                              min_networks=1)
     return protocol.combine(cells, overall), cells
 
 
-def machine() -> dict[str, Any]:
-    """What the timings were measured on."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return dict(cpu=model, cores=os.cpu_count() or 1, load=os.getloadavg()[0], python=platform.python_version())
-
-
-def cpu_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    """Best CPU time (process_time) of ``repeats`` calls: the work done, not the wait for a busy core."""
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t0)
-    return best
-
-
-def measure_times(cfg: Config) -> pd.DataFrame:
-    """CPU seconds of the forward pass by loop (`gradflow.unroll`) and, for the linear cells, by
-    associative scan (`gradflow.scan`), at every n; the scan's states must equal the loop's."""
-    rows = []
-    with threadpool_limits(1):
-        for name in TIMED:
-            spec = ARCHITECTURES[name]
-            cell = spec.build(cfg.hidden, protocol.INPUTS, cfg.seed)
-            for n in cfg.lengths:
-                xs = gf.inputs.gaussian(n, cfg.batch, protocol.INPUTS, seed=cfg.seed)
-                loop = gf.unroll(cell, xs)
-                runs = {LOOP: (lambda cell=cell, xs=xs: gf.unroll(cell, xs), 0.0)}
-                if spec.linear:
-                    error = float(np.max(np.abs(gf.scan(cell, xs) - loop)) / max(1.0, np.max(np.abs(loop))))
-                    if error > SCAN_TOL:
-                        raise FloatingPointError(f"{name}: the scan's states differ from the loop's by {error:.2g}")
-                    runs[SCAN] = (lambda cell=cell, xs=xs: gf.scan(cell, xs), error)
-                for method, (fn, error) in runs.items():
-                    rows.append(dict(architecture=name, method=method, n=n,
-                                     cpu_seconds=cpu_seconds(fn, cfg.repeats), max_relative_difference=error))
-    return pd.DataFrame(rows)
-
-
-def speedups(times: pd.DataFrame) -> pd.DataFrame:
-    """Loop CPU time over scan CPU time per linear architecture and n."""
-    wide = times.pivot_table(index=["architecture", "n"], columns="method", values="cpu_seconds").dropna()
-    return (wide[LOOP] / wide[SCAN]).rename("speedup").reset_index()
-
-
 # ---------------------------------------------------------------- pages
-
-
-def _iv(est: float, lo: float, hi: float, fmt: str = "+.3f") -> str:
-    return f"{est:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int], cfg: Config):
-    """Left: median kept gradient against lag per architecture (nonlinear and linear recurrences in
-    separate axes, at most 8 series each); right: the share keeping it at each decision lag."""
-    groups = [("nonlinear RNNs", [a for a in ARCHITECTURES if not ARCHITECTURES[a].linear]),
-              ("linear recurrences", [a for a in ARCHITECTURES if ARCHITECTURES[a].linear])]
-    groups = [(title, archs) for title, archs in groups if archs]
-    colours = dict(zip(ARCHITECTURES, PALETTE * 2, strict=False))
-    fig, axes = plt.subplots(len(groups) + 1, 1, figsize=(8.27, 3.2 * (len(groups) + 1) + 1.5), squeeze=False)
-    fig.subplots_adjust(left=0.2, right=0.72, top=0.96, bottom=0.12, hspace=0.5)
-    for ax, (title, archs) in zip(axes[:-1, 0], groups, strict=True):
-        for arch in archs:
-            g = profiles[profiles.architecture == arch].groupby("lag").log_relative_norm
-            med = g.median()
-            ax.plot(med.index, med.to_numpy(), color=colours[arch], label=arch, linewidth=1.5)
-            ax.fill_between(med.index, g.quantile(0.025), g.quantile(0.975), color=colours[arch], alpha=0.15,
-                            linewidth=0)
-        ax.axhline(math.log(KEEP), color="0.3", linestyle="--", linewidth=0.8)
-        ax.set(xscale="log", xlabel="lag k (steps back from the final state)",
-               ylabel="ln ||g_k|| - ln ||g_1||", title=f"{_cap(title)}: median over networks, band 95%")
-        ax.set_ylim(bottom=max(ax.get_ylim()[0], 3 * math.log(KEEP) - 5))
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    ax = axes[-1, 0]
-    width = 0.8 / len(lags)
-    archs = list(summary.architecture)
-    for k, lag in enumerate(lags):
-        y = np.arange(len(archs)) + (k - (len(lags) - 1) / 2) * width
-        est = summary[f"share_{lag}"].to_numpy()
-        err = [est - summary[f"share_{lag}_low"], summary[f"share_{lag}_high"] - est]
-        ax.errorbar(est, y, xerr=err, fmt="o", capsize=3, color=PALETTE[k], label=f"lag {lag:,}")
-    ax.axvline(MEMORY.threshold, color="0.3", linestyle="--", linewidth=0.8)
-    ax.set_yticks(np.arange(len(archs)), archs)
-    ax.invert_yaxis()
-    ax.set(xlim=(-0.05, 1.05), xlabel=f"share of networks keeping >= {KEEP:g} of the lag-1 gradient",
-           title="Networks keeping their gradient (Wilson 95%); dashed: the threshold")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    return fig
-
-
-def depth_curves(depth: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The distinct depth curves, each labelled with every (architecture, method) that has it: a loop
-    over time gives the same curve whatever the cell, so one line stands for all of them."""
-    curves: dict[tuple, list[str]] = {}
-    frames: dict[tuple, pd.DataFrame] = {}
-    for (arch, method), g in depth.groupby(["architecture", "method"], sort=False):
-        key = tuple(g.sort_values("n").sequential_depth)
-        curves.setdefault(key, []).append(arch if method == "attention" else f"{method}: {arch}")
-        frames.setdefault(key, g.sort_values("n"))
-    merged = {}
-    for key, names in curves.items():  # "loop: A, B, C" rather than "loop: A, loop: B, loop: C"
-        methods = {name.split(": ", 1)[0] for name in names}
-        label = (f"{methods.pop()}: " + ", ".join(n.split(": ", 1)[1] for n in names)
-                 if len(methods) == 1 and ": " in names[0] else ", ".join(names))
-        merged[label] = frames[key]
-    return merged
-
-
-def _parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Config, host: dict):
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
-    fig.subplots_adjust(left=0.12, right=0.62, top=0.95, bottom=0.14, hspace=0.35)
-    curves = depth_curves(depth)
-    colours = palette(list(curves))
-    for k, (label, g) in enumerate(curves.items()):
-        ax1.plot(g.n, g.sequential_depth, color=colours[label], marker="os^Dv<>P"[k % 8],
-                 label=textwrap.fill(label, 40))
-    ax1.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="sequential depth",
-            title="Forward pass: operations that must run one after another")
-    ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    colours = palette(list(dict.fromkeys(times.architecture)))
-    for (arch, method), g in times.groupby(["architecture", "method"], sort=False):
-        ax2.plot(g.n, g.cpu_seconds, color=colours[arch], marker="o" if method == LOOP else "s",
-                 linestyle="-" if method == LOOP else "--", label=f"{arch} ({method})")
-    ax2.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=f"CPU seconds (best of {cfg.repeats})",
-            title=f"Forward pass CPU time, batch {cfg.batch}, N = {cfg.hidden}, one thread")
-    ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    for ax in (ax1, ax2):
-        ax.set_xticks(list(cfg.lengths), [str(n) for n in cfg.lengths])
-        ax.minorticks_off()
-    return fig
 
 
 def parallel_sentence(decision: protocol.Verdict, depth: pd.DataFrame) -> str:
@@ -452,29 +178,14 @@ def parallel_sentence(decision: protocol.Verdict, depth: pd.DataFrame) -> str:
     best = fastest_forward(depth)
     groups: dict[str, list[str]] = {}
     for r in best.itertuples():
-        groups.setdefault(f"{r.method} (slope {slopes[(r.architecture, r.method)]:.2f})", []).append(r.architecture)
+        key = f"{r.method} (slope {slopes[(r.architecture, r.method)]:.2f})"
+        groups.setdefault(key, []).append(r.architecture)
     lengths = sorted(depth.n.unique())
-    return (f"{decision.label}: the log-log slope of the shallowest forward pass's sequential depth against n "
+    return (f"{decision.label}: the log-log slope of the shallowest forward pass's sequential depth "
+            f"against n "
             f"(exact, from n = {lengths[0]} to {lengths[-1]}) is " + "; ".join(
                 f"{method} for {', '.join(archs)}" for method, archs in groups.items())
             + f", against the threshold {PARALLEL.threshold:g} (holds above).")
-
-
-def _shares(r, lags: list[int], digits: str = ".0%") -> str:
-    return ", ".join(f"{getattr(r, f'share_{lag}'):{digits}} [{getattr(r, f'share_{lag}_low'):{digits}}, "
-                     f"{getattr(r, f'share_{lag}_high'):{digits}}]" for lag in lags)
-
-
-def _parallel_facts(depth: pd.DataFrame, times: pd.DataFrame, cfg: Config) -> str:
-    n = max(cfg.lengths)
-    top = fastest_forward(depth[depth.n == n])
-    speed = speedups(times)
-    fast = speed[speed.n == n]
-    return ("; ".join(f"{r.architecture}: depth {r.sequential_depth} at n = {n} ({r.method})"
-                      for r in top.itertuples())
-            + ". The scan took " + ", ".join(f"{r.speedup:.1f}x less CPU time than the loop for {r.architecture}"
-                                             for r in fast.itertuples())
-            + f" at n = {n}")
 
 
 def run(cfg: Config, out: str) -> dict:
@@ -502,40 +213,44 @@ def run(cfg: Config, out: str) -> dict:
 
     lag_text = " and ".join(f"{lag:,}" for lag in lags)
     memory_finding = "; ".join(
-        f"{r.architecture}: {_shares(r, lags)} keep it, rate {_iv(r.rate, r.rate_low, r.rate_high)} "
+        f"{r.architecture}: {shares_text(r, lags)} keep it, rate "
+        f"{interval_text(r.rate, r.rate_low, r.rate_high)} "
         f"({r.rate_regime})" for r in summary.itertuples())
     best = fastest_forward(depth).set_index("architecture")
     per_arch = pd.DataFrame({
         "architecture": summary.architecture,
-        f"keeps at {lag_text} [95%]": [_shares(r, lags, ".2f") for r in summary.itertuples()],
-        "rate [95%], nats/step": [_iv(r.rate, r.rate_low, r.rate_high) for r in summary.itertuples()],
+        f"keeps at {lag_text} [95%]": [shares_text(r, lags, ".2f") for r in summary.itertuples()],
+        "rate [95%], nats/step": [interval_text(r.rate, r.rate_low, r.rate_high)
+                                  for r in summary.itertuples()],
         "band": summary.rate_regime,
         f"depth at n = {max(cfg.lengths)}": [f"{best.loc[a, 'sequential_depth']} ({best.loc[a, 'method']})"
                                              for a in summary.architecture],
         "n": summary.networks})
     sentences = {"memory": memory.sentence(), "parallelism": parallel_sentence(parallel, depth)}
-    sentence = " ".join(f"{_cap(part)}: {text}" for part, text in sentences.items())
+    sentence = " ".join(f"{cap(part)}: {text}" for part, text in sentences.items())
     configuration = (
         f"hidden N = {cfg.hidden} (complex modes for LRU and S4D), {protocol.INPUTS} inputs of std "
         f"{cfg.input_scale:g}, T = {cfg.steps} after {protocol.WARMUP} warm-up steps, batch {cfg.batch}, "
         f"{cfg.seeds} networks (seeds from {cfg.seed}) per architecture; depth and CPU times at n = "
         f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}.")
-    claims_page = [(f"{_cap(part)} ({c.source[:3]})",
+    claims_page = [(f"{cap(part)} ({c.source[:3]})",
                     f"{c.text} Quote: \u201c{c.quote}\u201d Quantity: {c.quantity}. Rule: {c.rule}; "
                     f"threshold {c.threshold:g} ({c.holds_when}).") for part, c in CLAIMS.items()]
     with paper_theme():
         pages = [
             table_page("The claims and their rules, set before the data", claims_page),
             table_page("Do linear recurrences answer the claims against RNNs?", [
-                *((f"{_cap(part)} ({CLAIMS[part].source[:3]})", text) for part, text in sentences.items()),
+                *((f"{cap(part)} ({CLAIMS[part].source[:3]})", text) for part, text in sentences.items()),
                 ("Configuration", configuration)],
-                per_arch, "Per architecture (95% intervals: Wilson, bootstrap)", col_widths=(0.2, 0.22, 0.25, 0.1, 0.17, 0.06)),
-            figure_page(_memory_figure(profiles, summary, lags, cfg), (
-                f"{_cap(memory.label)}. {memory_finding}. Dashed: ln {KEEP:g}, gradflow's memory drop. Each "
+                per_arch, "Per architecture (95% intervals: Wilson, bootstrap)",
+                col_widths=(0.2, 0.22, 0.25, 0.1, 0.17, 0.06)),
+            figure_page(memory_figure(profiles, summary, lags, cfg, MEMORY.threshold), (
+                f"{cap(memory.label)}. {memory_finding}. Dashed: ln {KEEP:g}, gradflow's memory drop. Each "
                 f"network: T = {cfg.steps}, {cfg.batch} sequence(s), norms relative to lag 1.")),
-            figure_page(_parallel_figure(depth, times, cfg, host), (
-                f"{_cap(parallel.label)} (exact). {_parallel_facts(depth, times, cfg)}. CPU seconds as measured "
-                f"on {host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), one BLAS thread; "
+            figure_page(parallel_figure(depth, times, cfg, host), (
+                f"{cap(parallel.label)} (exact). {parallel_facts(depth, times, cfg)}. CPU seconds as "
+                f"measured on {host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), one "
+                f"BLAS thread; "
                 f"the scan's states equal the loop's to {SCAN_TOL:g} (relative).")),
             table_page("Methods", [
                 ("Memory", "gradflow.gradient_flow back-propagates a loss at the final state (a fixed random "
@@ -544,16 +259,17 @@ def run(cfg: Config, out: str) -> dict:
                            "complex state's norm is that of its real and imaginary parts together). "
                            "Initialisations: " + "; ".join(f"{a}: {s.init}" for a, s in ARCHITECTURES.items())
                            + "."),
-                ("Depth", "Loops and attention: gradflow.path_lengths(model, n).sequential_depth, Kahn rounds "
-                          "over the unrolled dependency graph (a loop over time is n deep whatever the cell). "
-                          "Scans: gradflow.scan_depth(n) = ceil(log2 n) rounds of the doubling scan that "
-                          "gradflow.scan runs. Parallel Newton-type solvers for nonlinear recurrences are not "
-                          "measured."),
-                ("Times", "time.process_time, best of the repeats, one BLAS thread: gradflow.unroll (one step "
-                          "per position) against gradflow.scan (the cell's per-step affine map for all "
-                          "positions at once, then the doubling scan). CPU seconds, not wall: the machine was "
-                          "shared."),
-                ("Same claim elsewhere", " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL)),
+                ("Depth", "Loops and attention: gradflow.path_lengths(model, n).sequential_depth, "
+                          "Kahn rounds over the unrolled dependency graph (a loop over time is n deep "
+                          "whatever the cell). Scans: gradflow.scan_depth(n) = ceil(log2 n) rounds of the "
+                          "doubling scan that gradflow.scan runs. Parallel Newton-type solvers for "
+                          "nonlinear recurrences are not measured."),
+                ("Times", "time.process_time, best of the repeats, one BLAS thread: gradflow.unroll (one "
+                          "step per position) against gradflow.scan (the cell's per-step affine map for all "
+                          "positions at once, then the doubling scan). CPU seconds, not wall: the machine "
+                          "was shared."),
+                ("Same claim elsewhere",
+                 " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL)),
                 *protocol.conventions()]),
         ]
         pdf = os.path.join(out, f"{STUDY}.pdf")
