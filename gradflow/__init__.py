@@ -27,7 +27,6 @@ from . import inputs, meanfield, sweep, tasks
 from ._lru import lru, lru_from_arrays
 from ._mamba import mamba
 from ._mingru import mingru, minlstm
-from ._scan import associative_scan, diagonal_rate, scan, scan_depth
 from ._ssm import s4d
 from .cells import Cell, gru, lstm, rnn
 from .core import (
@@ -39,19 +38,22 @@ from .core import (
     set_blas_threads,
 )
 from .display import Exploration, explore, explore_update
-from .engine import jacobian_products, jacobians, unroll
+from .engine import associative_scan, diagonal_rate, jacobian_products, jacobians, scan, scan_depth, unroll
 from .measure import (
     ConvergenceWarning,
     GradientFlow,
     LyapunovSpectrum,
+    ParameterSensitivity,
     RateFit,
     Sensitivity,
     SingularValues,
     finite_time_singular_values,
     gradient_flow,
     lyapunov_spectrum,
+    parameter_sensitivity,
     regime_of,
     sensitivity,
+    sensitivity_scaling,
 )
 from .models import (
     Model,
@@ -82,6 +84,7 @@ __all__ = [
     "LyapunovSpectrum",
     "Model",
     "Options",
+    "ParameterSensitivity",
     "PathLengths",
     "Prediction",
     "PredictorResult",
@@ -118,6 +121,7 @@ __all__ = [
     "mingru",
     "minlstm",
     "options",
+    "parameter_sensitivity",
     "path_lengths",
     "predict",
     "probe",
@@ -130,6 +134,7 @@ __all__ = [
     "scan_depth",
     "self_attention",
     "sensitivity",
+    "sensitivity_scaling",
     "set_blas_threads",
     "sweep",
     "tasks",

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow._scan import diagonal_coefficients
+from gradflow.engine import diagonal_coefficients
 
 
 def loop(a, b, h0):
@@ -138,3 +138,22 @@ def test_diagonal_rate_constant_and_input_dependent():
     assert gf.diagonal_rate(gated, xs) == pytest.approx(np.mean(np.log(a)), rel=1e-12)
     flow = gf.gradient_flow(gated, xs, fit_from=1)
     assert flow.rate == pytest.approx(gf.diagonal_rate(gated, xs), abs=4 * flow.fit.stderr + 1e-3)
+
+
+def test_scanned_recurrence_depth_and_paths():
+    def step(p, h, x):
+        return p["lam"] * h + x
+
+    cell = gf.Cell(step, {"lam": [0.9, 0.5]}, 2, 2, config={"linear": True})
+    for n in (1, 2, 7, 64, 100, 1000):
+        p = gf.path_lengths(gf.recurrent(cell, scan=True), n)
+        assert p.sequential_depth == 1 + gf.scan_depth(n)  # the input map, then the rounds
+        # x_t reaches y_{n-1} through one hop per set bit of the lag n - 1 - t (plus the input map).
+        lags = n - 1 - np.arange(n)
+        assert np.array_equal(p.hops, 1 + np.array([bin(k).count("1") for k in lags]))
+        assert p.covered
+        assert gf.path_lengths(gf.recurrent(cell), n).sequential_depth == n
+    with pytest.raises(ValueError, match="scan=True needs one layer of a cell linear"):
+        gf.recurrent(gf.rnn(4, 2), scan=True)
+    with pytest.raises(ValueError, match="scan must be True or False"):
+        gf.recurrent(cell, scan="yes")

@@ -14,20 +14,28 @@ from ._engine import (
     jacobian_products,
     jacobians,
     reverse_sweep,
+    sequential_sweep,
     steps_per_chunk,
     unroll,
 )
+from ._scan import associative_scan, diagonal_coefficients, diagonal_rate, scan, scan_depth
 
 __all__ = [
+    "associative_scan",
     "block_products",
     "check_cell",
     "check_sequence",
     "check_trajectory",
     "closed_form_kind",
     "closed_form_terms",
+    "diagonal_coefficients",
+    "diagonal_rate",
     "jacobian_products",
     "jacobians",
     "reverse_sweep",
+    "scan",
+    "scan_depth",
+    "sequential_sweep",
     "steps_per_chunk",
     "unroll",
 ]

@@ -270,15 +270,23 @@ def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
     second is parallel in time: one batched VJP per chunk of steps gives the
     input gradients and every probe inside the cell at once.
     """
+    trajectory, recorder = sequential_sweep(cell, xs, h0, loss)
+    log_state, components = recorder.log_norms()
+    probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
+    scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
+    return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
+
+
+def sequential_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
+                     loss: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, StateRecorder]:
+    """The sequential half of `reverse_sweep`: the trajectory (T+1, B, state) and the recorder
+    holding each state's unit cotangent ``unit[t]`` and the log-norms that undo its scaling."""
     T, B, _ = xs.shape
     recorder = StateRecorder(T, B, cell.state_size, cell.components)
     trajectory = np.empty((T + 1, B, cell.state_size))
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
         sequential_pass(cell, xs, h0, loss, recorder, trajectory)
-    log_state, components = recorder.log_norms()
-    probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
-    scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
-    return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
+    return trajectory, recorder
 
 
 def sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:

@@ -14,20 +14,33 @@ from ._lyapunov import (
     lyapunov_spectrum,
     qr_log_growth,
 )
+from ._param_sensitivity import ParameterSensitivity, parameter_sensitivity
 from ._sensitivity import Sensitivity, sensitivity
+from ._sensitivity_scaling import (
+    diagonal_cell,
+    scaling_exponents,
+    sensitivity_closed_form,
+    sensitivity_scaling,
+)
 
 __all__ = [
     "ConvergenceWarning",
     "GradientFlow",
     "LyapunovSpectrum",
+    "ParameterSensitivity",
     "RateFit",
     "Sensitivity",
     "SingularValues",
+    "diagonal_cell",
     "finite_time_singular_values",
     "gradient_flow",
     "initial_block",
     "lyapunov_spectrum",
+    "parameter_sensitivity",
     "qr_log_growth",
     "regime_of",
+    "scaling_exponents",
     "sensitivity",
+    "sensitivity_closed_form",
+    "sensitivity_scaling",
 ]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 from autograd.core import make_jvp
 
-from .engine._engine import check_cell, check_sequence, check_trajectory, unroll
-from .core._threads import blas_limit
+from ..core._threads import blas_limit
+from ._engine import check_cell, check_sequence, check_trajectory, unroll
 
 # A step declared linear must satisfy step(h) = a * h + b at a random h to this relative tolerance.
 LINEAR_TOL = 1e-9
@@ -29,7 +29,7 @@ def scan_depth(steps: int) -> int:
 
     Examples
     --------
-    >>> from gradflow._scan import scan_depth
+    >>> from gradflow.engine import scan_depth
     >>> [scan_depth(n) for n in (1, 2, 3, 4, 5, 1000, 1024, 1025)]
     [0, 1, 2, 2, 3, 10, 10, 11]
     """
@@ -80,7 +80,7 @@ def associative_scan(a, b, h0=None) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from gradflow._scan import associative_scan
+    >>> from gradflow.engine import associative_scan
     >>> a = np.full((4, 1, 1), 0.5)
     >>> b = np.ones((4, 1, 1))
     >>> associative_scan(a, b, h0=np.array([8.0]))[:, 0, 0]
@@ -213,7 +213,7 @@ def diagonal_rate(cell, xs) -> float:
     --------
     >>> import numpy as np
     >>> import gradflow as gf
-    >>> from gradflow._scan import diagonal_rate
+    >>> from gradflow.engine import diagonal_rate
     >>> def step(p, h, x):
     ...     return p["lam"] * h + x
     >>> cell = gf.Cell(step, {"lam": [0.9, -0.95, 0.5]}, 3, 3, config={"linear": True})
