@@ -22,7 +22,8 @@ TINY = {
 TINY_CONFIG = {
     "cost": {"widths": [8, 32], "networks": 2, "step_length": 8, "repeats": 1},
     "remedies": {"adding_T": [3, 12]},
-    "recurrent_revival": {"lengths": [16, 64], "repeats": 1, "executor": "serial"},
+    "recurrent_revival": {"lengths": [16, 64], "repeats": 1, "executor": "serial", "sensitivity_ks": [0.5, 1.0],
+                          "sensitivity_steps": 60, "sensitivity_batch": 2},
 }
 
 

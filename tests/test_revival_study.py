@@ -24,8 +24,8 @@ def report(study_run):
 def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     out, result = report
     assert sorted(os.listdir(out)) == sorted(["recurrent_revival.pdf"] + [f"recurrent_revival_{name}" for name in (
-        "config.toml", "depth.csv", "machine.csv", "memory_summary.csv", "networks.csv", "profiles.csv",
-        "speedups.csv", "times.csv")])
+        "config.toml", "depth.csv", "exponents.csv", "machine.csv", "memory_summary.csv", "networks.csv",
+        "profiles.csv", "sensitivity.csv", "speedups.csv", "times.csv")])
     pdf = PdfReader(out / "recurrent_revival.pdf")
     assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = " ".join(" ".join(page.extract_text() for page in pdf.pages).split())
@@ -37,6 +37,7 @@ def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     # Two networks per architecture: the protocol allows no memory verdict from them.
     assert result["verdicts"]["memory"].label == "inconclusive (n < 10)"
     assert result["verdict"].startswith("memory: inconclusive (n < 10); parallelism: ")
+    assert result["verdict"].endswith("sensitivity: inconclusive (n < 10)")
 
 
 def test_memory_numbers_are_the_engines_and_the_csvs(report):
@@ -137,3 +138,57 @@ def test_parallel_verdict_reads_the_shallowest_forward_pass(laws, label):
     assert decision.label == label
     assert "architecture = self-attention (1 layer)" not in cells  # shown beside, not decided
     assert rr.parallel_sentence(decision, _depth(laws)).startswith(label)
+
+
+def test_sensitivity_exponents_are_fitted_from_the_csv(report):
+    out, result = report
+    frame = pd.read_csv(out / "recurrent_revival_sensitivity.csv")
+    exponents = pd.read_csv(out / "recurrent_revival_exponents.csv").set_index("parametrisation")
+    config = result["config"]
+    assert set(frame.parametrisation) == {measure.LAMBDA_RAW, measure.LAMBDA_NORMALISED, measure.LRU_NU}
+    assert len(frame) == 3 * len(config.sensitivity_ks) * config.seeds  # one row per unit and seed
+    for name, g in frame.groupby("parametrisation"):
+        mean = g.groupby("one_minus_r").squared_sensitivity.mean()
+        slope = np.polyfit(np.log(mean.index.to_numpy()), np.log(mean.to_numpy()), 1)[0]
+        assert exponents.loc[name, "exponent"] == pytest.approx(slope, rel=1e-8)
+        assert exponents.loc[name, "low"] <= exponents.loc[name, "high"]
+
+
+def test_lru_sensitivity_closed_form_is_the_sum_of_its_exact_coefficients():
+    """dL/dnu of one LRU mode is a fixed linear form in the inputs (finite differences of a numpy
+    transcription); the closed form is the sum of its squared coefficients."""
+    T, modulus, phase = 40, 0.9, measure.SENSITIVITY_PHASE  # k = 1
+    gamma, nu = np.sqrt(1 - modulus**2), np.log(-np.log(modulus))
+
+    def final(nu, x):
+        lam, h = np.exp(-np.exp(nu) + 1j * phase), 0j
+        for value in x:
+            h = lam * h + gamma * value
+        return h.real
+
+    eye, eps = np.eye(T), 1e-6
+    coefficients = [(final(nu + eps, e) - final(nu - eps, e)) / (2 * eps) for e in eye]
+    expected = measure.lru_sensitivity_closed_form(modulus, T)
+    assert float(np.sum(np.square(coefficients))) == pytest.approx(float(expected), rel=1e-7)
+    frame = measure.lru_sensitivity([1.0], steps=T, batch=2, seeds=1, seed=3)  # parameter_sensitivity's
+    x = np.random.default_rng(3).standard_normal((T, 2, 1))[:, :, 0]
+    direct = sum(float(np.dot(coefficients, x[:, b])) for b in range(2)) ** 2 / 2
+    assert frame.squared_sensitivity.iloc[0] == pytest.approx(direct, rel=1e-6)
+
+
+def _exponents(values: dict[str, tuple[float, float, float]], seeds: int = 10) -> pd.DataFrame:
+    return pd.DataFrame([dict(parametrisation=name, exponent=e, low=lo, high=hi, closed_form_exponent=e,
+                              asymptotic_exponent=e, seeds=seeds) for name, (e, lo, hi) in values.items()])
+
+
+@pytest.mark.parametrize(("values", "label"), [
+    ({"raw": (-3.0, -3.3, -2.7), "normalised": (-2.0, -2.3, -1.7)}, "holds"),
+    ({"raw": (0.0, -0.2, 0.2), "normalised": (0.1, -0.1, 0.3)}, "does not hold"),
+    ({"raw": (-3.0, -3.3, -2.7), "LRU": (0.0, -0.3, 0.3)}, "holds only when parametrisation = raw"),
+    ({"raw": (-3.0, -3.3, -2.7), "LRU": (-0.4, -0.9, 0.1)},
+     "inconclusive (holds for parametrisation = raw; undecided for parametrisation = LRU)"),
+])
+def test_sensitivity_verdict_follows_the_exponents_intervals(values, label):
+    decision, cells = rr.sensitivity_verdict(_exponents(values))
+    assert decision.label == label and all(v.networks == 10 for v in cells.values())
+    assert rr.sensitivity_sentence(decision, _exponents(values)).startswith(label)

@@ -126,3 +126,35 @@ def parallel_facts(depth: pd.DataFrame, times: pd.DataFrame, cfg: Any) -> str:
                                              f"{r.architecture}"
                                              for r in fast.itertuples())
             + f" at n = {n}")
+
+
+def sensitivity_figure(frame: pd.DataFrame, exponents: pd.DataFrame, threshold: float):
+    """Mean squared sensitivity against 1 - |lambda|^2 per parametrisation (log-log), its closed form
+    dashed, and the fitted exponents with their intervals beside the threshold."""
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.0), gridspec_kw={"height_ratios": [3, 1.4]})
+    fig.subplots_adjust(left=0.12, right=0.66, top=0.95, bottom=0.14, hspace=0.4)
+    names = list(dict.fromkeys(frame.parametrisation))
+    colours = palette(names)
+    for name in names:
+        g = frame[frame.parametrisation == name].groupby("one_minus_r")
+        mean, closed = g.squared_sensitivity.mean(), g.closed_form.first()
+        lo, hi = g.squared_sensitivity.quantile(0.1), g.squared_sensitivity.quantile(0.9)
+        ax1.plot(mean.index, mean.to_numpy(), "o-", color=colours[name], label=f"{name}: mean over seeds")
+        ax1.fill_between(mean.index, lo, hi, color=colours[name], alpha=0.15, linewidth=0)
+        ax1.plot(closed.index, closed.to_numpy(), "--", color=colours[name], label=f"{name}: closed form")
+    ax1.set(xscale="log", yscale="log", xlabel="1 - |lambda|^2  (memory length ~ 1 / this)",
+            ylabel="E (dL/dtheta)^2", title="Sensitivity to the recurrent parameter (band: 10-90% of seeds)")
+    ax1.invert_xaxis()
+    ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
+    y = np.arange(len(exponents))
+    err = [exponents.exponent - exponents.low, exponents.high - exponents.exponent]
+    ax2.errorbar(exponents.exponent, y, xerr=err, fmt="o", capsize=3, color="k",
+                 label="measured (95% bootstrap)")
+    ax2.scatter(exponents.closed_form_exponent, y, marker="x", color=PALETTE[1], zorder=3,
+                label="closed form at this T")
+    ax2.axvline(threshold, color="0.3", linestyle="--", linewidth=0.8)
+    ax2.set_yticks(y, exponents.parametrisation)
+    ax2.invert_yaxis()
+    ax2.set(xlabel="exponent p of (1 - |lambda|^2)^p; dashed: the threshold", title="Fitted exponents")
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
+    return fig

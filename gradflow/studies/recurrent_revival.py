@@ -42,6 +42,7 @@ from gradflow.studies._revival_measure import (
     machine,
     measure_depth,
     measure_memory,
+    measure_sensitivity,
     measure_times,
     memory_summary,
     speedups,
@@ -52,6 +53,7 @@ from gradflow.studies._revival_pages import (
     memory_figure,
     parallel_facts,
     parallel_figure,
+    sensitivity_figure,
     shares_text,
 )
 
@@ -97,7 +99,22 @@ ALSO_PARALLEL = (  # the same claim in the other sources, quoted on the Methods 
      "their computation is sequential since each step in the sequence requires a hidden state computed "
      "from the previous step"),
 )
-CLAIMS = {"memory": MEMORY, "parallelism": PARALLEL}
+EXPLODES = -0.5  # exponent of the squared sensitivity against 1 - |lambda|^2: below, it blows up
+SENSITIVITY = protocol.Claim(
+    text="Recurrent gradients shoot up to infinity or vanish: even a recurrence built not to vanish (a "
+         "diagonal linear one, |lambda| -> 1, its state gradients bounded) has a gradient with respect to "
+         "its recurrent parameter that grows without bound as its memory lengthens (Zucchet and Orvieto "
+         "2024).",
+    source="000_f5c5d6523f02834e.txt", source_title=SOURCE_000,
+    quote="their values tend to shoot up to infinity or completely vanish",
+    quantity="log-log slope of E (dL/dtheta)^2 against 1 - |lambda|^2 for |lambda| = 1 - 10^-k "
+             "(theta: lambda itself with raw or normalised input, or the LRU's nu_log with its gamma "
+             "normalisation), mean over seeds, 95% bootstrap interval over seeds",
+    rule=f"holds for a parametrisation when the interval lies below {EXPLODES:g} (the squared sensitivity "
+         "grows at least like the square root of the memory length 1/(1 - |lambda|^2)), does not hold "
+         "when above; parametrisations that disagree give 'holds only when'",
+    threshold=EXPLODES, holds_when="below")
+CLAIMS = {"memory": MEMORY, "parallelism": PARALLEL, "sensitivity": SENSITIVITY}
 CLAIM = MEMORY  # the headline claim: the contents entry and the title page
 
 
@@ -110,17 +127,23 @@ class Config:
     input_scale: float = 1.0
     lengths: tuple[int, ...] = (16, 64, 256, 1024)  # n of the depth and timing measurements
     repeats: int = 3  # timings: best of this many
+    sensitivity_ks: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # |lambda| = 1 - 10^-k
+    sensitivity_steps: int = 600  # T of the sensitivity measurement: six memory lengths at k = 2
+    sensitivity_batch: int = 4
     executor: str = "process"
     seed: int = 0
     claim: ClassVar[protocol.Claim] = MEMORY
 
     def __post_init__(self):
         check_fields(self, choices={"executor": ("serial", "process", "dask")},
-                     positive=("lengths", "repeats"), non_negative=("input_scale",))
+                     positive=("lengths", "repeats", "sensitivity_ks", "sensitivity_steps",
+                               "sensitivity_batch"),
+                     non_negative=("input_scale",))
 
 
 QUICK = Config()
-FULL = Config(hidden=64, steps=10_000, batch=2, seeds=20, lengths=(16, 64, 256, 1024, 4096, 16384), repeats=5)
+FULL = Config(hidden=64, steps=10_000, batch=2, seeds=20, lengths=(16, 64, 256, 1024, 4096, 16384), repeats=5,
+              sensitivity_ks=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0), sensitivity_steps=5000, sensitivity_batch=8)
 
 
 # ---------------------------------------------------------------- 1. memory
@@ -172,6 +195,31 @@ def parallel_verdict(depth: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
 # ---------------------------------------------------------------- pages
 
 
+# ---------------------------------------------------------------- 3. parameter sensitivity
+
+
+def sensitivity_verdict(exponents: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
+    """The sensitivity claim per parametrisation from its fitted exponent's bootstrap interval, then
+    combined; the pooled numbers are those of the raw-input lambda (the paper's unnormalised case)."""
+    cells = {f"parametrisation = {r.parametrisation}": protocol.decide(
+        (r.low, r.high), SENSITIVITY.threshold, holds_when=SENSITIVITY.holds_when, estimate=r.exponent,
+        networks=int(r.seeds), quantity=SENSITIVITY.quantity) for r in exponents.itertuples()}
+    first = next(iter(cells.values()))
+    if first.word == protocol.INCONCLUSIVE and first.condition:
+        return first, cells
+    return protocol.combine(cells, first), cells
+
+
+def sensitivity_sentence(decision: protocol.Verdict, exponents: pd.DataFrame) -> str:
+    return (f"{decision.label}: the squared sensitivity grows as (1 - |lambda|^2)^p with p (95% bootstrap "
+            "interval over seeds; closed form at this T; limit T -> infinity) " + "; ".join(
+                f"{r.parametrisation}: {r.exponent:+.2f} [{r.low:+.2f}, {r.high:+.2f}] (closed form "
+                f"{r.closed_form_exponent:+.2f}; limit {r.asymptotic_exponent:+.0f})"
+                for r in exponents.itertuples())
+            + f", against the threshold {SENSITIVITY.threshold:g} (holds below), "
+              f"{int(exponents.seeds.min())} seeds each.")
+
+
 def parallel_sentence(decision: protocol.Verdict, depth: pd.DataFrame) -> str:
     """The parallelism verdict in words: exact depth slopes, grouped by how the forward pass runs."""
     slopes = depth_slopes(depth)
@@ -192,7 +240,7 @@ def run(cfg: Config, out: str) -> dict:
     from tqdm.auto import tqdm
 
     lags = decision_lags(cfg.steps)
-    bar = tqdm(total=3, desc=STUDY, unit="part", disable=not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=4, desc=STUDY, unit="part", disable=not sys.stderr.isatty(), leave=False)
     networks, profiles = measure_memory(cfg)
     bar.update()
     depth = measure_depth(cfg)
@@ -200,15 +248,19 @@ def run(cfg: Config, out: str) -> dict:
     host = machine()
     times = measure_times(cfg)
     bar.update()
+    sensitivity, exponents = measure_sensitivity(cfg)
+    bar.update()
     bar.close()
     memory, memory_cells = memory_verdict(networks, lags)
     summary = memory_summary(networks, lags, cfg.seed)
     parallel, parallel_cells = parallel_verdict(depth)
-    verdicts = {"memory": memory, "parallelism": parallel}
+    explodes, sensitivity_cells = sensitivity_verdict(exponents)
+    verdicts = {"memory": memory, "parallelism": parallel, "sensitivity": explodes}
     os.makedirs(out, exist_ok=True)
     for name, frame in (("networks", networks), ("profiles", profiles), ("memory_summary", summary),
                         ("depth", depth), ("times", times), ("speedups", speedups(times)),
-                        ("machine", pd.DataFrame([host]))):
+                        ("machine", pd.DataFrame([host])), ("sensitivity", sensitivity),
+                        ("exponents", exponents)):
         write_csv(os.path.join(out, f"{STUDY}_{name}.csv"), frame)
 
     lag_text = " and ".join(f"{lag:,}" for lag in lags)
@@ -226,7 +278,8 @@ def run(cfg: Config, out: str) -> dict:
         f"depth at n = {max(cfg.lengths)}": [f"{best.loc[a, 'sequential_depth']} ({best.loc[a, 'method']})"
                                              for a in summary.architecture],
         "n": summary.networks})
-    sentences = {"memory": memory.sentence(), "parallelism": parallel_sentence(parallel, depth)}
+    sentences = {"memory": memory.sentence(), "parallelism": parallel_sentence(parallel, depth),
+                 "sensitivity": sensitivity_sentence(explodes, exponents)}
     sentence = " ".join(f"{cap(part)}: {text}" for part, text in sentences.items())
     configuration = (
         f"hidden N = {cfg.hidden} (complex modes for LRU and S4D), {protocol.INPUTS} inputs of std "
@@ -252,6 +305,12 @@ def run(cfg: Config, out: str) -> dict:
                 f"measured on {host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), one "
                 f"BLAS thread; "
                 f"the scan's states equal the loop's to {SCAN_TOL:g} (relative).")),
+            figure_page(sensitivity_figure(sensitivity, exponents, SENSITIVITY.threshold), (
+                f"{cap(sensitivity_sentence(explodes, exponents))} The state gradients stay bounded: their "
+                f"largest ln-norm over lags is at most {sensitivity.state_gradient_log_norm.max():.2f} for "
+                f"every |lambda|. T = {cfg.sensitivity_steps}, batch {cfg.sensitivity_batch}, "
+                f"|lambda| = 1 - 10^-k for k = {', '.join(f'{k:g}' for k in cfg.sensitivity_ks)}, "
+                "phase pi/4.")),
             table_page("Methods", [
                 ("Memory", "gradflow.gradient_flow back-propagates a loss at the final state (a fixed random "
                            "unit direction) through the unrolled network in log space; the kept gradient at "
@@ -268,6 +327,14 @@ def run(cfg: Config, out: str) -> dict:
                           "step per position) against gradflow.scan (the cell's per-step affine map for all "
                           "positions at once, then the doubling scan). CPU seconds, not wall: the machine "
                           "was shared."),
+                ("Sensitivity", "lambda: gradflow.sensitivity_scaling (one diagonal unit per |lambda|, loss "
+                                "sum_i Re h_(T,i), gradflow.parameter_sensitivity's gradient, seeds 0.."
+                                f"{cfg.seeds - 1}); LRU: gradflow.lru_from_arrays with mode i at |lambda_i| "
+                                "reading input channel i (B = I), the same loss, d/d nu_log by "
+                                f"gradflow.parameter_sensitivity, seeds from {cfg.seed}. Closed forms: "
+                                "gradflow.measure.sensitivity_closed_form, and for nu_log "
+                                "gamma^2 exp(2 nu) sum_j j^2 Re(lambda^j)^2 (checked against finite "
+                                "differences in the tests). Exponents: gradflow.measure.scaling_exponents."),
                 ("Same claim elsewhere",
                  " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL)),
                 *protocol.conventions()]),
@@ -281,8 +348,10 @@ def run(cfg: Config, out: str) -> dict:
                   subject=f"Verdict: {label}", keywords=["linear recurrence", "state-space model", "scan",
                                                           "memory", "parallelism"])
     return {"verdict": label, "decision": memory, "claim": MEMORY, "verdicts": verdicts, "sentence": sentence,
-            "cells": {"memory": memory_cells, "parallelism": parallel_cells}, "networks": networks,
-            "summary": summary, "depth": depth, "times": times, "machine": host, "pdf": pdf}
+            "cells": {"memory": memory_cells, "parallelism": parallel_cells,
+                      "sensitivity": sensitivity_cells},
+            "networks": networks, "summary": summary, "depth": depth, "times": times, "machine": host,
+            "exponents": exponents, "pdf": pdf}
 
 
 def main(argv=None) -> dict:
