@@ -3,7 +3,9 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`.
+`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`, xLSTM's `slstm`;
+the selective state-space block `mamba` (`mamba_from_state_dict`); for the cells linear
+in their state, `linear_coefficients` (every step's affine map) and `layer_outputs`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -24,11 +26,20 @@ Threads: `blas_threads`, `set_blas_threads` (BLAS threads per computation; one b
 """
 
 from . import inputs, meanfield, sweep, tasks
-from ._lru import lru, lru_from_arrays
-from ._mamba import mamba
-from ._mingru import mingru, minlstm
-from ._ssm import s4d
-from .cells import Cell, gru, lstm, rnn
+from .cells import (
+    Cell,
+    gru,
+    lru,
+    lru_from_arrays,
+    lstm,
+    mamba,
+    mamba_from_state_dict,
+    mingru,
+    minlstm,
+    rnn,
+    s4d,
+    slstm,
+)
 from .core import (
     Options,
     blas_threads,
@@ -38,7 +49,17 @@ from .core import (
     set_blas_threads,
 )
 from .display import Exploration, explore, explore_update
-from .engine import associative_scan, diagonal_rate, jacobian_products, jacobians, scan, scan_depth, unroll
+from .engine import (
+    associative_scan,
+    diagonal_rate,
+    jacobian_products,
+    jacobians,
+    layer_outputs,
+    linear_coefficients,
+    scan,
+    scan_depth,
+    unroll,
+)
 from .measure import (
     ConvergenceWarning,
     GradientFlow,
@@ -111,12 +132,15 @@ __all__ = [
     "inputs",
     "jacobian_products",
     "jacobians",
+    "layer_outputs",
+    "linear_coefficients",
     "load",
     "lru",
     "lru_from_arrays",
     "lstm",
     "lyapunov_spectrum",
     "mamba",
+    "mamba_from_state_dict",
     "meanfield",
     "mingru",
     "minlstm",
@@ -136,6 +160,7 @@ __all__ = [
     "sensitivity",
     "sensitivity_scaling",
     "set_blas_threads",
+    "slstm",
     "sweep",
     "tasks",
     "tcn",

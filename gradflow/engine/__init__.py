@@ -18,9 +18,12 @@ from ._engine import (
     steps_per_chunk,
     unroll,
 )
+from ._linear import LAYER_OUTPUTS, LINEAR_COEFFICIENTS, layer_outputs, linear_coefficients
 from ._scan import associative_scan, diagonal_coefficients, diagonal_rate, scan, scan_depth
 
 __all__ = [
+    "LAYER_OUTPUTS",
+    "LINEAR_COEFFICIENTS",
     "associative_scan",
     "block_products",
     "check_cell",
@@ -32,6 +35,8 @@ __all__ = [
     "diagonal_rate",
     "jacobian_products",
     "jacobians",
+    "layer_outputs",
+    "linear_coefficients",
     "reverse_sweep",
     "scan",
     "scan_depth",

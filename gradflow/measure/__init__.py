@@ -5,16 +5,9 @@ Built on ``core``, ``cells``, ``engine`` and ``models``.
 """
 
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._lyapunov import (
-    ConvergenceWarning,
-    LyapunovSpectrum,
-    SingularValues,
-    finite_time_singular_values,
-    initial_block,
-    lyapunov_spectrum,
-    qr_log_growth,
-)
+from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
 from ._param_sensitivity import ParameterSensitivity, parameter_sensitivity
+from ._qr import initial_block, qr_log_growth
 from ._sensitivity import Sensitivity, sensitivity
 from ._sensitivity_scaling import (
     diagonal_cell,
@@ -22,6 +15,7 @@ from ._sensitivity_scaling import (
     sensitivity_closed_form,
     sensitivity_scaling,
 )
+from ._singular_values import ConvergenceWarning, SingularValues, finite_time_singular_values
 
 __all__ = [
     "ConvergenceWarning",

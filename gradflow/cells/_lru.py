@@ -9,21 +9,22 @@ Neural Networks for Long Sequences", ICML 2023), with its parameter names and in
 The complex state of N modes is held as the real vector ``[Re h, Im h]`` (``state_size = 2N``),
 so every norm gradflow takes is the norm of the real and imaginary parts together, i.e. the
 complex norm. Cells that are linear in the state say so with ``config["linear"] = True`` and
-give their per-step map ``h_t = a_t * h_{t-1} + b_t`` through ``linear_coefficients``.
+give their per-step map ``h_t = a_t * h_{t-1} + b_t`` through ``linear_coefficients`` (public as
+``gradflow.linear_coefficients``, which validates the inputs and dispatches on the kind; likewise
+``outputs`` as ``gradflow.layer_outputs``).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 import autograd.numpy as anp
 import numpy as np
 
-from .cells._cells import Cell
-from .engine._engine import check_cell, check_sequence, unroll
-from .core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from ..core._diagonal import complex_diagonal_update
+from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from ._cells import Cell
 
 KIND = "lru"
 # The reference names and their shapes for N modes and D inputs (= outputs).
@@ -36,24 +37,16 @@ def complex_parts(state, modes: int):
     return state[..., :modes], state[..., modes:]
 
 
-def as_complex(states: np.ndarray) -> np.ndarray:
-    """The complex state ``Re h + i Im h`` of real-stacked states ``[..., 2N] -> [..., N]``."""
-    re, im = complex_parts(states, states.shape[-1] // 2)
-    return re + 1j * im
-
-
 def eigenvalues(params: Mapping[str, Any]) -> np.ndarray:
     """``lambda = exp(-exp(nu_log) + i exp(theta_log))``, the diagonal of the recurrence."""
     return np.exp(-np.exp(params["nu_log"]) + 1j * np.exp(params["theta_log"]))
 
 
-def diagonal_step(a_re, a_im, b_re, b_im, state, x, modes: int):
+def diagonal_step(a_re, a_im, b_re, b_im, state, x):
     """``h' = a * h + b x`` for complex diagonal ``a`` (N,) and input matrix ``b`` (N, D), on the
     real-stacked state ``[Re h, Im h]``; the step of every diagonal complex recurrence here."""
-    bx_re, bx_im = x @ b_re.T, x @ b_im.T
-    h_re, h_im = complex_parts(state, modes)
-    return anp.concatenate([a_re * h_re - a_im * h_im + bx_re,
-                            a_im * h_re + a_re * h_im + bx_im], axis=1)
+    # One fused primitive on the state's path: fast to trace, and it takes stacked tangents.
+    return complex_diagonal_update(a_re, a_im, state, anp.concatenate([x @ b_re.T, x @ b_im.T], axis=1))
 
 
 def readout(params: Mapping[str, np.ndarray], states: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -62,20 +55,21 @@ def readout(params: Mapping[str, np.ndarray], states: np.ndarray, xs: np.ndarray
     return re @ params["C_re"].T - im @ params["C_im"].T + params["D"] * xs
 
 
-def lru_step(params, state, x, *, hidden):
+def lru_step(params, state, x):
     """One LRU step on the real-stacked state ``[Re h, Im h]`` (see the module docstring)."""
     modulus = anp.exp(-anp.exp(params["nu_log"]))
     phase = anp.exp(params["theta_log"])
     gamma = anp.exp(params["gamma_log"])[:, None]
     return diagonal_step(modulus * anp.cos(phase), modulus * anp.sin(phase),
-                         gamma * params["B_re"], gamma * params["B_im"], state, x, hidden)
+                         gamma * params["B_re"], gamma * params["B_im"], state, x)
 
 
 def _build(params: Mapping[str, np.ndarray], hidden: int, inputs: int, name: str | None,
            **extra) -> Cell:
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "complex": True, **extra}
-    return Cell(functools.partial(lru_step, hidden=hidden), params, 2 * hidden, inputs, kind=KIND,
-                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND)
+    return Cell(lru_step, params, 2 * hidden, inputs, kind=KIND,
+                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND,
+                stacked_tangents=True)
 
 
 def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
@@ -87,7 +81,7 @@ def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
     input so a white-noise input gives each mode unit variance; ``B`` and ``C`` are Glorot-normal
     as in the reference (``B`` entries ``N(0, 1/(2D))``, ``C`` entries ``N(0, 1/N)``), ``D``
     ``N(0, 1)``. The state is ``[Re h, Im h]``, one component ``"h"`` (the complex state; its norm
-    is the complex norm); ``outputs`` gives ``y_t = Re(C h_t) + D * x_t``.
+    is the complex norm); `layer_outputs` gives ``y_t = Re(C h_t) + D * x_t``.
 
     Parameters
     ----------
@@ -109,7 +103,7 @@ def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
     >>> cell = gf.lru(16, 3, r_min=0.9, r_max=0.99, seed=0)
     >>> cell.state_size, cell.kind, cell.config["linear"]
     (32, 'lru', True)
-    >>> from gradflow._lru import eigenvalues
+    >>> from gradflow.cells._lru import eigenvalues
     >>> lam = eigenvalues(cell.params)
     >>> bool(np.all((np.abs(lam) >= 0.9) & (np.abs(lam) <= 0.99)))
     True
@@ -128,10 +122,10 @@ def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
     # The reference's draws, in its order (theta, nu, gamma from both, B, C, D).
     theta_log = np.log(max_phase * rng.uniform(size=hidden))
     nu_log = np.log(-0.5 * np.log(rng.uniform(size=hidden) * (r_max**2 - r_min**2) + r_min**2))
-    modulus = np.exp(-np.exp(nu_log))
     params = {
         "nu_log": nu_log, "theta_log": theta_log,
-        "gamma_log": np.log(np.sqrt(1.0 - modulus**2)),
+        # log sqrt(1 - |lambda|^2) with 1 - |lambda|^2 = -expm1(-2 exp(nu_log)): exact as |lambda| -> 1
+        "gamma_log": 0.5 * np.log(-np.expm1(-2.0 * np.exp(nu_log))),
         "B_re": rng.normal(size=(hidden, inputs)) / np.sqrt(2 * inputs),
         "B_im": rng.normal(size=(hidden, inputs)) / np.sqrt(2 * inputs),
         "C_re": rng.normal(size=(inputs, hidden)) / np.sqrt(hidden),
@@ -177,51 +171,17 @@ def lru_from_arrays(arrays: Mapping[str, Any], *, name: str | None = None) -> Ce
     return _build(params, hidden, inputs, name)
 
 
-def _check_kind(cell: Cell) -> Cell:
-    cell = check_cell(cell)
-    if cell.kind != KIND:
-        raise ValueError(f"cell must be an LRU (gf.lru); got {cell.name!r} of kind {cell.kind!r}")
-    return cell
+def outputs(cell: Cell, states: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The layer's outputs ``y_t = Re(C h_t) + D * x_t`` (T, batch, inputs) from `unroll`'s states."""
+    return readout(cell.params, states[1:], xs)
 
 
-def outputs(cell: Cell, xs, h0=None) -> np.ndarray:
-    """The layer's outputs ``y_t = Re(C h_t) + D * x_t``, shape (T, batch, inputs).
+def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None):
+    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` of an LRU for validated inputs (T, batch, D).
 
-    Examples
-    --------
-    >>> import gradflow as gf
-    >>> from gradflow._lru import outputs
-    >>> outputs(gf.lru(8, 3), gf.inputs.gaussian(5, 2, 3)).shape
-    (5, 2, 3)
+    Complex ``a_t = lambda`` and ``b_t = gamma * (B x_t)`` of shape (T, batch, N), acting on the
+    complex state ``h = Re h + i Im h`` (the cell's real state is ``[h.real, h.imag]``).
     """
-    cell = _check_kind(cell)
-    xs, h0 = check_sequence(cell, xs, h0)
-    return readout(cell.params, unroll(cell, xs, h0)[1:], xs)
-
-
-def linear_coefficients(cell: Cell, xs) -> tuple[np.ndarray, np.ndarray]:
-    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` of an LRU, for all steps at once.
-
-    Returns complex ``a`` and ``b`` of shape (T, batch, N) acting on the complex state
-    ``h = Re h + i Im h`` (the cell's real state is ``[h.real, h.imag]``): ``a_t = lambda`` and
-    ``b_t = gamma * (B x_t)``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import gradflow as gf
-    >>> cell = gf.lru(4, 2, seed=0)
-    >>> xs = gf.inputs.gaussian(6, 1, 2)
-    >>> from gradflow._lru import as_complex, linear_coefficients
-    >>> a, b = linear_coefficients(cell, xs)
-    >>> h = np.zeros((1, 4), complex)
-    >>> for t in range(6):
-    ...     h = a[t] * h + b[t]
-    >>> bool(np.allclose(h, as_complex(gf.unroll(cell, xs)[-1])))
-    True
-    """
-    cell = _check_kind(cell)
-    xs, _ = check_sequence(cell, xs)
     p = cell.params
     b_norm = (p["B_re"] + 1j * p["B_im"]) * np.exp(p["gamma_log"])[:, None]
     b = xs @ b_norm.T

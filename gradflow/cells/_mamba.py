@@ -15,14 +15,17 @@ state-spaces/mamba, ``mamba_ssm/modules/mamba_simple.py``), and one cell step is
 (``d_inner x d_state``, component ``"ssm"``), flattened channel-major as ``[conv (d_inner,
 d_conv - 1), ssm (d_inner, d_state)]``. The reference's ``conv_state`` has ``d_conv`` columns, of
 which the oldest is rolled out before it is read: leaving it out changes no number. The block
-output ``out_proj(y_t)`` is a readout, not part of the recurrence (`outputs` gives it). **The
+output ``out_proj(y_t)`` is a readout, not part of the recurrence (`gradflow.layer_outputs` gives it). **The
 input** of a step is the block's input ``u_t`` (width ``d_model``); in a stack the next block reads
 this block's output (in ``mamba_ssm`` plus the residual stream and an RMSNorm).
 
 The SSM state is linear in itself with diagonal input-dependent ``a_t = exp(dt_t A)``; the conv
-buffer is a shift register of inputs, so it does not depend on the SSM state at all.
-`linear_coefficients` gives ``(a_t, b_t)`` of the SSM part with the buffer computed from the
-inputs. ``softplus`` is the exact ``log(1 + e^a)`` (PyTorch returns ``a`` above 20: a relative
+buffer is a shift register of inputs, so it does not depend on the SSM state at all, and after
+``d_conv - 1`` steps not on its own past either: the step Jacobian is nilpotent on it, and its
+``d_inner * (d_conv - 1)`` Lyapunov exponents are ``-inf`` (a computed spectrum shows them as
+large negative values set by rounding). `linear_coefficients` (public as
+``gradflow.linear_coefficients``) gives ``(a_t, b_t)`` of the SSM part with the buffer computed
+from the inputs. ``softplus`` is the exact ``log(1 + e^a)`` (PyTorch returns ``a`` above 20: a relative
 difference below ``2e-9`` there).
 """
 
@@ -36,10 +39,9 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 
-from .core import _activations as act
-from .cells._cells import Cell
-from .engine._engine import check_cell, check_sequence, unroll
-from .core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from ..core import _activations as act
+from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from ._cells import Cell
 
 KIND = "mamba"
 REQUIRED = ("in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight",
@@ -154,7 +156,8 @@ def mamba(d_model: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
         "D": np.ones(d_inner),
         "out_proj.weight": uniform(d_inner**-0.5, (d_model, d_inner)),
     }
-    return _build(params, d_model, d_inner, d_state, d_conv, dt_rank, name, expand=expand, seed=seed)
+    return _build(params, d_model, d_inner, d_state, d_conv, dt_rank, name, expand=expand,
+                  dt_min=dt_min, dt_max=dt_max, seed=seed)
 
 
 def _array(key: str, value: Any) -> np.ndarray:
@@ -165,7 +168,7 @@ def _array(key: str, value: Any) -> np.ndarray:
 
 def mamba_from_state_dict(weights: Mapping[str, Any], *, prefix: str | None = None,
                           name: str | None = None) -> Cell:
-    """A Mamba cell from a ``Mamba`` module's ``state_dict`` (what ``gf.from_torch("mamba", sd)`` calls).
+    """A Mamba cell from a ``mamba_ssm`` ``Mamba`` module's ``state_dict`` (tensors or arrays).
 
     Sizes are read off the arrays; ``prefix`` picks one block of a larger model
     (``"backbone.layers.0.mixer"``). Keys other than the module's are an error without a prefix.
@@ -176,7 +179,7 @@ def mamba_from_state_dict(weights: Mapping[str, Any], *, prefix: str | None = No
     >>> import gradflow as gf
     >>> cell = gf.mamba(4, d_state=2, d_conv=2)
     >>> sd = {f"layers.0.mixer.{k}": v for k, v in cell.params.items()}
-    >>> again = gf.from_torch("mamba", sd, prefix="layers.0.mixer")
+    >>> again = gf.mamba_from_state_dict(sd, prefix="layers.0.mixer")
     >>> again.state_size == cell.state_size and again.config["dt_rank"]
     1
     """
@@ -214,61 +217,28 @@ def mamba_from_state_dict(weights: Mapping[str, Any], *, prefix: str | None = No
     return _build(params, d_model, d_inner, d_state, d_conv, dt_rank, name)
 
 
-def _check_kind(cell: Cell) -> Cell:
-    cell = check_cell(cell)
-    if cell.kind != KIND:
-        raise ValueError(f"cell must be a Mamba block (gf.mamba); got {cell.name!r} of kind {cell.kind!r}")
-    return cell
-
-
-def outputs(cell: Cell, xs, h0=None) -> np.ndarray:
-    """The block's outputs ``out_proj(y_t)``, shape (T, batch, d_model): the module's forward pass.
-
-    Examples
-    --------
-    >>> import gradflow as gf
-    >>> from gradflow._mamba import outputs
-    >>> outputs(gf.mamba(4, d_state=2), gf.inputs.gaussian(5, 2, 4)).shape
-    (5, 2, 4)
-    """
-    cell = _check_kind(cell)
-    xs, h0 = check_sequence(cell, xs, h0)
-    states = unroll(cell, xs, h0)
+def outputs(cell: Cell, states: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The block's outputs ``out_proj(y_t)`` (T, batch, d_model) from `unroll`'s states: the
+    module's forward pass."""
     T, B, _ = xs.shape
-    p = cell.params
-    _, x_c, C, z, _ = _parts(p, states[:-1].reshape(T * B, -1), xs.reshape(T * B, -1), **_sizes(cell))
-    s = states[1:].reshape(T * B, -1)[:, -cell.config["d_inner"] * cell.config["d_state"] :]
-    y = np.einsum("mdn,mn->md", s.reshape(T * B, cell.config["d_inner"], -1), C) + p["D"] * x_c
+    p, sizes = cell.params, _sizes(cell)
+    _, x_c, C, z, _ = _parts(p, states[:-1].reshape(T * B, -1), xs.reshape(T * B, -1), **sizes)
+    s = states[1:].reshape(T * B, -1)[:, cell.components["ssm"]]
+    y = np.einsum("mdn,mn->md", s.reshape(T * B, sizes["d_inner"], -1), C) + p["D"] * x_c
     out = (y * _silu(z)) @ p["out_proj.weight"].T
     if "out_proj.bias" in p:
         out = out + p["out_proj.bias"]
     return out.reshape(T, B, -1)
 
 
-def linear_coefficients(cell: Cell, xs, h0=None) -> tuple[np.ndarray, np.ndarray]:
-    """The SSM state's per-step map ``s_t = a_t * s_{t-1} + b_t`` for all t at once.
+def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray):
+    """The SSM state's per-step map ``s_t = a_t * s_{t-1} + b_t`` for validated inputs, all t at once.
 
-    Returns real ``a = exp(dt_t A)`` and ``b = (dt_t x_c,t) B_t``, shape (T, batch, d_inner *
-    d_state), in the layout of the state's ``"ssm"`` component. The conv buffer is a shift
-    register of ``x = in_proj(u)[:d_inner]``: it is computed from the inputs (starting from
-    ``h0``'s buffer, zeros by default), so ``x_c`` and with it ``a_t``, ``b_t`` need no scan.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import gradflow as gf
-    >>> from gradflow._mamba import linear_coefficients
-    >>> cell = gf.mamba(4, d_state=2, d_conv=3)
-    >>> xs = gf.inputs.gaussian(6, 2, 4)
-    >>> a, b = linear_coefficients(cell, xs)
-    >>> s = np.zeros((2, 16))
-    >>> for t in range(6):
-    ...     s = a[t] * s + b[t]
-    >>> bool(np.allclose(s, gf.unroll(cell, xs)[-1][:, cell.components["ssm"]]))
-    True
+    Real ``a = exp(dt_t A)`` and ``b = (dt_t x_c,t) B_t``, shape (T, batch, d_inner * d_state), in
+    the layout of the state's ``"ssm"`` component. The conv buffer is a shift register of
+    ``x = in_proj(u)[:d_inner]``: it is computed from the inputs (starting from ``h0``'s buffer),
+    so ``x_c`` and with it ``a_t``, ``b_t`` need no scan.
     """
-    cell = _check_kind(cell)
-    xs, h0 = check_sequence(cell, xs, h0)
     T, B, _ = xs.shape
     sizes = _sizes(cell)
     d_inner, width = sizes["d_inner"], sizes["d_conv"] - 1
@@ -279,8 +249,10 @@ def linear_coefficients(cell: Cell, xs, h0=None) -> tuple[np.ndarray, np.ndarray
     # Buffer before each step: the last `width` values of x, h0's buffer before the first input.
     start = np.moveaxis(h0[:, : d_inner * width].reshape(B, d_inner, width), 2, 0)
     history = np.concatenate([start, x], axis=0)  # (width + T, B, d_inner)
-    buffers = np.stack([history[k : k + T] for k in range(width)], axis=-1)  # (T, B, d_inner, width)
-    rows = np.concatenate([buffers.reshape(T * B, -1), np.zeros((T * B, d_inner * sizes["d_state"]))], 1)
+    buffers = np.stack([history[k : k + T] for k in range(width)] or [np.empty((T, B, d_inner, 0))],
+                       axis=-1)  # (T, B, d_inner, width); no buffer when d_conv = 1
+    rows = np.concatenate([buffers.reshape(T * B, d_inner * width),
+                           np.zeros((T * B, d_inner * sizes["d_state"]))], 1)
     new, _, _, _, decay = _parts(p, rows, xs.reshape(T * B, -1), **sizes)
     # The step from a zero SSM state is b_t; every (T * B) row is one step, all at once.
     return decay.reshape(T, B, -1), new[:, d_inner * width :].reshape(T, B, -1)

@@ -14,16 +14,14 @@ the state is ``[Re h, Im h]`` like the LRU's (``gradflow._lru``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 import autograd.numpy as anp
 import numpy as np
 
-from .cells._cells import Cell
-from .engine._engine import check_cell, check_sequence, unroll
+from ..core._validation import check_finite_float, check_positive_int, check_seed
+from ._cells import Cell
 from ._lru import diagonal_step, readout
-from .core._validation import check_finite_float, check_positive_int, check_seed
 
 KIND = "s4d"
 
@@ -46,8 +44,8 @@ def discretise(params: Mapping[str, np.ndarray]):
     return abar_re, abar_im, coef_re * b_re - coef_im * b_im, coef_re * b_im + coef_im * b_re
 
 
-def s4d_step(params, state, x, *, hidden):
-    return diagonal_step(*discretise(params), state, x, hidden)
+def s4d_step(params, state, x):
+    return diagonal_step(*discretise(params), state, x)
 
 
 def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1, seed: int = 0,
@@ -58,8 +56,7 @@ def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
     ``B`` entries complex ``N(0, 1/D)`` (real and imaginary parts ``N(0, 1/(2D))``), ``C`` entries
     ``N(0, 1/N)`` per part, ``D`` ``N(0, 1)``. ``|Abar_n| = exp(-dt_n / 2)``: between 0.95 and
     0.9995 with the default steps, so memory spans ~20 to ~2,000 steps. State ``[Re h, Im h]``
-    (one component ``"h"``); the layer's output (not part of the recurrence) is
-    ``gradflow._ssm.outputs``.
+    (one component ``"h"``); the layer's output (not part of the recurrence) is `layer_outputs`.
 
     Parameters
     ----------
@@ -75,7 +72,7 @@ def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
     --------
     >>> import numpy as np
     >>> import gradflow as gf
-    >>> from gradflow._ssm import discretise
+    >>> from gradflow.cells._ssm import discretise
     >>> cell = gf.s4d(8, 2, seed=0)
     >>> a_re, a_im, _, _ = discretise(cell.params)
     >>> bool(np.allclose(np.hypot(a_re, a_im), np.exp(-np.exp(cell.params["log_dt"]) / 2)))
@@ -102,46 +99,20 @@ def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
     }
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "complex": True,
               "dt_min": dt_min, "dt_max": dt_max, "seed": seed}
-    return Cell(functools.partial(s4d_step, hidden=hidden), params, 2 * hidden, inputs, kind=KIND,
-                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND)
+    return Cell(s4d_step, params, 2 * hidden, inputs, kind=KIND,
+                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND,
+                stacked_tangents=True)
 
 
-def _check_kind(cell: Cell) -> Cell:
-    cell = check_cell(cell)
-    if cell.kind != KIND:
-        raise ValueError(f"cell must be a diagonal state-space layer (gf.s4d); got {cell.name!r} of "
-                         f"kind {cell.kind!r}")
-    return cell
+def outputs(cell: Cell, states: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The layer's outputs ``y_t = Re(C h_t) + D * x_t`` (T, batch, inputs) from `unroll`'s states."""
+    return readout(cell.params, states[1:], xs)
 
 
-def outputs(cell: Cell, xs, h0=None) -> np.ndarray:
-    """The layer's outputs ``y_t = Re(C h_t) + D * x_t``, shape (T, batch, inputs)."""
-    cell = _check_kind(cell)
-    xs, h0 = check_sequence(cell, xs, h0)
-    return readout(cell.params, unroll(cell, xs, h0)[1:], xs)
-
-
-def linear_coefficients(cell: Cell, xs) -> tuple[np.ndarray, np.ndarray]:
-    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` for all t: complex (T, batch, N) arrays on
-    ``h = Re h + i Im h``, ``a_t = Abar``, ``b_t = Bbar x_t`` (the convention of ``gradflow._lru``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import gradflow as gf
-    >>> from gradflow._lru import as_complex
-    >>> from gradflow._ssm import linear_coefficients
-    >>> cell = gf.s4d(4, 2)
-    >>> xs = gf.inputs.gaussian(6, 1, 2)
-    >>> a, b = linear_coefficients(cell, xs)
-    >>> h = np.zeros((1, 4), complex)
-    >>> for t in range(6):
-    ...     h = a[t] * h + b[t]
-    >>> bool(np.allclose(h, as_complex(gf.unroll(cell, xs)[-1])))
-    True
+def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None):
+    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` for validated inputs: complex (T, batch, N)
+    arrays on ``h = Re h + i Im h``, ``a_t = Abar``, ``b_t = Bbar x_t`` (as for the LRU).
     """
-    cell = _check_kind(cell)
-    xs, _ = check_sequence(cell, xs)
     a_re, a_im, b_re, b_im = discretise(cell.params)
     b = xs @ (b_re + 1j * b_im).T
     return np.broadcast_to(a_re + 1j * a_im, b.shape).copy(), b

@@ -19,10 +19,9 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as np
 
-from .core import _activations as act
-from .cells._cells import Cell
-from .engine._engine import check_cell, check_sequence
-from .core._validation import check_positive_int, check_seed
+from ..core._diagonal import diagonal_update
+from ..core._validation import check_positive_int, check_seed
+from ._cells import Cell
 
 # Each kind's linear maps of the input, in draw order; "h" is the candidate state.
 GATES = {"mingru": ("z", "h"), "minlstm": ("f", "i", "h")}
@@ -36,21 +35,32 @@ def _log_sigmoid(a):
     return -anp.logaddexp(0.0, -a)
 
 
+def _gate_pair(a):
+    """``(sigmoid(a), sigmoid(-a))``, each to full relative precision in its tail: the kept
+    fraction ``1 - z`` of a saturated gate is ``e^-a``, not ``1 - 0.999...`` (or 0)."""
+    return anp.exp(_log_sigmoid(a)), anp.exp(_log_sigmoid(-a))
+
+
 def _minlstm_gates(params, x):
     """``(f', i') = (f, i) / (f + i)``, as ``sigmoid(log f - log i)`` and its mirror: the same
     numbers, and no 0/0 where both gates underflow (pre-activations below about -37)."""
-    gap = _log_sigmoid(_linear(params, x, "f")) - _log_sigmoid(_linear(params, x, "i"))
-    return act.sigmoid(gap), act.sigmoid(-gap)
+    return _gate_pair(_log_sigmoid(_linear(params, x, "f")) - _log_sigmoid(_linear(params, x, "i")))
+
+
+def _mingru_gates(params, x):
+    """``(1 - z, z)``."""
+    z, keep = _gate_pair(_linear(params, x, "z"))
+    return keep, z
 
 
 def mingru_step(params, state, x):
-    z = act.sigmoid(_linear(params, x, "z"))
-    return (1.0 - z) * state + z * _linear(params, x, "h")
+    keep, z = _mingru_gates(params, x)
+    return diagonal_update(keep, state, z * _linear(params, x, "h"))
 
 
 def minlstm_step(params, state, x):
     f, i = _minlstm_gates(params, x)
-    return f * state + i * _linear(params, x, "h")
+    return diagonal_update(f, state, i * _linear(params, x, "h"))
 
 
 _STEPS = {"mingru": mingru_step, "minlstm": minlstm_step}
@@ -68,7 +78,8 @@ def _random(kind: str, hidden: int, inputs: int, seed: int, name: str | None) ->
         params[f"bias_{gate}"] = rng.uniform(-bound, bound, size=hidden)
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "seed": seed}
     return Cell(_STEPS[kind], params, hidden, inputs, kind=kind,
-                components={"h": np.arange(hidden)}, config=config, name=name or kind)
+                components={"h": np.arange(hidden)}, config=config, name=name or kind,
+                stacked_tangents=True)  # the state passes through diagonal_update only
 
 
 def mingru(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None) -> Cell:
@@ -100,34 +111,12 @@ def minlstm(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None)
     return _random("minlstm", hidden, inputs, seed, name)
 
 
-def linear_coefficients(cell: Cell, xs) -> tuple[np.ndarray, np.ndarray]:
-    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` of a minGRU or minLSTM, all t at once.
+def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None):
+    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` of a minGRU or minLSTM for validated inputs.
 
-    Returns real ``a`` and ``b`` of shape (T, batch, hidden): ``a_t = 1 - z_t``,
-    ``b_t = z_t * h~_t`` (minGRU) or ``a_t = f'_t``, ``b_t = i'_t * h~_t`` (minLSTM).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import gradflow as gf
-    >>> from gradflow._mingru import linear_coefficients
-    >>> cell = gf.minlstm(4, 2)
-    >>> xs = gf.inputs.gaussian(5, 3, 2)
-    >>> a, b = linear_coefficients(cell, xs)
-    >>> h = np.zeros((3, 4))
-    >>> for t in range(5):
-    ...     h = a[t] * h + b[t]
-    >>> bool(np.allclose(h, gf.unroll(cell, xs)[-1]))
-    True
+    Real ``a`` and ``b`` of shape (T, batch, hidden): ``a_t = 1 - z_t``, ``b_t = z_t * h~_t``
+    (minGRU) or ``a_t = f'_t``, ``b_t = i'_t * h~_t`` (minLSTM).
     """
-    cell = check_cell(cell)
-    if cell.kind not in GATES:
-        raise ValueError(f"cell must be a minGRU or minLSTM (gf.mingru, gf.minlstm); got "
-                         f"{cell.name!r} of kind {cell.kind!r}")
-    xs, _ = check_sequence(cell, xs)
     p = cell.params
-    if cell.kind == "mingru":
-        z = act.logistic(_linear(p, xs, "z"))
-        return 1.0 - z, z * _linear(p, xs, "h")
-    f, i = _minlstm_gates(p, xs)
-    return f, i * _linear(p, xs, "h")
+    a, gate = (_mingru_gates if cell.kind == "mingru" else _minlstm_gates)(p, xs)
+    return a, gate * _linear(p, xs, "h")
