@@ -4,12 +4,14 @@ and the Zucchet-Orvieto closed forms it is compared with."""
 import autograd.numpy as anp
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from autograd import grad
 
 import gradflow as gf
 from gradflow.measure import (
     diagonal_cell,
+    scaling_exponents,
     sensitivity_closed_form,
     sensitivity_scaling,
 )
@@ -38,8 +40,9 @@ def unrolled_loss(cell, xs, loss):
 
 
 @pytest.mark.parametrize("make", [lambda: gf.rnn(5, 3, gain=1.3, seed=0), lambda: gf.lstm(4, 3, seed=1),
-                                  lambda: gf.gru(4, 3, seed=2), lambda: diagonal_linear(d=3)],
-                         ids=["rnn", "lstm", "gru", "diagonal"])
+                                  lambda: gf.gru(4, 3, seed=2), lambda: diagonal_linear(d=3),
+                                  lambda: gf.lru(3, 3, r_min=0.9, r_max=0.99, seed=3)],
+                         ids=["rnn", "lstm", "gru", "diagonal", "lru"])
 def test_contributions_sum_to_autograd_gradient(make):
     cell = make()
     xs = gf.inputs.gaussian(30, 3, 3, seed=4)
@@ -100,6 +103,9 @@ def test_groups_display_and_bad_input():
             gf.parameter_sensitivity(cell, xs, groups=bad)
     with pytest.raises(ValueError, match="loss must be a callable"):
         gf.parameter_sensitivity(cell, xs, loss="frobenius")
+    bare = gf.Cell(lambda p, h, x: 0.5 * h + x, {}, 2, 2)
+    with pytest.raises(ValueError, match="has no parameters"):
+        gf.parameter_sensitivity(bare, xs)
 
 
 def test_closed_form_against_direct_sums():
@@ -136,3 +142,21 @@ def test_sensitivity_scaling_small():
     # Same seed, same numbers.
     again = sensitivity_scaling(ks=(0.5, 1.0), steps=100, batch=4, seeds=2, phase=0.5)
     assert frame.equals(again)
+
+
+def test_scaling_exponents_recovers_a_power_law():
+    # Squared sensitivities exactly 2 (1 - r)^-3 (unnormalised) and 5 (1 - r)^-2 (normalised), with
+    # multiplicative noise: the fit returns the powers, the bootstrap interval contains them.
+    rng = np.random.default_rng(0)
+    rows = []
+    for flag, power in ((False, -3.0), (True, -2.0)):
+        for k in (0.5, 1.0, 2.0, 3.0):
+            x = 1 - (1 - 10**-k) ** 2
+            for seed in range(30):
+                rows.append(dict(normalised=flag, one_minus_r=x, seed=seed, closed_form=x**power,
+                                 squared_sensitivity=(2 if power == -3 else 5) * x**power * rng.lognormal(0, 0.1)))
+    fit = scaling_exponents(pd.DataFrame(rows)).set_index("normalised")
+    for flag, power in ((False, -3.0), (True, -2.0)):
+        assert fit.loc[flag, "closed_form_exponent"] == pytest.approx(power, abs=1e-12)
+        assert fit.loc[flag, "low"] < power < fit.loc[flag, "high"]
+        assert fit.loc[flag, "high"] - fit.loc[flag, "low"] < 0.05

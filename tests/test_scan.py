@@ -157,3 +157,42 @@ def test_scanned_recurrence_depth_and_paths():
         gf.recurrent(gf.rnn(4, 2), scan=True)
     with pytest.raises(ValueError, match="scan must be True or False"):
         gf.recurrent(cell, scan="yes")
+
+
+def test_complex_state_cell_scan_and_rate():
+    # A complex diagonal recurrence held as [Re h, Im h] (the LRU's layout, config["complex"]).
+    from gradflow.measure import diagonal_cell
+
+    lam = np.array([0.97 * np.exp(0.3j), 0.6 * np.exp(-2.0j), 0.9 + 0j])
+    cell = diagonal_cell(lam)
+    xs = gf.inputs.gaussian(2000, 2, 3, seed=6)
+    h0 = np.random.default_rng(7).standard_normal(6)
+    assert rel_err(gf.scan(cell, xs, h0), gf.unroll(cell, xs, h0)) < 1e-12
+    a, _ = diagonal_coefficients(cell, xs)
+    assert a.shape == (2000, 2, 3) and np.allclose(a, lam, rtol=0, atol=1e-15)
+    assert gf.diagonal_rate(cell, xs) == pytest.approx(np.log(0.97), rel=1e-14)
+    assert gf.gradient_flow(cell, xs[:400]).rate == pytest.approx(np.log(0.97), abs=1e-3)
+
+
+@pytest.mark.parametrize("make", [lambda: gf.lru(6, 3, r_min=0.9, r_max=0.999, seed=0), lambda: gf.s4d(4, 3, seed=1),
+                                  lambda: gf.mingru(5, 3, seed=2), lambda: gf.minlstm(5, 3, seed=3),
+                                  lambda: gf.mamba(3, d_state=2, d_conv=4, seed=4)],
+                         ids=["lru", "s4d", "mingru", "minlstm", "mamba"])
+def test_builtin_linear_cells_scan_equals_unroll(make):
+    cell = make()
+    xs = gf.inputs.gaussian(300, 2, cell.input_size, seed=5)
+    h0 = 0.5 * np.random.default_rng(6).standard_normal(cell.state_size)  # Mamba: a non-zero conv buffer too
+    assert rel_err(gf.scan(cell, xs, h0), gf.unroll(cell, xs, h0)) < 1e-12
+
+
+def test_diagonal_rate_is_the_measured_rate_of_builtin_cells():
+    lru = gf.lru(4, 2, r_min=0.8, r_max=0.99, seed=0)
+    p = lru.params
+    lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))  # Orvieto et al.'s parametrisation
+    xs = gf.inputs.gaussian(800, 2, 2, seed=5)
+    assert gf.diagonal_rate(lru, xs) == pytest.approx(np.log(np.abs(lam)).max(), rel=1e-12)
+    assert gf.gradient_flow(lru, xs).rate == pytest.approx(gf.diagonal_rate(lru, xs), abs=1e-4)
+    s4d = gf.s4d(4, 2, seed=1)
+    assert gf.gradient_flow(s4d, xs).rate == pytest.approx(gf.diagonal_rate(s4d, xs), abs=1e-4)
+    with pytest.raises(ValueError, match="not declared linear"):
+        gf.diagonal_rate(gf.slstm(4, 2), xs)

@@ -19,9 +19,11 @@ from autograd.core import make_jvp
 
 from ..core._threads import blas_limit
 from ._engine import check_cell, check_sequence, check_trajectory, unroll
+from ._linear import LINEAR_COEFFICIENTS
 
 # A step declared linear must satisfy step(h) = a * h + b at a random h to this relative tolerance.
 LINEAR_TOL = 1e-9
+CHECK_ROWS = 4096  # rows (step x sample) on which that is checked
 
 
 def scan_depth(steps: int) -> int:
@@ -43,7 +45,7 @@ def _numeric(name: str, value) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating)
             or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{name} must be a real or complex numeric array; got dtype {arr.dtype}")
-    arr = arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64)
+    arr = arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(f"{name} contains non-finite values at index {where}; shape {arr.shape}")
@@ -120,14 +122,23 @@ def associative_scan(a, b, h0=None) -> np.ndarray:
     return h
 
 
-def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
-    """``(a, b)``, each (T, batch, state), with ``step(h, x_t) = a_t * h + b_t`` for a cell whose
-    step is elementwise affine in its state (``cell.config["linear"]``).
+def _as_complex(state: np.ndarray) -> np.ndarray:
+    """``Re h + i Im h`` of a real-stacked complex state ``[Re h (N), Im h (N)]`` on the last axis."""
+    n = state.shape[-1] // 2
+    return state[..., :n] + 1j * state[..., n:]
 
-    One forward-mode pass over all ``T * batch`` rows at once: ``b = step(0, x)`` and ``a`` the
-    derivative along the all-ones direction, both exact (no difference of two steps). The claim
-    is then checked at a random state, so a cell that is not elementwise affine raises
-    ``ValueError`` rather than scanning wrongly.
+
+def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, b)``, each (T, batch, n), with ``step(h, x_t) = a_t * h + b_t`` for a cell whose step
+    is elementwise affine in its state (``cell.config["linear"]``).
+
+    Real ``a``, ``b`` on the state itself (``n = state_size``); with ``cell.config["complex"]``
+    the state is the real-stacked complex ``[Re h, Im h]`` (as the LRU and S4D hold it) and
+    ``a``, ``b`` are complex on ``h`` (``n = state_size / 2``). One forward-mode pass over all
+    ``T * batch`` rows at once: ``b = step(0, x)`` and ``a`` the derivative along ``Re h = 1``
+    (``Re a`` and ``Im a`` land in the two halves), both exact, no difference of two steps. The
+    claim is then checked at a random state on up to `CHECK_ROWS` steps, so a cell that is not
+    elementwise affine raises ``ValueError`` rather than scanning wrongly.
     """
     cell = check_cell(cell)
     xs, _ = check_sequence(cell, xs)
@@ -137,21 +148,34 @@ def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
             f"(config['linear'] is not set): it has no associative scan; use gf.unroll")
     T, B, D = xs.shape
     S = cell.state_size
+    paired = bool(cell.config.get("complex"))
+    if paired and S % 2:
+        raise ValueError(f"cell {cell.name!r} declares a complex state but its state_size {S} is odd")
     x = xs.reshape(T * B, D)
+    tangent = np.ones((T * B, S))
+    if paired:
+        tangent[:, S // 2 :] = 0.0  # d/d(Re h): Re a in the first half, Im a in the second
+    # The check runs on up to CHECK_ROWS rows spread over the sequence: a step that is not
+    # elementwise affine fails at almost any state, and the full check would cost a second pass.
+    rows = np.unique(np.linspace(0, T * B - 1, min(T * B, CHECK_ROWS)).astype(np.intp))
     with blas_limit():
-        b, a = make_jvp(lambda h: cell.step(cell.params, h, x), np.zeros((T * B, S)))(np.ones((T * B, S)))
+        b, a = make_jvp(lambda h: cell.step(cell.params, h, x), np.zeros((T * B, S)))(tangent)
         a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-        probe = np.random.default_rng(0).standard_normal((T * B, S))  # fixed: same call, same check
-        direct = np.asarray(cell.step(cell.params, probe, x))
-    affine = a * probe + b
-    scale = np.abs(a * probe) + np.abs(b) + np.abs(direct)
+        probe = np.random.default_rng(0).standard_normal((len(rows), S))  # fixed: same call, same check
+        direct = np.asarray(cell.step(cell.params, probe, x[rows]))
+    if paired:
+        a, b = _as_complex(a), _as_complex(b)
+        probe, direct = _as_complex(probe), _as_complex(direct)
+    affine = a[rows] * probe + b[rows]
+    scale = np.abs(a[rows] * probe) + np.abs(b[rows]) + np.abs(direct)
     if not np.all(np.abs(direct - affine) <= LINEAR_TOL * np.maximum(scale, 1e-300)):
         worst = float(np.max(np.abs(direct - affine) / np.maximum(scale, 1e-300)))
         raise ValueError(
             f"cell {cell.name!r} is declared linear (config['linear']) but its step is not "
-            f"elementwise affine in the state, step(h) = a * h + b (relative misfit {worst:.2g} at a "
-            f"random state): it has no diagonal associative scan; use gf.unroll")
-    return a.reshape(T, B, S), b.reshape(T, B, S)
+            f"elementwise affine in the {'complex ' if paired else ''}state, step(h) = a * h + b "
+            f"(relative misfit {worst:.2g} at a random state): it has no diagonal associative scan; "
+            f"use gf.unroll")
+    return a.reshape(T, B, -1), b.reshape(T, B, -1)
 
 
 def scan(cell, xs, h0=None) -> np.ndarray:
@@ -163,8 +187,11 @@ def scan(cell, xs, h0=None) -> np.ndarray:
     Parameters
     ----------
     cell : Cell
-        A cell with ``cell.config["linear"]`` true whose step is ``a(x) * h + b(x)``
-        elementwise; any other cell raises ``ValueError``.
+        A cell with ``cell.config["linear"]`` true: the built-in linear cells (``lru``, ``s4d``,
+        ``mingru``, ``minlstm``, ``mamba``) through their exact `linear_coefficients` (Mamba:
+        its SSM state by the scan, its conv buffer, a shift register of the inputs, directly),
+        any other through `diagonal_coefficients` (elementwise affine steps, real or with a
+        ``config["complex"]`` state ``[Re h, Im h]``). Any other cell raises ``ValueError``.
     xs : array, shape (T, batch, inputs)
     h0 : array, shape (batch, state) or (state,), optional
 
@@ -187,27 +214,62 @@ def scan(cell, xs, h0=None) -> np.ndarray:
     """
     cell = check_cell(cell)
     xs, h0 = check_sequence(cell, xs, h0)
-    a, b = diagonal_coefficients(cell, xs)
+    a, b, part, paired = _coefficients(cell, xs, h0)
     out = np.empty((xs.shape[0] + 1, *h0.shape))
     out[0] = h0
+    start = h0[:, part]
     try:
-        out[1:] = associative_scan(a, b, h0)
+        states = associative_scan(a, b, _as_complex(start) if paired else start)
     except FloatingPointError:
         unroll(cell, xs, h0)  # raises, naming the step, when the state itself overflows
         raise  # only the scan's products of |a| > 1 overflowed: the loop still works
+    out[1:, :, part] = np.concatenate([states.real, states.imag], axis=-1) if paired else states
+    if cell.kind == "mamba":
+        conv = cell.components["conv"]
+        out[1:, :, conv] = _mamba_buffers(cell, xs, h0[:, conv])
     check_trajectory(cell, out)
     return out
 
 
-def diagonal_rate(cell, xs) -> float:
+def _coefficients(cell, xs, h0):
+    """``(a, b, part, paired)``: the scanned part of the state (indices) and whether it is complex."""
+    if not cell.config.get("linear"):
+        raise ValueError(
+            f"cell {cell.name!r} (kind {cell.kind!r}) is not declared linear in its state "
+            f"(config['linear'] is not set): it has no associative scan; use gf.unroll")
+    paired = bool(cell.config.get("complex"))
+    if cell.kind in LINEAR_COEFFICIENTS:  # exact formulas beside the cell
+        a, b = LINEAR_COEFFICIENTS[cell.kind](cell, xs, h0)
+        part = cell.components["ssm"] if cell.kind == "mamba" else np.arange(cell.state_size)
+        return a, b, part, paired
+    a, b = diagonal_coefficients(cell, xs)
+    return a, b, np.arange(cell.state_size), paired
+
+
+def _mamba_buffers(cell, xs, start):
+    """Mamba's conv buffer after each step: the last ``d_conv - 1`` values of ``x = in_proj(u)``
+    per channel (``start`` before the first), channel-major as in the state; (T, batch, width)."""
+    T, B, _ = xs.shape
+    d_inner, width = cell.config["d_inner"], cell.config["d_conv"] - 1
+    x = xs @ cell.params["in_proj.weight"][:d_inner].T
+    if "in_proj.bias" in cell.params:
+        x = x + cell.params["in_proj.bias"][:d_inner]
+    history = np.concatenate([np.moveaxis(start.reshape(B, d_inner, width), 2, 0), x], axis=0)
+    after = np.stack([history[k + 1 : k + 1 + T] for k in range(width)], axis=-1)  # (T, B, d_inner, width)
+    return after.reshape(T, B, d_inner * width)
+
+
+def diagonal_rate(cell, xs, h0=None) -> float:
     """The exact gradient rate (nats/step) of a diagonal linear recurrence along ``xs``.
 
     Back-propagating through ``h_t = a_t * h_{t-1} + b_t`` multiplies unit ``i``'s gradient by
-    ``a_{t,i}`` at every step, so its log-norm falls by ``log |a_{t,i}|`` per step exactly and
+    ``a_{t,i}`` at every step (complex for a ``config["complex"]`` cell: ``|a|`` is its modulus),
+    so its log-norm falls by ``log |a_{t,i}|`` per step exactly and
     the gradient's rate is the largest unit's mean ``log |a_{t,i}|`` along the trajectory
     (over steps and samples): ``log max |a|`` for a constant ``a``. No linearisation, no
     mean-field approximation: `gradient_flow`'s fitted rate converges to it as the other
-    units' shares die out.
+    units' shares die out. For Mamba, the SSM state's rate (its conv buffer's Jacobian is
+    nilpotent: that part of the gradient is exactly 0 after ``d_conv - 1`` steps).
 
     Examples
     --------
@@ -223,7 +285,9 @@ def diagonal_rate(cell, xs) -> float:
     >>> print(f"{gf.gradient_flow(cell, xs).rate:.4f}")  # unit 0's share still decays
     -0.0513
     """
-    a, _ = diagonal_coefficients(cell, xs)
+    cell = check_cell(cell)
+    xs, h0 = check_sequence(cell, xs, h0)
+    a, _, _, _ = _coefficients(cell, xs, h0)
     with np.errstate(divide="ignore"):  # a == 0 exactly: that unit's gradient dies, rate -inf
         per_unit = np.mean(np.log(np.abs(a)), axis=(0, 1))
     return float(np.max(per_unit))

@@ -169,6 +169,8 @@ def _colors(n: int) -> list[str]:
 
 
 def _check_groups(cell, groups) -> dict[str, tuple[str, ...]]:
+    if not cell.params:
+        raise ValueError(f"cell {cell.name!r} has no parameters: there is no dL/dtheta to split")
     if groups is None:
         return {k: (k,) for k in cell.params}
     if not isinstance(groups, Mapping) or not groups:

@@ -54,7 +54,7 @@ def diagonal_cell(lambdas, normalised=False, name: str | None = None):
                                 p["lambda_re"] * im + p["lambda_im"] * re], axis=1)
 
     params = {"lambda_re": lambdas.real, "lambda_im": lambdas.imag, "gamma": gamma}
-    return Cell(step, params, 2 * n, n, config={"linear_complex": True},
+    return Cell(step, params, 2 * n, n, config={"linear": True, "complex": True},
                 name=name or ("diagonal (normalised)" if flags.all() else "diagonal"),
                 components={"re": np.arange(n), "im": np.arange(n, 2 * n)})
 
