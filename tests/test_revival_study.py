@@ -21,6 +21,7 @@ def report(study_run):
     return run.out, run.result
 
 
+@pytest.mark.slow
 def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     out, result = report
     assert sorted(os.listdir(out)) == sorted(["recurrent_revival.pdf"] + [f"recurrent_revival_{name}" for name in (
@@ -40,6 +41,7 @@ def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     assert result["verdict"].endswith("sensitivity: inconclusive (n < 10)")
 
 
+@pytest.mark.slow
 def test_memory_numbers_are_the_engines_and_the_csvs(report):
     out, result = report
     networks = pd.read_csv(out / "recurrent_revival_networks.csv")
@@ -68,12 +70,13 @@ def test_memory_numbers_are_the_engines_and_the_csvs(report):
     assert f"{first.rate:+.3f} [{first.rate_low:+.3f}, {first.rate_high:+.3f}]" in text
 
 
+@pytest.mark.slow
 def test_depth_is_exact_and_the_scan_equals_the_loop(report):
     out, _ = report
     depth = pd.read_csv(out / "recurrent_revival_depth.csv")
     loops, scans = depth[depth.method == measure.LOOP], depth[depth.method == measure.SCAN]
     assert (loops.sequential_depth == loops.n).all()
-    assert (scans.sequential_depth == np.ceil(np.log2(scans.n)).astype(int)).all()
+    assert (scans.sequential_depth == 1 + np.ceil(np.log2(scans.n)).astype(int)).all()  # input map + rounds
     assert set(scans.architecture) == {a for a, spec in measure.ARCHITECTURES.items() if spec.linear}
     assert (depth[depth.method == "attention"].sequential_depth == 1).all()
     times = pd.read_csv(out / "recurrent_revival_times.csv")
@@ -140,6 +143,7 @@ def test_parallel_verdict_reads_the_shallowest_forward_pass(laws, label):
     assert rr.parallel_sentence(decision, _depth(laws)).startswith(label)
 
 
+@pytest.mark.slow
 def test_sensitivity_exponents_are_fitted_from_the_csv(report):
     out, result = report
     frame = pd.read_csv(out / "recurrent_revival_sensitivity.csv")

@@ -54,7 +54,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                           "d_conv 4"),
 }
 NONLINEAR = tuple(a for a, spec in ARCHITECTURES.items() if not spec.linear)
-TIMED = ("LSTM", "minGRU", "minLSTM")  # one of each kind
+TIMED = ("LSTM", "LRU", "S4D", "minGRU", "minLSTM", "Mamba")  # the second LRU ring times as the first
 LOOP, SCAN = "loop", "scan"
 ATTENTION = "self-attention (1 layer)"
 SCAN_TOL = 1e-10  # the scan's states against the loop's, relative to the largest state
@@ -148,27 +148,28 @@ def _interval_regime(iv: protocol.Interval) -> str:
 # ---------------------------------------------------------------- 2. parallelism
 
 
-def sequence_models(hidden: int, seed: int) -> dict[tuple[str, str], gf.SequenceModel | int]:
-    """Every architecture's forward pass as ``(architecture, method) -> what gives its depth``: the
-    sequence model whose dependency graph `gradflow.path_lengths` reads, or for a scan the cell."""
-    models: dict[tuple[str, str], Any] = {}
+def sequence_models(hidden: int, seed: int) -> dict[tuple[str, str], gf.SequenceModel]:
+    """Every architecture's forward pass as ``(architecture, method) -> its sequence model``, whose
+    dependency graph `gradflow.path_lengths` reads: a loop over time, and for the cells linear in
+    their state also the doubling scan (``gradflow.recurrent(cell, scan=True)``)."""
+    models: dict[tuple[str, str], gf.SequenceModel] = {}
     for name, spec in ARCHITECTURES.items():
         cell = spec.build(hidden, protocol.INPUTS, seed)
         models[(name, LOOP)] = gf.recurrent(cell)
         if spec.linear:
-            models[(name, SCAN)] = cell
+            models[(name, SCAN)] = gf.recurrent(cell, scan=True)
     models[(ATTENTION, "attention")] = gf.self_attention(hidden, heads=1, inputs=protocol.INPUTS, seed=seed)
     return models
 
 
 def measure_depth(cfg: Any) -> pd.DataFrame:
-    """Sequential depth of each architecture's forward pass at every n (exact): the dependency graph's
-    Kahn rounds for loops and attention, the doubling scan's combine rounds for scans."""
+    """Sequential depth of each architecture's forward pass at every n (exact): Kahn rounds over the
+    dependency graph of the loop, the scan or the attention layer."""
     rows = []
     for (name, method), model in sequence_models(cfg.hidden, cfg.seed).items():
         for n in cfg.lengths:
-            depth = gf.scan_depth(n) if method == SCAN else gf.path_lengths(model, n).sequential_depth
-            rows.append(dict(architecture=name, method=method, n=n, sequential_depth=depth))
+            rows.append(dict(architecture=name, method=method, n=n,
+                             sequential_depth=gf.path_lengths(model, n).sequential_depth))
     return pd.DataFrame(rows)
 
 

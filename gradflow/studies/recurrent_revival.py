@@ -86,8 +86,8 @@ PARALLEL = protocol.Claim(
     source="000_f5c5d6523f02834e.txt", source_title=SOURCE_000,
     quote="Due to the way they\u2019re designed RNNs can\u2019t be parallelized.",
     quantity="log-log slope of the forward pass's sequential depth against the sequence length n "
-             "(n = 16 ... 2^k), exact from the dependency graph (a loop: n; an associative scan: "
-             "ceil(log2 n) combine rounds; attention: its layer count)",
+             "(n = 16 ... 2^k), exact from the dependency graph (a loop: n; an associative scan: the "
+             "input map and ceil(log2 n) combine rounds; attention: its layer count)",
     rule=f"holds for an architecture when the slope is above {DEPTH_SLOPE:g} (depth grows like n), does "
          f"not hold when below (depth grows like log n or not at all); exact numbers, so no interval "
          "and no sampling: architectures that disagree give 'holds only when'",
@@ -318,11 +318,11 @@ def run(cfg: Config, out: str) -> dict:
                            "complex state's norm is that of its real and imaginary parts together). "
                            "Initialisations: " + "; ".join(f"{a}: {s.init}" for a, s in ARCHITECTURES.items())
                            + "."),
-                ("Depth", "Loops and attention: gradflow.path_lengths(model, n).sequential_depth, "
-                          "Kahn rounds over the unrolled dependency graph (a loop over time is n deep "
-                          "whatever the cell). Scans: gradflow.scan_depth(n) = ceil(log2 n) rounds of the "
-                          "doubling scan that gradflow.scan runs. Parallel Newton-type solvers for "
-                          "nonlinear recurrences are not measured."),
+                ("Depth", "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the unrolled "
+                          "dependency graph of gradflow.recurrent(cell) (a loop over time, n deep whatever "
+                          "the cell), gradflow.recurrent(cell, scan=True) (the input map, then the ceil(log2 "
+                          "n) rounds of the doubling scan gradflow.scan runs) and gradflow.self_attention. "
+                          "Parallel Newton-type solvers for nonlinear recurrences are not measured."),
                 ("Times", "time.process_time, best of the repeats, one BLAS thread: gradflow.unroll (one "
                           "step per position) against gradflow.scan (the cell's per-step affine map for all "
                           "positions at once, then the doubling scan). CPU seconds, not wall: the machine "
