@@ -60,9 +60,10 @@ flows = {"LRU": gf.gradient_flow(lru, xs), "LSTM": gf.gradient_flow(lstm, xs)}
 flows["LRU"]
 
 # %%
-pd.DataFrame({name: {"rate (nats/step)": f.rate, "memory horizon": f.memory_horizon,
-                     "kept at lag T": f"{np.exp(f.profile[-1] - f.profile[1]):.2e}"} for name, f in flows.items()}
-             ).assign(**{"LRU exact rate": [gf.diagonal_rate(lru, xs), "", ""]})
+table = pd.DataFrame({name: {"rate (nats/step)": f.rate, "memory horizon": f.memory_horizon,
+                             "kept at lag T": f"{np.exp(f.profile[-1] - f.profile[1]):.2e}"}
+                      for name, f in flows.items()})
+table.assign(**{"LRU exact rate": [gf.diagonal_rate(lru, xs), "", ""]})
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -124,7 +125,8 @@ for n in LENGTHS:
     x = gf.inputs.gaussian(n, 4, D, seed=2)
     error = float(np.max(np.abs(gf.scan(lru, x) - gf.unroll(lru, x))))
     rows.append(dict(n=n, loop_s=cpu_seconds(lambda x=x: gf.unroll(lru, x)),
-                     scan_s=cpu_seconds(lambda x=x: gf.scan(lru, x)), depth=gf.scan_depth(n), max_error=error))
+                     scan_s=cpu_seconds(lambda x=x: gf.scan(lru, x)), rounds=gf.scan_depth(n),
+                     max_error=error))
 times = pd.DataFrame(rows).assign(speedup=lambda f: f.loop_s / f.scan_s)
 times
 
