@@ -48,7 +48,7 @@ def memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int]
         ax.axhline(math.log(KEEP), color="0.3", linestyle="--", linewidth=0.8)
         ax.set(xscale="log", xlabel="lag k (steps back from the final state)",
                ylabel="ln ||g_k|| - ln ||g_1||", title=f"{cap(title)}: median over networks, band 95%")
-        ax.set_ylim(bottom=max(ax.get_ylim()[0], 3 * math.log(KEEP) - 5))
+        ax.set_ylim(max(ax.get_ylim()[0], 3 * math.log(KEEP) - 5), 3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     ax = axes[-1, 0]
     width = 0.8 / len(lags)
@@ -86,8 +86,8 @@ def depth_curves(depth: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Any, host: dict):
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
-    fig.subplots_adjust(left=0.12, right=0.62, top=0.95, bottom=0.14, hspace=0.35)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(8.27, 11.0))
+    fig.subplots_adjust(left=0.12, right=0.62, top=0.96, bottom=0.14, hspace=0.45)
     curves = depth_curves(depth)
     colours = palette(list(curves))
     for k, (label, g) in enumerate(curves.items()):
@@ -97,14 +97,19 @@ def parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Any, host: di
             title="Forward pass: operations that must run one after another")
     ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     colours = palette(list(dict.fromkeys(times.architecture)))
-    for (arch, method), g in times.groupby(["architecture", "method"], sort=False):
-        ax2.plot(g.n, g.cpu_seconds, color=colours[arch], marker="o" if method == LOOP else "s",
-                 linestyle="-" if method == LOOP else "--", label=f"{arch} ({method})")
+    for arch, g in times[times.method == LOOP].groupby("architecture", sort=False):
+        ax2.plot(g.n, g.cpu_seconds, "o-", color=colours[arch], label=arch)
     ax2.set(xscale="log", yscale="log", xlabel="sequence length n",
             ylabel=f"CPU seconds (best of {cfg.repeats})",
-            title=f"Forward pass CPU time, batch {cfg.batch}, N = {cfg.hidden}, one thread")
+            title=f"The loop (gradflow.unroll): CPU time, batch {cfg.batch}, N = {cfg.hidden}, one thread")
     ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    for ax in (ax1, ax2):
+    for arch, g in speedups(times).groupby("architecture", sort=False):
+        ax3.plot(g.n, g.speedup, "s--", color=colours[arch], label=arch)
+    ax3.axhline(1.0, color="0.3", linewidth=0.8)
+    ax3.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="loop CPU time / scan CPU time",
+            title="The scan (gradflow.scan) against the loop, same states")
+    ax3.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
+    for ax in (ax1, ax2, ax3):
         ax.set_xticks(list(cfg.lengths), [str(n) for n in cfg.lengths])
         ax.minorticks_off()
     return fig
@@ -132,19 +137,21 @@ def sensitivity_figure(frame: pd.DataFrame, exponents: pd.DataFrame, threshold: 
     """Mean squared sensitivity against 1 - |lambda|^2 per parametrisation (log-log), its closed form
     dashed, and the fitted exponents with their intervals beside the threshold."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.0), gridspec_kw={"height_ratios": [3, 1.4]})
-    fig.subplots_adjust(left=0.12, right=0.66, top=0.95, bottom=0.14, hspace=0.4)
+    fig.subplots_adjust(left=0.18, right=0.7, top=0.95, bottom=0.14, hspace=0.4)
     names = list(dict.fromkeys(frame.parametrisation))
     colours = palette(names)
     for name in names:
         g = frame[frame.parametrisation == name].groupby("one_minus_r")
         mean, closed = g.squared_sensitivity.mean(), g.closed_form.first()
         lo, hi = g.squared_sensitivity.quantile(0.1), g.squared_sensitivity.quantile(0.9)
-        ax1.plot(mean.index, mean.to_numpy(), "o-", color=colours[name], label=f"{name}: mean over seeds")
+        ax1.plot(mean.index, mean.to_numpy(), "o-", color=colours[name], label=textwrap.fill(name, 24))
         ax1.fill_between(mean.index, lo, hi, color=colours[name], alpha=0.15, linewidth=0)
-        ax1.plot(closed.index, closed.to_numpy(), "--", color=colours[name], label=f"{name}: closed form")
+        ax1.plot(closed.index, closed.to_numpy(), "--", color=colours[name])
     ax1.set(xscale="log", yscale="log", xlabel="1 - |lambda|^2  (memory length ~ 1 / this)",
-            ylabel="E (dL/dtheta)^2", title="Sensitivity to the recurrent parameter (band: 10-90% of seeds)")
+            ylabel="E (dL/dtheta)^2",
+            title="Mean over seeds (band 10-90%), closed form dashed")
     ax1.invert_xaxis()
+    ax1.minorticks_off()
     ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     y = np.arange(len(exponents))
     err = [exponents.exponent - exponents.low, exponents.high - exponents.exponent]
@@ -153,7 +160,7 @@ def sensitivity_figure(frame: pd.DataFrame, exponents: pd.DataFrame, threshold: 
     ax2.scatter(exponents.closed_form_exponent, y, marker="x", color=PALETTE[1], zorder=3,
                 label="closed form at this T")
     ax2.axvline(threshold, color="0.3", linestyle="--", linewidth=0.8)
-    ax2.set_yticks(y, exponents.parametrisation)
+    ax2.set_yticks(y, [textwrap.fill(name, 16) for name in exponents.parametrisation])
     ax2.invert_yaxis()
     ax2.set(xlabel="exponent p of (1 - |lambda|^2)^p; dashed: the threshold", title="Fitted exponents")
     ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
