@@ -196,3 +196,10 @@ def test_sensitivity_verdict_follows_the_exponents_intervals(values, label):
     decision, cells = rr.sensitivity_verdict(_exponents(values))
     assert decision.label == label and all(v.networks == 10 for v in cells.values())
     assert rr.sensitivity_sentence(decision, _exponents(values)).startswith(label)
+
+
+def test_a_holds_only_when_verdict_still_names_the_undecided_cells():
+    decision, cells = rr.memory_verdict(_networks({"LSTM": 0.0, "LRU": 1.0, "minGRU": 0.5}), [1000])
+    assert decision.label == "holds only when architecture = LSTM"
+    assert rr.undecided(cells) == " Undecided (interval touching the threshold): architecture = minGRU."
+    assert rr.undecided({"architecture = LSTM": cells["architecture = LSTM"]}) == ""

@@ -14,6 +14,14 @@ the data, intervals over at least 10 independent networks per design cell):
 2. Parallelism (sources 000, 001, 003, "can't be parallelized"): the sequential depth of the
    forward pass against n, exact from the dependency graph (a loop: n; a scan: ceil(log2 n);
    attention: O(1)), with the scan's and the loop's CPU times measured beside it.
+3. Parameter sensitivity (source 000, "shoot up to infinity", after Zucchet and Orvieto 2024): the
+   exponent of E (dL/dtheta)^2 against 1 - |lambda|^2 as memory lengthens, with a bootstrap interval
+   over seeds beside the closed form, for lambda with raw and with normalised input and for the
+   LRU's exponential parametrisation nu_log.
+
+Not measured: whether these networks learn `adding` or `copy_memory` at a T where the LSTM fails.
+`gradflow.train` trains any cell, but 200 Adam steps of an 8-unit LSTM at T = 100 take ~12 CPU-s, so
+ten seeds of four architectures take ~8 CPU-minutes: beyond this study's budget of 3 minutes.
 
     python -m gradflow.studies.recurrent_revival [--full] [--out reports] [--seed S] [--hidden N] [--steps T]
 """
@@ -220,6 +228,13 @@ def sensitivity_sentence(decision: protocol.Verdict, exponents: pd.DataFrame) ->
               f"{int(exponents.seeds.min())} seeds each.")
 
 
+def undecided(cells: dict[str, protocol.Verdict]) -> str:
+    """" Undecided: <cells>." for the design cells whose interval touched the threshold (a "holds only
+    when" verdict names only the cells that hold), else ""."""
+    names = [name for name, v in cells.items() if v.word == protocol.INCONCLUSIVE]
+    return f" Undecided (interval touching the threshold): {', '.join(names)}." if names else ""
+
+
 def parallel_sentence(decision: protocol.Verdict, depth: pd.DataFrame) -> str:
     """The parallelism verdict in words: exact depth slopes, grouped by how the forward pass runs."""
     slopes = depth_slopes(depth)
@@ -278,8 +293,9 @@ def run(cfg: Config, out: str) -> dict:
         f"depth at n = {max(cfg.lengths)}": [f"{best.loc[a, 'sequential_depth']} ({best.loc[a, 'method']})"
                                              for a in summary.architecture],
         "n": summary.networks})
-    sentences = {"memory": memory.sentence(), "parallelism": parallel_sentence(parallel, depth),
-                 "sensitivity": sensitivity_sentence(explodes, exponents)}
+    sentences = {"memory": memory.sentence() + undecided(memory_cells),
+                 "parallelism": parallel_sentence(parallel, depth),
+                 "sensitivity": sensitivity_sentence(explodes, exponents) + undecided(sensitivity_cells)}
     sentence = " ".join(f"{cap(part)}: {text}" for part, text in sentences.items())
     configuration = (
         f"hidden N = {cfg.hidden} (complex modes for LRU and S4D), {protocol.INPUTS} inputs of std "
