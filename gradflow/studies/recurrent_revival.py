@@ -220,7 +220,7 @@ def sensitivity_verdict(exponents: pd.DataFrame) -> tuple[protocol.Verdict, dict
 
 def sensitivity_sentence(decision: protocol.Verdict, exponents: pd.DataFrame) -> str:
     return (f"{decision.label}: the squared sensitivity grows as (1 - |lambda|^2)^p with p (95% bootstrap "
-            "interval over seeds; closed form at this T; limit T -> infinity) " + "; ".join(
+            "interval over seeds; closed form at this T; limit T -> infinity): " + "; ".join(
                 f"{r.parametrisation}: {r.exponent:+.2f} [{r.low:+.2f}, {r.high:+.2f}] (closed form "
                 f"{r.closed_form_exponent:+.2f}; limit {r.asymptotic_exponent:+.0f})"
                 for r in exponents.itertuples())
