@@ -155,7 +155,7 @@ def test_scaling_exponents_recovers_a_power_law():
             for seed in range(30):
                 rows.append(dict(normalised=flag, one_minus_r=x, seed=seed, closed_form=x**power,
                                  squared_sensitivity=(2 if power == -3 else 5) * x**power * rng.lognormal(0, 0.1)))
-    fit = scaling_exponents(pd.DataFrame(rows)).set_index("normalised")
+    fit = scaling_exponents(pd.DataFrame(rows), boots=400).set_index("normalised")
     for flag, power in ((False, -3.0), (True, -2.0)):
         assert fit.loc[flag, "closed_form_exponent"] == pytest.approx(power, abs=1e-12)
         assert fit.loc[flag, "low"] < power < fit.loc[flag, "high"]
