@@ -200,9 +200,6 @@ def parallel_verdict(depth: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
     return protocol.combine(cells, overall), cells
 
 
-# ---------------------------------------------------------------- pages
-
-
 # ---------------------------------------------------------------- 3. parameter sensitivity
 
 
@@ -229,8 +226,8 @@ def sensitivity_sentence(decision: protocol.Verdict, exponents: pd.DataFrame) ->
 
 
 def undecided(cells: dict[str, protocol.Verdict]) -> str:
-    """" Undecided: <cells>." for the design cells whose interval touched the threshold (a "holds only
-    when" verdict names only the cells that hold), else ""."""
+    """A sentence naming the design cells whose interval touched the threshold, else "": a "holds only
+    when" verdict names only the cells that hold."""
     names = [name for name, v in cells.items() if v.word == protocol.INCONCLUSIVE]
     return f" Undecided (interval touching the threshold): {', '.join(names)}." if names else ""
 
