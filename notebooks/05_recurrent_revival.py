@@ -19,8 +19,8 @@
 # path lengths and sequential depth from the dependency graph, and the scan's CPU time against
 # the loop's. `python -m gradflow.studies.recurrent_revival` decides the claims over many networks.
 #
-# **Run time** (whole notebook, kernel start included): full size 41 s wall (27 s of kernel CPU),
-# quick mode 18 s (8 s CPU), measured on a 2-core machine shared with other jobs (load ~9):
+# **Run time** (whole notebook, kernel start included): full size 42 s wall (14 s of kernel CPU),
+# quick mode 23 s (8 s CPU), measured on a 2-core machine shared with other jobs (load ~9):
 # expect less on your own. `gf.options(quick=True)` in the first code cell (or
 # `GRADFLOW_NOTEBOOK_QUICK=1` in the environment) switches to the small sizes.
 
