@@ -203,3 +203,22 @@ def test_a_holds_only_when_verdict_still_names_the_undecided_cells():
     assert decision.label == "holds only when architecture = LSTM"
     assert rr.undecided(cells) == " Undecided (interval touching the threshold): architecture = minGRU."
     assert rr.undecided({"architecture = LSTM": cells["architecture = LSTM"]}) == ""
+
+
+def test_an_lrus_kept_gradient_is_its_eigenvalues_closed_form():
+    """For h_t = lambda h_(t-1) + b_t the gradient at lag k is (Lambda^k)^* u: mode i keeps |lambda_i|^k
+    of its share of the loss direction u, whatever the inputs and the start."""
+    point = dict(architecture="LRU", hidden=4, seq_len=200, batch=2, input_scale=1.0, seed=7)
+    row = measure.memory_task(point)
+    streams = _protocol.network_seeds(7)
+    lam = np.exp(-np.exp(gf.lru(4, _protocol.INPUTS, seed=streams["cell"]).params["nu_log"]))  # |lambda|
+    u = np.random.default_rng(streams["direction"]).standard_normal(8)
+    share = u[:4] ** 2 + u[4:] ** 2  # mode i's part of u: its real and imaginary entries
+
+    def log_norm(k):
+        return 0.5 * np.log(np.sum(lam ** (2 * k) * share))
+
+    lags = measure.profile_lags(200)
+    assert lags[-1] == 200 and len(lags) > 20
+    for k in lags:
+        assert row[f"lag_{k}"] == pytest.approx(log_norm(k) - log_norm(1), rel=1e-9, abs=1e-9)
