@@ -6,6 +6,13 @@ traces 4, which is what makes one reverse pass over 10,000 steps take about a
 second. Each rule is checked against central finite differences by
 ``tests/test_engine.py`` (every cell's J_t) and ``tests/test_ops.py``.
 
+The rules are differentiable again, as autograd's own ``numpy_vjps`` are: they use
+numpy ufuncs, operators and array methods, which autograd's boxes dispatch to
+``autograd.numpy``, and `_concat` / `_broadcast` for the two calls that do not
+dispatch. So autograd differentiates a rule when its arguments are boxed (the
+Lyapunov regulariser's reverse-over-forward ``J_t Q``, a Hessian), and with plain
+arrays the rule runs at numpy speed.
+
 Every rule for a state-carrying argument (``x`` and a per-row ``b`` of ``affine``,
 everything of the other operations; not the weights ``W`` and a bias ``b`` of
 shape (n,)) also accepts a tangent or cotangent with extra *leading* axes
@@ -13,34 +20,76 @@ shape (n,)) also accepts a tangent or cotangent with extra *leading* axes
 arrays). The engine uses that to push a whole block of k vectors through one
 un-replicated trace of the step, k times less work than repeating each row k
 times (see ``Cell.stacked_tangents``).
+
+Grouped weights are a broadcasting case of ``affine``: weights ``W`` (K, n, d) with
+biases (K, 1, n) act on rows ``x`` (K*r, d) whose group k holds rows ``k*r:(k+1)*r``
+(K models of one shape stepped together by the sweep); the other operations are
+row-wise, so a cell's own step runs K stacked cells unchanged.
 """
 
 from __future__ import annotations
 
+import autograd.numpy as anp
 import numpy as np
-from autograd.extend import defjvp, defjvp_argnum, defvjp, defvjp_argnums, primitive
+from autograd.extend import Box, defjvp, defjvp_argnum, defvjp, defvjp_argnums, primitive
 
 from ._activations import logistic, logistic_prime, sech2
+
+
+def _concat(parts, axis=-1):
+    """``concatenate`` that autograd traces when a part is boxed (numpy's does not dispatch)."""
+    if any(isinstance(p, Box) for p in parts):
+        return anp.concatenate(parts, axis=axis)
+    return np.concatenate(parts, axis=axis)
+
+
+def _broadcast(g, shape):
+    """``broadcast_to`` that autograd traces when ``g`` is boxed."""
+    return (anp if isinstance(g, Box) else np).broadcast_to(g, shape)
+
 
 # ------------------------------------------------------------------ affine
 
 
+def _groups(v, K):
+    """Rows (..., K*r, m) as (..., K, r, m): one block of rows per group of weights."""
+    return v.reshape((*v.shape[:-2], K, -1, v.shape[-1]))
+
+
+def _rows(v):
+    """(..., K, r, m) back to rows (..., K*r, m)."""
+    return v.reshape((*v.shape[:-3], -1, v.shape[-1]))
+
+
 @primitive
 def affine(x, W, b):
-    """``x @ W.T + b`` for ``x`` (batch, d), ``W`` (n, d), ``b`` (n,) or (batch, n)."""
-    return x @ W.T + b
+    """``x @ W.T + b`` for ``x`` (batch, d), ``W`` (n, d), ``b`` (n,) or (batch, n).
+
+    Grouped: ``W`` (K, n, d), ``b`` (K, 1, n) per group or (batch, n) per row, and group
+    k's weights act on rows ``k*r:(k+1)*r`` of ``x``.
+    """
+    if np.ndim(W) == 2:
+        return x @ W.T + b
+    K = W.shape[0]
+    y = np.matmul(x.reshape(K, -1, x.shape[-1]), np.swapaxes(W, 1, 2))
+    y = y + (b if np.ndim(b) == 3 else b.reshape(y.shape))
+    return y.reshape(-1, W.shape[1])
 
 
 def _affine_vjp(argnums, ans, args, kwargs):
     x, W, b = args
+    grouped = np.ndim(W) == 3
 
     def vjp(g):
         out = []
         for i in argnums:
             if i == 0:
-                out.append(g @ W)
+                out.append(_rows(np.matmul(_groups(g, W.shape[0]), W)) if grouped else g @ W)
             elif i == 1:
-                out.append(g.T @ x)
+                out.append(np.matmul(np.swapaxes(_groups(g, W.shape[0]), -1, -2),
+                                     _groups(x, W.shape[0])) if grouped else g.T @ x)
+            elif np.ndim(b) == 3:
+                out.append(_groups(g, W.shape[0]).sum(axis=1, keepdims=True))
             else:
                 out.append(g if np.ndim(b) == 2 else g.sum(axis=0))
         return tuple(out)
@@ -48,14 +97,29 @@ def _affine_vjp(argnums, ans, args, kwargs):
     return vjp
 
 
+def _affine_jvp_x(g, ans, x, W, b):
+    if np.ndim(W) == 2:
+        return g @ W.T
+    return _rows(np.matmul(_groups(g, W.shape[0]), np.swapaxes(W, -1, -2)))
+
+
+def _affine_jvp_W(g, ans, x, W, b):
+    if np.ndim(W) == 2:
+        return x @ g.T
+    return _rows(np.matmul(_groups(x, W.shape[0]), np.swapaxes(g, -1, -2)))
+
+
+def _affine_jvp_b(g, ans, x, W, b):
+    # A per-row b (batch, n) passes its tangent through, stacked or not; a bias broadcasts.
+    if np.ndim(b) == 2:
+        return g
+    if np.ndim(b) == 3:
+        return _rows(_broadcast(g, _groups(ans, W.shape[0]).shape))
+    return _broadcast(g, ans.shape)
+
+
 defvjp_argnums(affine, _affine_vjp)
-defjvp(
-    affine,
-    lambda g, ans, x, W, b: g @ W.T,
-    lambda g, ans, x, W, b: x @ g.T,
-    # A per-row b (batch, n) passes its tangent through, stacked or not; a bias (n,) broadcasts.
-    lambda g, ans, x, W, b: g if np.ndim(b) == 2 else np.broadcast_to(g, ans.shape),
-)
+defjvp(affine, _affine_jvp_x, _affine_jvp_W, _affine_jvp_b)
 
 
 # ------------------------------------------------------------------ LSTM
@@ -76,7 +140,7 @@ def lstm_update(pre, c):
     Returns ``[h', c']`` concatenated, with ``c' = f c + i g`` and ``h' = o tanh(c')``.
     """
     _, (_, _, _, o), c_new = _lstm_parts(pre, c)
-    return np.concatenate([o * np.tanh(c_new), c_new], axis=-1)
+    return np.concatenate([o * np.tanh(c_new), c_new], axis=-1)  # primal: never boxed
 
 
 def _lstm_vjp(argnums, ans, args, kwargs):
@@ -91,12 +155,12 @@ def _lstm_vjp(argnums, ans, args, kwargs):
         out = []
         for a in argnums:
             if a == 0:
-                out.append(np.concatenate([
+                out.append(_concat([
                     dc_new * g * logistic_prime(pi),
                     dc_new * c * logistic_prime(pf),
                     dc_new * i * sech2(pg),
                     gh * tc * logistic_prime(po),
-                ], axis=-1))
+                ]))
             else:
                 out.append(dc_new * f)
         return tuple(out)
@@ -110,13 +174,13 @@ def _lstm_jvp_pre(P, ans, pre, c):
     dc = (logistic_prime(pf) * P[..., n : 2 * n] * c + logistic_prime(pi) * P[..., :n] * g
           + i * sech2(pg) * P[..., 2 * n : 3 * n])
     dh = logistic_prime(po) * P[..., 3 * n :] * np.tanh(c_new) + o * sech2(c_new) * dc
-    return np.concatenate([dh, dc], axis=-1)
+    return _concat([dh, dc])
 
 
 def _lstm_jvp_c(C, ans, pre, c):
     _, (_, f, _, o), c_new = _lstm_parts(pre, c)
     dc = f * C
-    return np.concatenate([o * sech2(c_new) * dc, dc], axis=-1)
+    return _concat([o * sech2(c_new) * dc, dc])
 
 
 defvjp_argnums(lstm_update, _lstm_vjp)
@@ -157,9 +221,9 @@ def _gru_vjp(argnums, ans, args, kwargs):
         out = []
         for a in argnums:
             if a == 0:
-                out.append(np.concatenate([dpr, dpz, dan], axis=-1))
+                out.append(_concat([dpr, dpz, dan]))
             elif a == 1:
-                out.append(np.concatenate([dpr, dpz, dan * r], axis=-1))
+                out.append(_concat([dpr, dpz, dan * r]))
             else:
                 out.append(G * z)
         return tuple(out)
@@ -197,6 +261,10 @@ def take_columns(x, start, stop):
 
 def _take_vjp(ans, x, start, stop):
     def vjp(g):
+        if isinstance(g, Box):  # differentiated again: zeros around g, traced
+            lead = g.shape[:-1]
+            return anp.concatenate([np.zeros((*lead, start)), g,
+                                    np.zeros((*lead, x.shape[-1] - stop))], axis=-1)
         out = np.zeros(g.shape[:-1] + x.shape[-1:])
         out[..., start:stop] = g
         return out
@@ -221,8 +289,7 @@ def _join_vjp(argnums, ans, parts, kwargs):
 
 def _join_jvp(argnum, g, ans, parts, kwargs):
     lead = g.shape[:-1]
-    return np.concatenate([g if i == argnum else np.zeros(lead + p.shape[-1:])
-                           for i, p in enumerate(parts)], axis=-1)
+    return _concat([g if i == argnum else np.zeros(lead + p.shape[-1:]) for i, p in enumerate(parts)])
 
 
 defvjp_argnums(join_columns, _join_vjp)

@@ -12,8 +12,8 @@ Remedies: clipping, an L1/L2 penalty on the recurrent weights, and a Lyapunov
 regulariser ("gradient flossing", Engelken 2023): the sum of squared top-k
 finite-time Lyapunov exponents, from Gram-Schmidt QR of ``J_t Q`` along the batch's
 trajectory, added to the loss and differentiated by autograd: reverse mode over
-forward-mode ``J_t Q`` products of the cell's equations in plain ``autograd.numpy``
-(`plain_step`; the engine's fused operations have first derivatives only).
+forward-mode ``J_t Q`` products through the cell's own step (the fused operations'
+derivative rules are themselves differentiable, see ``_ops``).
 """
 
 from __future__ import annotations
@@ -146,61 +146,13 @@ def _gram_schmidt(V):
     return anp.stack(qs), anp.stack(logs)
 
 
-def _logistic(a):
-    return 0.5 * (1.0 + anp.tanh(0.5 * a))
-
-
-_PLAIN_ACTIVATIONS = {"tanh": anp.tanh, "relu": lambda a: anp.maximum(a, 0.0), "sigmoid": _logistic,
-                      "linear": lambda a: a}
-
-
-def plain_step(cell: Cell):
-    """The cell's step in plain ``autograd.numpy``, differentiable to any order.
-
-    The engine's fused operations (``_ops``) have hand-written first derivatives in plain
-    numpy, which autograd cannot differentiate again; the Lyapunov regulariser needs the
-    derivative of ``J_t Q``, so built-in cells are re-expressed here with the same equations
-    (a test checks both give the same states). A custom cell's step is used as it is.
-    """
-    if cell.kind not in ("rnn", "lstm", "gru"):
-        return cell.step
-    n, layers, kind = cell.config["hidden"], cell.config.get("layers", 1), cell.kind
-    width = 2 * n if kind == "lstm" else n
-    phi = _PLAIN_ACTIVATIONS[cell.config.get("activation", "tanh")]
-
-    def step(p, state, x):
-        outs, inp = [], x
-        for l in range(layers):
-            s = state[..., l * width : (l + 1) * width]
-            gi = inp @ p[f"weight_ih_l{l}"].T + p[f"bias_ih_l{l}"]
-            gh = s[..., :n] @ p[f"weight_hh_l{l}"].T + p[f"bias_hh_l{l}"]
-            if kind == "rnn":
-                new = out = phi(gi + gh)
-            elif kind == "lstm":
-                a = gi + gh
-                c = _logistic(a[..., n : 2 * n]) * s[..., n:] + _logistic(a[..., :n]) * anp.tanh(
-                    a[..., 2 * n : 3 * n])
-                out = _logistic(a[..., 3 * n :]) * anp.tanh(c)
-                new = anp.concatenate([out, c], axis=-1)
-            else:
-                r = _logistic(gi[..., :n] + gh[..., :n])
-                z = _logistic(gi[..., n : 2 * n] + gh[..., n : 2 * n])
-                cand = anp.tanh(gi[..., 2 * n :] + r * gh[..., 2 * n :])
-                new = out = (1.0 - z) * cand + z * s
-            outs.append(new)
-            inp = out
-        return outs[0] if layers == 1 else anp.concatenate(outs, axis=-1)
-
-    return step
-
-
 def finite_time_exponents(cell: Cell, params, xs: np.ndarray, k: int, seed: int = 0):
     """Top-``k`` finite-time Lyapunov exponents ``(k, batch)`` along ``xs`` from ``h = 0``, as a
     function of ``params`` that autograd can differentiate.
 
     ``Q_t R_t = J_t Q_{t-1}`` with ``Q_0`` drawn as `lyapunov_spectrum` draws it (same ``seed``),
     ``lambda_i = (1/T) sum_t ln R_t[i, i]``. ``J_t Q`` is one forward-mode product per step
-    carrying the k columns (through `plain_step`); the next state comes out of the same trace.
+    carrying the k columns (through the cell's step); the next state comes out of the same trace.
 
     Examples
     --------
@@ -226,7 +178,7 @@ def finite_time_exponents(cell: Cell, params, xs: np.ndarray, k: int, seed: int 
     S = cell.state_size
     Q = np.moveaxis(_initial_block(np.random.default_rng(seed), B, S, k), 2, 0)  # (k, B, S)
     h = np.zeros((B, S))
-    step = plain_step(cell)
+    step = cell.step
     total = 0.0
     for x in xs:
         # Rows are independent: repeat each once per vector and push all k in one product.
