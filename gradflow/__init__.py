@@ -3,7 +3,7 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`.
+`load`; kinds of cell: `CellKind`, `register_cell_kind`, `cell_kind`, `cell_kinds`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -41,6 +41,7 @@ from ._options import Options, options
 from ._paths import PathLengths, path_lengths
 from ._predict import Comparison, Prediction, PredictorResult, compare, predict
 from ._probe import probe
+from ._registry import CellKind, cell_kind, cell_kinds, register_cell_kind, unregister_cell_kind
 from ._sensitivity import Sensitivity, sensitivity
 from ._sequence import (
     SequenceModel,
@@ -59,6 +60,7 @@ __version__ = read_version()  # one place: pyproject.toml
 
 __all__ = [
     "Cell",
+    "CellKind",
     "Comparison",
     "ConvergenceWarning",
     "Exploration",
@@ -76,6 +78,8 @@ __all__ = [
     "TrainingRun",
     "__version__",
     "blas_threads",
+    "cell_kind",
+    "cell_kinds",
     "compare",
     "conv_stack",
     "explore",
@@ -100,6 +104,7 @@ __all__ = [
     "probe",
     "recurrent",
     "regime_of",
+    "register_cell_kind",
     "restricted_attention",
     "rnn",
     "self_attention",
@@ -110,5 +115,6 @@ __all__ = [
     "tcn",
     "train",
     "training_objective",
+    "unregister_cell_kind",
     "unroll",
 ]

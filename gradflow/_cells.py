@@ -7,6 +7,9 @@ GRU), so weights move between gradflow and PyTorch without translation. A step
 maps ``(params, state, x)`` with ``state`` of shape ``(batch, state_size)`` and
 ``x`` of shape ``(batch, input_size)`` to the next state, and is written with
 ``autograd.numpy`` so the engine can differentiate it.
+
+Each built-in kind is one `CellKind` record (``_registry``) registered at the end of this
+module; everything that depends on a cell's kind reads its record.
 """
 
 from __future__ import annotations
@@ -23,8 +26,22 @@ import numpy as np
 from . import _activations as act
 from . import _html
 from ._files import atomic_path
-from ._ops import affine, gru_update, join_columns, lstm_update, take_columns
+from ._ops import (
+    affine,
+    gru_jacobians,
+    gru_terms,
+    gru_update,
+    join_columns,
+    lstm_jacobians,
+    lstm_sequence,
+    lstm_terms,
+    lstm_update,
+    rnn_jacobians,
+    rnn_terms,
+    take_columns,
+)
 from ._probe import probe
+from ._registry import CellKind, cell_kind, cell_kinds, find_cell_kind, register_cell_kind
 from ._validation import (
     as_float_array,
     check_choice,
@@ -34,10 +51,7 @@ from ._validation import (
     check_seed,
 )
 
-KINDS = ("rnn", "lstm", "gru")
 INITS = ("gaussian", "orthogonal", "identity", "pytorch")
-GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-_GATE_COUNT = {"rnn": 1, "lstm": 4, "gru": 3}
 
 StepFn = Callable[[Mapping[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
 
@@ -155,7 +169,8 @@ class Cell:
     @property
     def gates(self) -> tuple[str, ...]:
         """Gate names probed inside the step (per layer for stacked cells)."""
-        names = GATES.get(self.kind, ())
+        record = find_cell_kind(self.kind)
+        names = record.gates if record is not None else ()
         layers = self.config.get("layers", 1)
         if layers == 1:
             return names
@@ -205,7 +220,7 @@ class Cell:
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         note = f"state {self.state_size}, input {self.input_size}" + (f"; {cfg}" if cfg else "")
         figure = None
-        if 0 < self.state_size <= SPECTRUM_LIMIT and self.kind in KINDS:
+        if 0 < self.state_size <= SPECTRUM_LIMIT and find_cell_kind(self.kind) is not None:
             ev, what = self.eigenvalues()
             figure = _html.chart([_html.Series(ev.real, ev.imag, "#3b6fb6", "dot")], xlabel="Re lambda",
                                  ylabel="Im lambda", width=150, height=150, unit_circle=True)
@@ -220,7 +235,7 @@ class Cell:
         The file is written to a temporary name and renamed, so an interrupted
         save never leaves a half-written file.
         """
-        if self.kind not in KINDS:
+        if find_cell_kind(self.kind) is None:
             raise ValueError(
                 f"cannot save a cell of kind {self.kind!r}: its step is code; "
                 f"save its params with numpy.savez instead"
@@ -235,6 +250,8 @@ class Cell:
 
 
 # ---------------------------------------------------------------- step functions
+
+LSTM_GATES, GRU_GATES = ("i", "f", "g", "o"), ("r", "z", "n")  # PyTorch's block order
 
 
 def _gate_names(layers, l, names):
@@ -267,7 +284,7 @@ def lstm_step(params, state, x, *, hidden, layers, proj_size=0):
         # The pre-activation is gi + W_hh h, so dL/d(gi) is each gate's pre-activation gradient.
         gi = probe(affine(inp, params[f"weight_ih_l{l}"],
                           params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"]),
-                   _gate_names(layers, l, GATES["lstm"]))
+                   _gate_names(layers, l, LSTM_GATES))
         h, c = take_columns(hc, 0, p), take_columns(hc, p, p + n)
         new = lstm_update(affine(h, params[f"weight_hh_l{l}"], gi), c)
         if proj_size:
@@ -285,7 +302,7 @@ def gru_step(params, state, x, *, hidden, layers):
         h = _layer(state, l, n, layers)
         # r and z pre-activations are gi + gh, n's is gi_n + r * gh_n: dL/d(gi) is each gate's.
         gi = probe(affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]),
-                   _gate_names(layers, l, GATES["gru"]))
+                   _gate_names(layers, l, GRU_GATES))
         inp = gru_update(gi, affine(h, params[f"weight_hh_l{l}"], params[f"bias_hh_l{l}"]), h)
         outs.append(inp)
     return outs[0] if layers == 1 else join_columns(*outs)
@@ -301,7 +318,7 @@ def gru_reset_before_step(params, state, x, *, hidden, layers):
         h = _layer(state, l, n, layers)
         w_hh, b_hh = params[f"weight_hh_l{l}"], params[f"bias_hh_l{l}"]
         gi = probe(affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]),
-                   _gate_names(layers, l, GATES["gru"]))
+                   _gate_names(layers, l, GRU_GATES))
         rz = act.sigmoid(gi[:, : 2 * n] + h @ w_hh[: 2 * n].T + b_hh[: 2 * n])
         r, z = rz[:, :n], rz[:, n:]
         cand = act.tanh(gi[:, 2 * n :] + (r * h) @ w_hh[2 * n :].T + b_hh[2 * n :])
@@ -314,16 +331,15 @@ def gru_reset_before_step(params, state, x, *, hidden, layers):
 
 
 def _components(kind: str, hidden: int, layers: int, proj_size: int = 0) -> dict[str, np.ndarray]:
-    parts = ("h", "c") if kind == "lstm" else ("h",)
-    sizes = {"h": proj_size or hidden, "c": hidden}
-    width = sum(sizes[p] for p in parts)
-    comps: dict[str, list[np.ndarray]] = {p: [] for p in parts}
+    sizes = cell_kind(kind).part_widths(hidden, proj_size)
+    width = sum(sizes.values())
+    comps: dict[str, list[np.ndarray]] = {p: [] for p in sizes}
     per_layer = {}
     for l in range(layers):
         start = l * width
-        for p in parts:
-            idx = np.arange(start, start + sizes[p])
-            start += sizes[p]
+        for p, size in sizes.items():
+            idx = np.arange(start, start + size)
+            start += size
             comps[p].append(idx)
             per_layer[f"l{l}.{p}"] = idx
     out = {p: np.concatenate(v) for p, v in comps.items()}
@@ -334,26 +350,18 @@ def _components(kind: str, hidden: int, layers: int, proj_size: int = 0) -> dict
 
 def _build(kind: str, params: Mapping[str, np.ndarray], hidden: int, inputs: int, layers: int,
            activation: str = "tanh", name: str | None = None, **extra) -> Cell:
-    if kind == "rnn":
-        step = functools.partial(rnn_step, hidden=hidden, layers=layers, activation=activation)
-        config = {"hidden": hidden, "inputs": inputs, "layers": layers, "activation": activation}
-    else:
-        config = {"hidden": hidden, "inputs": inputs, "layers": layers}
-        step = functools.partial(lstm_step if kind == "lstm" else gru_step, hidden=hidden,
-                                 layers=layers)
+    record = cell_kind(kind)
     # Variants read by PyTorch's proj_size and Keras's reset_after=False (in config only when used).
-    proj_size = int(extra.get("proj_size", 0) or 0) if kind == "lstm" else 0
-    reset_before = kind == "gru" and extra.get("reset_after") is False
-    if proj_size:
-        step = functools.partial(lstm_step, hidden=hidden, layers=layers, proj_size=proj_size)
-    if reset_before:
-        step = functools.partial(gru_reset_before_step, hidden=hidden, layers=layers)
-    config.update(extra)
-    state = (proj_size or hidden) * layers + (hidden * layers if kind == "lstm" else 0)
+    values = {**record.options, "activation": activation, **extra}  # options default to the kind's
+    step_options = {k: values[k] for k in record.step_options if k in values}
+    config = {"hidden": hidden, "inputs": inputs, "layers": layers, **step_options, **extra}
+    base, stacked = record.step_for(config)
+    step = functools.partial(base, hidden=hidden, layers=layers, **step_options)
+    state = record.state_width(hidden, int(extra.get("proj_size", 0) or 0)) * layers
     return Cell(step, params, state, inputs, kind=kind,
-                components=_components(kind, hidden, layers, proj_size),
-                config=config, name=name or (kind if kind != "rnn" else f"rnn-{activation}"),
-                stacked_tangents=not reset_before)
+                components=_components(kind, hidden, layers, int(extra.get("proj_size", 0) or 0)),
+                config=config, name=name or "-".join([kind, *map(str, step_options.values())]),
+                stacked_tangents=stacked)
 
 
 def recurrent_init(rng: np.random.Generator, n: int, init: str, gain: float) -> np.ndarray:
@@ -376,7 +384,7 @@ def _random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gau
     hidden = check_positive_int("hidden", hidden)
     inputs = check_positive_int("inputs", inputs)
     layers = check_positive_int("layers", layers)
-    g = _GATE_COUNT[kind]
+    g = cell_kind(kind).blocks
     # Weights in float64, and a draw's temporary beside them while they are assembled.
     weights = sum(g * hidden * ((inputs if l == 0 else hidden) + hidden + 2) for l in range(layers))
     check_memory(f"{kind}({hidden}, {inputs}, layers={layers})", 2 * 8 * weights, allow_large)
@@ -489,3 +497,38 @@ def gru(hidden: int, inputs: int, update_bias: float = 0.0, gain: float = 1.0,
     return _random_cell("gru", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
                         seed=seed, layers=layers, gate_bias=(1, update_bias), name=name,
                         allow_large=allow_large, update_bias=update_bias)
+
+
+# ---------------------------------------------------------------- the built-in kinds
+
+
+def lstm_states(params, xs, h0):
+    """Every state of a one-layer LSTM over ``xs`` from ``h0``, as one primitive (`lstm_sequence`)."""
+    return lstm_sequence(xs, params["weight_ih_l0"], params["weight_hh_l0"],
+                         params["bias_ih_l0"] + params["bias_hh_l0"], h0)
+
+
+def _lstm_variant(config):
+    proj = int(config.get("proj_size", 0) or 0)
+    return (functools.partial(lstm_step, proj_size=proj), True) if proj else None
+
+
+def _gru_variant(config):
+    # Keras's reset_after=False: plain autograd.numpy, no stacked tangents.
+    return (gru_reset_before_step, False) if config.get("reset_after") is False else None
+
+
+register_cell_kind(CellKind(
+    "rnn", rnn_step, rnn, step_options=("activation",), options={"activation": "tanh"},
+    torch_modules=("RNN", "RNNCell"), vanilla=True, jacobians=rnn_jacobians, jacobian_terms=rnn_terms,
+    description="vanilla cell h' = phi(W_hh h + W_ih x + b)"))
+register_cell_kind(CellKind(
+    "lstm", lstm_step, lstm, gates=LSTM_GATES, blocks=4, parts=(("h", 1), ("c", 1)),
+    options={"forget_bias": 1.0}, torch_modules=("LSTM", "LSTMCell"), candidate_block=2,
+    jacobians=lstm_jacobians, jacobian_terms=lstm_terms, sequence=lstm_states, variant=_lstm_variant,
+    description="LSTM (PyTorch's equations); state h plus its memory c"))
+register_cell_kind(CellKind(
+    "gru", gru_step, gru, gates=GRU_GATES, blocks=3, options={"update_bias": 0.0},
+    torch_modules=("GRU", "GRUCell"), candidate_block=2, jacobians=gru_jacobians,
+    jacobian_terms=gru_terms, variant=_gru_variant, description="GRU (PyTorch's equations)"))
+KINDS = cell_kinds()  # the built-in kinds (gradflow.cell_kinds() lists every registered one)

@@ -19,7 +19,7 @@ import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 from . import _html
-from ._cells import Cell, gru, lstm, rnn
+from ._cells import Cell
 from ._flow import NEUTRAL_TOL, GradientFlow, gradient_flow
 from ._predict import (
     METHODS,
@@ -33,6 +33,7 @@ from ._predict import (
     mean_field,
     pascanu_bound,
 )
+from ._registry import cell_kind, is_vanilla
 from ._spectral import linearisation
 from .inputs import gaussian
 
@@ -100,11 +101,11 @@ def quick_prediction(cell: Cell, xs: np.ndarray, *, tol: float = NEUTRAL_TOL, se
     states, window, x_mean, drive = forward_run(cell, xs, h0)
     rng = np.random.default_rng(seed)
     results: list[PredictorResult] = [eigenvalue_rule(cell, x_mean, tol, eigenvalues)]
-    if cell.kind == "rnn":
+    if is_vanilla(cell.kind):
         results += [pascanu_bound(cell, tol), mean_field(cell, drive, tol)]
     results += [local_gain(cell, xs, states, window, 16, rng, tol),
                 averaged_jacobian(cell, xs, states, window, tol, rows=AVERAGED_ROWS)]
-    if cell.kind != "rnn":
+    if not is_vanilla(cell.kind):
         results.append(gated_mean_field(cell, xs, states, window, tol))
     return Prediction(cell.name, tuple(results), "local gain", tol)
 
@@ -133,12 +134,11 @@ def verdict_html(prediction: Prediction, flow: GradientFlow) -> str:
 def build(gain: float, input_scale: float, hidden: int, seq_len: int, cell: str, activation: str,
           inputs: int, batch: int, seed: int) -> tuple[Cell, np.ndarray]:
     """The explorer's cell and inputs for one setting of the sliders."""
-    if cell == "rnn":
-        model = rnn(hidden, inputs, activation=activation, gain=gain, seed=seed)
-    elif cell in ("lstm", "gru"):
-        model = (lstm if cell == "lstm" else gru)(hidden, inputs, gain=gain, seed=seed)
-    else:
+    if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
+    make = cell_kind(cell).make
+    model = make(hidden, inputs, activation=activation, gain=gain, seed=seed) if is_vanilla(cell) else \
+        make(hidden, inputs, gain=gain, seed=seed)
     return model, gaussian(seq_len, batch, inputs, scale=input_scale, seed=seed)
 
 
@@ -369,7 +369,7 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
         finally:
             for knob in knobs.values():
                 knob.disabled = False
-            knobs["activation"].disabled = knobs["cell"].value != "rnn"
+            knobs["activation"].disabled = not is_vanilla(knobs["cell"].value)
 
     redraws = LatestOnly(draw_now)
 

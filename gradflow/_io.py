@@ -17,13 +17,12 @@ import numpy as np
 
 from . import _activations as act
 from . import _html
-from ._cells import _GATE_COUNT, KINDS, Cell, _build
+from ._cells import Cell, _build
+from ._registry import cell_kind, cell_kinds, find_cell_kind
 from ._validation import as_float_array, check_choice
 
 _KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 _CELL_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)$")  # nn.RNNCell / LSTMCell / GRUCell
-_MODULES = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru", "RNNCell": "rnn", "LSTMCell": "lstm",
-            "GRUCell": "gru"}
 # Header entries a gradflow cell file may carry besides kind, hidden, inputs and layers.
 _HEADER_EXTRAS = {"format": str, "version": int, "name": str, "activation": str, "gain": float,
                   "init": str, "bias_scale": float, "seed": int, "forget_bias": float,
@@ -199,7 +198,7 @@ def _validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weight
     layers = 1 + max((int(_KEY.match(k).group(2)) for k in weights), default=-1)
     if layers == 0:
         raise ValueError(f"{what} is empty; expected weight_ih_l0 and weight_hh_l0")
-    g = _GATE_COUNT[kind]
+    g = cell_kind(kind).blocks
     w_hh0 = _required(weights, "weight_hh_l0", what)
     has_proj = any(k.startswith("weight_hr") for k in weights)
     if has_proj and kind != "lstm":
@@ -255,10 +254,14 @@ def _infer_kind(leaves: Mapping[str, Any], what: str) -> str:
     if w is None or w.ndim != 2 or not hidden or w.shape[0] % hidden:
         raise ValueError(f"cannot tell the cell kind of {what} from weight_hh_l0 "
                          f"{None if w is None else w.shape}; give kind")
-    kind = {1: "rnn", 3: "gru", 4: "lstm"}.get(w.shape[0] // hidden)
+    by_blocks: dict[int, str] = {}
+    for k in cell_kinds():  # PyTorch's kinds by gate count; the first registered wins
+        if cell_kind(k).torch_modules:
+            by_blocks.setdefault(cell_kind(k).blocks, k)
+    kind = by_blocks.get(w.shape[0] // hidden)
     if kind is None:
         raise ValueError(f"cannot tell the cell kind of {what}: weight_hh_l0 has shape {w.shape}, "
-                         f"not (G*N, N) with G = 1, 3 or 4; give kind")
+                         f"not (G*N, N) with G = {', '.join(map(str, sorted(by_blocks)))}; give kind")
     return kind
 
 
@@ -329,8 +332,9 @@ def _module_info(obj) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     modules = obj.named_modules() if hasattr(obj, "named_modules") else [("", obj)]
     for prefix, module in modules:
         cls = type(module).__name__
-        if cls in _MODULES:
-            settings[prefix] = {"kind": _MODULES[cls],
+        modules = {m: k for k in cell_kinds() for m in cell_kind(k).torch_modules}
+        if cls in modules:
+            settings[prefix] = {"kind": modules[cls],
                                 "nonlinearity": getattr(module, "nonlinearity", "tanh"),
                                 "batch_first": bool(getattr(module, "batch_first", False))}
     return dict(obj.state_dict()), settings
@@ -436,7 +440,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     if weights is not None:  # the arrays form: from_torch(kind, arrays)
         return _cell_from_arrays(source, weights, nonlinearity, name)
     if kind is not None:
-        kind = check_choice("kind", kind, KINDS)
+        kind = check_choice("kind", kind, cell_kinds())
     settings: dict[str, dict[str, Any]] = {}
     if isinstance(source, (str, os.PathLike)):
         origin = os.fspath(source)
@@ -471,7 +475,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     setting = settings.get(chosen, {})
     kind = kind or setting.get("kind") or _infer_kind(leaves, what)
     nonlinearity = setting.get("nonlinearity", nonlinearity)
-    if kind == "rnn":
+    if "activation" in cell_kind(kind).step_options:
         nonlinearity = check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
     first = setting.get("batch_first", False) if batch_first is None else bool(batch_first)
     forward = {k: v for k, v in leaves.items() if not k.endswith("_reverse")}
@@ -479,7 +483,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     directions = 2 if reverse else 1
     params, hidden, inputs, layers, proj = _validated_layout(kind, forward, what, directions)
     label = name or (chosen.replace(".", "-") if chosen else kind)
-    build = {"activation": nonlinearity if kind == "rnn" else "tanh"}
+    build = {"activation": nonlinearity if "activation" in cell_kind(kind).step_options else "tanh"}
     if proj:
         build["proj_size"] = proj
     if reverse:
@@ -510,11 +514,11 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
 
 
 def _cell_from_arrays(kind, weights, nonlinearity, name) -> Cell:
-    kind = check_choice("kind", kind, KINDS)
+    kind = check_choice("kind", kind, cell_kinds())
     if not isinstance(weights, Mapping):
         raise ValueError(f"weights must be a mapping of PyTorch names to arrays; got "
                          f"{type(weights).__name__}")
-    if kind == "rnn":
+    if "activation" in cell_kind(kind).step_options:
         nonlinearity = check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
     if any(isinstance(k, str) and k.endswith("_reverse") for k in weights):
         raise ValueError("weights has bidirectional (*_reverse) keys: pass the whole state_dict as "
@@ -522,7 +526,8 @@ def _cell_from_arrays(kind, weights, nonlinearity, name) -> Cell:
     params, hidden, inputs, layers, proj = _validated_layout(kind, weights)
     extra = {"proj_size": proj} if proj else {}
     return _build(kind, params, hidden, inputs, layers,
-                  activation=nonlinearity if kind == "rnn" else "tanh", name=name, **extra)
+                  activation=nonlinearity if "activation" in cell_kind(kind).step_options else "tanh",
+                  name=name, **extra)
 
 
 # ------------------------------------------------------------------ Keras / TensorFlow
@@ -568,7 +573,7 @@ def from_keras(kind: str, weights: Sequence[Any] | Mapping[str, Any], *, reset_a
                          f"a mapping of those names; got {type(weights).__name__}")
     kernel = as_float_array("kernel", arrays[0], ndim=2)
     recurrent = as_float_array("recurrent_kernel", arrays[1], ndim=2)
-    g = _GATE_COUNT[kind]
+    g = cell_kind(kind).blocks
     n = recurrent.shape[0]
     if recurrent.shape != (n, g * n) or n == 0:
         raise ValueError(f"recurrent_kernel must have shape (N, {g}*N) for a Keras {kind}; got "
@@ -625,8 +630,11 @@ def load(path: str | os.PathLike) -> Cell:
         hidden, inputs, layers = meta.pop("hidden"), meta.pop("inputs"), meta.pop("layers")
     except (ValueError, KeyError) as exc:
         raise ValueError(f"{path!r} has a corrupt __gradflow__ header: {exc}") from None
+    # A registered kind's own options may appear too, typed as their defaults.
+    record = find_cell_kind(kind)
+    known = {**_HEADER_EXTRAS, **({k: type(v) for k, v in record.options.items()} if record else {})}
     for key, value in meta.items():
-        expected = _HEADER_EXTRAS.get(key)
+        expected = known.get(key)
         is_bool = isinstance(value, bool)
         ok = expected is not None and (
             (isinstance(value, expected) and (expected is bool or not is_bool))
@@ -641,7 +649,7 @@ def load(path: str | os.PathLike) -> Cell:
     meta.pop("format", None)
     meta.pop("version", None)
     activation = meta.pop("activation", "tanh")
-    if kind not in KINDS or activation not in act.ACTIVATIONS:
+    if find_cell_kind(kind) is None or activation not in act.ACTIVATIONS:
         raise ValueError(f"{path!r} names an unknown cell kind {kind!r} or activation "
                          f"{activation!r}")
     params, n, d, nl, proj = _validated_layout(kind, arrays, repr(path))

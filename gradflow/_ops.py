@@ -32,8 +32,10 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as np
 from autograd.extend import Box, defjvp, defjvp_argnum, defvjp, defvjp_argnums, primitive
+from autograd.tracer import getval
 
 from ._activations import logistic, logistic_prime, sech2
+from ._registry import cell_kind
 
 
 def _concat(parts, axis=-1):
@@ -143,29 +145,33 @@ def lstm_update(pre, c):
     return np.concatenate([o * np.tanh(c_new), c_new], axis=-1)  # primal: never boxed
 
 
+def _lstm_local(pre, c):
+    """The next ``h'``, ``c'`` and the factors the step's VJP multiplies (`_lstm_back`)."""
+    (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(pre, c)
+    tc = np.tanh(c_new)
+    local = (g, logistic_prime(pi), c, logistic_prime(pf), i, sech2(pg), tc, logistic_prime(po), o,
+             sech2(c_new), f)
+    return o * tc, c_new, local
+
+
+def _lstm_back(local, gh, gc, argnums=(0, 1)):
+    """Cotangents of ``pre`` and ``c`` from those of ``h'`` and ``c'``: the LSTM's VJP."""
+    g, lpi, c, lpf, i, s2g, tc, lpo, o, s2c, f = local
+    dc_new = gc + gh * o * s2c
+    out = []
+    for a in argnums:
+        if a == 0:
+            out.append(_concat([dc_new * g * lpi, dc_new * c * lpf, dc_new * i * s2g, gh * tc * lpo]))
+        else:
+            out.append(dc_new * f)
+    return tuple(out)
+
+
 def _lstm_vjp(argnums, ans, args, kwargs):
     pre, c = args
     n = c.shape[-1]
-    (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(pre, c)
-    tc = np.tanh(c_new)
-
-    def vjp(G):
-        gh, gc = G[..., :n], G[..., n:]
-        dc_new = gc + gh * o * sech2(c_new)
-        out = []
-        for a in argnums:
-            if a == 0:
-                out.append(_concat([
-                    dc_new * g * logistic_prime(pi),
-                    dc_new * c * logistic_prime(pf),
-                    dc_new * i * sech2(pg),
-                    gh * tc * logistic_prime(po),
-                ]))
-            else:
-                out.append(dc_new * f)
-        return tuple(out)
-
-    return vjp
+    local = _lstm_local(pre, c)[2]
+    return lambda G: _lstm_back(local, G[..., :n], G[..., n:], argnums)
 
 
 def _lstm_jvp_pre(P, ans, pre, c):
@@ -185,6 +191,100 @@ def _lstm_jvp_c(C, ans, pre, c):
 
 defvjp_argnums(lstm_update, _lstm_vjp)
 defjvp(lstm_update, _lstm_jvp_pre, _lstm_jvp_c)
+
+
+# ------------------------------------------------------------------ a whole LSTM sequence
+
+
+class _LSTMRun:
+    """A one-layer LSTM unrolled over ``xs`` in numpy: every state and the factors of every step's
+    VJP (`_lstm_local`), kept for the reverse loop."""
+
+    def __init__(self, xs, W_ih, W_hh, b, h0):
+        T, B, D = xs.shape
+        n = W_hh.shape[1]
+        # The input drive of every step in one product (the step's affine(x, W_ih, b), batched).
+        gi = affine(xs.reshape(T * B, D), W_ih, b).reshape(T, B, 4 * n)
+        self.states = np.empty((T + 1, B, 2 * n))
+        self.states[0] = h0
+        h, c, self.local = h0[:, :n], h0[:, n:], []
+        for t in range(T):
+            h, c, local = _lstm_local(affine(h, W_hh, gi[t]), c)
+            self.states[t + 1, :, :n], self.states[t + 1, :, n:] = h, c
+            self.local.append(local)
+
+
+def _lstm_sequence_vjp(argnums, ans, args, kwargs):
+    xs, W_ih, W_hh, _, _, run = args
+    T, B, D = xs.shape
+    n = W_hh.shape[1]
+
+    def vjp(G):
+        d_pre = np.empty((T, B, 4 * n))
+        carry_h, carry_c = np.zeros((B, n)), np.zeros((B, n))
+        for t in range(T - 1, -1, -1):  # the reverse loop: each step's LSTM VJP, then W_hh's
+            d_pre[t], carry_c = _lstm_back(run.local[t], G[t, :, :n] + carry_h, G[t, :, n:] + carry_c)
+            carry_h = d_pre[t] @ W_hh
+        rows = d_pre.reshape(T * B, 4 * n)
+        out = {0: lambda: (rows @ W_ih).reshape(xs.shape),
+               1: lambda: rows.T @ xs.reshape(T * B, D),
+               2: lambda: rows.T @ run.states[:-1, :, :n].reshape(T * B, n),
+               3: lambda: rows.sum(axis=0),
+               4: lambda: np.concatenate([carry_h, carry_c], axis=-1)}
+        return tuple(out[a]() for a in argnums)
+
+    return vjp
+
+
+@primitive
+def _lstm_sequence(xs, W_ih, W_hh, b, h0, run):
+    return run.states[1:]
+
+
+defvjp_argnums(_lstm_sequence, _lstm_sequence_vjp)
+
+
+def _lstm_loop(xs, W_ih, W_hh, b, h0):
+    n, h, states = W_hh.shape[1], h0, []
+    for x in xs:
+        h = lstm_update(affine(h[:, :n], W_hh, affine(x, W_ih, b)), h[:, n:])
+        states.append(h)
+    return anp.stack(states)
+
+
+def lstm_sequence(xs, W_ih, W_hh, b, h0):
+    """Every state ``[h_t, c_t]`` (T, batch, 2n) of a one-layer LSTM over ``xs`` (T, batch, D)
+    from ``h0`` (batch, 2n): the LSTM step (``affine``, ``lstm_update``) unrolled as one primitive.
+
+    Its VJP is one reverse loop in numpy over the factors the forward pass kept (`_lstm_back`,
+    the same formulas as ``lstm_update``'s rule) and one product per weight for the whole
+    sequence, instead of a trace of every step: what makes a training step fast. Differentiated
+    twice (boxes of several traces), it is the unrolled step itself, which autograd traces.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> from gradflow._ops import lstm_sequence
+    >>> cell, xs = gf.lstm(4, 2, seed=0), gf.inputs.gaussian(5, 3, 2, seed=1)
+    >>> p = cell.params
+    >>> states = lstm_sequence(xs, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"] + p["bias_hh_l0"],
+    ...                        np.zeros((3, 8)))
+    >>> bool(np.allclose(states, gf.unroll(cell, xs)[1:], rtol=1e-14, atol=0))
+    True
+    """
+    args = (xs, W_ih, W_hh, b, h0)
+    traces = set()
+    for a in args:
+        while isinstance(a, Box):
+            traces.add(a._trace)
+            a = a._value
+    if len(traces) > 1:  # differentiated again: the traced step, whose rules differentiate again
+        return _lstm_loop(*args)
+    raw = [getval(a) for a in args]
+    if not traces:
+        return _LSTMRun(*raw).states[1:]
+    return _lstm_sequence(*args, _LSTMRun(*raw))
 
 
 # ------------------------------------------------------------------ GRU
@@ -322,84 +422,113 @@ def _rows_times(d, W):
     return d[:, :, None] * W
 
 
+def rnn_jacobians(params, h, x, activation="tanh", out=None):
+    """A one-layer vanilla cell's ``J = diag(phi'(a)) W_hh`` at M rows, written into ``out``."""
+    return np.multiply(vanilla_slopes(params, h, x, activation)[:, :, None], params["weight_hh_l0"], out=out)
+
+
+def lstm_jacobians(params, h, x, activation=None, out=None):
+    """A one-layer LSTM's ``d [h', c'] / d [h, c]`` at M rows (the JVP rules' formulas)."""
+    Wh = params["weight_hh_l0"]
+    n = Wh.shape[1]
+    gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
+    hh, c = h[:, :n], h[:, n:]
+    (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(affine(hh, Wh, gi), c)
+    dc_dh = (_rows_times(g * logistic_prime(pi), Wh[:n])
+             + _rows_times(c * logistic_prime(pf), Wh[n : 2 * n])
+             + _rows_times(i * sech2(pg), Wh[2 * n : 3 * n]))
+    out_gain = o * sech2(c_new)
+    J = np.zeros((h.shape[0], 2 * n, 2 * n))
+    J[:, :n, :n] = out_gain[:, :, None] * dc_dh + _rows_times(np.tanh(c_new) * logistic_prime(po),
+                                                              Wh[3 * n :])
+    J[:, n:, :n] = dc_dh
+    idx = np.arange(n)
+    J[:, idx, n + idx] = out_gain * f
+    J[:, n + idx, n + idx] = f
+    return J
+
+
+def gru_jacobians(params, h, x, activation=None, out=None):
+    """A one-layer GRU's ``d h' / d h`` at M rows (the JVP rules' formulas)."""
+    Wh = params["weight_hh_l0"]
+    n = Wh.shape[1]
+    gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"])
+    gh = affine(h, Wh, params["bias_hh_l0"])
+    pr, pz, r, z, an, nn = _gru_parts(gi, gh, h)
+    d_an = (1.0 - z) * sech2(an)
+    J = (_rows_times((h - nn) * logistic_prime(pz), Wh[n : 2 * n])
+         + _rows_times(d_an * gh[:, 2 * n :] * logistic_prime(pr), Wh[:n])
+         + _rows_times(d_an * r, Wh[2 * n :]))
+    idx = np.arange(n)
+    J[:, idx, idx] += z
+    return J
+
+
 def step_jacobians(kind, params, h, x, activation="tanh", out=None):
-    """``d state' / d state`` of a one-layer built-in cell at M rows ``(h, x)``: (M, S, S).
+    """``d state' / d state`` of a one-layer cell of a registered ``kind`` with closed-form
+    Jacobians, at M rows ``(h, x)``: (M, S, S).
 
     The closed-form derivatives of the fused operations above (the same formulas as
     their JVP rules), without tracing: an order of magnitude cheaper than autograd.
     ``out``: an (M, S, S) array to write a vanilla cell's Jacobians into (no copy).
     """
+    closed = cell_kind(kind).jacobians
+    if closed is None:
+        raise ValueError(f"no closed-form Jacobian for a cell of kind {kind!r}")
+    return closed(params, h, x, activation, out=out)
+
+
+def rnn_terms(params, h, x, activation="tanh"):
+    """`jacobian_terms` of a vanilla cell: ``W_hh`` scaled by ``phi'(a)`` (K = 1)."""
+    return params["weight_hh_l0"][None], vanilla_slopes(params, h, x, activation)[:, None, :]
+
+
+def lstm_terms(params, h, x, activation=None):
+    """`jacobian_terms` of an LSTM (K = 5)."""
     Wh = params["weight_hh_l0"]
-    if kind == "rnn":
-        return np.multiply(vanilla_slopes(params, h, x, activation)[:, :, None], Wh, out=out)
-    if kind == "lstm":
-        n = Wh.shape[1]
-        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
-        hh, c = h[:, :n], h[:, n:]
-        (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(affine(hh, Wh, gi), c)
-        dc_dh = (_rows_times(g * logistic_prime(pi), Wh[:n])
-                 + _rows_times(c * logistic_prime(pf), Wh[n : 2 * n])
-                 + _rows_times(i * sech2(pg), Wh[2 * n : 3 * n]))
-        out_gain = o * sech2(c_new)
-        J = np.zeros((h.shape[0], 2 * n, 2 * n))
-        J[:, :n, :n] = out_gain[:, :, None] * dc_dh + _rows_times(np.tanh(c_new) * logistic_prime(po),
-                                                                  Wh[3 * n :])
-        J[:, n:, :n] = dc_dh
-        idx = np.arange(n)
-        J[:, idx, n + idx] = out_gain * f
-        J[:, n + idx, n + idx] = f
-        return J
-    if kind == "gru":
-        n = Wh.shape[1]
-        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"])
-        gh = affine(h, Wh, params["bias_hh_l0"])
-        pr, pz, r, z, an, nn = _gru_parts(gi, gh, h)
-        d_an = (1.0 - z) * sech2(an)
-        J = (_rows_times((h - nn) * logistic_prime(pz), Wh[n : 2 * n])
-             + _rows_times(d_an * gh[:, 2 * n :] * logistic_prime(pr), Wh[:n])
-             + _rows_times(d_an * r, Wh[2 * n :]))
-        idx = np.arange(n)
-        J[:, idx, idx] += z
-        return J
-    raise ValueError(f"no closed-form Jacobian for a cell of kind {kind!r}")
+    n = Wh.shape[1]
+    gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
+    c = h[:, n:]
+    (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(affine(h[:, :n], Wh, gi), c)
+    out_gain = o * sech2(c_new)
+    zero = np.zeros_like(c)
+    # h' rows and c' rows: the gates i, f, g reach h through c' (times o sech^2 c').
+    through_c = [g * logistic_prime(pi), c * logistic_prime(pf), i * sech2(pg)]
+    scales = [np.concatenate([out_gain * s, s], axis=1) for s in through_c]
+    scales += [np.concatenate([np.tanh(c_new) * logistic_prime(po), zero], axis=1),
+               np.concatenate([out_gain * f, f], axis=1)]
+    bases = np.zeros((5, 2 * n, 2 * n))
+    for k in range(3):
+        bases[k, :n, :n] = bases[k, n:, :n] = Wh[k * n : (k + 1) * n]
+    bases[3, :n, :n] = Wh[3 * n :]
+    bases[4, :n, n:] = bases[4, n:, n:] = np.eye(n)
+    return bases, np.stack(scales, axis=1)
+
+
+def gru_terms(params, h, x, activation=None):
+    """`jacobian_terms` of a GRU (K = 4)."""
+    Wh = params["weight_hh_l0"]
+    n = Wh.shape[1]
+    gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"])
+    gh = affine(h, Wh, params["bias_hh_l0"])
+    pr, pz, r, z, an, nn = _gru_parts(gi, gh, h)
+    d_an = (1.0 - z) * sech2(an)
+    bases = np.stack([Wh[:n], Wh[n : 2 * n], Wh[2 * n :], np.eye(n)])
+    scales = np.stack([d_an * gh[:, 2 * n :] * logistic_prime(pr), (h - nn) * logistic_prime(pz),
+                       d_an * r, z], axis=1)
+    return bases, scales
 
 
 def jacobian_terms(kind, params, h, x, activation="tanh"):
-    """``J`` of a one-layer built-in cell at M rows as ``J_m = sum_k diag(scales[m, k]) bases[k]``.
+    """``J`` of a one-layer cell of a registered ``kind`` at M rows as
+    ``J_m = sum_k diag(scales[m, k]) bases[k]``.
 
     Returns ``bases`` (K, S, S), fixed by the weights, and ``scales`` (M, K, S), the only
     part that changes from step to step (K = 1 for a vanilla cell, 4 for a GRU, 5 for an
     LSTM). Averages over steps of ``J X J^T`` then need K matrix products, not one per step:
     ``mean_m J_m X J_m^T = sum_{k,l} (B_k X B_l^T) * mean_m scales[m, k] scales[m, l]^T``.
     """
-    Wh = params["weight_hh_l0"]
-    if kind == "rnn":
-        return Wh[None], vanilla_slopes(params, h, x, activation)[:, None, :]
-    n = Wh.shape[1]
-    if kind == "lstm":
-        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
-        c = h[:, n:]
-        (pi, pf, pg, po), (i, f, g, o), c_new = _lstm_parts(affine(h[:, :n], Wh, gi), c)
-        out_gain = o * sech2(c_new)
-        zero = np.zeros_like(c)
-        # h' rows and c' rows: the gates i, f, g reach h through c' (times o sech^2 c').
-        through_c = [g * logistic_prime(pi), c * logistic_prime(pf), i * sech2(pg)]
-        scales = [np.concatenate([out_gain * s, s], axis=1) for s in through_c]
-        scales += [np.concatenate([np.tanh(c_new) * logistic_prime(po), zero], axis=1),
-                   np.concatenate([out_gain * f, f], axis=1)]
-        bases = np.zeros((5, 2 * n, 2 * n))
-        for k in range(3):
-            bases[k, :n, :n] = bases[k, n:, :n] = Wh[k * n : (k + 1) * n]
-        bases[3, :n, :n] = Wh[3 * n :]
-        bases[4, :n, n:] = bases[4, n:, n:] = np.eye(n)
-        return bases, np.stack(scales, axis=1)
-    if kind == "gru":
-        gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"])
-        gh = affine(h, Wh, params["bias_hh_l0"])
-        pr, pz, r, z, an, nn = _gru_parts(gi, gh, h)
-        d_an = (1.0 - z) * sech2(an)
-        bases = np.stack([Wh[:n], Wh[n : 2 * n], Wh[2 * n :], np.eye(n)])
-        scales = np.stack([d_an * gh[:, 2 * n :] * logistic_prime(pr), (h - nn) * logistic_prime(pz),
-                           d_an * r, z], axis=1)
-        return bases, scales
-    raise ValueError(f"no closed-form Jacobian for a cell of kind {kind!r}")
+    terms = cell_kind(kind).jacobian_terms
+    if terms is None:
+        raise ValueError(f"no closed-form Jacobian for a cell of kind {kind!r}")
+    return terms(params, h, x, activation)

@@ -31,6 +31,7 @@ from ._engine import (
 )
 from ._flow import MEMORY_DROP, NEUTRAL_TOL, GradientFlow, regime_of
 from ._options import progress_bar, resolve_progress
+from ._registry import is_vanilla
 from ._spectral import (
     derivative_bound,
     fixed_points,
@@ -493,7 +494,7 @@ def _trusted(answered: set[str]) -> str:
 def input_drive(cell: Cell, xs: np.ndarray) -> float:
     """Mean squared input drive ``(W_ih x)^2`` of a vanilla cell's units (mean-field's input variance)."""
     U = cell.params.get("weight_ih_l0")
-    if U is None or cell.kind != "rnn":
+    if U is None or not is_vanilla(cell.kind):
         return 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         drive = float(np.mean((xs @ U.T) ** 2))

@@ -18,8 +18,9 @@ import numpy as np
 from autograd.tracer import Box
 
 from . import _html
-from ._cells import Cell, gru, lstm, rnn
+from ._cells import Cell
 from ._graph import DependencyGraph
+from ._registry import find_cell_kind
 from ._validation import as_float_array, check_choice, check_finite_float, check_positive_int, check_seed
 
 POSITIONAL = ("sinusoidal", "none")
@@ -582,15 +583,16 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None) -> Sequen
     layers = check_positive_int("layers", layers)
     if layers > 1:
         cfg = dict(cell.config)
-        if cell.kind not in ("rnn", "lstm", "gru") or "seed" not in cfg or cfg.get("layers", 1) != 1:
+        if find_cell_kind(cell.kind) is None or "seed" not in cfg or cfg.get("layers", 1) != 1:
             raise ValueError(f"layers={layers} stacks a one-layer built-in cell made by gf.rnn, gf.lstm "
                              f"or gf.gru; got {cell.name!r} ({cell.kind}, config {cfg}). For a trained "
                              "stack, load it with its _l1, _l2, ... weights and pass layers=1")
         hidden, inputs = cfg.pop("hidden"), cfg.pop("inputs")
         cfg.pop("layers")
-        build = {"rnn": rnn, "lstm": lstm, "gru": gru}[cell.kind]
+        build = find_cell_kind(cell.kind).make
         cell = build(hidden, inputs, layers=layers, name=cell.name, **cfg)
-    depth = cell.config.get("layers", 1) if cell.kind in ("rnn", "lstm", "gru") else 1
+    record = find_cell_kind(cell.kind)
+    depth = cell.config.get("layers", 1) if record is not None else 1
     cols = output_columns(cell)
     step = cell.step
 
@@ -613,7 +615,7 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None) -> Sequen
         prev = g.add_layer("input", n)
         pos = np.arange(n)
         width = len(cols)
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}.get(cell.kind, 1)
+        gates = record.blocks if record is not None else 1
         for l in range(depth):
             d_in = cell.input_size if l == 0 else width
             cur = g.add_layer(f"recurrent {l}", n)

@@ -12,11 +12,12 @@ from scipy import optimize
 from ._activations import DERIVATIVE_BOUND
 from ._cells import Cell
 from ._engine import _block_products
+from ._registry import is_vanilla
 
 
 def recurrent_matrix(cell: Cell) -> np.ndarray | None:
     """The matrix the folklore rules talk about: ``W_hh`` of a one-layer vanilla cell, else None."""
-    if cell.kind == "rnn" and cell.config.get("layers", 1) == 1:
+    if is_vanilla(cell.kind) and cell.config.get("layers", 1) == 1:
         return cell.params["weight_hh_l0"]
     return None
 
@@ -47,7 +48,7 @@ def largest_singular_value(A: np.ndarray) -> float:
 
 def derivative_bound(cell: Cell) -> float | None:
     """Pascanu's ``gamma``: a bound on ``|phi'|`` for the cell's activation (vanilla cells only)."""
-    return DERIVATIVE_BOUND.get(cell.config.get("activation")) if cell.kind == "rnn" else None
+    return DERIVATIVE_BOUND.get(cell.config.get("activation")) if is_vanilla(cell.kind) else None
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ import autograd.numpy as anp
 import numpy as np
 
 from . import _activations as act
-from ._cells import KINDS, Cell, gru, lstm, rnn
+from ._cells import INITS, Cell
 from ._engine import _sequential_pass
 from ._flow import NEUTRAL_TOL, _fit_profile, fit_rate, regime_or_none
 from ._predict import METHODS, input_drive, mean_field, predict
 from ._probe import StateRecorder, log_row_norms, unit_rows
+from ._registry import cell_kind
 from ._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from .inputs import gaussian
 
@@ -48,8 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "batch": 1,
     "predictors": "all",
 }
-# Parameters that only mean something for one kind of cell.
-ONLY_FOR = {"activation": "rnn", "forget_bias": "lstm", "update_bias": "gru"}
+# The cells this task builds (their steps batch through affine's grouped case), and the
+# parameters that only mean something for one of them.
+BUILT_IN = ("rnn", "lstm", "gru")
+ONLY_FOR = {option: kind for kind in BUILT_IN for option in cell_kind(kind).options}
 
 
 def rate_column(method: str) -> str:
@@ -65,7 +68,7 @@ def resolve(point: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown parameter {unknown[0]!r} for the default task; it takes "
                          f"{', '.join(DEFAULTS)} (and seed)")
     p = {**DEFAULTS, **point}
-    p["cell"] = check_choice("cell", p["cell"], KINDS)
+    p["cell"] = check_choice("cell", p["cell"], BUILT_IN)
     for name, kind in ONLY_FOR.items():
         if p["cell"] != kind and name in point and point[name] != DEFAULTS[name]:
             raise ValueError(f"{name} applies to cell={kind!r} only; got {name}={point[name]!r} "
@@ -74,7 +77,7 @@ def resolve(point: Mapping[str, Any]) -> dict[str, Any]:
         p[name] = check_positive_int(name, p[name])
     p["seq_len"] = check_positive_int("seq_len", p["seq_len"], minimum=2)
     p["activation"] = check_choice("activation", p["activation"], act.ACTIVATIONS)
-    p["init"] = check_choice("init", p["init"], ("gaussian", "orthogonal", "identity", "pytorch"))
+    p["init"] = check_choice("init", p["init"], INITS)
     for name in ("gain", "forget_bias", "update_bias"):
         p[name] = check_finite_float(name, p[name])
     for name in ("bias_scale", "input_scale"):
@@ -96,12 +99,8 @@ def build(p: Mapping[str, Any]) -> tuple[Cell, np.ndarray, np.ndarray]:
     seeds = _streams(p["seed"])
     common = dict(gain=p["gain"], init=p["init"], bias_scale=p["bias_scale"], seed=seeds["cell"],
                   layers=p["layers"])
-    if p["cell"] == "rnn":
-        cell = rnn(p["hidden"], p["inputs"], activation=p["activation"], **common)
-    elif p["cell"] == "lstm":
-        cell = lstm(p["hidden"], p["inputs"], forget_bias=p["forget_bias"], **common)
-    else:
-        cell = gru(p["hidden"], p["inputs"], update_bias=p["update_bias"], **common)
+    record = cell_kind(p["cell"])
+    cell = record.make(p["hidden"], p["inputs"], **{k: p[k] for k in record.options}, **common)
     xs = gaussian(p["seq_len"], p["batch"], p["inputs"], scale=p["input_scale"], seed=seeds["inputs"])
     # The direction gf.gradient_flow draws for its default loss from the same seed.
     u = np.random.default_rng(seeds["direction"]).standard_normal(cell.state_size)

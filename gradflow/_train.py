@@ -29,6 +29,7 @@ import pandas as pd
 from autograd import value_and_grad
 from autograd.core import make_jvp
 from autograd.misc import flatten
+from autograd.tracer import Box
 from threadpoolctl import threadpool_limits
 
 from . import _html
@@ -37,7 +38,8 @@ from ._engine import _value, check_cell, check_sequence
 from ._flow import NEUTRAL_TOL, fit_rate, gradient_flow, mean_log_profile, regime_of
 from ._lyapunov import _initial_block, lyapunov_spectrum
 from ._options import progress_bar
-from ._sequence import SequenceModel, recurrent
+from ._registry import find_cell_kind
+from ._sequence import SequenceModel, output_columns, recurrent
 from ._spectral import largest_singular_value, spectral_radius
 from ._tasks import Task
 from ._validation import as_float_array, check_choice, check_finite_float, check_positive_int, check_seed
@@ -197,6 +199,27 @@ def _penalty_value(params, names, penalty):
     return weight * sum(anp.sum(anp.abs(params[n])) for n in names)
 
 
+def model_forward(model: SequenceModel) -> Callable:
+    """``forward(params, xs) -> outputs``: ``model.apply``, or for a one-layer recurrent cell whose
+    kind unrolls as one primitive (`CellKind.sequence`), that primitive and the output columns:
+    the same numbers, one traced operation instead of several per step."""
+    cell = model.cell
+    record = find_cell_kind(cell.kind) if cell is not None else None
+    if (model.kind != "recurrent" or record is None or record.sequence is None
+            or not record.is_one_layer_step(cell.step)):
+        return model.apply
+    cols = output_columns(cell)
+    pick = slice(int(cols[0]), int(cols[-1]) + 1)  # one layer: h is one block of columns
+    sequence = record.sequence
+
+    def forward(params, xs):
+        if not isinstance(xs, Box):
+            xs = model.check_inputs(xs)
+        return sequence(params, xs, np.zeros((xs.shape[1], cell.state_size)))[..., pick]
+
+    return forward
+
+
 def make_objective(model: SequenceModel, task: Task, *, penalty=None, lyapunov=None, seed: int = 0):
     """``objective(params, xs, targets) -> total`` (autograd-differentiable) and ``parts``, a dict
     that each call fills with the unboxed task loss, penalty and Lyapunov terms.
@@ -205,9 +228,10 @@ def make_objective(model: SequenceModel, task: Task, *, penalty=None, lyapunov=N
     """
     names = penalised_names(model)
     parts: dict[str, float] = {}
+    forward = model_forward(model)
 
     def objective(params, xs, targets):
-        ys = model.apply(params["model"], xs)
+        ys = forward(params["model"], xs)
         if task.readout == "last":
             ys = ys[-1]
         out = ys @ params["readout"]["weight"].T + params["readout"]["bias"]
@@ -282,10 +306,12 @@ def training_objective(model: Cell | SequenceModel, task: Task, *, penalty=None,
 
 def recurrent_block(cell: Cell, params) -> np.ndarray:
     """Layer 0's square recurrent matrix: ``W_hh`` of a vanilla cell, the candidate block
-    (LSTM g, GRU n) of a gated one."""
+    (LSTM g, GRU n: the `CellKind`'s ``candidate_block``) of a gated one."""
     W = params["weight_hh_l0"]
-    n = W.shape[1]
-    return W[2 * n : 3 * n] if cell.kind in ("lstm", "gru") else W
+    record, n = find_cell_kind(cell.kind), W.shape[1]
+    if record is None or record.blocks == 1:
+        return W
+    return W[record.candidate_block * n : (record.candidate_block + 1) * n]
 
 
 def _layer_components(cell: Cell) -> dict[str, str]:

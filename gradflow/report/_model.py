@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.linalg
 
 from .. import inputs as _inputs
-from .._cells import GATES, Cell
+from .._cells import Cell
 from .._engine import _value, check_cell, check_sequence
 from .._files import write_csv
 from .._flow import (
@@ -33,6 +33,7 @@ from .._io import Model
 from .._lyapunov import lyapunov_spectrum
 from .._plot import unit_circle
 from .._predict import compare, predict
+from .._registry import cell_kind, find_cell_kind
 from .._spectral import fixed_points
 from .._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from ._pdf import figure_page, paper_theme, table_page, write_pdf
@@ -47,7 +48,7 @@ def _blocks(cell: Cell) -> list[tuple[int, str, np.ndarray]]:
     """``(layer, gate, square recurrent block)`` of a built-in cell, one per gate. With a
     projection (``h = W_hr m``) a gate reads ``W_hh,gate W_hr m``: the block is that product."""
     layers = cell.config.get("layers", 1)
-    gates = GATES[cell.kind] or ("",)
+    gates = cell_kind(cell.kind).gates or ("",)
     out = []
     for l in range(layers):
         W = cell.params[f"weight_hh_l{l}"]
@@ -182,7 +183,7 @@ def horizon_of(profile: np.ndarray) -> int | None:
 def _parts(cell: Cell) -> list[tuple[int, str, str]]:
     """``(layer, part, component key)`` for every part of every layer of a built-in cell."""
     layers = cell.config.get("layers", 1)
-    parts = ("h", "c") if cell.kind == "lstm" else ("h",)
+    parts = [p for p, _ in cell_kind(cell.kind).parts]
     return [(l, p, p if layers == 1 else f"l{l}.{p}") for l in range(layers) for p in parts]
 
 
@@ -190,7 +191,7 @@ def _as_model(model) -> Model:
     if isinstance(model, Model):
         return model
     cell = check_cell(model)
-    if cell.kind not in GATES:
+    if find_cell_kind(cell.kind) is None:
         raise ValueError(f"cell must be a built-in rnn, lstm or gru cell to be analysed; got kind "
                          f"{cell.kind!r}")
     cfg = cell.config
@@ -468,7 +469,7 @@ def _verdict(model, main, rates, measured, inputs_label) -> str:
 def _state_size_text(model, cell) -> str:
     width = model.proj_size or model.hidden
     layers = cell.config.get("layers", 1)
-    per = f"h {width} + c {model.hidden}" if cell.kind == "lstm" else f"h {width}"
+    per = " + ".join(f"{p} {w}" for p, w in cell_kind(cell.kind).part_widths(model.hidden, width).items())
     text = f"{cell.state_size} = " + (f"{layers} layers x ({per})" if layers > 1 else per)
     return text + (": an LSTM's state is h plus its memory c" if cell.kind == "lstm" else "")
 
@@ -656,7 +657,7 @@ def _spectra_page(cell, title, spec):
     radii = spec.groupby(["layer", "gate"], sort=False).eig_abs.max()
     tops = spec.groupby(["layer", "gate"], sort=False).singular_value.max()
     ev = np.linalg.eigvals(_linearisation(cell))
-    gated = cell.kind != "rnn" or cell.config.get("layers", 1) > 1
+    gated = not cell_kind(cell.kind).vanilla or cell.config.get("layers", 1) > 1
     rule = (f"The eigenvalue rule reads the step Jacobian at the origin (zero state, zero input), "
             f"d state_t / d state_(t-1) there, whose spectral radius is {np.max(np.abs(ev)):.3f}"
             + (": for an LSTM it includes the memory path c -> c, diag(f) with f = sigmoid(forget bias), "
