@@ -39,7 +39,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 report: $(STAMP)
-	$(PY) -m analyses --out reports
+	$(PY) -m gradflow.studies --out reports
 
 # JupyterLab refuses to run as root (as in many containers) unless told to.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)

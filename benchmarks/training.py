@@ -24,7 +24,7 @@ from autograd.misc import flatten
 from threadpoolctl import threadpool_limits
 
 import gradflow as gf
-from gradflow._train import initial_params, make_objective
+from gradflow.training import initial_params, make_objective
 
 
 def plain_lstm_step(p, state, x):

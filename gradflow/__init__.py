@@ -24,37 +24,52 @@ Threads: `blas_threads`, `set_blas_threads` (BLAS threads per computation; one b
 """
 
 from . import inputs, meanfield, sweep, tasks
-from ._cells import Cell, gru, lstm, rnn
-from ._engine import jacobian_products, jacobians, unroll
-from ._explore import Exploration, explore
-from ._explore import update as explore_update
-from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._io import Model, from_keras, from_torch, load
-from ._lyapunov import (
+from .cells import Cell, gru, lstm, rnn
+from .core import (
+    CellKind,
+    Options,
+    blas_threads,
+    cell_kind,
+    cell_kinds,
+    options,
+    probe,
+    read_version,
+    register_cell_kind,
+    set_blas_threads,
+    unregister_cell_kind,
+)
+from .display import Exploration, explore, explore_update
+from .engine import jacobian_products, jacobians, unroll
+from .measure import (
     ConvergenceWarning,
+    GradientFlow,
     LyapunovSpectrum,
+    RateFit,
+    Sensitivity,
     SingularValues,
     finite_time_singular_values,
+    gradient_flow,
     lyapunov_spectrum,
+    regime_of,
+    sensitivity,
 )
-from ._options import Options, options
-from ._paths import PathLengths, path_lengths
-from ._predict import Comparison, Prediction, PredictorResult, compare, predict
-from ._probe import probe
-from ._registry import CellKind, cell_kind, cell_kinds, register_cell_kind, unregister_cell_kind
-from ._sensitivity import Sensitivity, sensitivity
-from ._sequence import (
+from .models import (
+    Model,
+    PathLengths,
     SequenceModel,
     conv_stack,
+    from_keras,
+    from_torch,
     hierarchical_attention,
+    load,
+    path_lengths,
     recurrent,
     restricted_attention,
     self_attention,
     tcn,
 )
-from ._threads import blas_threads, set_blas_threads
-from ._train import TrainingRun, finite_time_exponents, train, training_objective
-from ._version import read_version
+from .prediction import Comparison, Prediction, PredictorResult, compare, predict
+from .training import TrainingRun, finite_time_exponents, train, training_objective
 
 __version__ = read_version()  # one place: pyproject.toml
 

@@ -41,7 +41,7 @@ def study_run(tmp_path_factory):
             saved = {k: os.environ.get(k) for k in ("SOURCE_DATE_EPOCH", "GRADFLOW_CACHE_DIR")}
             os.environ.update(SOURCE_DATE_EPOCH="1700000000", GRADFLOW_CACHE_DIR=str(root / "cache"))
             try:
-                study = importlib.import_module(f"analyses.{name}")
+                study = importlib.import_module(f"gradflow.studies.{name}")
                 argv = list(TINY[name])
                 if name in TINY_CONFIG:
                     (root / "tiny.toml").write_text(f"[{name}]\n" + _toml(TINY_CONFIG[name]))

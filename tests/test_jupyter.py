@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import gradflow as gf
-from gradflow import _explore, _html
+from gradflow.core import _html
+from gradflow.display import _explore
 
 EVIL = "<script>alert('x')</script>&"
 VOID = {"br", "hr", "img", "meta", "input", "col", "wbr", "link"}
@@ -344,7 +345,7 @@ def test_sweep_summary_names_predictors_as_the_tables_do(results):
 
 
 def _spy_bars(monkeypatch, module):
-    from gradflow import _options
+    from gradflow.core import _options
 
     bars = []
 
@@ -359,7 +360,7 @@ def _spy_bars(monkeypatch, module):
 
 
 def test_predict_ticks_once_per_predictor(monkeypatch):
-    from gradflow import _predict
+    from gradflow.prediction import _predict
 
     bars = _spy_bars(monkeypatch, _predict)
     cell = gf.rnn(8, 2, seed=0)
@@ -374,7 +375,7 @@ def test_predict_ticks_once_per_predictor(monkeypatch):
 
 
 def test_lyapunov_spectrum_ticks_over_the_steps_when_many_exponents(monkeypatch):
-    from gradflow import _lyapunov
+    from gradflow.measure import _lyapunov
 
     bars = _spy_bars(monkeypatch, _lyapunov)
     cell = gf.rnn(8, 2, seed=0)
@@ -413,7 +414,7 @@ def test_no_bars_in_worker_processes_or_logs():
     import concurrent.futures
     import multiprocessing
 
-    from gradflow import _options
+    from gradflow.core import _options
 
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert pool.submit(_options.interactive).result(timeout=60) is False  # a sweep's worker

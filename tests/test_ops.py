@@ -7,8 +7,8 @@ from autograd import grad
 from autograd.core import make_jvp, make_vjp
 from helpers import fd_jacobian, rel_err
 
-from gradflow import _activations as act
-from gradflow._ops import (
+from gradflow.core import _activations as act
+from gradflow.core._ops import (
     _lstm_loop,
     affine,
     gru_update,

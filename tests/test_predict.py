@@ -5,8 +5,9 @@ import pytest
 from scipy import optimize
 
 import gradflow as gf
-from analyses import predictor_accuracy
-from gradflow._spectral import fixed_points
+from gradflow.prediction import _predict
+from gradflow.prediction._spectral import fixed_points
+from gradflow.studies import predictor_accuracy
 
 
 @pytest.mark.parametrize("gain", [0.5, 1.0, 1.5, 2.0, 3.0])
@@ -98,7 +99,7 @@ def test_moment_map_limits():
 
 
 def test_two_step_blocks_are_consecutive_jacobian_products():
-    from gradflow._predict import _sampled_jacobians
+    from gradflow.prediction._predict import _sampled_jacobians
 
     cell = gf.lstm(6, 3, seed=1)
     xs = gf.inputs.gaussian(40, 2, 3, seed=1)
@@ -130,7 +131,7 @@ def test_prediction_object_and_compare_table():
     page = p._repr_html_()
     assert "<b>net</b>" not in page and html.escape("<b>net</b>") in page and len(page) < 100_000
     frame = p.to_frame()
-    assert list(frame.method) == list(gf._predict.METHODS)
+    assert list(frame.method) == list(_predict.METHODS)
     assert frame.trusted.sum() == 1
     assert p.horizon == pytest.approx(np.log(1e-3) / p.rate)
     table = gf.compare(p, gf.gradient_flow(cell, xs))

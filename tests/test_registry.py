@@ -7,9 +7,9 @@ import pytest
 from helpers import fd_jacobian, rel_err
 
 import gradflow as gf
-from gradflow import _activations as act
-from gradflow._cells import _random_cell
-from gradflow._ops import affine, join_columns, take_columns
+from gradflow.cells._cells import gru_reset_before_step, random_cell
+from gradflow.core import _activations as act
+from gradflow.core._ops import affine, join_columns, take_columns
 
 # ------------------------------------------------------------------ a new kind, in one place
 
@@ -26,7 +26,7 @@ def leaky_step(params, state, x, *, hidden, layers, leak):
 
 
 def leaky(hidden, inputs, leak=0.5, **kw):
-    return _random_cell("leaky", hidden, inputs, leak=leak, **kw)
+    return random_cell("leaky", hidden, inputs, leak=leak, **kw)
 
 
 LEAKY = gf.CellKind("leaky", leaky_step, leaky, options={"leak": 0.5}, step_options=("leak",),
@@ -56,7 +56,7 @@ def test_built_in_records_describe_the_cells():
         assert record.torch_layout(5, 3) == {k: v.shape for k, v in cell.params.items()}
     assert gf.cell_kind("lstm").state_width(6, proj_size=2) == 8  # h projected to 2, c stays 6
     # Variants: Keras's reset-before GRU takes no stacked tangents, a projected LSTM keeps them.
-    assert gf.cell_kind("gru").step_for({"reset_after": False}) == (gf._cells.gru_reset_before_step, False)
+    assert gf.cell_kind("gru").step_for({"reset_after": False}) == (gru_reset_before_step, False)
     assert gf.cell_kind("lstm").step_for({"proj_size": 2})[1] is True
 
 

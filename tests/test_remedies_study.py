@@ -6,8 +6,8 @@ import pytest
 from pypdf import PdfReader
 
 import gradflow as gf
-from analyses import STUDIES, remedies
-from analyses._protocol import success_interval
+from gradflow.studies import STUDIES, remedies
+from gradflow.studies._protocol import success_interval
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 from conftest import TINY
 from pypdf import PdfReader
 
-from analyses import STUDIES
-from analyses._cli import config_from_mapping, read_config_file, study_section
 from gradflow.report import library_versions
+from gradflow.studies import STUDIES
+from gradflow.studies._cli import config_from_mapping, read_config_file, study_section
 
 # Studies whose report quotes wall-clock measurements: their bytes cannot repeat.
 TIMED = {"cost"}
@@ -48,7 +48,7 @@ def test_report_has_title_page_metadata_and_the_csvs(name, study_run):
 @pytest.mark.parametrize("name", STUDIES)
 def test_the_written_config_reproduces_the_run(name, study_run):
     run = study_run(name)
-    module = __import__(f"analyses.{name}", fromlist=["QUICK"])
+    module = __import__(f"gradflow.studies.{name}", fromlist=["QUICK"])
     document = read_config_file(run.out / f"{name}_config.toml")
     again = config_from_mapping(name, module.QUICK, study_section(name, document, STUDIES))
     assert again == run.result["config"]
@@ -96,13 +96,13 @@ def test_the_readme_config_example_is_accepted():
     import re
     from pathlib import Path
 
-    from analyses._cli import tomllib
+    from gradflow.studies._cli import tomllib
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
     document = tomllib.loads(block)
     for name in document:
-        module = importlib.import_module(f"analyses.{name}")
+        module = importlib.import_module(f"gradflow.studies.{name}")
         config = config_from_mapping(name, module.QUICK, study_section(name, document, STUDIES))
         assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v)
                    for k, v in document[name].items())

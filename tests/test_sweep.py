@@ -16,8 +16,9 @@ import pytest
 import sweep_tasks
 
 import gradflow as gf
-from gradflow import _cli, _sweep_task
+from gradflow import cli as _cli
 from gradflow.sweep import CacheWarning, SweepWarning
+from gradflow.sweep import _task as _sweep_task
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -415,7 +416,7 @@ def test_the_gradflow_console_script_is_declared_and_runs(tmp_path):
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"gradflow": "gradflow._cli:main"}
+    assert scripts == {"gradflow": "gradflow.cli:main"}
     proc = subprocess.run([sys.executable, "-m", "gradflow", "sweep", str(tmp_path / "none.toml")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -1,10 +1,10 @@
-"""PDF and CSV output for the studies in ``analyses/`` and for ``gradflow analyze``.
+"""PDF and CSV output for the studies in ``gradflow/studies/`` and for ``gradflow analyze``.
 
 The numeric core never imports matplotlib; this subpackage does, and only the
 report writers and plots use it.
 """
 
-from .._files import atomic_path, write_csv
+from ..core._files import atomic_path, write_csv
 from ._model import model_rates, model_report, spectra
 from ._pdf import (
     PALETTE,

@@ -16,26 +16,27 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from .. import inputs as _inputs
-from .._cells import Cell
-from .._engine import _value, check_cell, check_sequence
-from .._files import write_csv
-from .._flow import (
+from ..cells._cells import Cell
+from ..cells._linearisation import linearisation
+from ..core import inputs as _inputs
+from ..core._files import write_csv
+from ..core._plot import unit_circle
+from ..core._registry import cell_kind, find_cell_kind
+from ..core._validation import check_choice, check_finite_float, check_positive_int, check_seed
+from ..engine._engine import check_cell, check_sequence, unboxed
+from ..measure._flow import (
     MEMORY_DROP,
     GradientFlow,
-    _fit_profile,
     directional_sweep,
+    fit_profile,
     fit_rate,
     gradient_flow,
     mean_log_profile,
 )
-from .._io import Model
-from .._lyapunov import lyapunov_spectrum
-from .._plot import unit_circle
-from .._predict import compare, predict
-from .._registry import cell_kind, find_cell_kind
-from .._spectral import fixed_points
-from .._validation import check_choice, check_finite_float, check_positive_int, check_seed
+from ..measure._lyapunov import lyapunov_spectrum
+from ..models._io import Model
+from ..prediction._predict import compare, predict
+from ..prediction._spectral import fixed_points
 from ._pdf import figure_page, paper_theme, table_page, write_pdf
 
 _SAFE = str.maketrans({c: "_" for c in " /\\:*?\"<>|"})
@@ -87,7 +88,7 @@ def readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_from: i
                         components={k: v[::-1].copy() for k, v in components.items()},
                         gates={k: v[::-1].copy() for k, v in probes.items()},
                         input_log_norms=inputs[::-1].copy(), loss=label,
-                        fit=fit_rate(lags, _fit_profile(log_norms, fit_from), fit_from))
+                        fit=fit_rate(lags, fit_profile(log_norms, fit_from), fit_from))
 
 
 def summed_readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_from: int) -> GradientFlow:
@@ -107,7 +108,7 @@ def summed_readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_
 
     def step(p, state, x):
         h = state[:, :S]
-        counts = _value(x)[:, D:]  # the mask m_t, outside the derivative
+        counts = unboxed(x)[:, D:]  # the mask m_t, outside the derivative
         return anp.concatenate([cell.step(p, h, x[:, :D]), state[:, S:] + counts * (h @ directions.T)],
                                axis=1)
 
@@ -121,7 +122,7 @@ def summed_readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_
     parts = np.stack([v for k, v in flow.components.items() if "." not in k])
     log_norms = 0.5 * logsumexp(2.0 * parts, axis=0)
     return dataclasses.replace(flow, log_norms=log_norms,
-                               fit=fit_rate(flow.lags, _fit_profile(log_norms, fit_from), fit_from))
+                               fit=fit_rate(flow.lags, fit_profile(log_norms, fit_from), fit_from))
 
 
 def choose_fit_start(lags: np.ndarray, profile: np.ndarray, earliest: int = 0) -> int:
@@ -381,7 +382,7 @@ def _measure_cell(model: Model, key: str, xs: np.ndarray, seed: int, readout: st
     readout = measure(cell, xs, directions, T // 10) if directions is not None else None
     primary = readout or flow
     earliest = max(first_finite_lag(mean_log_profile(v)) for v in primary.components.values())
-    start = choose_fit_start(primary.lags, _fit_profile(primary.log_norms, earliest), earliest)
+    start = choose_fit_start(primary.lags, fit_profile(primary.log_norms, earliest), earliest)
     start = max(start, max(first_finite_lag(mean_log_profile(v)) for v in flow.components.values()))
     flow = _refit(flow, start)
     readout = _refit(readout, start) if readout is not None else None
@@ -428,11 +429,11 @@ def model_rates(model: Model | Cell, xs, *, seed: int = 0, batch_first: bool | N
 
 
 def _refit(flow: GradientFlow, start: int) -> GradientFlow:
-    return dataclasses.replace(flow, fit=fit_rate(flow.lags, _fit_profile(flow.log_norms, start), start))
+    return dataclasses.replace(flow, fit=fit_rate(flow.lags, fit_profile(flow.log_norms, start), start))
 
 
 def _rate_row(model, key, layer, part, measure, lags, values, start, seed) -> dict[str, Any]:
-    profile = _fit_profile(values, start)
+    profile = fit_profile(values, start)
     fit = fit_rate(lags, profile, start)
     lo, hi = bootstrap_interval(lags, values, start, seed)
     horizon = horizon_of(mean_log_profile(values))
@@ -467,9 +468,9 @@ def _verdict(model, main, rates, measured, inputs_label) -> str:
 
 
 def _state_size_text(model, cell) -> str:
-    width = model.proj_size or model.hidden
     layers = cell.config.get("layers", 1)
-    per = " + ".join(f"{p} {w}" for p, w in cell_kind(cell.kind).part_widths(model.hidden, width).items())
+    widths = cell_kind(cell.kind).part_widths(model.hidden, model.proj_size)
+    per = " + ".join(f"{p} {w}" for p, w in widths.items())
     text = f"{cell.state_size} = " + (f"{layers} layers x ({per})" if layers > 1 else per)
     return text + (": an LSTM's state is h plus its memory c" if cell.kind == "lstm" else "")
 
@@ -671,7 +672,6 @@ def _spectra_page(cell, title, spec):
 
 
 def _linearisation(cell):
-    from .._spectral import linearisation
 
     return linearisation(cell)[0]
 

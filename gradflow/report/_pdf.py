@@ -21,7 +21,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_pdf import PdfPages
 
-from .._files import atomic_path
+from ..core._files import atomic_path
+from ..core._version import read_version
 
 PAGE = (8.27, 11.69)  # A4 portrait, inches
 # Okabe & Ito's colour-blind-safe palette: every study draws its series from it, at most
@@ -73,7 +74,7 @@ def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: st
     ``CreationDate`` comes from ``SOURCE_DATE_EPOCH`` when it is set (matplotlib
     honours it), so the same inputs give the same bytes.
     """
-    from .. import __version__
+    __version__ = read_version()
 
     if study is not None:
         pages = [title_page(title, study, config, subject if verdict is None else verdict, source=source,
@@ -130,7 +131,7 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     ``claim`` holds ``(heading, text)`` pairs (a study's ``Claim.facts()``: the claim, its
     source and quote, the quantity, rule and threshold), printed before the verdict.
     ``config`` is the study's config dataclass (or a mapping). ``source`` (default
-    ``analyses/<study>.py``) says what was analysed and ``reproduce`` (default: the
+    ``gradflow/studies/<study>.py``) says what was analysed and ``reproduce`` (default: the
     ``gradflow report`` command with the ``<study>_config.toml`` written beside the PDF)
     how to get the same numbers again.
     """
@@ -147,7 +148,8 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
         reproduce = (f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
                      f"written beside this PDF)")
     # With a claim, "Source" names the claim's source file; the study's code is then "Code".
-    facts = [("Study", study), ("Code" if claim else "Source", source or f"analyses/{study}.py"), *claim,
+    code = source or f"gradflow/studies/{study}.py"
+    facts = [("Study", study), ("Code" if claim else "Source", code), *claim,
              ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
              ("Reproduce", reproduce)]
     # A claim block makes the page longer: everything below it is set more tightly then.
@@ -308,7 +310,7 @@ def combine_pdfs(path: str | os.PathLike, parts: Sequence[Any], *, title: str) -
     for entry, reader in zip(entries, readers, strict=True):
         writer.append(reader, outline_item=f"{entry['name']}: {entry['verdict']}", import_outline=True)
     writer.page_mode = "/UseOutlines"
-    from .. import __version__
+    __version__ = read_version()
 
     subject = "; ".join(f"{e['name']}: {e['verdict']}" for e in entries)
     writer.add_metadata({"/Title": title, "/Subject": subject, "/Keywords": "gradflow, report",

@@ -1,0 +1,24 @@
+"""The ground floor: what every other room builds on, and nothing above it.
+
+- ``_activations``: activation functions as autograd primitives with derivative rules.
+- ``_ops``: fused cell operations (affine maps, gate updates, a whole LSTM sequence), whose
+  derivative rules differentiate again; ``_jacobians``: their closed-form step Jacobians.
+- ``_registry``: the cell registry, one `CellKind` record per kind of cell (``cells`` registers the
+  built-in ones; `register_cell_kind` adds more).
+- ``_probe``: probes that record states and gradients inside a traced step.
+- ``_validation``: argument checks whose errors name the argument and its value.
+- ``_files``: atomic, staged publication of every output file.
+- ``_threads``, ``_options``, ``_version``: BLAS thread policy, user options, what code this is.
+- ``_html``: the one formatter every rich repr goes through; ``_plot``: shared matplotlib helpers
+  (imported when a plot is drawn, never at ``import gradflow``).
+- ``inputs``: input sequences (public as ``gradflow.inputs``).
+"""
+
+from ._options import Options, options
+from ._probe import probe
+from ._registry import CellKind, cell_kind, cell_kinds, register_cell_kind, unregister_cell_kind
+from ._threads import blas_threads, set_blas_threads
+from ._version import read_version
+
+__all__ = ["CellKind", "Options", "blas_threads", "cell_kind", "cell_kinds", "options", "probe",
+           "read_version", "register_cell_kind", "set_blas_threads", "unregister_cell_kind"]

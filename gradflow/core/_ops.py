@@ -1,0 +1,396 @@
+"""Fused operations of the built-in cells, each with its derivative rules registered.
+
+autograd costs ~20-40 us of Python per traced primitive. An LSTM step written
+with plain ``autograd.numpy`` traces ~15 primitives; written with these it
+traces 4, which is what makes one reverse pass over 10,000 steps take about a
+second. Each rule is checked against central finite differences by
+``tests/test_engine.py`` (every cell's J_t) and ``tests/test_ops.py``; the same derivatives in
+closed form, without tracing, are in ``_jacobians``.
+
+The rules are differentiable again, as autograd's own ``numpy_vjps`` are: they use
+numpy ufuncs, operators and array methods, which autograd's boxes dispatch to
+``autograd.numpy``, and `_concat` / `_broadcast` for the two calls that do not
+dispatch. So autograd differentiates a rule when its arguments are boxed (the
+Lyapunov regulariser's reverse-over-forward ``J_t Q``, a Hessian), and with plain
+arrays the rule runs at numpy speed.
+
+Every rule for a state-carrying argument (``x`` and a per-row ``b`` of ``affine``,
+everything of the other operations; not the weights ``W`` and a bias ``b`` of
+shape (n,)) also accepts a tangent or cotangent with extra *leading* axes
+(``[..., a:b]`` indexing, ``axis=-1``, broadcasting against the primal's
+arrays). The engine uses that to push a whole block of k vectors through one
+un-replicated trace of the step, k times less work than repeating each row k
+times (see ``Cell.stacked_tangents``).
+
+Grouped weights are a broadcasting case of ``affine``: weights ``W`` (K, n, d) with
+biases (K, 1, n) act on rows ``x`` (K*r, d) whose group k holds rows ``k*r:(k+1)*r``
+(K models of one shape stepped together by the sweep); the other operations are
+row-wise, so a cell's own step runs K stacked cells unchanged.
+"""
+
+from __future__ import annotations
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.extend import Box, defjvp, defjvp_argnum, defvjp, defvjp_argnums, primitive
+from autograd.tracer import getval
+
+from ._activations import logistic, logistic_prime, sech2
+
+
+def _concat(parts, axis=-1):
+    """``concatenate`` that autograd traces when a part is boxed (numpy's does not dispatch)."""
+    if any(isinstance(p, Box) for p in parts):
+        return anp.concatenate(parts, axis=axis)
+    return np.concatenate(parts, axis=axis)
+
+
+def _broadcast(g, shape):
+    """``broadcast_to`` that autograd traces when ``g`` is boxed."""
+    return (anp if isinstance(g, Box) else np).broadcast_to(g, shape)
+
+
+# ------------------------------------------------------------------ affine
+
+
+def _groups(v, K):
+    """Rows (..., K*r, m) as (..., K, r, m): one block of rows per group of weights."""
+    return v.reshape((*v.shape[:-2], K, -1, v.shape[-1]))
+
+
+def _rows(v):
+    """(..., K, r, m) back to rows (..., K*r, m)."""
+    return v.reshape((*v.shape[:-3], -1, v.shape[-1]))
+
+
+@primitive
+def affine(x, W, b):
+    """``x @ W.T + b`` for ``x`` (batch, d), ``W`` (n, d), ``b`` (n,) or (batch, n).
+
+    Grouped: ``W`` (K, n, d), ``b`` (K, 1, n) per group or (batch, n) per row, and group
+    k's weights act on rows ``k*r:(k+1)*r`` of ``x``.
+    """
+    if np.ndim(W) == 2:
+        return x @ W.T + b
+    K = W.shape[0]
+    y = np.matmul(x.reshape(K, -1, x.shape[-1]), np.swapaxes(W, 1, 2))
+    y = y + (b if np.ndim(b) == 3 else b.reshape(y.shape))
+    return y.reshape(-1, W.shape[1])
+
+
+def _affine_vjp(argnums, ans, args, kwargs):
+    x, W, b = args
+    grouped = np.ndim(W) == 3
+
+    def vjp(g):
+        out = []
+        for i in argnums:
+            if i == 0:
+                out.append(_rows(np.matmul(_groups(g, W.shape[0]), W)) if grouped else g @ W)
+            elif i == 1:
+                out.append(np.matmul(np.swapaxes(_groups(g, W.shape[0]), -1, -2),
+                                     _groups(x, W.shape[0])) if grouped else g.T @ x)
+            elif np.ndim(b) == 3:
+                out.append(_groups(g, W.shape[0]).sum(axis=1, keepdims=True))
+            else:
+                out.append(g if np.ndim(b) == 2 else g.sum(axis=0))
+        return tuple(out)
+
+    return vjp
+
+
+def _affine_jvp_x(g, ans, x, W, b):
+    if np.ndim(W) == 2:
+        return g @ W.T
+    return _rows(np.matmul(_groups(g, W.shape[0]), np.swapaxes(W, -1, -2)))
+
+
+def _affine_jvp_W(g, ans, x, W, b):
+    if np.ndim(W) == 2:
+        return x @ g.T
+    return _rows(np.matmul(_groups(x, W.shape[0]), np.swapaxes(g, -1, -2)))
+
+
+def _affine_jvp_b(g, ans, x, W, b):
+    # A per-row b (batch, n) passes its tangent through, stacked or not; a bias broadcasts.
+    if np.ndim(b) == 2:
+        return g
+    if np.ndim(b) == 3:
+        return _rows(_broadcast(g, _groups(ans, W.shape[0]).shape))
+    return _broadcast(g, ans.shape)
+
+
+defvjp_argnums(affine, _affine_vjp)
+defjvp(affine, _affine_jvp_x, _affine_jvp_W, _affine_jvp_b)
+
+
+# ------------------------------------------------------------------ LSTM
+
+
+def lstm_parts(pre, c):
+    n = c.shape[-1]
+    pi, pf, pg, po = pre[..., :n], pre[..., n : 2 * n], pre[..., 2 * n : 3 * n], pre[..., 3 * n :]
+    i, f, g, o = logistic(pi), logistic(pf), np.tanh(pg), logistic(po)
+    c_new = f * c + i * g
+    return (pi, pf, pg, po), (i, f, g, o), c_new
+
+
+@primitive
+def lstm_update(pre, c):
+    """LSTM gates from pre-activations ``pre`` (batch, 4n; order i, f, g, o) and cell ``c``.
+
+    Returns ``[h', c']`` concatenated, with ``c' = f c + i g`` and ``h' = o tanh(c')``.
+    """
+    _, (_, _, _, o), c_new = lstm_parts(pre, c)
+    return np.concatenate([o * np.tanh(c_new), c_new], axis=-1)  # primal: never boxed
+
+
+def _lstm_local(pre, c):
+    """The next ``h'``, ``c'`` and the factors the step's VJP multiplies (`_lstm_back`)."""
+    (pi, pf, pg, po), (i, f, g, o), c_new = lstm_parts(pre, c)
+    tc = np.tanh(c_new)
+    local = (g, logistic_prime(pi), c, logistic_prime(pf), i, sech2(pg), tc, logistic_prime(po), o,
+             sech2(c_new), f)
+    return o * tc, c_new, local
+
+
+def _lstm_back(local, gh, gc, argnums=(0, 1)):
+    """Cotangents of ``pre`` and ``c`` from those of ``h'`` and ``c'``: the LSTM's VJP."""
+    g, lpi, c, lpf, i, s2g, tc, lpo, o, s2c, f = local
+    dc_new = gc + gh * o * s2c
+    out = []
+    for a in argnums:
+        if a == 0:
+            out.append(_concat([dc_new * g * lpi, dc_new * c * lpf, dc_new * i * s2g, gh * tc * lpo]))
+        else:
+            out.append(dc_new * f)
+    return tuple(out)
+
+
+def _lstm_vjp(argnums, ans, args, kwargs):
+    pre, c = args
+    n = c.shape[-1]
+    local = _lstm_local(pre, c)[2]
+    return lambda G: _lstm_back(local, G[..., :n], G[..., n:], argnums)
+
+
+def _lstm_jvp_pre(P, ans, pre, c):
+    n = c.shape[-1]
+    (pi, pf, pg, po), (i, _, g, o), c_new = lstm_parts(pre, c)
+    dc = (logistic_prime(pf) * P[..., n : 2 * n] * c + logistic_prime(pi) * P[..., :n] * g
+          + i * sech2(pg) * P[..., 2 * n : 3 * n])
+    dh = logistic_prime(po) * P[..., 3 * n :] * np.tanh(c_new) + o * sech2(c_new) * dc
+    return _concat([dh, dc])
+
+
+def _lstm_jvp_c(C, ans, pre, c):
+    _, (_, f, _, o), c_new = lstm_parts(pre, c)
+    dc = f * C
+    return _concat([o * sech2(c_new) * dc, dc])
+
+
+defvjp_argnums(lstm_update, _lstm_vjp)
+defjvp(lstm_update, _lstm_jvp_pre, _lstm_jvp_c)
+
+
+# ------------------------------------------------------------------ a whole LSTM sequence
+
+
+class _LSTMRun:
+    """A one-layer LSTM unrolled over ``xs`` in numpy: every state and the factors of every step's
+    VJP (`_lstm_local`), kept for the reverse loop."""
+
+    def __init__(self, xs, W_ih, W_hh, b, h0):
+        T, B, D = xs.shape
+        n = W_hh.shape[1]
+        # The input drive of every step in one product (the step's affine(x, W_ih, b), batched).
+        gi = affine(xs.reshape(T * B, D), W_ih, b).reshape(T, B, 4 * n)
+        self.states = np.empty((T + 1, B, 2 * n))
+        self.states[0] = h0
+        h, c, self.local = h0[:, :n], h0[:, n:], []
+        for t in range(T):
+            h, c, local = _lstm_local(affine(h, W_hh, gi[t]), c)
+            self.states[t + 1, :, :n], self.states[t + 1, :, n:] = h, c
+            self.local.append(local)
+
+
+def _lstm_sequence_vjp(argnums, ans, args, kwargs):
+    xs, W_ih, W_hh, _, _, run = args
+    T, B, D = xs.shape
+    n = W_hh.shape[1]
+
+    def vjp(G):
+        d_pre = np.empty((T, B, 4 * n))
+        carry_h, carry_c = np.zeros((B, n)), np.zeros((B, n))
+        for t in range(T - 1, -1, -1):  # the reverse loop: each step's LSTM VJP, then W_hh's
+            d_pre[t], carry_c = _lstm_back(run.local[t], G[t, :, :n] + carry_h, G[t, :, n:] + carry_c)
+            carry_h = d_pre[t] @ W_hh
+        rows = d_pre.reshape(T * B, 4 * n)
+        out = {0: lambda: (rows @ W_ih).reshape(xs.shape),
+               1: lambda: rows.T @ xs.reshape(T * B, D),
+               2: lambda: rows.T @ run.states[:-1, :, :n].reshape(T * B, n),
+               3: lambda: rows.sum(axis=0),
+               4: lambda: np.concatenate([carry_h, carry_c], axis=-1)}
+        return tuple(out[a]() for a in argnums)
+
+    return vjp
+
+
+@primitive
+def _lstm_sequence(xs, W_ih, W_hh, b, h0, run):
+    return run.states[1:]
+
+
+defvjp_argnums(_lstm_sequence, _lstm_sequence_vjp)
+
+
+def _lstm_loop(xs, W_ih, W_hh, b, h0):
+    n, h, states = W_hh.shape[1], h0, []
+    for x in xs:
+        h = lstm_update(affine(h[:, :n], W_hh, affine(x, W_ih, b)), h[:, n:])
+        states.append(h)
+    return anp.stack(states)
+
+
+def lstm_sequence(xs, W_ih, W_hh, b, h0):
+    """Every state ``[h_t, c_t]`` (T, batch, 2n) of a one-layer LSTM over ``xs`` (T, batch, D)
+    from ``h0`` (batch, 2n): the LSTM step (``affine``, ``lstm_update``) unrolled as one primitive.
+
+    Its VJP is one reverse loop in numpy over the factors the forward pass kept (`_lstm_back`,
+    the same formulas as ``lstm_update``'s rule) and one product per weight for the whole
+    sequence, instead of a trace of every step: what makes a training step fast. Differentiated
+    twice (boxes of several traces), it is the unrolled step itself, which autograd traces.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> from gradflow.core._ops import lstm_sequence
+    >>> cell, xs = gf.lstm(4, 2, seed=0), gf.inputs.gaussian(5, 3, 2, seed=1)
+    >>> p = cell.params
+    >>> states = lstm_sequence(xs, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"] + p["bias_hh_l0"],
+    ...                        np.zeros((3, 8)))
+    >>> bool(np.allclose(states, gf.unroll(cell, xs)[1:], rtol=1e-14, atol=0))
+    True
+    """
+    args = (xs, W_ih, W_hh, b, h0)
+    traces = set()
+    for a in args:
+        while isinstance(a, Box):
+            traces.add(a._trace)
+            a = a._value
+    if len(traces) > 1:  # differentiated again: the traced step, whose rules differentiate again
+        return _lstm_loop(*args)
+    raw = [getval(a) for a in args]
+    if not traces:
+        return _LSTMRun(*raw).states[1:]
+    return _lstm_sequence(*args, _LSTMRun(*raw))
+
+
+# ------------------------------------------------------------------ GRU
+
+
+def gru_parts(gi, gh, h):
+    n = h.shape[-1]
+    pr = gi[..., :n] + gh[..., :n]
+    pz = gi[..., n : 2 * n] + gh[..., n : 2 * n]
+    r, z = logistic(pr), logistic(pz)
+    an = gi[..., 2 * n :] + r * gh[..., 2 * n :]
+    return pr, pz, r, z, an, np.tanh(an)
+
+
+@primitive
+def gru_update(gi, gh, h):
+    """PyTorch's GRU: ``gi = W_ih x + b_ih``, ``gh = W_hh h + b_hh`` (batch, 3n; r, z, n).
+
+    ``n = tanh(gi_n + r * gh_n)``, ``h' = (1 - z) n + z h``.
+    """
+    _, _, _, z, _, nn = gru_parts(gi, gh, h)
+    return (1.0 - z) * nn + z * h
+
+
+def _gru_vjp(argnums, ans, args, kwargs):
+    gi, gh, h = args
+    n = h.shape[-1]
+    pr, pz, r, z, an, nn = gru_parts(gi, gh, h)
+
+    def vjp(G):
+        dan = G * (1.0 - z) * sech2(an)
+        dpz = G * (h - nn) * logistic_prime(pz)
+        dpr = dan * gh[..., 2 * n :] * logistic_prime(pr)
+        out = []
+        for a in argnums:
+            if a == 0:
+                out.append(_concat([dpr, dpz, dan]))
+            elif a == 1:
+                out.append(_concat([dpr, dpz, dan * r]))
+            else:
+                out.append(G * z)
+        return tuple(out)
+
+    return vjp
+
+
+def _gru_jvp(which):
+    def jvp(T, ans, gi, gh, h):
+        n = h.shape[-1]
+        pr, pz, r, z, an, nn = gru_parts(gi, gh, h)
+        if which == 2:
+            return z * T
+        dr = logistic_prime(pr) * T[..., :n]
+        dz = logistic_prime(pz) * T[..., n : 2 * n]
+        # d(an): gi_n enters directly; gh_n through r * gh_n; both move r.
+        dan = dr * gh[..., 2 * n :] + (T[..., 2 * n :] if which == 0 else r * T[..., 2 * n :])
+        return (h - nn) * dz + (1.0 - z) * sech2(an) * dan
+
+    return jvp
+
+
+defvjp_argnums(gru_update, _gru_vjp)
+defjvp(gru_update, _gru_jvp(0), _gru_jvp(1), _gru_jvp(2))
+
+
+# ------------------------------------------------------------------ state plumbing
+
+
+@primitive
+def take_columns(x, start, stop):
+    """``x[..., start:stop]``: one layer's part of a stacked state."""
+    return x[..., start:stop]
+
+
+def _take_vjp(ans, x, start, stop):
+    def vjp(g):
+        if isinstance(g, Box):  # differentiated again: zeros around g, traced
+            lead = g.shape[:-1]
+            return anp.concatenate([np.zeros((*lead, start)), g,
+                                    np.zeros((*lead, x.shape[-1] - stop))], axis=-1)
+        out = np.zeros(g.shape[:-1] + x.shape[-1:])
+        out[..., start:stop] = g
+        return out
+
+    return vjp
+
+
+defvjp(take_columns, _take_vjp)
+defjvp(take_columns, lambda g, ans, x, start, stop: g[..., start:stop])
+
+
+@primitive
+def join_columns(*parts):
+    """``concatenate(parts, axis=-1)``: the layers' states into one."""
+    return np.concatenate(parts, axis=-1)
+
+
+def _join_vjp(argnums, ans, parts, kwargs):
+    edges = np.cumsum([0] + [p.shape[-1] for p in parts])
+    return lambda g: tuple(g[..., edges[i] : edges[i + 1]] for i in argnums)
+
+
+def _join_jvp(argnum, g, ans, parts, kwargs):
+    lead = g.shape[:-1]
+    return _concat([g if i == argnum else np.zeros(lead + p.shape[-1:]) for i, p in enumerate(parts)])
+
+
+defvjp_argnums(join_columns, _join_vjp)
+defjvp_argnum(join_columns, _join_jvp)
