@@ -324,3 +324,42 @@ def test_training_progress_bar_shows_steps_and_loss(monkeypatch):
     assert shown[3:] == [False, True]
     with pytest.raises(ValueError, match="progress must be True, False or None; got 'yes'"):
         gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, progress="yes")
+
+
+def test_lstm_training_equals_pytorch_step_by_step():
+    """gf.train's LSTM (one primitive for the whole sequence, `model_forward`) against
+    torch.nn.LSTM + Linear + torch.optim.Adam from the same weights on the same batches: equal
+    losses for 20 Adam steps, and equal first gradients."""
+    torch = pytest.importorskip("torch")
+    task = gf.tasks.adding(15, seed=0)
+    cell = gf.lstm(6, task.input_size, init="pytorch", seed=1)
+    model = gf.recurrent(cell)
+    assert gf.training.model_forward(model) is not model.apply  # the fused path is what is tested
+    lr, batch, steps, seed = 0.02, 5, 20, 3
+    run = gf.train(cell, task, steps, lr=lr, batch=batch, record_every=steps, seed=seed, progress=False)
+    start = initial_params(model, task, seed)
+    lstm = torch.nn.LSTM(task.input_size, 6, dtype=torch.float64)
+    readout = torch.nn.Linear(6, 1, dtype=torch.float64)
+    with torch.no_grad():
+        for name, value in start["model"].items():
+            getattr(lstm, name).copy_(torch.from_numpy(value))
+        readout.weight.copy_(torch.from_numpy(start["readout"]["weight"]))
+        readout.bias.copy_(torch.from_numpy(start["readout"]["bias"]))
+    opt = torch.optim.Adam([*lstm.parameters(), *readout.parameters()], lr=lr)  # betas, eps as gf.ADAM
+    objective, _ = make_objective(model, task, seed=seed)
+    losses = []
+    for i in range(steps):
+        xs, ys = task.batch(batch, (seed, i))
+        opt.zero_grad()
+        loss = torch.mean((readout(lstm(torch.from_numpy(xs))[0][-1])[:, 0] - torch.from_numpy(ys)) ** 2)
+        loss.backward()
+        if i == 0:
+            g = grad(objective)(start, xs, ys)
+            np.testing.assert_allclose(g["model"]["weight_hh_l0"], lstm.weight_hh_l0.grad.numpy(), rtol=1e-9,
+                                       atol=1e-14)
+            np.testing.assert_allclose(g["readout"]["weight"], readout.weight.grad.numpy(), rtol=1e-9,
+                                       atol=1e-14)
+        opt.step()
+        losses.append(float(loss.detach()))
+    np.testing.assert_allclose(run.loss, losses, rtol=1e-10, atol=0)
+    assert losses[-1] < losses[0]  # it learnt: the comparison is not of a frozen model
