@@ -127,12 +127,29 @@ defjvp(affine, _affine_jvp_x, _affine_jvp_W, _affine_jvp_b)
 # ------------------------------------------------------------------ LSTM
 
 
+_HALVES: dict[int, np.ndarray] = {}
+
+
+def _lstm_gates(pre, c):
+    """``half`` (``a/2`` of the logistic gates i, f, o, ``a`` of g), the gates and ``c'``.
+
+    One tanh serves the four gates, ``logistic(a) = (1 + tanh(a/2)) / 2``: the same numbers as
+    `logistic` gate by gate (halving is exact), in one call instead of four.
+    """
+    n = c.shape[-1]
+    if n not in _HALVES:
+        _HALVES[n] = np.repeat([0.5, 0.5, 1.0, 0.5], n)
+    half = pre * _HALVES[n]
+    t = np.tanh(half)
+    i, f, g, o = 0.5 * (1.0 + t[..., :n]), 0.5 * (1.0 + t[..., n : 2 * n]), t[..., 2 * n : 3 * n], \
+        0.5 * (1.0 + t[..., 3 * n :])
+    return half, (i, f, g, o), f * c + i * g
+
+
 def lstm_parts(pre, c):
     n = c.shape[-1]
-    pi, pf, pg, po = pre[..., :n], pre[..., n : 2 * n], pre[..., 2 * n : 3 * n], pre[..., 3 * n :]
-    i, f, g, o = logistic(pi), logistic(pf), np.tanh(pg), logistic(po)
-    c_new = f * c + i * g
-    return (pi, pf, pg, po), (i, f, g, o), c_new
+    _, gates, c_new = _lstm_gates(pre, c)
+    return (pre[..., :n], pre[..., n : 2 * n], pre[..., 2 * n : 3 * n], pre[..., 3 * n :]), gates, c_new
 
 
 @primitive
@@ -141,16 +158,18 @@ def lstm_update(pre, c):
 
     Returns ``[h', c']`` concatenated, with ``c' = f c + i g`` and ``h' = o tanh(c')``.
     """
-    _, (_, _, _, o), c_new = lstm_parts(pre, c)
+    _, (_, _, _, o), c_new = _lstm_gates(pre, c)
     return np.concatenate([o * np.tanh(c_new), c_new], axis=-1)  # primal: never boxed
 
 
 def _lstm_local(pre, c):
     """The next ``h'``, ``c'`` and the factors the step's VJP multiplies (`_lstm_back`)."""
-    (pi, pf, pg, po), (i, f, g, o), c_new = lstm_parts(pre, c)
+    n = c.shape[-1]
+    half, (i, f, g, o), c_new = _lstm_gates(pre, c)
     tc = np.tanh(c_new)
-    local = (g, logistic_prime(pi), c, logistic_prime(pf), i, sech2(pg), tc, logistic_prime(po), o,
-             sech2(c_new), f)
+    s = sech2(half)  # one call for the gates: logistic'(a) = sech^2(a/2) / 4 (`logistic_prime`)
+    local = (g, 0.25 * s[..., :n], c, 0.25 * s[..., n : 2 * n], i, s[..., 2 * n : 3 * n], tc,
+             0.25 * s[..., 3 * n :], o, sech2(c_new), f)
     return o * tc, c_new, local
 
 
