@@ -3,7 +3,10 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`; kinds of cell: `CellKind`, `register_cell_kind`, `cell_kind`, `cell_kinds`.
+`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`, xLSTM's `slstm`;
+the selective state-space block `mamba` (`mamba_from_state_dict`); for the cells linear
+in their state, `linear_coefficients` (every step's affine map) and `layer_outputs`; kinds of
+cell: `CellKind`, `register_cell_kind`, `cell_kind`, `cell_kinds`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
@@ -24,7 +27,20 @@ Threads: `blas_threads`, `set_blas_threads` (BLAS threads per computation; one b
 """
 
 from . import inputs, meanfield, sweep, tasks
-from .cells import Cell, gru, lstm, rnn
+from .cells import (
+    Cell,
+    gru,
+    lru,
+    lru_from_arrays,
+    lstm,
+    mamba,
+    mamba_from_state_dict,
+    mingru,
+    minlstm,
+    rnn,
+    s4d,
+    slstm,
+)
 from .core import (
     CellKind,
     Options,
@@ -39,7 +55,7 @@ from .core import (
     unregister_cell_kind,
 )
 from .display import Exploration, explore, explore_update
-from .engine import jacobian_products, jacobians, unroll
+from .engine import jacobian_products, jacobians, layer_outputs, linear_coefficients, unroll
 from .measure import (
     ConvergenceWarning,
     GradientFlow,
@@ -109,10 +125,18 @@ __all__ = [
     "inputs",
     "jacobian_products",
     "jacobians",
+    "layer_outputs",
+    "linear_coefficients",
     "load",
+    "lru",
+    "lru_from_arrays",
     "lstm",
     "lyapunov_spectrum",
+    "mamba",
+    "mamba_from_state_dict",
     "meanfield",
+    "mingru",
+    "minlstm",
     "options",
     "path_lengths",
     "predict",
@@ -122,9 +146,11 @@ __all__ = [
     "register_cell_kind",
     "restricted_attention",
     "rnn",
+    "s4d",
     "self_attention",
     "sensitivity",
     "set_blas_threads",
+    "slstm",
     "sweep",
     "tasks",
     "tcn",

@@ -158,7 +158,7 @@ def check_out_file(flag: str, path: str) -> None:
 
 def _task_module(spec: str):
     """The user's own task, imported because they asked for it (``--task-module``)."""
-    from .sweep._run import load_task
+    from .sweep._jobs import load_task
 
     if os.getcwd() not in sys.path:  # the user's module usually sits where they run the command
         sys.path.append(os.getcwd())
@@ -233,7 +233,8 @@ _TASK = re.compile(r"^task:(adding|copy_memory):([1-9][0-9]{0,6})$|^task:(digits
 
 def _analyzed_model(args):
     """The model ``gradflow analyze`` reports on: read from ``args.weights`` or built from the flags."""
-    from .models._io import from_torch, load, read_npz
+    from .models._io import from_torch
+    from .models._npz import load, read_npz
 
     given = [f"--{f.replace('_', '-')}" for f in _NEW_CELL_FLAGS if getattr(args, f) is not None]
     if args.weights is None:
@@ -368,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, ImportError, OSError) as exc:  # bad grid, parameter, path or scheduler
         print(f"{PROG}: error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
-        if "gradflow.sweep._run" in sys.modules:
-            sys.modules["gradflow.sweep._run"].stop_pools()
+        if "gradflow.sweep._executors" in sys.modules:
+            sys.modules["gradflow.sweep._executors"].stop_pools()
         print(f"{PROG}: interrupted; finished points are cached: run the same command again to resume",
               file=sys.stderr)
         return 130

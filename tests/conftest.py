@@ -58,3 +58,12 @@ def study_run(tmp_path_factory):
         return runs[name]
 
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    # A test that runs a study (directly or through a fixture) is study-sized: it must carry
+    # @pytest.mark.slow, so `-m "not slow"` is a quick loop that really is quick.
+    unmarked = [item.nodeid for item in items
+                if "study_run" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that run a study must be marked @pytest.mark.slow: " + ", ".join(unmarked))

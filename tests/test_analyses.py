@@ -20,6 +20,7 @@ def report(study_run):
     return run.out, run.result
 
 
+@pytest.mark.slow
 def test_study_writes_pdf_and_the_csv_behind_it(report):
     out, result = report
     assert sorted(os.listdir(out)) == ["gated_cells.pdf", "gated_cells_checks.csv", "gated_cells_config.toml",
@@ -36,6 +37,7 @@ def test_study_writes_pdf_and_the_csv_behind_it(report):
     assert result["verdict"] == "inconclusive (n < 10)"  # two networks per configuration in the tiny run
 
 
+@pytest.mark.slow
 def test_title_page_and_summary_print_the_same_verdict_object(report):
     out, result = report
     pdf = PdfReader(out / "gated_cells.pdf")
@@ -46,6 +48,7 @@ def test_title_page_and_summary_print_the_same_verdict_object(report):
     assert "only partly" not in title + summary
 
 
+@pytest.mark.slow
 def test_summary_numbers_are_the_csv_numbers(report):
     out, result = report
     rates = pd.read_csv(out / "gated_cells_rates.csv")
@@ -113,6 +116,7 @@ def paths_report(study_run):
     return run.out, run.result
 
 
+@pytest.mark.slow
 def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
     out, result = paths_report
     assert sorted(os.listdir(out)) == ["path_lengths.pdf", "path_lengths_classes.csv", "path_lengths_config.toml",
@@ -180,6 +184,7 @@ def test_coinciding_curves_are_named():
     assert path_lengths.coinciding(frame, "n", "max_path") == [["a", "b"]]
 
 
+@pytest.mark.slow
 def test_cost_study_measures_depth_time_and_intensity(study_run):
     run = study_run("cost")
     out, result = run.out, run.result
@@ -197,6 +202,7 @@ def test_cost_study_measures_depth_time_and_intensity(study_run):
     assert result["verdict"][1:] in text and f"{inten.flops_per_byte[0]:.2f}" in text
 
 
+@pytest.mark.slow
 def test_cost_times_one_recurrence_three_ways_and_decides_from_the_csv(study_run):
     from gradflow.studies import cost
 
@@ -242,6 +248,7 @@ def test_cost_decides_bandwidth_bound_from_the_fastest_step(shares, label):
     assert all(v.networks == 12 for v in cells.values())  # the fastest implementation's row per network
 
 
+@pytest.mark.slow
 def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
     run = study_run("lyapunov_atlas")
     out, result = run.out, run.result
@@ -317,6 +324,7 @@ def test_edge_crossing_interpolates():
     assert np.isnan(lyapunov_atlas.crossing(np.array([1.0, 2.0]), np.array([-0.2, -0.1])))
 
 
+@pytest.mark.slow
 def test_eigenvalue_rule_study_runs_as_a_cached_sweep(study_run, monkeypatch):
     from gradflow.studies import _protocol, eigenvalue_rule
 
@@ -371,6 +379,7 @@ def test_henrici_departure_is_zero_for_normal_and_large_for_a_shift():
     assert eigenvalue_rule.henrici(np.eye(6, k=1)) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_memory_horizon_study(study_run):
     from gradflow.studies import _protocol, memory_horizon
 
@@ -401,6 +410,7 @@ def test_memory_horizon_study(study_run):
     assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
 
 
+@pytest.mark.slow
 def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     from gradflow.studies.__main__ import main as run_all
 
@@ -433,6 +443,7 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     assert "combined: 2 studies" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_predictor_accuracy_scores_held_out_networks_one_row_each(study_run):
     from gradflow.studies import predictor_accuracy as pa
 

@@ -158,6 +158,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_report_runs_studies_from_a_config_file(tmp_path, capsys):
     config = tmp_path / "tiny.toml"
     config.write_text("[cost]\nhidden = 8\nsteps = 32\nrepeats = 1\n")

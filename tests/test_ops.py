@@ -8,15 +8,8 @@ from autograd.core import make_jvp, make_vjp
 from helpers import fd_jacobian, rel_err
 
 from gradflow.core import _activations as act
-from gradflow.core._ops import (
-    _lstm_loop,
-    affine,
-    gru_update,
-    join_columns,
-    lstm_sequence,
-    lstm_update,
-    take_columns,
-)
+from gradflow.core._ops import affine, gru_update, join_columns, lstm_update, take_columns
+from gradflow.core._sequence_ops import _lstm_loop, lstm_sequence
 
 rng = np.random.default_rng(0)
 B, N, D = 3, 4, 5

@@ -23,6 +23,7 @@ def test_every_study_has_tiny_sizes_in_the_tests():
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_report_has_title_page_metadata_and_the_csvs(name, study_run):
     run = study_run(name)
     pdf = PdfReader(run.out / f"{name}.pdf")
@@ -46,6 +47,7 @@ def test_report_has_title_page_metadata_and_the_csvs(name, study_run):
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_the_written_config_reproduces_the_run(name, study_run):
     run = study_run(name)
     module = __import__(f"gradflow.studies.{name}", fromlist=["QUICK"])
@@ -56,6 +58,7 @@ def test_the_written_config_reproduces_the_run(name, study_run):
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_every_page_renders_to_a_non_blank_image(name, study_run):
     document = pypdfium2.PdfDocument(str(study_run(name).out / f"{name}.pdf"))
     try:
@@ -68,6 +71,7 @@ def test_every_page_renders_to_a_non_blank_image(name, study_run):
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_same_seed_and_date_give_identical_bytes(name, study_run):
     run = study_run(name)
     a, b = run.out, run.again

@@ -341,7 +341,9 @@ def test_a_new_gradflow_version_is_a_new_cache_entry(tmp_path, monkeypatch):
     grid = {"hidden": 8, "seq_len": 40, "predictors": "none"}
     gf.sweep.run(grid, cache=tmp_path, progress=False)
     version = gf.__version__
-    monkeypatch.setattr(gf, "__version__", "99.0")
+    from gradflow.sweep import _run
+
+    monkeypatch.setattr(_run, "read_version", lambda: "99.0")  # what run keys the cache by
     assert gf.sweep.run(grid, cache=tmp_path, progress=False).attrs["sweep"]["computed"] == 1
     assert gf.sweep.cache_info(tmp_path).versions == {version: 1, "99.0": 1}
 

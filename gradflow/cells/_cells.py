@@ -199,7 +199,16 @@ class Cell:
             return scipy.linalg.eigvals(A), what
 
     def plot(self, ax=None):
-        """The spectrum of `eigenvalues` in the complex plane, with the unit circle."""
+        """The spectrum of `eigenvalues` in the complex plane, with the unit circle.
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> import gradflow as gf
+        >>> ax = gf.rnn(8, 2, init="orthogonal", gain=0.5, seed=0).plot(ax=Figure().subplots())
+        >>> ax.get_title()
+        'rnn-tanh: recurrent matrix, max |lambda| = 0.5'
+        """
         from ..core._plot import complex_plane, new_axes
 
         ev, what = self.eigenvalues()
@@ -213,7 +222,8 @@ class Cell:
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         note = f"state {self.state_size}, input {self.input_size}" + (f"; {cfg}" if cfg else "")
         figure = None
-        if 0 < self.state_size <= SPECTRUM_LIMIT and find_cell_kind(self.kind) is not None:
+        spectral = find_cell_kind(self.kind) is not None or self.config.get("linear")
+        if 0 < self.state_size <= SPECTRUM_LIMIT and spectral:
             ev, what = self.eigenvalues()
             figure = _html.chart([_html.Series(ev.real, ev.imag, "#3b6fb6", "dot")], xlabel="Re lambda",
                                  ylabel="Im lambda", width=150, height=150, unit_circle=True)
@@ -227,6 +237,18 @@ class Cell:
         Only built-in cells can be saved: a custom step is code, not data.
         The file is written to a temporary name and renamed, so an interrupted
         save never leaves a half-written file.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> cell = gf.gru(6, 2, update_bias=1.0, seed=3)
+        >>> path = os.path.join(tempfile.mkdtemp(), "gru.npz")
+        >>> cell.save(path)
+        >>> again = gf.load(path)
+        >>> again.kind, all(np.array_equal(again.params[k], v) for k, v in cell.params.items())
+        ('gru', True)
         """
         if find_cell_kind(self.kind) is None:
             raise ValueError(

@@ -16,8 +16,8 @@ from ..core._jacobians import (
     rnn_jacobians,
     rnn_terms,
 )
-from ..core._ops import lstm_sequence
 from ..core._registry import CellKind, cell_kinds, register_cell_kind
+from ..core._sequence_ops import lstm_sequence
 from ._cells import (
     GRU_GATES,
     LSTM_GATES,

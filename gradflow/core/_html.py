@@ -106,7 +106,7 @@ def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
     if subject is not None:
         top += f" &middot; <code>{esc(subject)}</code>"
     if regime is not False:
-        top += " " + badge(regime, badge_text)
+        top += " " + badge(regime if isinstance(regime, str) else None, badge_text)
     side = f'<div style="flex:0 0 auto">{cell(figure)}</div>' if figure else ""  # escaped unless Raw
     foot = (f'<div style="color:{MUTED};font-size:0.85em;margin-top:0.3em">{esc(note)}</div>'
             if note else "")

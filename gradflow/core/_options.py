@@ -27,6 +27,18 @@ class Options:
     progress : bool
         Long calls (`predict`, `train`, `lyapunov_spectrum` at large N) show a progress bar in
         JupyterLab or on a terminal unless their own ``progress=`` says otherwise.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> before = gf.options()  # no arguments: read them
+    >>> isinstance(before, gf.Options)
+    True
+    >>> with gf.options(progress=False) as inside:
+    ...     print(inside.progress, gf.options().progress)
+    False False
+    >>> gf.options() == before  # the block's switches are gone
+    True
     """
 
     quick: bool
@@ -110,7 +122,7 @@ def resolve_progress(progress: bool | None) -> bool:
     someone watches (`interactive`), so logs and worker processes stay free of bars."""
     if _check_flag("progress", progress) is None:
         return _current.progress and interactive()
-    return progress
+    return bool(progress)
 
 
 def progress_bar(total: int | None, desc: str, unit: str, progress: bool | None, **kwargs):

@@ -64,7 +64,7 @@ class StateRecorder:
         self.component_raw = {k: np.full((steps + 1, batch), -np.inf) for k in components}
         # How to take each component: None for the whole state, a slice (a view) when its
         # indices are contiguous, else the index array.
-        self.parts = {}
+        self.parts: dict[str, slice | np.ndarray | None] = {}
         for k, idx in components.items():
             if np.array_equal(idx, np.arange(state_size)):
                 self.parts[k] = None

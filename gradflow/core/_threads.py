@@ -65,7 +65,17 @@ def blas_threads() -> int:
 
 def set_blas_threads(threads: int | None) -> int | None:
     """Set the BLAS thread count for gradflow's computations; None goes back to the
-    environment variable (or 1). Returns the previous setting, for restoring it."""
+    environment variable (or 1). Returns the previous setting, for restoring it.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> previous = gf.set_blas_threads(3)
+    >>> gf.blas_threads()
+    3
+    >>> gf.set_blas_threads(previous)  # restores the earlier setting; returns the 3 it replaces
+    3
+    """
     global _override
     previous = _override
     _override = None if threads is None else _check_threads("threads", threads)

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import importlib.metadata
 import os
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent  # the gradflow package (this file is in core/)
@@ -23,9 +24,9 @@ def read_version() -> str:
     """
     pyproject = PACKAGE.parent / "pyproject.toml"
     if pyproject.is_file():
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
+        else:  # Python 3.10
             import tomli as tomllib
         with open(pyproject, "rb") as fh:
             project = tomllib.load(fh).get("project", {})

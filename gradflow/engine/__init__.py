@@ -17,8 +17,11 @@ from ._engine import (
     steps_per_chunk,
     unroll,
 )
+from ._linear import LAYER_OUTPUTS, LINEAR_COEFFICIENTS, layer_outputs, linear_coefficients
 
 __all__ = [
+    "LAYER_OUTPUTS",
+    "LINEAR_COEFFICIENTS",
     "block_products",
     "check_cell",
     "check_sequence",
@@ -27,6 +30,8 @@ __all__ = [
     "closed_form_terms",
     "jacobian_products",
     "jacobians",
+    "layer_outputs",
+    "linear_coefficients",
     "reverse_sweep",
     "steps_per_chunk",
     "unroll",

@@ -5,16 +5,10 @@ Built on ``core``, ``cells``, ``engine`` and ``models``.
 """
 
 from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._lyapunov import (
-    ConvergenceWarning,
-    LyapunovSpectrum,
-    SingularValues,
-    finite_time_singular_values,
-    initial_block,
-    lyapunov_spectrum,
-    qr_log_growth,
-)
+from ._lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from ._qr import initial_block, qr_log_growth
 from ._sensitivity import Sensitivity, sensitivity
+from ._singular_values import ConvergenceWarning, SingularValues, finite_time_singular_values
 
 __all__ = [
     "ConvergenceWarning",

@@ -6,7 +6,10 @@ Built on ``core``, ``cells`` and ``engine``.
 
 from ._attention import hierarchical_attention, restricted_attention, self_attention
 from ._convolution import conv_stack, tcn
-from ._io import Model, from_keras, from_torch, load
+from ._io import from_torch
+from ._keras import from_keras
+from ._model import Model
+from ._npz import load
 from ._recurrent import output_columns, recurrent
 from ._sequence import PathLengths, SequenceModel, path_lengths
 

@@ -39,6 +39,18 @@ class SequenceModel:
 
     Build one with `self_attention`, `restricted_attention`, `hierarchical_attention`,
     `tcn`, `conv_stack` or `recurrent`; ``model(xs)`` is ``model.apply(model.params, xs)``.
+
+    Examples
+    --------
+    Two causal convolutions of width 4 and kernel 3 (weights ``3 x 4 x 4`` and a bias each):
+
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> model = gf.conv_stack(4, kernel=3, layers=2)
+    >>> model(gf.inputs.gaussian(10, 2, 4)).shape
+    (10, 2, 4)
+    >>> model.kind, model.parameter_count == 2 * (3 * 4 * 4 + 4)
+    ('conv-stack', True)
     """
 
     def __init__(self, kind: str, params: Mapping[str, np.ndarray],
@@ -56,7 +68,20 @@ class SequenceModel:
         self.cell = cell  # the engine's cell, for recurrent models
 
     def check_inputs(self, xs) -> np.ndarray:
-        """Validate a time-major ``(n, batch, inputs)`` sequence."""
+        """Validate a time-major ``(n, batch, inputs)`` sequence.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> model = gf.conv_stack(4, kernel=3, layers=2)
+        >>> model.check_inputs(np.zeros((5, 2, 4))).shape
+        (5, 2, 4)
+        >>> model.check_inputs(np.zeros((5, 2, 3)))
+        Traceback (most recent call last):
+        ...
+        ValueError: xs must have shape (n, batch, 4) for model 'conv-stack (k=3, L=2)'; got (5, 2, 3)
+        """
         xs = as_float_array("xs", xs, ndim=3)
         n, b, d = xs.shape
         if n == 0 or b == 0:
@@ -67,7 +92,22 @@ class SequenceModel:
         return xs
 
     def apply(self, params: Mapping[str, Any], xs) -> Any:
-        """Outputs ``(n, batch, width)``; differentiable in ``params`` and ``xs`` with autograd."""
+        """Outputs ``(n, batch, width)``; differentiable in ``params`` and ``xs`` with autograd.
+
+        Examples
+        --------
+        The last output of two causal kernel-3 layers reads the last 5 inputs only (as
+        `path_lengths` says), so its gradient is exactly zero at ``x_0``:
+
+        >>> from autograd import grad
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> model = gf.conv_stack(4, kernel=3, layers=2)
+        >>> xs = gf.inputs.gaussian(6, 1, 4)
+        >>> g = grad(lambda xs: model.apply(model.params, xs)[-1].sum())(xs)
+        >>> (np.abs(g).sum(axis=(1, 2)) > 0).tolist()
+        [False, True, True, True, True, True]
+        """
         if not isinstance(xs, Box):  # autograd's traced arrays pass through unchecked
             xs = self.check_inputs(xs)
         return self._forward(params, xs)
@@ -76,7 +116,17 @@ class SequenceModel:
         return self.apply(self.params, self.check_inputs(xs))
 
     def dependency_graph(self, n: int) -> DependencyGraph:
-        """The unrolled model's nodes (layer, position) and the hops between them."""
+        """The unrolled model's nodes (layer, position) and the hops between them.
+
+        Examples
+        --------
+        At length 5, each causal kernel-3 layer reads ``1 + 2 + 3 + 3 + 3 = 12`` inputs:
+
+        >>> import gradflow as gf
+        >>> graph = gf.conv_stack(4, kernel=3, layers=2).dependency_graph(5)
+        >>> graph.names, graph.sizes, graph.edge_count()
+        (['input', 'conv 0 (dilation 1)', 'conv 1 (dilation 1)'], [5, 5, 5], 24)
+        """
         return self._graph(check_positive_int("n", n))
 
     @property
@@ -88,7 +138,19 @@ class SequenceModel:
         return f"<SequenceModel {self.name}: {cfg}; {self.parameter_count} parameters>"
 
     def plot(self, n: int = 64, ax=None):
-        """Fewest hops from each input to the last output at length ``n`` (`path_lengths`)."""
+        """Fewest hops from each input to the last output at length ``n`` (`path_lengths`).
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> import gradflow as gf
+        >>> ax = gf.recurrent(gf.rnn(4, 2)).plot(n=8, ax=Figure().subplots())
+        >>> line = ax.get_lines()[0]  # a recurrent step is one hop: input t is n - t hops away
+        >>> line.get_label(), line.get_xdata().tolist()
+        ('recurrent rnn-tanh', [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+        >>> line.get_ydata().tolist()
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        """
         return path_lengths(self, n).plot(ax=ax)
 
     def _repr_html_(self) -> str:
@@ -163,6 +225,17 @@ class PathLengths:
         parallel schedule over the whole unrolled graph).
     operations : pandas.DataFrame
         Per layer of the graph: nodes, edges into it, multiply-add flops.
+
+    Examples
+    --------
+    Two causal kernel-3 convolutions see ``1 + 2 * (3 - 1) = 5`` positions, each 2 hops away:
+
+    >>> import gradflow as gf
+    >>> p = gf.path_lengths(gf.conv_stack(4, kernel=3, layers=2), 6)
+    >>> p.hops.tolist(), p.max_path, p.receptive_field, p.covered, p.sequential_depth
+    ([inf, 2.0, 2.0, 2.0, 2.0, 2.0], 2, 5, False, 2)
+    >>> p.operations.edges.tolist()  # 1 + 2 + 3 + 3 + 3 + 3 taps a layer at n = 6
+    [0, 15, 15]
     """
 
     model: str
@@ -184,12 +257,30 @@ class PathLengths:
         return self.receptive_field == self.n
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy data: one row per input position."""
+        """Tidy data: one row per input position.
+
+        Examples
+        --------
+        >>> import gradflow as gf
+        >>> frame = gf.path_lengths(gf.conv_stack(4, kernel=3, layers=2), 6).to_frame()
+        >>> list(frame.columns), frame.reachable.tolist()
+        (['model', 'position', 'lag', 'hops', 'reachable'], [False, True, True, True, True, True])
+        """
         return pd.DataFrame({"model": self.model, "position": np.arange(self.n), "lag": self.lags,
                              "hops": self.hops, "reachable": np.isfinite(self.hops)})
 
     def plot(self, ax=None, **kwargs):
-        """Hops against lag."""
+        """Hops against lag.
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> import gradflow as gf
+        >>> ax = gf.path_lengths(gf.conv_stack(4, kernel=3, layers=2), 6).plot(ax=Figure().subplots())
+        >>> line = ax.get_lines()[0]  # reachable positions only
+        >>> line.get_xdata().tolist(), line.get_ydata().tolist(), ax.get_xlabel()
+        ([0.0, 1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0, 2.0], 'lag n - 1 - t')
+        """
         import matplotlib.pyplot as plt
         import seaborn as sns
 

@@ -94,6 +94,20 @@ def q_star(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
 
     For tanh with no bias or input and ``sigma_w > 1`` the non-zero (stable) fixed
     point is returned; ``q = 0`` is then unstable.
+
+    Examples
+    --------
+    Linear units: ``q = sigma_w^2 q + input_var``, so ``q* = 0.75 / (1 - 0.25) = 1``. For tanh,
+    ``q*`` solves the fixed-point equation above:
+
+    >>> import numpy as np
+    >>> from gradflow import meanfield
+    >>> meanfield.q_star(0.5, input_var=0.75, activation="linear")
+    1.0
+    >>> q = meanfield.q_star(1.5, input_var=0.5)
+    >>> tanh_sq = meanfield.gaussian_expectation(lambda u: np.tanh(u) ** 2, q)
+    >>> round(q, 6), bool(abs(1.5**2 * tanh_sq + 0.5 - q) < 1e-12)
+    (1.573076, True)
     """
     sigma_w, drive, activation = _args(sigma_w, bias_var, input_var, activation)
     w2 = sigma_w**2
@@ -121,7 +135,17 @@ def q_star(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
 
 def chi1(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
          activation: str = "tanh") -> float:
-    """Per-step growth of a back-propagated vector's squared norm, ``sigma_w^2 E[phi'(a)^2]``."""
+    """Per-step growth of a back-propagated vector's squared norm, ``sigma_w^2 E[phi'(a)^2]``.
+
+    Examples
+    --------
+    Below the edge without drive, ``q* = 0`` and ``tanh'(0) = 1``, so ``chi_1 = sigma_w^2``;
+    a ReLU passes half the units, ``chi_1 = sigma_w^2 / 2``:
+
+    >>> from gradflow import meanfield
+    >>> round(meanfield.chi1(0.8), 12), meanfield.chi1(2.0, activation="relu")
+    (0.64, 2.0)
+    """
     sigma_w, _, activation = _args(sigma_w, bias_var, input_var, activation)
     if activation == "relu":
         return sigma_w**2 / 2.0
@@ -133,13 +157,31 @@ def chi1(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
 
 def rate(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
          activation: str = "tanh") -> float:
-    """Predicted gradient log-norm rate ``0.5 ln chi_1`` in nats/step (negative: vanishing)."""
+    """Predicted gradient log-norm rate ``0.5 ln chi_1`` in nats/step (negative: vanishing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradflow import meanfield
+    >>> bool(np.isclose(meanfield.rate(0.8), np.log(0.8)))  # 0.5 ln 0.8^2
+    True
+    >>> meanfield.rate(1.5, input_var=1.0) < 0 < meanfield.rate(1.5)  # input drive suppresses chaos
+    True
+    """
     return 0.5 * float(np.log(chi1(sigma_w, bias_var, input_var, activation)))
 
 
 def depth_scale(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
                 activation: str = "tanh") -> float:
-    """``xi = -1 / ln chi_1``: steps over which the squared gradient falls by e (inf at criticality)."""
+    """``xi = -1 / ln chi_1``: steps over which the squared gradient falls by e (inf at criticality).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradflow import meanfield
+    >>> bool(np.isclose(meanfield.depth_scale(0.8), -1 / np.log(0.64))), meanfield.depth_scale(1.0)
+    (True, inf)
+    """
     log_chi = np.log(chi1(sigma_w, bias_var, input_var, activation))
     return np.inf if log_chi == 0 else float(-1.0 / log_chi)
 

@@ -5,7 +5,7 @@ report writers and plots use it.
 """
 
 from ..core._files import atomic_path, write_csv
-from ._model import model_rates, model_report, spectra
+from ._model import model_report, spectra
 from ._pdf import (
     PALETTE,
     combine_pdfs,
@@ -18,6 +18,7 @@ from ._pdf import (
     title_page,
     write_pdf,
 )
+from ._rates import model_rates
 
 __all__ = [
     "PALETTE",

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.transforms import Bbox
 
 from ..core._files import atomic_path
 from ..core._version import read_version
@@ -92,7 +93,7 @@ def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: st
     # A bookmark per page, named by the page's label (figure_page, table_page and title_page set it).
     writer = PdfWriter(clone_from=PdfReader(buffer))
     for index, fig in enumerate(pages):
-        writer.add_outline_item(title=fig.get_label() or f"page {index + 1}", page_number=index)
+        writer.add_outline_item(title=str(fig.get_label() or f"page {index + 1}"), page_number=index)
     writer.page_mode = "/UseOutlines"
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         writer.write(fh)
@@ -115,7 +116,8 @@ def library_versions() -> dict[str, str]:
 
 
 def _config_rows(config: Any) -> pd.DataFrame:
-    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
+    is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    fields = dataclasses.asdict(config) if is_instance else dict(config or {})
     def show(value):
         if isinstance(value, (tuple, list)):
             return ", ".join(show(v) for v in value)
@@ -166,7 +168,7 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
     ax.axis("off")
     tab = ax.table(cellText=rows.astype(str).to_numpy(), colLabels=list(rows.columns),
-                   cellLoc="left", colWidths=(0.3, 0.7), bbox=(0, 0, 1, 1))
+                   cellLoc="left", colWidths=(0.3, 0.7), bbox=Bbox.from_bounds(0, 0, 1, 1))
     tab.auto_set_font_size(False)
     tab.set_fontsize(8.5)
     y -= height + 0.045
@@ -215,7 +217,7 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
         ax = fig.add_axes((0.07, y - 0.025 - height, 0.86, height))
         ax.axis("off")
         tab = ax.table(cellText=frame.astype(str).to_numpy(), colLabels=list(frame.columns),
-                       cellLoc="center", colWidths=widths, bbox=(0, 0, 1, 1))
+                       cellLoc="center", colWidths=widths, bbox=Bbox.from_bounds(0, 0, 1, 1))
         tab.auto_set_font_size(False)
         tab.set_fontsize(8.5)
         y -= height + 0.06
@@ -242,7 +244,8 @@ def figure_page(fig: plt.Figure, caption: str, bookmark: str | None = None) -> p
 
 def _contents_pages(title: str, entries: Sequence[dict[str, Any]]) -> list[plt.Figure]:
     """Contents pages: per study its claim, source, verdict, interval and first page, wrapped, never cut."""
-    pages, fig, y = [], None, 0.0
+    pages: list[plt.Figure] = []
+    fig, y = None, 0.0
     for entry in entries:
         lines = [(f"{entry['name']}  (page {entry['page']})", "bold")]
         for head in ("claim", "source", "verdict", "interval"):

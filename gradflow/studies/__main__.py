@@ -57,7 +57,7 @@ def main(argv=None, prog: str = "python -m gradflow.studies") -> int:
     try:
         return _run(args, studies)
     except KeyboardInterrupt:  # one line and 130, as `gradflow sweep`: finished sweep points are cached
-        from gradflow.sweep._run import stop_pools
+        from gradflow.sweep._executors import stop_pools
 
         stop_pools()  # no worker may outlive the command or print after its one line
         print(f"{prog}: interrupted; the studies finished so far are published, the running one left "

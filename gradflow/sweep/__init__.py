@@ -30,7 +30,9 @@ Examples
 """
 
 from ._cache import CacheInfo, CacheWarning, cache_info, clear_cache, default_cache_dir
-from ._run import TASKS, GridFile, SweepWarning, load_task, points, read_grid, run
+from ._grid import GridFile, points, read_grid
+from ._jobs import TASKS, load_task
+from ._run import SweepWarning, run
 from ._summary import SweepSummary, summary
 from ._task import GradientFlowTask, gradient_flow_task
 

@@ -41,11 +41,40 @@ Columns = Mapping[str, Any]
 
 
 class CacheWarning(UserWarning):
-    """A cache entry was damaged and is being recomputed."""
+    """A cache entry was damaged and is being recomputed.
+
+    Examples
+    --------
+    Overwrite one of two cached entries; the next run recomputes it and says so:
+
+    >>> import pathlib, tempfile, warnings
+    >>> from gradflow import sweep
+    >>> grid = {"hidden": [8], "seq_len": [40], "predictors": ["none"]}
+    >>> with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = sweep.run(grid, seeds=[0, 1], cache=tmp, progress=False)
+    ...     _ = next(pathlib.Path(tmp).rglob("*.json")).write_text("{}")
+    ...     again = sweep.run(grid, seeds=[0, 1], cache=tmp, progress=False)
+    >>> [w.category.__name__ for w in caught], again.attrs["sweep"]
+    (['CacheWarning'], {'points': 2, 'cached': 1, 'computed': 1, 'failed': 0})
+    """
 
 
 def default_cache_dir() -> Path:
-    """``$GRADFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/gradflow/sweep``, else ``~/.cache/gradflow/sweep``."""
+    """``$GRADFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/gradflow/sweep``, else ``~/.cache/gradflow/sweep``.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> from gradflow import sweep
+    >>> with mock.patch.dict(os.environ, {"GRADFLOW_CACHE_DIR": "", "XDG_CACHE_HOME": "/scratch/me"}):
+    ...     print(sweep.default_cache_dir().as_posix())
+    /scratch/me/gradflow/sweep
+    >>> with mock.patch.dict(os.environ, {"GRADFLOW_CACHE_DIR": "/data/sweeps"}):
+    ...     print(sweep.default_cache_dir().as_posix())
+    /data/sweeps
+    """
     if os.environ.get("GRADFLOW_CACHE_DIR"):
         return Path(os.environ["GRADFLOW_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -127,6 +156,7 @@ class Cache:
         """The stored result, or None when missing; a damaged entry (or one that does not match
         the task's declared ``columns``) is removed, with a warning."""
         path = self.path(key)
+        problem: str | None
         try:
             text = read_entry_text(path)
         except ValueError as exc:
@@ -135,8 +165,8 @@ class Cache:
             if text is None:
                 return None
             problem = _check_entry(text, key, columns)
-        if problem is None:
-            return dict(json.loads(text)["result"])
+            if problem is None:
+                return dict(json.loads(text)["result"])
         warnings.warn(f"cache entry {path} is damaged ({problem}); recomputing that point",
                       CacheWarning, stacklevel=3)
         try:
@@ -177,7 +207,20 @@ def _check_entry(text: str, key: str | None, columns: Columns | None = None) -> 
 @dataclass(frozen=True)
 class CacheInfo:
     """What a sweep cache holds: entry counts by gradflow version, stale entries (computed by
-    other gradflow code: never read again), damaged entries, bytes."""
+    other gradflow code: never read again), damaged entries, bytes.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import gradflow as gf
+    >>> from gradflow import sweep
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = sweep.run({"hidden": [8], "seq_len": [40], "predictors": ["none"]}, seeds=[0, 1],
+    ...                   cache=tmp, progress=False)
+    ...     info = sweep.cache_info(tmp)
+    >>> info.entries, info.stale, info.damaged, info.bytes > 0, info.versions == {gf.__version__: 2}
+    (2, 0, 0, True, True)
+    """
 
     path: Path
     entries: int
@@ -260,6 +303,18 @@ def clear_cache(path: str | os.PathLike | None = None) -> int:
 
     Only files the cache wrote are removed (``<path>/entries-v1/xx/<sha256>.json``), so
     pointing it at the wrong directory deletes nothing else. Returns how many went.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from gradflow import sweep
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = pathlib.Path(tmp, "notes.txt").write_text("mine")
+    ...     _ = sweep.run({"hidden": [8], "seq_len": [40], "predictors": ["none"]}, seeds=[0, 1],
+    ...                   cache=tmp, progress=False)
+    ...     removed, left = sweep.clear_cache(tmp), sorted(p.name for p in pathlib.Path(tmp).iterdir())
+    >>> removed, left  # only the cache's own files go
+    (2, ['notes.txt'])
     """
     root = Cache(path if path is not None else default_cache_dir()).root  # refuses a file
     removed = 0

@@ -54,6 +54,22 @@ class Task:
         How ``baseline`` was computed, for reports.
     seed : int
         Seed of every batch (with the batch index).
+
+    Examples
+    --------
+    The adding task's target is the sum of two U(0, 1) numbers: always answering their mean,
+    1, scores the baseline, their variance 2/12.
+
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> task = gf.tasks.adding(5, seed=0)
+    >>> task
+    Task(name='adding (T=5)', steps=5, inputs=2, readout=1 (last), baseline=0.166667, seed=0)
+    >>> xs, ys = task.batch(4000, 0)
+    >>> xs.shape, ys.shape, bool(np.array_equal(task.batch(3, 1)[0], task.batch(3, 1)[0]))
+    ((5, 4000, 2), (4000,), True)
+    >>> bool(abs(task.loss(np.ones((4000, 1)), ys) - task.baseline) < 0.01)
+    True
     """
 
     name: str
@@ -71,6 +87,17 @@ class Task:
         """Batch number ``index``: inputs ``(steps, size, input_size)`` and targets.
 
         ``index`` (an integer or tuple of integers) and the task's seed fix every draw.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> task = gf.tasks.adding(5, seed=0)
+        >>> xs, ys = task.batch(3, index=7)
+        >>> xs.shape, ys.shape, bool(np.array_equal(xs, task.batch(3, index=7)[0]))
+        ((5, 3, 2), (3,), True)
+        >>> bool(np.array_equal(xs, task.batch(3, index=8)[0]))  # another batch, other draws
+        False
         """
         size = check_positive_int("size", size)
         parts = index if isinstance(index, tuple) else (index,)
@@ -80,11 +107,34 @@ class Task:
 
     def held_out(self, size: int, index: int | tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Data to evaluate on: a generated task's fresh batch ``index`` (never a training batch
-        when ``index`` is not one); a dataset's test split (``size`` is then ignored)."""
+        when ``index`` is not one); a dataset's test split (``size`` is then ignored).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> task = gf.tasks.adding(5, seed=0)
+        >>> xs, ys = task.held_out(4, index=(1, 0))  # training batches use integer indices
+        >>> xs.shape, bool(np.array_equal(xs, task.batch(4, (1, 0))[0]))
+        ((5, 4, 2), True)
+        """
         return self.batch(size, index)
 
     def loss(self, outputs: Any, targets: np.ndarray) -> Any:
-        """The task's loss (a scalar, differentiable with autograd) of readout ``outputs``."""
+        """The task's loss (a scalar, differentiable with autograd) of readout ``outputs``.
+
+        Examples
+        --------
+        The adding task's loss is the mean squared error of the last step's readout:
+
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> task = gf.tasks.adding(5, seed=0)
+        >>> _, ys = task.batch(8)
+        >>> outputs = np.full((8, 1), 0.9)
+        >>> bool(np.isclose(task.loss(outputs, ys), np.mean((0.9 - ys) ** 2)))
+        True
+        """
         return self._loss(outputs, targets)
 
     def __repr__(self) -> str:
@@ -224,6 +274,8 @@ def sequential_digits(*, test_fraction: float = 0.25, seed: int = 0) -> Task:
 
 
 class _DigitsTask(Task):
+    _test: tuple[np.ndarray, np.ndarray]  # set once by sequential_digits (the instance is frozen)
+
     def test_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The held-out images ``(64, n_test, 1)`` and their labels."""
         return self._test
