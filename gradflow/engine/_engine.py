@@ -270,18 +270,24 @@ def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
     second is parallel in time: one batched VJP per chunk of steps gives the
     input gradients and every probe inside the cell at once.
     """
-    T, B, _ = xs.shape
-    recorder = StateRecorder(T, B, cell.state_size, cell.components)
-    trajectory = np.empty((T + 1, B, cell.state_size))
+    trajectory, recorder = sequential_sweep(cell, xs, h0, loss)
+    log_state, components = recorder.log_norms()
+    probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
+    scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
+    return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
+
+
+def sequential_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
+                     loss: Callable) -> tuple[np.ndarray, StateRecorder]:
+    """`reverse_sweep`'s sequential half: trajectory (T+1, B, S), recorder (unit cotangents, log-norms)."""
+    recorder = StateRecorder(xs.shape[0], xs.shape[1], cell.state_size, cell.components)
+    trajectory = np.empty((xs.shape[0] + 1, xs.shape[1], cell.state_size))
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
         if closed_form_kind(cell) is not None:
             closed_form_pass(cell, xs, h0, loss, recorder, trajectory)
         else:
             sequential_pass(cell, xs, h0, loss, recorder, trajectory)
-    log_state, components = recorder.log_norms()
-    probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
-    scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
-    return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
+    return trajectory, recorder
 
 
 def sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:

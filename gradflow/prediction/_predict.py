@@ -34,7 +34,8 @@ from ..engine._engine import (
     jacobian_products,
     unroll,
 )
-from ..measure._flow import MEMORY_DROP, NEUTRAL_TOL, GradientFlow, regime_of
+from ..measure._flow import GradientFlow
+from ..measure._rates import MEMORY_DROP, NEUTRAL_TOL, regime_of
 from . import meanfield
 from ._spectral import (
     derivative_bound,
