@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..cells._cells import KINDS, Cell, build_cell
+from ..cells._cells import Cell, build_cell
 from ..cells._lru import lru_from_arrays
 from ..cells._mamba import mamba_from_state_dict
+from ..core._registry import cell_kind, cell_kinds
 from ..core._validation import check_choice
 from ._layout import LAYER_KEY, to_numpy
 from ._layout import validated_layout as _validated_layout  # from_torch's body as it was: a branch edits it
@@ -23,8 +24,6 @@ from ._model import Model, Readout
 from ._npz import read_npz
 
 _CELL_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)$")  # nn.RNNCell / LSTMCell / GRUCell
-_MODULES = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru", "RNNCell": "rnn", "LSTMCell": "lstm",
-            "GRUCell": "gru"}
 
 
 def _infer_kind(leaves: Mapping[str, Any], what: str) -> str:
@@ -36,10 +35,11 @@ def _infer_kind(leaves: Mapping[str, Any], what: str) -> str:
     if w is None or w.ndim != 2 or not hidden or w.shape[0] % hidden:
         raise ValueError(f"cannot tell the cell kind of {what} from weight_hh_l0 "
                          f"{None if w is None else w.shape}; give kind")
-    kind = {1: "rnn", 3: "gru", 4: "lstm"}.get(w.shape[0] // hidden)
+    by_blocks = {cell_kind(k).blocks: k for k in reversed(cell_kinds()) if cell_kind(k).torch_modules}
+    kind = by_blocks.get(w.shape[0] // hidden)
     if kind is None:
         raise ValueError(f"cannot tell the cell kind of {what}: weight_hh_l0 has shape {w.shape}, "
-                         f"not (G*N, N) with G = 1, 3 or 4; give kind")
+                         f"not (G*N, N) with G = {', '.join(map(str, sorted(by_blocks)))}; give kind")
     return kind
 
 
@@ -110,8 +110,9 @@ def _module_info(obj) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     modules = obj.named_modules() if hasattr(obj, "named_modules") else [("", obj)]
     for prefix, module in modules:
         cls = type(module).__name__
-        if cls in _MODULES:
-            settings[prefix] = {"kind": _MODULES[cls],
+        modules = {m: k for k in cell_kinds() for m in cell_kind(k).torch_modules}
+        if cls in modules:
+            settings[prefix] = {"kind": modules[cls],
                                 "nonlinearity": getattr(module, "nonlinearity", "tanh"),
                                 "batch_first": bool(getattr(module, "batch_first", False))}
     return dict(obj.state_dict()), settings
@@ -208,7 +209,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     if weights is not None:  # the arrays form: from_torch(kind, arrays)
         return _cell_from_arrays(source, weights, nonlinearity, name)
     if kind is not None:
-        kind = check_choice("kind", kind, KINDS)
+        kind = check_choice("kind", kind, cell_kinds())
     settings: dict[str, dict[str, Any]] = {}
     if isinstance(source, (str, os.PathLike)):
         origin = os.fspath(source)
@@ -243,7 +244,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     setting = settings.get(chosen, {})
     kind = kind or setting.get("kind") or _infer_kind(leaves, what)
     nonlinearity = setting.get("nonlinearity", nonlinearity)
-    if kind == "rnn":
+    if "activation" in cell_kind(kind).step_options:
         nonlinearity = check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
     first = setting.get("batch_first", False) if batch_first is None else bool(batch_first)
     forward = {k: v for k, v in leaves.items() if not k.endswith("_reverse")}
@@ -251,7 +252,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     directions = 2 if reverse else 1
     params, hidden, inputs, layers, proj = _validated_layout(kind, forward, what, directions)
     label = name or (chosen.replace(".", "-") if chosen else kind)
-    build = {"activation": nonlinearity if kind == "rnn" else "tanh"}
+    build = {"activation": nonlinearity if "activation" in cell_kind(kind).step_options else "tanh"}
     if proj:
         build["proj_size"] = proj
     if reverse:
@@ -282,11 +283,11 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
 
 
 def _cell_from_arrays(kind, weights, nonlinearity, name) -> Cell:
-    kind = check_choice("kind", kind, KINDS)
+    kind = check_choice("kind", kind, cell_kinds())
     if not isinstance(weights, Mapping):
         raise ValueError(f"weights must be a mapping of PyTorch names to arrays; got "
                          f"{type(weights).__name__}")
-    if kind == "rnn":
+    if "activation" in cell_kind(kind).step_options:
         nonlinearity = check_choice("nonlinearity", nonlinearity, ("tanh", "relu"))
     if any(isinstance(k, str) and k.endswith("_reverse") for k in weights):
         raise ValueError("weights has bidirectional (*_reverse) keys: pass the whole state_dict as "
@@ -294,4 +295,5 @@ def _cell_from_arrays(kind, weights, nonlinearity, name) -> Cell:
     params, hidden, inputs, layers, proj = _validated_layout(kind, weights)
     extra = {"proj_size": proj} if proj else {}
     return build_cell(kind, params, hidden, inputs, layers,
-                  activation=nonlinearity if kind == "rnn" else "tanh", name=name, **extra)
+                      activation=nonlinearity if "activation" in cell_kind(kind).step_options else "tanh",
+                      name=name, **extra)
