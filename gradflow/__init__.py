@@ -5,7 +5,8 @@ Public API
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
 `load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`, xLSTM's `slstm`;
 the selective state-space block `mamba` (`mamba_from_state_dict`); for the cells linear
-in their state, `linear_coefficients` (every step's affine map) and `layer_outputs`.
+in their state, `linear_coefficients` (every step's affine map) and `layer_outputs`; kinds of
+cell: `CellKind`, `register_cell_kind`, `cell_kind`, `cell_kinds`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`;
 `scan` (a linear cell by `associative_scan`, `scan_depth` rounds), `diagonal_rate` (its exact rate);
@@ -43,12 +44,17 @@ from .cells import (
     slstm,
 )
 from .core import (
+    CellKind,
     Options,
     blas_threads,
+    cell_kind,
+    cell_kinds,
     options,
     probe,
     read_version,
+    register_cell_kind,
     set_blas_threads,
+    unregister_cell_kind,
 )
 from .display import Exploration, explore, explore_update
 from .engine import (
@@ -100,6 +106,7 @@ __version__ = read_version()  # one place: pyproject.toml
 
 __all__ = [
     "Cell",
+    "CellKind",
     "Comparison",
     "ConvergenceWarning",
     "Exploration",
@@ -119,6 +126,8 @@ __all__ = [
     "__version__",
     "associative_scan",
     "blas_threads",
+    "cell_kind",
+    "cell_kinds",
     "compare",
     "conv_stack",
     "diagonal_rate",
@@ -153,6 +162,7 @@ __all__ = [
     "probe",
     "recurrent",
     "regime_of",
+    "register_cell_kind",
     "restricted_attention",
     "rnn",
     "s4d",
@@ -168,5 +178,6 @@ __all__ = [
     "tcn",
     "train",
     "training_objective",
+    "unregister_cell_kind",
     "unroll",
 ]

@@ -15,7 +15,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .cells._cells import INITS, KINDS
+from .cells._cells import INITS
+from .core._registry import cell_kind, cell_kinds
 from .sweep._cache import cache_info, clear_cache, default_cache_dir
 
 PROG = "gradflow"
@@ -115,7 +116,7 @@ def _parser() -> _Parser:
     analyze.add_argument("--predictors", choices=("auto", "on", "off"), default="auto",
                          help=f"run gf.predict (its moment maps dominate the cost on large cells); auto: "
                               f"on up to state size {AUTO_PREDICTORS_STATE} (default auto)")
-    analyze.add_argument("--cell", choices=KINDS, help="kind of cell (inferred from a weights file)")
+    analyze.add_argument("--cell", choices=cell_kinds(), help="kind of cell (inferred from a weights file)")
     analyze.add_argument("--hidden", type=_positive, help="hidden size of a new cell")
     analyze.add_argument("--input-size", type=_positive, help="input size of a new cell (default 8)")
     analyze.add_argument("--layers", type=_positive, help="stacked layers of a new cell (default 1)")
@@ -232,7 +233,6 @@ _TASK = re.compile(r"^task:(adding|copy_memory):([1-9][0-9]{0,6})$|^task:(digits
 
 def _analyzed_model(args):
     """The model ``gradflow analyze`` reports on: read from ``args.weights`` or built from the flags."""
-    from .cells import _cells
     from .models._io import from_torch
     from .models._npz import load, read_npz
 
@@ -244,16 +244,17 @@ def _analyzed_model(args):
             raise _BadInput(f"{PROG} analyze: --prefix and --head choose parts of a weights file; "
                             f"none was given")
         kwargs = {k: getattr(args, k) for k in ("layers", "gain", "init") if getattr(args, k) is not None}
-        if args.cell == "rnn" and args.activation:
+        record = cell_kind(args.cell)
+        if "activation" in record.options and args.activation:
             kwargs["activation"] = args.activation
-        for flag, kind in (("forget_bias", "lstm"), ("update_bias", "gru")):
+        for flag in ("forget_bias", "update_bias"):  # each a constructor option of one kind
             if getattr(args, flag) is not None:
-                if args.cell != kind:
-                    raise _BadInput(f"{PROG} analyze: --{flag.replace('_', '-')} applies to --cell {kind} "
+                if flag not in record.options:
+                    owner = next(k for k in cell_kinds() if flag in cell_kind(k).options)
+                    raise _BadInput(f"{PROG} analyze: --{flag.replace('_', '-')} applies to --cell {owner} "
                                     f"only; got --cell {args.cell}")
                 kwargs[flag] = getattr(args, flag)
-        build = getattr(_cells, args.cell)
-        return build(args.hidden, args.input_size or 8, seed=args.seed, **kwargs), None
+        return record.make(args.hidden, args.input_size or 8, seed=args.seed, **kwargs), None
     if given:
         raise _BadInput(f"{PROG} analyze: {given[0]} builds a new cell; it cannot change the weights in "
                         f"{args.weights!r}")

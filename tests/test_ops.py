@@ -1,11 +1,15 @@
 """The fused primitives' VJP and JVP rules against central finite differences, for every argument."""
 
+import autograd.numpy as anp
 import numpy as np
 import pytest
+from autograd import grad
 from autograd.core import make_jvp, make_vjp
 from helpers import fd_jacobian, rel_err
 
+from gradflow.core import _activations as act
 from gradflow.core._ops import affine, gru_update, join_columns, lstm_update, take_columns
+from gradflow.core._sequence_ops import _lstm_loop, lstm_sequence
 
 rng = np.random.default_rng(0)
 B, N, D = 3, 4, 5
@@ -18,10 +22,13 @@ CASES = {
                          rng.normal(size=(B, N))]),
     "take": (lambda x: take_columns(x, 2, 5), [rng.normal(size=(B, 7))]),
     "join": (join_columns, [rng.normal(size=(B, 2)), rng.normal(size=(B, 3)), rng.normal(size=(B, 1))]),
+    # Grouped weights: 3 groups of 2 rows, each with its own W and bias.
+    "affine_grouped": (affine, [rng.normal(size=(3 * 2, D)), rng.normal(size=(3, N, D)),
+                                rng.normal(size=(3, 1, N))]),
 }
 # Arguments a stacked tangent or cotangent flows through in the engine (not weights).
 STATE_ARGS = {"affine": [0], "affine_full_bias": [0, 2], "lstm": [0, 1], "gru": [0, 1, 2],
-              "take": [0], "join": [0, 1, 2]}
+              "take": [0], "join": [0, 1, 2], "affine_grouped": [0]}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -61,3 +68,120 @@ def test_rules_accept_a_stack_of_vectors_on_a_leading_axis(case):
         tan = rng.normal(size=(k, *arg.shape))
         jvp = make_jvp(f, arg)
         np.testing.assert_allclose(jvp(tan)[1], np.stack([jvp(t)[1] for t in tan]), rtol=1e-14)
+
+
+# ------------------------------------------------------------------ second derivatives
+
+def _logistic(a):
+    return 1.0 / (1.0 + anp.exp(-a))
+
+
+def _plain_lstm(pre, c):
+    n = c.shape[-1]
+    c2 = _logistic(pre[..., n : 2 * n]) * c + _logistic(pre[..., :n]) * anp.tanh(pre[..., 2 * n : 3 * n])
+    return anp.concatenate([_logistic(pre[..., 3 * n :]) * anp.tanh(c2), c2], axis=-1)
+
+
+def _plain_gru(gi, gh, h):
+    n = h.shape[-1]
+    r, z = _logistic(gi[..., :n] + gh[..., :n]), _logistic(gi[..., n : 2 * n] + gh[..., n : 2 * n])
+    return (1.0 - z) * anp.tanh(gi[..., 2 * n :] + r * gh[..., 2 * n :]) + z * h
+
+
+def _plain_grouped(x, W, b):
+    K = W.shape[0]
+    return anp.concatenate([x[k * 2 : (k + 1) * 2] @ W[k].T + b[k] for k in range(K)])
+
+
+# Each fused operation beside the plain autograd.numpy formula of the same equation.
+PLAIN = {
+    "affine": lambda x, W, b: x @ W.T + b,
+    "affine_full_bias": lambda x, W, b: x @ W.T + b,
+    "lstm": _plain_lstm,
+    "gru": _plain_gru,
+    "take": lambda x: x[..., 2:5],
+    "join": lambda *p: anp.concatenate(p, axis=-1),
+    "affine_grouped": _plain_grouped,
+    "tanh": anp.tanh,
+    "sigmoid": _logistic,
+    "relu": lambda a: anp.maximum(a, 0.0),
+}
+SECOND = {**CASES,
+          "tanh": (act.tanh, [3 * rng.normal(size=(B, N))]),
+          "sigmoid": (act.sigmoid, [3 * rng.normal(size=(B, N))]),
+          "relu": (act.relu, [rng.normal(size=(B, N))])}
+
+
+def _scalar(fun, args, weights):
+    """A smooth scalar of the operation's output, non-linear so second derivatives are not zero."""
+    return lambda flat: anp.sum(anp.sin(fun(*_split(flat, args))) * weights)
+
+
+def _split(flat, args):
+    out, i = [], 0
+    for a in args:
+        out.append(anp.reshape(flat[i : i + a.size], a.shape))
+        i += a.size
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:Output seems independent of input")  # a linear op's JVP
+@pytest.mark.parametrize("case", SECOND)
+def test_second_derivatives_match_the_plain_formula_and_finite_differences(case):
+    """Hessian-vector products through the rules (reverse over reverse), and the gradient of a
+    JVP (reverse over forward, as the Lyapunov regulariser takes it), equal those of the plain
+    formula to 1e-10, and the HVP equals central differences of the gradient."""
+    fun, args = SECOND[case]
+    flat = np.concatenate([a.reshape(-1) for a in args])
+    out = fun(*args)
+    weights, v = rng.normal(size=out.shape), rng.normal(size=flat.shape)
+
+    def hvp(f):
+        return grad(lambda z: anp.sum(grad(f)(z) * v))(flat)
+
+    ours, plain = _scalar(fun, args, weights), _scalar(PLAIN[case], args, weights)
+    H, H_plain = hvp(ours), hvp(plain)
+    assert rel_err(H, H_plain) < 1e-10, case
+    eps = 1e-5
+    fd = (grad(ours)(flat + eps * v) - grad(ours)(flat - eps * v)) / (2 * eps)
+    assert rel_err(H, fd) < 1e-6, case
+
+    def jvp_norm(f):  # d/dflat of sum(sin(J(flat) v)): the JVP's rules differentiated again
+        return grad(lambda z: anp.sum(anp.sin(make_jvp(lambda u: f(*_split(u, args)), z)(v)[1])
+                                      * weights))(flat)
+
+    assert rel_err(jvp_norm(fun), jvp_norm(PLAIN[case])) < 1e-10, case
+
+
+# ------------------------------------------------------------------ the whole-sequence LSTM
+
+
+def test_lstm_sequence_is_the_unrolled_step_and_its_vjp_is_the_steps():
+    """States equal the cell's step unrolled; the hand-written reverse loop gives autograd's
+    gradient through the traced steps (every argument) and central differences; differentiated
+    twice it is the traced step (a Hessian-vector product through both agree)."""
+    T, Bt, n, d = 5, 3, 4, 2
+    args = [rng.normal(size=(T, Bt, d)), rng.normal(size=(4 * n, d)), rng.normal(size=(4 * n, n)),
+            rng.normal(size=4 * n), rng.normal(size=(Bt, 2 * n))]
+    np.testing.assert_allclose(lstm_sequence(*args), _lstm_loop(*args), rtol=1e-15, atol=1e-15)
+    weights = rng.normal(size=(T, Bt, 2 * n))
+    for i in range(len(args)):
+        _check_sequence_argument(args, i, weights)
+
+
+def _check_sequence_argument(args, i, weights):
+    arg = args[i]
+
+    def f(v, fun=lstm_sequence):
+        return anp.sum(anp.sin(fun(*args[:i], v, *args[i + 1:])) * weights)
+
+    def f_loop(v):
+        return f(v, _lstm_loop)
+
+    g = grad(f)(arg)
+    assert rel_err(g, grad(f_loop)(arg)) < 1e-12, i
+    fd = fd_jacobian(lambda v: f(v.reshape(arg.shape)), arg.reshape(-1))
+    assert rel_err(g.reshape(-1), fd) < 1e-7, i
+    v = rng.normal(size=arg.shape)
+    hvp = grad(lambda z: anp.sum(grad(f)(z) * v))(arg)
+    assert rel_err(hvp, grad(lambda z: anp.sum(grad(f_loop)(z) * v))(arg)) < 1e-12, i

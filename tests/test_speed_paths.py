@@ -68,7 +68,7 @@ def test_lapack_qr_loop_equals_the_textbook_loop(make, k):
 
 @pytest.mark.parametrize("name", [n for n in CELLS if "2layer" not in n])
 def test_jacobian_terms_sum_to_the_jacobian(name):
-    from gradflow.core._ops import jacobian_terms, step_jacobians
+    from gradflow.core._jacobians import jacobian_terms, step_jacobians
 
     cell = CELLS[name]()
     rng = np.random.default_rng(1)

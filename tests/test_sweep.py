@@ -146,7 +146,10 @@ def test_the_default_task_is_gradient_flow_and_predict_on_the_points_cell(point)
     xs = gf.inputs.gaussian(p["seq_len"], p["batch"], p["inputs"], seed=int(streams[1]))
     flow = gf.gradient_flow(cell, xs, seed=int(streams[2]))
     prediction = gf.predict(cell, xs, seed=int(streams[3]))
-    assert row["measured_rate"] == flow.rate and row["measured_regime"] == flow.regime
+    # The sweep measures batched points by a traced sweep; gradient_flow takes the closed-form sweep
+    # for one-layer built-in cells: the same numbers up to rounding (tests/test_speed_paths.py).
+    assert row["measured_rate"] == pytest.approx(flow.rate, rel=0, abs=1e-12)
+    assert row["measured_regime"] == flow.regime
     assert row["predicted_rate"] == prediction.rate and row["trusted_predictor"] == prediction.method
     for result in prediction.results:
         column = "rate_" + result.method.replace(" ", "_").replace("-", "_")

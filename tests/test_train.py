@@ -54,8 +54,12 @@ def test_training_gradient_matches_central_differences(make, task):
     _fd_check(f, flat, coords)
 
 
+# Reverse mode over forward-mode J_t Q through the cells' own fused steps (their rules are
+# differentiated again): stacked and saturating cells too.
 @pytest.mark.parametrize("make", [lambda: gf.rnn(5, 2, gain=1.3, seed=0), lambda: gf.lstm(3, 2, seed=1),
-                                  lambda: gf.gru(3, 2, seed=2, layers=2)])
+                                  lambda: gf.gru(3, 2, seed=2, layers=2),
+                                  lambda: gf.rnn(4, 2, seed=0, activation="sigmoid", bias_scale=0.5, layers=2),
+                                  lambda: gf.lstm(3, 2, seed=1, layers=2, bias_scale=0.3)])
 def test_lyapunov_regulariser_is_the_spectrum_and_its_gradient_is_right(make):
     cell = make()
     xs = gf.inputs.gaussian(12, 2, 2, seed=3)
@@ -240,19 +244,6 @@ def test_bad_models_and_weights_are_named():
     assert grad  # the module's autograd import is used by the helpers above
 
 
-@pytest.mark.parametrize("make", [lambda: gf.rnn(4, 3, seed=0, activation="relu", layers=2),
-                                  lambda: gf.rnn(4, 3, seed=0, activation="sigmoid", bias_scale=0.5),
-                                  lambda: gf.lstm(4, 3, seed=1, layers=2, bias_scale=0.3),
-                                  lambda: gf.gru(4, 3, seed=2, layers=3, bias_scale=0.3)])
-def test_plain_step_is_the_cells_step(make):
-    cell = make()
-    xs = gf.inputs.gaussian(6, 2, 3, seed=1)
-    hs = gf.unroll(cell, xs)
-    step = _train.plain_step(cell)
-    for t in range(6):
-        np.testing.assert_allclose(step(cell.params, hs[t], xs[t]), hs[t + 1], rtol=1e-13, atol=1e-15)
-
-
 def test_digits_are_evaluated_on_the_test_split_only():
     task = gf.tasks.sequential_digits(seed=0)
     run = gf.train(gf.rnn(6, 1, seed=0), task, steps=3, batch=8, record_every=10, seed=0)
@@ -333,3 +324,42 @@ def test_training_progress_bar_shows_steps_and_loss(monkeypatch):
     assert shown[3:] == [False, True]
     with pytest.raises(ValueError, match="progress must be True, False or None; got 'yes'"):
         gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 2, progress="yes")
+
+
+def test_lstm_training_equals_pytorch_step_by_step():
+    """gf.train's LSTM (one primitive for the whole sequence, `model_forward`) against
+    torch.nn.LSTM + Linear + torch.optim.Adam from the same weights on the same batches: equal
+    losses for 20 Adam steps, and equal first gradients."""
+    torch = pytest.importorskip("torch")
+    task = gf.tasks.adding(15, seed=0)
+    cell = gf.lstm(6, task.input_size, init="pytorch", seed=1)
+    model = gf.recurrent(cell)
+    assert gf.training.model_forward(model) is not model.apply  # the fused path is what is tested
+    lr, batch, steps, seed = 0.02, 5, 20, 3
+    run = gf.train(cell, task, steps, lr=lr, batch=batch, record_every=steps, seed=seed, progress=False)
+    start = initial_params(model, task, seed)
+    lstm = torch.nn.LSTM(task.input_size, 6, dtype=torch.float64)
+    readout = torch.nn.Linear(6, 1, dtype=torch.float64)
+    with torch.no_grad():
+        for name, value in start["model"].items():
+            getattr(lstm, name).copy_(torch.from_numpy(value))
+        readout.weight.copy_(torch.from_numpy(start["readout"]["weight"]))
+        readout.bias.copy_(torch.from_numpy(start["readout"]["bias"]))
+    opt = torch.optim.Adam([*lstm.parameters(), *readout.parameters()], lr=lr)  # betas, eps as gf.ADAM
+    objective, _ = make_objective(model, task, seed=seed)
+    losses = []
+    for i in range(steps):
+        xs, ys = task.batch(batch, (seed, i))
+        opt.zero_grad()
+        loss = torch.mean((readout(lstm(torch.from_numpy(xs))[0][-1])[:, 0] - torch.from_numpy(ys)) ** 2)
+        loss.backward()
+        if i == 0:
+            g = grad(objective)(start, xs, ys)
+            np.testing.assert_allclose(g["model"]["weight_hh_l0"], lstm.weight_hh_l0.grad.numpy(), rtol=1e-9,
+                                       atol=1e-14)
+            np.testing.assert_allclose(g["readout"]["weight"], readout.weight.grad.numpy(), rtol=1e-9,
+                                       atol=1e-14)
+        opt.step()
+        losses.append(float(loss.detach()))
+    np.testing.assert_allclose(run.loss, losses, rtol=1e-10, atol=0)
+    assert losses[-1] < losses[0]  # it learnt: the comparison is not of a frozen model

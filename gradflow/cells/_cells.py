@@ -7,6 +7,9 @@ GRU), so weights move between gradflow and PyTorch without translation. A step
 maps ``(params, state, x)`` with ``state`` of shape ``(batch, state_size)`` and
 ``x`` of shape ``(batch, input_size)`` to the next state, and is written with
 ``autograd.numpy`` so the engine can differentiate it.
+
+Each built-in kind is a `CellKind` record (``core._registry``) registered by ``_kinds``;
+everything that depends on a cell's kind reads its record.
 """
 
 from __future__ import annotations
@@ -23,8 +26,15 @@ import numpy as np
 from ..core import _activations as act
 from ..core import _html
 from ..core._files import atomic_path
-from ..core._ops import affine, gru_update, join_columns, lstm_update, take_columns
+from ..core._ops import (
+    affine,
+    gru_update,
+    join_columns,
+    lstm_update,
+    take_columns,
+)
 from ..core._probe import probe
+from ..core._registry import cell_kind, find_cell_kind
 from ..core._validation import (
     as_float_array,
     check_choice,
@@ -35,10 +45,7 @@ from ..core._validation import (
 )
 from ._linearisation import linearisation
 
-KINDS = ("rnn", "lstm", "gru")
 INITS = ("gaussian", "orthogonal", "identity", "pytorch")
-GATES = {"rnn": (), "lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
-GATE_COUNT = {"rnn": 1, "lstm": 4, "gru": 3}
 
 StepFn = Callable[[Mapping[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
 
@@ -156,7 +163,8 @@ class Cell:
     @property
     def gates(self) -> tuple[str, ...]:
         """Gate names probed inside the step (per layer for stacked cells)."""
-        names = GATES.get(self.kind, ())
+        record = find_cell_kind(self.kind)
+        names = record.gates if record is not None else ()
         layers = self.config.get("layers", 1)
         if layers == 1:
             return names
@@ -214,7 +222,8 @@ class Cell:
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         note = f"state {self.state_size}, input {self.input_size}" + (f"; {cfg}" if cfg else "")
         figure = None
-        if 0 < self.state_size <= SPECTRUM_LIMIT and (self.kind in KINDS or self.config.get("linear")):
+        spectral = find_cell_kind(self.kind) is not None or self.config.get("linear")
+        if 0 < self.state_size <= SPECTRUM_LIMIT and spectral:
             ev, what = self.eigenvalues()
             figure = _html.chart([_html.Series(ev.real, ev.imag, "#3b6fb6", "dot")], xlabel="Re lambda",
                                  ylabel="Im lambda", width=150, height=150, unit_circle=True)
@@ -241,7 +250,7 @@ class Cell:
         >>> again.kind, all(np.array_equal(again.params[k], v) for k, v in cell.params.items())
         ('gru', True)
         """
-        if self.kind not in KINDS:
+        if find_cell_kind(self.kind) is None:
             raise ValueError(
                 f"cannot save a cell of kind {self.kind!r}: its step is code; "
                 f"save its params with numpy.savez instead"
@@ -256,6 +265,8 @@ class Cell:
 
 
 # ---------------------------------------------------------------- step functions
+
+LSTM_GATES, GRU_GATES = ("i", "f", "g", "o"), ("r", "z", "n")  # PyTorch's block order
 
 
 def _gate_names(layers, l, names):
@@ -288,7 +299,7 @@ def lstm_step(params, state, x, *, hidden, layers, proj_size=0):
         # The pre-activation is gi + W_hh h, so dL/d(gi) is each gate's pre-activation gradient.
         gi = probe(affine(inp, params[f"weight_ih_l{l}"],
                           params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"]),
-                   _gate_names(layers, l, GATES["lstm"]))
+                   _gate_names(layers, l, LSTM_GATES))
         h, c = take_columns(hc, 0, p), take_columns(hc, p, p + n)
         new = lstm_update(affine(h, params[f"weight_hh_l{l}"], gi), c)
         if proj_size:
@@ -306,7 +317,7 @@ def gru_step(params, state, x, *, hidden, layers):
         h = _layer(state, l, n, layers)
         # r and z pre-activations are gi + gh, n's is gi_n + r * gh_n: dL/d(gi) is each gate's.
         gi = probe(affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]),
-                   _gate_names(layers, l, GATES["gru"]))
+                   _gate_names(layers, l, GRU_GATES))
         inp = gru_update(gi, affine(h, params[f"weight_hh_l{l}"], params[f"bias_hh_l{l}"]), h)
         outs.append(inp)
     return outs[0] if layers == 1 else join_columns(*outs)
@@ -322,7 +333,7 @@ def gru_reset_before_step(params, state, x, *, hidden, layers):
         h = _layer(state, l, n, layers)
         w_hh, b_hh = params[f"weight_hh_l{l}"], params[f"bias_hh_l{l}"]
         gi = probe(affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]),
-                   _gate_names(layers, l, GATES["gru"]))
+                   _gate_names(layers, l, GRU_GATES))
         rz = act.sigmoid(gi[:, : 2 * n] + h @ w_hh[: 2 * n].T + b_hh[: 2 * n])
         r, z = rz[:, :n], rz[:, n:]
         cand = act.tanh(gi[:, 2 * n :] + (r * h) @ w_hh[2 * n :].T + b_hh[2 * n :])
@@ -335,16 +346,15 @@ def gru_reset_before_step(params, state, x, *, hidden, layers):
 
 
 def state_components(kind: str, hidden: int, layers: int, proj_size: int = 0) -> dict[str, np.ndarray]:
-    parts = ("h", "c") if kind == "lstm" else ("h",)
-    sizes = {"h": proj_size or hidden, "c": hidden}
-    width = sum(sizes[p] for p in parts)
-    comps: dict[str, list[np.ndarray]] = {p: [] for p in parts}
+    sizes = cell_kind(kind).part_widths(hidden, proj_size)
+    width = sum(sizes.values())
+    comps: dict[str, list[np.ndarray]] = {p: [] for p in sizes}
     per_layer = {}
     for l in range(layers):
         start = l * width
-        for p in parts:
-            idx = np.arange(start, start + sizes[p])
-            start += sizes[p]
+        for p, size in sizes.items():
+            idx = np.arange(start, start + size)
+            start += size
             comps[p].append(idx)
             per_layer[f"l{l}.{p}"] = idx
     out = {p: np.concatenate(v) for p, v in comps.items()}
@@ -355,26 +365,17 @@ def state_components(kind: str, hidden: int, layers: int, proj_size: int = 0) ->
 
 def build_cell(kind: str, params: Mapping[str, np.ndarray], hidden: int, inputs: int, layers: int,
            activation: str = "tanh", name: str | None = None, **extra) -> Cell:
-    if kind == "rnn":
-        step = functools.partial(rnn_step, hidden=hidden, layers=layers, activation=activation)
-        config = {"hidden": hidden, "inputs": inputs, "layers": layers, "activation": activation}
-    else:
-        config = {"hidden": hidden, "inputs": inputs, "layers": layers}
-        step = functools.partial(lstm_step if kind == "lstm" else gru_step, hidden=hidden,
-                                 layers=layers)
-    # Variants read by PyTorch's proj_size and Keras's reset_after=False (in config only when used).
-    proj_size = int(extra.get("proj_size", 0) or 0) if kind == "lstm" else 0
-    reset_before = kind == "gru" and extra.get("reset_after") is False
-    if proj_size:
-        step = functools.partial(lstm_step, hidden=hidden, layers=layers, proj_size=proj_size)
-    if reset_before:
-        step = functools.partial(gru_reset_before_step, hidden=hidden, layers=layers)
-    config.update(extra)
-    state = (proj_size or hidden) * layers + (hidden * layers if kind == "lstm" else 0)
+    record = cell_kind(kind)
+    values = {**record.options, "activation": activation, **extra}  # options default to the kind's
+    step_options = {k: values[k] for k in record.step_options if k in values}
+    config = {"hidden": hidden, "inputs": inputs, "layers": layers, **step_options, **extra}
+    base, stacked = record.step_for(config)
+    step = functools.partial(base, hidden=hidden, layers=layers, **step_options)
+    state = record.state_width(hidden, int(extra.get("proj_size", 0) or 0)) * layers
     return Cell(step, params, state, inputs, kind=kind,
-                components=state_components(kind, hidden, layers, proj_size),
-                config=config, name=name or (kind if kind != "rnn" else f"rnn-{activation}"),
-                stacked_tangents=not reset_before)
+                components=state_components(kind, hidden, layers, int(extra.get("proj_size", 0) or 0)),
+                config=config, name=name or "-".join([kind, *map(str, step_options.values())]),
+                stacked_tangents=stacked)
 
 
 def recurrent_init(rng: np.random.Generator, n: int, init: str, gain: float) -> np.ndarray:
@@ -391,13 +392,13 @@ def recurrent_init(rng: np.random.Generator, n: int, init: str, gain: float) -> 
     return gain * rng.uniform(-bound, bound, size=(n, n))
 
 
-def _random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gaussian",
+def random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gaussian",
                  bias_scale=0.0, seed=0, layers=1, gate_bias=None, name=None, allow_large=False,
                  **extra) -> Cell:
     hidden = check_positive_int("hidden", hidden)
     inputs = check_positive_int("inputs", inputs)
     layers = check_positive_int("layers", layers)
-    g = GATE_COUNT[kind]
+    g = cell_kind(kind).blocks
     # Weights in float64, and a draw's temporary beside them while they are assembled.
     weights = sum(g * hidden * ((inputs if l == 0 else hidden) + hidden + 2) for l in range(layers))
     check_memory(f"{kind}({hidden}, {inputs}, layers={layers})", 2 * 8 * weights, allow_large)
@@ -466,7 +467,7 @@ def rnn(hidden: int, inputs: int, activation: str = "tanh", gain: float = 1.0,
     (64, (64, 64))
     """
     activation = check_choice("activation", activation, act.ACTIVATIONS)
-    return _random_cell("rnn", hidden, inputs, activation=activation, gain=gain, init=init,
+    return random_cell("rnn", hidden, inputs, activation=activation, gain=gain, init=init,
                         bias_scale=bias_scale, seed=seed, layers=layers, name=name,
                         allow_large=allow_large)
 
@@ -487,7 +488,7 @@ def lstm(hidden: int, inputs: int, forget_bias: float = 1.0, gain: float = 1.0,
     32
     """
     forget_bias = check_finite_float("forget_bias", forget_bias)
-    return _random_cell("lstm", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
+    return random_cell("lstm", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
                         seed=seed, layers=layers, gate_bias=(1, forget_bias), name=name,
                         allow_large=allow_large, forget_bias=forget_bias)
 
@@ -507,6 +508,6 @@ def gru(hidden: int, inputs: int, update_bias: float = 0.0, gain: float = 1.0,
     (48, 16)
     """
     update_bias = check_finite_float("update_bias", update_bias)
-    return _random_cell("gru", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
+    return random_cell("gru", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
                         seed=seed, layers=layers, gate_bias=(1, update_bias), name=name,
                         allow_large=allow_large, update_bias=update_bias)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from autograd.core import make_jvp, make_vjp
 
+from ..core._registry import is_vanilla
+
 if TYPE_CHECKING:  # annotations only: _cells imports this module when a spectrum is asked for
     from ._cells import Cell
 
@@ -47,7 +49,7 @@ def block_products(cell: Cell, states: np.ndarray, xs: np.ndarray, block: np.nda
 
 def recurrent_matrix(cell: Cell) -> np.ndarray | None:
     """The matrix the folklore rules talk about: ``W_hh`` of a one-layer vanilla cell, else None."""
-    if cell.kind == "rnn" and cell.config.get("layers", 1) == 1:
+    if is_vanilla(cell.kind) and cell.config.get("layers", 1) == 1:
         return cell.params["weight_hh_l0"]
     return None
 

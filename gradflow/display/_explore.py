@@ -17,9 +17,10 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
-from ..cells._cells import Cell, gru, lstm, rnn
+from ..cells._cells import Cell
 from ..cells._linearisation import linearisation
 from ..core import _html
+from ..core._registry import cell_kind, is_vanilla
 from ..core.inputs import gaussian
 from ..measure._flow import GradientFlow, gradient_flow
 from ..measure._rates import NEUTRAL_TOL
@@ -114,11 +115,11 @@ def quick_prediction(cell: Cell, xs: np.ndarray, *, tol: float = NEUTRAL_TOL, se
     states, window, x_mean, drive = forward_run(cell, xs, h0)
     rng = np.random.default_rng(seed)
     results: list[PredictorResult] = [eigenvalue_rule(cell, x_mean, tol, eigenvalues)]
-    if cell.kind == "rnn":
+    if is_vanilla(cell.kind):
         results += [pascanu_bound(cell, tol), mean_field(cell, drive, tol)]
     results += [local_gain(cell, xs, states, window, 16, rng, tol),
                 averaged_jacobian(cell, xs, states, window, tol, rows=AVERAGED_ROWS)]
-    if cell.kind != "rnn":
+    if not is_vanilla(cell.kind):
         results.append(gated_mean_field(cell, xs, states, window, tol))
     return Prediction(cell.name, tuple(results), "local gain", tol)
 
@@ -147,12 +148,11 @@ def verdict_html(prediction: Prediction, flow: GradientFlow) -> str:
 def build(gain: float, input_scale: float, hidden: int, seq_len: int, cell: str, activation: str,
           inputs: int, batch: int, seed: int) -> tuple[Cell, np.ndarray]:
     """The explorer's cell and inputs for one setting of the sliders."""
-    if cell == "rnn":
-        model = rnn(hidden, inputs, activation=activation, gain=gain, seed=seed)
-    elif cell in ("lstm", "gru"):
-        model = (lstm if cell == "lstm" else gru)(hidden, inputs, gain=gain, seed=seed)
-    else:
+    if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
+    make = cell_kind(cell).make
+    model = make(hidden, inputs, activation=activation, gain=gain, seed=seed) if is_vanilla(cell) else \
+        make(hidden, inputs, gain=gain, seed=seed)
     return model, gaussian(seq_len, batch, inputs, scale=input_scale, seed=seed)
 
 
@@ -343,7 +343,7 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
         finally:
             for knob in knobs.values():
                 knob.disabled = False
-            knobs["activation"].disabled = knobs["cell"].value != "rnn"
+            knobs["activation"].disabled = not is_vanilla(knobs["cell"].value)
 
     redraws = LatestOnly(draw_now)
 

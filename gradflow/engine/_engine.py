@@ -17,7 +17,6 @@ Two primitives, both built on autograd's ``make_vjp`` / ``make_jvp``:
 
 from __future__ import annotations
 
-import functools
 import itertools
 import warnings
 from collections.abc import Callable
@@ -26,11 +25,12 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.core import make_vjp
 
-from ..cells._cells import Cell, gru_step, lstm_step, rnn_step
+from ..cells._cells import Cell
 from ..cells._linearisation import block_products
 from ..core import deprecated_spellings
-from ..core._ops import jacobian_terms, step_jacobians
+from ..core._jacobians import jacobian_terms, step_jacobians
 from ..core._probe import StateRecorder, log_row_norms, recording, state_probe
+from ..core._registry import find_cell_kind
 from ..core._threads import blas_limit, limited
 from ..core._validation import as_float_array, check_choice
 
@@ -190,12 +190,12 @@ def jacobian_products(cell: Cell, xs, block, *, h0=None, side: str = "right",
 
 
 def closed_form_kind(cell: Cell) -> str | None:
-    """The kind of a one-layer built-in cell (its J_t has a closed form in ``_ops``), else None."""
-    step = cell.step
-    builtin = {rnn_step: "rnn", lstm_step: "lstm", gru_step: "gru"}
-    if (isinstance(step, functools.partial) and step.func in builtin and step.keywords.get("layers") == 1
-            and not step.keywords.get("proj_size")):  # a projected LSTM's J_t is not the closed form's
-        return builtin[step.func]
+    """The kind of a one-layer cell whose J_t has a closed form (its `CellKind`'s ``jacobians``),
+    else None."""
+    record = find_cell_kind(cell.kind)
+    # The kind's own one-layer step: a variant (a projected LSTM) is not the closed form's cell.
+    if record is not None and record.jacobians is not None and record.is_one_layer_step(cell.step):
+        return cell.kind
     return None
 
 

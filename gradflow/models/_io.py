@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..cells._cells import KINDS, Cell, build_cell
+from ..cells._cells import Cell, build_cell
 from ..cells._lru import lru_from_arrays
 from ..cells._mamba import mamba_from_state_dict
 from ..core import deprecated_spellings
+from ..core._registry import cell_kind, cell_kinds
 from ..core._validation import check_choice
 from ._layout import LAYER_KEY, to_numpy
 from ._layout import validated_layout as _validated_layout  # from_torch's body as it was: a branch edits it
@@ -24,8 +25,6 @@ from ._model import Model, Readout
 from ._npz import read_npz
 
 _CELL_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)$")  # nn.RNNCell / LSTMCell / GRUCell
-_MODULES = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru", "RNNCell": "rnn", "LSTMCell": "lstm",
-            "GRUCell": "gru"}
 
 
 def _infer_kind(leaves: Mapping[str, Any], what: str) -> str:
@@ -37,10 +36,11 @@ def _infer_kind(leaves: Mapping[str, Any], what: str) -> str:
     if w is None or w.ndim != 2 or not hidden or w.shape[0] % hidden:
         raise ValueError(f"cannot tell the cell kind of {what} from weight_hh_l0 "
                          f"{None if w is None else w.shape}; give kind")
-    kind = {1: "rnn", 3: "gru", 4: "lstm"}.get(w.shape[0] // hidden)
+    by_blocks = {cell_kind(k).blocks: k for k in reversed(cell_kinds()) if cell_kind(k).torch_modules}
+    kind = by_blocks.get(w.shape[0] // hidden)
     if kind is None:
         raise ValueError(f"cannot tell the cell kind of {what}: weight_hh_l0 has shape {w.shape}, "
-                         f"not (G*N, N) with G = 1, 3 or 4; give kind")
+                         f"not (G*N, N) with G = {', '.join(map(str, sorted(by_blocks)))}; give kind")
     return kind
 
 
@@ -111,8 +111,9 @@ def _module_info(obj) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     modules = obj.named_modules() if hasattr(obj, "named_modules") else [("", obj)]
     for prefix, module in modules:
         cls = type(module).__name__
-        if cls in _MODULES:
-            settings[prefix] = {"kind": _MODULES[cls],
+        modules = {m: k for k in cell_kinds() for m in cell_kind(k).torch_modules}
+        if cls in modules:
+            settings[prefix] = {"kind": modules[cls],
                                 "nonlinearity": getattr(module, "nonlinearity", "tanh"),
                                 "batch_first": bool(getattr(module, "batch_first", False))}
     return dict(obj.state_dict()), settings
@@ -210,7 +211,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     if weights is not None:  # the arrays form: from_torch(kind, arrays)
         return _cell_from_arrays(source, weights, activation, name)
     if kind is not None:
-        kind = check_choice("kind", kind, KINDS)
+        kind = check_choice("kind", kind, cell_kinds())
     settings: dict[str, dict[str, Any]] = {}
     if isinstance(source, (str, os.PathLike)):
         origin = os.fspath(source)
@@ -245,7 +246,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     setting = settings.get(chosen, {})
     kind = kind or setting.get("kind") or _infer_kind(leaves, what)
     activation = setting.get("nonlinearity", activation)  # an nn.RNN module's own setting wins
-    if kind == "rnn":
+    if "activation" in cell_kind(kind).step_options:
         activation = check_choice("activation", activation, ("tanh", "relu"))
     first = setting.get("batch_first", False) if batch_first is None else bool(batch_first)
     forward = {k: v for k, v in leaves.items() if not k.endswith("_reverse")}
@@ -253,7 +254,7 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
     directions = 2 if reverse else 1
     params, hidden, inputs, layers, proj = _validated_layout(kind, forward, what, directions)
     label = name or (chosen.replace(".", "-") if chosen else kind)
-    build = {"activation": activation if kind == "rnn" else "tanh"}
+    build = {"activation": activation if "activation" in cell_kind(kind).step_options else "tanh"}
     if proj:
         build["proj_size"] = proj
     if reverse:
@@ -284,11 +285,14 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
 
 
 def _cell_from_arrays(kind, weights, activation, name) -> Cell:
-    kind = check_choice("kind", kind, KINDS)
+    kind = check_choice("kind", kind, cell_kinds())
     if not isinstance(weights, Mapping):
         raise ValueError(f"weights must be a mapping of PyTorch names to arrays; got "
                          f"{type(weights).__name__}")
-    activation = check_choice("activation", activation, ("tanh", "relu")) if kind == "rnn" else "tanh"
+    if "activation" not in cell_kind(kind).step_options:
+        activation = "tanh"  # what build_cell is given for a kind without one, as before
+    else:
+        activation = check_choice("activation", activation, ("tanh", "relu"))
     if any(isinstance(k, str) and k.endswith("_reverse") for k in weights):
         raise ValueError("weights has bidirectional (*_reverse) keys: pass the whole state_dict as "
                          "from_torch(state_dict) to get one cell per direction")

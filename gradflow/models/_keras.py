@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cells._cells import GATE_COUNT, Cell, build_cell
+from ..cells._cells import Cell, build_cell
+from ..core._registry import cell_kind
 from ..core._validation import as_float_array, check_choice
 
 
@@ -51,7 +52,7 @@ def from_keras(kind: str, weights: Sequence[Any] | Mapping[str, Any], *, reset_a
                          f"a mapping of those names; got {type(weights).__name__}")
     kernel = as_float_array("kernel", arrays[0], ndim=2)
     recurrent = as_float_array("recurrent_kernel", arrays[1], ndim=2)
-    g = GATE_COUNT[kind]
+    g = cell_kind(kind).blocks
     n = recurrent.shape[0]
     if recurrent.shape != (n, g * n) or n == 0:
         raise ValueError(f"recurrent_kernel must have shape (N, {g}*N) for a Keras {kind}; got "

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cells._cells import GATE_COUNT
+from ..core._registry import cell_kind
 from ..core._validation import as_float_array
 
 LAYER_KEY = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
@@ -36,7 +36,7 @@ def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights
     layers = 1 + max((int(LAYER_KEY.match(k).group(2)) for k in weights), default=-1)
     if layers == 0:
         raise ValueError(f"{what} is empty; expected weight_ih_l0 and weight_hh_l0")
-    g = GATE_COUNT[kind]
+    g = cell_kind(kind).blocks
     w_hh0 = _required(weights, "weight_hh_l0", what)
     has_proj = any(k.startswith("weight_hr") for k in weights)
     if has_proj and kind != "lstm":

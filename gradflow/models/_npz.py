@@ -7,8 +7,9 @@ import os
 
 import numpy as np
 
-from ..cells._cells import KINDS, Cell, build_cell
+from ..cells._cells import Cell, build_cell
 from ..core import _activations as act
+from ..core._registry import find_cell_kind
 from ._layout import validated_layout
 
 # Header entries a gradflow cell file may carry besides kind, hidden, inputs and layers.
@@ -68,8 +69,10 @@ def load(path: str | os.PathLike) -> Cell:
         hidden, inputs, layers = meta.pop("hidden"), meta.pop("inputs"), meta.pop("layers")
     except (ValueError, KeyError) as exc:
         raise ValueError(f"{path!r} has a corrupt __gradflow__ header: {exc}") from None
+    own = getattr(find_cell_kind(kind), "options", {})  # a registered kind's, typed as their defaults
+    known = {**_HEADER_EXTRAS, **{k: type(v) for k, v in own.items()}}
     for key, value in meta.items():
-        expected = _HEADER_EXTRAS.get(key)
+        expected = known.get(key)
         is_bool = isinstance(value, bool)
         ok = expected is not None and (
             (isinstance(value, expected) and (expected is bool or not is_bool))
@@ -84,7 +87,7 @@ def load(path: str | os.PathLike) -> Cell:
     meta.pop("format", None)
     meta.pop("version", None)
     activation = meta.pop("activation", "tanh")
-    if kind not in KINDS or activation not in act.ACTIVATIONS:
+    if find_cell_kind(kind) is None or activation not in act.ACTIVATIONS:
         raise ValueError(f"{path!r} names an unknown cell kind {kind!r} or activation "
                          f"{activation!r}")
     params, n, d, nl, proj = validated_layout(kind, arrays, repr(path))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import autograd.numpy as anp
 import numpy as np
 
-from ..cells._cells import Cell, gru, lstm, rnn
+from ..cells._cells import Cell
+from ..core._registry import find_cell_kind
 from ..core._validation import (
     check_positive_int,
 )
@@ -64,15 +65,16 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None, scan: boo
                          f"got {cell.name!r} ({cell.kind}) with layers={layers}")
     if layers > 1:
         cfg = dict(cell.config)
-        if cell.kind not in ("rnn", "lstm", "gru") or "seed" not in cfg or cfg.get("layers", 1) != 1:
+        if find_cell_kind(cell.kind) is None or "seed" not in cfg or cfg.get("layers", 1) != 1:
             raise ValueError(f"layers={layers} stacks a one-layer built-in cell made by gf.rnn, gf.lstm "
                              f"or gf.gru; got {cell.name!r} ({cell.kind}, config {cfg}). For a trained "
                              "stack, load it with its _l1, _l2, ... weights and pass layers=1")
         hidden, inputs = cfg.pop("hidden"), cfg.pop("inputs")
         cfg.pop("layers")
-        build = {"rnn": rnn, "lstm": lstm, "gru": gru}[cell.kind]
+        build = find_cell_kind(cell.kind).make
         cell = build(hidden, inputs, layers=layers, name=cell.name, **cfg)
-    depth = cell.config.get("layers", 1) if cell.kind in ("rnn", "lstm", "gru") else 1
+    record = find_cell_kind(cell.kind)
+    depth = cell.config.get("layers", 1) if record is not None else 1
     cols = output_columns(cell)
     step = cell.step
 
@@ -109,7 +111,7 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None, scan: boo
         prev = g.add_layer("input", n)
         pos = np.arange(n)
         width = len(cols)
-        gates = {"rnn": 1, "lstm": 4, "gru": 3}.get(cell.kind, 1)
+        gates = record.blocks if record is not None else 1
         for l in range(depth):
             d_in = cell.input_size if l == 0 else width
             cur = g.add_layer(f"recurrent {l}", n)

@@ -21,6 +21,7 @@ from ..cells._linearisation import linearisation, recurrent_matrix
 from ..core import FrameView, _html
 from ..core import _activations as act
 from ..core._options import progress_bar, resolve_progress
+from ..core._registry import is_vanilla
 from ..core._threads import limited
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 from ..engine._engine import (
@@ -585,7 +586,7 @@ def _trusted(answered: set[str]) -> str:
 def input_drive(cell: Cell, xs: np.ndarray) -> float:
     """Mean squared input drive ``(W_ih x)^2`` of a vanilla cell's units (mean-field's input variance)."""
     U = cell.params.get("weight_ih_l0")
-    if U is None or cell.kind != "rnn":
+    if U is None or not is_vanilla(cell.kind):
         return 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         drive = float(np.mean((xs @ U.T) ** 2))

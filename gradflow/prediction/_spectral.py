@@ -12,6 +12,7 @@ from scipy import optimize
 from ..cells._cells import Cell
 from ..cells._linearisation import step_jacobian
 from ..core._activations import DERIVATIVE_BOUND
+from ..core._registry import is_vanilla
 
 
 def spectral_radius(A: np.ndarray) -> float:
@@ -24,7 +25,7 @@ def largest_singular_value(A: np.ndarray) -> float:
 
 def derivative_bound(cell: Cell) -> float | None:
     """Pascanu's ``gamma``: a bound on ``|phi'|`` for the cell's activation (vanilla cells only)."""
-    return DERIVATIVE_BOUND.get(cell.config.get("activation")) if cell.kind == "rnn" else None
+    return DERIVATIVE_BOUND.get(cell.config.get("activation")) if is_vanilla(cell.kind) else None
 
 
 @dataclass(frozen=True)

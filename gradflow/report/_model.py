@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 
-from ..cells._cells import GATES, Cell
+from ..cells._cells import Cell
 from ..core import inputs as _inputs
 from ..core._files import write_csv
+from ..core._registry import cell_kind
 from ..core._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from ..engine._engine import check_sequence
 from ..measure._lyapunov import lyapunov_spectrum
@@ -34,7 +35,7 @@ def _blocks(cell: Cell) -> list[tuple[int, str, np.ndarray]]:
     """``(layer, gate, square recurrent block)`` of a built-in cell, one per gate. With a
     projection (``h = W_hr m``) a gate reads ``W_hh,gate W_hr m``: the block is that product."""
     layers = cell.config.get("layers", 1)
-    gates = GATES[cell.kind] or ("",)
+    gates = cell_kind(cell.kind).gates or ("",)
     out = []
     for l in range(layers):
         W = cell.params[f"weight_hh_l{l}"]
@@ -252,9 +253,9 @@ def _verdict(model, main, rates, measured, inputs_label) -> str:
 
 
 def _state_size_text(model, cell) -> str:
-    width = model.proj_size or model.hidden
     layers = cell.config.get("layers", 1)
-    per = f"h {width} + c {model.hidden}" if cell.kind == "lstm" else f"h {width}"
+    widths = cell_kind(cell.kind).part_widths(model.hidden, model.proj_size)
+    per = " + ".join(f"{p} {w}" for p, w in widths.items())
     text = f"{cell.state_size} = " + (f"{layers} layers x ({per})" if layers > 1 else per)
     return text + (": an LSTM's state is h plus its memory c" if cell.kind == "lstm" else "")
 

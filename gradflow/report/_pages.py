@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..cells._linearisation import linearisation
 from ..core._plot import unit_circle
+from ..core._registry import is_vanilla
 from ..measure._rates import mean_log_profile
 from ._pdf import figure_page, table_page
 from ._rates import BOOTSTRAP_DRAWS, state_parts
@@ -154,7 +155,7 @@ def spectra_page(cell, title, spec):
     radii = spec.groupby(["layer", "gate"], sort=False).eig_abs.max()
     tops = spec.groupby(["layer", "gate"], sort=False).singular_value.max()
     ev = np.linalg.eigvals(_linearisation(cell))
-    gated = cell.kind != "rnn" or cell.config.get("layers", 1) > 1
+    gated = not is_vanilla(cell.kind) or cell.config.get("layers", 1) > 1
     rule = (f"The eigenvalue rule reads the step Jacobian at the origin (zero state, zero input), "
             f"d state_t / d state_(t-1) there, whose spectral radius is {np.max(np.abs(ev)):.3f}"
             + (": for an LSTM it includes the memory path c -> c, diag(f) with f = sigmoid(forget bias), "

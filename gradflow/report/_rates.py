@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..cells._cells import GATES, Cell
+from ..cells._cells import Cell
+from ..core._registry import cell_kind, find_cell_kind
 from ..core._validation import check_choice, check_seed
 from ..engine._engine import check_cell, check_sequence, unboxed
 from ..measure._flow import GradientFlow, directional_sweep, gradient_flow
@@ -132,7 +133,7 @@ def horizon_of(profile: np.ndarray) -> int | None:
 def state_parts(cell: Cell) -> list[tuple[int, str, str]]:
     """``(layer, part, component key)`` for every part of every layer of a built-in cell."""
     layers = cell.config.get("layers", 1)
-    parts = ("h", "c") if cell.kind == "lstm" else ("h",)
+    parts = [p for p, _ in cell_kind(cell.kind).parts]
     return [(l, p, p if layers == 1 else f"l{l}.{p}") for l in range(layers) for p in parts]
 
 
@@ -140,7 +141,7 @@ def model_of(model) -> Model:
     if isinstance(model, Model):
         return model
     cell = check_cell(model)
-    if cell.kind not in GATES:
+    if find_cell_kind(cell.kind) is None:
         raise ValueError(f"cell must be a built-in rnn, lstm or gru cell to be analysed; got kind "
                          f"{cell.kind!r}")
     cfg = cell.config

@@ -3,27 +3,26 @@
 Many small models with the same shapes are measured together: their weights are
 stacked along a leading *group* axis and their sequences laid side by side on the
 batch axis, so one traced step (and one reverse pass) serves every model of the batch
-and autograd's per-step Python cost is paid once per batch, not once per point. Every
-operation of that step is row-wise or a per-group matrix product (``numpy.matmul`` on
-stacked matrices calls the same BLAS routine per group as a single product does), so a
+and autograd's per-step Python cost is paid once per batch, not once per point. The step
+is the cells' own: every operation of it is row-wise or, on stacked weights, a per-group
+matrix product (``numpy.matmul`` on stacked matrices calls the same BLAS routine per
+group as a single product does), so a
 point's numbers do not depend on which other points share its batch: batched,
 unbatched, resumed or distributed, the same point gives the same bits.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.extend import defvjp, primitive
 
-from ..cells._cells import KINDS, Cell, gru, lstm, rnn, state_components
+from ..cells._cells import INITS, Cell
 from ..core import _activations as act
-from ..core._ops import gru_update, join_columns, lstm_update, take_columns
 from ..core._probe import StateRecorder, log_row_norms, unit_rows
+from ..core._registry import cell_kind
 from ..core._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from ..core.inputs import gaussian
 from ..engine._engine import sequential_pass
@@ -50,8 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "batch": 1,
     "predictors": "all",
 }
-# Parameters that only mean something for one kind of cell.
-ONLY_FOR = {"activation": "rnn", "forget_bias": "lstm", "update_bias": "gru"}
+# The cells this task builds (their steps batch through affine's grouped case), and the
+# parameters that only mean something for one of them.
+BUILT_IN = ("rnn", "lstm", "gru")
+ONLY_FOR = {option: kind for kind in BUILT_IN for option in cell_kind(kind).options}
 
 
 def rate_column(method: str) -> str:
@@ -67,7 +68,7 @@ def resolve(point: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown parameter {unknown[0]!r} for the default task; it takes "
                          f"{', '.join(DEFAULTS)} (and seed)")
     p = {**DEFAULTS, **point}
-    p["cell"] = check_choice("cell", p["cell"], KINDS)
+    p["cell"] = check_choice("cell", p["cell"], BUILT_IN)
     for name, kind in ONLY_FOR.items():
         if p["cell"] != kind and name in point and point[name] != DEFAULTS[name]:
             raise ValueError(f"{name} applies to cell={kind!r} only; got {name}={point[name]!r} "
@@ -76,7 +77,7 @@ def resolve(point: Mapping[str, Any]) -> dict[str, Any]:
         p[name] = check_positive_int(name, p[name])
     p["seq_len"] = check_positive_int("seq_len", p["seq_len"], minimum=2)
     p["activation"] = check_choice("activation", p["activation"], act.ACTIVATIONS)
-    p["init"] = check_choice("init", p["init"], ("gaussian", "orthogonal", "identity", "pytorch"))
+    p["init"] = check_choice("init", p["init"], INITS)
     for name in ("gain", "forget_bias", "update_bias"):
         p[name] = check_finite_float(name, p[name])
     for name in ("bias_scale", "input_scale"):
@@ -98,12 +99,8 @@ def build(p: Mapping[str, Any]) -> tuple[Cell, np.ndarray, np.ndarray]:
     seeds = _streams(p["seed"])
     common = dict(gain=p["gain"], init=p["init"], bias_scale=p["bias_scale"], seed=seeds["cell"],
                   layers=p["layers"])
-    if p["cell"] == "rnn":
-        cell = rnn(p["hidden"], p["inputs"], activation=p["activation"], **common)
-    elif p["cell"] == "lstm":
-        cell = lstm(p["hidden"], p["inputs"], forget_bias=p["forget_bias"], **common)
-    else:
-        cell = gru(p["hidden"], p["inputs"], update_bias=p["update_bias"], **common)
+    record = cell_kind(p["cell"])
+    cell = record.make(p["hidden"], p["inputs"], **{k: p[k] for k in record.options}, **common)
     xs = gaussian(p["seq_len"], p["batch"], p["inputs"], scale=p["input_scale"], seed=seeds["inputs"])
     # The direction gf.gradient_flow draws for its default loss from the same seed.
     u = np.random.default_rng(seeds["direction"]).standard_normal(cell.state_size)
@@ -113,85 +110,21 @@ def build(p: Mapping[str, Any]) -> tuple[Cell, np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------ grouped cells
 
 
-@primitive
-def grouped_affine(x, W, b):
-    """``x_k @ W_k.T + b_k`` for each group ``k``: ``x`` (K*r, d) with group k's rows at
-    ``k*r:(k+1)*r``, ``W`` (K, n, d), ``b`` (K, 1, n) per group or (K*r, n) per row."""
-    K = W.shape[0]
-    y = np.matmul(x.reshape(K, -1, x.shape[-1]), np.swapaxes(W, 1, 2))
-    y = y + (b if b.ndim == 3 else b.reshape(y.shape))
-    return y.reshape(-1, W.shape[1])
-
-
-def _grouped_affine_vjp_x(ans, x, W, b):
-    return lambda g: np.matmul(g.reshape(W.shape[0], -1, W.shape[1]), W).reshape(x.shape)
-
-
-def _grouped_affine_vjp_b(ans, x, W, b):
-    if b.ndim == 2:
-        return lambda g: g
-    return lambda g: g.reshape(W.shape[0], -1, W.shape[1]).sum(axis=1, keepdims=True)
-
-
-defvjp(grouped_affine, _grouped_affine_vjp_x, None, _grouped_affine_vjp_b)
-
-
-def _layer(state, l, width, layers):
-    return state if layers == 1 else take_columns(state, l * width, (l + 1) * width)
-
-
-def grouped_step(params, state, x, *, kind, hidden, layers, activation):
-    """One step of K stacked cells (``_cells.rnn_step``, ``lstm_step``, ``gru_step`` per group)."""
-    n, outs, inp = hidden, [], x
-    for l in range(layers):
-        w_ih, w_hh = params[f"weight_ih_l{l}"], params[f"weight_hh_l{l}"]
-        if kind == "rnn":
-            h = _layer(state, l, n, layers)
-            new = act.ACTIVATIONS[activation](
-                grouped_affine(h, w_hh, grouped_affine(inp, w_ih, params[f"bias_l{l}"])))
-            inp = new
-        elif kind == "lstm":
-            hc = _layer(state, l, 2 * n, layers)
-            gi = grouped_affine(inp, w_ih, params[f"bias_l{l}"])
-            new = lstm_update(grouped_affine(take_columns(hc, 0, n), w_hh, gi),
-                              take_columns(hc, n, 2 * n))
-            if l + 1 < layers:
-                inp = take_columns(new, 0, n)
-        else:
-            h = _layer(state, l, n, layers)
-            gi = grouped_affine(inp, w_ih, params[f"bias_ih_l{l}"])
-            new = gru_update(gi, grouped_affine(h, w_hh, params[f"bias_hh_l{l}"]), h)
-            inp = new
-        outs.append(new)
-    return outs[0] if layers == 1 else join_columns(*outs)
-
-
 class GroupedCell(Cell):
     """K cells of one kind and shape as one cell whose batch holds each cell's rows in turn.
 
-    Only the reverse sweep's sequential pass runs it; its rows must come in K equal groups.
+    The cells' own step on weights stacked along a leading group axis (``affine``'s grouped
+    case). Only the reverse sweep's sequential pass runs it; its rows must come in K equal groups.
     """
 
     def __init__(self, cells: Sequence[Cell], rows_per_cell: int):
         first = cells[0]
-        kind, cfg = first.kind, first.config
-        layers = cfg["layers"]
-        params = {}
-        for l in range(layers):
-            for name in (f"weight_ih_l{l}", f"weight_hh_l{l}"):
-                params[name] = np.stack([c.params[name] for c in cells])
-            b_ih = np.stack([c.params[f"bias_ih_l{l}"] for c in cells])[:, None, :]
-            b_hh = np.stack([c.params[f"bias_hh_l{l}"] for c in cells])[:, None, :]
-            if kind == "gru":  # r, z, n need the two biases apart
-                params[f"bias_ih_l{l}"], params[f"bias_hh_l{l}"] = b_ih, b_hh
-            else:  # the sum, exactly as the single cell's step forms it
-                params[f"bias_l{l}"] = b_ih + b_hh
+        # Weights (K, G*n, d) and biases (K, 1, G*n): group k's weights act on its rows only.
+        params = {name: np.stack([c.params[name] for c in cells]) for name in first.params}
+        params = {name: v[:, None, :] if v.ndim == 2 else v for name, v in params.items()}
         self.groups, self.rows_per_cell = len(cells), rows_per_cell
-        step = functools.partial(grouped_step, kind=kind, hidden=cfg["hidden"], layers=layers,
-                                 activation=cfg.get("activation", "tanh"))
-        super().__init__(step, {}, first.state_size, first.input_size, kind=f"grouped-{kind}",
-                         components=state_components(kind, cfg["hidden"], layers),
-                         name=f"{len(cells)} x {first.name}")
+        super().__init__(first.step, {}, first.state_size, first.input_size, kind=f"grouped-{first.kind}",
+                         components=first.components, name=f"{len(cells)} x {first.name}")
         self.params = params  # already float64 and finite: skip the per-array checks
 
     def _check_step(self) -> None:

@@ -8,7 +8,7 @@ from ._train import (
     finite_time_exponents,
     initial_params,
     make_objective,
-    plain_step,
+    model_forward,
     train,
     training_objective,
 )
@@ -18,7 +18,7 @@ __all__ = [
     "finite_time_exponents",
     "initial_params",
     "make_objective",
-    "plain_step",
+    "model_forward",
     "train",
     "training_objective",
 ]

@@ -12,8 +12,8 @@ Remedies: clipping, an L1/L2 penalty on the recurrent weights, and a Lyapunov
 regulariser ("gradient flossing", Engelken 2023): the sum of squared top-k
 finite-time Lyapunov exponents, from Gram-Schmidt QR of ``J_t Q`` along the batch's
 trajectory, added to the loss and differentiated by autograd: reverse mode over
-forward-mode ``J_t Q`` products of the cell's equations in plain ``autograd.numpy``
-(`plain_step`; the engine's fused operations have first derivatives only).
+forward-mode ``J_t Q`` products through the cell's own step (the fused operations'
+derivative rules are themselves differentiable, see ``_ops``).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ import pandas as pd
 from autograd import value_and_grad
 from autograd.core import make_jvp
 from autograd.misc import flatten
+from autograd.tracer import Box
 from threadpoolctl import threadpool_limits
 
 from ..cells._cells import Cell
 from ..core import _html, deprecated_spellings
 from ..core._options import progress_bar
+from ..core._registry import find_cell_kind
 from ..core._validation import (
     as_float_array,
     check_choice,
@@ -46,6 +48,7 @@ from ..measure._flow import gradient_flow
 from ..measure._lyapunov import initial_block, lyapunov_spectrum
 from ..measure._rates import NEUTRAL_TOL, fit_rate, mean_log_profile, regime_of
 from ..models import SequenceModel, recurrent
+from ..models._recurrent import output_columns
 from ..prediction._spectral import largest_singular_value, spectral_radius
 from ._tasks import Task
 
@@ -153,61 +156,13 @@ def _gram_schmidt(V):
     return anp.stack(qs), anp.stack(logs)
 
 
-def _logistic(a):
-    return 0.5 * (1.0 + anp.tanh(0.5 * a))
-
-
-_PLAIN_ACTIVATIONS = {"tanh": anp.tanh, "relu": lambda a: anp.maximum(a, 0.0), "sigmoid": _logistic,
-                      "linear": lambda a: a}
-
-
-def plain_step(cell: Cell):
-    """The cell's step in plain ``autograd.numpy``, differentiable to any order.
-
-    The engine's fused operations (``_ops``) have hand-written first derivatives in plain
-    numpy, which autograd cannot differentiate again; the Lyapunov regulariser needs the
-    derivative of ``J_t Q``, so built-in cells are re-expressed here with the same equations
-    (a test checks both give the same states). A custom cell's step is used as it is.
-    """
-    if cell.kind not in ("rnn", "lstm", "gru"):
-        return cell.step
-    n, layers, kind = cell.config["hidden"], cell.config.get("layers", 1), cell.kind
-    width = 2 * n if kind == "lstm" else n
-    phi = _PLAIN_ACTIVATIONS[cell.config.get("activation", "tanh")]
-
-    def step(p, state, x):
-        outs, inp = [], x
-        for l in range(layers):
-            s = state[..., l * width : (l + 1) * width]
-            gi = inp @ p[f"weight_ih_l{l}"].T + p[f"bias_ih_l{l}"]
-            gh = s[..., :n] @ p[f"weight_hh_l{l}"].T + p[f"bias_hh_l{l}"]
-            if kind == "rnn":
-                new = out = phi(gi + gh)
-            elif kind == "lstm":
-                a = gi + gh
-                c = _logistic(a[..., n : 2 * n]) * s[..., n:] + _logistic(a[..., :n]) * anp.tanh(
-                    a[..., 2 * n : 3 * n])
-                out = _logistic(a[..., 3 * n :]) * anp.tanh(c)
-                new = anp.concatenate([out, c], axis=-1)
-            else:
-                r = _logistic(gi[..., :n] + gh[..., :n])
-                z = _logistic(gi[..., n : 2 * n] + gh[..., n : 2 * n])
-                cand = anp.tanh(gi[..., 2 * n :] + r * gh[..., 2 * n :])
-                new = out = (1.0 - z) * cand + z * s
-            outs.append(new)
-            inp = out
-        return outs[0] if layers == 1 else anp.concatenate(outs, axis=-1)
-
-    return step
-
-
 def finite_time_exponents(cell: Cell, params, xs: np.ndarray, k: int, seed: int = 0):
     """Top-``k`` finite-time Lyapunov exponents ``(k, batch)`` along ``xs`` from ``h = 0``, as a
     function of ``params`` that autograd can differentiate.
 
     ``Q_t R_t = J_t Q_{t-1}`` with ``Q_0`` drawn as `lyapunov_spectrum` draws it (same ``seed``),
     ``lambda_i = (1/T) sum_t ln R_t[i, i]``. ``J_t Q`` is one forward-mode product per step
-    carrying the k columns (through `plain_step`); the next state comes out of the same trace.
+    carrying the k columns (through the cell's step); the next state comes out of the same trace.
 
     Examples
     --------
@@ -233,7 +188,7 @@ def finite_time_exponents(cell: Cell, params, xs: np.ndarray, k: int, seed: int 
     S = cell.state_size
     Q = np.moveaxis(initial_block(np.random.default_rng(seed), B, S, k), 2, 0)  # (k, B, S)
     h = np.zeros((B, S))
-    step = plain_step(cell)
+    step = cell.step
     total = 0.0
     for x in xs:
         # Rows are independent: repeat each once per vector and push all k in one product.
@@ -252,6 +207,27 @@ def _penalty_value(params, names, penalty):
     return weight * sum(anp.sum(anp.abs(params[n])) for n in names)
 
 
+def model_forward(model: SequenceModel) -> Callable:
+    """``forward(params, xs) -> outputs``: ``model.apply``, or for a one-layer recurrent cell whose
+    kind unrolls as one primitive (`CellKind.sequence`), that primitive and the output columns:
+    the same numbers, one traced operation instead of several per step."""
+    cell = model.cell
+    record = find_cell_kind(cell.kind) if cell is not None else None
+    if (model.kind != "recurrent" or record is None or record.sequence is None
+            or not record.is_one_layer_step(cell.step)):
+        return model.apply
+    cols = output_columns(cell)
+    pick = slice(int(cols[0]), int(cols[-1]) + 1)  # one layer: h is one block of columns
+    sequence = record.sequence
+
+    def forward(params, xs):
+        if not isinstance(xs, Box):
+            xs = model.check_inputs(xs)
+        return sequence(params, xs, np.zeros((xs.shape[1], cell.state_size)))[..., pick]
+
+    return forward
+
+
 def make_objective(model: SequenceModel, task: Task, *, penalty=None, lyapunov=None, seed: int = 0):
     """``objective(params, xs, targets) -> total`` (autograd-differentiable) and ``parts``, a dict
     that each call fills with the unboxed task loss, penalty and Lyapunov terms.
@@ -260,9 +236,10 @@ def make_objective(model: SequenceModel, task: Task, *, penalty=None, lyapunov=N
     """
     names = penalised_names(model)
     parts: dict[str, float] = {}
+    forward = model_forward(model)
 
     def objective(params, xs, targets):
-        ys = model.apply(params["model"], xs)
+        ys = forward(params["model"], xs)
         if task.readout == "last":
             ys = ys[-1]
         out = ys @ params["readout"]["weight"].T + params["readout"]["bias"]
@@ -337,10 +314,12 @@ def training_objective(model: Cell | SequenceModel, task: Task, *, penalty=None,
 
 def recurrent_block(cell: Cell, params) -> np.ndarray:
     """Layer 0's square recurrent matrix: ``W_hh`` of a vanilla cell, the candidate block
-    (LSTM g, GRU n) of a gated one."""
+    (LSTM g, GRU n: the `CellKind`'s ``candidate_block``) of a gated one."""
     W = params["weight_hh_l0"]
-    n = W.shape[1]
-    return W[2 * n : 3 * n] if cell.kind in ("lstm", "gru") else W
+    record, n = find_cell_kind(cell.kind), W.shape[1]
+    if record is None or record.blocks == 1:
+        return W
+    return W[record.candidate_block * n : (record.candidate_block + 1) * n]
 
 
 def _layer_components(cell: Cell) -> dict[str, str]:

@@ -1,0 +1,223 @@
+"""The cell registry: one record per kind of recurrent cell, read by every module.
+
+A `CellKind` says what a kind of cell is (its step, state parts, gates, PyTorch layout,
+initialiser and options, closed-form Jacobians if it has them); the constructors, the
+engine, loaders, the sweep, training, reports and the CLI read it instead of testing
+``cell.kind == "lstm"``. The built-in kinds (``rnn``, ``lstm``, ``gru``) are registered by
+``gradflow.cells._kinds``; a new kind is one module that calls `register_cell_kind`.
+
+This module imports nothing from gradflow, so any module can read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CellKind:
+    """What one kind of recurrent cell is.
+
+    Parameters
+    ----------
+    name : str
+        The kind, as ``Cell.kind``, ``gf.sweep`` points (``cell=``), saved files and the CLI name it.
+    step : callable
+        ``step(params, state, x, *, hidden, layers, **step_options)``: one step of a stack of
+        ``layers`` layers, in ``autograd.numpy`` or gradflow's fused operations.
+    make : callable
+        The public constructor ``make(hidden, inputs, *, gain, init, bias_scale, seed, layers,
+        name, allow_large, **options)`` returning a `Cell` (``gf.lstm`` for ``"lstm"``).
+    gates : tuple of str
+        Gate names probed inside the step, in the order of the weight blocks (PyTorch's).
+    blocks : int
+        Weight blocks stacked in ``weight_ih_l<k>`` (``(blocks*N, D)``) and ``weight_hh_l<k>``
+        (``(blocks*N, N)``): PyTorch's gate count.
+    parts : tuple of (str, int)
+        The state of one layer: named parts and their widths in hidden units (``h``, ``c`` of an
+        LSTM); `gradient_flow` reports each part's gradient norm.
+    options : mapping of str to default
+        Constructor options only this kind takes (``forget_bias`` of an LSTM), with defaults; the
+        sweep and CLI accept them for this kind only.
+    step_options : tuple of str
+        Config keys passed on to ``step`` (``activation`` of a vanilla cell).
+    gate_bias : (block, option) or None
+        The constructor option added to one block's input bias (``(1, "forget_bias")``).
+    torch_modules : tuple of str
+        ``torch.nn`` classes holding this kind's weights under PyTorch's names.
+    candidate_block : int
+        The weight block that plays the recurrent matrix (LSTM g, GRU n; 0 for a vanilla cell).
+    vanilla : bool
+        ``h' = phi(W_hh h + W_ih x + b)``: its one-layer linearisation is ``W_hh`` itself and the
+        vanilla-only predictors (Pascanu's bound, mean field) apply.
+    jacobians, jacobian_terms : callable or None
+        Closed forms of a one-layer step's Jacobian: ``jacobians(params, h, x, activation,
+        out=None) -> (M, S, S)`` and ``jacobian_terms(params, h, x, activation) -> (bases,
+        scales)`` (``gradflow.core._jacobians``); None traces the step instead.
+    sequence : callable or None
+        ``sequence(params, xs, h0) -> states (T, batch, S)``: a one-layer cell unrolled over
+        ``xs`` as one primitive with a hand-written VJP (training's fast path); None unrolls ``step``.
+    variant : callable or None
+        ``variant(config) -> (step, stacked_tangents)`` for a configuration with another step
+        (a projected LSTM, Keras's GRU with ``reset_after=False``), else None.
+    stacked_tangents : bool
+        Every derivative rule inside ``step`` takes extra leading tangent axes (`Cell`).
+    description : str
+        One line for reports.
+    """
+
+    name: str
+    step: Callable[..., Any]
+    make: Callable[..., Any]
+    gates: tuple[str, ...] = ()
+    blocks: int = 1
+    parts: tuple[tuple[str, int], ...] = (("h", 1),)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    step_options: tuple[str, ...] = ()
+    gate_bias: tuple[int, str] | None = None
+    torch_modules: tuple[str, ...] = ()
+    candidate_block: int = 0
+    vanilla: bool = False
+    jacobians: Callable[..., Any] | None = None
+    jacobian_terms: Callable[..., Any] | None = None
+    sequence: Callable[..., Any] | None = None
+    variant: Callable[[Mapping[str, Any]], tuple[Callable[..., Any], bool] | None] | None = None
+    stacked_tangents: bool = True
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"CellKind name must be an identifier; got {self.name!r}")
+        if not callable(self.step) or not callable(self.make):
+            raise ValueError(f"CellKind {self.name!r}: step and make must be callable")
+        if not isinstance(self.blocks, int) or self.blocks < 1:
+            raise ValueError(f"CellKind {self.name!r}: blocks must be a positive int; got {self.blocks!r}")
+        if self.gates and len(self.gates) != self.blocks:
+            raise ValueError(f"CellKind {self.name!r}: {len(self.gates)} gates {self.gates} for "
+                             f"{self.blocks} weight blocks")
+        if not self.parts or self.parts[0][0] != "h":
+            raise ValueError(f"CellKind {self.name!r}: parts must start with the output part 'h'; "
+                             f"got {self.parts!r}")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def state_width(self, hidden: int, proj_size: int = 0) -> int:
+        """State columns of one layer (``h`` is ``proj_size`` wide when projected)."""
+        return sum(self.part_widths(hidden, proj_size).values())
+
+    def part_widths(self, hidden: int, proj_size: int = 0) -> dict[str, int]:
+        """Width of each state part of one layer."""
+        return {p: (proj_size or hidden) if p == "h" else units * hidden for p, units in self.parts}
+
+    def torch_layout(self, hidden: int, inputs: int, layers: int = 1) -> dict[str, tuple[int, ...]]:
+        """PyTorch's weight names and shapes for a stack of this kind (no projection).
+
+        Examples
+        --------
+        >>> import gradflow as gf
+        >>> gf.cell_kind("gru").torch_layout(4, 2)
+        {'weight_ih_l0': (12, 2), 'weight_hh_l0': (12, 4), 'bias_ih_l0': (12,), 'bias_hh_l0': (12,)}
+        """
+        G, out = self.blocks * hidden, {}
+        for l in range(layers):
+            out.update({f"weight_ih_l{l}": (G, inputs if l == 0 else hidden), f"weight_hh_l{l}": (G, hidden),
+                        f"bias_ih_l{l}": (G,), f"bias_hh_l{l}": (G,)})
+        return out
+
+    def is_one_layer_step(self, step: Any) -> bool:
+        """Whether ``step`` is this kind's own step of one layer, no variant: the cell the closed
+        forms (``jacobians``, ``sequence``) describe."""
+        keywords = getattr(step, "keywords", None)
+        return (getattr(step, "func", None) is self.step and keywords is not None
+                and set(keywords) == {"hidden", "layers", *self.step_options} and keywords["layers"] == 1)
+
+    def step_for(self, config: Mapping[str, Any]) -> tuple[Callable[..., Any], bool]:
+        """The step function for ``config`` (its variant's, if any) and whether it takes stacked
+        tangents."""
+        chosen = self.variant(config) if self.variant is not None else None
+        return chosen if chosen is not None else (self.step, self.stacked_tangents)
+
+
+_KINDS: dict[str, CellKind] = {}
+
+
+def register_cell_kind(kind: CellKind, *, replace: bool = False) -> CellKind:
+    """Make a kind of cell known to every part of gradflow; returns it.
+
+    Parameters
+    ----------
+    kind : CellKind
+    replace : bool
+        Replace a kind registered under the same name (refused by default).
+
+    Examples
+    --------
+    A kind is one record: here a leaky vanilla cell ``h' = (1-a) h + a tanh(W_hh h + W_ih x + b)``
+    on the weights PyTorch's ``nn.RNN`` would hold.
+
+    >>> import functools
+    >>> import autograd.numpy as anp
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> def leaky_step(p, h, x, *, hidden, layers, leak):
+    ...     a = h @ p["weight_hh_l0"].T + x @ p["weight_ih_l0"].T + p["bias_ih_l0"] + p["bias_hh_l0"]
+    ...     return (1 - leak) * h + leak * anp.tanh(a)
+    >>> def leaky(hidden, inputs, *, leak=0.5, seed=0):
+    ...     rng = np.random.default_rng(seed)
+    ...     layout = gf.cell_kind("leaky").torch_layout(hidden, inputs)
+    ...     params = {k: rng.normal(0, 1 / np.sqrt(s[-1]), s) for k, s in layout.items()}
+    ...     step = functools.partial(leaky_step, hidden=hidden, layers=1, leak=leak)
+    ...     return gf.Cell(step, params, hidden, inputs, kind="leaky",
+    ...                    config={"hidden": hidden, "inputs": inputs, "layers": 1, "leak": leak})
+    >>> _ = gf.register_cell_kind(gf.CellKind("leaky", leaky_step, leaky, options={"leak": 0.5},
+    ...                                       step_options=("leak",), stacked_tangents=False))
+    >>> cell = leaky(8, 2, leak=0.3)
+    >>> "leaky" in gf.cell_kinds(), gf.gradient_flow(cell, gf.inputs.gaussian(50, 2, 2)).regime
+    (True, 'vanishing')
+    >>> gf.unregister_cell_kind("leaky")
+    """
+    if not isinstance(kind, CellKind):
+        raise TypeError(f"kind must be a gradflow CellKind; got {type(kind).__name__}")
+    if kind.name in _KINDS and not replace and _KINDS[kind.name] != kind:
+        raise ValueError(f"a cell kind named {kind.name!r} is already registered; pass replace=True "
+                         f"to replace it")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def unregister_cell_kind(name: str) -> None:
+    """Forget the kind registered as ``name`` (a ``KeyError``-free no-op if there is none)."""
+    _KINDS.pop(name, None)
+
+
+def cell_kind(name: str) -> CellKind:
+    """The registered kind ``name``; ``ValueError`` naming the known kinds otherwise.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> gf.cell_kind("lstm").gates, gf.cell_kind("lstm").blocks
+    (('i', 'f', 'g', 'o'), 4)
+    """
+    try:
+        return _KINDS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"cell kind must be one of {', '.join(_KINDS)}; got {name!r}") from None
+
+
+def find_cell_kind(name: Any) -> CellKind | None:
+    """The registered kind ``name``, or None (a custom cell's kind)."""
+    return _KINDS.get(name) if isinstance(name, str) else None
+
+
+def is_vanilla(kind: Any) -> bool:
+    """Whether ``kind`` names a registered vanilla kind (``h' = phi(W_hh h + W_ih x + b)``)."""
+    record = find_cell_kind(kind)
+    return record is not None and record.vanilla
+
+
+def cell_kinds() -> tuple[str, ...]:
+    """Names of the registered kinds, in registration order."""
+    return tuple(_KINDS)
