@@ -201,7 +201,8 @@ def evaluate(cfg: Config) -> pd.DataFrame:
 
 
 def methods(results: pd.DataFrame) -> list[str]:
-    return [c.removesuffix(": regime") for c in results.columns if c.endswith(": regime")]
+    """The registered predictors (`gf.predictors`) with columns in ``results``, in table order."""
+    return [p.name for p in gf.predictors() if f"{p.name}: regime" in results.columns]
 
 
 def cross_validate(results: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:

@@ -6,7 +6,8 @@ Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model
 `load`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
-Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
+Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`; `predictors` (the registry),
+`predictor` (register one over a `PredictorContext`).
 Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
 `conv_stack`, `recurrent` -> `SequenceModel`; `path_lengths` -> `PathLengths`;
 `sensitivity` -> `Sensitivity`.
@@ -39,7 +40,17 @@ from ._lyapunov import (
 )
 from ._options import Options, options
 from ._paths import PathLengths, path_lengths
-from ._predict import Comparison, Prediction, PredictorResult, compare, predict
+from ._predict import (
+    Comparison,
+    Prediction,
+    Predictor,
+    PredictorContext,
+    PredictorResult,
+    compare,
+    predict,
+    predictor,
+    predictors,
+)
 from ._probe import probe
 from ._sensitivity import Sensitivity, sensitivity
 from ._sequence import (
@@ -68,6 +79,8 @@ __all__ = [
     "Options",
     "PathLengths",
     "Prediction",
+    "Predictor",
+    "PredictorContext",
     "PredictorResult",
     "RateFit",
     "Sensitivity",
@@ -97,6 +110,8 @@ __all__ = [
     "options",
     "path_lengths",
     "predict",
+    "predictor",
+    "predictors",
     "probe",
     "recurrent",
     "regime_of",

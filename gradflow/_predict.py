@@ -9,7 +9,10 @@ gradflow trusts for the cell (`Prediction.method`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,10 +44,6 @@ from ._spectral import (
 )
 from ._threads import limited
 from ._validation import check_finite_float, check_positive_int, check_seed
-
-# The methods, in the order tables show them.
-METHODS = ("eigenvalue rule", "pascanu bound", "fixed point", "mean-field", "local gain",
-           "averaged jacobian", "gated mean-field", "moment map", "two-step moment map")
 
 
 @dataclass(frozen=True)
@@ -414,6 +413,11 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
                     f"(treated as independent draws)", tol)
 
 
+def _one_layer_gated(cell: Cell) -> bool:
+    return (cell.kind in ("lstm", "gru") and cell.config.get("layers", 1) == 1
+            and not cell.config.get("proj_size") and cell.config.get("reset_after") is not False)
+
+
 def _gated_statistics(cell, xs, states, window):
     n = cell.config["hidden"]
     p = cell.params
@@ -433,9 +437,8 @@ def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
     Mean-field assumptions: ``W_hh`` blocks act as independent random matrices, and the
     cotangent is independent of the forward quantities it multiplies.
     """
-    if cell.kind not in ("lstm", "gru") or cell.config.get("layers", 1) != 1 or cell.config.get(
-            "proj_size") or cell.config.get("reset_after") is False:
-        return PredictorResult("gated mean-field", None, np.nan, "needs a one-layer LSTM or GRU")
+    if not _one_layer_gated(cell):
+        return PredictorResult("gated mean-field", None, np.nan, NEEDS["gated cell"][1])
     n, gi, gh, s2 = _gated_statistics(cell, xs, states, window)
     sig, dsigmoid, tanh = act.logistic, act.logistic_prime, np.tanh
     if cell.kind == "lstm":
@@ -470,10 +473,237 @@ def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
     return _verdict("gated mean-field", 0.5 * _log(gain), reason, tol)
 
 
-# ------------------------------------------------------------------ the verdict
+# ------------------------------------------------------------------ the registry
+
+# What a predictor may need: a test of the context, and why it abstains when the test fails.
+# "forward run" is different: without one (``input_std``) the predictor does not run at all.
+NEEDS: dict[str, tuple[Callable[[PredictorContext], bool], str]] = {
+    "weights": (lambda c: True, ""),
+    "input statistics": (lambda c: True, ""),
+    "forward run": (lambda c: c.xs is not None, "needs a forward run (xs)"),
+    "vanilla cell": (lambda c: recurrent_matrix(c.cell) is not None, "needs a one-layer vanilla cell"),
+    "gated cell": (lambda c: _one_layer_gated(c.cell), "needs a one-layer LSTM or GRU"),
+}
 
 
-def _trusted(answered: set[str]) -> str:
+@dataclass(frozen=True)
+class Predictor:
+    """A registered predictor: ``function(context) -> PredictorResult`` and what it reads.
+
+    ``needs``: keys of `NEEDS`; ``cheap``: fast enough for an interactive redraw (the explorer).
+    """
+
+    name: str
+    function: Callable[[PredictorContext], PredictorResult]
+    needs: tuple[str, ...]
+    cheap: bool
+
+    def unmet(self, context: PredictorContext) -> str | None:
+        """Why this predictor cannot answer for ``context`` (the first unmet need), else None."""
+        for need in self.needs:
+            test, reason = NEEDS[need]
+            if not test(context):
+                return reason
+        return None
+
+
+_REGISTRY: dict[str, Predictor] = {}
+
+
+def predictor(name: str, *, needs: Iterable[str] = ("weights",), cheap: bool = False):
+    """Register ``function(context: PredictorContext) -> PredictorResult`` as predictor ``name``.
+
+    Predictors run, and tables list them, in the order they were registered.
+
+    Examples
+    --------
+    >>> from gradflow._predict import predictor, predictors
+    >>> predictors()[0].name, predictors()[0].needs
+    ('eigenvalue rule', ('weights', 'input statistics'))
+    """
+    needs = tuple(needs)
+    unknown = [n for n in needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"unknown need {unknown[0]!r} for predictor {name!r}; needs are "
+                         f"{', '.join(map(repr, NEEDS))}")
+    if name in _REGISTRY:
+        raise ValueError(f"a predictor named {name!r} is already registered")
+
+    def register(function):
+        _REGISTRY[name] = Predictor(name, function, needs, bool(cheap))
+        return function
+
+    return register
+
+
+def predictors(*, cheap: bool | None = None) -> tuple[Predictor, ...]:
+    """The registered predictors in table order; ``cheap=True``: only those an explorer redraw runs.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> [p.name for p in gf.predictors(cheap=True)][:3]
+    ['eigenvalue rule', 'pascanu bound', 'mean-field']
+    """
+    return tuple(p for p in _REGISTRY.values() if cheap is None or p.cheap == cheap)
+
+
+def check_predictors(names) -> tuple[str, ...]:
+    """``names`` as a tuple of registered predictor names (all when None), in table order."""
+    if names is None:
+        return tuple(_REGISTRY)
+    if isinstance(names, str):
+        names = (names,)
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"predictors must be a list of predictor names; got {type(names).__name__}") from None
+    for name in names:
+        if not isinstance(name, str) or name not in _REGISTRY:
+            raise ValueError(f"unknown predictor {name!r}; registered: {', '.join(_REGISTRY)}")
+    if not names:
+        raise ValueError("predictors must name at least one predictor; registered: " + ", ".join(_REGISTRY))
+    return tuple(n for n in _REGISTRY if n in names)
+
+
+@dataclass
+class PredictorContext:
+    """Everything a predictor may read, built once per `predict` call.
+
+    ``xs`` is None for a prediction from the weights and ``input_std`` alone. The forward
+    run (``states``) and the fixed-point starts are computed when a predictor first reads
+    them; predictors run in table order and share ``rng``, so the same seed gives the same
+    numbers. ``options`` maps a predictor's name to keyword arguments of its function.
+    """
+
+    cell: Cell
+    tol: float
+    rng: np.random.Generator
+    xs: np.ndarray | None = None
+    h0: np.ndarray | None = None
+    input_std: float = 0.0
+    probes: int = 16
+    fixed_point_starts: int = 4
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    eigenvalues: tuple[np.ndarray, str] | None = None  # of `linearisation` at x_mean, if known
+
+    def option(self, name: str) -> dict[str, Any]:
+        return dict(self.options.get(name, {}))
+
+    @cached_property
+    def states(self) -> np.ndarray:
+        return unroll(self.cell, self.xs, self.h0)
+
+    @property
+    def window(self) -> slice:
+        T = self.xs.shape[0]
+        return slice(T // 10, T)  # the measured rate is fitted over lags T/10..T: same steps
+
+    @cached_property
+    def x_mean(self) -> np.ndarray:
+        if self.xs is None:
+            return np.zeros(self.cell.input_size)
+        return self.xs.reshape(-1, self.xs.shape[2]).mean(axis=0)
+
+    @cached_property
+    def drive(self) -> float:
+        """Mean squared input drive of a vanilla cell's units (mean-field's input variance)."""
+        if self.xs is not None:
+            return input_drive(self.cell, self.xs)
+        U = self.cell.params.get("weight_ih_l0")
+        return (self.input_std**2 * float(np.sum(U**2)) / U.shape[0]) if U is not None else 0.0
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Fixed-point starts: the origin, then visited states (or uniform draws without a run)."""
+        S = self.cell.state_size
+        if self.xs is None:
+            return np.vstack([np.zeros(S), self.rng.uniform(-1, 1, (self.fixed_point_starts, S))])
+        T = self.xs.shape[0]
+        pick = self.rng.choice(T + 1, size=min(self.fixed_point_starts, T + 1), replace=False)
+        return np.vstack([np.zeros(S), self.states[pick, 0]])
+
+    @cached_property
+    def centre(self) -> np.ndarray:
+        """Where the trajectory lives: the fixed point nearest it is the one that matters."""
+        if self.xs is None:
+            return np.zeros(self.cell.state_size)
+        return self.states[self.window.start :].mean(axis=(0, 1))
+
+
+@predictor("eigenvalue rule", needs=("weights", "input statistics"), cheap=True)
+def _eigenvalue_rule(c: PredictorContext) -> PredictorResult:
+    return eigenvalue_rule(c.cell, c.x_mean, c.tol, c.eigenvalues)
+
+
+@predictor("pascanu bound", needs=("weights", "vanilla cell"), cheap=True)
+def _pascanu_bound(c: PredictorContext) -> PredictorResult:
+    return pascanu_bound(c.cell, c.tol)
+
+
+@predictor("fixed point", needs=("weights", "input statistics"))
+def _fixed_point(c: PredictorContext) -> PredictorResult:
+    return fixed_point(c.cell, c.x_mean, c.starts, c.centre, c.tol)
+
+
+@predictor("mean-field", needs=("weights", "input statistics", "vanilla cell"), cheap=True)
+def _mean_field(c: PredictorContext) -> PredictorResult:
+    return mean_field(c.cell, c.drive, c.tol)
+
+
+@predictor("local gain", needs=("forward run",), cheap=True)
+def _local_gain(c: PredictorContext) -> PredictorResult:
+    return local_gain(c.cell, c.xs, c.states, c.window, c.probes, c.rng, c.tol, **c.option("local gain"))
+
+
+@predictor("averaged jacobian", needs=("forward run",), cheap=True)
+def _averaged_jacobian(c: PredictorContext) -> PredictorResult:
+    return averaged_jacobian(c.cell, c.xs, c.states, c.window, c.tol, **c.option("averaged jacobian"))
+
+
+@predictor("gated mean-field", needs=("forward run", "gated cell"), cheap=True)
+def _gated_mean_field(c: PredictorContext) -> PredictorResult:
+    return gated_mean_field(c.cell, c.xs, c.states, c.window, c.tol)
+
+
+@predictor("moment map", needs=("forward run",))
+def _moment_map(c: PredictorContext) -> PredictorResult:
+    return moment_map(c.cell, c.xs, c.states, c.window, c.rng, c.tol, **c.option("moment map"))
+
+
+@predictor("two-step moment map", needs=("forward run",))
+def _two_step_moment_map(c: PredictorContext) -> PredictorResult:
+    return moment_map(c.cell, c.xs, c.states, c.window, c.rng, c.tol,
+                      **{"rows": 64, "span": 2, **c.option("two-step moment map")})
+
+
+# The methods, in the order tables show them.
+METHODS = tuple(_REGISTRY)
+# Trusted when it answers, most accurate first (``analyses/predictor_accuracy``).
+TRUST_ORDER = ("two-step moment map", "moment map", "mean-field", "eigenvalue rule")
+
+
+def runnable(context: PredictorContext, names: Iterable[str]) -> tuple[str, ...]:
+    """The named predictors that run for ``context``: those needing a forward run only with ``xs``."""
+    return tuple(n for n in check_predictors(names)
+                 if context.xs is not None or "forward run" not in _REGISTRY[n].needs)
+
+
+def run_predictors(context: PredictorContext, names: Iterable[str], bar=None) -> tuple[PredictorResult, ...]:
+    """The `runnable` named predictors' results, in table order (they share ``context.rng``); one
+    whose cell need is unmet abstains with the reason. ``bar``: a progress bar, ticked per predictor."""
+    results = []
+    for name in runnable(context, names):
+        entry = _REGISTRY[name]
+        reason = entry.unmet(context)
+        results.append(PredictorResult(name, None, np.nan, reason) if reason else entry.function(context))
+        if bar is not None:
+            bar.set_postfix_str(name, refresh=False)
+            bar.update(1)
+    return tuple(results)
+
+
+def _trusted(results: Iterable[PredictorResult]) -> str:
     """The predictor gradflow trusts: the most accurate one that ran (``analyses/predictor_accuracy``).
 
     With a forward run that is the two-step moment map: the one-step map contains the
@@ -482,12 +712,13 @@ def _trusted(answered: set[str]) -> str:
     slowly gated cells near the neutral band. From the weights alone: mean-field theory for
     a vanilla cell, else the eigenvalue rule.
     """
-    for method in ("two-step moment map", "moment map"):
-        if method in answered:
+    results = tuple(results)
+    answered = [r.method for r in results if r.regime is not None]
+    ran = [r.method for r in results]
+    for method in TRUST_ORDER:
+        if method in answered or (method == TRUST_ORDER[-1] and method in ran):
             return method
-    if "mean-field" in answered:
-        return "mean-field"
-    return "eigenvalue rule"
+    return (answered or ran)[0]
 
 
 def input_drive(cell: Cell, xs: np.ndarray) -> float:
@@ -512,9 +743,39 @@ def forward_run(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     return states, window, xs.reshape(-1, xs.shape[2]).mean(axis=0), input_drive(cell, xs)
 
 
+def prediction_context(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
+                       tol: float = NEUTRAL_TOL, seed: int = 0, probes: int = 16,
+                       fixed_point_starts: int = 4, forward: bool = True,
+                       options: Mapping[str, Mapping[str, Any]] | None = None,
+                       eigenvalues: tuple[np.ndarray, str] | None = None) -> PredictorContext:
+    """`predict`'s arguments checked and gathered into the context its predictors read.
+
+    ``forward``: whether a predictor that needs the forward run will run (``xs`` then needs
+    two steps).
+    """
+    cell = check_cell(cell)
+    tol = check_finite_float("tol", tol, minimum=0.0)
+    probes = check_positive_int("probes", probes)
+    fixed_point_starts = check_positive_int("fixed_point_starts", fixed_point_starts, minimum=0)
+    rng = np.random.default_rng(check_seed(seed))
+    if (xs is None) == (input_std is None):
+        raise ValueError("give exactly one of xs (an input sequence) and input_std")
+    common = dict(cell=cell, tol=tol, rng=rng, probes=probes, fixed_point_starts=fixed_point_starts,
+                  options=dict(options or {}), eigenvalues=eigenvalues)
+    if xs is None:
+        input_std = check_finite_float("input_std", input_std, minimum=0.0)
+        return PredictorContext(input_std=input_std, **common)
+    xs, h0 = check_sequence(cell, xs, h0)
+    T = xs.shape[0]
+    if forward and T < 2:  # the two-step moment map needs a pair of consecutive steps
+        raise ValueError(f"xs must have at least 2 steps for the forward-run predictors; got {T}")
+    return PredictorContext(xs=xs, h0=h0, **common)
+
+
 def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
             tol: float = NEUTRAL_TOL, seed: int = 0, probes: int = 16,
-            fixed_point_starts: int = 4, progress: bool | None = None) -> Prediction:
+            fixed_point_starts: int = 4, predictors: Iterable[str] | None = None,
+            progress: bool | None = None) -> Prediction:
     """Every predictor's regime and rate, and gradflow's best estimate.
 
     Parameters
@@ -526,10 +787,20 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     input_std : float, optional
         Instead of ``xs``: i.i.d. inputs of this standard deviation; then only the
         weights-based predictors run.
+    h0 : array, shape (batch, state) or (state,), optional
+        Initial state of the forward run; zeros by default.
     tol : float
         Rates within ``±tol`` nats/step are "neutral", as in `gradient_flow`.
     seed : int
         Seed of the random probes and fixed-point starts.
+    probes : int
+        Random directions of the local gain.
+    fixed_point_starts : int
+        Visited states (or random states, with ``input_std``) the fixed-point search starts
+        from, besides the origin.
+    predictors : list of str, optional
+        Names of the predictors to run (default: all; `gradflow.predictors` lists them).
+        With a subset the probes may be drawn differently, as predictors share one stream.
     progress : bool, optional
         A progress bar, one tick per predictor (default: ``gf.options().progress``; it appears
         once the call has taken a second).
@@ -542,48 +813,15 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     >>> p["eigenvalue rule"].regime, p.method, p.regime
     ('exploding', 'two-step moment map', 'vanishing')
     """
-    cell = check_cell(cell)
-    tol = check_finite_float("tol", tol, minimum=0.0)
+    names = check_predictors(predictors)
+    forward = xs is not None and any("forward run" in _REGISTRY[n].needs for n in names)
+    context = prediction_context(cell, xs, input_std=input_std, h0=h0, tol=tol, seed=seed, probes=probes,
+                                 fixed_point_starts=fixed_point_starts, forward=forward)
     resolve_progress(progress)  # checked before any work
-    probes = check_positive_int("probes", probes)
-    fixed_point_starts = check_positive_int("fixed_point_starts", fixed_point_starts, minimum=0)
-    rng = np.random.default_rng(check_seed(seed))
-    if (xs is None) == (input_std is None):
-        raise ValueError("give exactly one of xs (an input sequence) and input_std")
-    if xs is None:
-        input_std = check_finite_float("input_std", input_std, minimum=0.0)
-        x_mean = np.zeros(cell.input_size)
-        U = cell.params.get("weight_ih_l0")
-        drive = (input_std**2 * float(np.sum(U**2)) / U.shape[0]) if U is not None else 0.0
-        starts = np.vstack([np.zeros(cell.state_size),
-                            rng.uniform(-1, 1, (fixed_point_starts, cell.state_size))])
-        calls = [lambda: eigenvalue_rule(cell, x_mean, tol), lambda: pascanu_bound(cell, tol),
-                 lambda: fixed_point(cell, x_mean, starts, np.zeros(cell.state_size), tol),
-                 lambda: mean_field(cell, drive, tol)]
-    else:
-        xs, h0 = check_sequence(cell, xs, h0)
-        T = xs.shape[0]
-        if T < 2:  # the two-step moment map needs a pair of consecutive steps
-            raise ValueError(f"xs must have at least 2 steps for the forward-run predictors; got {T}")
-        states, window, x_mean, drive = forward_run(cell, xs, h0)
-        pick = rng.choice(T + 1, size=min(fixed_point_starts, T + 1), replace=False)
-        starts = np.vstack([np.zeros(cell.state_size), states[pick, 0]])
-        centre = states[window.start :].mean(axis=(0, 1))
-        calls = [lambda: eigenvalue_rule(cell, x_mean, tol), lambda: pascanu_bound(cell, tol),
-                 lambda: fixed_point(cell, x_mean, starts, centre, tol), lambda: mean_field(cell, drive, tol),
-                 lambda: local_gain(cell, xs, states, window, probes, rng, tol),
-                 lambda: averaged_jacobian(cell, xs, states, window, tol),
-                 lambda: gated_mean_field(cell, xs, states, window, tol),
-                 lambda: moment_map(cell, xs, states, window, rng, tol),
-                 lambda: moment_map(cell, xs, states, window, rng, tol, rows=64, span=2)]
-    results = []
-    with progress_bar(len(calls), "predict", "predictor", progress) as bar:
-        for call in calls:  # in order: they share `rng`
-            results.append(call())
-            bar.set_postfix_str(results[-1].method, refresh=False)
-            bar.update(1)
-    answered = {r.method for r in results if r.regime is not None}
-    return Prediction(cell.name, tuple(results), _trusted(answered), tol)
+    todo = runnable(context, names)
+    with progress_bar(len(todo), "predict", "predictor", progress) as bar:
+        results = run_predictors(context, todo, bar)
+    return Prediction(context.cell.name, results, _trusted(results), context.tol)
 
 
 def compare(prediction: Prediction, flow: GradientFlow) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from ._cells import KINDS, Cell, _components, gru, lstm, rnn
 from ._engine import _sequential_pass
 from ._flow import NEUTRAL_TOL, _fit_profile, fit_rate, regime_or_none
 from ._ops import gru_update, join_columns, lstm_update, take_columns
-from ._predict import METHODS, input_drive, mean_field, predict
+from ._predict import METHODS, predict
 from ._probe import StateRecorder, log_row_norms, unit_rows
 from ._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from .inputs import gaussian
@@ -264,8 +264,7 @@ def _predictions(p: Mapping[str, Any], cell: Cell, xs: np.ndarray) -> dict[str, 
     if p["predictors"] == "none":
         return {}
     if p["predictors"] == "mean-field":
-        # The input drive gf.predict gives the mean-field predictor for these inputs.
-        return {rate_column("mean-field"): mean_field(cell, input_drive(cell, xs), NEUTRAL_TOL).rate}
+        return {rate_column("mean-field"): predict(cell, xs, predictors=["mean-field"])["mean-field"].rate}
     prediction = predict(cell, xs, seed=_streams(p["seed"])["predict"])
     row: dict[str, Any] = {"predicted_rate": prediction.rate,
                            "predicted_regime": prediction.regime or "inconclusive",

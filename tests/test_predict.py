@@ -188,3 +188,68 @@ def test_moment_map_of_tiny_states_is_solved_densely_and_exactly(hidden):
 def test_predict_needs_two_steps():
     with pytest.raises(ValueError, match="xs must have at least 2 steps for the forward-run predictors; got 1"):
         gf.predict(gf.lstm(3, 2), gf.inputs.gaussian(1, 1, 2))
+
+
+def test_the_registry_lists_every_predictor_in_table_order():
+    names = [p.name for p in gf.predictors()]
+    assert names == list(gf._predict.METHODS) and len(names) == len(set(names)) == 9
+    cheap = {p.name for p in gf.predictors(cheap=True)}
+    assert cheap == {"eigenvalue rule", "pascanu bound", "mean-field", "local gain", "averaged jacobian",
+                     "gated mean-field"}  # the explorer's set: no fixed-point search, no moment map
+    for p in gf.predictors():
+        assert set(p.needs) <= set(gf._predict.NEEDS)
+    xs = gf.inputs.gaussian(40, 1, 3, seed=0)
+    weights_only = gf.predict(gf.rnn(6, 3, seed=0), input_std=1.0, fixed_point_starts=1)
+    assert [r.method for r in weights_only.results] == [p.name for p in gf.predictors()
+                                                        if "forward run" not in p.needs]
+    gated = gf.predict(gf.gru(4, 3, seed=0), xs, fixed_point_starts=1)
+    for name in ("pascanu bound", "mean-field"):  # unmet cell needs abstain with the reason
+        assert gated[name].regime is None and gated[name].reason == "needs a one-layer vanilla cell"
+
+
+def test_a_subset_of_predictors_gives_the_same_numbers_as_the_full_run():
+    cell, xs = gf.rnn(10, 3, gain=1.5, seed=1), gf.inputs.gaussian(60, 2, 3, seed=1)
+    full = gf.predict(cell, xs, fixed_point_starts=1)
+    some = gf.predict(cell, xs, predictors=["moment map", "mean-field"], fixed_point_starts=1)
+    assert [r.method for r in some.results] == ["mean-field", "moment map"]  # table order
+    assert some.method == "moment map" and some.rate == full["moment map"].rate
+    assert some["mean-field"] == full["mean-field"]
+    only = gf.predict(cell, xs, predictors="eigenvalue rule")
+    assert only.method == "eigenvalue rule" and len(only.results) == 1
+
+
+@pytest.mark.parametrize(("names", "error", "message"), [
+    (["oracle"], ValueError, r"unknown predictor 'oracle'; registered: eigenvalue rule, pascanu bound, "),
+    ([], ValueError, "predictors must name at least one predictor"),
+    ([3], ValueError, "unknown predictor 3"),
+    (7, TypeError, "predictors must be a list of predictor names; got int"),
+])
+def test_predict_names_unknown_predictors(names, error, message):
+    with pytest.raises(error, match=message):
+        gf.predict(gf.rnn(4, 2), input_std=1.0, predictors=names)
+
+
+def test_a_registered_predictor_runs_over_the_context(monkeypatch):
+    from gradflow import _predict
+
+    monkeypatch.setattr(_predict, "_REGISTRY", dict(_predict._REGISTRY))  # registered for this test only
+
+    @gf.predictor("steps seen", needs=("forward run",))
+    def steps_seen(context):
+        return _predict.PredictorResult("steps seen", "neutral", 0.0,
+                                        f"{context.window.stop - context.window.start} of {len(context.states) - 1}")
+
+    p = gf.predict(gf.rnn(4, 2, seed=0), gf.inputs.gaussian(50, 1, 2), fixed_point_starts=0)
+    assert p.results[-1] == _predict.PredictorResult("steps seen", "neutral", 0.0, "45 of 50")
+    with pytest.raises(ValueError, match="already registered"):
+        gf.predictor("steps seen")(steps_seen)
+    with pytest.raises(ValueError, match="unknown need 'gpu'"):
+        gf.predictor("other", needs=("gpu",))
+
+
+def test_h0_is_keyword_only():
+    cell, xs = gf.rnn(4, 2, seed=0), gf.inputs.gaussian(20, 1, 2)
+    with pytest.raises(TypeError):
+        gf.predict(cell, xs, None)
+    h0 = np.full(4, 0.3)
+    assert gf.predict(cell, xs, h0=h0)["local gain"] != gf.predict(cell, xs)["local gain"]
