@@ -253,3 +253,63 @@ def test_h0_is_keyword_only():
         gf.predict(cell, xs, None)
     h0 = np.full(4, 0.3)
     assert gf.predict(cell, xs, h0=h0)["local gain"] != gf.predict(cell, xs)["local gain"]
+
+
+# ------------------------------------------------------------------ the fast paths against the slow ones
+
+
+def test_local_gain_in_closed_form_equals_the_traced_products(monkeypatch):
+    from gradflow import _predict
+
+    for cell in (gf.rnn(9, 3, gain=1.5, seed=0), gf.lstm(5, 3, seed=1), gf.gru(6, 3, gain=2.0, seed=2)):
+        xs = gf.inputs.gaussian(50, 2, 3, seed=3)
+        fast = gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate
+        monkeypatch.setattr(_predict, "closed_form_kind", lambda cell: None)  # J_t q by autograd JVPs
+        assert gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate == pytest.approx(fast, abs=1e-13)
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("make", [lambda: gf.gru(6, 3, gain=0.8, seed=4), lambda: gf.lstm(5, 3, seed=5),
+                                  lambda: gf.rnn(8, 3, activation="sigmoid", gain=2.0, seed=6)])
+def test_newton_fixed_points_are_roots_that_least_squares_confirms(make):
+    cell = make()
+    x = np.full(3, 0.3)
+    starts = np.random.default_rng(0).uniform(-1, 1, (4, cell.state_size))
+    points = fixed_points(cell, x, starts)
+    assert points
+    for p in points:
+        step = np.asarray(cell.step(cell.params, p.state[None], x[None]))[0]
+        assert np.linalg.norm(step - p.state) < 1e-12
+        # scipy's trust region from the root stays there, and a finite-difference Jacobian
+        # gives the same slowest mode.
+        sol = optimize.least_squares(lambda h: np.asarray(cell.step(cell.params, h[None], x[None]))[0] - h,
+                                     p.state, xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        np.testing.assert_allclose(sol.x, p.state, atol=1e-10)
+        eps = 1e-6
+        fd = np.stack([(np.asarray(cell.step(cell.params, (p.state + eps * e)[None], x[None]))[0]
+                        - np.asarray(cell.step(cell.params, (p.state - eps * e)[None], x[None]))[0]) / (2 * eps)
+                       for e in np.eye(cell.state_size)], axis=1)
+        assert p.spectral_radius == pytest.approx(np.max(np.abs(np.linalg.eigvals(fd))), abs=1e-7)
+
+
+@pytest.mark.parametrize("make", [lambda: gf.rnn(100, 3, gain=1.5, seed=7), lambda: gf.lstm(49, 3, forget_bias=-1.0, gain=2.0, seed=7)])
+def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
+    # State width 98-100 > 96: the one-step map by ARPACK on the structured form (not a rank-96
+    # factor), the two-step map's products in float32. Both against ARPACK on the float64 mean
+    # of formed J_t X J_t^T.
+    from gradflow import _predict
+
+    cell = make()
+    xs = gf.inputs.gaussian(120, 1, 3, scale=0.5, seed=8)
+    states = gf.unroll(cell, xs)
+    window = slice(12, 120)
+
+    def rate(span):
+        return _predict.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rows=6,
+                                   span=span).rate
+
+    fast = rate(1), rate(2)
+    monkeypatch.setattr(_predict, "_moment_terms", lambda *args: None)
+    monkeypatch.setattr(_predict, "SINGLE_PRECISION_FROM", 10**6)
+    assert fast[0] == pytest.approx(rate(1), abs=1e-7)
+    assert fast[1] == pytest.approx(rate(2), abs=1e-6)
