@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LAB_STAMP := $(VENV)/.installed-jupyter
 
-.PHONY: test report lint bench clean lab
+.PHONY: test report lint bench clean lab docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 report: $(STAMP)
-	$(PY) -m analyses --out reports
+	$(PY) -m gradflow.studies --out reports
 
 # JupyterLab refuses to run as root (as in many containers) unless told to.
 LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -53,10 +53,14 @@ lab: $(LAB_STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The API reference (Sphinx) into docs/_build/html; a warning fails the build (tests/test_docs.py checks it too).
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 # One table with every speed target of issue 16 (ratio, pass/fail); run it on an idle machine.
 # The per-topic scripts (jacobians, lyapunov, paths, training, sweep) still run one by one.
 bench: $(STAMP)
 	$(PY) benchmarks/targets.py
 
 clean:
-	rm -rf $(VENV) reports/*.pdf reports/*.csv
+	rm -rf $(VENV) reports/*.pdf reports/*.csv docs/_build

@@ -28,7 +28,11 @@ from _timing import best_of  # benchmarks/_timing.py: these files run as scripts
 from autograd import jacobian
 
 import gradflow as gf
-from gradflow._activations import sech2
+
+
+def sech2(a):
+    """d tanh / da, written here: the peer's Jacobians share nothing with gradflow's."""
+    return 1.0 - np.tanh(a) ** 2
 
 
 def closed_forward(W, U, b, xs):

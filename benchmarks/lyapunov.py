@@ -4,7 +4,7 @@
     python benchmarks/lyapunov.py --quick  # N = 64, T = 200
 
 Rows: the full spectrum (all N exponents) by gradflow, and by the very same QR loop
-(``gradflow._lyapunov._qr_logs_factored``: LAPACK dgeqrf + dormqr, BLAS on one thread)
+(``gradflow.measure.qr_log_growth``: LAPACK dgeqrf + dormqr, BLAS on one thread)
 fed closed-form Jacobians ``diag(sech^2(a_t)) W``; the top 16 exponents by gradflow;
 and the full spectrum by the textbook loop (numpy.linalg.qr + matmul) for reference.
 Every gradflow result is checked against the closed-form one before timing.
@@ -18,8 +18,13 @@ import numpy as np
 from _timing import best_of  # benchmarks/_timing.py: these files run as scripts
 
 import gradflow as gf
-from gradflow._activations import sech2
-from gradflow._lyapunov import _initial_block, _qr_logs_factored
+from gradflow.measure import initial_block, qr_log_growth
+
+
+def sech2(a):
+    """d tanh / da, written here: the peer's Jacobians share nothing with gradflow's."""
+    return 1.0 - np.tanh(a) ** 2
+
 
 
 def closed_chunks(cell, xs, states, chunk=64):
@@ -35,14 +40,14 @@ def closed_spectrum(cell, xs, warmup, seed=0):
     S = cell.state_size
     states = gf.unroll(cell, xs)[:-1]
     logs = np.empty((T, B, S))
-    _qr_logs_factored(closed_chunks(cell, xs, states), _initial_block(
+    qr_log_growth(closed_chunks(cell, xs, states), initial_block(
         np.random.default_rng(seed), B, S, S), 1, logs)
     return np.sort(logs[warmup:].mean(axis=0)[0])[::-1]
 
 
 def textbook_spectrum(cell, xs, warmup, seed=0):
     states = gf.unroll(cell, xs)[:-1]
-    Q = _initial_block(np.random.default_rng(seed), 1, cell.state_size, cell.state_size)[0]
+    Q = initial_block(np.random.default_rng(seed), 1, cell.state_size, cell.state_size)[0]
     acc = np.zeros(cell.state_size)
     for t, J in enumerate(j for chunk in closed_chunks(cell, xs, states) for j in chunk[:, 0]):
         Q, R = np.linalg.qr(J @ Q)

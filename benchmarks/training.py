@@ -5,7 +5,7 @@
 
 Rows: gradflow's training step (autograd through the engine's fused LSTM step, one BLAS
 thread), the naive way (autograd through the same equations written in plain
-``autograd.numpy``, ``gradflow._train.plain_step``), and PyTorch on CPU (``torch.nn.LSTM``
+``autograd.numpy``, ``gradflow.training.plain_step``), and PyTorch on CPU (``torch.nn.LSTM``
 plus a linear readout and ``torch.optim.Adam``) when torch is importable; that row is
 skipped otherwise. The naive gradient is checked against gradflow's before timing, and
 the PyTorch loss against gradflow's on the same weights and batch.
@@ -23,7 +23,7 @@ from autograd.misc import flatten
 from threadpoolctl import threadpool_limits
 
 import gradflow as gf
-from gradflow._train import initial_params, make_objective, plain_step
+from gradflow.training import initial_params, make_objective, plain_step
 
 
 def steps_per_second(fn, seconds: float) -> float:

@@ -3,7 +3,9 @@
 Public API
 ----------
 Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model`, `from_keras`,
-`load`.
+`load`; linear recurrences `lru` (`lru_from_arrays`), `s4d`, `mingru`, `minlstm`, xLSTM's `slstm`;
+the selective state-space block `mamba` (`mamba_from_state_dict`); for the cells linear
+in their state, `linear_coefficients` (every step's affine map) and `layer_outputs`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`; `predictors` (the registry),
@@ -25,22 +27,59 @@ Threads: `blas_threads`, `set_blas_threads` (BLAS threads per computation; one b
 """
 
 from . import inputs, meanfield, sweep, tasks
-from ._cells import Cell, gru, lstm, rnn
-from ._engine import jacobian_products, jacobians, unroll
-from ._explore import Exploration, explore
-from ._explore import update as explore_update
-from ._flow import GradientFlow, RateFit, gradient_flow, regime_of
-from ._io import Model, from_keras, from_torch, load
-from ._lyapunov import (
+from .cells import (
+    Cell,
+    gru,
+    lru,
+    lru_from_arrays,
+    lstm,
+    mamba,
+    mamba_from_state_dict,
+    mingru,
+    minlstm,
+    rnn,
+    s4d,
+    slstm,
+)
+from .core import (
+    Options,
+    blas_threads,
+    options,
+    probe,
+    read_version,
+    set_blas_threads,
+)
+from .display import Exploration, explore, explore_update
+from .engine import jacobian_products, jacobians, layer_outputs, linear_coefficients, unroll
+from .measure import (
     ConvergenceWarning,
+    GradientFlow,
     LyapunovSpectrum,
+    RateFit,
+    Sensitivity,
     SingularValues,
     finite_time_singular_values,
+    gradient_flow,
     lyapunov_spectrum,
+    regime_of,
+    sensitivity,
 )
-from ._options import Options, options
-from ._paths import PathLengths, path_lengths
-from ._predict import (
+from .models import (
+    Model,
+    PathLengths,
+    SequenceModel,
+    conv_stack,
+    from_keras,
+    from_torch,
+    hierarchical_attention,
+    load,
+    path_lengths,
+    recurrent,
+    restricted_attention,
+    self_attention,
+    tcn,
+)
+from .prediction import (
     Comparison,
     Prediction,
     Predictor,
@@ -51,20 +90,7 @@ from ._predict import (
     predictor,
     predictors,
 )
-from ._probe import probe
-from ._sensitivity import Sensitivity, sensitivity
-from ._sequence import (
-    SequenceModel,
-    conv_stack,
-    hierarchical_attention,
-    recurrent,
-    restricted_attention,
-    self_attention,
-    tcn,
-)
-from ._threads import blas_threads, set_blas_threads
-from ._train import TrainingRun, finite_time_exponents, train, training_objective
-from ._version import read_version
+from .training import TrainingRun, finite_time_exponents, train, training_objective
 
 __version__ = read_version()  # one place: pyproject.toml
 
@@ -103,10 +129,18 @@ __all__ = [
     "inputs",
     "jacobian_products",
     "jacobians",
+    "layer_outputs",
+    "linear_coefficients",
     "load",
+    "lru",
+    "lru_from_arrays",
     "lstm",
     "lyapunov_spectrum",
+    "mamba",
+    "mamba_from_state_dict",
     "meanfield",
+    "mingru",
+    "minlstm",
     "options",
     "path_lengths",
     "predict",
@@ -117,9 +151,11 @@ __all__ = [
     "regime_of",
     "restricted_attention",
     "rnn",
+    "s4d",
     "self_attention",
     "sensitivity",
     "set_blas_threads",
+    "slstm",
     "sweep",
     "tasks",
     "tcn",

@@ -10,7 +10,7 @@ if sys.path and os.path.realpath(sys.path[0] or os.curdir) == os.path.realpath(o
         os.path.dirname(os.path.dirname(os.path.realpath(__file__))) != os.path.realpath(os.getcwd())):
     del sys.path[0]
 
-from ._cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

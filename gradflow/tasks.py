@@ -4,6 +4,6 @@ Each constructor returns a seeded `Task` that generates time-major batches, hold
 (``autograd.numpy``), the memoryless baseline and the readout size `gradflow.train` needs.
 """
 
-from ._tasks import Task, adding, copy_memory, sequential_digits
+from .training._tasks import Task, adding, copy_memory, sequential_digits
 
 __all__ = ["Task", "adding", "copy_memory", "sequential_digits"]

@@ -83,4 +83,4 @@ summary
 summary.plot();
 
 # %% [markdown]
-# `make report` runs every study in `analyses/` and writes PDFs and CSVs to `reports/`.
+# `make report` runs every study in `gradflow/studies/` and writes PDFs and CSVs to `reports/`.

@@ -41,7 +41,7 @@ def study_run(tmp_path_factory):
             saved = {k: os.environ.get(k) for k in ("SOURCE_DATE_EPOCH", "GRADFLOW_CACHE_DIR")}
             os.environ.update(SOURCE_DATE_EPOCH="1700000000", GRADFLOW_CACHE_DIR=str(root / "cache"))
             try:
-                study = importlib.import_module(f"analyses.{name}")
+                study = importlib.import_module(f"gradflow.studies.{name}")
                 argv = list(TINY[name])
                 if name in TINY_CONFIG:
                     (root / "tiny.toml").write_text(f"[{name}]\n" + _toml(TINY_CONFIG[name]))
@@ -58,3 +58,12 @@ def study_run(tmp_path_factory):
         return runs[name]
 
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    # A test that runs a study (directly or through a fixture) is study-sized: it must carry
+    # @pytest.mark.slow, so `-m "not slow"` is a quick loop that really is quick.
+    unmarked = [item.nodeid for item in items
+                if "study_run" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that run a study must be marked @pytest.mark.slow: " + ", ".join(unmarked))

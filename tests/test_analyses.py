@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from analyses import gated_cells
+from gradflow.studies import gated_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,6 +20,7 @@ def report(study_run):
     return run.out, run.result
 
 
+@pytest.mark.slow
 def test_study_writes_pdf_and_the_csv_behind_it(report):
     out, result = report
     assert sorted(os.listdir(out)) == ["gated_cells.pdf", "gated_cells_checks.csv", "gated_cells_config.toml",
@@ -36,6 +37,7 @@ def test_study_writes_pdf_and_the_csv_behind_it(report):
     assert result["verdict"] == "inconclusive (n < 10)"  # two networks per configuration in the tiny run
 
 
+@pytest.mark.slow
 def test_title_page_and_summary_print_the_same_verdict_object(report):
     out, result = report
     pdf = PdfReader(out / "gated_cells.pdf")
@@ -46,6 +48,7 @@ def test_title_page_and_summary_print_the_same_verdict_object(report):
     assert "only partly" not in title + summary
 
 
+@pytest.mark.slow
 def test_summary_numbers_are_the_csv_numbers(report):
     out, result = report
     rates = pd.read_csv(out / "gated_cells_rates.csv")
@@ -88,10 +91,10 @@ def test_fewer_than_ten_networks_per_configuration_cannot_decide():
 
 
 def test_runner_rejects_an_unknown_study_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "analyses", "nonsense", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "gradflow.studies", "nonsense", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
-    from analyses import STUDIES
+    from gradflow.studies import STUDIES
 
     assert proc.stderr.strip() == ("error: unknown study 'nonsense'; expected one of "
                                    + ", ".join(STUDIES))
@@ -99,10 +102,10 @@ def test_runner_rejects_an_unknown_study_in_one_line(tmp_path):
 
 
 def test_bad_size_override_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "analyses.gated_cells", "--hidden", "0",
+    proc = subprocess.run([sys.executable, "-m", "gradflow.studies.gated_cells", "--hidden", "0",
                            "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == ("python -m analyses.gated_cells: error: "
+    assert proc.stderr.strip().splitlines()[-1] == ("python -m gradflow.studies.gated_cells: error: "
                                                     "--hidden must be a positive integer; got 0")
     assert os.listdir(tmp_path) == []
 
@@ -113,6 +116,7 @@ def paths_report(study_run):
     return run.out, run.result
 
 
+@pytest.mark.slow
 def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
     out, result = paths_report
     assert sorted(os.listdir(out)) == ["path_lengths.pdf", "path_lengths_classes.csv", "path_lengths_config.toml",
@@ -161,7 +165,7 @@ def _path_summary(gains: dict[str, float], seeds: int = 12) -> pd.DataFrame:
                         "(k = 3, dilated); undecided for architecture = hierarchical attention (c = 4))"),
 ])
 def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, label):
-    from analyses import path_lengths
+    from gradflow.studies import path_lengths
 
     archs = list(path_lengths.SHORT_PATHS)
     classes = pd.DataFrame({"architecture": ["RNN tanh", *archs],
@@ -173,13 +177,14 @@ def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, labe
 
 
 def test_coinciding_curves_are_named():
-    from analyses import path_lengths
+    from gradflow.studies import path_lengths
 
     frame = pd.DataFrame({"architecture": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "n": [1, 2, 3] * 3,
                           "max_path": [1, 2, 3, 1, 2, 3, 1, 1, 1]})
     assert path_lengths.coinciding(frame, "n", "max_path") == [["a", "b"]]
 
 
+@pytest.mark.slow
 def test_cost_study_measures_depth_time_and_intensity(study_run):
     run = study_run("cost")
     out, result = run.out, run.result
@@ -197,8 +202,9 @@ def test_cost_study_measures_depth_time_and_intensity(study_run):
     assert result["verdict"][1:] in text and f"{inten.flops_per_byte[0]:.2f}" in text
 
 
+@pytest.mark.slow
 def test_cost_times_one_recurrence_three_ways_and_decides_from_the_csv(study_run):
-    from analyses import cost
+    from gradflow.studies import cost
 
     run = study_run("cost")
     steps = pd.read_csv(run.out / "cost_steps.csv")
@@ -235,13 +241,14 @@ def _shares(by_width: dict[int, float], networks: int = 12) -> pd.DataFrame:
     ({64: 0.1, 1024: 0.5}, "inconclusive (does not hold for width = 64; undecided for width = 1024)"),
 ])
 def test_cost_decides_bandwidth_bound_from_the_fastest_step(shares, label):
-    from analyses import cost
+    from gradflow.studies import cost
 
     decision, cells = cost.decide_widths(_shares(shares), seed=0)
     assert decision.label == label
     assert all(v.networks == 12 for v in cells.values())  # the fastest implementation's row per network
 
 
+@pytest.mark.slow
 def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
     run = study_run("lyapunov_atlas")
     out, result = run.out, run.result
@@ -268,7 +275,7 @@ def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
 
 
 def test_a_bump_inside_the_neutral_band_is_not_an_edge():
-    from analyses import lyapunov_atlas
+    from gradflow.studies import lyapunov_atlas
 
     rng = np.random.default_rng(0)
     rows = [dict(input_scale=0.0, gain=g, top_exponent=mu + rng.normal(0, 0.002), gradient_rate=mu,
@@ -286,7 +293,7 @@ def test_a_bump_inside_the_neutral_band_is_not_an_edge():
 
 
 def test_eigenvalue_rule_and_lyapunov_atlas_start_networks_by_the_same_convention():
-    from analyses import eigenvalue_rule, lyapunov_atlas
+    from gradflow.studies import eigenvalue_rule, lyapunov_atlas
 
     point = dict(gain=2.0, input_scale=0.0, hidden=16, seq_len=60, batch=2, seed=5)
     rule = eigenvalue_rule.network_task({**point, "activation": "tanh"})
@@ -299,7 +306,7 @@ def test_eigenvalue_rule_and_lyapunov_atlas_start_networks_by_the_same_conventio
 
 
 def test_ordered_networks_are_classified_by_where_they_settle():
-    from analyses import lyapunov_atlas
+    from gradflow.studies import lyapunov_atlas
 
     fixed = np.ones((30, 2, 4))
     cycle = np.tile(np.array([1.0, -1.0, 0.5])[:, None, None], (10, 2, 4))
@@ -311,14 +318,15 @@ def test_ordered_networks_are_classified_by_where_they_settle():
 
 
 def test_edge_crossing_interpolates():
-    from analyses import lyapunov_atlas
+    from gradflow.studies import lyapunov_atlas
 
     assert lyapunov_atlas.crossing(np.array([1.0, 2.0, 3.0]), np.array([-0.2, -0.1, 0.1])) == 2.5
     assert np.isnan(lyapunov_atlas.crossing(np.array([1.0, 2.0]), np.array([-0.2, -0.1])))
 
 
+@pytest.mark.slow
 def test_eigenvalue_rule_study_runs_as_a_cached_sweep(study_run, monkeypatch):
-    from analyses import _protocol, eigenvalue_rule
+    from gradflow.studies import _protocol, eigenvalue_rule
 
     run = study_run("eigenvalue_rule")
     monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(run.cache))
@@ -347,7 +355,7 @@ def test_eigenvalue_rule_study_runs_as_a_cached_sweep(study_run, monkeypatch):
 
 
 def test_eigenvalue_rule_diagnoses_relu_failures_as_switched_off_units_not_saturation():
-    from analyses import eigenvalue_rule
+    from gradflow.studies import eigenvalue_rule
 
     point = dict(activation="relu", gain=1.2, hidden=16, seq_len=60, batch=2, seed=3)
     rows = [eigenvalue_rule.network_task({**point, "input_scale": s}) for s in (0.5, 2.0)]
@@ -364,15 +372,16 @@ def test_eigenvalue_rule_diagnoses_relu_failures_as_switched_off_units_not_satur
 
 
 def test_henrici_departure_is_zero_for_normal_and_large_for_a_shift():
-    from analyses import eigenvalue_rule
+    from gradflow.studies import eigenvalue_rule
 
     Q = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))[0]
     assert eigenvalue_rule.henrici(2.0 * Q) == pytest.approx(0.0, abs=1e-7)
     assert eigenvalue_rule.henrici(np.eye(6, k=1)) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_memory_horizon_study(study_run):
-    from analyses import _protocol, memory_horizon
+    from gradflow.studies import _protocol, memory_horizon
 
     run = study_run("memory_horizon")
     out, result = run.out, run.result
@@ -401,8 +410,9 @@ def test_memory_horizon_study(study_run):
     assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
 
 
+@pytest.mark.slow
 def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
-    from analyses.__main__ import main as run_all
+    from gradflow.studies.__main__ import main as run_all
 
     config = tmp_path / "tiny.toml"
     config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\nseeds = 2\n[cost]\nhidden = 8\nsteps = 32\n"
@@ -419,7 +429,7 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
         assert f"{name}: {verdict}" in combined.metadata.subject
     # Each study's contents entry names its claim, source and interval in full.
     flat = " ".join(contents.split())
-    from analyses import lyapunov_atlas
+    from gradflow.studies import lyapunov_atlas
 
     assert lyapunov_atlas.CLAIM.text in flat and lyapunov_atlas.CLAIM.source in flat and "networks" in flat
     # The outline has a bookmark per study, at its first page, holding one per page of the study.
@@ -433,8 +443,9 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     assert "combined: 2 studies" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_predictor_accuracy_scores_held_out_networks_one_row_each(study_run):
-    from analyses import predictor_accuracy as pa
+    from gradflow.studies import predictor_accuracy as pa
 
     run = study_run("predictor_accuracy")
     results = pd.read_csv(run.out / "predictor_accuracy_results.csv", keep_default_na=False,
@@ -475,7 +486,7 @@ def _pa_results(right_by_arch: dict[str, float], n: int = 40) -> pd.DataFrame:
     ({"GRU": 0.9, "LSTM": 0.3}, "inconclusive (does not hold for cell = LSTM; undecided for cell = GRU)"),
 ])
 def test_predictor_accuracy_verdict_per_cell_type(shares, label):
-    from analyses import predictor_accuracy as pa
+    from gradflow.studies import predictor_accuracy as pa
 
     decision, cells = pa.verdict(_pa_results(shares))
     assert decision.label == label and all(v.networks == 40 for v in cells.values())

@@ -7,10 +7,10 @@ import pytest
 from pypdf import PdfReader
 
 import gradflow as gf
-from gradflow import _cli
-from gradflow._flow import fit_rate
+from gradflow import cli as _cli
+from gradflow.measure._flow import fit_rate
 from gradflow.report import model_rates
-from gradflow.report._model import bootstrap_interval, choose_fit_start
+from gradflow.report._rates import bootstrap_interval, choose_fit_start
 
 
 def _torch_net(torch, kind, hidden, layers):
@@ -122,7 +122,7 @@ def test_analyze_reads_a_prefixed_npz_with_a_head_on_its_own_inputs(tmp_path, ca
     assert set(rates.measure) == {"readout", "random direction"} and set(rates.layer) == {0, 1}
     model = gf.from_torch(sd)
     directions = model.readout_directions("forward")
-    from gradflow.report._model import readout_flow
+    from gradflow.report._rates import readout_flow
     start = int(rates.fit_from.iloc[0])
     flow = readout_flow(model.cell, xs, directions, start)
     top = rates[(rates.measure == "readout") & (rates.layer == 1)].rate.iloc[0]

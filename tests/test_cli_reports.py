@@ -10,7 +10,8 @@ import pytest
 from pypdf import PdfReader
 
 import gradflow as gf
-from gradflow import _cli
+from gradflow import cli as _cli
+from gradflow.measure import _flow
 
 SMALL = ["--steps", "80", "--batch", "2", "--exponents", "4"]
 
@@ -60,7 +61,7 @@ def test_analyze_numbers_are_the_engines_and_the_csvs(analyzed):
     assert predictors.measured_rate.iloc[0] == pytest.approx(flow.rate, rel=1e-9)
     assert summary["measured rate (nats/step)"] == f"{flow.rate:+.4f}"
     rates = pd.read_csv(analyzed / "lstm_rates.csv").set_index(["measure", "part"])
-    c_rate = gf._flow.fit_rate(flow.lags, flow.components["c"].mean(axis=1), start).rate
+    c_rate = _flow.fit_rate(flow.lags, flow.components["c"].mean(axis=1), start).rate
     assert rates.loc[("random direction", "c"), "rate"] == pytest.approx(c_rate, rel=1e-9)
     assert rates.ci_low.le(rates.rate).all() and rates.rate.le(rates.ci_high).all()
     text = PdfReader(analyzed / "lstm.pdf").pages[2].extract_text()
@@ -157,6 +158,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_report_runs_studies_from_a_config_file(tmp_path, capsys):
     config = tmp_path / "tiny.toml"
     config.write_text("[cost]\nhidden = 8\nsteps = 32\nrepeats = 1\n")

@@ -4,8 +4,8 @@ import pytest
 from helpers import fd_jacobian, rel_err, sigmoid
 
 import gradflow as gf
-from gradflow import _engine
-from gradflow._activations import sech2
+from gradflow.core._activations import sech2
+from gradflow.engine import _engine
 
 CELLS = {
     "rnn-tanh": lambda: gf.rnn(6, 3, gain=1.5, seed=1, bias_scale=0.2),

@@ -7,8 +7,8 @@ import pytest
 from autograd import grad
 
 import gradflow as gf
-from gradflow import _engine
-from gradflow._activations import log_sech2
+from gradflow.core._activations import log_sech2
+from gradflow.engine import _engine
 
 matplotlib.use("Agg")
 
@@ -334,7 +334,7 @@ def test_regime_of_checks_its_argument():
 
 def test_leading_exact_zeros_are_skipped_not_taken_for_a_dead_gradient():
     # A readout of the top layer leaves a lower layer's gradient exactly 0 at lag 0 only.
-    from gradflow._flow import fit_rate
+    from gradflow.measure._flow import fit_rate
 
     lags = np.arange(30)
     profile = -0.1 * lags

@@ -15,10 +15,13 @@ import pandas as pd
 import pytest
 
 import gradflow as gf
-from gradflow import _cli, _files, _sweep, _sweep_cache
-from gradflow._files import staged_folder, write_csv
-from gradflow._flow import MIN_FIT_LAGS, fit_rate
-from gradflow._lyapunov import ConvergenceWarning
+from gradflow import cli as _cli
+from gradflow.core import _files
+from gradflow.core._files import staged_folder, write_csv
+from gradflow.measure._flow import MIN_FIT_LAGS, fit_rate
+from gradflow.measure._singular_values import ConvergenceWarning
+from gradflow.sweep import _cache as _sweep_cache
+from gradflow.sweep import _run as _sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -200,7 +203,7 @@ def _task_v2(point):
 def test_a_changed_user_task_is_a_new_cache_entry():
     _task_v2.__qualname__ = _task_v1.__qualname__  # same name, other source
     assert _sweep.task_id(_task_v1) != _sweep.task_id(_task_v2)
-    assert _sweep.task_id(gf.sweep.gradient_flow_task) == "gradflow._sweep_task:GradientFlowTask"
+    assert _sweep.task_id(gf.sweep.gradient_flow_task) == "gradflow.sweep._task:GradientFlowTask"
 
 
 # ------------------------------------------------------------------ no code run unasked
@@ -343,7 +346,7 @@ def test_a_failed_staging_publishes_nothing_and_stale_staging_is_cleaned(tmp_pat
 
 
 def _tiny_study(out):
-    return [sys.executable, "-m", "analyses.eigenvalue_rule", "--out", str(out), "--hidden", "8",
+    return [sys.executable, "-m", "gradflow.studies.eigenvalue_rule", "--out", str(out), "--hidden", "8",
             "--steps", "40", "--seeds", "1"]
 
 
@@ -422,7 +425,7 @@ def test_memory_sized_requests_are_refused_with_an_estimate(request_):
 
 
 def test_the_graph_size_estimate_is_what_the_graph_holds():
-    from gradflow._paths import BYTES_PER_EDGE, _graph_bytes
+    from gradflow.models._sequence import BYTES_PER_EDGE, _graph_bytes
 
     model, n = gf.tcn(8, 3, 4), 5 * 1024  # just past the size where the estimate starts
     edges = model.dependency_graph(n).edge_count()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gradflow as gf
-from gradflow._io import read_npz
+from gradflow.models._npz import read_npz
 
 
 def sigmoid(a):

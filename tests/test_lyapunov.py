@@ -8,7 +8,7 @@ import pytest
 
 import gradflow as gf
 from gradflow import meanfield as mf
-from gradflow._lyapunov import ConvergenceWarning
+from gradflow.measure._singular_values import ConvergenceWarning
 
 matplotlib.use("Agg")
 

@@ -102,7 +102,7 @@ def test_long_calls_show_a_progress_widget_in_a_kernel(kernel_name, tmp_path, mo
 
     jupyter_path, name = kernel_name
     monkeypatch.setenv("JUPYTER_PATH", jupyter_path)
-    setup = ("import gradflow as gf, gradflow._options as options\n"
+    setup = ("import gradflow as gf, gradflow.core._options as options\n"
              "options.PROGRESS_DELAY = 0.0  # a bar at once: the real delay spares sub-second calls")
     train = "run = gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 3, record_every=3{})"
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup),

@@ -5,7 +5,7 @@ import pytest
 from autograd.core import make_jvp, make_vjp
 from helpers import fd_jacobian, rel_err
 
-from gradflow._ops import affine, gru_update, join_columns, lstm_update, take_columns
+from gradflow.core._ops import affine, gru_update, join_columns, lstm_update, take_columns
 
 rng = np.random.default_rng(0)
 B, N, D = 3, 4, 5

@@ -5,8 +5,9 @@ import pytest
 from scipy import optimize
 
 import gradflow as gf
-from analyses import predictor_accuracy
-from gradflow._spectral import fixed_points
+from gradflow.prediction import _predict
+from gradflow.prediction._spectral import fixed_points
+from gradflow.studies import predictor_accuracy
 
 
 @pytest.mark.parametrize("gain", [0.5, 1.0, 1.5, 2.0, 3.0])
@@ -98,7 +99,7 @@ def test_moment_map_limits():
 
 
 def test_two_step_blocks_are_consecutive_jacobian_products():
-    from gradflow._predict import _sampled_jacobians
+    from gradflow.prediction._predict import _sampled_jacobians
 
     cell = gf.lstm(6, 3, seed=1)
     xs = gf.inputs.gaussian(40, 2, 3, seed=1)
@@ -130,7 +131,7 @@ def test_prediction_object_and_compare_table():
     page = p._repr_html_()
     assert "<b>net</b>" not in page and html.escape("<b>net</b>") in page and len(page) < 100_000
     frame = p.to_frame()
-    assert list(frame.method) == list(gf._predict.METHODS)
+    assert list(frame.method) == list(_predict.METHODS)
     assert frame.trusted.sum() == 1
     assert p.horizon == pytest.approx(np.log(1e-3) / p.rate)
     table = gf.compare(p, gf.gradient_flow(cell, xs))
@@ -192,12 +193,12 @@ def test_predict_needs_two_steps():
 
 def test_the_registry_lists_every_predictor_in_table_order():
     names = [p.name for p in gf.predictors()]
-    assert names == list(gf._predict.METHODS) and len(names) == len(set(names)) == 9
+    assert names == list(_predict.METHODS) and len(names) == len(set(names)) == 9
     cheap = {p.name for p in gf.predictors(cheap=True)}
     assert cheap == {"eigenvalue rule", "pascanu bound", "mean-field", "local gain", "averaged jacobian",
                      "gated mean-field"}  # the explorer's set: no fixed-point search, no moment map
     for p in gf.predictors():
-        assert set(p.needs) <= set(gf._predict.NEEDS)
+        assert set(p.needs) <= set(_predict.NEEDS)
     xs = gf.inputs.gaussian(40, 1, 3, seed=0)
     weights_only = gf.predict(gf.rnn(6, 3, seed=0), input_std=1.0, fixed_point_starts=1)
     assert [r.method for r in weights_only.results] == [p.name for p in gf.predictors()
@@ -230,7 +231,6 @@ def test_predict_names_unknown_predictors(names, error, message):
 
 
 def test_a_registered_predictor_runs_over_the_context(monkeypatch):
-    from gradflow import _predict
 
     monkeypatch.setattr(_predict, "_REGISTRY", dict(_predict._REGISTRY))  # registered for this test only
 
@@ -259,7 +259,6 @@ def test_h0_is_keyword_only():
 
 
 def test_local_gain_in_closed_form_equals_the_traced_products(monkeypatch):
-    from gradflow import _predict
 
     for cell in (gf.rnn(9, 3, gain=1.5, seed=0), gf.lstm(5, 3, seed=1), gf.gru(6, 3, gain=2.0, seed=2)):
         xs = gf.inputs.gaussian(50, 2, 3, seed=3)
@@ -297,7 +296,6 @@ def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
     # State width 98-100 > 96: the one-step map by ARPACK on the structured form (not a rank-96
     # factor), the two-step map's products in float32. Both against ARPACK on the float64 mean
     # of formed J_t X J_t^T.
-    from gradflow import _predict
 
     cell = make()
     xs = gf.inputs.gaussian(120, 1, 3, scale=0.5, seed=8)

@@ -8,8 +8,8 @@ import pytest
 import scipy.stats
 
 import gradflow as gf
-from analyses import STUDIES
-from analyses import _protocol as protocol
+from gradflow.studies import STUDIES
+from gradflow.studies import _protocol as protocol
 
 
 def _networks(mean, n=40, seed=0):
@@ -106,7 +106,7 @@ def test_warm_start_leaves_the_origin_for_chaotic_networks_and_is_seeded():
 def _claims():
     out = []
     for name in STUDIES:
-        claim = getattr(importlib.import_module(f"analyses.{name}"), "CLAIM", None)
+        claim = getattr(importlib.import_module(f"gradflow.studies.{name}"), "CLAIM", None)
         if claim is not None:
             out.append(pytest.param(claim, id=name))
     return out

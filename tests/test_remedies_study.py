@@ -6,8 +6,8 @@ import pytest
 from pypdf import PdfReader
 
 import gradflow as gf
-from analyses import STUDIES, remedies
-from analyses._protocol import success_interval
+from gradflow.studies import STUDIES, remedies
+from gradflow.studies._protocol import success_interval
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +16,7 @@ def report(study_run):
     return run.out, run.result
 
 
+@pytest.mark.slow
 def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     out, result = report
     assert sorted(os.listdir(out)) == ["remedies.pdf", "remedies_checks.csv", "remedies_config.toml",
@@ -32,6 +33,7 @@ def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     assert "remedies" in STUDIES and set(result) >= {"verdict", "sentence", "pdf", "decision", "claim"}
 
 
+@pytest.mark.slow
 def test_summary_numbers_are_the_csv_numbers_one_row_per_network(report):
     out, result = report
     runs = pd.read_csv(out / "remedies_runs.csv")

@@ -10,9 +10,9 @@ import pytest
 from conftest import TINY
 from pypdf import PdfReader
 
-from analyses import STUDIES
-from analyses._cli import config_from_mapping, read_config_file, study_section
 from gradflow.report import library_versions
+from gradflow.studies import STUDIES
+from gradflow.studies._cli import config_from_mapping, read_config_file, study_section
 
 # Studies whose report quotes wall-clock measurements: their bytes cannot repeat.
 TIMED = {"cost"}
@@ -23,6 +23,7 @@ def test_every_study_has_tiny_sizes_in_the_tests():
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_report_has_title_page_metadata_and_the_csvs(name, study_run):
     run = study_run(name)
     pdf = PdfReader(run.out / f"{name}.pdf")
@@ -46,9 +47,10 @@ def test_report_has_title_page_metadata_and_the_csvs(name, study_run):
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_the_written_config_reproduces_the_run(name, study_run):
     run = study_run(name)
-    module = __import__(f"analyses.{name}", fromlist=["QUICK"])
+    module = __import__(f"gradflow.studies.{name}", fromlist=["QUICK"])
     document = read_config_file(run.out / f"{name}_config.toml")
     again = config_from_mapping(name, module.QUICK, study_section(name, document, STUDIES))
     assert again == run.result["config"]
@@ -56,6 +58,7 @@ def test_the_written_config_reproduces_the_run(name, study_run):
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_every_page_renders_to_a_non_blank_image(name, study_run):
     document = pypdfium2.PdfDocument(str(study_run(name).out / f"{name}.pdf"))
     try:
@@ -68,6 +71,7 @@ def test_every_page_renders_to_a_non_blank_image(name, study_run):
 
 
 @pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.slow
 def test_same_seed_and_date_give_identical_bytes(name, study_run):
     run = study_run(name)
     a, b = run.out, run.again
@@ -96,13 +100,13 @@ def test_the_readme_config_example_is_accepted():
     import re
     from pathlib import Path
 
-    from analyses._cli import tomllib
+    from gradflow.studies._cli import tomllib
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = re.search(r"```toml\n(.*?)```", readme, re.S).group(1)
     document = tomllib.loads(block)
     for name in document:
-        module = importlib.import_module(f"analyses.{name}")
+        module = importlib.import_module(f"gradflow.studies.{name}")
         config = config_from_mapping(name, module.QUICK, study_section(name, document, STUDIES))
         assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v)
                    for k, v in document[name].items())

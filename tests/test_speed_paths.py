@@ -5,7 +5,7 @@ import pytest
 from test_engine import CELLS
 
 import gradflow as gf
-from gradflow import _engine
+from gradflow.engine import _engine
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -68,7 +68,7 @@ def test_lapack_qr_loop_equals_the_textbook_loop(make, k):
 
 @pytest.mark.parametrize("name", [n for n in CELLS if "2layer" not in n])
 def test_jacobian_terms_sum_to_the_jacobian(name):
-    from gradflow._ops import jacobian_terms, step_jacobians
+    from gradflow.core._ops import jacobian_terms, step_jacobians
 
     cell = CELLS[name]()
     rng = np.random.default_rng(1)
@@ -76,7 +76,7 @@ def test_jacobian_terms_sum_to_the_jacobian(name):
     kind, activation = _engine.closed_form_kind(cell), cell.config.get("activation")
     bases, scales = jacobian_terms(kind, cell.params, h, x, activation)
     summed = np.einsum("mks,kst->mst", scales, bases)
-    traced = _engine._block_products(cell, h, x, np.broadcast_to(np.eye(cell.state_size),
+    traced = _engine.block_products(cell, h, x, np.broadcast_to(np.eye(cell.state_size),
                                      (5, cell.state_size, cell.state_size)), "right")
     np.testing.assert_allclose(summed, traced, rtol=0, atol=1e-14)
     np.testing.assert_allclose(step_jacobians(kind, cell.params, h, x, activation), traced, rtol=0, atol=1e-14)
@@ -89,7 +89,7 @@ def test_jacobian_terms_sum_to_the_jacobian(name):
                                             (lambda: gf.lstm(10, 3, seed=1), 8),
                                             (lambda: gf.gru(16, 3, seed=2), 8)])
 def test_structured_moment_map_equals_the_generic_one(monkeypatch, make, rank):
-    from gradflow import _predict
+    from gradflow.prediction import _predict
 
     cell = make()
     xs = gf.inputs.gaussian(80, 2, 3, seed=1)

@@ -16,8 +16,9 @@ import pytest
 import sweep_tasks
 
 import gradflow as gf
-from gradflow import _cli, _sweep_task
+from gradflow import cli as _cli
 from gradflow.sweep import CacheWarning, SweepWarning
+from gradflow.sweep import _task as _sweep_task
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -340,7 +341,9 @@ def test_a_new_gradflow_version_is_a_new_cache_entry(tmp_path, monkeypatch):
     grid = {"hidden": 8, "seq_len": 40, "predictors": "none"}
     gf.sweep.run(grid, cache=tmp_path, progress=False)
     version = gf.__version__
-    monkeypatch.setattr(gf, "__version__", "99.0")
+    from gradflow.sweep import _run
+
+    monkeypatch.setattr(_run, "read_version", lambda: "99.0")  # what run keys the cache by
     assert gf.sweep.run(grid, cache=tmp_path, progress=False).attrs["sweep"]["computed"] == 1
     assert gf.sweep.cache_info(tmp_path).versions == {version: 1, "99.0": 1}
 
@@ -415,7 +418,7 @@ def test_the_gradflow_console_script_is_declared_and_runs(tmp_path):
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"gradflow": "gradflow._cli:main"}
+    assert scripts == {"gradflow": "gradflow.cli:main"}
     proc = subprocess.run([sys.executable, "-m", "gradflow", "sweep", str(tmp_path / "none.toml")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -1,11 +1,11 @@
-"""PDF and CSV output for the studies in ``analyses/`` and for ``gradflow analyze``.
+"""PDF and CSV output for the studies in ``gradflow/studies/`` and for ``gradflow analyze``.
 
 The numeric core never imports matplotlib; this subpackage does, and only the
 report writers and plots use it.
 """
 
-from .._files import atomic_path, write_csv
-from ._model import model_rates, model_report, spectra
+from ..core._files import atomic_path, write_csv
+from ._model import model_report, spectra
 from ._pdf import (
     PALETTE,
     combine_pdfs,
@@ -18,6 +18,7 @@ from ._pdf import (
     title_page,
     write_pdf,
 )
+from ._rates import model_rates
 
 __all__ = [
     "PALETTE",

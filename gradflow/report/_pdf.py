@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.transforms import Bbox
 
-from .._files import atomic_path
+from ..core._files import atomic_path
+from ..core._version import read_version
 
 PAGE = (8.27, 11.69)  # A4 portrait, inches
 # Okabe & Ito's colour-blind-safe palette: every study draws its series from it, at most
@@ -73,7 +75,7 @@ def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: st
     ``CreationDate`` comes from ``SOURCE_DATE_EPOCH`` when it is set (matplotlib
     honours it), so the same inputs give the same bytes.
     """
-    from .. import __version__
+    __version__ = read_version()
 
     if study is not None:
         pages = [title_page(title, study, config, subject if verdict is None else verdict, source=source,
@@ -91,7 +93,7 @@ def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: st
     # A bookmark per page, named by the page's label (figure_page, table_page and title_page set it).
     writer = PdfWriter(clone_from=PdfReader(buffer))
     for index, fig in enumerate(pages):
-        writer.add_outline_item(title=fig.get_label() or f"page {index + 1}", page_number=index)
+        writer.add_outline_item(title=str(fig.get_label() or f"page {index + 1}"), page_number=index)
     writer.page_mode = "/UseOutlines"
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         writer.write(fh)
@@ -114,7 +116,8 @@ def library_versions() -> dict[str, str]:
 
 
 def _config_rows(config: Any) -> pd.DataFrame:
-    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config or {})
+    is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    fields = dataclasses.asdict(config) if is_instance else dict(config or {})
     def show(value):
         if isinstance(value, (tuple, list)):
             return ", ".join(show(v) for v in value)
@@ -130,7 +133,7 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     ``claim`` holds ``(heading, text)`` pairs (a study's ``Claim.facts()``: the claim, its
     source and quote, the quantity, rule and threshold), printed before the verdict.
     ``config`` is the study's config dataclass (or a mapping). ``source`` (default
-    ``analyses/<study>.py``) says what was analysed and ``reproduce`` (default: the
+    ``gradflow/studies/<study>.py``) says what was analysed and ``reproduce`` (default: the
     ``gradflow report`` command with the ``<study>_config.toml`` written beside the PDF)
     how to get the same numbers again.
     """
@@ -147,7 +150,8 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
         reproduce = (f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
                      f"written beside this PDF)")
     # With a claim, "Source" names the claim's source file; the study's code is then "Code".
-    facts = [("Study", study), ("Code" if claim else "Source", source or f"analyses/{study}.py"), *claim,
+    code = source or f"gradflow/studies/{study}.py"
+    facts = [("Study", study), ("Code" if claim else "Source", code), *claim,
              ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
              ("Reproduce", reproduce)]
     # A claim block makes the page longer: everything below it is set more tightly then.
@@ -164,7 +168,7 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
     ax.axis("off")
     tab = ax.table(cellText=rows.astype(str).to_numpy(), colLabels=list(rows.columns),
-                   cellLoc="left", colWidths=(0.3, 0.7), bbox=(0, 0, 1, 1))
+                   cellLoc="left", colWidths=(0.3, 0.7), bbox=Bbox.from_bounds(0, 0, 1, 1))
     tab.auto_set_font_size(False)
     tab.set_fontsize(8.5)
     y -= height + 0.045
@@ -213,7 +217,7 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
         ax = fig.add_axes((0.07, y - 0.025 - height, 0.86, height))
         ax.axis("off")
         tab = ax.table(cellText=frame.astype(str).to_numpy(), colLabels=list(frame.columns),
-                       cellLoc="center", colWidths=widths, bbox=(0, 0, 1, 1))
+                       cellLoc="center", colWidths=widths, bbox=Bbox.from_bounds(0, 0, 1, 1))
         tab.auto_set_font_size(False)
         tab.set_fontsize(8.5)
         y -= height + 0.06
@@ -240,7 +244,8 @@ def figure_page(fig: plt.Figure, caption: str, bookmark: str | None = None) -> p
 
 def _contents_pages(title: str, entries: Sequence[dict[str, Any]]) -> list[plt.Figure]:
     """Contents pages: per study its claim, source, verdict, interval and first page, wrapped, never cut."""
-    pages, fig, y = [], None, 0.0
+    pages: list[plt.Figure] = []
+    fig, y = None, 0.0
     for entry in entries:
         lines = [(f"{entry['name']}  (page {entry['page']})", "bold")]
         for head in ("claim", "source", "verdict", "interval"):
@@ -308,7 +313,7 @@ def combine_pdfs(path: str | os.PathLike, parts: Sequence[Any], *, title: str) -
     for entry, reader in zip(entries, readers, strict=True):
         writer.append(reader, outline_item=f"{entry['name']}: {entry['verdict']}", import_outline=True)
     writer.page_mode = "/UseOutlines"
-    from .. import __version__
+    __version__ = read_version()
 
     subject = "; ".join(f"{e['name']}: {e['verdict']}" for e in entries)
     writer.add_metadata({"/Title": title, "/Subject": subject, "/Keywords": "gradflow, report",

@@ -1,0 +1,38 @@
+"""The one engine every analysis goes through: unroll a cell, push blocks of vectors through
+its step Jacobians (one batched JVP or VJP per chunk of steps), and sweep gradients backwards.
+
+Built on ``gradflow.core`` and ``gradflow.cells``.
+"""
+
+from ._engine import (
+    block_products,
+    check_cell,
+    check_sequence,
+    check_trajectory,
+    closed_form_kind,
+    closed_form_terms,
+    jacobian_products,
+    jacobians,
+    reverse_sweep,
+    steps_per_chunk,
+    unroll,
+)
+from ._linear import LAYER_OUTPUTS, LINEAR_COEFFICIENTS, layer_outputs, linear_coefficients
+
+__all__ = [
+    "LAYER_OUTPUTS",
+    "LINEAR_COEFFICIENTS",
+    "block_products",
+    "check_cell",
+    "check_sequence",
+    "check_trajectory",
+    "closed_form_kind",
+    "closed_form_terms",
+    "jacobian_products",
+    "jacobians",
+    "layer_outputs",
+    "linear_coefficients",
+    "reverse_sweep",
+    "steps_per_chunk",
+    "unroll",
+]

@@ -1,0 +1,369 @@
+"""The Jacobian engine: every derivative gradflow takes goes through here.
+
+Two primitives, both built on autograd's ``make_vjp`` / ``make_jvp``:
+
+* `jacobian_products` evaluates ``Q^T J_t`` (one VJP) or ``J_t Q`` (one JVP) for a
+  block ``Q`` of ``k`` vectors at *every* step at once. A step treats batch rows
+  independently, so the states of a whole time-chunk, each repeated ``k`` times,
+  go through the step as one batch: one autograd trace per chunk of steps, not
+  one backward pass per hidden unit per step as ``autograd.jacobian`` would do.
+  `jacobians` is the case ``Q = I``.
+* `reverse_sweep` back-propagates a loss from the final state through the
+  unrolled network in one reverse pass, with probes (see ``_probe``) recording
+  ``log ||dL/dh_t||`` and rescaling as they go, so nothing overflows or
+  underflows at T = 10,000. Time is cut into chunks that are re-traced from
+  checkpointed states, which keeps memory O(T * state) for any T.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import warnings
+from collections.abc import Callable
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.core import make_vjp
+
+from ..cells._cells import Cell, gru_step, lstm_step, rnn_step
+from ..cells._linearisation import block_products
+from ..core._ops import jacobian_terms, step_jacobians
+from ..core._probe import StateRecorder, log_row_norms, recording, state_probe
+from ..core._threads import blas_limit, limited
+from ..core._validation import as_float_array, check_choice
+
+# Largest array (bytes) one autograd trace of a time-chunk may create. 32 MB keeps
+# the batched step in cache-friendly BLAS calls without blowing up memory.
+CHUNK_BYTES = 32 * 2**20
+# Intermediate arrays autograd keeps per step, in units of (batch x state) floats: a
+# generous bound for built-in cells (an LSTM keeps ~20) so chunks never exceed ~64 MB.
+_TRACE_FACTOR = 24
+
+
+def check_cell(cell) -> Cell:
+    if not isinstance(cell, Cell):
+        raise ValueError(f"cell must be a gradflow Cell (gf.rnn, gf.lstm, gf.gru, gf.Cell); "
+                         f"got {type(cell).__name__}")
+    return cell
+
+
+def check_sequence(cell: Cell, xs, h0=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate time-major inputs ``(T, batch, inputs)`` and the initial state."""
+    xs = as_float_array("xs", xs, ndim=3)
+    T, B, D = xs.shape
+    if T == 0:
+        raise ValueError(f"xs must have at least one time step; got shape {xs.shape}")
+    if B == 0:
+        raise ValueError(f"xs must have a batch of at least 1; got shape {xs.shape}")
+    if D != cell.input_size:
+        raise ValueError(f"xs must have shape (T, batch, {cell.input_size}) for cell "
+                         f"{cell.name!r}; got {xs.shape}")
+    if h0 is None:
+        h0 = np.zeros((B, cell.state_size))
+    else:
+        h0 = as_float_array("h0", h0, ndim=(1, 2))
+        if h0.shape not in ((cell.state_size,), (B, cell.state_size)):
+            raise ValueError(f"h0 must have shape ({cell.state_size},) or ({B}, "
+                             f"{cell.state_size}); got {h0.shape}")
+        h0 = np.broadcast_to(h0, (B, cell.state_size)).copy()
+    return xs, h0
+
+
+def _advance(cell: Cell, h: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    for x in xs:
+        h = cell.step(cell.params, h, x)
+    return np.asarray(h)
+
+
+def unroll(cell: Cell, xs, h0=None) -> np.ndarray:
+    """Run the cell over a sequence and return every state.
+
+    Parameters
+    ----------
+    cell : Cell
+    xs : array, shape (T, batch, inputs)
+        Time-major inputs, as in PyTorch's default.
+    h0 : array, shape (batch, state) or (state,), optional
+        Initial state; zeros by default.
+
+    Returns
+    -------
+    states : ndarray, shape (T + 1, batch, state)
+        ``states[0] = h0`` and ``states[t] = step(states[t-1], xs[t-1])``.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(8, 2, seed=0)
+    >>> gf.unroll(cell, gf.inputs.gaussian(5, 3, 2)).shape
+    (6, 3, 8)
+    """
+    cell = check_cell(cell)
+    xs, h0 = check_sequence(cell, xs, h0)
+    out = np.empty((xs.shape[0] + 1, *h0.shape))
+    out[0] = h = h0
+    with np.errstate(over="ignore", invalid="ignore"), blas_limit():  # overflow: reported below
+        for t, x in enumerate(xs):
+            out[t + 1] = h = np.asarray(cell.step(cell.params, h, x))
+    check_trajectory(cell, out)
+    return out
+
+
+def check_trajectory(cell: Cell, states: np.ndarray) -> None:
+    """Raise ``FloatingPointError`` naming the first step whose state is not finite."""
+    finite = np.all(np.isfinite(states.reshape(len(states), -1)), axis=1)
+    if not finite.all():
+        t = int(np.argmin(finite))
+        raise FloatingPointError(f"the state of cell {cell.name!r} became non-finite at step "
+                                 f"{t}: its dynamics overflow float64 (weights too large?)")
+
+
+def steps_per_chunk(rows_per_step: int, width: int, factor: int = 1) -> int:
+    return max(1, CHUNK_BYTES // (8 * rows_per_step * width * factor))
+
+
+def _trajectory(cell: Cell, xs: np.ndarray, h0: np.ndarray, states) -> np.ndarray:
+    """``states`` checked against validated ``xs``, or the trajectory from `unroll`."""
+    if states is None:
+        return unroll(cell, xs, h0)
+    T, B, _ = xs.shape
+    states = as_float_array("states", states, ndim=3)
+    if states.shape != (T + 1, B, cell.state_size):
+        raise ValueError(f"states must have shape {(T + 1, B, cell.state_size)}; got {states.shape}")
+    return states
+
+
+def jacobian_products(cell: Cell, xs, block, h0=None, side: str = "right",
+                      states: np.ndarray | None = None) -> np.ndarray:
+    """Per-step Jacobians applied to a block of vectors, ``J_t Q`` or ``Q^T J_t``.
+
+    ``J_t = d state_t / d state_{t-1}`` for ``t = 1..T``. Each time-chunk costs one
+    batched autograd JVP ("right") or VJP ("left"); no Jacobian is formed.
+
+    Parameters
+    ----------
+    cell : Cell
+    xs : array, shape (T, batch, inputs)
+    block : array, shape (state, k), (batch, state, k) or (T, batch, state, k)
+        The vectors ``Q``, shared by all steps or given per step.
+    h0 : array, optional
+    side : {"right", "left"}
+        ``J_t Q`` (shape (T, batch, state, k)) or ``Q^T J_t`` (shape (T, batch, k, state)).
+    states : array, shape (T + 1, batch, state), optional
+        A trajectory from `unroll`, to avoid running the cell again.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> cell = gf.rnn(6, 2, seed=0)
+    >>> xs = gf.inputs.gaussian(4, 1, 2)
+    >>> JQ = gf.jacobian_products(cell, xs, np.eye(6)[:, :2])
+    >>> np.allclose(JQ, gf.jacobians(cell, xs)[..., :2])
+    True
+    """
+    cell = check_cell(cell)
+    side = check_choice("side", side, ("right", "left"))
+    xs, h0 = check_sequence(cell, xs, h0)
+    T, B, _ = xs.shape
+    S = cell.state_size
+    block = as_float_array("block", block, ndim=(2, 3, 4))
+    if block.shape[-2] != S or block.shape[-1] == 0:
+        raise ValueError(f"block must have shape (..., {S}, k) with k >= 1; got {block.shape}")
+    if block.ndim > 2 and block.shape[:-2] not in ((B,), (T, B)):
+        raise ValueError(f"block must have shape ({S}, k), ({B}, {S}, k) or ({T}, {B}, {S}, k); "
+                         f"got {block.shape}")
+    k = block.shape[-1]
+    block = np.broadcast_to(block, (T, B, S, k))
+    states = _trajectory(cell, xs, h0, states)
+    out = np.empty((T, B, S, k) if side == "right" else (T, B, k, S))
+    chunk = steps_per_chunk(B * k, max(S, cell.input_size))
+    with blas_limit():
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            m = (t1 - t0) * B
+            res = block_products(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1),
+                                  block[t0:t1].reshape(m, S, k), side)
+            out[t0:t1] = res.reshape(out[t0:t1].shape)
+    return out
+
+
+def closed_form_kind(cell: Cell) -> str | None:
+    """The kind of a one-layer built-in cell (its J_t has a closed form in ``_ops``), else None."""
+    step = cell.step
+    builtin = {rnn_step: "rnn", lstm_step: "lstm", gru_step: "gru"}
+    if (isinstance(step, functools.partial) and step.func in builtin and step.keywords.get("layers") == 1
+            and not step.keywords.get("proj_size")):  # a projected LSTM's J_t is not the closed form's
+        return builtin[step.func]
+    return None
+
+
+def closed_form_terms(cell: Cell, h: np.ndarray, x: np.ndarray):
+    """`jacobian_terms` of a one-layer built-in cell at M rows (``closed_form_kind`` not None)."""
+    return jacobian_terms(closed_form_kind(cell), cell.params, h, x, cell.step.keywords.get("activation"))
+
+
+def cell_step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray,
+                        out: np.ndarray | None = None) -> np.ndarray:
+    """``J`` at M rows ``(h, x)``, shape (M, S, S): closed form for one-layer built-in cells,
+    else one stacked VJP of the identity. ``out``: where a vanilla cell's J may be written."""
+    kind = closed_form_kind(cell)
+    if kind is not None:
+        return step_jacobians(kind, cell.params, h, x, cell.step.keywords.get("activation"), out=out)
+    eye = np.broadcast_to(np.eye(cell.state_size), (h.shape[0], cell.state_size, cell.state_size))
+    return block_products(cell, h, x, eye, "left")
+
+
+def jacobians(cell: Cell, xs, h0=None, states: np.ndarray | None = None) -> np.ndarray:
+    """All per-step Jacobians ``J_t = d state_t / d state_{t-1}``, shape (T, batch, state, state).
+
+    Memory is ``T * batch * state**2`` floats: use `jacobian_products` or
+    `gradient_flow` when only products are needed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> from gradflow.core._activations import sech2
+    >>> cell = gf.rnn(5, 3, gain=2.0, seed=0)
+    >>> xs = gf.inputs.gaussian(7, 2, 3, seed=1)
+    >>> hs = gf.unroll(cell, xs)
+    >>> W, U = cell.params["weight_hh_l0"], cell.params["weight_ih_l0"]
+    >>> a = hs[:-1] @ W.T + xs @ U.T
+    >>> np.allclose(gf.jacobians(cell, xs), sech2(a)[..., None] * W)
+    True
+    """
+    cell = check_cell(cell)
+    if closed_form_kind(cell) is None:
+        return jacobian_products(cell, xs, np.eye(cell.state_size), h0=h0, side="left", states=states)
+    # Built-in one-layer cells: the fused operations' derivatives in closed form, no tracing.
+    xs, h0 = check_sequence(cell, xs, h0)
+    states = _trajectory(cell, xs, h0, states)
+    T, B, _ = xs.shape
+    S = cell.state_size
+    out = np.empty((T, B, S, S))
+    chunk = steps_per_chunk(B * S, S)  # the temporaries of a chunk stay ~CHUNK_BYTES
+    with blas_limit():
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            m = (t1 - t0) * B
+            target = out[t0:t1].reshape(m, S, S)  # a view: written in place where the cell allows
+            J = cell_step_jacobians(cell, states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1), out=target)
+            if J is not target:
+                target[...] = J
+    return out
+
+
+@limited
+def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
+                  loss: Callable[[np.ndarray], np.ndarray]):
+    """Back-propagate ``sum(loss(state_T))`` once, recording log-norms by step.
+
+    Returns ``(state (T+1, B), components {name: (T+1, B)}, probes {name: (T, B)},
+    inputs (T, B))``, natural-log norms indexed by time: state and components
+    by ``t = 0..T``, probes and inputs by the step ``t = 1..T`` they belong to.
+    Inputs must already be validated.
+
+    Two passes. The sequential one traces only the step and one state probe per
+    step, checkpointed in time-chunks; it keeps each step's unit cotangent. The
+    second is parallel in time: one batched VJP per chunk of steps gives the
+    input gradients and every probe inside the cell at once.
+    """
+    T, B, _ = xs.shape
+    recorder = StateRecorder(T, B, cell.state_size, cell.components)
+    trajectory = np.empty((T + 1, B, cell.state_size))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
+        sequential_pass(cell, xs, h0, loss, recorder, trajectory)
+    log_state, components = recorder.log_norms()
+    probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
+    scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
+    return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
+
+
+def sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
+    T, B, _ = xs.shape
+    chunk = steps_per_chunk(B, cell.state_size + cell.input_size, _TRACE_FACTOR)
+    starts = list(range(0, T, chunk))
+    # Checkpoints: the state at the start of each chunk, from a plain forward pass;
+    # each chunk is then traced again from its checkpoint, last chunk first.
+    checkpoints = [h0]
+    for t0, t1 in itertools.pairwise(starts):
+        checkpoints.append(_advance(cell, checkpoints[-1], xs[t0:t1]))
+    cotangent = None
+    for t0, h_start in zip(reversed(starts), reversed(checkpoints), strict=True):
+        t1 = min(T, t0 + chunk)
+
+        def chunk_fn(h, t0=t0, t1=t1):
+            # States t0..t1-1 are probed here; t1 by the next chunk (or the loss).
+            trajectory[t0] = unboxed(h)
+            h = state_probe(h, recorder, t0)
+            for t in range(t0 + 1, t1 + 1):
+                h = cell.step(cell.params, h, xs[t - 1])
+                if t < t1:
+                    trajectory[t] = unboxed(h)
+                    h = state_probe(h, recorder, t)
+            return h
+
+        vjp, h_end = _make_vjp_quiet(chunk_fn, h_start)
+        last = cotangent is None
+        if last:
+            trajectory[T] = h_end = np.asarray(h_end)
+        if not np.all(np.isfinite(trajectory[t0 : t1 + 1])):
+            unroll(cell, xs, h0)  # overflowed: raises, naming the first bad step
+        if last:  # seed the sweep with dL/dh_T
+            cotangent = _loss_cotangent(loss, h_end, recorder, T)
+        cotangent = vjp(cotangent)
+
+
+def _make_vjp_quiet(fun, x):
+    """``make_vjp`` without autograd's "independent of input" warning: a step that ignores
+    its state (gradient exactly zero) is legitimate, and a loss that ignores it is
+    reported by `_loss_cotangent` as an error."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Output seems independent of input")
+        return make_vjp(fun, x)
+
+
+def _loss_cotangent(loss, h_T, recorder, T):
+    B = h_T.shape[0]
+
+    def total(h):
+        value = loss(state_probe(h, recorder, T))
+        if anp.shape(value) != (B,):
+            raise ValueError(f"loss must return one value per batch element, shape ({B},); "
+                             f"got shape {anp.shape(value)}")
+        return anp.sum(value)
+
+    vjp, _ = _make_vjp_quiet(total, h_T)
+    unit = vjp(1.0)
+    if not recorder.recorded[T]:
+        raise ValueError("loss does not depend on the final state: there is no gradient to follow")
+    return unit
+
+
+def _parallel_pass(cell, xs, trajectory, unit):
+    """Raw input and probe log-norms for every step, with one batched VJP per time-chunk."""
+    T, B, _ = xs.shape
+    S = cell.state_size
+    inputs = np.empty((T, B))
+    probes: dict[str, np.ndarray] = {}
+    rows = steps_per_chunk(B, S + cell.input_size, _TRACE_FACTOR)
+    for t0 in range(0, T, rows):
+        t1 = min(T, t0 + rows)
+        m = (t1 - t0) * B
+        with recording() as records:
+            vjp, _ = make_vjp(lambda hx: cell.step(cell.params, hx[0], hx[1]),
+                              (trajectory[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1)))
+            _, g_x = vjp(unit[t0 + 1 : t1 + 1].reshape(m, S))
+        inputs[t0:t1] = log_row_norms(np.asarray(g_x)).reshape(t1 - t0, B)
+        for name, value in records.items():
+            probes.setdefault(name, np.full((T, B), -np.inf))[t0:t1] = value.reshape(t1 - t0, B)
+    return probes, inputs
+
+
+def unboxed(h):
+    """The array inside an autograd box (or the array itself)."""
+    while hasattr(h, "_value"):
+        h = h._value
+    return h
