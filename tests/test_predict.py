@@ -5,7 +5,7 @@ import pytest
 from scipy import optimize
 
 import gradflow as gf
-from gradflow.prediction import _predict
+from gradflow.prediction import _moments, _predict, _registry
 from gradflow.prediction._spectral import fixed_points
 from gradflow.studies import predictor_accuracy
 
@@ -99,13 +99,12 @@ def test_moment_map_limits():
 
 
 def test_two_step_blocks_are_consecutive_jacobian_products():
-    from gradflow.prediction._predict import _sampled_jacobians
 
     cell = gf.lstm(6, 3, seed=1)
     xs = gf.inputs.gaussian(40, 2, 3, seed=1)
     states = gf.unroll(cell, xs)
     J = gf.jacobians(cell, xs)  # (T, batch, S, S)
-    blocks = _sampled_jacobians(cell, xs, states, slice(4, 40), rows=5, span=2)
+    blocks = _moments._sampled_jacobians(cell, xs, states, slice(4, 40), rows=5, span=2)
     t = np.linspace(4, 38, 5).astype(int)
     expected = np.matmul(J[t + 1], J[t]).reshape(-1, 12, 12)
     np.testing.assert_allclose(blocks, expected, rtol=1e-12, atol=1e-14)
@@ -232,7 +231,7 @@ def test_predict_names_unknown_predictors(names, error, message):
 
 def test_a_registered_predictor_runs_over_the_context(monkeypatch):
 
-    monkeypatch.setattr(_predict, "_REGISTRY", dict(_predict._REGISTRY))  # registered for this test only
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))  # registered for this test only
 
     @gf.predictor("steps seen", needs=("forward run",))
     def steps_seen(context):
@@ -263,7 +262,7 @@ def test_local_gain_in_closed_form_equals_the_traced_products(monkeypatch):
     for cell in (gf.rnn(9, 3, gain=1.5, seed=0), gf.lstm(5, 3, seed=1), gf.gru(6, 3, gain=2.0, seed=2)):
         xs = gf.inputs.gaussian(50, 2, 3, seed=3)
         fast = gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate
-        monkeypatch.setattr(_predict, "closed_form_kind", lambda cell: None)  # J_t q by autograd JVPs
+        monkeypatch.setattr(_moments, "closed_form_kind", lambda cell: None)  # J_t q by autograd JVPs
         assert gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate == pytest.approx(fast, abs=1e-13)
         monkeypatch.undo()
 
@@ -303,11 +302,11 @@ def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
     window = slice(12, 120)
 
     def rate(span):
-        return _predict.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rows=6,
+        return _moments.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rows=6,
                                    span=span).rate
 
     fast = rate(1), rate(2)
-    monkeypatch.setattr(_predict, "_moment_terms", lambda *args: None)
-    monkeypatch.setattr(_predict, "SINGLE_PRECISION_FROM", 10**6)
+    monkeypatch.setattr(_moments, "_moment_terms", lambda *args: None)
+    monkeypatch.setattr(_moments, "SINGLE_PRECISION_FROM", 10**6)
     assert fast[0] == pytest.approx(rate(1), abs=1e-7)
     assert fast[1] == pytest.approx(rate(2), abs=1e-6)

@@ -23,14 +23,9 @@ from ..cells._linearisation import linearisation
 from ..core import _html
 from ..core.inputs import gaussian
 from ..measure._flow import NEUTRAL_TOL, GradientFlow, gradient_flow
-from ..prediction._predict import (
-    METHODS,
-    Prediction,
-    PredictorResult,
-    prediction_context,
-    predictors,
-    run_predictors,
-)
+from ..prediction._predict import METHODS, prediction_context
+from ..prediction._registry import predictors, run_predictors
+from ..prediction._results import Prediction, PredictorResult
 
 if TYPE_CHECKING:  # neither is imported by `import gradflow`
     import ipywidgets

@@ -200,8 +200,7 @@ def evaluate(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def methods(results: pd.DataFrame) -> list[str]:
-    """The registered predictors (`gf.predictors`) with columns in ``results``, in table order."""
+def methods(results: pd.DataFrame) -> list[str]:  # the registered predictors with columns, in table order
     return [p.name for p in gf.predictors() if f"{p.name}: regime" in results.columns]
 
 
