@@ -7,7 +7,9 @@ Cells: `rnn`, `lstm`, `gru`, `Cell` (wrap your own step), `from_torch` -> `Model
 the selective state-space block `mamba` (`mamba_from_state_dict`); for the cells linear
 in their state, `linear_coefficients` (every step's affine map) and `layer_outputs`.
 Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
-Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`.
+Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`;
+`scan` (a linear cell by `associative_scan`, `scan_depth` rounds), `diagonal_rate` (its exact rate);
+`parameter_sensitivity` -> `ParameterSensitivity` (dL/dtheta by lag), `sensitivity_scaling`.
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`; `predictors` (the registry),
 `predictor` (register one over a `PredictorContext`).
 Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
@@ -50,19 +52,32 @@ from .core import (
     set_blas_threads,
 )
 from .display import Exploration, explore, explore_update
-from .engine import jacobian_products, jacobians, layer_outputs, linear_coefficients, unroll
+from .engine import (
+    associative_scan,
+    diagonal_rate,
+    jacobian_products,
+    jacobians,
+    layer_outputs,
+    linear_coefficients,
+    scan,
+    scan_depth,
+    unroll,
+)
 from .measure import (
     ConvergenceWarning,
     GradientFlow,
     LyapunovSpectrum,
+    ParameterSensitivity,
     RateFit,
     Sensitivity,
     SingularValues,
     finite_time_singular_values,
     gradient_flow,
     lyapunov_spectrum,
+    parameter_sensitivity,
     regime_of,
     sensitivity,
+    sensitivity_scaling,
 )
 from .models import (
     Model,
@@ -103,6 +118,7 @@ __all__ = [
     "LyapunovSpectrum",
     "Model",
     "Options",
+    "ParameterSensitivity",
     "PathLengths",
     "Prediction",
     "Predictor",
@@ -114,9 +130,11 @@ __all__ = [
     "SingularValues",
     "TrainingRun",
     "__version__",
+    "associative_scan",
     "blas_threads",
     "compare",
     "conv_stack",
+    "diagonal_rate",
     "explore",
     "explore_update",
     "finite_time_exponents",
@@ -142,6 +160,7 @@ __all__ = [
     "mingru",
     "minlstm",
     "options",
+    "parameter_sensitivity",
     "path_lengths",
     "predict",
     "predictor",
@@ -152,8 +171,11 @@ __all__ = [
     "restricted_attention",
     "rnn",
     "s4d",
+    "scan",
+    "scan_depth",
     "self_attention",
     "sensitivity",
+    "sensitivity_scaling",
     "set_blas_threads",
     "slstm",
     "sweep",

@@ -16,11 +16,14 @@ TINY = {
     "cost": ["--hidden", "8", "--steps", "32"],
     "predictor_accuracy": ["--hidden", "4", "--steps", "30", "--seeds", "1", "--subsample", "12"],
     "remedies": ["--hidden", "4", "--steps", "6", "--seeds", "2"],
+    "recurrent_revival": ["--hidden", "4", "--steps", "40", "--seeds", "2"],
 }
 # Config fields no flag sets, given to the tiny run as a --config file.
 TINY_CONFIG = {
     "cost": {"widths": [8, 32], "networks": 2, "step_length": 8, "repeats": 1},
     "remedies": {"adding_T": [3, 12]},
+    "recurrent_revival": {"lengths": [16, 64], "repeats": 1, "executor": "serial", "sensitivity_ks": [0.5, 1.0],
+                          "sensitivity_steps": 60, "sensitivity_batch": 2},
 }
 
 

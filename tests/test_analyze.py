@@ -8,7 +8,7 @@ from pypdf import PdfReader
 
 import gradflow as gf
 from gradflow import cli as _cli
-from gradflow.measure._flow import fit_rate
+from gradflow.measure._rates import fit_rate
 from gradflow.report import model_rates
 from gradflow.report._rates import bootstrap_interval, choose_fit_start
 

@@ -334,7 +334,7 @@ def test_regime_of_checks_its_argument():
 
 def test_leading_exact_zeros_are_skipped_not_taken_for_a_dead_gradient():
     # A readout of the top layer leaves a lower layer's gradient exactly 0 at lag 0 only.
-    from gradflow.measure._flow import fit_rate
+    from gradflow.measure._rates import fit_rate
 
     lags = np.arange(30)
     profile = -0.1 * lags

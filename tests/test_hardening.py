@@ -18,7 +18,7 @@ import gradflow as gf
 from gradflow import cli as _cli
 from gradflow.core import _files
 from gradflow.core._files import staged_folder, write_csv
-from gradflow.measure._flow import MIN_FIT_LAGS, fit_rate
+from gradflow.measure._rates import MIN_FIT_LAGS, fit_rate
 from gradflow.measure._singular_values import ConvergenceWarning
 from gradflow.sweep import _cache as _sweep_cache
 from gradflow.sweep import _run as _sweep

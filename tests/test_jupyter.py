@@ -12,7 +12,7 @@ import pytest
 
 import gradflow as gf
 from gradflow.core import _html
-from gradflow.display import _explore
+from gradflow.display import _explore, _latest
 
 EVIL = "<script>alert('x')</script>&"
 VOID = {"br", "hr", "img", "meta", "input", "col", "wbr", "link"}
@@ -288,7 +288,7 @@ def test_explorer_shows_the_error_in_place_of_the_figure_and_recovers():
 
 def test_superseded_redraws_are_dropped():
     runs, waiting = [], []
-    latest = _explore.LatestOnly(runs.append, schedule=waiting.append)  # the loop runs them later
+    latest = _latest.LatestOnly(runs.append, schedule=waiting.append)  # the loop runs them later
     for gain in (0.5, 1.0, 1.5):
         latest.request({"gain": gain})
     for callback in waiting:
@@ -302,7 +302,7 @@ def test_superseded_redraws_are_dropped():
 def test_explorer_merges_queued_slider_moves_into_one_redraw(monkeypatch):
     pytest.importorskip("ipywidgets")
     waiting, calls = [], []
-    monkeypatch.setattr(_explore, "_soon", waiting.append)  # a kernel: callbacks run on its loop
+    monkeypatch.setattr(_latest, "_soon", waiting.append)  # a kernel: callbacks run on its loop
     real = _explore.update
 
     busy = []

@@ -110,3 +110,23 @@ def test_closed_form_jacobians_are_the_same_in_time_chunks(monkeypatch):
     whole = gf.jacobians(cell, xs)
     monkeypatch.setattr(_engine, "CHUNK_BYTES", 8 * 2 * 5 * 5 * 2)  # two steps per chunk
     np.testing.assert_array_equal(gf.jacobians(cell, xs), whole)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_closed_form_reverse_sweep_equals_the_traced_one(monkeypatch, name):
+    # gradient_flow's reverse sweep without tracing (one-layer built-in cells) against the traced
+    # sweep it replaces: log-norms of the state, its components and the gates by lag, in time-chunks.
+    cell = CELLS[name]()
+    xs = gf.inputs.gaussian(60, 3, cell.input_size, scale=1.5, seed=5)
+    fast = gf.gradient_flow(cell, xs)
+    monkeypatch.setattr(_engine, "steps_per_chunk", lambda *a, **k: 7)  # several chunks, odd size
+    chunked = gf.gradient_flow(cell, xs)
+    monkeypatch.setattr(_engine, "closed_form_kind", lambda c: None)
+    traced = gf.gradient_flow(cell, xs)
+    for got in (fast, chunked):
+        np.testing.assert_allclose(got.log_norms, traced.log_norms, rtol=0, atol=1e-12)
+        for k in traced.components:
+            np.testing.assert_allclose(got.components[k], traced.components[k], rtol=0, atol=1e-12)
+        for k in traced.gates:
+            np.testing.assert_allclose(got.gates[k], traced.gates[k], rtol=0, atol=1e-12)
+        assert got.rate == pytest.approx(traced.rate, abs=1e-12)

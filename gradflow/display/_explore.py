@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,10 +21,12 @@ from ..cells._cells import Cell, gru, lstm, rnn
 from ..cells._linearisation import linearisation
 from ..core import _html
 from ..core.inputs import gaussian
-from ..measure._flow import NEUTRAL_TOL, GradientFlow, gradient_flow
+from ..measure._flow import GradientFlow, gradient_flow
+from ..measure._rates import NEUTRAL_TOL
 from ..prediction._predict import METHODS, prediction_context
 from ..prediction._registry import predictors, run_predictors
 from ..prediction._results import Prediction, PredictorResult
+from ._latest import LatestOnly
 
 if TYPE_CHECKING:  # neither is imported by `import gradflow`
     import ipywidgets
@@ -35,8 +36,6 @@ CELLS = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 # Fewer sampled Jacobians than gf.predict's 64: the averaged Jacobian then costs ~30 ms for an LSTM.
 AVERAGED_ROWS = 8
-# A slider event waits this long on the kernel's loop, so events queued behind it can supersede it.
-SETTLE_SECONDS = 0.05
 
 
 @dataclass(frozen=True, repr=False)
@@ -247,46 +246,6 @@ def png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=72)
     return buffer.getvalue()
-
-
-class LatestOnly:
-    """Runs only the newest of the redraws requested while earlier ones waited.
-
-    Each `request` supersedes those before it: a request that was waiting when a newer one
-    arrived is dropped when its turn comes. ``schedule(callback)`` decides when a request runs:
-    in a Jupyter kernel, on the kernel's event loop a moment later (so slider events already
-    queued behind a slow redraw arrive first and supersede it); without a running loop, at once.
-    """
-
-    def __init__(self, run: Callable[[dict], None],
-                 schedule: Callable[[Callable[[], None]], None] | None = None):
-        self.run = run
-        self.schedule = schedule or _soon
-        self.latest = 0
-        self.dropped = 0
-
-    def request(self, values: dict) -> None:
-        self.latest += 1
-        ticket = self.latest
-        self.schedule(lambda: self._fire(ticket, values))
-
-    def _fire(self, ticket: int, values: dict) -> None:
-        if ticket != self.latest:  # a newer request is waiting: this one is out of date
-            self.dropped += 1
-            return
-        self.run(values)
-
-
-def _soon(callback: Callable[[], None]) -> None:
-    """On the running event loop (a Jupyter kernel's) after a short pause, else now."""
-    import asyncio
-
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        callback()
-    else:
-        loop.call_later(SETTLE_SECONDS, callback)
 
 
 def error_html(exc: BaseException, values: dict) -> str:

@@ -270,15 +270,24 @@ def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
     second is parallel in time: one batched VJP per chunk of steps gives the
     input gradients and every probe inside the cell at once.
     """
-    T, B, _ = xs.shape
-    recorder = StateRecorder(T, B, cell.state_size, cell.components)
-    trajectory = np.empty((T + 1, B, cell.state_size))
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
-        sequential_pass(cell, xs, h0, loss, recorder, trajectory)
+    trajectory, recorder = sequential_sweep(cell, xs, h0, loss)
     log_state, components = recorder.log_norms()
     probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
     scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
     return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
+
+
+def sequential_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray,
+                     loss: Callable) -> tuple[np.ndarray, StateRecorder]:
+    """`reverse_sweep`'s sequential half: trajectory (T+1, B, S), recorder (unit cotangents, log-norms)."""
+    recorder = StateRecorder(xs.shape[0], xs.shape[1], cell.state_size, cell.components)
+    trajectory = np.empty((xs.shape[0] + 1, xs.shape[1], cell.state_size))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
+        if closed_form_kind(cell) is not None:
+            closed_form_pass(cell, xs, h0, loss, recorder, trajectory)
+        else:
+            sequential_pass(cell, xs, h0, loss, recorder, trajectory)
+    return trajectory, recorder
 
 
 def sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
@@ -314,6 +323,28 @@ def sequential_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
         if last:  # seed the sweep with dL/dh_T
             cotangent = _loss_cotangent(loss, h_end, recorder, T)
         cotangent = vjp(cotangent)
+
+
+def closed_form_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
+    """`sequential_pass` for a one-layer built-in cell, with no tracing: a plain forward pass,
+    then ``dL/dh_{t-1} = J_t^T dL/dh_t`` from the closed-form terms of ``J_t`` (``_ops``),
+    ``J_t^T g = sum_k B_k^T (scales_k * g)``: one small product per step, the scales of a
+    whole time-chunk computed at once. The same numbers as the traced pass up to rounding."""
+    T, B, S = xs.shape[0], xs.shape[1], cell.state_size
+    trajectory[...] = unroll(cell, xs, h0)  # raises, naming the step, if the state overflows
+    unit = _loss_cotangent(loss, trajectory[T], recorder, T)
+    bases = None
+    chunk = steps_per_chunk(B * S, 8)  # scales of a chunk: (steps, B, K <= 5, S), ~CHUNK_BYTES / 8
+    with blas_limit():
+        for t1 in range(T, 0, -chunk):
+            t0 = max(0, t1 - chunk)
+            m = (t1 - t0) * B
+            bases, scales = closed_form_terms(cell, trajectory[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1))
+            scales = scales.reshape(t1 - t0, B, -1, S)
+            flat = np.ascontiguousarray(bases.reshape(-1, S))  # row (k, i) is B_k[i, :]
+            for t in range(t1 - 1, t0 - 1, -1):  # step t+1 maps h_t to h_{t+1}
+                g = (scales[t - t0] * unit[:, None, :]).reshape(B, -1) @ flat
+                unit = recorder.record(t, g)
 
 
 def _make_vjp_quiet(fun, x):

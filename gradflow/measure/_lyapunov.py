@@ -18,8 +18,8 @@ from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import as_float_array, check_positive_int, check_seed
 from ..engine._engine import check_cell, check_sequence, jacobians, steps_per_chunk, unroll
-from ._flow import regime_or_none
 from ._qr import initial_block, qr_log_growth, qr_log_growth_blocks
+from ._rates import regime_or_none
 
 LN2 = np.log(2.0)
 

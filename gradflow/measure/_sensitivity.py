@@ -11,7 +11,8 @@ from autograd import make_vjp
 from ..core import _html
 from ..core._validation import check_seed
 from ..models import PathLengths, SequenceModel, output_columns, path_lengths
-from ._flow import RateFit, directional_sweep, fit_rate, regime_or_none
+from ._flow import directional_sweep
+from ._rates import RateFit, fit_rate, regime_or_none
 
 HORIZON_DROP = 1e-3  # the horizon is the largest lag within this factor of the peak
 

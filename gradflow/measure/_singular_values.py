@@ -18,8 +18,8 @@ from ..core import _html
 from ..core._threads import limited
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 from ..engine._engine import block_products, check_cell, check_sequence, unroll
-from ._flow import regime_or_none
 from ._qr import initial_block
+from ._rates import regime_or_none
 
 
 @dataclass(frozen=True, repr=False)

@@ -22,12 +22,19 @@ def output_columns(cell: Cell) -> np.ndarray:
     return cell.components.get(key, np.arange(cell.state_size))
 
 
-def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None) -> SequenceModel:
+def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None, scan: bool = False) -> SequenceModel:
     """One of the engine's cells as a sequence model; ``y_t`` is the top layer's ``h_t``.
 
     ``layers > 1`` stacks a built-in cell: the stack is drawn anew from the cell's
     recipe (kind, sizes, gain, init, seed). A stack with trained weights comes from
     `from_torch` / `load` with ``_l1, _l2, ...`` names instead.
+
+    ``scan=True`` (a cell linear in its state, ``cell.config["linear"]``, one layer) draws the
+    dependency graph of the parallel schedule `gf.scan` runs: the input map, then
+    ``ceil(log2 n)`` rounds of the doubling scan in which position ``t`` absorbs, in one hop
+    (a multiplication by a product of the learned ``a``), the prefix ending ``2^r`` steps
+    earlier, and carries its own (an identity: 0 hops). Sequential depth ``1 + ceil(log2 n)``
+    instead of ``n``; the outputs are the same (``apply`` still runs the loop under autograd).
 
     Examples
     --------
@@ -35,11 +42,26 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None) -> Sequen
     >>> model = gf.recurrent(gf.gru(8, 3, seed=0), layers=2)
     >>> model(gf.inputs.gaussian(5, 2, 3)).shape, gf.path_lengths(model, 5).max_path
     ((5, 2, 8), 6)
+
+    A linear recurrence run as a scan:
+
+    >>> import numpy as np
+    >>> def step(p, h, x):
+    ...     return p["lam"] * h + x
+    >>> linear = gf.Cell(step, {"lam": [0.9, 0.5]}, 2, 2, config={"linear": True})
+    >>> p = gf.path_lengths(gf.recurrent(linear, scan=True), 1000)
+    >>> p.sequential_depth, p.max_path, gf.path_lengths(gf.recurrent(linear), 1000).sequential_depth
+    (11, 10, 1000)
     """
     from ..engine._engine import check_cell
 
     cell = check_cell(cell)
     layers = check_positive_int("layers", layers)
+    if not isinstance(scan, (bool, np.bool_)):
+        raise ValueError(f"scan must be True or False; got {scan!r}")
+    if scan and (layers > 1 or not cell.config.get("linear")):
+        raise ValueError(f"scan=True needs one layer of a cell linear in its state (config['linear']); "
+                         f"got {cell.name!r} ({cell.kind}) with layers={layers}")
     if layers > 1:
         cfg = dict(cell.config)
         if cell.kind not in ("rnn", "lstm", "gru") or "seed" not in cfg or cfg.get("layers", 1) != 1:
@@ -68,6 +90,20 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None) -> Sequen
             hs.append(h)
         return anp.stack(hs)[..., pick]
 
+    def scan_graph(n):
+        g = DependencyGraph()
+        pos, S = np.arange(n), cell.state_size
+        inputs = g.add_layer("input", n)
+        cur = g.add_layer("scan inputs (a_t, b_t)", n)
+        g.connect(inputs, pos, cur, pos, 1, flops_per_edge=4 * S * cell.input_size)
+        shift, r = 1, 0
+        while shift < n:  # the rounds of engine._scan.associative_scan
+            prev, cur = cur, g.add_layer(f"scan round {r} (shift {shift})", n)
+            g.connect(prev, pos, cur, pos, 0, flops_per_edge=S)  # its own prefix, carried
+            g.connect(prev, pos[:-shift], cur, pos[shift:], 1, flops_per_edge=3 * S)  # a-product times h
+            shift, r = 2 * shift, r + 1
+        return g
+
     def graph(n):
         g = DependencyGraph()
         prev = g.add_layer("input", n)
@@ -83,6 +119,7 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None) -> Sequen
         return g
 
     config = dict(cell=cell.name, kind=cell.kind, layers=depth, state=cell.state_size,
-                  inputs=cell.input_size)
-    return SequenceModel("recurrent", cell.params, forward, graph, input_size=cell.input_size,
-                         width=len(cols), config=config, name=name or f"recurrent {cell.name}", cell=cell)
+                  inputs=cell.input_size, **({"scan": True} if scan else {}))
+    return SequenceModel("recurrent", cell.params, forward, scan_graph if scan else graph,
+                         input_size=cell.input_size, width=len(cols), config=config,
+                         name=name or f"recurrent {cell.name}" + (" (scan)" if scan else ""), cell=cell)

@@ -22,7 +22,8 @@ from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 from ..engine._engine import check_cell, check_sequence, unroll
-from ..measure._flow import NEUTRAL_TOL, GradientFlow
+from ..measure._flow import GradientFlow
+from ..measure._rates import NEUTRAL_TOL
 from . import meanfield
 from ._moments import averaged_jacobian, local_gain, moment_map
 from ._registry import (

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import _html
-from ..measure._flow import MEMORY_DROP, NEUTRAL_TOL, regime_of
+from ..measure._rates import MEMORY_DROP, NEUTRAL_TOL, regime_of
 
 
 @dataclass(frozen=True)

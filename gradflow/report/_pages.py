@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..cells._linearisation import linearisation
 from ..core._plot import unit_circle
-from ..measure._flow import mean_log_profile
+from ..measure._rates import mean_log_profile
 from ._pdf import figure_page, table_page
 from ._rates import BOOTSTRAP_DRAWS, state_parts
 

@@ -16,15 +16,8 @@ import pandas as pd
 from ..cells._cells import GATES, Cell
 from ..core._validation import check_choice, check_seed
 from ..engine._engine import check_cell, check_sequence, unboxed
-from ..measure._flow import (
-    MEMORY_DROP,
-    GradientFlow,
-    directional_sweep,
-    fit_profile,
-    fit_rate,
-    gradient_flow,
-    mean_log_profile,
-)
+from ..measure._flow import GradientFlow, directional_sweep, gradient_flow
+from ..measure._rates import MEMORY_DROP, fit_profile, fit_rate, mean_log_profile
 from ..models._model import Model
 
 BOOTSTRAP_DRAWS = 1000  # resamples of the batch's sequences behind each 95% interval

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import _html
-from ..measure._flow import NEUTRAL_TOL
+from ..measure._rates import NEUTRAL_TOL
 from ..prediction._predict import METHODS
 from ._task import rate_column
 

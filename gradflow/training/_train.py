@@ -42,8 +42,9 @@ from ..core._validation import (
     check_seed,
 )
 from ..engine._engine import check_cell, check_sequence, unboxed
-from ..measure._flow import NEUTRAL_TOL, fit_rate, gradient_flow, mean_log_profile, regime_of
+from ..measure._flow import gradient_flow
 from ..measure._lyapunov import initial_block, lyapunov_spectrum
+from ..measure._rates import NEUTRAL_TOL, fit_rate, mean_log_profile, regime_of
 from ..models import SequenceModel, recurrent
 from ..prediction._spectral import largest_singular_value, spectral_radius
 from ._tasks import Task
