@@ -11,7 +11,8 @@ Inputs: `inputs.gaussian`, `inputs.constant`, `inputs.one_hot`.
 Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `GradientFlow`;
 `scan` (a linear cell by `associative_scan`, `scan_depth` rounds), `diagonal_rate` (its exact rate);
 `parameter_sensitivity` -> `ParameterSensitivity` (dL/dtheta by lag), `sensitivity_scaling`.
-Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`.
+Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`; `predictors` (the registry),
+`predictor` (register one over a `PredictorContext`).
 Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
 `conv_stack`, `recurrent` -> `SequenceModel`; `path_lengths` -> `PathLengths`;
 `sensitivity` -> `Sensitivity`.
@@ -99,7 +100,17 @@ from .models import (
     self_attention,
     tcn,
 )
-from .prediction import Comparison, Prediction, PredictorResult, compare, predict
+from .prediction import (
+    Comparison,
+    Prediction,
+    Predictor,
+    PredictorContext,
+    PredictorResult,
+    compare,
+    predict,
+    predictor,
+    predictors,
+)
 from .training import TrainingRun, finite_time_exponents, train, training_objective
 
 __version__ = read_version()  # one place: pyproject.toml
@@ -117,6 +128,8 @@ __all__ = [
     "ParameterSensitivity",
     "PathLengths",
     "Prediction",
+    "Predictor",
+    "PredictorContext",
     "PredictorResult",
     "RateFit",
     "Sensitivity",
@@ -159,6 +172,8 @@ __all__ = [
     "parameter_sensitivity",
     "path_lengths",
     "predict",
+    "predictor",
+    "predictors",
     "probe",
     "recurrent",
     "regime_of",

@@ -5,7 +5,7 @@ import pytest
 from scipy import optimize
 
 import gradflow as gf
-from gradflow.prediction import _predict
+from gradflow.prediction import _moments, _predict, _registry
 from gradflow.prediction._spectral import fixed_points
 from gradflow.studies import predictor_accuracy
 
@@ -99,13 +99,12 @@ def test_moment_map_limits():
 
 
 def test_two_step_blocks_are_consecutive_jacobian_products():
-    from gradflow.prediction._predict import _sampled_jacobians
 
     cell = gf.lstm(6, 3, seed=1)
     xs = gf.inputs.gaussian(40, 2, 3, seed=1)
     states = gf.unroll(cell, xs)
     J = gf.jacobians(cell, xs)  # (T, batch, S, S)
-    blocks = _sampled_jacobians(cell, xs, states, slice(4, 40), rows=5, span=2)
+    blocks = _moments._sampled_jacobians(cell, xs, states, slice(4, 40), rows=5, span=2)
     t = np.linspace(4, 38, 5).astype(int)
     expected = np.matmul(J[t + 1], J[t]).reshape(-1, 12, 12)
     np.testing.assert_allclose(blocks, expected, rtol=1e-12, atol=1e-14)
@@ -189,3 +188,126 @@ def test_moment_map_of_tiny_states_is_solved_densely_and_exactly(hidden):
 def test_predict_needs_two_steps():
     with pytest.raises(ValueError, match="xs must have at least 2 steps for the forward-run predictors; got 1"):
         gf.predict(gf.lstm(3, 2), gf.inputs.gaussian(1, 1, 2))
+
+
+def test_the_registry_lists_every_predictor_in_table_order():
+    names = [p.name for p in gf.predictors()]
+    assert names == list(_predict.METHODS) and len(names) == len(set(names)) == 9
+    cheap = {p.name for p in gf.predictors(cheap=True)}
+    assert cheap == {"eigenvalue rule", "pascanu bound", "mean-field", "local gain", "averaged jacobian",
+                     "gated mean-field"}  # the explorer's set: no fixed-point search, no moment map
+    for p in gf.predictors():
+        assert set(p.needs) <= set(_predict.NEEDS)
+    xs = gf.inputs.gaussian(40, 1, 3, seed=0)
+    weights_only = gf.predict(gf.rnn(6, 3, seed=0), input_std=1.0, fixed_point_starts=1)
+    assert [r.method for r in weights_only.results] == [p.name for p in gf.predictors()
+                                                        if "forward run" not in p.needs]
+    gated = gf.predict(gf.gru(4, 3, seed=0), xs, fixed_point_starts=1)
+    for name in ("pascanu bound", "mean-field"):  # unmet cell needs abstain with the reason
+        assert gated[name].regime is None and gated[name].reason == "needs a one-layer vanilla cell"
+
+
+def test_a_subset_of_predictors_gives_the_same_numbers_as_the_full_run():
+    cell, xs = gf.rnn(10, 3, gain=1.5, seed=1), gf.inputs.gaussian(60, 2, 3, seed=1)
+    full = gf.predict(cell, xs, fixed_point_starts=1)
+    some = gf.predict(cell, xs, predictors=["moment map", "mean-field"], fixed_point_starts=1)
+    assert [r.method for r in some.results] == ["mean-field", "moment map"]  # table order
+    assert some.method == "moment map" and some.rate == full["moment map"].rate
+    assert some["mean-field"] == full["mean-field"]
+    only = gf.predict(cell, xs, predictors="eigenvalue rule")
+    assert only.method == "eigenvalue rule" and len(only.results) == 1
+
+
+@pytest.mark.parametrize(("names", "error", "message"), [
+    (["oracle"], ValueError, r"unknown predictor 'oracle'; registered: eigenvalue rule, pascanu bound, "),
+    ([], ValueError, "predictors must name at least one predictor"),
+    ([3], ValueError, "unknown predictor 3"),
+    (7, TypeError, "predictors must be a list of predictor names; got int"),
+])
+def test_predict_names_unknown_predictors(names, error, message):
+    with pytest.raises(error, match=message):
+        gf.predict(gf.rnn(4, 2), input_std=1.0, predictors=names)
+
+
+def test_a_registered_predictor_runs_over_the_context(monkeypatch):
+
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))  # registered for this test only
+
+    @gf.predictor("steps seen", needs=("forward run",))
+    def steps_seen(context):
+        return _predict.PredictorResult("steps seen", "neutral", 0.0,
+                                        f"{context.window.stop - context.window.start} of {len(context.states) - 1}")
+
+    p = gf.predict(gf.rnn(4, 2, seed=0), gf.inputs.gaussian(50, 1, 2), fixed_point_starts=0)
+    assert p.results[-1] == _predict.PredictorResult("steps seen", "neutral", 0.0, "45 of 50")
+    with pytest.raises(ValueError, match="already registered"):
+        gf.predictor("steps seen")(steps_seen)
+    with pytest.raises(ValueError, match="unknown need 'gpu'"):
+        gf.predictor("other", needs=("gpu",))
+
+
+def test_h0_is_keyword_only():
+    cell, xs = gf.rnn(4, 2, seed=0), gf.inputs.gaussian(20, 1, 2)
+    with pytest.raises(TypeError):
+        gf.predict(cell, xs, None)
+    h0 = np.full(4, 0.3)
+    assert gf.predict(cell, xs, h0=h0)["local gain"] != gf.predict(cell, xs)["local gain"]
+
+
+# ------------------------------------------------------------------ the fast paths against the slow ones
+
+
+def test_local_gain_in_closed_form_equals_the_traced_products(monkeypatch):
+
+    for cell in (gf.rnn(9, 3, gain=1.5, seed=0), gf.lstm(5, 3, seed=1), gf.gru(6, 3, gain=2.0, seed=2)):
+        xs = gf.inputs.gaussian(50, 2, 3, seed=3)
+        fast = gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate
+        monkeypatch.setattr(_moments, "closed_form_kind", lambda cell: None)  # J_t q by autograd JVPs
+        assert gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate == pytest.approx(fast, abs=1e-13)
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("make", [lambda: gf.gru(6, 3, gain=0.8, seed=4), lambda: gf.lstm(5, 3, seed=5),
+                                  lambda: gf.rnn(8, 3, activation="sigmoid", gain=2.0, seed=6)])
+def test_newton_fixed_points_are_roots_that_least_squares_confirms(make):
+    cell = make()
+    x = np.full(3, 0.3)
+    starts = np.random.default_rng(0).uniform(-1, 1, (4, cell.state_size))
+    points = fixed_points(cell, x, starts)
+    assert points
+    for p in points:
+        step = np.asarray(cell.step(cell.params, p.state[None], x[None]))[0]
+        assert np.linalg.norm(step - p.state) < 1e-12
+        # scipy's trust region from the root stays there, and a finite-difference Jacobian
+        # gives the same slowest mode.
+        sol = optimize.least_squares(lambda h: np.asarray(cell.step(cell.params, h[None], x[None]))[0] - h,
+                                     p.state, xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        np.testing.assert_allclose(sol.x, p.state, atol=1e-10)
+        eps = 1e-6
+        fd = np.stack([(np.asarray(cell.step(cell.params, (p.state + eps * e)[None], x[None]))[0]
+                        - np.asarray(cell.step(cell.params, (p.state - eps * e)[None], x[None]))[0]) / (2 * eps)
+                       for e in np.eye(cell.state_size)], axis=1)
+        assert p.spectral_radius == pytest.approx(np.max(np.abs(np.linalg.eigvals(fd))), abs=1e-7)
+
+
+@pytest.mark.parametrize("make", [lambda: gf.rnn(100, 3, gain=1.5, seed=7),
+                                  lambda: gf.lstm(49, 3, forget_bias=-1.0, gain=2.0, seed=7)])
+def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
+    # State width 98-100 > 96: the one-step map by ARPACK on the structured form (exact, where
+    # the generic form would take a rank-96 factor), the two-step map's power iteration on
+    # float32 products. Against ARPACK on the float64 mean of formed J_t X J_t^T, and the same
+    # power iteration in float64.
+    cell = make()
+    xs = gf.inputs.gaussian(120, 1, 3, scale=0.5, seed=8)
+    states = gf.unroll(cell, xs)
+    window = slice(12, 120)
+
+    def rate(span, **kwargs):
+        return _moments.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rows=6,
+                                   span=span, **kwargs).rate
+
+    fast = rate(1), rate(2)
+    monkeypatch.setattr(_moments, "_moment_terms", lambda *args: None)
+    monkeypatch.setattr(_moments, "SINGLE_PRECISION_FROM", 10**6)
+    assert fast[0] == pytest.approx(rate(1, rank=cell.state_size), abs=1e-7)
+    assert fast[1] == pytest.approx(rate(2), abs=1e-5)

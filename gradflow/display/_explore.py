@@ -24,18 +24,9 @@ from ..core._registry import cell_kind, is_vanilla
 from ..core.inputs import gaussian
 from ..measure._flow import GradientFlow, gradient_flow
 from ..measure._rates import NEUTRAL_TOL
-from ..prediction._predict import (
-    METHODS,
-    Prediction,
-    PredictorResult,
-    averaged_jacobian,
-    eigenvalue_rule,
-    forward_run,
-    gated_mean_field,
-    local_gain,
-    mean_field,
-    pascanu_bound,
-)
+from ..prediction._predict import METHODS, prediction_context
+from ..prediction._registry import predictors, run_predictors
+from ..prediction._results import Prediction, PredictorResult
 from ._latest import LatestOnly
 
 if TYPE_CHECKING:  # neither is imported by `import gradflow`
@@ -105,23 +96,18 @@ def quick_prediction(cell: Cell, xs: np.ndarray, *, tol: float = NEUTRAL_TOL, se
                      eigenvalues: tuple[np.ndarray, str] | None = None) -> Prediction:
     """The predictors cheap enough to redraw interactively, from one forward run.
 
-    Vanilla cells: eigenvalue rule, Pascanu bound, mean-field, local gain, averaged Jacobian;
-    gated cells: eigenvalue rule, local gain, averaged Jacobian, gated mean-field. Each is the
-    function `gradflow.predict` calls (the averaged Jacobian over fewer sampled steps). The trusted
+    The registry's cheap predictors (`gradflow.predictors` with ``cheap=True``) that answer for
+    the cell. Vanilla cells: eigenvalue rule, Pascanu bound, mean-field, local gain, averaged
+    Jacobian; gated cells: eigenvalue rule, local gain, averaged Jacobian, gated mean-field. Each
+    runs as in `gradflow.predict` (the averaged Jacobian over fewer sampled steps). The trusted
     one is the local gain, the most accurate of these on the predictor-accuracy grid.
     ``eigenvalues``: of `linearisation` at the mean input, with its name, if already computed.
     """
-    h0 = np.zeros((xs.shape[1], cell.state_size))
-    states, window, x_mean, drive = forward_run(cell, xs, h0)
-    rng = np.random.default_rng(seed)
-    results: list[PredictorResult] = [eigenvalue_rule(cell, x_mean, tol, eigenvalues)]
-    if is_vanilla(cell.kind):
-        results += [pascanu_bound(cell, tol), mean_field(cell, drive, tol)]
-    results += [local_gain(cell, xs, states, window, 16, rng, tol),
-                averaged_jacobian(cell, xs, states, window, tol, rows=AVERAGED_ROWS)]
-    if not is_vanilla(cell.kind):
-        results.append(gated_mean_field(cell, xs, states, window, tol))
-    return Prediction(cell.name, tuple(results), "local gain", tol)
+    context = prediction_context(cell, xs, tol=tol, seed=seed, eigenvalues=eigenvalues,
+                                 options={"averaged jacobian": {"rows": AVERAGED_ROWS}})
+    # The registry's cheap predictors that answer for this kind of cell.
+    names = [p.name for p in predictors(cheap=True) if p.unmet(context) is None]
+    return Prediction(cell.name, run_predictors(context, names), "local gain", tol)
 
 
 def _verdict_lines(prediction: Prediction, flow: GradientFlow) -> list[tuple[PredictorResult, bool]]:

@@ -5,6 +5,9 @@ Built on ``core``, ``cells``, ``engine``, ``models`` and ``measure``.
 """
 
 from . import meanfield
-from ._predict import Comparison, Prediction, PredictorResult, compare, predict
+from ._predict import compare, predict
+from ._registry import Predictor, PredictorContext, predictor, predictors
+from ._results import Comparison, Prediction, PredictorResult
 
-__all__ = ["Comparison", "Prediction", "PredictorResult", "compare", "meanfield", "predict"]
+__all__ = ["Comparison", "Prediction", "Predictor", "PredictorContext", "PredictorResult", "compare",
+           "meanfield", "predict", "predictor", "predictors"]

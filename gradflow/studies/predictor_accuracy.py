@@ -200,8 +200,8 @@ def evaluate(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def methods(results: pd.DataFrame) -> list[str]:
-    return [c.removesuffix(": regime") for c in results.columns if c.endswith(": regime")]
+def methods(results: pd.DataFrame) -> list[str]:  # the registered predictors with columns, in table order
+    return [p.name for p in gf.predictors() if f"{p.name}: regime" in results.columns]
 
 
 def cross_validate(results: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from ..core._validation import check_choice, check_finite_float, check_positive_
 from ..core.inputs import gaussian
 from ..engine._engine import sequential_pass
 from ..measure._rates import NEUTRAL_TOL, fit_profile, fit_rate, regime_or_none
-from ..prediction._predict import METHODS, input_drive, mean_field, predict
+from ..prediction._predict import METHODS, predict
 
 PREDICTORS = ("all", "mean-field", "none")
 REGIMES = ("vanishing", "neutral", "exploding", "inconclusive")  # what measured/predicted_regime hold
@@ -197,8 +197,7 @@ def _predictions(p: Mapping[str, Any], cell: Cell, xs: np.ndarray) -> dict[str, 
     if p["predictors"] == "none":
         return {}
     if p["predictors"] == "mean-field":
-        # The input drive gf.predict gives the mean-field predictor for these inputs.
-        return {rate_column("mean-field"): mean_field(cell, input_drive(cell, xs), NEUTRAL_TOL).rate}
+        return {rate_column("mean-field"): predict(cell, xs, predictors=["mean-field"])["mean-field"].rate}
     prediction = predict(cell, xs, seed=_streams(p["seed"])["predict"])
     row: dict[str, Any] = {"predicted_rate": prediction.rate,
                            "predicted_regime": prediction.regime or "inconclusive",

@@ -1,0 +1,235 @@
+"""Second moments of the step Jacobians along a forward run: the local gain (random directions),
+the averaged Jacobian and the moment maps ``X -> mean_t P_t X P_t^T`` over sampled single steps or
+pairs of steps. One-layer built-in cells use the structure ``J_t = sum_k diag(e_tk) B_k``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
+
+from ..core._threads import limited
+from ..engine._engine import (
+    CHUNK_BYTES,
+    block_products,
+    cell_step_jacobians,
+    closed_form_kind,
+    closed_form_terms,
+    jacobian_products,
+)
+from ._results import PredictorResult, natural_log, verdict
+from ._spectral import spectral_radius
+
+
+@limited
+def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
+    """Annealed growth of random directions: ``0.5 ln (mean_t ||J_t q||^2 / ||q||^2)``."""
+    S = cell.state_size
+    Q = rng.standard_normal((S, probes))
+    if closed_form_kind(cell) is None:
+        JQ = jacobian_products(cell, xs[window], Q, h0=states[window.start],
+                               states=states[window.start : window.stop + 1])
+        squared = float(np.mean(np.sum(JQ**2, axis=2)))
+    else:
+        # J_t = sum_k diag(e_tk) B_k, so ||J_t q||^2 summed over probes is
+        # sum_{k,l,i} e_tki e_tli (B_k Q B_l Q^T)_ii: per-unit moments of e over the steps, and
+        # K products B_k Q, instead of J_t Q at every step.
+        bases, moments = _unit_moments(cell, xs, states, range(window.start, window.stop))
+        Y = bases @ Q  # (K, S, probes)
+        squared = float(np.sum(moments * np.einsum("kip,lip->kli", Y, Y)) / probes)
+    # Ratio to the probes' own norms: exact for orthogonal J_t, lower variance everywhere.
+    gain = squared / float(np.mean(np.sum(Q**2, axis=0)))
+    return verdict("local gain", 0.5 * natural_log(gain),
+                    f"mean ||J_t q||^2 over {window.stop - window.start} steps and {probes} probes = "
+                    f"{gain:.4g}", tol)
+
+
+def _unit_moments(cell, xs, states, steps) -> tuple[np.ndarray, np.ndarray]:
+    """`closed_form_terms`' bases (K, S, S), and ``mean_m e_mki e_mli`` over the rows of ``steps``
+    (every batch row) as a (K, K, S) array, accumulated in chunks of steps."""
+    S = cell.state_size
+    steps = np.asarray(steps)
+    B = xs.shape[1]
+    chunk = max(1, CHUNK_BYTES // (8 * B * S * 8))  # the terms of ~8 bases per row
+    total, bases = None, None
+    for i in range(0, len(steps), chunk):
+        t = steps[i : i + chunk]
+        bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * B, -1))
+        part = np.einsum("mki,mli->kli", scales, scales)
+        total = part if total is None else total + part
+    return bases, total / (len(steps) * B)
+
+
+@limited
+def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> PredictorResult:
+    J = _sampled_jacobians(cell, xs, states, window, rows)
+    rho = spectral_radius(J.mean(axis=0))
+    return verdict("averaged jacobian", natural_log(rho),
+                    f"spectral radius of the mean of {len(J)} step Jacobians = {rho:.4g}", tol)
+
+
+def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np.ndarray:
+    """Products of ``span`` consecutive step Jacobians starting at up to ``rows`` evenly spaced
+    steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S)."""
+    S = cell.state_size
+    t = _sampled_steps(window, rows, span)
+    eye = np.broadcast_to(np.eye(S), (len(t) * xs.shape[1], S, S))
+    P = eye
+    closed = closed_form_kind(cell) is not None
+    for j in range(span):
+        h, x = states[t + j].reshape(-1, S), xs[t + j].reshape(len(t) * xs.shape[1], -1)
+        if closed:  # J_t in closed form, then the product
+            P = cell_step_jacobians(cell, h, x) if j == 0 else np.matmul(cell_step_jacobians(cell, h, x), P)
+        else:
+            P = block_products(cell, h, x, P if j else eye, "right")
+    return P
+
+
+def _sampled_steps(window, rows: int, span: int = 1) -> np.ndarray:
+    """Up to ``rows`` evenly spaced first steps of blocks of ``span`` steps inside the window."""
+    return np.unique(np.linspace(window.start, window.stop - span,
+                                 min(rows, window.stop - window.start - span + 1)).astype(int))
+
+
+def _moment_terms(cell, xs, states, window, rows: int):
+    """The one-step moment map ``X -> mean_m J_m X J_m^T`` of a one-layer built-in cell from its
+    Jacobians' structure, as a function of ``X``, or None for other cells.
+
+    With ``J_m = sum_k diag(e_mk) B_k`` (`jacobian_terms`) the map is
+    ``sum_{k,l} (B_k X B_l^T) * E_kl`` with ``E_kl = mean_m e_mk e_ml^T``: K^2 products per
+    application instead of one per sampled step. The rows of each ``B_k`` repeat with the
+    state's parts (an LSTM's h and c rows read the same ``W_hh`` rows, or are zero), so the
+    products are taken over one part's ``n`` rows; ``B_k``'s zero columns and identity blocks
+    are skipped (an LSTM: 28 n^3 multiplications instead of 200 n^3).
+    """
+    if closed_form_kind(cell) is None:
+        return None
+    S = cell.state_size
+    t = _sampled_steps(window, rows)
+    bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1))
+    m, K, _ = scales.shape
+    n = S // 2 if S % 2 == 0 and all(
+        np.array_equal(bases[k, S // 2 :], bases[k, : S // 2]) or not np.any(scales[:, k, S // 2 :])
+        for k in range(K)) else S
+    flat = scales.reshape(m, K * S)
+    parts = S // n
+    # E_kl[(p, u), (q, v)] as (p, q, k l, u v): the sum over k, l is then one contiguous reduction.
+    moments = np.ascontiguousarray((flat.T @ flat / m).reshape(K, parts, n, K, parts, n)
+                                   .transpose(1, 4, 0, 3, 2, 5)).reshape(parts, parts, K * K, n * n)
+    blocks = [_column_block(bases[k, :n]) for k in range(K)]
+
+    def second_moment(X):
+        rows_ = [X[c] if G is None else G @ X[c] for c, G in blocks]  # B_k X on one part's rows
+        Z = np.empty((K, K, n, n))
+        for k in range(K):
+            for l, (c, G) in enumerate(blocks):
+                Z[k, l] = rows_[k][:, c] if G is None else rows_[k][:, c] @ G.T
+        out = np.einsum("pqai,ai->pqi", moments, Z.reshape(K * K, n * n)).reshape(parts, parts, n, n)
+        return out.transpose(0, 2, 1, 3).reshape(S, S)
+
+    return second_moment
+
+
+def _column_block(G: np.ndarray) -> tuple[slice, np.ndarray | None]:
+    """The columns of ``G`` outside which it is zero, and ``G`` on them (None: the identity)."""
+    cols = np.flatnonzero(np.any(G != 0, axis=0))
+    block = slice(int(cols[0]), int(cols[-1]) + 1) if len(cols) else slice(0, G.shape[1])
+    part = G[:, block]
+    identity = part.shape[0] == part.shape[1] and np.array_equal(part, np.eye(part.shape[0]))
+    return block, None if identity else np.ascontiguousarray(part)
+
+
+# ARPACK's relative tolerance on rho(M). 1e-6 saves 20-40% of the products but moved the rates of
+# non-normal chains (defective eigenvalues) by up to 0.13 nats/step on the predictor-accuracy grid.
+ARPACK_TOL = 1e-8
+# From this width the two-step map's products (the bulk of its cost) run in float32: half the
+# time, rates within 1e-7 nats/step of float64 (sums and eigen-solvers stay in float64).
+SINGLE_PRECISION_FROM = 97
+
+
+@limited
+def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96,
+               iterations: int = 60) -> PredictorResult:
+    """Annealed second-moment growth when blocks of ``span`` steps are drawn independently.
+
+    ``M(X) = mean_t P_t X P_t^T`` over sampled blocks ``P_t = J_{t+span-1} ... J_t``; the
+    rate is ``ln rho(M) / (2 span)``, by Arnoldi (ARPACK) on ``X``, or power iteration on a
+    rank-``rank`` factor of it for states wider than ``rank`` (except one step of a
+    built-in cell, whose structure keeps ARPACK cheap at any width). With ``span = 1`` it
+    reduces to the averaged Jacobian when J_t is constant and to the local gain for
+    isotropic random J_t. ``span = 2`` keeps the correlation of consecutive steps (slowly
+    moving gates, a chaotic state's local stretching direction) that independent single
+    steps lose; blocks never grow with the sequence, so this stays a local statistic of
+    the forward run, not the measured T-step product.
+    """
+    name = "moment map" if span == 1 else "two-step moment map"
+    S = cell.state_size
+    # One step of a built-in cell: M from the structure of J_t (same numbers, far fewer products).
+    terms = _moment_terms(cell, xs, states, window, rows) if span == 1 and S * S > 16 else None
+    if terms is None:
+        J = _sampled_jacobians(cell, xs, states, window, rows, span)
+        n = J.shape[0]
+        Jp = J.astype(np.float32) if span > 1 and S >= SINGLE_PRECISION_FROM else J
+        JT = np.swapaxes(Jp, 1, 2)
+
+        def second_moment(X):  # M(X) = mean_t P_t X P_t^T
+            return np.matmul(np.matmul(Jp, X.astype(Jp.dtype)), JT).mean(axis=0, dtype=float)
+
+        def factor_moment(V):  # M(V V^T), and one (n S, S) x (S, rank) GEMM (einsum would not use BLAS)
+            W = Jp.reshape(n * S, S) @ V.astype(Jp.dtype)
+            W = W.reshape(n, S, -1).transpose(1, 0, 2).reshape(S, -1)
+            return (W @ W.T).astype(float) / n
+    else:
+        second_moment = terms
+        n = len(_sampled_steps(window, rows)) * xs.shape[1]
+
+        def factor_moment(V):
+            return second_moment(V @ V.T)
+
+    logs: list[float] = []  # log growth per iteration (one value when ARPACK converged)
+    # Every sampled block is zero (a dead ReLU net at rest): nothing survives.
+    if not np.any(J if terms is None else second_moment(np.eye(S))):
+        logs = [-np.inf]
+    elif S * S <= 16:
+        # Tiny states: M as its explicit (S^2, S^2) matrix, mean of J (x) J (ARPACK needs S^2 >= 3).
+        M = np.mean([np.kron(P, P) for P in J], axis=0)
+        top = float(np.max(np.abs(scipy.linalg.eigvals(M))))
+        logs = [float(np.log(top))] if top > 0 else [-np.inf]
+    elif S <= rank or terms is not None:
+        # M is a completely positive map on S x S matrices: its spectral radius is a real
+        # eigenvalue (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products
+        # (for any width when the structure makes a product cheap).
+        def apply(v):
+            return second_moment(v.reshape(S, S)).reshape(-1)
+
+        op = LinearOperator((S * S, S * S), matvec=apply, dtype=float)
+        try:
+            top = eigs(op, k=1, which="LM", v0=np.eye(S).reshape(-1), tol=ARPACK_TOL, maxiter=100,
+                       return_eigenvectors=False)
+            logs = [float(np.log(abs(top[0])))] if abs(top[0]) > 0 else [-np.inf]
+        except ArpackError:  # no convergence, or a breakdown: the power iteration below decides
+            logs = []
+    if not logs:
+        # Wide states: power iteration on a rank-limited factor X = V V^T. A complex dominant
+        # pair makes the growth oscillate: the estimate is the mean over the second half.
+        V = rng.standard_normal((S, rank))
+        V /= np.sqrt(np.sum(V**2))
+        settled = 1e-12 if terms is not None or Jp.dtype == float else 1e-6  # float32 sums wander ~1e-7
+        for _ in range(iterations):
+            G = factor_moment(V)
+            total = np.trace(G)
+            if not total > 0:
+                logs = [-np.inf]
+                break
+            logs.append(float(np.log(total)))
+            vals, vecs = np.linalg.eigh(G)  # the top-rank part of M(V V^T)
+            V = vecs[:, -rank:] * np.sqrt(np.maximum(vals[-rank:], 0.0))
+            V /= np.sqrt(np.sum(V**2))
+            if len(logs) > 2 and abs(logs[-1] - logs[-2]) < settled:
+                break
+    growth = float(np.exp(np.mean(logs[len(logs) // 2 :])))
+    what = "step Jacobians" if span == 1 else f"products of {span} consecutive step Jacobians"
+    return verdict(name, natural_log(growth) / (2 * span),
+                    f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} "
+                    f"(treated as independent draws)", tol)
