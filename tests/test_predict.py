@@ -192,10 +192,10 @@ def test_predict_needs_two_steps():
 
 def test_the_registry_lists_every_predictor_in_table_order():
     names = [p.name for p in gf.predictors()]
-    assert names == list(_predict.METHODS) and len(names) == len(set(names)) == 9
+    assert names == list(_predict.METHODS) and len(names) == len(set(names)) == 10
     cheap = {p.name for p in gf.predictors(cheap=True)}
     assert cheap == {"eigenvalue rule", "pascanu bound", "mean-field", "local gain", "averaged jacobian",
-                     "gated mean-field"}  # the explorer's set: no fixed-point search, no moment map
+                     "gated mean-field", "diagonal recurrence"}  # the explorer's: no fixed-point search or moment map
     for p in gf.predictors():
         assert set(p.needs) <= set(_predict.NEEDS)
     xs = gf.inputs.gaussian(40, 1, 3, seed=0)
@@ -311,3 +311,18 @@ def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
     monkeypatch.setattr(_moments, "SINGLE_PRECISION_FROM", 10**6)
     assert fast[0] == pytest.approx(rate(1, rank=cell.state_size), abs=1e-7)
     assert fast[1] == pytest.approx(rate(2), abs=1e-5)
+
+
+def test_the_diagonal_recurrence_predictor_is_exact_and_trusted_for_linear_cells():
+    # An LRU's gradient is multiplied by lambda = exp(-exp(nu_log) + i exp(theta_log)) per step:
+    # its rate is log max |lambda| = -min exp(nu_log), exactly, whatever the inputs.
+    cell = gf.lru(12, 3, r_min=0.5, r_max=0.99, seed=3)
+    xs = gf.inputs.gaussian(50, 2, 3, seed=1)
+    prediction = gf.predict(cell, xs)
+    exact = -np.min(np.exp(cell.params["nu_log"]))
+    assert prediction["diagonal recurrence"].rate == pytest.approx(exact, rel=1e-12)
+    assert prediction.method == "diagonal recurrence" and prediction.rate == prediction["diagonal recurrence"].rate
+    # Cells not linear in their state: it abstains, saying why, and the trusted predictor is unchanged.
+    rnn = gf.predict(gf.rnn(6, 3, seed=0), xs)
+    assert rnn["diagonal recurrence"].regime is None and "linear in its state" in rnn["diagonal recurrence"].reason
+    assert rnn.method == "two-step moment map"

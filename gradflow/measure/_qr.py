@@ -108,7 +108,7 @@ def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int =
     if closed_form_kind(cell) is None:
         return lambda t, Q: block_products(cell, states[t], xs[t], Q, "right")
     T, B, S = xs.shape[0], xs.shape[1], cell.state_size
-    held = {}
+    held: dict[int, tuple] = {}
 
     def apply(t, Q):
         start = t - t % chunk

@@ -6,7 +6,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..cells._cells import Cell
-from ..core._registry import find_cell_kind
+from ..core._registry import cell_kind, find_cell_kind
 from ..core._validation import (
     check_positive_int,
 )
@@ -71,7 +71,7 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None, scan: boo
                              "stack, load it with its _l1, _l2, ... weights and pass layers=1")
         hidden, inputs = cfg.pop("hidden"), cfg.pop("inputs")
         cfg.pop("layers")
-        build = find_cell_kind(cell.kind).make
+        build = cell_kind(cell.kind).make  # a built-in kind: cell_kind raises for any other
         cell = build(hidden, inputs, layers=layers, name=cell.name, **cfg)
     record = find_cell_kind(cell.kind)
     depth = cell.config.get("layers", 1) if record is not None else 1

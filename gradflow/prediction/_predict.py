@@ -21,6 +21,7 @@ from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 from ..engine._engine import check_cell, check_sequence, unroll
+from ..engine._scan import diagonal_rate
 from ..measure._flow import GradientFlow
 from ..measure._rates import NEUTRAL_TOL
 from . import meanfield
@@ -198,6 +199,14 @@ def _moment_map(c: PredictorContext) -> PredictorResult:
     return moment_map(c.cell, c.xs, c.states, c.window, c.rng, c.tol, **c.option("moment map"))
 
 
+@predictor("diagonal recurrence", needs=("forward run", "linear cell"), cheap=True)
+def _diagonal_recurrence(c: PredictorContext) -> PredictorResult:
+    # Exact, not a model: h_t = a_t h_{t-1} + b_t multiplies each unit's gradient by a_t.
+    rate = diagonal_rate(c.cell, c.xs, c.h0)
+    return verdict("diagonal recurrence", rate,
+                   "exact: the slowest unit's mean log|a_t| (h_t = a_t h_{t-1} + b_t)", c.tol)
+
+
 @predictor("two-step moment map", needs=("forward run",))
 def _two_step_moment_map(c: PredictorContext) -> PredictorResult:
     return moment_map(c.cell, c.xs, c.states, c.window, c.rng, c.tol,
@@ -207,7 +216,8 @@ def _two_step_moment_map(c: PredictorContext) -> PredictorResult:
 # The methods, in the order tables show them.
 METHODS = tuple(p.name for p in registered())
 # Trusted when it answers, most accurate first (study ``predictor_accuracy``).
-TRUST_ORDER = ("two-step moment map", "moment map", "mean-field", "eigenvalue rule")
+# The diagonal recurrence's rate is exact: first wherever it answers (a cell linear in its state).
+TRUST_ORDER = ("diagonal recurrence", "two-step moment map", "moment map", "mean-field", "eigenvalue rule")
 
 
 def _trusted(results: Iterable[PredictorResult]) -> str:

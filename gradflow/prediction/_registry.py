@@ -33,6 +33,8 @@ NEEDS: dict[str, tuple[Callable[[PredictorContext], bool], str]] = {
     "forward run": (lambda c: c.xs is not None, "needs a forward run (xs)"),
     "vanilla cell": (lambda c: recurrent_matrix(c.cell) is not None, "needs a one-layer vanilla cell"),
     "gated cell": (lambda c: one_layer_gated(c.cell), "needs a one-layer LSTM or GRU"),
+    "linear cell": (lambda c: bool(c.cell.config.get("linear")),
+                    "needs a cell linear in its state (LRU, S4D, minGRU, minLSTM, Mamba)"),
 }
 
 

@@ -156,16 +156,16 @@ def measure_cell(model: Model, key: str, xs: np.ndarray, seed: int, readout: str
     T = xs.shape[0]
     flow = gradient_flow(cell, xs, seed=seed)
     directions = model.readout_directions(key)
-    measure = readout_flow if readout == "last" else summed_readout_flow
-    readout = measure(cell, xs, directions, T // 10) if directions is not None else None
-    primary = readout or flow
+    flow_of = readout_flow if readout == "last" else summed_readout_flow
+    along: GradientFlow | None = flow_of(cell, xs, directions, T // 10) if directions is not None else None
+    primary = along or flow
     earliest = max(first_finite_lag(mean_log_profile(v)) for v in primary.components.values())
     start = choose_fit_start(primary.lags, fit_profile(primary.log_norms, earliest), earliest)
     start = max(start, max(first_finite_lag(mean_log_profile(v)) for v in flow.components.values()))
     flow = _refit(flow, start)
-    readout = _refit(readout, start) if readout is not None else None
+    along = _refit(along, start) if along is not None else None
     rows = []
-    for measure, f in (("readout", readout), ("random direction", flow)):
+    for measure, f in (("readout", along), ("random direction", flow)):
         if f is None:
             continue
         if f.loss.endswith("summed over steps"):
@@ -173,7 +173,7 @@ def measure_cell(model: Model, key: str, xs: np.ndarray, seed: int, readout: str
         for layer, part, comp in state_parts(cell):
             rows.append(_rate_row(model, key, layer, part, measure, f.lags, f.components[comp], start,
                                   seed))
-    return flow, readout, start, rows
+    return flow, along, start, rows
 
 
 def model_rates(model: Model | Cell, xs, *, seed: int = 0, batch_first: bool | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import autograd.numpy as anp
 import numpy as np
@@ -76,8 +77,9 @@ def cell_of(configuration: str, hidden: int, inputs: int, seed: int) -> gf.Cell:
 
 def options(configuration: str) -> dict:
     """The `gradflow.train` keywords of a configuration's training-time remedy."""
-    return {"RNN + clip norm 1": dict(clip=1.0), "RNN + L2 1e-3": dict(penalty=("l2", 1e-3))}.get(
-        configuration, {})
+    remedies: dict[str, dict[str, Any]] = {"RNN + clip norm 1": {"clip": 1.0},
+                                           "RNN + L2 1e-3": {"penalty": ("l2", 1e-3)}}
+    return remedies.get(configuration, {})
 
 
 # ---------------------------------------------------------------- many networks at once

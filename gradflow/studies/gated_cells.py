@@ -257,7 +257,7 @@ def _plots(data: dict[str, pd.DataFrame], summary: pd.DataFrame, cfg: Config, fi
     c = protocol.bootstrap_interval(sub.rate_c, seed=cfg.seed)
     pages.append(figure_page(fig, (
         f"LSTM (forget bias 1) fitted rates, mean over {len(sub)} networks: h path {h} and c path {c} "
-        f"nats/step (95% intervals); ln sigmoid(1) = {-np.log1p(np.e**-1):+.3f} is the decay of the bare "
+        f"nats/step (95% intervals); ln sigmoid(1) = {-np.log1p(np.exp(-1.0)):+.3f} is the decay of the bare "
         "cell path with no recurrent input.")))
     return pages
 

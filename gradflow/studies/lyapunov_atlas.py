@@ -170,7 +170,7 @@ def edge(frame: pd.DataFrame, gains_table: pd.DataFrame, scale: float, seed: int
     # phases' initials): the edge lies between them, and only there.
     transition = re.search("on*c", "".join(p[0] for p in phases))
     located = transition is not None
-    span = slice(*transition.span()) if located else slice(0, len(gains))
+    span = slice(*transition.span()) if transition is not None else slice(0, len(gains))
     estimate = crossing(gains[span], table.top_exponent.to_numpy()[span])
     rng = np.random.default_rng(seed)
     groups = [frame[(frame.input_scale == scale) & (frame.gain == g)].top_exponent.to_numpy()

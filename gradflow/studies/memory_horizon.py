@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,7 +30,7 @@ from gradflow.studies import _protocol as protocol
 from gradflow.studies._cli import check_fields, study_main
 
 STUDY = "memory_horizon"
-BUILD = {"rnn": gf.rnn, "lstm": gf.lstm, "gru": gf.gru}
+BUILD: dict[str, Callable[..., gf.Cell]] = {"rnn": gf.rnn, "lstm": gf.lstm, "gru": gf.gru}
 NAMES = {"rnn": "RNN tanh", "lstm": "LSTM", "gru": "GRU"}
 CLAIMED = ("LSTM", "GRU")  # the architectures the quote is about; the tanh RNN is shown beside them
 LONG = 1000  # steps: "not 1000s"
@@ -81,7 +81,7 @@ def horizon_task(point: Mapping[str, Any]) -> dict[str, Any]:
 def grid(cfg: Config) -> list[dict[str, list]]:
     """Sizes N/4 and N; gaussian and orthogonal weights for every cell, identity (IRNN-style) for the RNN."""
     sizes = sorted({max(4, cfg.hidden // 4), cfg.hidden})
-    common = {"hidden": sizes, "seq_len": [cfg.steps], "batch": [cfg.batch],
+    common: dict[str, list] = {"hidden": sizes, "seq_len": [cfg.steps], "batch": [cfg.batch],
               "input_scale": list(cfg.input_scales)}
     return [{"cell": ["rnn"], "init": ["gaussian", "orthogonal", "identity"], **common},
             {"cell": ["lstm", "gru"], "init": ["gaussian", "orthogonal"], **common}]

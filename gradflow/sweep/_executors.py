@@ -190,7 +190,8 @@ class DaskExecutor:
 
     def __init__(self, scheduler: Any, workers: int | None):
         self.scheduler, self.workers = scheduler, workers
-        self.client = self.cluster = None
+        self.client: Any = None  # a distributed.Client once entered
+        self.cluster: Any = None
 
     def __enter__(self):
         try:

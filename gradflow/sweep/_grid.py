@@ -6,6 +6,7 @@ import itertools
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,9 @@ import numpy as np
 
 from ._jobs import registered_task
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:  # Python 3.10
     import tomli as tomllib
 
 RESERVED = ("seed", "error")  # columns the sweep itself writes
@@ -104,7 +105,7 @@ def check_seeds(seeds: Any) -> list[int]:
     """Seeds as a list of distinct non-negative integers, or ``ValueError``."""
     if isinstance(seeds, (str, bytes, Mapping)) or not isinstance(seeds, Iterable):
         raise ValueError(f"seeds must be a list of non-negative integers; got {seeds!r}")
-    out = []
+    out: list[dict] = []
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise ValueError(f"seeds must be a list of non-negative integers; got {s!r} in {seeds!r}")
@@ -132,7 +133,7 @@ def _sub_grids(grid: Any) -> list[dict[str, list]]:
             isinstance(g, Mapping) for g in sub):
         raise ValueError(f"grid must be a dict of parameter lists, a list of such dicts or a TOML file; "
                          f"got {grid!r}")
-    out = []
+    out: list[dict] = []
     for g in sub:
         if not g:
             raise ValueError("grid has no parameters: give at least one, e.g. {'gain': [0.5, 1.5]}")
@@ -183,7 +184,7 @@ def points(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]], seeds: Iterabl
      {'cell': 'rnn', 'gain': 1.5, 'seed': 0}, {'cell': 'rnn', 'gain': 1.5, 'seed': 1}]
     """
     seeds = check_seeds(seeds)
-    out = []
+    out: list[dict] = []
     for lists in _sub_grids(grid):
         for combo in itertools.product(*lists.values()):
             base = dict(zip(lists, combo, strict=True))

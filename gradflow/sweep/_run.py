@@ -16,8 +16,8 @@ import os
 import pickle
 import sys
 import warnings
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
 import pandas as pd
 
@@ -138,8 +138,10 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
         seeds = spec.seeds if spec is not None and spec.seeds else [0]
     if not isinstance(allow_large, bool):
         raise ValueError(f"allow_large must be True or False; got {allow_large!r}")
-    check_size(grid_size(spec.grid if spec is not None else grid, seeds), allow_large)
-    all_points = points(spec.grid if spec is not None else grid, seeds)
+    # A path was read into spec; otherwise grid is the table itself.
+    table = spec.grid if spec is not None else cast(Mapping[str, Any] | Sequence[Mapping[str, Any]], grid)
+    check_size(grid_size(table, seeds), allow_large)
+    all_points = points(table, seeds)
     check = getattr(task, "check", None)
     if check is not None:
         for p in all_points:
