@@ -202,7 +202,7 @@ def _moment_map(c: PredictorContext) -> PredictorResult:
 @predictor("diagonal recurrence", needs=("forward run", "linear cell"), cheap=True)
 def _diagonal_recurrence(c: PredictorContext) -> PredictorResult:
     # Exact, not a model: h_t = a_t h_{t-1} + b_t multiplies each unit's gradient by a_t.
-    rate = diagonal_rate(c.cell, c.xs, c.h0)
+    rate = diagonal_rate(c.cell, c.xs, h0=c.h0)
     return verdict("diagonal recurrence", rate,
                    "exact: the slowest unit's mean log|a_t| (h_t = a_t h_{t-1} + b_t)", c.tol)
 
