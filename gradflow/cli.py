@@ -15,7 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .cells._cells import INITS
+from .cells._builtin import INITS
 from .core._registry import cell_kind, cell_kinds
 from .sweep._cache import cache_info, clear_cache, default_cache_dir
 

@@ -24,9 +24,7 @@ MAX_LINES = 400
 # Modules still over the limit, each with the ceiling it may not grow past. The list only shrinks: a
 # module that gets under the limit must leave it (test_oversize_list_only_shrinks).
 OVERSIZE = {
-    "gradflow/cells/_cells.py": 491,
     "gradflow/studies/cost.py": 458,
-    "gradflow/studies/predictor_accuracy.py": 417,
     "gradflow/training/_train.py": 727,
 }
 

@@ -7,7 +7,7 @@ from scipy import optimize
 import gradflow as gf
 from gradflow.prediction import _moments, _predict, _registry
 from gradflow.prediction._spectral import fixed_points
-from gradflow.studies import predictor_accuracy
+from gradflow.studies import _accuracy_grid
 
 
 @pytest.mark.parametrize("gain", [0.5, 1.0, 1.5, 2.0, 3.0])
@@ -158,7 +158,7 @@ def test_compare_checks_its_arguments():
 
 def test_accuracy_grid_is_large_and_hard():
     # The study itself runs at tiny sizes in tests/test_analyses.py (its held-out scoring is checked there).
-    points = predictor_accuracy.grid()
+    points = _accuracy_grid.grid()
     assert len(points) >= 163 and sum(p["part"] == "untuned" for p in points) >= 50
     assert {p["cell"] for p in points} == {"rnn", "lstm", "gru"}
     assert {p["matrix"] for p in points} == {"gaussian", "orthogonal", "identity", "low-rank", "non-normal",

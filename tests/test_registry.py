@@ -7,7 +7,7 @@ import pytest
 from helpers import fd_jacobian, rel_err
 
 import gradflow as gf
-from gradflow.cells._cells import gru_reset_before_step, random_cell
+from gradflow.cells._builtin import gru_reset_before_step, random_cell
 from gradflow.core import _activations as act
 from gradflow.core._ops import affine, join_columns, take_columns
 

@@ -5,7 +5,8 @@ weight names and layouts. Linear recurrences and state-space models: ``lru``, ``
 ``minlstm``, ``mamba`` (``mamba_ssm``'s names), and xLSTM's ``slstm``.
 """
 
-from ._cells import INITS, Cell, gru, lstm, rnn
+from ._builtin import INITS, gru, lstm, rnn
+from ._cells import Cell
 from ._kinds import KINDS  # registers the built-in kinds
 from ._lru import lru, lru_from_arrays
 from ._mamba import mamba, mamba_from_state_dict

@@ -18,7 +18,7 @@ from ..core._jacobians import (
 )
 from ..core._registry import CellKind, cell_kinds, register_cell_kind
 from ..core._sequence_ops import lstm_sequence
-from ._cells import (
+from ._builtin import (
     GRU_GATES,
     LSTM_GATES,
     gru,

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cells._cells import Cell, build_cell
+from ..cells._builtin import build_cell
+from ..cells._cells import Cell
 from ..cells._lru import lru_from_arrays
 from ..cells._mamba import mamba_from_state_dict
 from ..core import deprecated_spellings

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cells._cells import Cell, build_cell
+from ..cells._builtin import build_cell
+from ..cells._cells import Cell
 from ..core._registry import cell_kind
 from ..core._validation import as_float_array, check_choice
 

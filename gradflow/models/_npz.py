@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from ..cells._cells import Cell, build_cell
+from ..cells._builtin import build_cell
+from ..cells._cells import Cell
 from ..core import _activations as act
 from ..core._registry import find_cell_kind
 from ._layout import validated_layout

@@ -19,7 +19,8 @@ from typing import Any
 import autograd.numpy as anp
 import numpy as np
 
-from ..cells._cells import INITS, Cell
+from ..cells._builtin import INITS
+from ..cells._cells import Cell
 from ..core import _activations as act
 from ..core._probe import StateRecorder, log_row_norms, unit_rows
 from ..core._registry import cell_kind
