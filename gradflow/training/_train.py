@@ -479,9 +479,7 @@ class TrainingRun:
         """One axis per scale: task loss against the baseline, gradient norms (log scale) before
         and after clipping, and for recurrent models the recurrent matrix's spectral radius and top
         singular value (beside 1) and the rates lambda_1 and flow rate (nats/step, beside the
-        neutral band); returns the axes.
-
-        ``ax``: a sequence of as many axes as panels (four for a recurrent model, two otherwise).
+        neutral band); returns the axes. ``ax``: one axis per panel (four if recurrent, else two).
 
         Examples
         --------
