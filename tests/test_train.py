@@ -11,14 +11,14 @@ from autograd.misc import flatten
 
 import gradflow as gf
 from gradflow.core import _html
-from gradflow.training import _train
-from gradflow.training._train import (
-    _clip,
+from gradflow.training import _objective, _train
+from gradflow.training._objective import (
     finite_time_exponents,
     initial_params,
     make_objective,
     penalised_names,
 )
+from gradflow.training._train import _clip
 
 
 def _fd_check(f, flat, coords, eps=1e-6):
@@ -42,7 +42,7 @@ MODELS = [
 @pytest.mark.parametrize("make", MODELS)
 @pytest.mark.parametrize("task", [gf.tasks.copy_memory(3, symbols=2, categories=3), gf.tasks.adding(6)])
 def test_training_gradient_matches_central_differences(make, task):
-    model = _train.as_model(make(task.input_size))
+    model = _objective.as_model(make(task.input_size))
     objective, _ = make_objective(model, task)
     flat, unflatten = flatten(initial_params(model, task, seed=1))
     xs, ys = task.batch(3, 2)
@@ -81,7 +81,7 @@ def test_lyapunov_regulariser_is_the_spectrum_and_its_gradient_is_right(make):
 @pytest.mark.parametrize("kind", ["l1", "l2"])
 def test_penalty_adds_exactly_its_term_to_loss_and_gradient(kind):
     task = gf.tasks.adding(5)
-    model = _train.as_model(gf.rnn(4, 2, seed=0, layers=2))
+    model = _objective.as_model(gf.rnn(4, 2, seed=0, layers=2))
     params = initial_params(model, task, 0)
     xs, ys = task.batch(3)
     w = 0.37
@@ -234,7 +234,7 @@ def test_bad_models_and_weights_are_named():
         gf.train(gf.rnn(3, 3), gf.tasks.adding(4), 2)
     with pytest.raises(ValueError, match=r"model 'tcn .*has none"):
         gf.train(gf.tcn(3, 2, 1, inputs=2), gf.tasks.adding(4), 2, lyapunov=0.1)
-    mine = gf.Cell(lambda p, h, x: _train.anp.tanh(h @ p["W"] + x), {"W": np.eye(2)}, 2, 2)
+    mine = gf.Cell(lambda p, h, x: anp.tanh(h @ p["W"] + x), {"W": np.eye(2)}, 2, 2)
     with pytest.raises(ValueError, match=r"penalty \('l2', 0.1\) has nothing to act on: model 'recurrent custom'"):
         gf.train(mine, gf.tasks.adding(4), 2, penalty=("l2", 0.1))
     run = gf.train(mine, gf.tasks.adding(4), 3, lyapunov=0.1, record_every=1)  # a custom step flosses too
@@ -268,7 +268,7 @@ def test_a_huge_learning_rate_is_divergence_not_a_finite_loss():
     task = gf.tasks.adding(10)
     run = gf.train(gf.rnn(8, 2, seed=0), task, steps=30, lr=1e10, record_every=5, progress=False)
     assert run.diverged_at == 1 and np.isnan(run.eval_loss) and np.isnan(run.final_loss)
-    assert run.loss[1] > _train.DIVERGED_FACTOR * max(run.loss[0], task.baseline)
+    assert run.loss[1] > _objective.DIVERGED_FACTOR * max(run.loss[0], task.baseline)
     assert np.all(np.isnan(run.loss[2:]))
     numbers = run.records.select_dtypes("number").to_numpy()
     assert not np.isinf(numbers).any() and list(run.records.step) == [0]

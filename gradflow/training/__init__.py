@@ -3,15 +3,15 @@
 Built on every room below ``sweep``.
 """
 
-from ._train import (
-    TrainingRun,
+from ._objective import (
     finite_time_exponents,
     initial_params,
     make_objective,
     model_forward,
-    train,
     training_objective,
 )
+from ._run import TrainingRun
+from ._train import train
 
 __all__ = [
     "TrainingRun",
