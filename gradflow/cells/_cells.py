@@ -244,4 +244,4 @@ class Cell:
         meta = {"format": "gradflow-cell", "version": 1, "kind": self.kind, "name": self.name,
                 **self.config}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # the user's umask, not mkstemp's 0600
-            np.savez(fh, __gradflow__=np.array(json.dumps(meta)), **self.params)
+            np.savez(fh, __gradflow__=np.array(json.dumps(meta)), **self.params)  # type: ignore[arg-type]

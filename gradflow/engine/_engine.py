@@ -199,9 +199,14 @@ def closed_form_kind(cell: Cell) -> str | None:
     return None
 
 
+def _step_keywords(cell: Cell) -> dict:
+    """The keywords a built-in step is bound with (its functools.partial)."""
+    return getattr(cell.step, "keywords", {})
+
+
 def closed_form_terms(cell: Cell, h: np.ndarray, x: np.ndarray):
     """`jacobian_terms` of a one-layer built-in cell at M rows (``closed_form_kind`` not None)."""
-    return jacobian_terms(closed_form_kind(cell), cell.params, h, x, cell.step.keywords.get("activation"))
+    return jacobian_terms(closed_form_kind(cell), cell.params, h, x, _step_keywords(cell).get("activation"))
 
 
 def cell_step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray,
@@ -210,7 +215,7 @@ def cell_step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray,
     else one stacked VJP of the identity. ``out``: where a vanilla cell's J may be written."""
     kind = closed_form_kind(cell)
     if kind is not None:
-        return step_jacobians(kind, cell.params, h, x, cell.step.keywords.get("activation"), out=out)
+        return step_jacobians(kind, cell.params, h, x, _step_keywords(cell).get("activation"), out=out)
     eye = np.broadcast_to(np.eye(cell.state_size), (h.shape[0], cell.state_size, cell.state_size))
     return block_products(cell, h, x, eye, "left")
 

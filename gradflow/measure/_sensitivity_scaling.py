@@ -112,12 +112,12 @@ def sensitivity_scaling(ks: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0), *,
     {'normalised': [False, True], 'k': [1.0, 1.0], 'modulus': [0.9, 0.9], 'closed_form': [263.89, 50.14]}
     """
     steps = seq_len  # the sequence length T
-    ks = np.asarray(ks, dtype=float)
-    if ks.ndim != 1 or ks.size == 0 or not np.all(np.isfinite(ks) & (ks > 0)):
+    k_values = np.asarray(ks, dtype=float)
+    if k_values.ndim != 1 or k_values.size == 0 or not np.all(np.isfinite(k_values) & (k_values > 0)):
         raise ValueError(f"ks must be a non-empty list of positive numbers; got {ks!r}")
-    modulus = 1.0 - 10.0 ** (-ks)
+    modulus = 1.0 - 10.0 ** (-k_values)
     lam = modulus * np.exp(1j * float(phase))
-    m = len(ks)
+    m = len(k_values)
     # One cell holds both variants: units 0..m-1 unnormalised, m..2m-1 normalised.
     flags = np.repeat([False, True], m)
     cell = diagonal_cell(np.tile(lam, 2), normalised=flags, name="diagonal, both")
@@ -142,7 +142,7 @@ def sensitivity_scaling(ks: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0), *,
     infinite = np.where(flags, sensitivity_closed_form(mod2, normalised=True), sensitivity_closed_form(mod2))
     # E|h_T|^2 = gamma^2 sum_{j<T} r^j: 1 - r^T normalised, (1 - r^T) / (1 - r) not.
     variance = np.where(flags, 1.0 - r**steps, (1.0 - r**steps) / (1.0 - r))
-    rows = [dict(normalised=bool(flags[u]), k=ks[u % m], modulus=mod2[u], one_minus_r=1.0 - r[u], seed=seed,
+    rows = [dict(normalised=bool(flags[u]), k=k_values[u % m], modulus=mod2[u], one_minus_r=1.0 - r[u], seed=seed,
                  squared_sensitivity=squared[u], closed_form=closed[u], closed_form_infinite=infinite[u],
                  state_variance=state_var[u], state_variance_closed_form=variance[u],
                  state_gradient_log_norm=peak)

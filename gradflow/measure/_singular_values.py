@@ -187,6 +187,7 @@ def finite_time_singular_values(cell: Cell, xs, *, h0=None, k: int = 1, tol: flo
                 change = float(diff.max())
                 changes.append(change)
             previous = logs
+    assert logs is not None  # the budget is at least one sweep
     return SingularValues(cell.name, logs, change, done, xs.shape[0])
 
 

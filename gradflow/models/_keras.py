@@ -76,5 +76,5 @@ def from_keras(kind: str, weights: Sequence[Any] | Mapping[str, Any], *, reset_a
         order = np.concatenate([np.arange(n, 2 * n), np.arange(n), np.arange(2 * n, 3 * n)])
         w_ih, w_hh, b_ih, b_hh = w_ih[order], w_hh[order], b_ih[order], b_hh[order]
     params = {"weight_ih_l0": w_ih, "weight_hh_l0": w_hh, "bias_ih_l0": b_ih, "bias_hh_l0": b_hh}
-    extra = {"reset_after": False} if kind == "gru" and not reset_after else {}
+    extra: dict[str, Any] = {"reset_after": False} if kind == "gru" and not reset_after else {}
     return build_cell(kind, params, n, kernel.shape[0], 1, name=name or f"keras-{kind}", **extra)

@@ -29,11 +29,11 @@ def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights
     """Check one direction's PyTorch-layout arrays (``..._l{k}``, no suffix); return
     ``(params, hidden, inputs, layers, proj_size)``. Layers above the first read
     ``directions`` outputs of the layer below."""
-    unknown = sorted(k for k in weights if not LAYER_KEY.match(k) or LAYER_KEY.match(k).group(3))
+    unknown = sorted(k for k in weights if (m := LAYER_KEY.match(k)) is None or m.group(3))
     if unknown:
         raise ValueError(f"{what} has unexpected keys {unknown}; expected weight_ih_l<k>, "
                          f"weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> (and weight_hr_l<k>)")
-    layers = 1 + max((int(LAYER_KEY.match(k).group(2)) for k in weights), default=-1)
+    layers = 1 + max((int(m.group(2)) for k in weights if (m := LAYER_KEY.match(k)) is not None), default=-1)
     if layers == 0:
         raise ValueError(f"{what} is empty; expected weight_ih_l0 and weight_hh_l0")
     g = cell_kind(kind).blocks
@@ -57,7 +57,7 @@ def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights
                              f"{w_ih.shape}")
         if l == 0:
             inputs = w_ih.shape[1]
-        expected = {f"weight_ih_l{l}": (g * hidden, inputs if l == 0 else directions * width),
+        expected: dict[str, tuple[int, ...]] = {f"weight_ih_l{l}": (g * hidden, inputs if l == 0 else directions * width),
                     f"weight_hh_l{l}": (g * hidden, width)}
         if has_bias:
             expected[f"bias_ih_l{l}"] = (g * hidden,)

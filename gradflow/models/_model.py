@@ -169,8 +169,8 @@ class Model:
             top = cell.components[f"l{self.layers - 1}.h" if self.layers > 1 else "h"]
             return states[:, :, top]
         inputs = self.cell_inputs(xs)
-        top = self.layers - 1
-        fwd = unroll(self.cells[f"l{top} forward"], inputs[f"l{top} forward"])[1:, :, :width]
+        last = self.layers - 1
+        fwd = unroll(self.cells[f"l{last} forward"], inputs[f"l{last} forward"])[1:, :, :width]
         rev = unroll(self.cells[f"l{top} reverse"], inputs[f"l{top} reverse"])[1:, :, :width][::-1]
         return np.concatenate([fwd, rev], axis=2)
 

@@ -57,8 +57,8 @@ def load(path: str | os.PathLike) -> Cell:
     >>> bool(np.array_equal(gf.load(path).params["weight_hh_l0"], cell.params["weight_hh_l0"]))
     True
     """
-    arrays = read_npz(path)
     path = os.fspath(path)
+    arrays = read_npz(path)
     if "__gradflow__" not in arrays:
         raise ValueError(f"{path!r} is not a gradflow cell file (no __gradflow__ entry); for "
                          f"PyTorch arrays use gf.from_torch({path!r})")

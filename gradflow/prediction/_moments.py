@@ -58,6 +58,8 @@ def _unit_moments(cell, xs, states, steps) -> tuple[np.ndarray, np.ndarray]:
         bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * B, -1))
         part = np.einsum("mki,mli->kli", scales, scales)
         total = part if total is None else total + part
+    if bases is None or total is None:
+        raise ValueError("no steps to average the Jacobian terms over")
     return bases, total / (len(steps) * B)
 
 

@@ -148,6 +148,8 @@ class PredictorContext:
 
     @property
     def window(self) -> slice:
+        if self.xs is None:
+            raise ValueError("the fit window needs a forward run (xs)")
         T = self.xs.shape[0]
         return slice(T // 10, T)  # the measured rate is fitted over lags T/10..T: same steps
 

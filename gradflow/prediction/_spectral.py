@@ -23,7 +23,7 @@ def largest_singular_value(A: np.ndarray) -> float:
 
 def derivative_bound(cell: Cell) -> float | None:
     """Pascanu's ``gamma``: a bound on ``|phi'|`` for the cell's activation (vanilla cells only)."""
-    return DERIVATIVE_BOUND.get(cell.config.get("activation")) if is_vanilla(cell.kind) else None
+    return DERIVATIVE_BOUND.get(str(cell.config.get("activation"))) if is_vanilla(cell.kind) else None
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def fixed_points(cell: Cell, x: np.ndarray, starts: np.ndarray, tol: float = 1e-
         root = _newton(residual, jac, h, accept)
         if root is None:
             continue
-        scale = max(1.0, np.linalg.norm(root))
+        scale = max(1.0, float(np.linalg.norm(root)))
         if all(np.linalg.norm(root - f) > 1e-6 * scale for f in found):
             found.append(root)
         if len(found) >= max_points:

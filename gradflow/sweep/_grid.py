@@ -105,7 +105,7 @@ def check_seeds(seeds: Any) -> list[int]:
     """Seeds as a list of distinct non-negative integers, or ``ValueError``."""
     if isinstance(seeds, (str, bytes, Mapping)) or not isinstance(seeds, Iterable):
         raise ValueError(f"seeds must be a list of non-negative integers; got {seeds!r}")
-    out: list[dict] = []
+    out: list[int] = []
     for s in seeds:
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise ValueError(f"seeds must be a list of non-negative integers; got {s!r} in {seeds!r}")

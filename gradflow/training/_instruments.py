@@ -40,7 +40,7 @@ def measure(model: SequenceModel, params, xs: np.ndarray, seed: int) -> dict[str
         return {}
     cell = with_params(model.cell, params)
     W = recurrent_block(cell, params)
-    row = {}
+    row: dict[str, float] = {}
     if W.ndim == 2 and W.shape[0] == W.shape[1]:
         row.update(spectral_radius=spectral_radius(W), top_singular_value=largest_singular_value(W))
     T = xs.shape[0]

@@ -183,7 +183,7 @@ def model_forward(model: SequenceModel) -> Callable:
     the same numbers, one traced operation instead of several per step."""
     cell = model.cell
     record = find_cell_kind(cell.kind) if cell is not None else None
-    if (model.kind != "recurrent" or record is None or record.sequence is None
+    if (model.kind != "recurrent" or cell is None or record is None or record.sequence is None
             or not record.is_one_layer_step(cell.step)):
         return model.apply
     cols = output_columns(cell)
