@@ -36,6 +36,9 @@ test: $(STAMP)
 		  $(PY) -m pip install --quiet "torch==$$($(PY) -c 'import importlib.metadata as m; print(m.version("torch"))')" \
 			>/dev/null 2>&1 && echo "installed PyTorch (a local wheel) for the comparison tests"; } || \
 		echo "no local PyTorch wheel: the comparisons with PyTorch will skip (pip install torch to run them)"
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 report: $(STAMP)
@@ -52,6 +55,8 @@ lab: $(LAB_STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # The API reference (Sphinx) into docs/_build/html; a warning fails the build (tests/test_docs.py checks it too).
 docs: $(STAMP)

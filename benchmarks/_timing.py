@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 
-def best_of(fn: Callable[[], Any], repeat: int,
-            clock: Callable[[], float] = time.perf_counter) -> tuple[float, Any]:
+def best_of(
+    fn: Callable[[], Any], repeat: int, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, Any]:
     """Fastest of ``repeat`` calls of ``fn`` in seconds of ``clock``, and the last call's result."""
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -33,7 +34,8 @@ def adam_steps(value_and_grad: Callable, flat: np.ndarray, lr: float = 1e-3) -> 
         state["m"] = 0.9 * state["m"] + 0.1 * g
         state["v"] = 0.999 * state["v"] + 0.001 * g**2
         state["x"] = state["x"] - lr * (state["m"] / (1 - 0.9**t)) / (
-            np.sqrt(state["v"] / (1 - 0.999**t)) + 1e-8)
+            np.sqrt(state["v"] / (1 - 0.999**t)) + 1e-8
+        )
         return loss, g
 
     return step

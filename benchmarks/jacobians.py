@@ -121,30 +121,52 @@ def bench_size(N, T, naive_steps, repeat, rows):
     assert np.allclose(flow.log_norms[:, 0], closed_profile(W, U, b, xs, u)[:, 0], atol=1e-8)
 
     ops = {
-        "jacobians": (lambda: gf.jacobians(cell, xs), lambda: closed_jacobians(W, U, b, xs),
-                      lambda s: naive_jacobians(cell, xs, s)),
-        "block16": (lambda: gf.jacobian_products(cell, xs, Q), lambda: closed_block(W, U, b, xs, Q),
-                    lambda s: naive_block(cell, xs, Q, s)),
-        "profile": (lambda: gf.gradient_flow(cell, xs), lambda: closed_profile(W, U, b, xs, u),
-                    lambda s: naive_profile(cell, xs, u, s)),
+        "jacobians": (
+            lambda: gf.jacobians(cell, xs),
+            lambda: closed_jacobians(W, U, b, xs),
+            lambda s: naive_jacobians(cell, xs, s),
+        ),
+        "block16": (
+            lambda: gf.jacobian_products(cell, xs, Q),
+            lambda: closed_block(W, U, b, xs, Q),
+            lambda s: naive_block(cell, xs, Q, s),
+        ),
+        "profile": (
+            lambda: gf.gradient_flow(cell, xs),
+            lambda: closed_profile(W, U, b, xs, u),
+            lambda s: naive_profile(cell, xs, u, s),
+        ),
     }
     steps = min(T, naive_steps)
     for op, (engine, closed, naive) in ops.items():
         t_engine, t_closed = best_of(engine, repeat)[0], best_of(closed, repeat)[0]
         t_naive = best_of(lambda naive=naive: naive(steps), 1)[0] * T / steps
-        rows.append(dict(
-            N=N, T=T, op=op, engine_s=t_engine, closed_s=t_closed, naive_s=t_naive,
-            naive_note="" if steps == T else f"(scaled from {steps} steps)",
-            speedup_vs_naive=t_naive / t_engine, ratio_vs_closed=t_engine / t_closed,
-            engine_mb=peak_mb(engine), closed_mb=peak_mb(closed),
-        ))
+        rows.append(
+            dict(
+                N=N,
+                T=T,
+                op=op,
+                engine_s=t_engine,
+                closed_s=t_closed,
+                naive_s=t_naive,
+                naive_note="" if steps == T else f"(scaled from {steps} steps)",
+                speedup_vs_naive=t_naive / t_engine,
+                ratio_vs_closed=t_engine / t_closed,
+                engine_mb=peak_mb(engine),
+                closed_mb=peak_mb(closed),
+            )
+        )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
-    parser.add_argument("--naive-steps", type=int, default=200,
-                        help="steps of the naive loop actually timed at N = 256 (scaled to T)")
+    parser.add_argument(
+        "--naive-steps",
+        type=int,
+        default=200,
+        help="steps of the naive loop actually timed at N = 256 (scaled to T)",
+    )
     args = parser.parse_args(argv)
     sizes = [(16, 100), (32, 100)] if args.quick else [(64, 1000), (256, 1000)]
     repeat = 1 if args.quick else 3
@@ -152,24 +174,32 @@ def main(argv=None):
     for N, T in sizes:
         bench_size(N, T, T if N <= 64 else args.naive_steps, repeat, rows)
 
-    print(f"numpy {np.__version__}, tanh RNN, batch 1; times in seconds (best of {repeat}), "
-          f"peak traced memory in MB")
-    head = (f"{'N':>4} {'T':>5} {'op':<10} {'engine':>8} {'closed':>8} {'naive':>9} "
-            f"{'x naive':>8} {'/closed':>8} {'MB eng':>7} {'MB cl':>7}")
+    print(
+        f"numpy {np.__version__}, tanh RNN, batch 1; times in seconds (best of {repeat}), "
+        f"peak traced memory in MB"
+    )
+    head = (
+        f"{'N':>4} {'T':>5} {'op':<10} {'engine':>8} {'closed':>8} {'naive':>9} "
+        f"{'x naive':>8} {'/closed':>8} {'MB eng':>7} {'MB cl':>7}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['N']:>4} {r['T']:>5} {r['op']:<10} {r['engine_s']:8.3f} {r['closed_s']:8.3f} "
-              f"{r['naive_s']:9.2f} {r['speedup_vs_naive']:8.1f} {r['ratio_vs_closed']:8.2f} "
-              f"{r['engine_mb']:7.1f} {r['closed_mb']:7.1f} {r['naive_note']}")
+        print(
+            f"{r['N']:>4} {r['T']:>5} {r['op']:<10} {r['engine_s']:8.3f} {r['closed_s']:8.3f} "
+            f"{r['naive_s']:9.2f} {r['speedup_vs_naive']:8.1f} {r['ratio_vs_closed']:8.2f} "
+            f"{r['engine_mb']:7.1f} {r['closed_mb']:7.1f} {r['naive_note']}"
+        )
 
     N, T = (32, 1000) if args.quick else (128, 10_000)
     cell = gf.rnn(N, 8, gain=1.5, seed=0)
     xs = gf.inputs.gaussian(T, 1, 8, seed=1)
     t_long = best_of(lambda: gf.gradient_flow(cell, xs), repeat)[0]
     mb_long = peak_mb(lambda: gf.gradient_flow(cell, xs))
-    print(f"\nprofile N={N}, T={T}: {t_long:.2f} s (target < 2 s), peak {mb_long:.1f} MB "
-          f"= {mb_long * 2**20 / (8 * T * N):.1f} x (T*N floats)")
+    print(
+        f"\nprofile N={N}, T={T}: {t_long:.2f} s (target < 2 s), peak {mb_long:.1f} MB "
+        f"= {mb_long * 2**20 / (8 * T * N):.1f} x (T*N floats)"
+    )
 
     if not args.quick:
         big = [r for r in rows if r["N"] == 256]
@@ -177,8 +207,10 @@ def main(argv=None):
         for r in big:
             ok_naive = "ok" if r["speedup_vs_naive"] >= 30 else "MISSED"
             ok_closed = "ok" if r["ratio_vs_closed"] <= 2.5 else "MISSED"
-            print(f"  {r['op']:<10} >= 30x naive: {r['speedup_vs_naive']:6.1f}x {ok_naive:6}  "
-                  f"<= 2.5x closed: {r['ratio_vs_closed']:5.2f}x {ok_closed}")
+            print(
+                f"  {r['op']:<10} >= 30x naive: {r['speedup_vs_naive']:6.1f}x {ok_naive:6}  "
+                f"<= 2.5x closed: {r['ratio_vs_closed']:5.2f}x {ok_closed}"
+            )
         print(f"  profile N=128 T=10000 < 2 s: {t_long:.2f} s {'ok' if t_long < 2 else 'MISSED'}")
     return rows
 

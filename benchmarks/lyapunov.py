@@ -26,7 +26,6 @@ def sech2(a):
     return 1.0 - np.tanh(a) ** 2
 
 
-
 def closed_chunks(cell, xs, states, chunk=64):
     W, U = cell.params["weight_hh_l0"], cell.params["weight_ih_l0"]
     b = cell.params["bias_ih_l0"] + cell.params["bias_hh_l0"]
@@ -40,8 +39,9 @@ def closed_spectrum(cell, xs, warmup, seed=0):
     S = cell.state_size
     states = gf.unroll(cell, xs)[:-1]
     logs = np.empty((T, B, S))
-    qr_log_growth(closed_chunks(cell, xs, states), initial_block(
-        np.random.default_rng(seed), B, S, S), 1, logs)
+    qr_log_growth(
+        closed_chunks(cell, xs, states), initial_block(np.random.default_rng(seed), B, S, S), 1, logs
+    )
     return np.sort(logs[warmup:].mean(axis=0)[0])[::-1]
 
 
@@ -75,14 +75,17 @@ def main(argv=None):
     print(f"{'what':<52} {'seconds':>8} {'ratio':>7}")
     print(f"{'gradflow, all exponents':<52} {t_full:8.3f} {t_full / t_closed:7.2f}")
     print(f"{'same QR loop on closed-form Jacobians':<52} {t_closed:8.3f} {1:7.2f}")
-    print(f"{'textbook loop (numpy.linalg.qr + matmul), closed J':<52} {t_text:8.3f} "
-          f"{t_text / t_closed:7.2f}")
+    print(
+        f"{'textbook loop (numpy.linalg.qr + matmul), closed J':<52} {t_text:8.3f} {t_text / t_closed:7.2f}"
+    )
     print(f"{'gradflow, top 16 exponents':<52} {t_top:8.3f}")
     print(f"lambda_1 = {full.exponents[0]:+.5f}, sum = {full.exponents.sum():+.5f} nats/step")
     if not args.quick:
-        print(f"targets: all exponents within 1.5x of the closed-form loop: {t_full / t_closed:.2f}x "
-              f"{'ok' if t_full / t_closed <= 1.5 else 'MISSED'}; top 16 under 0.5 s: {t_top:.2f} s "
-              f"{'ok' if t_top < 0.5 else 'MISSED'}")
+        print(
+            f"targets: all exponents within 1.5x of the closed-form loop: {t_full / t_closed:.2f}x "
+            f"{'ok' if t_full / t_closed <= 1.5 else 'MISSED'}; top 16 under 0.5 s: {t_top:.2f} s "
+            f"{'ok' if t_top < 0.5 else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":

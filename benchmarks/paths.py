@@ -48,8 +48,10 @@ def main(argv=None):
     print(f"{'model':42s} {'nodes':>8s} {'edges':>10s} {'max path':>9s} {'depth':>6s} {'seconds':>8s}")
     for m in models(width, 8):
         secs, p = best_of(lambda m=m: gf.path_lengths(m, n_graph), 1 if args.quick else 3)
-        print(f"{m.name:42s} {p.operations.nodes.sum():8d} {p.operations.edges.sum():10d} "
-              f"{p.max_path:9d} {p.sequential_depth:6d} {secs:8.3f}")
+        print(
+            f"{m.name:42s} {p.operations.nodes.sum():8d} {p.operations.edges.sum():10d} "
+            f"{p.max_path:9d} {p.sequential_depth:6d} {secs:8.3f}"
+        )
 
     print(f"\nsensitivity ||dy_(n-1)/dx_t||_F for every t, n = {n_sens}, width {width}, batch 1")
     print(f"{'model':42s} {'one pass s':>10s} {'frobenius s':>11s} {'naive s':>9s} {'speed-up':>9s}")

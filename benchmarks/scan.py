@@ -50,8 +50,11 @@ def diagonal_cell(state: int, inputs: int):
         decay = 1.0 / (1.0 + anp.exp(-(x @ p["W_a"].T + p["bias_a"])))  # input-dependent, in (0, 1)
         return decay * h + x @ p["W_b"].T
 
-    params = {"W_a": rng.normal(size=(state, inputs)) / np.sqrt(inputs), "bias_a": np.full(state, 4.0),
-              "W_b": rng.normal(size=(state, inputs)) / np.sqrt(inputs)}
+    params = {
+        "W_a": rng.normal(size=(state, inputs)) / np.sqrt(inputs),
+        "bias_a": np.full(state, 4.0),
+        "W_b": rng.normal(size=(state, inputs)) / np.sqrt(inputs),
+    }
     return gf.Cell(step, params, state, inputs, config={"linear": True}, name="gated diagonal")
 
 
@@ -65,8 +68,10 @@ def main(argv=None):
     lengths = [100, 1000, 10_000] if args.quick else [100, 1000, 10_000, 100_000]
     rng = np.random.default_rng(0)
     print("Table 1: h_t = a_t h_(t-1) + b_t, batch 1, one BLAS thread")
-    print(f"{'state':>5} {'n':>7} {'rounds':>6} {'loop wall s':>12} {'scan wall s':>12} {'speed-up':>9} "
-          f"{'loop CPU s':>11} {'scan CPU s':>11} {'CPU ratio':>9} {'max rel err':>12}")
+    print(
+        f"{'state':>5} {'n':>7} {'rounds':>6} {'loop wall s':>12} {'scan wall s':>12} {'speed-up':>9} "
+        f"{'loop CPU s':>11} {'scan CPU s':>11} {'CPU ratio':>9} {'max rel err':>12}"
+    )
     with threadpool_limits(1):
         for state in (1, 8, 64):
             for n in lengths:
@@ -76,11 +81,15 @@ def main(argv=None):
                 lw, lc, ref = timed(lambda a=a, b=b: loop(a, b), args.repeat)
                 sw, sc, got = timed(lambda a=a, b=b: gf.associative_scan(a, b), args.repeat)
                 err = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
-                print(f"{state:>5} {n:>7} {gf.scan_depth(n):>6} {lw:>12.4g} {sw:>12.4g} {lw / sw:>9.1f} "
-                      f"{lc:>11.4g} {sc:>11.4g} {lc / sc:>9.1f} {err:>12.2g}")
+                print(
+                    f"{state:>5} {n:>7} {gf.scan_depth(n):>6} {lw:>12.4g} {sw:>12.4g} {lw / sw:>9.1f} "
+                    f"{lc:>11.4g} {sc:>11.4g} {lc / sc:>9.1f} {err:>12.2g}"
+                )
         print(f"\nTable 2: gf.unroll against gf.scan, a gated diagonal cell, 4 inputs, batch {args.batch}")
-        print(f"{'state':>5} {'n':>7} {'unroll wall s':>14} {'scan wall s':>12} {'speed-up':>9} "
-              f"{'unroll CPU s':>13} {'scan CPU s':>11} {'CPU ratio':>9} {'max rel err':>12}")
+        print(
+            f"{'state':>5} {'n':>7} {'unroll wall s':>14} {'scan wall s':>12} {'speed-up':>9} "
+            f"{'unroll CPU s':>13} {'scan CPU s':>11} {'CPU ratio':>9} {'max rel err':>12}"
+        )
         for state in (4, args.state):
             cell = diagonal_cell(state, 4)
             for n in lengths:
@@ -88,10 +97,14 @@ def main(argv=None):
                 uw, uc, ref = timed(lambda xs=xs, cell=cell: gf.unroll(cell, xs), max(1, args.repeat - 1))
                 sw, sc, got = timed(lambda xs=xs, cell=cell: gf.scan(cell, xs), args.repeat)
                 err = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
-                print(f"{state:>5} {n:>7} {uw:>14.4g} {sw:>12.4g} {uw / sw:>9.1f} {uc:>13.4g} {sc:>11.4g} "
-                      f"{uc / sc:>9.1f} {err:>12.2g}")
-    print(f"\nrounds = ceil(log2 n): n = 1e5 needs {math.ceil(math.log2(1e5))} where the loop needs 1e5 "
-          "dependent steps.")
+                print(
+                    f"{state:>5} {n:>7} {uw:>14.4g} {sw:>12.4g} {uw / sw:>9.1f} {uc:>13.4g} {sc:>11.4g} "
+                    f"{uc / sc:>9.1f} {err:>12.2g}"
+                )
+    print(
+        f"\nrounds = ceil(log2 n): n = 1e5 needs {math.ceil(math.log2(1e5))} where the loop needs 1e5 "
+        "dependent steps."
+    )
 
 
 if __name__ == "__main__":

@@ -133,8 +133,11 @@ def gradflow_adam_step(objective, params, xs, ys):
 def predict_rows(sizes, repeat, clock):
     N, T, B = sizes["predict"]
     xs = gf.inputs.gaussian(T, B, 8, seed=1)
-    cells = {"tanh": gf.rnn(N, 8, gain=1.5, seed=0), "LSTM": gf.lstm(N, 8, seed=0),
-             "GRU": gf.gru(N, 8, seed=0)}
+    cells = {
+        "tanh": gf.rnn(N, 8, gain=1.5, seed=0),
+        "LSTM": gf.lstm(N, 8, seed=0),
+        "GRU": gf.gru(N, 8, seed=0),
+    }
     for name, cell in cells.items():
         t_pred, _ = best_of(lambda cell=cell: gf.predict(cell, xs), repeat, clock)
         t_flow, _ = best_of(lambda cell=cell: gf.gradient_flow(cell, xs), repeat, clock)
@@ -151,8 +154,9 @@ def spectrum_rows(sizes, repeat, clock):
         if torch is None:
             yield (f"gf.lyapunov_spectrum, {what}, N={N} T={T}", t_gf, "PyTorch loop", None, "<=", target)
             continue
-        t_torch, ref = best_of(lambda k=k: torch_spectrum(cell, gf.unroll(cell, xs), warmup, k), repeat,
-                               clock)
+        t_torch, ref = best_of(
+            lambda k=k: torch_spectrum(cell, gf.unroll(cell, xs), warmup, k), repeat, clock
+        )
         np.testing.assert_allclose(spec.exponents, ref, atol=1e-8)  # same start, same numbers
         ref_name = "PyTorch geqrf+ormqr" if k is None else "PyTorch linalg.qr"
         yield (f"gf.lyapunov_spectrum, {what}, N={N} T={T}", t_gf, ref_name, t_torch, "<=", target)
@@ -162,6 +166,7 @@ def profile_row(sizes, repeat, clock):
     N, T, _ = sizes["spectrum"]
     cell = gf.rnn(N, 8, gain=2.0, seed=0)
     xs = gf.inputs.gaussian(T, 1, 8, scale=0.5, seed=1)
+
     def total(h):
         return anp.sum(h, axis=-1)
 
@@ -196,8 +201,10 @@ def loaded_rows(sizes, repeat, clock):
     N, T = sizes["loaded"]
     cell = gf.rnn(N, 8, gain=2.0, seed=0)
     xs = gf.inputs.gaussian(T, 1, 8, seed=1)
-    calls = {f"gf.jacobians N={N} T={T}": lambda: gf.jacobians(cell, xs),
-             f"gf.lyapunov_spectrum N={N} T={T}": lambda: gf.lyapunov_spectrum(cell, xs, warmup=T // 10)}
+    calls = {
+        f"gf.jacobians N={N} T={T}": lambda: gf.jacobians(cell, xs),
+        f"gf.lyapunov_spectrum N={N} T={T}": lambda: gf.lyapunov_spectrum(cell, xs, warmup=T // 10),
+    }
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         time.sleep(0.5)
@@ -248,18 +255,29 @@ def steps_per_second(step, seconds, clock):
 
 
 SIZES = {
-    "full": {"predict": (128, 1000, 1), "spectrum": (256, 1000, 100), "jacobians": (256, 200),
-             "loaded": (256, 40), "training": (64, 100, 32)},
-    "quick": {"predict": (16, 60, 1), "spectrum": (16, 60, 10), "jacobians": (16, 20),
-              "loaded": (16, 20), "training": (8, 10, 4)},
+    "full": {
+        "predict": (128, 1000, 1),
+        "spectrum": (256, 1000, 100),
+        "jacobians": (256, 200),
+        "loaded": (256, 40),
+        "training": (64, 100, 32),
+    },
+    "quick": {
+        "predict": (16, 60, 1),
+        "spectrum": (16, 60, 10),
+        "jacobians": (16, 20),
+        "loaded": (16, 20),
+        "training": (8, 10, 4),
+    },
 }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the script)")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="best of this many runs (default 3, quick 1)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="best of this many runs (default 3, quick 1)"
+    )
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall")
     args = parser.parse_args(argv)
     sizes = SIZES["quick" if args.quick else "full"]
@@ -267,21 +285,30 @@ def main(argv=None):
     clock = CLOCKS[args.clock]
     if torch is not None:
         torch.set_num_threads(1)  # one thread each: the machine is shared; gradflow's default too
-    rows = [*predict_rows(sizes, repeat, clock), *spectrum_rows(sizes, repeat, clock),
-            profile_row(sizes, repeat, clock), jacobian_row(sizes, repeat, clock),
-            *loaded_rows(sizes, repeat, clock),
-            training_row(sizes, clock, 0.5 if args.quick else 5.0)]
+    rows = [
+        *predict_rows(sizes, repeat, clock),
+        *spectrum_rows(sizes, repeat, clock),
+        profile_row(sizes, repeat, clock),
+        jacobian_row(sizes, repeat, clock),
+        *loaded_rows(sizes, repeat, clock),
+        training_row(sizes, clock, 0.5 if args.quick else 5.0),
+    ]
     unit = "wall s" if args.clock == "wall" else "CPU s"
-    print(f"issue 16 targets; {unit}, best of {repeat} (training: steps/s); BLAS threads: "
-          f"{gf.blas_threads()}; torch: {torch.__version__ if torch else 'not importable'}")
+    print(
+        f"issue 16 targets; {unit}, best of {repeat} (training: steps/s); BLAS threads: "
+        f"{gf.blas_threads()}; torch: {torch.__version__ if torch else 'not importable'}"
+    )
     print(f"{'what':<52} {'gradflow':>9}  {'reference':<20} {'ref':>9} {'ratio':>7} {'target':>8}  result")
     for what, mine, ref_name, ref, op, target in rows:
         if mine is None or ref is None:
             ratio, verdict = np.nan, "skip"
         else:
             ratio = mine / ref
-            verdict = "" if target is None else (
-                "pass" if (ratio <= target if op == "<=" else ratio >= target) else "FAIL")
+            verdict = (
+                ""
+                if target is None
+                else ("pass" if (ratio <= target if op == "<=" else ratio >= target) else "FAIL")
+            )
         goal = f"{op} {target:g}" if target is not None else ""
         print(f"{what:<52} {_cell(mine)}  {ref_name:<20} {_cell(ref)} {ratio:7.2f} {goal:>8}  {verdict}")
 

@@ -52,8 +52,15 @@ def gradflow_step(model, task, xs, ys, naive=False):
     objective, _ = make_objective(model, task)
     flat, unflatten = flatten(initial_params(model, task, 0))
     if naive:
-        plain = gf.recurrent(gf.Cell(plain_lstm_step, model.cell.params, model.cell.state_size,
-                                     model.cell.input_size, components=model.cell.components))
+        plain = gf.recurrent(
+            gf.Cell(
+                plain_lstm_step,
+                model.cell.params,
+                model.cell.state_size,
+                model.cell.input_size,
+                components=model.cell.components,
+            )
+        )
         objective, _ = make_objective(plain, task)
     grad_fn = value_and_grad(lambda v: objective(unflatten(v), xs, ys))
     return adam_steps(grad_fn, flat), grad_fn(flat)
@@ -115,8 +122,10 @@ def main(argv=None):
         assert abs(first - loss) < 1e-10 * max(1.0, abs(loss)), (first, loss)  # same model, same loss
         rows.append(("PyTorch CPU (torch.nn.LSTM, 1 thread)", steps_per_second(step, seconds)))
         torch_note = f"PyTorch {torch.__version__}: loss on the same weights agrees with gradflow's"
-    print(f"LSTM {n} units, T = {T}, batch {B}, float64, adding task; one Adam step; "
-          f"each row timed for {seconds:g} seconds")
+    print(
+        f"LSTM {n} units, T = {T}, batch {B}, float64, adding task; one Adam step; "
+        f"each row timed for {seconds:g} seconds"
+    )
     print(f"{'what':<46} {'steps/s':>9} {'vs gradflow':>12}")
     for name, rate in rows:
         print(f"{name:<46} {rate:9.1f} {rate / rows[0][1]:11.2f}x")

@@ -96,8 +96,11 @@ class GradflowHelp(Directive):
         main = getattr(importlib.import_module(module), function)
         argv = [*self.arguments[0].split(), "--help"] if self.arguments else ["--help"]
         out = io.StringIO()
-        with _environment(COLUMNS="100", GRADFLOW_CACHE_DIR=_DOCUMENTED_CACHE_DIR), \
-                contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        with (
+            _environment(COLUMNS="100", GRADFLOW_CACHE_DIR=_DOCUMENTED_CACHE_DIR),
+            contextlib.redirect_stdout(out),
+            contextlib.suppress(SystemExit),
+        ):
             main(argv)
         text = out.getvalue().rstrip()
         if not text:

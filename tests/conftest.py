@@ -22,14 +22,22 @@ TINY = {
 TINY_CONFIG = {
     "cost": {"widths": [8, 32], "networks": 2, "step_length": 8, "repeats": 1},
     "remedies": {"adding_T": [3, 12]},
-    "recurrent_revival": {"lengths": [16, 64], "repeats": 1, "executor": "serial", "sensitivity_ks": [0.5, 1.0],
-                          "sensitivity_steps": 60, "sensitivity_batch": 2},
+    "recurrent_revival": {
+        "lengths": [16, 64],
+        "repeats": 1,
+        "executor": "serial",
+        "sensitivity_ks": [0.5, 1.0],
+        "sensitivity_steps": 60,
+        "sensitivity_batch": 2,
+    },
 }
 
 
 def _toml(table: dict) -> str:
-    return "".join(f"{key} = {list(value) if isinstance(value, (list, tuple)) else value!r}\n"
-                   for key, value in table.items())
+    return "".join(
+        f"{key} = {list(value) if isinstance(value, (list, tuple)) else value!r}\n"
+        for key, value in table.items()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +65,9 @@ def study_run(tmp_path_factory):
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
-            runs[name] = SimpleNamespace(out=root / "a", again=root / "b", result=result, cache=root / "cache")
+            runs[name] = SimpleNamespace(
+                out=root / "a", again=root / "b", result=result, cache=root / "cache"
+            )
         return runs[name]
 
     return run
@@ -66,7 +76,12 @@ def study_run(tmp_path_factory):
 def pytest_collection_modifyitems(config, items):
     # A test that runs a study (directly or through a fixture) is study-sized: it must carry
     # @pytest.mark.slow, so `-m "not slow"` is a quick loop that really is quick.
-    unmarked = [item.nodeid for item in items
-                if "study_run" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "study_run" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None
+    ]
     if unmarked:
-        raise pytest.UsageError("tests that run a study must be marked @pytest.mark.slow: " + ", ".join(unmarked))
+        raise pytest.UsageError(
+            "tests that run a study must be marked @pytest.mark.slow: " + ", ".join(unmarked)
+        )

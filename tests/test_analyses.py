@@ -23,16 +23,29 @@ def report(study_run):
 @pytest.mark.slow
 def test_study_writes_pdf_and_the_csv_behind_it(report):
     out, result = report
-    assert sorted(os.listdir(out)) == ["gated_cells.pdf", "gated_cells_checks.csv", "gated_cells_config.toml",
-                                       "gated_cells_profiles.csv", "gated_cells_rates.csv",
-                                       "gated_cells_summary.csv"]  # nothing half-written left
+    assert sorted(os.listdir(out)) == [
+        "gated_cells.pdf",
+        "gated_cells_checks.csv",
+        "gated_cells_config.toml",
+        "gated_cells_profiles.csv",
+        "gated_cells_rates.csv",
+        "gated_cells_summary.csv",
+    ]  # nothing half-written left
     pdf = PdfReader(out / "gated_cells.pdf")
     assert len(pdf.pages) == 6
     assert pdf.metadata.title == "gradflow: do gates mitigate vanishing gradients?"
     assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = "\n".join(page.extract_text() for page in pdf.pages)
-    for heading in ("Claim", "Quote", "Threshold", "Verdict", "Configuration", "Key numbers", "Methods",
-                    "Self-checks run with this report"):
+    for heading in (
+        "Claim",
+        "Quote",
+        "Threshold",
+        "Verdict",
+        "Configuration",
+        "Key numbers",
+        "Methods",
+        "Self-checks run with this report",
+    ):
         assert heading in text
     assert result["verdict"] == "inconclusive (n < 10)"  # two networks per configuration in the tiny run
 
@@ -70,16 +83,21 @@ def _rates(lstm, gru, seeds=12, spread=0.02):
     for seed in range(seeds):
         rows.append(dict(architecture="RNN tanh (gaussian)", gate_bias=np.nan, seed=seed, minus_rnn=0.0))
         for arch, bias, diff in (("LSTM", 1.0, lstm), ("GRU", 0.0, gru)):
-            rows.append(dict(architecture=arch, gate_bias=bias, seed=seed, minus_rnn=diff + rng.normal(0, spread)))
+            rows.append(
+                dict(architecture=arch, gate_bias=bias, seed=seed, minus_rnn=diff + rng.normal(0, spread))
+            )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("lstm", "gru", "label"), [
-    (0.2, 0.15, "holds"),
-    (0.2, -0.1, "holds only when LSTM (bias 1)"),
-    (-0.1, -0.2, "does not hold"),
-    (0.01, 0.01, "inconclusive (undecided for LSTM (bias 1), GRU (bias 0))"),
-])
+@pytest.mark.parametrize(
+    ("lstm", "gru", "label"),
+    [
+        (0.2, 0.15, "holds"),
+        (0.2, -0.1, "holds only when LSTM (bias 1)"),
+        (-0.1, -0.2, "does not hold"),
+        (0.01, 0.01, "inconclusive (undecided for LSTM (bias 1), GRU (bias 0))"),
+    ],
+)
 def test_verdict_follows_the_paired_differences(lstm, gru, label):
     decision = gated_cells.verdict(_rates(lstm, gru))
     assert decision.label == label and decision.sentence().startswith(label)
@@ -91,22 +109,30 @@ def test_fewer_than_ten_networks_per_configuration_cannot_decide():
 
 
 def test_runner_rejects_an_unknown_study_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "gradflow.studies", "nonsense", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradflow.studies", "nonsense", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     from gradflow.studies import STUDIES
 
-    assert proc.stderr.strip() == ("error: unknown study 'nonsense'; expected one of "
-                                   + ", ".join(STUDIES))
+    assert proc.stderr.strip() == ("error: unknown study 'nonsense'; expected one of " + ", ".join(STUDIES))
     assert os.listdir(tmp_path) == []
 
 
 def test_bad_size_override_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "gradflow.studies.gated_cells", "--hidden", "0",
-                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradflow.studies.gated_cells", "--hidden", "0", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == ("python -m gradflow.studies.gated_cells: error: "
-                                                    "--hidden must be a positive integer; got 0")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "python -m gradflow.studies.gated_cells: error: --hidden must be a positive integer; got 0"
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -119,9 +145,14 @@ def paths_report(study_run):
 @pytest.mark.slow
 def test_path_lengths_study_rebuilds_the_table_from_graphs(paths_report):
     out, result = paths_report
-    assert sorted(os.listdir(out)) == ["path_lengths.pdf", "path_lengths_classes.csv", "path_lengths_config.toml",
-                                       "path_lengths_graphs.csv", "path_lengths_sensitivity.csv",
-                                       "path_lengths_summary.csv"]
+    assert sorted(os.listdir(out)) == [
+        "path_lengths.pdf",
+        "path_lengths_classes.csv",
+        "path_lengths_config.toml",
+        "path_lengths_graphs.csv",
+        "path_lengths_sensitivity.csv",
+        "path_lengths_summary.csv",
+    ]
     classes = pd.read_csv(out / "path_lengths_classes.csv").set_index("architecture")
     assert classes.loc["RNN tanh", "max_path"] == "O(n)"
     assert classes.loc["self-attention (2 layers)", "max_path"] == "O(1)"
@@ -149,27 +180,45 @@ def _path_summary(gains: dict[str, float], seeds: int = 12) -> pd.DataFrame:
     rows = []
     for seed in range(seeds):
         rnn = -60.0 + rng.standard_normal()
-        rows.append(dict(architecture="RNN tanh", seed=seed, oldest=rnn, mean_log_sensitivity=-30.0, horizon=15))
+        rows.append(
+            dict(architecture="RNN tanh", seed=seed, oldest=rnn, mean_log_sensitivity=-30.0, horizon=15)
+        )
         for arch, gain in gains.items():
-            rows.append(dict(architecture=arch, seed=seed, oldest=rnn + gain + 0.3 * rng.standard_normal(),
-                             mean_log_sensitivity=-5.5, horizon=255))
+            rows.append(
+                dict(
+                    architecture=arch,
+                    seed=seed,
+                    oldest=rnn + gain + 0.3 * rng.standard_normal(),
+                    mean_log_sensitivity=-5.5,
+                    horizon=255,
+                )
+            )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("gains", "label"), [
-    ((50.0, 40.0, 30.0), "holds"),
-    ((1.0, 2.0, -3.0), "does not hold"),
-    ((50.0, 2.0, 30.0), "holds only when architecture = self-attention (2 layers) or architecture = TCN "
-                        "(k = 3, dilated)"),
-    ((50.0, 6.9, 30.0), "inconclusive (holds for architecture = self-attention (2 layers), architecture = TCN "
-                        "(k = 3, dilated); undecided for architecture = hierarchical attention (c = 4))"),
-])
+@pytest.mark.parametrize(
+    ("gains", "label"),
+    [
+        ((50.0, 40.0, 30.0), "holds"),
+        ((1.0, 2.0, -3.0), "does not hold"),
+        (
+            (50.0, 2.0, 30.0),
+            "holds only when architecture = self-attention (2 layers) or architecture = TCN (k = 3, dilated)",
+        ),
+        (
+            (50.0, 6.9, 30.0),
+            "inconclusive (holds for architecture = self-attention (2 layers), architecture = TCN "
+            "(k = 3, dilated); undecided for architecture = hierarchical attention (c = 4))",
+        ),
+    ],
+)
 def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, label):
     from gradflow.studies import path_lengths
 
     archs = list(path_lengths.SHORT_PATHS)
-    classes = pd.DataFrame({"architecture": ["RNN tanh", *archs],
-                            "max_path": ["O(n)", *path_lengths.SHORT_PATHS.values()]})
+    classes = pd.DataFrame(
+        {"architecture": ["RNN tanh", *archs], "max_path": ["O(n)", *path_lengths.SHORT_PATHS.values()]}
+    )
     summary = _path_summary({"LSTM": 20.0, "GRU": 5.0, **dict(zip(archs, gains, strict=True))})
     decision, sentence, facts = path_lengths.verdict(classes, summary, 256)
     assert decision.label == label and sentence.startswith(label) and facts["paths_as_claimed"]
@@ -179,8 +228,13 @@ def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, labe
 def test_coinciding_curves_are_named():
     from gradflow.studies import path_lengths
 
-    frame = pd.DataFrame({"architecture": ["a"] * 3 + ["b"] * 3 + ["c"] * 3, "n": [1, 2, 3] * 3,
-                          "max_path": [1, 2, 3, 1, 2, 3, 1, 1, 1]})
+    frame = pd.DataFrame(
+        {
+            "architecture": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "n": [1, 2, 3] * 3,
+            "max_path": [1, 2, 3, 1, 2, 3, 1, 1, 1],
+        }
+    )
     assert path_lengths.coinciding(frame, "n", "max_path") == [["a", "b"]]
 
 
@@ -229,17 +283,27 @@ def _shares(by_width: dict[int, float], networks: int = 12) -> pd.DataFrame:
         for seed in range(networks):
             for impl, slower in (("numpy", 1.0), ("gradflow", 3.0)):
                 t = 1e-5 * slower
-                rows.append(dict(width=width, seed=seed, implementation=impl, seconds_per_step=t,
-                                 memory_share=share * (1 + 0.02 * rng.standard_normal()) / slower))
+                rows.append(
+                    dict(
+                        width=width,
+                        seed=seed,
+                        implementation=impl,
+                        seconds_per_step=t,
+                        memory_share=share * (1 + 0.02 * rng.standard_normal()) / slower,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("shares", "label"), [
-    ({64: 0.9, 1024: 0.8}, "holds"),
-    ({64: 0.1, 1024: 0.2}, "does not hold"),
-    ({64: 0.1, 1024: 0.9}, "holds only when width = 1024"),
-    ({64: 0.1, 1024: 0.5}, "inconclusive (does not hold for width = 64; undecided for width = 1024)"),
-])
+@pytest.mark.parametrize(
+    ("shares", "label"),
+    [
+        ({64: 0.9, 1024: 0.8}, "holds"),
+        ({64: 0.1, 1024: 0.2}, "does not hold"),
+        ({64: 0.1, 1024: 0.9}, "holds only when width = 1024"),
+        ({64: 0.1, 1024: 0.5}, "inconclusive (does not hold for width = 64; undecided for width = 1024)"),
+    ],
+)
 def test_cost_decides_bandwidth_bound_from_the_fastest_step(shares, label):
     from gradflow.studies import cost
 
@@ -278,10 +342,19 @@ def test_a_bump_inside_the_neutral_band_is_not_an_edge():
     from gradflow.studies import lyapunov_atlas
 
     rng = np.random.default_rng(0)
-    rows = [dict(input_scale=0.0, gain=g, top_exponent=mu + rng.normal(0, 0.002), gradient_rate=mu,
-                 ordered_above_edge=False, mean_field=0.0, critical_gain=1.0)
-            for g, mu in zip((0.5, 1.0, 1.1, 1.5, 2.0, 3.0), (-0.5, -0.1, -0.004, 0.003, -0.2, 0.2), strict=True)
-            for _ in range(10)]
+    rows = [
+        dict(
+            input_scale=0.0,
+            gain=g,
+            top_exponent=mu + rng.normal(0, 0.002),
+            gradient_rate=mu,
+            ordered_above_edge=False,
+            mean_field=0.0,
+            critical_gain=1.0,
+        )
+        for g, mu in zip((0.5, 1.0, 1.1, 1.5, 2.0, 3.0), (-0.5, -0.1, -0.004, 0.003, -0.2, 0.2), strict=True)
+        for _ in range(10)
+    ]
     frame = pd.DataFrame(rows)
     table = lyapunov_atlas.per_gain(frame, seed=0)
     assert table.phase.tolist() == ["ordered", "ordered", "neutral", "neutral", "ordered", "chaotic"]
@@ -334,8 +407,11 @@ def test_eigenvalue_rule_study_runs_as_a_cached_sweep(study_run, monkeypatch):
     points = pd.read_csv(out / "eigenvalue_rule_networks.csv", keep_default_na=False)
     # One row per network with its seed; the rules' regimes are their rates against the shared band.
     assert len(points) == len(points[["activation", "gain", "input_scale", "seed"]].drop_duplicates())
-    rule = np.where(points.spectral_radius > np.exp(0.01), "exploding",
-                    np.where(points.spectral_radius < np.exp(-0.01), "vanishing", "neutral"))
+    rule = np.where(
+        points.spectral_radius > np.exp(0.01),
+        "exploding",
+        np.where(points.spectral_radius < np.exp(-0.01), "vanishing", "neutral"),
+    )
     assert (rule == points.regime_folklore).all()
     acc = pd.read_csv(out / "eigenvalue_rule_accuracy.csv").set_index("activation")
     right = (points.regime_folklore == points.measured_regime).mean()
@@ -363,11 +439,29 @@ def test_eigenvalue_rule_diagnoses_relu_failures_as_switched_off_units_not_satur
         assert row["saturated_share"] == 0.0 and 0.2 < row["off_share"] < 0.8
         # gamma is the share of units on: the mean of ReLU' along the trajectory.
         assert row["gamma"] == pytest.approx(1.0 - row["off_share"])
-    frame = pd.DataFrame([dict(activation="relu", measured_regime="vanishing", regime_folklore="exploding",
-                               saturated_share=0.0, henrici=0.3)])
+    frame = pd.DataFrame(
+        [
+            dict(
+                activation="relu",
+                measured_regime="vanishing",
+                regime_folklore="exploding",
+                saturated_share=0.0,
+                henrici=0.3,
+            )
+        ]
+    )
     assert "switched off" in eigenvalue_rule.diagnose(next(frame.itertuples()))
-    sigmoid = pd.DataFrame([dict(activation="sigmoid", measured_regime="vanishing",
-                                 regime_folklore="exploding", saturated_share=0.01, henrici=0.3)])
+    sigmoid = pd.DataFrame(
+        [
+            dict(
+                activation="sigmoid",
+                measured_regime="vanishing",
+                regime_folklore="exploding",
+                saturated_share=0.01,
+                henrici=0.3,
+            )
+        ]
+    )
     assert "sigmoid slope <= 1/4" in eigenvalue_rule.diagnose(next(sigmoid.itertuples()))
 
 
@@ -390,21 +484,38 @@ def test_memory_horizon_study(study_run):
     assert len(points) == (3 + 2 + 2) * 2 * 2 * 2
     # The horizon is the engine's: recompute one point directly.
     row = points.iloc[-1]
-    direct = memory_horizon.horizon_task(dict(cell=row.cell, hidden=row.hidden, init=row.init, seed=row.seed,
-                                              seq_len=60, batch=row.batch, input_scale=row.input_scale))
-    assert direct["horizon"] == row.horizon and direct["rate"] == pytest.approx(row.rate, rel=1e-9)  # CSV: 10 digits
+    direct = memory_horizon.horizon_task(
+        dict(
+            cell=row.cell,
+            hidden=row.hidden,
+            init=row.init,
+            seed=row.seed,
+            seq_len=60,
+            batch=row.batch,
+            input_scale=row.input_scale,
+        )
+    )
+    assert direct["horizon"] == row.horizon and direct["rate"] == pytest.approx(
+        row.rate, rel=1e-9
+    )  # CSV: 10 digits
     # The summary's medians and shares are the CSV's, with intervals around them.
     summary = pd.read_csv(out / "memory_horizon_summary.csv")
     first = summary.iloc[0]
-    cell = points[(points.architecture == first.architecture) & (points.init == first.init)
-                  & (points.hidden == first.hidden) & (points.input_scale == first.input_scale)]
+    cell = points[
+        (points.architecture == first.architecture)
+        & (points.init == first.init)
+        & (points.hidden == first.hidden)
+        & (points.input_scale == first.input_scale)
+    ]
     assert first.median_horizon == cell.horizon.median() and first.networks == len(cell)
     assert first.reaches_1000 == pytest.approx(cell.reaches_1000.mean())
     assert first.median_low <= first.median_horizon <= first.median_high
     # The verdict is the protocol's on LSTM and GRU only; two networks per cell cannot decide.
     claimed = points[points.architecture.isin(["LSTM", "GRU"])]
-    assert result["decision"].interval == (_protocol.success_interval(claimed.reaches_1000).low,
-                                           _protocol.success_interval(claimed.reaches_1000).high)
+    assert result["decision"].interval == (
+        _protocol.success_interval(claimed.reaches_1000).low,
+        _protocol.success_interval(claimed.reaches_1000).high,
+    )
     assert result["verdict"] == "inconclusive (n < 10)"
     pdf = PdfReader(out / "memory_horizon.pdf")
     assert len(pdf.pages) == 4 and pdf.metadata.subject == f"Verdict: {result['verdict']}"
@@ -415,8 +526,10 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
     from gradflow.studies.__main__ import main as run_all
 
     config = tmp_path / "tiny.toml"
-    config.write_text("[lyapunov_atlas]\nhidden = 12\nsteps = 120\nseeds = 2\n[cost]\nhidden = 8\nsteps = 32\n"
-                      "widths = [8]\nnetworks = 2\nstep_length = 8\nrepeats = 1\n")
+    config.write_text(
+        "[lyapunov_atlas]\nhidden = 12\nsteps = 120\nseeds = 2\n[cost]\nhidden = 8\nsteps = 32\n"
+        "widths = [8]\nnetworks = 2\nstep_length = 8\nrepeats = 1\n"
+    )
     tmp_path = tmp_path / "out"
     assert run_all(["lyapunov_atlas", "cost", "--out", str(tmp_path), "--config", str(config)]) == 0
     combined = PdfReader(tmp_path / "gradflow-report.pdf")
@@ -433,10 +546,15 @@ def test_runner_writes_one_combined_report_with_contents(tmp_path, capsys):
 
     assert lyapunov_atlas.CLAIM.text in flat and lyapunov_atlas.CLAIM.source in flat and "networks" in flat
     # The outline has a bookmark per study, at its first page, holding one per page of the study.
-    top = [(item.title, combined.get_destination_page_number(item)) for item in combined.outline
-           if not isinstance(item, list)]
-    assert top[1:] == [(f"lyapunov_atlas: {parts[0].metadata.subject.removeprefix('Verdict: ')}", 1),
-                       (f"cost: {parts[1].metadata.subject.removeprefix('Verdict: ')}", 1 + len(parts[0].pages))]
+    top = [
+        (item.title, combined.get_destination_page_number(item))
+        for item in combined.outline
+        if not isinstance(item, list)
+    ]
+    assert top[1:] == [
+        (f"lyapunov_atlas: {parts[0].metadata.subject.removeprefix('Verdict: ')}", 1),
+        (f"cost: {parts[1].metadata.subject.removeprefix('Verdict: ')}", 1 + len(parts[0].pages)),
+    ]
     assert len(combined.outline[2]) == len(parts[0].pages)  # the pages of lyapunov_atlas
     # The study pages follow the contents page in order, unchanged.
     assert combined.pages[1].extract_text() == parts[0].pages[0].extract_text()
@@ -448,8 +566,7 @@ def test_predictor_accuracy_scores_held_out_networks_one_row_each(study_run):
     from gradflow.studies import predictor_accuracy as pa
 
     run = study_run("predictor_accuracy")
-    results = pd.read_csv(run.out / "predictor_accuracy_results.csv", keep_default_na=False,
-                          na_values=[""])
+    results = pd.read_csv(run.out / "predictor_accuracy_results.csv", keep_default_na=False, na_values=[""])
     config = run.result["config"]
     assert len(results) == len(pa.networks(config)) and results.seed.is_unique
     assert {"tuned", "untuned"} <= set(results.part)
@@ -463,8 +580,10 @@ def test_predictor_accuracy_scores_held_out_networks_one_row_each(study_run):
     methods = pa.methods(done)
     for fold, held in done.groupby("fold"):
         train = done[done.fold != fold]
-        best = max(methods, key=lambda m: ((train[f"{m}: regime"] == train.measured_regime).mean(),
-                                           -methods.index(m)))
+        best = max(
+            methods,
+            key=lambda m: ((train[f"{m}: regime"] == train.measured_regime).mean(), -methods.index(m)),
+        )
         assert set(held.cv_chosen) == {best}
         assert (held.cv_correct == (held[f"{best}: regime"] == held.measured_regime)).all()
     assert set(done.groupby("configuration").fold.nunique()) == {1}  # a configuration's seeds stay together
@@ -474,17 +593,26 @@ def _pa_results(right_by_arch: dict[str, float], n: int = 40) -> pd.DataFrame:
     rows = []
     for arch, share in right_by_arch.items():
         for i in range(n):
-            rows.append({"architecture": arch, "skipped": "", "measured_regime": "vanishing",
-                         "eigenvalue rule: regime": "vanishing" if i < share * n else "exploding"})
+            rows.append(
+                {
+                    "architecture": arch,
+                    "skipped": "",
+                    "measured_regime": "vanishing",
+                    "eigenvalue rule: regime": "vanishing" if i < share * n else "exploding",
+                }
+            )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("shares", "label"), [
-    ({"GRU": 1.0, "LSTM": 1.0}, "holds"),
-    ({"GRU": 0.5, "LSTM": 0.3}, "does not hold"),
-    ({"GRU": 1.0, "LSTM": 0.3}, "holds only when cell = GRU"),
-    ({"GRU": 0.9, "LSTM": 0.3}, "inconclusive (does not hold for cell = LSTM; undecided for cell = GRU)"),
-])
+@pytest.mark.parametrize(
+    ("shares", "label"),
+    [
+        ({"GRU": 1.0, "LSTM": 1.0}, "holds"),
+        ({"GRU": 0.5, "LSTM": 0.3}, "does not hold"),
+        ({"GRU": 1.0, "LSTM": 0.3}, "holds only when cell = GRU"),
+        ({"GRU": 0.9, "LSTM": 0.3}, "inconclusive (does not hold for cell = LSTM; undecided for cell = GRU)"),
+    ],
+)
 def test_predictor_accuracy_verdict_per_cell_type(shares, label):
     from gradflow.studies import predictor_accuracy as pa
 

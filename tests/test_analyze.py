@@ -108,13 +108,30 @@ def test_analyze_reads_a_prefixed_npz_with_a_head_on_its_own_inputs(tmp_path, ca
     rng = np.random.default_rng(4)
     cell = gf.gru(5, 2, layers=2, seed=3)
     sd = {f"model.gru.{k}": v for k, v in cell.params.items()}
-    sd.update({"model.fc.weight": rng.normal(size=(1, 5)), "model.fc.bias": np.zeros(1),
-               "model.embed.weight": rng.normal(size=(4, 2))})
+    sd.update(
+        {
+            "model.fc.weight": rng.normal(size=(1, 5)),
+            "model.fc.bias": np.zeros(1),
+            "model.embed.weight": rng.normal(size=(4, 2)),
+        }
+    )
     np.savez(tmp_path / "net.npz", **sd)
     xs = gf.tasks.adding(30).batch(3)[0]
     np.save(tmp_path / "xs.npy", np.swapaxes(xs, 0, 1))  # saved batch-first
-    args = ["analyze", str(tmp_path / "net.npz"), "--inputs", str(tmp_path / "xs.npy"), "--batch-first",
-            "--predictors", "off", "--exponents", "2", "--quiet", "--out", str(tmp_path / "a")]
+    args = [
+        "analyze",
+        str(tmp_path / "net.npz"),
+        "--inputs",
+        str(tmp_path / "xs.npy"),
+        "--batch-first",
+        "--predictors",
+        "off",
+        "--exponents",
+        "2",
+        "--quiet",
+        "--out",
+        str(tmp_path / "a"),
+    ]
     assert _cli.main(args) == 0
     out = capsys.readouterr()
     assert "ignored keys" in out.err and "model.embed.weight" in out.err
@@ -123,6 +140,7 @@ def test_analyze_reads_a_prefixed_npz_with_a_head_on_its_own_inputs(tmp_path, ca
     model = gf.from_torch(sd)
     directions = model.readout_directions("forward")
     from gradflow.report._rates import readout_flow
+
     start = int(rates.fit_from.iloc[0])
     flow = readout_flow(model.cell, xs, directions, start)
     top = rates[(rates.measure == "readout") & (rates.layer == 1)].rate.iloc[0]
@@ -138,9 +156,14 @@ def test_task_inputs_and_a_bidirectional_model():
     for suffix in ("", "_reverse"):
         for l in range(2):
             d = 2 if l == 0 else 8
-            sd.update({f"weight_ih_l{l}{suffix}": rng.normal(0, 0.5, (12, d)),
-                       f"weight_hh_l{l}{suffix}": rng.normal(0, 0.5, (12, 4)),
-                       f"bias_ih_l{l}{suffix}": np.zeros(12), f"bias_hh_l{l}{suffix}": np.zeros(12)})
+            sd.update(
+                {
+                    f"weight_ih_l{l}{suffix}": rng.normal(0, 0.5, (12, d)),
+                    f"weight_hh_l{l}{suffix}": rng.normal(0, 0.5, (12, 4)),
+                    f"bias_ih_l{l}{suffix}": np.zeros(12),
+                    f"bias_hh_l{l}{suffix}": np.zeros(12),
+                }
+            )
     sd["head.weight"], sd["head.bias"] = rng.normal(size=(2, 8)), np.zeros(2)
     model = gf.from_torch(sd)
     args = _cli._parser().parse_args(["analyze", "--inputs", "task:adding:24", "--batch", "3"])
@@ -154,8 +177,9 @@ def test_task_inputs_and_a_bidirectional_model():
     rev = model.cells["l0 reverse"]
     flow = gf.gradient_flow(rev, xs[::-1], fit_from=int(rates.fit_from[rates.cell == "l0 reverse"].iloc[0]))
     row = rates[(rates.cell == "l0 reverse") & (rates.measure == "random direction")].iloc[0]
-    assert row.rate == pytest.approx(fit_rate(flow.lags, flow.components["h"].mean(axis=1),
-                                              int(row.fit_from)).rate, rel=1e-9)
+    assert row.rate == pytest.approx(
+        fit_rate(flow.lags, flow.components["h"].mean(axis=1), int(row.fit_from)).rate, rel=1e-9
+    )
 
 
 def test_summed_readout_matches_pytorch_autograd():

@@ -31,43 +31,76 @@ TCN = gf.tcn(4, 2, 2, seed=0)
 # (old call, new call, the new spelling the warning must name)
 SPELLINGS = {
     "unroll h0": (lambda: gf.unroll(CELL, XS, H0), lambda: gf.unroll(CELL, XS, h0=H0), "unroll(..., h0=...)"),
-    "jacobians h0, states": (lambda: gf.jacobians(CELL, XS, H0, None),
-                             lambda: gf.jacobians(CELL, XS, h0=H0, states=None), "jacobians(..., h0=..., states=...)"),
-    "jacobian_products h0, side": (lambda: gf.jacobian_products(CELL, XS, Q, H0, "left"),
-                                   lambda: gf.jacobian_products(CELL, XS, Q, h0=H0, side="left"),
-                                   "jacobian_products(..., h0=..., side=...)"),
-    "gradient_flow loss, h0": (lambda: gf.gradient_flow(CELL, XS, "frobenius", H0),
-                               lambda: gf.gradient_flow(CELL, XS, loss="frobenius", h0=H0),
-                               "gradient_flow(..., loss=..., h0=...)"),
-    "finite_time_singular_values h0": (lambda: gf.finite_time_singular_values(CELL, XS, H0, k=2),
-                                       lambda: gf.finite_time_singular_values(CELL, XS, h0=H0, k=2),
-                                       "finite_time_singular_values(..., h0=...)"),
-    "sensitivity loss": (lambda: gf.sensitivity(TCN, gf.inputs.gaussian(10, 1, 4), "frobenius"),
-                         lambda: gf.sensitivity(TCN, gf.inputs.gaussian(10, 1, 4), loss="frobenius"),
-                         "sensitivity(..., loss=...)"),
-    "lyapunov_spectrum system": (lambda: gf.lyapunov_spectrum(system=CELL, xs=XS, k=2, warmup=2),
-                                 lambda: gf.lyapunov_spectrum(cell=CELL, xs=XS, k=2, warmup=2),
-                                 "lyapunov_spectrum(cell=...)"),
-    "lyapunov_spectrum steps": (lambda: gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=300),
-                                lambda: gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], seq_len=300),
-                                "lyapunov_spectrum(seq_len=...)"),
-    "inputs.gaussian steps": (lambda: gf.inputs.gaussian(steps=5, batch=2, inputs=3, seed=4),
-                              lambda: gf.inputs.gaussian(seq_len=5, batch=2, inputs=3, seed=4),
-                              "gaussian(seq_len=...)"),
-    "inputs.constant steps": (lambda: gf.inputs.constant(steps=3, batch=1, inputs=2, value=0.5),
-                              lambda: gf.inputs.constant(seq_len=3, batch=1, inputs=2, value=0.5),
-                              "constant(seq_len=...)"),
-    "inputs.one_hot steps": (lambda: gf.inputs.one_hot(steps=4, batch=2, vocab=5, seed=3),
-                             lambda: gf.inputs.one_hot(seq_len=4, batch=2, vocab=5, seed=3),
-                             "one_hot(seq_len=...)"),
-    "path_lengths n": (lambda: gf.path_lengths(TCN, n=20), lambda: gf.path_lengths(TCN, seq_len=20),
-                       "path_lengths(seq_len=...)"),
-    "dependency_graph n": (lambda: TCN.dependency_graph(n=9).edges(), lambda: TCN.dependency_graph(seq_len=9).edges(),
-                           "SequenceModel.dependency_graph(seq_len=...)"),
-    "tcn levels": (lambda: gf.tcn(4, kernel=2, levels=3, seed=1), lambda: gf.tcn(4, kernel=2, layers=3, seed=1),
-                   "tcn(layers=...)"),
-    "tasks.adding T": (lambda: gf.tasks.adding(T=8).batch(3), lambda: gf.tasks.adding(seq_len=8).batch(3),
-                       "adding(seq_len=...)"),
+    "jacobians h0, states": (
+        lambda: gf.jacobians(CELL, XS, H0, None),
+        lambda: gf.jacobians(CELL, XS, h0=H0, states=None),
+        "jacobians(..., h0=..., states=...)",
+    ),
+    "jacobian_products h0, side": (
+        lambda: gf.jacobian_products(CELL, XS, Q, H0, "left"),
+        lambda: gf.jacobian_products(CELL, XS, Q, h0=H0, side="left"),
+        "jacobian_products(..., h0=..., side=...)",
+    ),
+    "gradient_flow loss, h0": (
+        lambda: gf.gradient_flow(CELL, XS, "frobenius", H0),
+        lambda: gf.gradient_flow(CELL, XS, loss="frobenius", h0=H0),
+        "gradient_flow(..., loss=..., h0=...)",
+    ),
+    "finite_time_singular_values h0": (
+        lambda: gf.finite_time_singular_values(CELL, XS, H0, k=2),
+        lambda: gf.finite_time_singular_values(CELL, XS, h0=H0, k=2),
+        "finite_time_singular_values(..., h0=...)",
+    ),
+    "sensitivity loss": (
+        lambda: gf.sensitivity(TCN, gf.inputs.gaussian(10, 1, 4), "frobenius"),
+        lambda: gf.sensitivity(TCN, gf.inputs.gaussian(10, 1, 4), loss="frobenius"),
+        "sensitivity(..., loss=...)",
+    ),
+    "lyapunov_spectrum system": (
+        lambda: gf.lyapunov_spectrum(system=CELL, xs=XS, k=2, warmup=2),
+        lambda: gf.lyapunov_spectrum(cell=CELL, xs=XS, k=2, warmup=2),
+        "lyapunov_spectrum(cell=...)",
+    ),
+    "lyapunov_spectrum steps": (
+        lambda: gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], steps=300),
+        lambda: gf.lyapunov_spectrum(henon, x0=[0.1, 0.1], seq_len=300),
+        "lyapunov_spectrum(seq_len=...)",
+    ),
+    "inputs.gaussian steps": (
+        lambda: gf.inputs.gaussian(steps=5, batch=2, inputs=3, seed=4),
+        lambda: gf.inputs.gaussian(seq_len=5, batch=2, inputs=3, seed=4),
+        "gaussian(seq_len=...)",
+    ),
+    "inputs.constant steps": (
+        lambda: gf.inputs.constant(steps=3, batch=1, inputs=2, value=0.5),
+        lambda: gf.inputs.constant(seq_len=3, batch=1, inputs=2, value=0.5),
+        "constant(seq_len=...)",
+    ),
+    "inputs.one_hot steps": (
+        lambda: gf.inputs.one_hot(steps=4, batch=2, vocab=5, seed=3),
+        lambda: gf.inputs.one_hot(seq_len=4, batch=2, vocab=5, seed=3),
+        "one_hot(seq_len=...)",
+    ),
+    "path_lengths n": (
+        lambda: gf.path_lengths(TCN, n=20),
+        lambda: gf.path_lengths(TCN, seq_len=20),
+        "path_lengths(seq_len=...)",
+    ),
+    "dependency_graph n": (
+        lambda: TCN.dependency_graph(n=9).edges(),
+        lambda: TCN.dependency_graph(seq_len=9).edges(),
+        "SequenceModel.dependency_graph(seq_len=...)",
+    ),
+    "tcn levels": (
+        lambda: gf.tcn(4, kernel=2, levels=3, seed=1),
+        lambda: gf.tcn(4, kernel=2, layers=3, seed=1),
+        "tcn(layers=...)",
+    ),
+    "tasks.adding T": (
+        lambda: gf.tasks.adding(T=8).batch(3),
+        lambda: gf.tasks.adding(seq_len=8).batch(3),
+        "adding(seq_len=...)",
+    ),
 }
 
 
@@ -78,8 +111,11 @@ def _same(a, b):
     if isinstance(a, (tuple, list)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, gf.SequenceModel):
-        return a.config == b.config and a.params.keys() == b.params.keys() and all(
-            _same(a.params[k], b.params[k]) for k in a.params)
+        return (
+            a.config == b.config
+            and a.params.keys() == b.params.keys()
+            and all(_same(a.params[k], b.params[k]) for k in a.params)
+        )
     if isinstance(a, gf.Cell):
         return a.config == b.config and all(_same(a.params[k], b.params[k]) for k in a.params)
     fields = {k: v for k, v in vars(a).items() if isinstance(v, np.ndarray)}
@@ -99,14 +135,21 @@ def test_old_spelling_gives_the_same_bits_and_names_the_new_one(case):
     assert _same(got, expected)
 
 
-@pytest.mark.parametrize(("result", "old", "new"), [
-    (lambda: gf.path_lengths(TCN, 30), "n", "seq_len"),
-    (lambda: gf.tasks.copy_memory(5, symbols=2), "steps", "seq_len"),
-], ids=["PathLengths.n", "Task.steps"])
+@pytest.mark.parametrize(
+    ("result", "old", "new"),
+    [
+        (lambda: gf.path_lengths(TCN, 30), "n", "seq_len"),
+        (lambda: gf.tasks.copy_memory(5, symbols=2), "steps", "seq_len"),
+    ],
+    ids=["PathLengths.n", "Task.steps"],
+)
 def test_renamed_attributes_still_read(result, old, new):
     obj = result()
-    with pytest.warns(DeprecationWarning, match=rf"{type(obj).__name__}\.{old} is deprecated .* "
-                                                rf"write {type(obj).__name__}\.{new}") as caught:
+    with pytest.warns(
+        DeprecationWarning,
+        match=rf"{type(obj).__name__}\.{old} is deprecated .* "
+        rf"write {type(obj).__name__}\.{new}",
+    ) as caught:
         value = getattr(obj, old)
     assert value == getattr(obj, new) and caught[0].filename == __file__
     assert getattr(obj, new) == (30 if old == "n" else 5 + 2 * 2)
@@ -114,8 +157,12 @@ def test_renamed_attributes_still_read(result, old, new):
 
 def test_from_torch_nonlinearity_is_activation():
     rng = np.random.default_rng(0)
-    arrays = {"weight_ih_l0": rng.normal(size=(3, 2)), "weight_hh_l0": rng.normal(size=(3, 3)),
-              "bias_ih_l0": np.zeros(3), "bias_hh_l0": np.zeros(3)}
+    arrays = {
+        "weight_ih_l0": rng.normal(size=(3, 2)),
+        "weight_hh_l0": rng.normal(size=(3, 3)),
+        "bias_ih_l0": np.zeros(3),
+        "bias_hh_l0": np.zeros(3),
+    }
     new = gf.from_torch("rnn", arrays, activation="relu")
     with pytest.warns(DeprecationWarning, match=r"from_torch\(activation=\.\.\.\)"):
         old = gf.from_torch("rnn", arrays, nonlinearity="relu")
@@ -150,22 +197,40 @@ def _public_callables():
         for name in namespace.__all__:
             obj = getattr(namespace, name)
             if inspect.isclass(obj):  # methods; constructors of result records hold attributes
-                yield from ((f"{name}.{a}", f) for a, f in vars(obj).items()
-                            if inspect.isfunction(f) and not a.startswith("_"))
+                yield from (
+                    (f"{name}.{a}", f)
+                    for a, f in vars(obj).items()
+                    if inspect.isfunction(f) and not a.startswith("_")
+                )
             elif callable(obj):
                 yield name, obj
 
 
 def test_one_name_per_concept_in_every_public_function():
-    old = [f"{name}({p})" for name, fn in _public_callables() for p in inspect.signature(fn).parameters
-           if p in OLD_NAMES and (name, p) not in KEPT]
+    old = [
+        f"{name}({p})"
+        for name, fn in _public_callables()
+        for p in inspect.signature(fn).parameters
+        if p in OLD_NAMES and (name, p) not in KEPT
+    ]
     assert not old, f"public functions with an old parameter name: {old}"
 
 
-@pytest.mark.parametrize("fn", [gf.unroll, gf.jacobians, gf.jacobian_products, gf.gradient_flow,
-                                gf.finite_time_singular_values, gf.lyapunov_spectrum, gf.predict,
-                                gf.linear_coefficients, gf.layer_outputs],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "fn",
+    [
+        gf.unroll,
+        gf.jacobians,
+        gf.jacobian_products,
+        gf.gradient_flow,
+        gf.finite_time_singular_values,
+        gf.lyapunov_spectrum,
+        gf.predict,
+        gf.linear_coefficients,
+        gf.layer_outputs,
+    ],
+    ids=lambda f: f.__name__,
+)
 def test_cell_and_xs_then_keywords_only(fn):
     params = list(inspect.signature(fn).parameters.values())  # the new signature, through the decorator
     names = [p.name for p in params]
@@ -222,8 +287,12 @@ def test_comparison_reads_like_its_frame(comparison):
     assert isinstance(comparison, FrameView) and not isinstance(comparison, pd.DataFrame)
     assert comparison["rate"] is frame["rate"] or comparison["rate"].equals(frame["rate"])
     assert comparison.rate_error.equals(frame.rate - frame.measured_rate)
-    assert comparison.loc[comparison.trusted, "method"].tolist() == frame.loc[frame.trusted, "method"].tolist()
-    assert comparison.iloc[0].equals(frame.iloc[0]) and list(comparison.columns) == list(gf.Comparison.COLUMNS)
+    assert (
+        comparison.loc[comparison.trusted, "method"].tolist() == frame.loc[frame.trusted, "method"].tolist()
+    )
+    assert comparison.iloc[0].equals(frame.iloc[0]) and list(comparison.columns) == list(
+        gf.Comparison.COLUMNS
+    )
     assert len(comparison) == len(frame) and comparison.to_frame() is frame
     assert repr(comparison).startswith("Comparison(cell='rnn") and "\n" not in repr(comparison)
     ax = comparison.plot(ax=plt.subplots()[1])
@@ -232,7 +301,9 @@ def test_comparison_reads_like_its_frame(comparison):
 
 
 def test_comparison_dataframe_methods_warn_for_one_release(comparison):
-    with pytest.warns(DeprecationWarning, match=r"Comparison\.sort_values is deprecated .* \.frame\.sort_values"):
+    with pytest.warns(
+        DeprecationWarning, match=r"Comparison\.sort_values is deprecated .* \.frame\.sort_values"
+    ):
         old = comparison.sort_values("rate")
     assert old.equals(comparison.frame.sort_values("rate"))
     with pytest.raises(AttributeError, match="'Comparison' object has no attribute 'no_such_thing'"):

@@ -17,20 +17,41 @@ import pytest
 
 import gradflow as gf
 
-BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
-               None)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars"]
+BROWSER = next(
+    (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 THEMES = {
-    "light": {"--jp-layout-color0": "white", "--jp-layout-color1": "white", "--jp-layout-color2": "#eee",
-              "--jp-layout-color3": "#bdbdbd", "--jp-border-color1": "#bdbdbd",
-              "--jp-ui-font-color1": "rgba(0,0,0,.87)", "--jp-ui-font-color2": "rgba(0,0,0,.54)",
-              "--jp-ui-font-color3": "rgba(0,0,0,.38)"},
-    "dark": {"--jp-layout-color0": "#111", "--jp-layout-color1": "#212121", "--jp-layout-color2": "#424242",
-             "--jp-layout-color3": "#616161", "--jp-border-color1": "#616161",
-             "--jp-ui-font-color1": "rgba(255,255,255,.87)", "--jp-ui-font-color2": "rgba(255,255,255,.54)",
-             "--jp-ui-font-color3": "rgba(255,255,255,.38)"},
+    "light": {
+        "--jp-layout-color0": "white",
+        "--jp-layout-color1": "white",
+        "--jp-layout-color2": "#eee",
+        "--jp-layout-color3": "#bdbdbd",
+        "--jp-border-color1": "#bdbdbd",
+        "--jp-ui-font-color1": "rgba(0,0,0,.87)",
+        "--jp-ui-font-color2": "rgba(0,0,0,.54)",
+        "--jp-ui-font-color3": "rgba(0,0,0,.38)",
+    },
+    "dark": {
+        "--jp-layout-color0": "#111",
+        "--jp-layout-color1": "#212121",
+        "--jp-layout-color2": "#424242",
+        "--jp-layout-color3": "#616161",
+        "--jp-border-color1": "#616161",
+        "--jp-ui-font-color1": "rgba(255,255,255,.87)",
+        "--jp-ui-font-color2": "rgba(255,255,255,.54)",
+        "--jp-ui-font-color3": "rgba(255,255,255,.38)",
+    },
 }
 # WCAG 2 AA for normal text; chart text is 9 px.
 MIN_CONTRAST = 4.5
@@ -96,16 +117,26 @@ def results() -> dict[str, object]:
     lstm_xs = gf.inputs.gaussian(80, 2, 2)
     prediction = gf.predict(lstm, lstm_xs, fixed_point_starts=1, progress=False)
     sens = gf.sensitivity(gf.tcn(4, 2, 3), gf.inputs.gaussian(24, 2, 4))
-    frame = gf.sweep.run({"hidden": 8, "gain": [0.5, 2.0], "seq_len": 40, "predictors": "mean-field"},
-                         seeds=[0], cache=False, progress=False)
+    frame = gf.sweep.run(
+        {"hidden": 8, "gain": [0.5, 2.0], "seq_len": 40, "predictors": "mean-field"},
+        seeds=[0],
+        cache=False,
+        progress=False,
+    )
     task = gf.tasks.adding(6)
     return {
-        "Cell": gf.rnn(128, 2, gain=1.0, seed=0), "Cell (lstm)": lstm, "GradientFlow": flow,
-        "Prediction": prediction, "Comparison": gf.compare(prediction, gf.gradient_flow(lstm, lstm_xs)),
+        "Cell": gf.rnn(128, 2, gain=1.0, seed=0),
+        "Cell (lstm)": lstm,
+        "GradientFlow": flow,
+        "Prediction": prediction,
+        "Comparison": gf.compare(prediction, gf.gradient_flow(lstm, lstm_xs)),
         "LyapunovSpectrum": gf.lyapunov_spectrum(cell, xs[:40], k=4, warmup=5),
         "SingularValues": gf.finite_time_singular_values(gf.rnn(4, 2), xs[:10], k=2),
-        "SequenceModel": gf.recurrent(lstm), "PathLengths": sens.paths, "Sensitivity": sens,
-        "SweepSummary": gf.sweep.summary(frame), "Task": task,
+        "SequenceModel": gf.recurrent(lstm),
+        "PathLengths": sens.paths,
+        "Sensitivity": sens,
+        "SweepSummary": gf.sweep.summary(frame),
+        "Task": task,
         "TrainingRun": gf.train(gf.rnn(4, 2, seed=0), task, 6, record_every=3, progress=False),
         "Exploration": gf.explore_update(hidden=8, seq_len=40),
     }
@@ -113,26 +144,36 @@ def results() -> dict[str, object]:
 
 def page(theme: str, shown: dict[str, object]) -> str:
     variables = ";".join(f"{k}:{v}" for k, v in THEMES[theme].items())
-    body = "".join(f'<div class="result" data-kind="{kind}" style="margin:8px 0">{obj._repr_html_()}</div>'
-                   for kind, obj in shown.items())
-    return (f"<!doctype html><html><head><meta charset='utf-8'><style>body{{{variables};"
-            f"background:var(--jp-layout-color0);color:var(--jp-ui-font-color1);"
-            f"font-family:sans-serif;font-size:13px;margin:8px}}</style></head>"
-            f"<body>{body}{MEASURE}</body></html>")
+    body = "".join(
+        f'<div class="result" data-kind="{kind}" style="margin:8px 0">{obj._repr_html_()}</div>'
+        for kind, obj in shown.items()
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><style>body{{{variables};"
+        f"background:var(--jp-layout-color0);color:var(--jp-ui-font-color1);"
+        f"font-family:sans-serif;font-size:13px;margin:8px}}</style></head>"
+        f"<body>{body}{MEASURE}</body></html>"
+    )
 
 
 def run_browser(args: list[str], tmp_path, timeout: float = 60) -> str:
     profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    out = subprocess.run([BROWSER, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                         text=True, timeout=timeout)
+    out = subprocess.run(
+        [BROWSER, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return out.stdout
 
 
 @pytest.fixture(scope="module")
 def shown():
     if BROWSER is None:
-        pytest.skip("no Chromium (chromium, chromium-browser or google-chrome) on PATH; "
-                    "`make test` installs it with apt-get when run as root")
+        pytest.skip(
+            "no Chromium (chromium, chromium-browser or google-chrome) on PATH; "
+            "`make test` installs it with apt-get when run as root"
+        )
     return results()
 
 
@@ -186,17 +227,33 @@ def test_double_click_opens_a_notebook_as_a_notebook_in_jupyterlab(tmp_path):
     pytest.importorskip("jupytext")
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "work" / "notebooks").mkdir(parents=True)
-    (tmp_path / "work" / "notebooks" / "01_tour.py").write_bytes((root / "notebooks" / "01_tour.py").read_bytes())
+    (tmp_path / "work" / "notebooks" / "01_tour.py").write_bytes(
+        (root / "notebooks" / "01_tour.py").read_bytes()
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     token = secrets.token_hex(8)
-    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(root / ".jupyter"),  # what `make lab` sets
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),  # nobody's saved settings
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
-    server = subprocess.Popen([lab, "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-                               f"--ServerApp.token={token}", f"--ServerApp.root_dir={tmp_path / 'work'}"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_PATH": str(root / ".jupyter"),  # what `make lab` sets
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),  # nobody's saved settings
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+    }
+    server = subprocess.Popen(
+        [
+            lab,
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={tmp_path / 'work'}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -208,8 +265,11 @@ def test_double_click_opens_a_notebook_as_a_notebook_in_jupyterlab(tmp_path):
                     pytest.fail("JupyterLab did not start within 60 s")
                 time.sleep(0.5)
         url = f"http://127.0.0.1:{port}/lab/tree/notebooks/01_tour.py?token={token}"
-        dom = run_browser(["--window-size=1200,900", "--virtual-time-budget=15000", "--dump-dom", url],
-                          tmp_path, timeout=120)
+        dom = run_browser(
+            ["--window-size=1200,900", "--virtual-time-budget=15000", "--dump-dom", url],
+            tmp_path,
+            timeout=120,
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -107,12 +107,10 @@ def test_from_torch_stacked_layers_feed_each_other():
     cell = gf.from_torch("gru", w)
     rng = np.random.default_rng(2)
     x, h = rng.normal(size=(2, d)), rng.normal(size=(2, 2 * n))
-    h1 = torch_reference_step("gru", {k[:-1] + "0": v for k, v in w.items() if k.endswith("0")},
-                              h[:, :n], x)
+    h1 = torch_reference_step("gru", {k[:-1] + "0": v for k, v in w.items() if k.endswith("0")}, h[:, :n], x)
     w1 = {k[:-1] + "0": v for k, v in w.items() if k.endswith("1")}
     h2 = torch_reference_step("gru", w1, h[:, n:], h1)
-    np.testing.assert_allclose(cell.step(cell.params, h, x), np.concatenate([h1, h2], axis=1),
-                               rtol=1e-13)
+    np.testing.assert_allclose(cell.step(cell.params, h, x), np.concatenate([h1, h2], axis=1), rtol=1e-13)
 
 
 class FakeTensor:
@@ -136,15 +134,21 @@ def test_from_torch_accepts_tensors_without_importing_torch():
     assert gf.from_torch("lstm", w).state_size == 6
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda w: w.pop("weight_hh_l0"), "missing 'weight_hh_l0'"),
-    (lambda w: w.update(weight_ih_l0=np.ones((12, 5))), r"weight_ih_l0.*\(16, 5\).*\(12, 5\)"),
-    (lambda w: w.update(bias_hh_l0=np.ones(15)), r"bias_hh_l0.*\(16,\).*\(15,\)"),
-    (lambda w: w.update(weight_ih_l0_reverse=np.ones((16, 2))), "bidirectional"),
-    (lambda w: w.update(weight_hh_l0=np.full((16, 4), np.nan)), "non-finite"),
-    (lambda w: w.update(weight_hh_l0=np.ones((12, 4))), r"shape \(4\*N, N\)"),
-    (lambda w: w.update(weight_ih_l0=np.ones(16)), r"weight_ih_l0'\] must be 2-D, \(4\*N, inputs\); got shape \(16,\)"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda w: w.pop("weight_hh_l0"), "missing 'weight_hh_l0'"),
+        (lambda w: w.update(weight_ih_l0=np.ones((12, 5))), r"weight_ih_l0.*\(16, 5\).*\(12, 5\)"),
+        (lambda w: w.update(bias_hh_l0=np.ones(15)), r"bias_hh_l0.*\(16,\).*\(15,\)"),
+        (lambda w: w.update(weight_ih_l0_reverse=np.ones((16, 2))), "bidirectional"),
+        (lambda w: w.update(weight_hh_l0=np.full((16, 4), np.nan)), "non-finite"),
+        (lambda w: w.update(weight_hh_l0=np.ones((12, 4))), r"shape \(4\*N, N\)"),
+        (
+            lambda w: w.update(weight_ih_l0=np.ones(16)),
+            r"weight_ih_l0'\] must be 2-D, \(4\*N, inputs\); got shape \(16,\)",
+        ),
+    ],
+)
 def test_from_torch_rejects_mismatched_arrays(mutate, message):
     w = torch_weights("lstm", 4, 2)
     mutate(w)
@@ -162,15 +166,24 @@ def test_from_torch_rejects_unknown_kind_and_activation():
 # ------------------------------------------------------------------ save / load
 
 
-@pytest.mark.parametrize("cell", [gf.rnn(5, 2, activation="sigmoid", gain=2.0, seed=3),
-                                  gf.lstm(4, 3, layers=2, forget_bias=2.0),
-                                  gf.gru(3, 1, init="orthogonal")])
+@pytest.mark.parametrize(
+    "cell",
+    [
+        gf.rnn(5, 2, activation="sigmoid", gain=2.0, seed=3),
+        gf.lstm(4, 3, layers=2, forget_bias=2.0),
+        gf.gru(3, 1, init="orthogonal"),
+    ],
+)
 def test_save_load_round_trip(tmp_path, cell):
     path = tmp_path / "c.npz"
     cell.save(path)
     back = gf.load(path)
     assert (back.kind, back.state_size, back.input_size, back.name) == (
-        cell.kind, cell.state_size, cell.input_size, cell.name)
+        cell.kind,
+        cell.state_size,
+        cell.input_size,
+        cell.name,
+    )
     assert back.config == cell.config
     rng = np.random.default_rng(0)
     h, x = rng.normal(size=(2, cell.state_size)), rng.normal(size=(2, cell.input_size))
@@ -198,17 +211,20 @@ def test_custom_cell_cannot_be_saved(tmp_path):
 # ------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: gf.rnn(8, 2, activation="swish"), "unknown activation 'swish'"),
-    (lambda: gf.rnn(0, 2), "hidden must be an integer >= 1; got 0"),
-    (lambda: gf.rnn(8, 2.5), "inputs must be an integer >= 1; got 2.5"),
-    (lambda: gf.rnn(8, 2, init="xavier"), "unknown init 'xavier'"),
-    (lambda: gf.rnn(8, 2, gain=float("nan")), "gain must be a finite number >= 0.0; got nan"),
-    (lambda: gf.lstm(8, 2, gain=-1.0), "gain must be a finite number >= 0.0; got -1.0"),
-    (lambda: gf.lstm(8, 2, forget_bias="big"), "forget_bias must be a number; got 'big'"),
-    (lambda: gf.gru(8, 2, seed=-1), "seed must be a non-negative integer; got -1"),
-    (lambda: gf.rnn(8, 2, bias_scale=-1), "bias_scale must be a finite number >= 0.0"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gf.rnn(8, 2, activation="swish"), "unknown activation 'swish'"),
+        (lambda: gf.rnn(0, 2), "hidden must be an integer >= 1; got 0"),
+        (lambda: gf.rnn(8, 2.5), "inputs must be an integer >= 1; got 2.5"),
+        (lambda: gf.rnn(8, 2, init="xavier"), "unknown init 'xavier'"),
+        (lambda: gf.rnn(8, 2, gain=float("nan")), "gain must be a finite number >= 0.0; got nan"),
+        (lambda: gf.lstm(8, 2, gain=-1.0), "gain must be a finite number >= 0.0; got -1.0"),
+        (lambda: gf.lstm(8, 2, forget_bias="big"), "forget_bias must be a number; got 'big'"),
+        (lambda: gf.gru(8, 2, seed=-1), "seed must be a non-negative integer; got -1"),
+        (lambda: gf.rnn(8, 2, bias_scale=-1), "bias_scale must be a finite number >= 0.0"),
+    ],
+)
 def test_constructors_name_the_bad_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -19,8 +19,10 @@ SMALL = ["--steps", "80", "--batch", "2", "--exponents", "4"]
 def _pages(path):
     document = pypdfium2.PdfDocument(str(path))
     try:
-        return [np.mean(document[i].render(scale=0.4).to_numpy()[..., :3].min(axis=-1) < 200)
-                for i in range(len(document))]
+        return [
+            np.mean(document[i].render(scale=0.4).to_numpy()[..., :3].min(axis=-1) < 200)
+            for i in range(len(document))
+        ]
     finally:
         document.close()
 
@@ -28,23 +30,63 @@ def _pages(path):
 @pytest.fixture(scope="module")
 def analyzed(tmp_path_factory):
     out = tmp_path_factory.mktemp("analyze")
-    assert _cli.main(["analyze", "--cell", "lstm", "--hidden", "6", "--input-size", "3", "--forget-bias", "2",
-                      *SMALL, "--out", str(out)]) == 0
+    assert (
+        _cli.main(
+            [
+                "analyze",
+                "--cell",
+                "lstm",
+                "--hidden",
+                "6",
+                "--input-size",
+                "3",
+                "--forget-bias",
+                "2",
+                *SMALL,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_analyze_writes_a_report_and_every_table_behind_it(analyzed):
     files = sorted(os.listdir(analyzed))
-    assert files == sorted(["lstm.pdf"] + [f"lstm_{k}.csv" for k in (
-        "summary", "rates", "predictors", "flow", "spectra", "lyapunov", "fixed_points", "fixed_point_eigenvalues")])
+    assert files == sorted(
+        ["lstm.pdf"]
+        + [
+            f"lstm_{k}.csv"
+            for k in (
+                "summary",
+                "rates",
+                "predictors",
+                "flow",
+                "spectra",
+                "lyapunov",
+                "fixed_points",
+                "fixed_point_eigenvalues",
+            )
+        ]
+    )
     pdf = PdfReader(analyzed / "lstm.pdf")
     assert len(pdf.pages) == 8
     assert pdf.metadata.title == "gradflow: how do gradients flow through lstm?"
     text = "\n".join(p.extract_text() for p in pdf.pages)
-    for heading in ("Configuration", "Library versions", "Key numbers", "eigenvalues of each W_hh block",
-                    "largest Lyapunov exponents", "fixed point", "Methods", "gradflow analyze --cell lstm",
-                    "Rate by layer, direction and state part", "step Jacobian at the origin",
-                    "12 = h 6 + c 6: an LSTM's state is h plus its memory c"):
+    for heading in (
+        "Configuration",
+        "Library versions",
+        "Key numbers",
+        "eigenvalues of each W_hh block",
+        "largest Lyapunov exponents",
+        "fixed point",
+        "Methods",
+        "gradflow analyze --cell lstm",
+        "Rate by layer, direction and state part",
+        "step Jacobian at the origin",
+        "12 = h 6 + c 6: an LSTM's state is h plus its memory c",
+    ):
         assert heading in text
     assert all(ink > 0.003 for ink in _pages(analyzed / "lstm.pdf"))
     # No inputs were given: the verdict on the first pages says the inputs were synthetic.
@@ -71,16 +113,24 @@ def test_analyze_numbers_are_the_engines_and_the_csvs(analyzed):
     rho = spectra[spectra.gate == "f"].eig_abs.max()
     assert rho == pytest.approx(np.max(np.abs(np.linalg.eigvals(W_f))), rel=1e-9)  # the CSV keeps 10 digits
     assert spectra[spectra.gate == "f"].singular_value.to_numpy() == pytest.approx(
-        np.linalg.svd(W_f, compute_uv=False), rel=1e-9)  # the CSV keeps 10 digits
+        np.linalg.svd(W_f, compute_uv=False), rel=1e-9
+    )  # the CSV keeps 10 digits
 
 
 def test_analyze_reads_pytorch_layout_weights_and_infers_the_kind(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     rng = np.random.default_rng(3)
     H, D = 5, 2
-    weights = {f"{w}_l{l}": rng.normal(size=shape) / np.sqrt(H) for l in range(2)
-               for w, shape in (("weight_ih", (3 * H, D if l == 0 else H)), ("weight_hh", (3 * H, H)),
-                                ("bias_ih", (3 * H,)), ("bias_hh", (3 * H,)))}
+    weights = {
+        f"{w}_l{l}": rng.normal(size=shape) / np.sqrt(H)
+        for l in range(2)
+        for w, shape in (
+            ("weight_ih", (3 * H, D if l == 0 else H)),
+            ("weight_hh", (3 * H, H)),
+            ("bias_ih", (3 * H,)),
+            ("bias_hh", (3 * H,)),
+        )
+    }
     np.savez(tmp_path / "my_gru.npz", **weights)
     args = ["analyze", str(tmp_path / "my_gru.npz"), *SMALL, "--out", str(tmp_path / "a")]
     assert _cli.main(args) == 0
@@ -97,43 +147,58 @@ def test_analyze_reads_pytorch_layout_weights_and_infers_the_kind(tmp_path, monk
     assert "sha256" in PdfReader(a).pages[0].extract_text()
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["analyze"], "give a weights file, or --cell and --hidden"),
-    (["analyze", "--cell", "lstm"], "give a weights file, or --cell and --hidden"),
-    (["analyze", "--cell", "gru", "--hidden", "4", "--forget-bias", "1"], "--forget-bias applies to --cell lstm only"),
-    (["analyze", "--cell", "lstm", "--hidden", "4", "--gain", "nan"], "expected a finite number; got 'nan'"),
-    (["analyze", "--cell", "lstm", "--hidden", "0"], "expected a positive integer; got '0'"),
-    (["analyze", "--cell", "tcn", "--hidden", "4"], "invalid choice: 'tcn'"),
-    (["analyze", "MISSING.npz"], "does not exist"),
-    (["analyze", "JUNK.npz"], "is not a readable .npz archive of arrays"),
-    (["analyze", "ODD.npz"], "cannot tell the cell kind"),
-    (["analyze", "NAN.npz"], "contains non-finite values"),
-    (["analyze", "ODD.npz", "--gain", "2"], "--gain builds a new cell"),
-    (["report", "nonsense"], "unknown study 'nonsense'"),
-    (["report", "--bogus"], "unrecognized arguments: --bogus"),
-    (["report", "cost", "--config", "BADKEY.toml"], "[cost] has unknown key 'hiden'"),
-    (["report", "cost", "--config", "BADVALUE.toml"], "[cost] steps = 'many': expected int"),
-    (["report", "cost", "--config", "NOTSTUDY.toml"], "config table [costs] is not a study"),
-    (["report", "cost", "--config", "BROKEN.toml"], "is not valid TOML"),
-    (["report", "cost", "--config", "MISSING.toml"], "cannot be read"),
-    (["report", "cost", "--quick", "--full"], "not allowed with argument"),
-    (["analyze", "--cell", "lstm", "--hidden", "3", "--steps", "1"], "--steps must be at least 2"),
-    (["analyze", "--cell", "lstm", "--hidden", "3", "--gain", "-1"], "gain must be a finite number >= 0"),
-    (["analyze", "ARRAY.npy"], "is a single .npy array, not an archive"),
-    (["analyze", "GRU.npz", "--inputs", "3"], "--inputs '3' must be a .npy array or task:NAME:T"),
-    (["analyze", "GRU.npz", "--inputs", "task:adding:ten"], "is not a task; expected task:adding:T"),
-    (["analyze", "GRU.npz", "--inputs", "task:__import__('os')"], "is not a task"),
-    (["analyze", "GRU.npz", "--inputs", "task:copy_memory:20"], "the model reads 2 inputs per step"),
-    (["analyze", "GRU.npz", "--inputs", "ARRAY.npy"], "must be a real 3-D array (T, batch, inputs)"),
-    (["analyze", "GRU.npz", "--inputs", "MISSING.npy"], "does not exist"),
-    (["analyze", "GRU.npz", "--batch-first"], "--batch-first describes an --inputs array"),
-    (["analyze", "GRU.npz", "--prefix", "enc"], "prefix 'enc' is not a recurrent block"),
-    (["analyze", "GRU.npz", "--head", "fc"], "head 'fc' not found"),
-    (["analyze", "--cell", "gru", "--hidden", "3", "--prefix", "a"], "--prefix and --head choose parts"),
-    (["report", "remedies", "--config", "CHOICE.toml"], "[remedies] configurations = 'bogus' is not one of"),
-    (["report", "remedies", "--config", "NAN.toml"], "[remedies] success = nan: expected a finite number"),
-    (["report", "cost", "--config", "RANGE.toml"], "[lyapunov_atlas] gains = 0.0 must be > 0"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["analyze"], "give a weights file, or --cell and --hidden"),
+        (["analyze", "--cell", "lstm"], "give a weights file, or --cell and --hidden"),
+        (
+            ["analyze", "--cell", "gru", "--hidden", "4", "--forget-bias", "1"],
+            "--forget-bias applies to --cell lstm only",
+        ),
+        (
+            ["analyze", "--cell", "lstm", "--hidden", "4", "--gain", "nan"],
+            "expected a finite number; got 'nan'",
+        ),
+        (["analyze", "--cell", "lstm", "--hidden", "0"], "expected a positive integer; got '0'"),
+        (["analyze", "--cell", "tcn", "--hidden", "4"], "invalid choice: 'tcn'"),
+        (["analyze", "MISSING.npz"], "does not exist"),
+        (["analyze", "JUNK.npz"], "is not a readable .npz archive of arrays"),
+        (["analyze", "ODD.npz"], "cannot tell the cell kind"),
+        (["analyze", "NAN.npz"], "contains non-finite values"),
+        (["analyze", "ODD.npz", "--gain", "2"], "--gain builds a new cell"),
+        (["report", "nonsense"], "unknown study 'nonsense'"),
+        (["report", "--bogus"], "unrecognized arguments: --bogus"),
+        (["report", "cost", "--config", "BADKEY.toml"], "[cost] has unknown key 'hiden'"),
+        (["report", "cost", "--config", "BADVALUE.toml"], "[cost] steps = 'many': expected int"),
+        (["report", "cost", "--config", "NOTSTUDY.toml"], "config table [costs] is not a study"),
+        (["report", "cost", "--config", "BROKEN.toml"], "is not valid TOML"),
+        (["report", "cost", "--config", "MISSING.toml"], "cannot be read"),
+        (["report", "cost", "--quick", "--full"], "not allowed with argument"),
+        (["analyze", "--cell", "lstm", "--hidden", "3", "--steps", "1"], "--steps must be at least 2"),
+        (["analyze", "--cell", "lstm", "--hidden", "3", "--gain", "-1"], "gain must be a finite number >= 0"),
+        (["analyze", "ARRAY.npy"], "is a single .npy array, not an archive"),
+        (["analyze", "GRU.npz", "--inputs", "3"], "--inputs '3' must be a .npy array or task:NAME:T"),
+        (["analyze", "GRU.npz", "--inputs", "task:adding:ten"], "is not a task; expected task:adding:T"),
+        (["analyze", "GRU.npz", "--inputs", "task:__import__('os')"], "is not a task"),
+        (["analyze", "GRU.npz", "--inputs", "task:copy_memory:20"], "the model reads 2 inputs per step"),
+        (["analyze", "GRU.npz", "--inputs", "ARRAY.npy"], "must be a real 3-D array (T, batch, inputs)"),
+        (["analyze", "GRU.npz", "--inputs", "MISSING.npy"], "does not exist"),
+        (["analyze", "GRU.npz", "--batch-first"], "--batch-first describes an --inputs array"),
+        (["analyze", "GRU.npz", "--prefix", "enc"], "prefix 'enc' is not a recurrent block"),
+        (["analyze", "GRU.npz", "--head", "fc"], "head 'fc' not found"),
+        (["analyze", "--cell", "gru", "--hidden", "3", "--prefix", "a"], "--prefix and --head choose parts"),
+        (
+            ["report", "remedies", "--config", "CHOICE.toml"],
+            "[remedies] configurations = 'bogus' is not one of",
+        ),
+        (
+            ["report", "remedies", "--config", "NAN.toml"],
+            "[remedies] success = nan: expected a finite number",
+        ),
+        (["report", "cost", "--config", "RANGE.toml"], "[lyapunov_atlas] gains = 0.0 must be > 0"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path, capsys):
     rng = np.random.default_rng(0)
     (tmp_path / "JUNK.npz").write_text("not an archive")

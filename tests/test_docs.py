@@ -56,8 +56,14 @@ def public_callables() -> dict[str, object]:
 def test_the_public_callables_are_found():
     # The walk must see what the README promises, or the example check below checks nothing.
     callables = public_callables()
-    for name in ("gradflow.rnn", "gradflow.GradientFlow.plot", "gradflow.GradientFlow.to_frame",
-                 "gradflow.sweep.run", "gradflow.meanfield.chi1", "gradflow.tasks.adding"):
+    for name in (
+        "gradflow.rnn",
+        "gradflow.GradientFlow.plot",
+        "gradflow.GradientFlow.to_frame",
+        "gradflow.sweep.run",
+        "gradflow.meanfield.chi1",
+        "gradflow.tasks.adding",
+    ):
         assert name in callables
     assert "gradflow.__version__" not in callables and "gradflow.sweep.TASKS" not in callables
 
@@ -76,8 +82,11 @@ def test_examples_section_is_read_as_numpydoc():
 
 def test_every_public_callable_has_a_runnable_example():
     # Runnable: the Examples live in gradflow/'s docstrings, which `--doctest-modules` executes.
-    missing = [name for name, obj in public_callables().items()
-               if ">>> " not in _examples_section(inspect.getdoc(obj) or "")]
+    missing = [
+        name
+        for name, obj in public_callables().items()
+        if ">>> " not in _examples_section(inspect.getdoc(obj) or "")
+    ]
     assert not missing, f"no numpydoc Examples section with a >>> line: {', '.join(missing)}"
 
 
@@ -91,8 +100,9 @@ def test_every_public_name_is_in_the_api_reference():
     documented = set(re.findall(r"^\.\. (?:auto\w+|py:\w+):: ([\w.]+)", pages, flags=re.M))
     missing = sorted(set(public_names()) - documented)
     assert not missing, f"not on docs/index.rst or a page of docs/api/: {', '.join(missing)}"
-    unknown = sorted(name for name in documented
-                     if name not in public_names() and name not in public_modules())
+    unknown = sorted(
+        name for name in documented if name not in public_names() and name not in public_modules()
+    )
     assert not unknown, f"docs/api/ documents names gradflow does not export: {', '.join(unknown)}"
 
 
@@ -101,9 +111,24 @@ def test_the_api_reference_builds_without_warnings(tmp_path):
         pytest.skip("sphinx and myst-parser are not installed (pip install -e '.[dev]'): docs not built")
     out = tmp_path / "html"
     proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
-         "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(tmp_path / "doctrees"),
+            str(DOCS),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert proc.returncode == 0 and "WARNING" not in proc.stderr, proc.stderr
     # The pages carry the names: an autodoc that silently documented nothing would still build.

@@ -30,6 +30,7 @@ def test_every_step_jacobian_matches_central_differences(name):
     assert J.shape == (5, 2, cell.state_size, cell.state_size)
     for t in range(5):
         for b in range(2):
+
             def f(h, t=t, b=b):
                 return cell.step(cell.params, h[None], xs[t, b][None])[0]
 
@@ -53,8 +54,7 @@ def test_lstm_direct_cell_path_is_diag_forget_gate():
     hs = gf.unroll(cell, xs)
     J = gf.jacobians(cell, xs)
     p = cell.params
-    pre = (xs @ p["weight_ih_l0"].T + p["bias_ih_l0"] + hs[:-1, :, :n] @ p["weight_hh_l0"].T
-           + p["bias_hh_l0"])
+    pre = xs @ p["weight_ih_l0"].T + p["bias_ih_l0"] + hs[:-1, :, :n] @ p["weight_hh_l0"].T + p["bias_hh_l0"]
     f = sigmoid(pre[..., n : 2 * n])
     # d c_t / d c_{t-1} is exactly diag(f_t): the cell state's direct path.
     np.testing.assert_allclose(J[:, :, n:, n:], f[..., None] * np.eye(n), rtol=1e-13, atol=1e-16)
@@ -76,10 +76,15 @@ def test_block_products_agree_with_full_jacobians(name):
     rng = np.random.default_rng(0)
     for Q in (rng.normal(size=(S, k)), rng.normal(size=(B, S, k)), rng.normal(size=(T, B, S, k))):
         Qf = np.broadcast_to(Q, (T, B, S, k))
-        np.testing.assert_allclose(gf.jacobian_products(cell, xs, Q, side="right"), J @ Qf,
-                                   rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(gf.jacobian_products(cell, xs, Q, side="left"),
-                                   np.swapaxes(Qf, -1, -2) @ J, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            gf.jacobian_products(cell, xs, Q, side="right"), J @ Qf, rtol=1e-12, atol=1e-14
+        )
+        np.testing.assert_allclose(
+            gf.jacobian_products(cell, xs, Q, side="left"),
+            np.swapaxes(Qf, -1, -2) @ J,
+            rtol=1e-12,
+            atol=1e-14,
+        )
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -90,9 +95,12 @@ def test_stacked_and_replicated_block_paths_agree(name):
     xs = gf.inputs.gaussian(6, 2, cell.input_size, seed=1)
     Q = np.random.default_rng(3).normal(size=(6, 2, cell.state_size, 3))
     for side in ("left", "right"):
-        np.testing.assert_allclose(gf.jacobian_products(cell, xs, Q, side=side),
-                                   gf.jacobian_products(generic, xs, Q, side=side),
-                                   rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(
+            gf.jacobian_products(cell, xs, Q, side=side),
+            gf.jacobian_products(generic, xs, Q, side=side),
+            rtol=1e-13,
+            atol=1e-15,
+        )
 
 
 def test_chunking_does_not_change_results(monkeypatch):
@@ -125,8 +133,9 @@ def test_custom_cell_works_unchanged():
         return anp.tanh(h @ p["W"].T) * 0.5 + x @ p["U"].T
 
     rng = np.random.default_rng(0)
-    cell = gf.Cell(step, {"W": rng.normal(size=(4, 4)), "U": rng.normal(size=(4, 2))},
-                   state_size=4, input_size=2)
+    cell = gf.Cell(
+        step, {"W": rng.normal(size=(4, 4)), "U": rng.normal(size=(4, 2))}, state_size=4, input_size=2
+    )
     xs = gf.inputs.gaussian(6, 1, 2)
     hs = gf.unroll(cell, xs)
     J = gf.jacobians(cell, xs)
@@ -141,19 +150,28 @@ def test_custom_cell_works_unchanged():
 cell_ = gf.rnn(4, 2)
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: gf.unroll(cell_, np.zeros((5, 2))), r"xs must be 3-D; got shape \(5, 2\)"),
-    (lambda: gf.unroll(cell_, np.zeros((5, 1, 3))), r"xs must have shape \(T, batch, 2\).*\(5, 1, 3\)"),
-    (lambda: gf.unroll(cell_, np.zeros((0, 1, 2))), "xs must have at least one time step"),
-    (lambda: gf.unroll(cell_, np.zeros((3, 0, 2))), "xs must have a batch of at least 1"),
-    (lambda: gf.unroll(cell_, np.full((3, 1, 2), np.nan)), r"xs contains non-finite values \(nan\)"),
-    (lambda: gf.unroll(cell_, np.zeros((3, 1, 2)), h0=np.zeros(5)), r"h0 must have shape \(4,\)"),
-    (lambda: gf.unroll(cell_, [["a"]]), "xs must be a numeric array"),
-    (lambda: gf.unroll("lstm", np.zeros((3, 1, 2))), "cell must be a gradflow Cell"),
-    (lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.eye(3)), r"block must have shape \(\.\.\., 4, k\)"),
-    (lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.eye(4), side="up"), "unknown side 'up'"),
-    (lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.ones((2, 2, 4, 1))), r"block must have shape \(4, k\), \(1, 4, k\) or \(3, 1, 4, k\)"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gf.unroll(cell_, np.zeros((5, 2))), r"xs must be 3-D; got shape \(5, 2\)"),
+        (lambda: gf.unroll(cell_, np.zeros((5, 1, 3))), r"xs must have shape \(T, batch, 2\).*\(5, 1, 3\)"),
+        (lambda: gf.unroll(cell_, np.zeros((0, 1, 2))), "xs must have at least one time step"),
+        (lambda: gf.unroll(cell_, np.zeros((3, 0, 2))), "xs must have a batch of at least 1"),
+        (lambda: gf.unroll(cell_, np.full((3, 1, 2), np.nan)), r"xs contains non-finite values \(nan\)"),
+        (lambda: gf.unroll(cell_, np.zeros((3, 1, 2)), h0=np.zeros(5)), r"h0 must have shape \(4,\)"),
+        (lambda: gf.unroll(cell_, [["a"]]), "xs must be a numeric array"),
+        (lambda: gf.unroll("lstm", np.zeros((3, 1, 2))), "cell must be a gradflow Cell"),
+        (
+            lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.eye(3)),
+            r"block must have shape \(\.\.\., 4, k\)",
+        ),
+        (lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.eye(4), side="up"), "unknown side 'up'"),
+        (
+            lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.ones((2, 2, 4, 1))),
+            r"block must have shape \(4, k\), \(1, 4, k\) or \(3, 1, 4, k\)",
+        ),
+    ],
+)
 def test_engine_names_the_bad_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -178,14 +196,31 @@ def test_overflow_in_an_early_chunk_names_the_right_step(monkeypatch):
         gf.gradient_flow(cell, gf.inputs.constant(12, 1, 1, 1.0), h0=np.ones(4))
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: gf.unroll(cell_, np.zeros((3, 1, 2)) + 1j), "xs must be real; got complex"),
-    (lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.eye(4), states=[[1.0]]), r"states must be 3-D"),
-    (lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.eye(4), states=np.full((4, 1, 4), np.nan)), "states contains non-finite"),
-    (lambda: gf.Cell(lambda p, h, x: h, {}, 3, 1, components={"a": [0, 0, 1]}), r"components\['a'\] must be distinct integer"),
-    (lambda: gf.Cell(lambda p, h, x: h, {}, 3, 1, components={"a": [0.7, 1.9]}), r"components\['a'\] must be distinct integer"),
-    (lambda: gf.Cell(lambda p, h, x: h, {}, 3, 1, components=[0, 1]), "components must map names"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gf.unroll(cell_, np.zeros((3, 1, 2)) + 1j), "xs must be real; got complex"),
+        (
+            lambda: gf.jacobian_products(cell_, np.zeros((3, 1, 2)), np.eye(4), states=[[1.0]]),
+            r"states must be 3-D",
+        ),
+        (
+            lambda: gf.jacobian_products(
+                cell_, np.zeros((3, 1, 2)), np.eye(4), states=np.full((4, 1, 4), np.nan)
+            ),
+            "states contains non-finite",
+        ),
+        (
+            lambda: gf.Cell(lambda p, h, x: h, {}, 3, 1, components={"a": [0, 0, 1]}),
+            r"components\['a'\] must be distinct integer",
+        ),
+        (
+            lambda: gf.Cell(lambda p, h, x: h, {}, 3, 1, components={"a": [0.7, 1.9]}),
+            r"components\['a'\] must be distinct integer",
+        ),
+        (lambda: gf.Cell(lambda p, h, x: h, {}, 3, 1, components=[0, 1]), "components must map names"),
+    ],
+)
 def test_more_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -20,9 +20,14 @@ def run_from(cell, xs, start, h):
     return h
 
 
-@pytest.mark.parametrize("make", [lambda: gf.rnn(8, 3, gain=2.0, seed=1),
-                                  lambda: gf.lstm(5, 3, seed=2, bias_scale=0.5),
-                                  lambda: gf.gru(5, 3, layers=2, seed=3)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.rnn(8, 3, gain=2.0, seed=1),
+        lambda: gf.lstm(5, 3, seed=2, bias_scale=0.5),
+        lambda: gf.gru(5, 3, layers=2, seed=3),
+    ],
+)
 def test_log_norms_equal_autograd_grad_taken_directly(make):
     cell = make()
     T, B = 30, 3
@@ -38,11 +43,11 @@ def test_log_norms_equal_autograd_grad_taken_directly(make):
     for k in rng.choice(T + 1, size=6, replace=False):
         t = T - k
         g = grad(lambda h, t=t: anp.sum(loss(run_from(cell, xs, t, h))))(hs[t])
-        np.testing.assert_allclose(flow.log_norms[k], np.log(np.linalg.norm(g, axis=1)),
-                                   rtol=0, atol=1e-9)
+        np.testing.assert_allclose(flow.log_norms[k], np.log(np.linalg.norm(g, axis=1)), rtol=0, atol=1e-9)
         for name, idx in cell.components.items():
-            np.testing.assert_allclose(flow.components[name][k],
-                                       np.log(np.linalg.norm(g[:, idx], axis=1)), atol=1e-9)
+            np.testing.assert_allclose(
+                flow.components[name][k], np.log(np.linalg.norm(g[:, idx], axis=1)), atol=1e-9
+            )
 
 
 def test_input_sensitivity_equals_autograd_grad_wrt_each_input():
@@ -56,12 +61,11 @@ def test_input_sensitivity_equals_autograd_grad_wrt_each_input():
         t = T - 1 - k  # lag k is input x_{T-k}, i.e. xs[T-1-k]
 
         def f(x, t=t):
-            x_all = anp.concatenate([xs[:t], x[None], xs[t + 1:]], axis=0)
+            x_all = anp.concatenate([xs[:t], x[None], xs[t + 1 :]], axis=0)
             return anp.sum(run_from(cell, x_all, 0, np.zeros((2, 5))) @ u)
 
         g = grad(f)(xs[t])
-        np.testing.assert_allclose(flow.input_log_norms[k], np.log(np.linalg.norm(g, axis=1)),
-                                   atol=1e-9)
+        np.testing.assert_allclose(flow.input_log_norms[k], np.log(np.linalg.norm(g, axis=1)), atol=1e-9)
 
 
 def test_lstm_gate_gradients_match_a_plain_numpy_lstm():
@@ -77,11 +81,10 @@ def test_lstm_gate_gradients_match_a_plain_numpy_lstm():
     def reference(delta, t_pert):  # PyTorch's LSTM equations with a perturbation of step t's gates
         h, c = h0[:, :n], h0[:, n:]
         for t in range(T):
-            pre = (xs[t] @ p["weight_ih_l0"].T + p["bias_ih_l0"] + h @ p["weight_hh_l0"].T
-                   + p["bias_hh_l0"])
+            pre = xs[t] @ p["weight_ih_l0"].T + p["bias_ih_l0"] + h @ p["weight_hh_l0"].T + p["bias_hh_l0"]
             if t == t_pert:
                 pre = pre + delta
-            i, f, g, o = (pre[:, j * n:(j + 1) * n] for j in range(4))
+            i, f, g, o = (pre[:, j * n : (j + 1) * n] for j in range(4))
             c = 1 / (1 + anp.exp(-f)) * c + 1 / (1 + anp.exp(-i)) * anp.tanh(g)
             h = 1 / (1 + anp.exp(-o)) * anp.tanh(c)
         return anp.sum(anp.concatenate([h, c], axis=1) @ u)
@@ -90,9 +93,9 @@ def test_lstm_gate_gradients_match_a_plain_numpy_lstm():
         t = T - 1 - k
         g = grad(reference)(np.zeros((B, 4 * n)), t)
         for j, name in enumerate("ifgo"):
-            np.testing.assert_allclose(flow.gates[name][k],
-                                       np.log(np.linalg.norm(g[:, j * n:(j + 1) * n], axis=1)),
-                                       atol=1e-9)
+            np.testing.assert_allclose(
+                flow.gates[name][k], np.log(np.linalg.norm(g[:, j * n : (j + 1) * n], axis=1)), atol=1e-9
+            )
 
 
 def test_frobenius_norms_equal_explicit_jacobian_products():
@@ -104,15 +107,15 @@ def test_frobenius_norms_equal_explicit_jacobian_products():
     hs = gf.unroll(cell, xs)
     P = np.tile(np.eye(6), (B, 1, 1))
     for k in range(T + 1):
-        np.testing.assert_allclose(flow.log_norms[k], np.log(np.linalg.norm(P, axis=(1, 2))),
-                                   atol=1e-10)
+        np.testing.assert_allclose(flow.log_norms[k], np.log(np.linalg.norm(P, axis=(1, 2))), atol=1e-10)
         if k < T:
             # d h_T / d x_{T-k} = P_k d h_{T-k} / d x_{T-k} (P_k = product of the later J's)
             t = T - 1 - k
             a = hs[t] @ cell.params["weight_hh_l0"].T + xs[t] @ cell.params["weight_ih_l0"].T
             dx = (1 / np.cosh(a) ** 2)[:, :, None] * cell.params["weight_ih_l0"]
-            np.testing.assert_allclose(flow.input_log_norms[k],
-                                       np.log(np.linalg.norm(P @ dx, axis=(1, 2))), atol=1e-10)
+            np.testing.assert_allclose(
+                flow.input_log_norms[k], np.log(np.linalg.norm(P @ dx, axis=(1, 2))), atol=1e-10
+            )
             P = P @ J[T - 1 - k]
 
 
@@ -120,20 +123,24 @@ def test_linear_orthogonal_network_decays_exactly_by_alpha_per_step():
     alpha = 0.7
     cell = gf.rnn(16, 3, activation="linear", init="orthogonal", gain=alpha, seed=0)
     flow = gf.gradient_flow(cell, gf.inputs.gaussian(300, 4, 3))
-    np.testing.assert_allclose(flow.log_norms, flow.lags[:, None] * np.log(alpha) * np.ones(4),
-                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        flow.log_norms, flow.lags[:, None] * np.log(alpha) * np.ones(4), rtol=0, atol=1e-10
+    )
     assert flow.rate == pytest.approx(np.log(alpha), abs=1e-12)
     assert flow.fit.r2 == pytest.approx(1.0)
     assert flow.memory_horizon == int(np.ceil(np.log(1e-3) / np.log(alpha)))
 
 
-@pytest.mark.parametrize(("make", "regime"), [
-    # Mean-field chi_1 = 0.09 and 1.86 (docs/theory.md): far from the neutral band either way.
-    (lambda: gf.rnn(64, 4, gain=0.3, seed=0), "vanishing"),
-    (lambda: gf.rnn(64, 4, gain=3.0, seed=0), "exploding"),
-    (lambda: gf.lstm(32, 4, forget_bias=3.0, seed=0), None),
-    (lambda: gf.gru(32, 4, gain=3.0, seed=0), None),
-])
+@pytest.mark.parametrize(
+    ("make", "regime"),
+    [
+        # Mean-field chi_1 = 0.09 and 1.86 (docs/theory.md): far from the neutral band either way.
+        (lambda: gf.rnn(64, 4, gain=0.3, seed=0), "vanishing"),
+        (lambda: gf.rnn(64, 4, gain=3.0, seed=0), "exploding"),
+        (lambda: gf.lstm(32, 4, forget_bias=3.0, seed=0), None),
+        (lambda: gf.gru(32, 4, gain=3.0, seed=0), None),
+    ],
+)
 def test_ten_thousand_steps_stay_finite(make, regime):
     cell = make()
     h0 = np.random.default_rng(0).normal(size=cell.state_size)  # no exact zeros from h0 = 0
@@ -198,8 +205,7 @@ def test_to_frame_is_tidy_and_plot_draws_the_data():
     ax = flow.plot(quantity="f")
     f_mean = flow.gates["f"].mean(axis=1)  # lag T-1: c_0 = 0, so exactly zero (a gap)
     assert f_mean[-1] == -np.inf
-    np.testing.assert_allclose(ax.lines[0].get_ydata(),
-                               np.where(np.isfinite(f_mean), f_mean, np.nan))
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), np.where(np.isfinite(f_mean), f_mean, np.nan))
     with pytest.raises(ValueError, match="unknown quantity 'z'"):
         flow.plot(quantity="z")
     matplotlib.pyplot.close("all")
@@ -215,14 +221,17 @@ def test_reprs_are_short_and_html_escapes_names():
     assert "nats/step" in page and len(page) < 100_000
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"loss": "l2"}, "unknown loss 'l2'"),
-    ({"loss": 3}, "loss must be a callable, 'frobenius' or None; got 3"),
-    ({"loss": lambda h: anp.sum(h)}, r"loss must return one value per batch element, shape \(2,\)"),
-    ({"tol": -1}, "tol must be a finite number >= 0.0"),
-    ({"fit_from": 10}, r"fit_from must be an integer lag in \[0, 8\] \(the fit needs 3 lags\); got 10"),
-    ({"seed": "x"}, "seed must be a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"loss": "l2"}, "unknown loss 'l2'"),
+        ({"loss": 3}, "loss must be a callable, 'frobenius' or None; got 3"),
+        ({"loss": lambda h: anp.sum(h)}, r"loss must return one value per batch element, shape \(2,\)"),
+        ({"tol": -1}, "tol must be a finite number >= 0.0"),
+        ({"fit_from": 10}, r"fit_from must be an integer lag in \[0, 8\] \(the fit needs 3 lags\); got 10"),
+        ({"seed": "x"}, "seed must be a non-negative integer"),
+    ],
+)
 def test_gradient_flow_names_the_bad_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         gf.gradient_flow(gf.rnn(4, 1), gf.inputs.gaussian(10, 2, 1), **kwargs)

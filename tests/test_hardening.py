@@ -227,8 +227,14 @@ def test_python_m_gradflow_does_not_import_from_the_working_directory(tmp_path):
     (tmp_path / "tqdm" / "__init__.py").write_text("open('pwned', 'w').close()\n")
     (tmp_path / "grid.toml").write_text('[grid]\nhidden = 8\nseq_len = 30\npredictors = "none"\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "gradflow", "sweep", "grid.toml", "--no-cache", "--quiet"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "gradflow", "sweep", "grid.toml", "--no-cache", "--quiet"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "pwned").exists()
 
@@ -240,12 +246,15 @@ def _forge(entry_path, change):
     entry_path.write_text(_sweep_cache.canonical_json(entry))
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda e: e["result"].__setitem__(0, ["measured_rate", "=HYPERLINK(\"x\")"]), "must be a number"),
-    (lambda e: e["result"].__setitem__(1, ["measured_regime", "=cmd|' /C calc'!A0"]), "must be one of"),
-    (lambda e: e["result"].append(["extra", {"nested": [1, 2]}]), "not a number or a string"),
-    (lambda e: e["result"].append(["extra", 1.0]), "are not the task's"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda e: e["result"].__setitem__(0, ["measured_rate", '=HYPERLINK("x")']), "must be a number"),
+        (lambda e: e["result"].__setitem__(1, ["measured_regime", "=cmd|' /C calc'!A0"]), "must be one of"),
+        (lambda e: e["result"].append(["extra", {"nested": [1, 2]}]), "not a number or a string"),
+        (lambda e: e["result"].append(["extra", 1.0]), "are not the task's"),
+    ],
+)
 def test_forged_cache_entries_are_recomputed(tmp_path, change, reason):
     first = gf.sweep.run(GRID, cache=tmp_path, progress=False)
     (entry,) = tmp_path.glob("entries-v1/*/*.json")
@@ -346,8 +355,19 @@ def test_a_failed_staging_publishes_nothing_and_stale_staging_is_cleaned(tmp_pat
 
 
 def _tiny_study(out):
-    return [sys.executable, "-m", "gradflow.studies.eigenvalue_rule", "--out", str(out), "--hidden", "8",
-            "--steps", "40", "--seeds", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "gradflow.studies.eigenvalue_rule",
+        "--out",
+        str(out),
+        "--hidden",
+        "8",
+        "--steps",
+        "40",
+        "--seeds",
+        "1",
+    ]
 
 
 def _wait_for(predicate, seconds=90.0):
@@ -360,8 +380,9 @@ def _wait_for(predicate, seconds=90.0):
 def test_kill_9_of_a_study_leaves_no_partial_outputs_and_the_rerun_cleans_up(tmp_path):
     out = tmp_path / "reports"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADFLOW_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen(_tiny_study(out), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _tiny_study(out), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     staging = lambda: [p for p in tmp_path.iterdir() if p.name.startswith(_files.STAGING_PREFIX)]  # noqa: E731
     assert _wait_for(staging)
     proc.kill()
@@ -375,9 +396,15 @@ def test_kill_9_of_a_study_leaves_no_partial_outputs_and_the_rerun_cleans_up(tmp
 def test_ctrl_c_on_report_prints_one_line_and_exits_130(tmp_path):
     out = tmp_path / "reports"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADFLOW_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "gradflow", "report", "eigenvalue_rule", "--out", str(out)],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradflow", "report", "eigenvalue_rule", "--out", str(out)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert _wait_for(lambda: any(p.name.startswith(_files.STAGING_PREFIX) for p in tmp_path.iterdir()))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -389,11 +416,30 @@ def test_ctrl_c_on_report_prints_one_line_and_exits_130(tmp_path):
 def test_process_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
     pids = tmp_path / "pids"
     (tmp_path / "grid.toml").write_text("seeds = [0]\n[grid]\nx = [0, 1, 2, 3]\nsleep = 60.0\n")
-    env = {**os.environ, "GRADFLOW_TEST_PIDS": str(pids),
-           "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
-    proc = subprocess.Popen([sys.executable, "-m", "gradflow", "sweep", "grid.toml", "--workers", "2",
-                             "--task-module", "hardening_tasks:pid_task", "--no-cache", "--quiet"],
-                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "GRADFLOW_TEST_PIDS": str(pids),
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gradflow",
+            "sweep",
+            "grid.toml",
+            "--workers",
+            "2",
+            "--task-module",
+            "hardening_tasks:pid_task",
+            "--no-cache",
+            "--quiet",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert _wait_for(lambda: pids.exists() and len(pids.read_text().split()) >= 2)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")  # the fork server, resource tracker
     helpers = [int(p) for p in children.read_text().split()] if children.exists() else []
@@ -413,12 +459,15 @@ def test_process_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
     assert _wait_for(gone, 30.0), f"workers {workers} outlived their sweep"
 
 
-@pytest.mark.parametrize("request_", [
-    lambda: gf.rnn(100_000, 4),
-    lambda: gf.lstm(20_000, 4),
-    lambda: gf.path_lengths(gf.tcn(8, 3, 4), 10**9),
-    lambda: gf.path_lengths(gf.recurrent(gf.rnn(8, 2)), 10**9),
-])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        lambda: gf.rnn(100_000, 4),
+        lambda: gf.lstm(20_000, 4),
+        lambda: gf.path_lengths(gf.tcn(8, 3, 4), 10**9),
+        lambda: gf.path_lengths(gf.recurrent(gf.rnn(8, 2)), 10**9),
+    ],
+)
 def test_memory_sized_requests_are_refused_with_an_estimate(request_):
     with pytest.raises(ValueError, match=r"needs about [\d,.]+ GiB of memory .*allow_large=True"):
         request_()

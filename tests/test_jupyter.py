@@ -59,21 +59,41 @@ def results():
     model = gf.tcn(4, 2, 3, name=EVIL)
     sens = gf.sensitivity(model, gf.inputs.gaussian(24, 2, 4))
     evil_map = gf.Cell(lambda p, h, x: 0.5 * h, {}, 2, 1, name=EVIL)
-    frame = gf.sweep.run({"hidden": 8, "gain": [0.5, 2.0], "seq_len": 40, "predictors": "mean-field"},
-                         seeds=[0], cache=False, progress=False)
+    frame = gf.sweep.run(
+        {"hidden": 8, "gain": [0.5, 2.0], "seq_len": 40, "predictors": "mean-field"},
+        seeds=[0],
+        cache=False,
+        progress=False,
+    )
     return {
-        "Cell": cell, "Cell (lstm)": gf.lstm(4, 2, name=EVIL), "GradientFlow": flow, "Prediction": prediction,
+        "Cell": cell,
+        "Cell (lstm)": gf.lstm(4, 2, name=EVIL),
+        "GradientFlow": flow,
+        "Prediction": prediction,
         "Comparison": gf.compare(prediction, flow),
         "LyapunovSpectrum": gf.lyapunov_spectrum(cell, xs[:40], k=4, warmup=5),
         "SingularValues": gf.finite_time_singular_values(gf.rnn(4, 2, name=EVIL), xs[:10], k=2),
-        "SequenceModel": model, "PathLengths": sens.paths, "Sensitivity": sens,
+        "SequenceModel": model,
+        "PathLengths": sens.paths,
+        "Sensitivity": sens,
         "SweepSummary": gf.sweep.summary(frame),
         "LyapunovSpectrum (map)": gf.lyapunov_spectrum(evil_map, gf.inputs.constant(20, 1, 1, 0.0), warmup=2),
     }
 
 
-NAMED = ["Cell", "Cell (lstm)", "GradientFlow", "Prediction", "Comparison", "LyapunovSpectrum",
-         "SingularValues", "SequenceModel", "PathLengths", "Sensitivity", "LyapunovSpectrum (map)"]
+NAMED = [
+    "Cell",
+    "Cell (lstm)",
+    "GradientFlow",
+    "Prediction",
+    "Comparison",
+    "LyapunovSpectrum",
+    "SingularValues",
+    "SequenceModel",
+    "PathLengths",
+    "Sensitivity",
+    "LyapunovSpectrum (map)",
+]
 
 
 @pytest.mark.parametrize("kind", [*NAMED, "SweepSummary"])
@@ -113,9 +133,20 @@ def _reachable(paths) -> tuple[np.ndarray, np.ndarray]:
     return lags[np.isfinite(hops)], hops[np.isfinite(hops)]
 
 
-RESULT_KINDS = ["Cell", "Cell (lstm)", "GradientFlow", "Prediction", "Comparison", "LyapunovSpectrum",
-                "SingularValues", "SequenceModel", "PathLengths", "Sensitivity", "SweepSummary",
-                "LyapunovSpectrum (map)"]
+RESULT_KINDS = [
+    "Cell",
+    "Cell (lstm)",
+    "GradientFlow",
+    "Prediction",
+    "Comparison",
+    "LyapunovSpectrum",
+    "SingularValues",
+    "SequenceModel",
+    "PathLengths",
+    "Sensitivity",
+    "SweepSummary",
+    "LyapunovSpectrum (map)",
+]
 
 
 @pytest.mark.parametrize("kind", RESULT_KINDS)
@@ -147,7 +178,7 @@ def test_every_result_plots_its_own_data(results, kind):
         np.testing.assert_allclose(ax.lines[0].get_ydata(), obj.exponents)
     elif kind == "SingularValues":
         np.testing.assert_allclose(ax.lines[0].get_ydata(), obj.rates)
-        for line, row in zip(ax.lines[1:1 + len(obj.log_values)], obj.log_values, strict=True):
+        for line, row in zip(ax.lines[1 : 1 + len(obj.log_values)], obj.log_values, strict=True):
             np.testing.assert_allclose(line.get_ydata(), row / obj.steps)
     elif kind in ("SequenceModel", "PathLengths"):
         paths = gf.path_lengths(obj, 24) if kind == "SequenceModel" else obj
@@ -174,7 +205,9 @@ def test_the_plot_test_covers_every_result(results):
 def test_comparison_holds_its_frame_and_keeps_its_display(results):
     table = results["Comparison"]
     assert isinstance(table, gf.Comparison) and isinstance(table.frame, pd.DataFrame)
-    assert table.to_frame() is table.frame and len(table) == len(table.frame) == len(results["Prediction"].results)
+    assert table.to_frame() is table.frame and len(table) == len(table.frame) == len(
+        results["Prediction"].results
+    )
     trusted = table[table.trusted]  # a slice is the frame's; the Comparison keeps its display
     assert type(trusted) is pd.DataFrame and len(trusted) == 1 and "<svg" in table._repr_html_()
     assert table.loc[table.trusted, "method"].iloc[0] == results["Prediction"].method
@@ -187,14 +220,18 @@ def test_sweep_summary_reads_the_frame_without_changing_it(results):
     assert summary.varied == ["gain"] and summary.counts == frame.attrs["sweep"]
     assert sum(summary.regimes.values()) == len(frame)
     assert summary.rate_errors["mean-field"] == pytest.approx(
-        np.mean(np.abs(frame.rate_mean_field - frame.measured_rate)))
+        np.mean(np.abs(frame.rate_mean_field - frame.measured_rate))
+    )
     with pytest.raises(ValueError, match="takes the DataFrame"):
         gf.sweep.summary([1, 2])
 
 
 def test_chart_draws_gaps_and_stays_small():
-    svg = _html.chart([_html.Series(np.arange(10_000), np.r_[np.zeros(5000), np.full(5000, -np.inf)])],
-                      xlabel="<x>", ylabel="y")
+    svg = _html.chart(
+        [_html.Series(np.arange(10_000), np.r_[np.zeros(5000), np.full(5000, -np.inf)])],
+        xlabel="<x>",
+        ylabel="y",
+    )
     check_html(svg)
     assert len(svg) < 20_000 and "&lt;x&gt;" in svg
 
@@ -212,9 +249,12 @@ def test_explorer_update_draws_spectrum_predictions_and_verdict():
     assert len(predicted) == len(view.prediction.results) == 5  # one line per predictor
     labels = [line.get_label().removeprefix("predicted: ") for line in predicted]
     assert {label.split(" (a bound")[0].rsplit(" ", 1)[0] for label in labels} == {
-        r.method for r in view.prediction.results}
+        r.method for r in view.prediction.results
+    }
     abstaining = {r.method for r in view.prediction.results if r.regime is None}
-    assert {label.split(" +")[0].split(" -")[0] for label in labels if "(a bound; abstains)" in label} == abstaining
+    assert {
+        label.split(" +")[0].split(" -")[0] for label in labels if "(a bound; abstains)" in label
+    } == abstaining
     texts = " ".join(t.get_text() for t in verdict.texts)
     assert f"measured: {view.flow.regime}" in texts and "eigenvalue rule" in texts
     assert view.verdict.startswith(f"measured: {view.flow.regime} ({view.flow.rate:+.4f} nats/step)")
@@ -240,13 +280,19 @@ def test_explorer_update_at_n128_t200_runs_only_the_cheap_predictors():
     # the predictors of one forward run only, never predict's moment maps or fixed-point search.
     view = _explore.update(hidden=128, seq_len=200)
     assert [r.method for r in view.prediction.results] == [
-        "eigenvalue rule", "pascanu bound", "mean-field", "local gain", "averaged jacobian"]
+        "eigenvalue rule",
+        "pascanu bound",
+        "mean-field",
+        "local gain",
+        "averaged jacobian",
+    ]
     assert view.prediction.method == "local gain"
     assert view.flow.steps == 200 and view.cell.state_size == 128
     # the spectrum drawn is W_hh's (a vanilla cell), all 128 eigenvalues
     W = view.cell.params["weight_hh_l0"]
-    np.testing.assert_allclose(np.sort_complex(view.eigenvalues), np.sort_complex(np.linalg.eigvals(W)),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        np.sort_complex(view.eigenvalues), np.sort_complex(np.linalg.eigvals(W)), rtol=1e-10, atol=1e-12
+    )
     points = [c for c in view.figure.axes[0].collections if c.get_gid() == "eigenvalues"]
     assert len(points[0].get_offsets()) == 128
     assert 0.0 < view.seconds < float("inf")  # the redraw reports its own wall time
@@ -261,8 +307,11 @@ def test_explore_without_ipywidgets_says_how_to_install(monkeypatch):
 def test_explore_builds_widgets():
     pytest.importorskip("ipywidgets")
     box = gf.explore(hidden=8, seq_len=30)
-    controls, (image, error), (verdict, status) = box.children[0], box.children[1].children, \
-        box.children[2].children
+    controls, (image, error), (verdict, status) = (
+        box.children[0],
+        box.children[1].children,
+        box.children[2].children,
+    )
     assert bytes(image.value).startswith(b"\x89PNG") and "measured" in verdict.value
     assert error.layout.display == "none" and status.value.startswith("redrawn in")
     gain = controls.children[0].children[0]
@@ -276,8 +325,11 @@ def test_explore_builds_widgets():
 def test_explorer_shows_the_error_in_place_of_the_figure_and_recovers():
     pytest.importorskip("ipywidgets")
     box = gf.explore(gain=3.0, hidden=16, seq_len=200, activation="relu")
-    controls, (image, error), (verdict, status) = box.children[0], box.children[1].children, \
-        box.children[2].children
+    controls, (image, error), (verdict, status) = (
+        box.children[0],
+        box.children[1].children,
+        box.children[2].children,
+    )
     length = controls.children[1].children[0]
     length.value = 1000  # the ReLU state overflows float64 at step ~800
     assert image.layout.display == "none" and error.layout.display is None
@@ -370,9 +422,11 @@ def test_prediction_markers_are_named_and_inside_the_frame(results):
     import re
 
     page = results["Prediction"]._repr_html_()
-    svg = page[page.index("<svg"):]
+    svg = page[page.index("<svg") :]
     width = float(re.search(r'<svg [^>]*width="(\d+)"', svg).group(1))
-    circles = [(float(x), float(r)) for x, r in re.findall(r'<circle cx="([\d.]+)" cy="[\d.]+" r="([\d.]+)"', svg)]
+    circles = [
+        (float(x), float(r)) for x, r in re.findall(r'<circle cx="([\d.]+)" cy="[\d.]+" r="([\d.]+)"', svg)
+    ]
     shown = [r for r in results["Prediction"].results if np.isfinite(r.rate)]
     assert len(circles) == len(shown)
     left, right = 46, width - 8  # the plot area (chart's margins)
@@ -391,8 +445,9 @@ def test_neutral_band_is_drawn_whenever_the_caption_mentions_it():
     prediction = gf.predict(cell, gf.inputs.gaussian(80, 2, 2), fixed_point_starts=1, progress=False)
     page = prediction._repr_html_()
     assert "neutral band" in page
-    band = re.search(r'<rect x="([\d.]+)" y="\d+" width="([\d.]+)" height="\d+" style="fill:var\(--jp-layout-color3',
-                     page)
+    band = re.search(
+        r'<rect x="([\d.]+)" y="\d+" width="([\d.]+)" height="\d+" style="fill:var\(--jp-layout-color3', page
+    )
     assert band and float(band.group(2)) >= 2.0 and 46 <= float(band.group(1)) <= 252
 
 
@@ -404,7 +459,11 @@ def test_cell_thumbnail_keeps_the_unit_circle_in_sight(results):
 def test_sequence_model_rows_are_not_repeated(results):
     import re
 
-    for model in (results["SequenceModel"], gf.recurrent(gf.lstm(4, 2)), gf.self_attention(4, heads=2, inputs=3)):
+    for model in (
+        results["SequenceModel"],
+        gf.recurrent(gf.lstm(4, 2)),
+        gf.self_attention(4, heads=2, inputs=3),
+    ):
         heads = re.findall(r"<th [^>]*>([^<]*)</th>", model._repr_html_())
         assert len(heads) == len(set(heads)), heads
         values = dict(zip(heads, re.findall(r"<td [^>]*>([^<]*)</td>", model._repr_html_()), strict=True))
@@ -480,8 +539,13 @@ def test_quick_mode_follows_the_environment_variable():
 
     code = "import gradflow as gf; print(gf.options().quick)"
     for value, expected in (("1", "True"), ("0", "False")):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**os.environ, "GRADFLOW_NOTEBOOK_QUICK": value})
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "GRADFLOW_NOTEBOOK_QUICK": value},
+        )
         assert out.stdout.strip() == expected
 
 

@@ -44,8 +44,8 @@ def torch_equations(kind, p, xs, layers, proj=0, nonlinearity="tanh", suffix="")
                     h = h @ p[f"weight_hr{k}"].T
             else:
                 r = sigmoid(gi[:, :n] + gh[:, :n])
-                z = sigmoid(gi[:, n:2 * n] + gh[:, n:2 * n])
-                cand = np.tanh(gi[:, 2 * n:] + r * gh[:, 2 * n:])
+                z = sigmoid(gi[:, n : 2 * n] + gh[:, n : 2 * n])
+                cand = np.tanh(gi[:, 2 * n :] + r * gh[:, 2 * n :])
                 h = (1 - z) * cand + z * h
             outs.append(h)
         inp = np.stack(outs)
@@ -72,16 +72,22 @@ def random_state_dict(kind, D, N, layers, rng, proj=0, prefix="", reverse=False)
 def test_prefixed_state_dict_with_head_matches_equations(kind):
     rng = np.random.default_rng(1)
     sd = random_state_dict(kind, 3, 5, 2, rng, prefix="enc.")
-    sd.update({"fc.weight": rng.normal(size=(2, 5)), "fc.bias": rng.normal(size=2),
-               "embed.weight": rng.normal(size=(7, 3))})
+    sd.update(
+        {
+            "fc.weight": rng.normal(size=(2, 5)),
+            "fc.bias": rng.normal(size=2),
+            "embed.weight": rng.normal(size=(7, 3)),
+        }
+    )
     model = gf.from_torch(sd)
     assert (model.kind, model.layers, model.head.name, model.ignored) == (kind, 2, "fc", ("embed.weight",))
     xs = rng.normal(size=(9, 4, 3))
     bare = {k[4:]: v for k, v in sd.items() if k.startswith("enc.")}
     expected = torch_equations(kind, bare, xs, 2)
     np.testing.assert_allclose(model.outputs(xs), expected, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(model.readout(xs), expected[-1] @ sd["fc.weight"].T + sd["fc.bias"],
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        model.readout(xs), expected[-1] @ sd["fc.weight"].T + sd["fc.bias"], rtol=0, atol=1e-12
+    )
 
 
 def test_projection_and_bidirectional_match_equations():
@@ -97,10 +103,15 @@ def test_projection_and_bidirectional_match_equations():
     # numpy reference: each layer's output is [forward(x), reverse(x reversed) reversed]
     inp = xs
     for l in range(2):
-        f = torch_equations("gru", {k.replace(f"_l{l}", "_l0"): v for k, v in sd.items()
-                                    if k.endswith(f"_l{l}")}, inp, 1)
-        r = torch_equations("gru", {k.replace(f"_l{l}_reverse", "_l0"): v for k, v in sd.items()
-                                    if k.endswith(f"_l{l}_reverse")}, inp[::-1], 1)[::-1]
+        f = torch_equations(
+            "gru", {k.replace(f"_l{l}", "_l0"): v for k, v in sd.items() if k.endswith(f"_l{l}")}, inp, 1
+        )
+        r = torch_equations(
+            "gru",
+            {k.replace(f"_l{l}_reverse", "_l0"): v for k, v in sd.items() if k.endswith(f"_l{l}_reverse")},
+            inp[::-1],
+            1,
+        )[::-1]
         inp = np.concatenate([f, r], axis=2)
     np.testing.assert_allclose(bi.outputs(xs), inp, atol=1e-12)
 
@@ -110,14 +121,17 @@ def test_cell_module_keys_load_as_one_layer():
     sd = {k.replace("_l0", ""): v for k, v in random_state_dict("lstm", 2, 4, 1, rng).items()}
     model = gf.from_torch({f"cell.{k}": v for k, v in sd.items()})
     xs = rng.normal(size=(5, 2, 2))
-    np.testing.assert_allclose(model.outputs(xs), torch_equations(
-        "lstm", {k + "_l0": v for k, v in sd.items()}, xs, 1), atol=1e-12)
+    np.testing.assert_allclose(
+        model.outputs(xs), torch_equations("lstm", {k + "_l0": v for k, v in sd.items()}, xs, 1), atol=1e-12
+    )
 
 
 def test_several_blocks_need_a_prefix():
     rng = np.random.default_rng(4)
-    sd = {**random_state_dict("gru", 2, 3, 1, rng, prefix="a."),
-          **random_state_dict("rnn", 2, 3, 1, rng, prefix="b.")}
+    sd = {
+        **random_state_dict("gru", 2, 3, 1, rng, prefix="a."),
+        **random_state_dict("rnn", 2, 3, 1, rng, prefix="b."),
+    }
     with pytest.raises(ValueError, match=r"2 recurrent blocks \['a', 'b'\]; choose one with prefix="):
         gf.from_torch(sd)
     model = gf.from_torch(sd, prefix="b")
@@ -145,12 +159,12 @@ def test_keras_gru_matches_keras_equations(reset_after):
         mx = x @ kernel + b_in
         if reset_after:
             inner = h @ rec + bias[1]
-            z, r = sigmoid(mx[:, :N] + inner[:, :N]), sigmoid(mx[:, N:2 * N] + inner[:, N:2 * N])
-            hh = np.tanh(mx[:, 2 * N:] + r * inner[:, 2 * N:])
+            z, r = sigmoid(mx[:, :N] + inner[:, :N]), sigmoid(mx[:, N : 2 * N] + inner[:, N : 2 * N])
+            hh = np.tanh(mx[:, 2 * N :] + r * inner[:, 2 * N :])
         else:
             z = sigmoid(mx[:, :N] + h @ rec[:, :N])
-            r = sigmoid(mx[:, N:2 * N] + h @ rec[:, N:2 * N])
-            hh = np.tanh(mx[:, 2 * N:] + (r * h) @ rec[:, 2 * N:])
+            r = sigmoid(mx[:, N : 2 * N] + h @ rec[:, N : 2 * N])
+            hh = np.tanh(mx[:, 2 * N :] + (r * h) @ rec[:, 2 * N :])
         h = z * h + (1 - z) * hh
     np.testing.assert_allclose(gf.unroll(cell, xs)[-1], h, atol=1e-12)
     flow = gf.gradient_flow(cell, xs)  # the engine differentiates either variant
@@ -186,8 +200,13 @@ def test_projected_cell_round_trips_and_its_jacobian_matches_finite_differences(
     h, x = rng.normal(size=(1, 6)), xs[0]
     J = gf.jacobians(cell, x[None], h0=h)[0, 0]
     eps = 1e-6
-    fd = np.stack([(cell.step(cell.params, h + eps * e, x) - cell.step(cell.params, h - eps * e, x))[0]
-                   / (2 * eps) for e in np.eye(6)], axis=1)
+    fd = np.stack(
+        [
+            (cell.step(cell.params, h + eps * e, x) - cell.step(cell.params, h - eps * e, x))[0] / (2 * eps)
+            for e in np.eye(6)
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(J, fd, atol=1e-8)
     # The predictors run on it (the gated mean-field, written for square blocks, abstains).
     prediction = gf.predict(cell, rng.normal(size=(20, 2, 2)))
@@ -206,16 +225,23 @@ def test_bad_files_give_one_clear_error(tmp_path):
     npy = tmp_path / "one.npy"
     np.save(npy, np.zeros(3))
     text = _write(tmp_path / "notes.npz", b"hello")
-    for path, message in [(truncated, r"not a readable \.npz"), (npy, r"single \.npy array"),
-                          (text, r"not a readable \.npz"), (tmp_path / "missing.npz", "does not exist")]:
+    for path, message in [
+        (truncated, r"not a readable \.npz"),
+        (npy, r"single \.npy array"),
+        (text, r"not a readable \.npz"),
+        (tmp_path / "missing.npz", "does not exist"),
+    ]:
         with pytest.raises(ValueError, match=message) as info:
             gf.load(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ValueError, match="path must be a file name; got None"):
         gf.load(None)
-    for header in ['[1, 2]', '{"kind": "gru", "hidden": "3", "inputs": 2, "layers": 1}',
-                   '{"kind": "gru", "hidden": 3, "inputs": 2, "layers": 1, "evil": "os.system"}',
-                   '{"kind": "gru", "hidden": 3, "inputs": 2, "layers": 1, "seed": true}']:
+    for header in [
+        "[1, 2]",
+        '{"kind": "gru", "hidden": "3", "inputs": 2, "layers": 1}',
+        '{"kind": "gru", "hidden": 3, "inputs": 2, "layers": 1, "evil": "os.system"}',
+        '{"kind": "gru", "hidden": 3, "inputs": 2, "layers": 1, "seed": true}',
+    ]:
         crafted = tmp_path / "crafted.npz"
         np.savez(crafted, __gradflow__=np.array(header), **gf.gru(3, 2).params)
         with pytest.raises(ValueError, match="corrupt __gradflow__ header"):
@@ -236,8 +262,13 @@ def test_pt_file_without_torch_says_how_to_export(tmp_path, monkeypatch):
 
 def test_importing_gradflow_does_not_import_torch():
     code = "import sys, gradflow; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(gf.__file__))})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(gf.__file__))},
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -250,13 +281,16 @@ def _torch():
     return torch
 
 
-@pytest.mark.parametrize("cls,kwargs", [
-    ("LSTM", {"num_layers": 2, "batch_first": True}),
-    ("LSTM", {"num_layers": 2, "proj_size": 3}),
-    ("GRU", {"num_layers": 2, "bidirectional": True, "dropout": 0.3}),
-    ("LSTM", {"num_layers": 1, "bidirectional": True, "proj_size": 2}),
-    ("RNN", {"num_layers": 3, "nonlinearity": "relu"}),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        ("LSTM", {"num_layers": 2, "batch_first": True}),
+        ("LSTM", {"num_layers": 2, "proj_size": 3}),
+        ("GRU", {"num_layers": 2, "bidirectional": True, "dropout": 0.3}),
+        ("LSTM", {"num_layers": 1, "bidirectional": True, "proj_size": 2}),
+        ("RNN", {"num_layers": 3, "nonlinearity": "relu"}),
+    ],
+)
 def test_modules_reproduce_torch_forward(cls, kwargs):
     torch = _torch()
     module = getattr(torch.nn, cls)(4, 5, **kwargs).double().eval()
@@ -323,5 +357,7 @@ def test_a_pickled_module_file_is_refused_without_running_it(tmp_path):
     torch = _torch()
     path = tmp_path / "whole.pt"
     torch.save(torch.nn.GRU(2, 3), path)  # the module object itself: unpickling would run code
-    with pytest.raises(ValueError, match=r"not a readable PyTorch state_dict \(torch.load with weights_only=True\)"):
+    with pytest.raises(
+        ValueError, match=r"not a readable PyTorch state_dict \(torch.load with weights_only=True\)"
+    ):
         gf.from_torch(path)

@@ -27,9 +27,14 @@ def test_henon_map_published_exponents():
     np.testing.assert_allclose(spec.bits, spec.exponents / np.log(2))
 
 
-@pytest.mark.parametrize("make", [lambda: gf.rnn(12, 3, gain=2.0, seed=1),
-                                  lambda: gf.gru(5, 3, gain=1.5, seed=2),
-                                  lambda: gf.lstm(4, 3, seed=3, bias_scale=0.5)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.rnn(12, 3, gain=2.0, seed=1),
+        lambda: gf.gru(5, 3, gain=1.5, seed=2),
+        lambda: gf.lstm(4, 3, seed=3, bias_scale=0.5),
+    ],
+)
 def test_sum_of_all_exponents_is_mean_log_det(make):
     cell = make()
     xs = gf.inputs.gaussian(400, 2, 3, seed=4)
@@ -61,8 +66,8 @@ def test_orthogonal_linear_map_has_zero_exponents():
 def test_few_exponents_path_agrees_with_all_exponents_path():
     cell = gf.rnn(40, 2, gain=2.5, seed=5)
     xs = gf.inputs.gaussian(1500, 1, 2, scale=0.5, seed=6)
-    few = gf.lyapunov_spectrum(cell, xs, k=3, warmup=300)   # stacked JVP per step
-    full = gf.lyapunov_spectrum(cell, xs, warmup=300)        # formed J_t, factored Q
+    few = gf.lyapunov_spectrum(cell, xs, k=3, warmup=300)  # stacked JVP per step
+    full = gf.lyapunov_spectrum(cell, xs, warmup=300)  # formed J_t, factored Q
     np.testing.assert_allclose(few.exponents, full.exponents[:3], atol=2e-3)
 
 
@@ -112,26 +117,50 @@ def test_result_object_reports_and_plots():
     np.testing.assert_allclose(ax.lines[0].get_ydata()[-1], spec.exponents[0])
     matplotlib.pyplot.close("all")
     evil = gf.Cell(lambda p, h, x: 0.5 * h, {}, 2, 1, name="<i>x</i>")
-    assert "<i>x</i>" not in gf.lyapunov_spectrum(evil, gf.inputs.constant(20, 1, 1, 0.0), warmup=2)._repr_html_()
-    assert html.escape("<i>x</i>") in gf.lyapunov_spectrum(evil, gf.inputs.constant(20, 1, 1, 0.0), warmup=2)._repr_html_()
+    assert (
+        "<i>x</i>"
+        not in gf.lyapunov_spectrum(evil, gf.inputs.constant(20, 1, 1, 0.0), warmup=2)._repr_html_()
+    )
+    assert (
+        html.escape("<i>x</i>")
+        in gf.lyapunov_spectrum(evil, gf.inputs.constant(20, 1, 1, 0.0), warmup=2)._repr_html_()
+    )
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), warmup=10), "warmup must be shorter"),
-    (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), k=5, warmup=1), "k must be at most the state size 4"),
-    (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1)), "xs is required"),
-    (lambda: gf.lyapunov_spectrum(henon, seq_len=10), "a map needs x0"),
-    (lambda: gf.lyapunov_spectrum(henon, x0=[1.0, np.nan], seq_len=10), "x0 contains non-finite"),
-    (lambda: gf.lyapunov_spectrum(42), "cell must be a Cell or a callable map"),
-    (lambda: gf.lyapunov_spectrum(lambda s: s[0], x0=[0.1, 0.2], seq_len=10), r"step\('<lambda>'\) failed|must return the next state"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), warmup=10),
+            "warmup must be shorter",
+        ),
+        (
+            lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), k=5, warmup=1),
+            "k must be at most the state size 4",
+        ),
+        (lambda: gf.lyapunov_spectrum(gf.rnn(4, 1)), "xs is required"),
+        (lambda: gf.lyapunov_spectrum(henon, seq_len=10), "a map needs x0"),
+        (lambda: gf.lyapunov_spectrum(henon, x0=[1.0, np.nan], seq_len=10), "x0 contains non-finite"),
+        (lambda: gf.lyapunov_spectrum(42), "cell must be a Cell or a callable map"),
+        (
+            lambda: gf.lyapunov_spectrum(lambda s: s[0], x0=[0.1, 0.2], seq_len=10),
+            r"step\('<lambda>'\) failed|must return the next state",
+        ),
+    ],
+)
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
 
-@pytest.mark.parametrize("make", [lambda: gf.rnn(6, 2, gain=2.0, seed=1), lambda: gf.lstm(3, 2, seed=2),
-                                  lambda: gf.gru(4, 2, layers=2, seed=3)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.rnn(6, 2, gain=2.0, seed=1),
+        lambda: gf.lstm(3, 2, seed=2),
+        lambda: gf.gru(4, 2, layers=2, seed=3),
+    ],
+)
 def test_finite_time_singular_values_match_numpy_svd_of_the_product(make):
     cell = make()
     xs = gf.inputs.gaussian(25, 2, 2, seed=5)

@@ -4,16 +4,18 @@ import pytest
 from gradflow import meanfield as mf
 
 
-@pytest.mark.parametrize(("sigma_w", "q", "chi"), [(1.5, 0.7934, 1.1393), (2.0, 2.1215, 1.3627),
-                                                   (3.0, 6.3054, 1.8599)])
+@pytest.mark.parametrize(
+    ("sigma_w", "q", "chi"), [(1.5, 0.7934, 1.1393), (2.0, 2.1215, 1.3627), (3.0, 6.3054, 1.8599)]
+)
 def test_tanh_reference_values(sigma_w, q, chi):
     # docs/theory.md section 3 (Poole et al. 2016)
     assert mf.q_star(sigma_w) == pytest.approx(q, abs=1e-3)
     assert mf.chi1(sigma_w) == pytest.approx(chi, abs=1e-3)
 
 
-@pytest.mark.parametrize(("bias_var", "critical_w2"), [(0.01, 1.424), (0.05, 1.761), (0.1, 1.986),
-                                                       (0.3, 2.505), (1.0, 3.443)])
+@pytest.mark.parametrize(
+    ("bias_var", "critical_w2"), [(0.01, 1.424), (0.05, 1.761), (0.1, 1.986), (0.3, 2.505), (1.0, 3.443)]
+)
 def test_tanh_critical_line(bias_var, critical_w2):
     assert mf.critical_gain(bias_var=bias_var) ** 2 == pytest.approx(critical_w2, abs=1e-3)
     assert mf.chi1(mf.critical_gain(bias_var=bias_var), bias_var=bias_var) == pytest.approx(1, abs=1e-9)
@@ -60,11 +62,14 @@ def test_input_drive_suppresses_chaos():
     assert mf.chi1(2.0) > 1 > mf.chi1(2.0, input_var=4.0)
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: mf.q_star(-1.0), "sigma_w must be a finite number >= 0.0; got -1.0"),
-    (lambda: mf.chi1(1.0, bias_var=np.nan), "bias_var must be a finite number"),
-    (lambda: mf.chi1(1.0, activation="gelu"), "unknown activation 'gelu'"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: mf.q_star(-1.0), "sigma_w must be a finite number >= 0.0; got -1.0"),
+        (lambda: mf.chi1(1.0, bias_var=np.nan), "bias_var must be a finite number"),
+        (lambda: mf.chi1(1.0, activation="gelu"), "unknown activation 'gelu'"),
+    ],
+)
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()

@@ -24,15 +24,25 @@ def kernel_name(tmp_path_factory):
     kernels = tmp_path_factory.mktemp("jupyter") / "kernels"
     spec = kernels / "gradflow-test"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "gradflow tests", "language": "python"}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "gradflow tests",
+                "language": "python",
+            }
+        )
+    )
     return str(kernels.parent), "gradflow-test"
 
 
 def test_there_are_notebooks():
-    assert {p.stem for p in NOTEBOOKS} >= {"01_tour", "02_why_the_eigenvalue_rule_fails",
-                                           "03_recurrence_vs_attention", "04_analyse_your_pytorch_model"}
+    assert {p.stem for p in NOTEBOOKS} >= {
+        "01_tour",
+        "02_why_the_eigenvalue_rule_fails",
+        "03_recurrence_vs_attention",
+        "04_analyse_your_pytorch_model",
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -43,15 +53,17 @@ def test_notebook_runs(path, kernel_name, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADFLOW_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     notebook = jupytext.read(path)
-    client = nbclient.NotebookClient(notebook, kernel_name=name, timeout=120,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        notebook, kernel_name=name, timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     html = [o for o in outputs if "text/html" in o.get("data", {})]
     assert html, "a notebook shows at least one rich result"
-    assert not any(o.get("name") == "stderr" and "Warning" in o.get("text", "") for o in outputs), \
-        [o.get("text") for o in outputs if o.get("name") == "stderr"]
+    assert not any(o.get("name") == "stderr" and "Warning" in o.get("text", "") for o in outputs), [
+        o.get("text") for o in outputs if o.get("name") == "stderr"
+    ]
 
 
 # Notebooks whose header another change owns; each needs the header line of jupytext.toml
@@ -77,8 +89,9 @@ def test_running_and_saving_a_notebook_leaves_the_tracked_file_unchanged(path, t
         cell.execution_count = count + 1
         cell.outputs = [{"output_type": "stream", "name": "stdout", "text": "ran\n"}]
         cell.metadata.update(execution={"iopub.status.busy": "2026-01-01T00:00:00Z"}, scrolled=True)
-    asyncio.run(manager.save({"type": "notebook", "format": "json", "content": notebook},
-                             f"notebooks/{path.name}"))
+    asyncio.run(
+        manager.save({"type": "notebook", "format": "json", "content": notebook}, f"notebooks/{path.name}")
+    )
     assert copy.read_bytes() == path.read_bytes()
     assert not list(tmp_path.rglob("*.ipynb"))  # no paired notebook appears beside it
 
@@ -102,14 +115,21 @@ def test_long_calls_show_a_progress_widget_in_a_kernel(kernel_name, tmp_path, mo
 
     jupyter_path, name = kernel_name
     monkeypatch.setenv("JUPYTER_PATH", jupyter_path)
-    setup = ("import gradflow as gf, gradflow.core._options as options\n"
-             "options.PROGRESS_DELAY = 0.0  # a bar at once: the real delay spares sub-second calls")
+    setup = (
+        "import gradflow as gf, gradflow.core._options as options\n"
+        "options.PROGRESS_DELAY = 0.0  # a bar at once: the real delay spares sub-second calls"
+    )
     train = "run = gf.train(gf.rnn(4, 2, seed=0), gf.tasks.adding(6), 3, record_every=3{})"
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup),
-                                               nbformat.v4.new_code_cell(train.format("")),
-                                               nbformat.v4.new_code_cell(train.format(", progress=False"))])
-    nbclient.NotebookClient(notebook, kernel_name=name, timeout=120,
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(setup),
+            nbformat.v4.new_code_cell(train.format("")),
+            nbformat.v4.new_code_cell(train.format(", progress=False")),
+        ]
+    )
+    nbclient.NotebookClient(
+        notebook, kernel_name=name, timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     shown, hidden = notebook.cells[1].outputs, notebook.cells[2].outputs
     widgets = [o for o in shown if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     # one bar, the training's own (the measurements inside it draw none)

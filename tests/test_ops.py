@@ -15,39 +15,48 @@ rng = np.random.default_rng(0)
 B, N, D = 3, 4, 5
 CASES = {
     "affine": (affine, [rng.normal(size=(B, D)), rng.normal(size=(N, D)), rng.normal(size=N)]),
-    "affine_full_bias": (affine, [rng.normal(size=(B, D)), rng.normal(size=(N, D)),
-                                  rng.normal(size=(B, N))]),
+    "affine_full_bias": (affine, [rng.normal(size=(B, D)), rng.normal(size=(N, D)), rng.normal(size=(B, N))]),
     "lstm": (lstm_update, [2 * rng.normal(size=(B, 4 * N)), rng.normal(size=(B, N))]),
-    "gru": (gru_update, [2 * rng.normal(size=(B, 3 * N)), 2 * rng.normal(size=(B, 3 * N)),
-                         rng.normal(size=(B, N))]),
+    "gru": (
+        gru_update,
+        [2 * rng.normal(size=(B, 3 * N)), 2 * rng.normal(size=(B, 3 * N)), rng.normal(size=(B, N))],
+    ),
     "take": (lambda x: take_columns(x, 2, 5), [rng.normal(size=(B, 7))]),
     "join": (join_columns, [rng.normal(size=(B, 2)), rng.normal(size=(B, 3)), rng.normal(size=(B, 1))]),
     # Grouped weights: 3 groups of 2 rows, each with its own W and bias.
-    "affine_grouped": (affine, [rng.normal(size=(3 * 2, D)), rng.normal(size=(3, N, D)),
-                                rng.normal(size=(3, 1, N))]),
+    "affine_grouped": (
+        affine,
+        [rng.normal(size=(3 * 2, D)), rng.normal(size=(3, N, D)), rng.normal(size=(3, 1, N))],
+    ),
 }
 # Arguments a stacked tangent or cotangent flows through in the engine (not weights).
-STATE_ARGS = {"affine": [0], "affine_full_bias": [0, 2], "lstm": [0, 1], "gru": [0, 1, 2],
-              "take": [0], "join": [0, 1, 2], "affine_grouped": [0]}
+STATE_ARGS = {
+    "affine": [0],
+    "affine_full_bias": [0, 2],
+    "lstm": [0, 1],
+    "gru": [0, 1, 2],
+    "take": [0],
+    "join": [0, 1, 2],
+    "affine_grouped": [0],
+}
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_vjp_and_jvp_match_finite_differences(case):
     fun, args = CASES[case]
     for argnum, arg in enumerate(args):
+
         def f(flat, argnum=argnum, arg=arg):
             a = list(args)
             a[argnum] = flat.reshape(arg.shape)
             return fun(*a).reshape(-1)
 
         J = fd_jacobian(f, arg.reshape(-1))  # (out, in)
-        vjp, ans = make_vjp(lambda v, argnum=argnum: fun(*args[:argnum], v, *args[argnum + 1:]),
-                            arg)
+        vjp, ans = make_vjp(lambda v, argnum=argnum: fun(*args[:argnum], v, *args[argnum + 1 :]), arg)
         rows = np.stack([vjp(e.reshape(ans.shape)).reshape(-1) for e in np.eye(ans.size)])
         assert rel_err(rows, J) < 1e-7, (case, argnum, "vjp")
-        jvp = make_jvp(lambda v, argnum=argnum: fun(*args[:argnum], v, *args[argnum + 1:]), arg)
-        cols = np.stack([jvp(e.reshape(arg.shape))[1].reshape(-1) for e in np.eye(arg.size)],
-                        axis=1)
+        jvp = make_jvp(lambda v, argnum=argnum: fun(*args[:argnum], v, *args[argnum + 1 :]), arg)
+        cols = np.stack([jvp(e.reshape(arg.shape))[1].reshape(-1) for e in np.eye(arg.size)], axis=1)
         assert rel_err(cols, J) < 1e-7, (case, argnum, "jvp")
 
 
@@ -60,7 +69,7 @@ def test_rules_accept_a_stack_of_vectors_on_a_leading_axis(case):
         arg = args[argnum]
 
         def f(v, argnum=argnum):
-            return fun(*args[:argnum], v, *args[argnum + 1:])
+            return fun(*args[:argnum], v, *args[argnum + 1 :])
 
         vjp, ans = make_vjp(f, arg)
         cot = rng.normal(size=(k, *ans.shape))
@@ -71,6 +80,7 @@ def test_rules_accept_a_stack_of_vectors_on_a_leading_axis(case):
 
 
 # ------------------------------------------------------------------ second derivatives
+
 
 def _logistic(a):
     return 1.0 / (1.0 + anp.exp(-a))
@@ -106,10 +116,12 @@ PLAIN = {
     "sigmoid": _logistic,
     "relu": lambda a: anp.maximum(a, 0.0),
 }
-SECOND = {**CASES,
-          "tanh": (act.tanh, [3 * rng.normal(size=(B, N))]),
-          "sigmoid": (act.sigmoid, [3 * rng.normal(size=(B, N))]),
-          "relu": (act.relu, [rng.normal(size=(B, N))])}
+SECOND = {
+    **CASES,
+    "tanh": (act.tanh, [3 * rng.normal(size=(B, N))]),
+    "sigmoid": (act.sigmoid, [3 * rng.normal(size=(B, N))]),
+    "relu": (act.relu, [rng.normal(size=(B, N))]),
+}
 
 
 def _scalar(fun, args, weights):
@@ -147,8 +159,9 @@ def test_second_derivatives_match_the_plain_formula_and_finite_differences(case)
     assert rel_err(H, fd) < 1e-6, case
 
     def jvp_norm(f):  # d/dflat of sum(sin(J(flat) v)): the JVP's rules differentiated again
-        return grad(lambda z: anp.sum(anp.sin(make_jvp(lambda u: f(*_split(u, args)), z)(v)[1])
-                                      * weights))(flat)
+        return grad(lambda z: anp.sum(anp.sin(make_jvp(lambda u: f(*_split(u, args)), z)(v)[1]) * weights))(
+            flat
+        )
 
     assert rel_err(jvp_norm(fun), jvp_norm(PLAIN[case])) < 1e-10, case
 
@@ -161,8 +174,13 @@ def test_lstm_sequence_is_the_unrolled_step_and_its_vjp_is_the_steps():
     gradient through the traced steps (every argument) and central differences; differentiated
     twice it is the traced step (a Hessian-vector product through both agree)."""
     T, Bt, n, d = 5, 3, 4, 2
-    args = [rng.normal(size=(T, Bt, d)), rng.normal(size=(4 * n, d)), rng.normal(size=(4 * n, n)),
-            rng.normal(size=4 * n), rng.normal(size=(Bt, 2 * n))]
+    args = [
+        rng.normal(size=(T, Bt, d)),
+        rng.normal(size=(4 * n, d)),
+        rng.normal(size=(4 * n, n)),
+        rng.normal(size=4 * n),
+        rng.normal(size=(Bt, 2 * n)),
+    ]
     np.testing.assert_allclose(lstm_sequence(*args), _lstm_loop(*args), rtol=1e-15, atol=1e-15)
     weights = rng.normal(size=(T, Bt, 2 * n))
     for i in range(len(args)):
@@ -173,7 +191,7 @@ def _check_sequence_argument(args, i, weights):
     arg = args[i]
 
     def f(v, fun=lstm_sequence):
-        return anp.sum(anp.sin(fun(*args[:i], v, *args[i + 1:])) * weights)
+        return anp.sum(anp.sin(fun(*args[:i], v, *args[i + 1 :])) * weights)
 
     def f_loop(v):
         return f(v, _lstm_loop)

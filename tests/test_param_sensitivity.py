@@ -9,12 +9,7 @@ import pytest
 from autograd import grad
 
 import gradflow as gf
-from gradflow.measure import (
-    diagonal_cell,
-    scaling_exponents,
-    sensitivity_closed_form,
-    sensitivity_scaling,
-)
+from gradflow.measure import diagonal_cell, scaling_exponents, sensitivity_closed_form, sensitivity_scaling
 
 matplotlib.use("Agg")
 
@@ -31,18 +26,27 @@ def diagonal_linear(n=3, d=2, seed=0):
 
 def unrolled_loss(cell, xs, loss):
     """``sum loss(h_T)`` of the unrolled cell; ``t_own``: only step ``t_own`` reads ``params``."""
+
     def total(params, t_own=None):
         h = np.zeros((xs.shape[1], cell.state_size))
         for t, x in enumerate(xs, start=1):
             h = cell.step(params if t_own in (None, t) else cell.params, h, x)
         return anp.sum(loss(h))
+
     return total
 
 
-@pytest.mark.parametrize("make", [lambda: gf.rnn(5, 3, gain=1.3, seed=0), lambda: gf.lstm(4, 3, seed=1),
-                                  lambda: gf.gru(4, 3, seed=2), lambda: diagonal_linear(d=3),
-                                  lambda: gf.lru(3, 3, r_min=0.9, r_max=0.99, seed=3)],
-                         ids=["rnn", "lstm", "gru", "diagonal", "lru"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.rnn(5, 3, gain=1.3, seed=0),
+        lambda: gf.lstm(4, 3, seed=1),
+        lambda: gf.gru(4, 3, seed=2),
+        lambda: diagonal_linear(d=3),
+        lambda: gf.lru(3, 3, r_min=0.9, r_max=0.99, seed=3),
+    ],
+    ids=["rnn", "lstm", "gru", "diagonal", "lru"],
+)
 def test_contributions_sum_to_autograd_gradient(make):
     cell = make()
     xs = gf.inputs.gaussian(30, 3, 3, seed=4)
@@ -88,8 +92,10 @@ def test_groups_display_and_bad_input():
     groups = {"recurrent": ["weight_hh_l0", "bias_hh_l0"], "input": "weight_ih_l0"}
     sens = gf.parameter_sensitivity(cell, xs, groups=groups)
     assert list(sens.log_norms) == ["recurrent", "input"]
-    joint = np.hypot(np.exp(gf.parameter_sensitivity(cell, xs).log_norms["weight_hh_l0"]),
-                     np.exp(gf.parameter_sensitivity(cell, xs).log_norms["bias_hh_l0"]))
+    joint = np.hypot(
+        np.exp(gf.parameter_sensitivity(cell, xs).log_norms["weight_hh_l0"]),
+        np.exp(gf.parameter_sensitivity(cell, xs).log_norms["bias_hh_l0"]),
+    )
     assert np.allclose(np.exp(sens.log_norms["recurrent"]), joint, rtol=1e-12)
     frame = sens.to_frame()
     assert set(frame.group) == {"recurrent", "input"} and len(frame) == 24
@@ -97,8 +103,11 @@ def test_groups_display_and_bad_input():
     html = sens._repr_html_()
     assert "<svg" in html and "recurrent" in html
     assert sens.plot().get_ylabel().startswith("log10")
-    for bad, message in [({"g": ["nope"]}, "not parameters"), ({}, "non-empty mapping"),
-                         ({"g": []}, "non-empty list")]:
+    for bad, message in [
+        ({"g": ["nope"]}, "not parameters"),
+        ({}, "non-empty mapping"),
+        ({"g": []}, "non-empty list"),
+    ]:
         with pytest.raises(ValueError, match=message):
             gf.parameter_sensitivity(cell, xs, groups=bad)
     with pytest.raises(ValueError, match="loss must be a callable"):
@@ -117,8 +126,9 @@ def test_closed_form_against_direct_sums():
         direct = np.sum(k**2 * r ** (k - 1))
         assert sensitivity_closed_form(mod) == pytest.approx(direct, rel=1e-12)
         assert sensitivity_closed_form(mod, normalised=True) == pytest.approx((1 - r) * direct, rel=1e-12)
-        assert sensitivity_closed_form(mod, steps=50) == pytest.approx(np.sum(k[:49] ** 2 * r ** (k[:49] - 1)),
-                                                                       rel=1e-12)
+        assert sensitivity_closed_form(mod, steps=50) == pytest.approx(
+            np.sum(k[:49] ** 2 * r ** (k[:49] - 1)), rel=1e-12
+        )
 
 
 def test_diagonal_cell_matches_its_equations():
@@ -137,7 +147,9 @@ def test_diagonal_cell_matches_its_equations():
 def test_sensitivity_scaling_small():
     frame = sensitivity_scaling(ks=(0.5, 1.0), seq_len=100, batch=4, seeds=2, phase=0.5)
     assert set(frame.normalised) == {False, True}
-    assert {"k", "modulus", "seed", "squared_sensitivity", "closed_form", "state_gradient_log_norm"} <= set(frame)
+    assert {"k", "modulus", "seed", "squared_sensitivity", "closed_form", "state_gradient_log_norm"} <= set(
+        frame
+    )
     assert np.all(np.isfinite(frame.squared_sensitivity)) and np.all(frame.squared_sensitivity > 0)
     # Same seed, same numbers.
     again = sensitivity_scaling(ks=(0.5, 1.0), seq_len=100, batch=4, seeds=2, phase=0.5)
@@ -153,8 +165,15 @@ def test_scaling_exponents_recovers_a_power_law():
         for k in (0.5, 1.0, 2.0, 3.0):
             x = 1 - (1 - 10**-k) ** 2
             for seed in range(30):
-                rows.append(dict(normalised=flag, one_minus_r=x, seed=seed, closed_form=x**power,
-                                 squared_sensitivity=(2 if power == -3 else 5) * x**power * rng.lognormal(0, 0.1)))
+                rows.append(
+                    dict(
+                        normalised=flag,
+                        one_minus_r=x,
+                        seed=seed,
+                        closed_form=x**power,
+                        squared_sensitivity=(2 if power == -3 else 5) * x**power * rng.lognormal(0, 0.1),
+                    )
+                )
     fit = scaling_exponents(pd.DataFrame(rows), boots=400).set_index("normalised")
     for flag, power in ((False, -3.0), (True, -2.0)):
         assert fit.loc[flag, "closed_form_exponent"] == pytest.approx(power, abs=1e-12)

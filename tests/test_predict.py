@@ -34,8 +34,9 @@ def test_the_eigenvalue_rule_fails_where_theory_says_it_does():
     assert not table.frame.set_index("method").loc["eigenvalue rule", "correct"]
 
 
-@pytest.mark.parametrize(("activation", "gain"), [("tanh", 0.3), ("sigmoid", 1.5), ("relu", 0.4),
-                                                  ("tanh", 0.45)])
+@pytest.mark.parametrize(
+    ("activation", "gain"), [("tanh", 0.3), ("sigmoid", 1.5), ("relu", 0.4), ("tanh", 0.45)]
+)
 def test_pascanu_certificate_bounds_the_measured_rate(activation, gain):
     cell = gf.rnn(64, 4, activation=activation, gain=gain, seed=0)
     xs = gf.inputs.gaussian(200, 2, 4, seed=1)
@@ -140,12 +141,15 @@ def test_prediction_object_and_compare_table():
         p["oracle"]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({}, "give exactly one of xs"),
-    ({"xs": np.zeros((5, 1, 4)), "input_std": 1.0}, "give exactly one of xs"),
-    ({"input_std": -1.0}, "input_std must be a finite number >= 0.0"),
-    ({"input_std": 1.0, "tol": "x"}, "tol must be a number"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "give exactly one of xs"),
+        ({"xs": np.zeros((5, 1, 4)), "input_std": 1.0}, "give exactly one of xs"),
+        ({"input_std": -1.0}, "input_std must be a finite number >= 0.0"),
+        ({"input_std": 1.0, "tol": "x"}, "tol must be a number"),
+    ],
+)
 def test_predict_names_the_bad_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         gf.predict(gf.rnn(8, 4), **kwargs)
@@ -161,8 +165,14 @@ def test_accuracy_grid_is_large_and_hard():
     points = _accuracy_grid.grid()
     assert len(points) >= 163 and sum(p["part"] == "untuned" for p in points) >= 50
     assert {p["cell"] for p in points} == {"rnn", "lstm", "gru"}
-    assert {p["matrix"] for p in points} == {"gaussian", "orthogonal", "identity", "low-rank", "non-normal",
-                                             "chain"}
+    assert {p["matrix"] for p in points} == {
+        "gaussian",
+        "orthogonal",
+        "identity",
+        "low-rank",
+        "non-normal",
+        "chain",
+    }
     gains, scales = [p["gain"] for p in points], [p["input_scale"] for p in points]
     assert min(gains) <= 0.3 and max(gains) >= 4.0 and min(scales) == 0.0 and max(scales) >= 3.0
 
@@ -186,7 +196,9 @@ def test_moment_map_of_tiny_states_is_solved_densely_and_exactly(hidden):
 
 
 def test_predict_needs_two_steps():
-    with pytest.raises(ValueError, match="xs must have at least 2 steps for the forward-run predictors; got 1"):
+    with pytest.raises(
+        ValueError, match="xs must have at least 2 steps for the forward-run predictors; got 1"
+    ):
         gf.predict(gf.lstm(3, 2), gf.inputs.gaussian(1, 1, 2))
 
 
@@ -194,14 +206,22 @@ def test_the_registry_lists_every_predictor_in_table_order():
     names = [p.name for p in gf.predictors()]
     assert names == list(_predict.METHODS) and len(names) == len(set(names)) == 10
     cheap = {p.name for p in gf.predictors(cheap=True)}
-    assert cheap == {"eigenvalue rule", "pascanu bound", "mean-field", "local gain", "averaged jacobian",
-                     "gated mean-field", "diagonal recurrence"}  # the explorer's: no fixed-point search or moment map
+    assert cheap == {
+        "eigenvalue rule",
+        "pascanu bound",
+        "mean-field",
+        "local gain",
+        "averaged jacobian",
+        "gated mean-field",
+        "diagonal recurrence",
+    }  # the explorer's: no fixed-point search or moment map
     for p in gf.predictors():
         assert set(p.needs) <= set(_predict.NEEDS)
     xs = gf.inputs.gaussian(40, 1, 3, seed=0)
     weights_only = gf.predict(gf.rnn(6, 3, seed=0), input_std=1.0, fixed_point_starts=1)
-    assert [r.method for r in weights_only.results] == [p.name for p in gf.predictors()
-                                                        if "forward run" not in p.needs]
+    assert [r.method for r in weights_only.results] == [
+        p.name for p in gf.predictors() if "forward run" not in p.needs
+    ]
     gated = gf.predict(gf.gru(4, 3, seed=0), xs, fixed_point_starts=1)
     for name in ("pascanu bound", "mean-field"):  # unmet cell needs abstain with the reason
         assert gated[name].regime is None and gated[name].reason == "needs a one-layer vanilla cell"
@@ -218,12 +238,15 @@ def test_a_subset_of_predictors_gives_the_same_numbers_as_the_full_run():
     assert only.method == "eigenvalue rule" and len(only.results) == 1
 
 
-@pytest.mark.parametrize(("names", "error", "message"), [
-    (["oracle"], ValueError, r"unknown predictor 'oracle'; registered: eigenvalue rule, pascanu bound, "),
-    ([], ValueError, "predictors must name at least one predictor"),
-    ([3], ValueError, "unknown predictor 3"),
-    (7, TypeError, "predictors must be a list of predictor names; got int"),
-])
+@pytest.mark.parametrize(
+    ("names", "error", "message"),
+    [
+        (["oracle"], ValueError, r"unknown predictor 'oracle'; registered: eigenvalue rule, pascanu bound, "),
+        ([], ValueError, "predictors must name at least one predictor"),
+        ([3], ValueError, "unknown predictor 3"),
+        (7, TypeError, "predictors must be a list of predictor names; got int"),
+    ],
+)
 def test_predict_names_unknown_predictors(names, error, message):
     with pytest.raises(error, match=message):
         gf.predict(gf.rnn(4, 2), input_std=1.0, predictors=names)
@@ -235,8 +258,12 @@ def test_a_registered_predictor_runs_over_the_context(monkeypatch):
 
     @gf.predictor("steps seen", needs=("forward run",))
     def steps_seen(context):
-        return _predict.PredictorResult("steps seen", "neutral", 0.0,
-                                        f"{context.window.stop - context.window.start} of {len(context.states) - 1}")
+        return _predict.PredictorResult(
+            "steps seen",
+            "neutral",
+            0.0,
+            f"{context.window.stop - context.window.start} of {len(context.states) - 1}",
+        )
 
     p = gf.predict(gf.rnn(4, 2, seed=0), gf.inputs.gaussian(50, 1, 2), fixed_point_starts=0)
     assert p.results[-1] == _predict.PredictorResult("steps seen", "neutral", 0.0, "45 of 50")
@@ -263,12 +290,20 @@ def test_local_gain_in_closed_form_equals_the_traced_products(monkeypatch):
         xs = gf.inputs.gaussian(50, 2, 3, seed=3)
         fast = gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate
         monkeypatch.setattr(_moments, "closed_form_kind", lambda cell: None)  # J_t q by autograd JVPs
-        assert gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate == pytest.approx(fast, abs=1e-13)
+        assert gf.predict(cell, xs, predictors=["local gain"])["local gain"].rate == pytest.approx(
+            fast, abs=1e-13
+        )
         monkeypatch.undo()
 
 
-@pytest.mark.parametrize("make", [lambda: gf.gru(6, 3, gain=0.8, seed=4), lambda: gf.lstm(5, 3, seed=5),
-                                  lambda: gf.rnn(8, 3, activation="sigmoid", gain=2.0, seed=6)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.gru(6, 3, gain=0.8, seed=4),
+        lambda: gf.lstm(5, 3, seed=5),
+        lambda: gf.rnn(8, 3, activation="sigmoid", gain=2.0, seed=6),
+    ],
+)
 def test_newton_fixed_points_are_roots_that_least_squares_confirms(make):
     cell = make()
     x = np.full(3, 0.3)
@@ -280,18 +315,33 @@ def test_newton_fixed_points_are_roots_that_least_squares_confirms(make):
         assert np.linalg.norm(step - p.state) < 1e-12
         # scipy's trust region from the root stays there, and a finite-difference Jacobian
         # gives the same slowest mode.
-        sol = optimize.least_squares(lambda h: np.asarray(cell.step(cell.params, h[None], x[None]))[0] - h,
-                                     p.state, xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        sol = optimize.least_squares(
+            lambda h: np.asarray(cell.step(cell.params, h[None], x[None]))[0] - h,
+            p.state,
+            xtol=1e-15,
+            ftol=1e-15,
+            gtol=1e-15,
+        )
         np.testing.assert_allclose(sol.x, p.state, atol=1e-10)
         eps = 1e-6
-        fd = np.stack([(np.asarray(cell.step(cell.params, (p.state + eps * e)[None], x[None]))[0]
-                        - np.asarray(cell.step(cell.params, (p.state - eps * e)[None], x[None]))[0]) / (2 * eps)
-                       for e in np.eye(cell.state_size)], axis=1)
+        fd = np.stack(
+            [
+                (
+                    np.asarray(cell.step(cell.params, (p.state + eps * e)[None], x[None]))[0]
+                    - np.asarray(cell.step(cell.params, (p.state - eps * e)[None], x[None]))[0]
+                )
+                / (2 * eps)
+                for e in np.eye(cell.state_size)
+            ],
+            axis=1,
+        )
         assert p.spectral_radius == pytest.approx(np.max(np.abs(np.linalg.eigvals(fd))), abs=1e-7)
 
 
-@pytest.mark.parametrize("make", [lambda: gf.rnn(100, 3, gain=1.5, seed=7),
-                                  lambda: gf.lstm(49, 3, forget_bias=-1.0, gain=2.0, seed=7)])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gf.rnn(100, 3, gain=1.5, seed=7), lambda: gf.lstm(49, 3, forget_bias=-1.0, gain=2.0, seed=7)],
+)
 def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
     # State width 98-100 > 96: the one-step map by ARPACK on the structured form (exact, where
     # the generic form would take a rank-96 factor), the two-step map's power iteration on
@@ -303,8 +353,9 @@ def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
     window = slice(12, 120)
 
     def rate(span, **kwargs):
-        return _moments.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rows=6,
-                                   span=span, **kwargs).rate
+        return _moments.moment_map(
+            cell, xs, states, window, np.random.default_rng(0), 0.01, rows=6, span=span, **kwargs
+        ).rate
 
     fast = rate(1), rate(2)
     monkeypatch.setattr(_moments, "_moment_terms", lambda *args: None)
@@ -321,8 +372,14 @@ def test_the_diagonal_recurrence_predictor_is_exact_and_trusted_for_linear_cells
     prediction = gf.predict(cell, xs)
     exact = -np.min(np.exp(cell.params["nu_log"]))
     assert prediction["diagonal recurrence"].rate == pytest.approx(exact, rel=1e-12)
-    assert prediction.method == "diagonal recurrence" and prediction.rate == prediction["diagonal recurrence"].rate
+    assert (
+        prediction.method == "diagonal recurrence"
+        and prediction.rate == prediction["diagonal recurrence"].rate
+    )
     # Cells not linear in their state: it abstains, saying why, and the trusted predictor is unchanged.
     rnn = gf.predict(gf.rnn(6, 3, seed=0), xs)
-    assert rnn["diagonal recurrence"].regime is None and "linear in its state" in rnn["diagonal recurrence"].reason
+    assert (
+        rnn["diagonal recurrence"].regime is None
+        and "linear in its state" in rnn["diagonal recurrence"].reason
+    )
     assert rnn.method == "two-step moment map"

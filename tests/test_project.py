@@ -70,8 +70,10 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_numeric_core_does_not_import_matplotlib():
-    code = ("import sys, gradflow as gf; gf.gradient_flow(gf.rnn(4, 1), gf.inputs.gaussian(5, 1, 1)); "
-            "print('matplotlib' in sys.modules)")
+    code = (
+        "import sys, gradflow as gf; gf.gradient_flow(gf.rnn(4, 1), gf.inputs.gaussian(5, 1, 1)); "
+        "print('matplotlib' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -79,7 +81,11 @@ def test_numeric_core_does_not_import_matplotlib():
 def test_benchmark_scripts_run_and_check_their_numbers():
     # Each script asserts the engine's results against closed forms before timing them.
     for script in ("jacobians.py", "lyapunov.py", "paths.py", "training.py"):
-        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert proc.returncode == 0, proc.stderr
         assert "seconds" in proc.stdout or "engine" in proc.stdout

@@ -16,10 +16,17 @@ def _networks(mean, n=40, seed=0):
     return np.random.default_rng(seed).normal(mean, 0.05, n)
 
 
-@pytest.mark.parametrize(("mean", "side", "word"), [
-    (0.6, "above", "holds"), (0.4, "above", "does not hold"), (0.5, "above", "inconclusive"),
-    (0.4, "below", "holds"), (0.6, "below", "does not hold"), (0.5, "below", "inconclusive"),
-])
+@pytest.mark.parametrize(
+    ("mean", "side", "word"),
+    [
+        (0.6, "above", "holds"),
+        (0.4, "above", "does not hold"),
+        (0.5, "above", "inconclusive"),
+        (0.4, "below", "holds"),
+        (0.6, "below", "does not hold"),
+        (0.5, "below", "inconclusive"),
+    ],
+)
 def test_decision_rule_on_synthetic_networks_with_a_known_answer(mean, side, word):
     values = _networks(mean)
     interval = protocol.bootstrap_interval(values, seed=1)
@@ -80,8 +87,13 @@ def test_cells_that_disagree_give_holds_only_when_with_the_measured_condition():
     assert protocol.combine({"N = 64": yes, "N = 16": no}, yes).label == "holds only when N = 64"
     assert protocol.combine({"a": yes, "b": yes}, yes).word == "holds"
     assert protocol.combine({"a": no, "b": no}, no).word == "does not hold"
-    assert protocol.combine({"a": yes, "b": maybe}, yes).label == "inconclusive (holds for a; undecided for b)"
-    assert protocol.combine({"a": no, "b": maybe}, no).label == "inconclusive (does not hold for a; undecided for b)"
+    assert (
+        protocol.combine({"a": yes, "b": maybe}, yes).label == "inconclusive (holds for a; undecided for b)"
+    )
+    assert (
+        protocol.combine({"a": no, "b": maybe}, no).label
+        == "inconclusive (does not hold for a; undecided for b)"
+    )
     with pytest.raises(ValueError, match="condition"):
         protocol.Verdict("holds only when", 0.5, (0.4, 0.6), 20, 0.5)
 

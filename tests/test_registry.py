@@ -29,8 +29,15 @@ def leaky(hidden, inputs, leak=0.5, **kw):
     return random_cell("leaky", hidden, inputs, leak=leak, **kw)
 
 
-LEAKY = gf.CellKind("leaky", leaky_step, leaky, options={"leak": 0.5}, step_options=("leak",),
-                    stacked_tangents=False, description="leaky vanilla cell")  # anp multiply: no stacks
+LEAKY = gf.CellKind(
+    "leaky",
+    leaky_step,
+    leaky,
+    options={"leak": 0.5},
+    step_options=("leak",),
+    stacked_tangents=False,
+    description="leaky vanilla cell",
+)  # anp multiply: no stacks
 
 
 @pytest.fixture
@@ -45,8 +52,11 @@ def registered():
 
 def test_built_in_records_describe_the_cells():
     assert gf.cell_kinds()[:3] == ("rnn", "lstm", "gru")
-    for kind, make, gates, state in (("rnn", gf.rnn, (), 5), ("lstm", gf.lstm, ("i", "f", "g", "o"), 10),
-                                     ("gru", gf.gru, ("r", "z", "n"), 5)):
+    for kind, make, gates, state in (
+        ("rnn", gf.rnn, (), 5),
+        ("lstm", gf.lstm, ("i", "f", "g", "o"), 10),
+        ("gru", gf.gru, ("r", "z", "n"), 5),
+    ):
         record = gf.cell_kind(kind)
         cell = make(5, 3, seed=0)
         assert record.make is make and cell.kind == kind and cell.gates == gates
@@ -84,16 +94,20 @@ def test_a_registered_kind_is_built_saved_loaded_and_read_from_torch_weights(reg
     h, x = np.random.default_rng(2).normal(size=(2, 4, 6)), np.random.default_rng(3).normal(size=(4, 3))
     p = cell.params
     full = leaky_step(p, h[0], x, hidden=6, layers=1, leak=1.0)
-    np.testing.assert_allclose(full, np.tanh(h[0] @ p["weight_hh_l0"].T + x @ p["weight_ih_l0"].T
-                                             + p["bias_ih_l0"] + p["bias_hh_l0"]), rtol=1e-14)
+    np.testing.assert_allclose(
+        full,
+        np.tanh(h[0] @ p["weight_hh_l0"].T + x @ p["weight_ih_l0"].T + p["bias_ih_l0"] + p["bias_hh_l0"]),
+        rtol=1e-14,
+    )
     path = tmp_path / "leaky.npz"
     cell.save(path)
     back = gf.load(path)
     assert back.kind == "leaky" and back.config == cell.config
     np.testing.assert_array_equal(back.step(back.params, h[1], x), cell.step(cell.params, h[1], x))
     same = gf.from_torch("leaky", cell.params)  # PyTorch's names; the kind's default leak
-    np.testing.assert_array_equal(same.step(same.params, h[1], x),
-                                  leaky_step(cell.params, h[1], x, hidden=6, layers=1, leak=0.5))
+    np.testing.assert_array_equal(
+        same.step(same.params, h[1], x), leaky_step(cell.params, h[1], x, hidden=6, layers=1, leak=0.5)
+    )
 
 
 def test_a_registered_kind_runs_through_the_engine_stacking_and_training(registered):

@@ -32,8 +32,14 @@ def test_report_has_title_page_metadata_and_the_csvs(name, study_run):
     assert meta.title.startswith("gradflow: ") and meta.subject == f"Verdict: {run.result['verdict']}"
     assert meta.get("/Keywords") and meta.creator.startswith("gradflow ")
     title = " ".join(pdf.pages[0].extract_text().split())  # a long verdict wraps across lines
-    for needed in ("gradflow report", name, "Configuration", "Library versions", "Reproduce",
-                   run.result["verdict"]):
+    for needed in (
+        "gradflow report",
+        name,
+        "Configuration",
+        "Library versions",
+        "Reproduce",
+        run.result["verdict"],
+    ):
         assert needed in title
     versions = library_versions()
     assert versions["numpy"] in title and versions["python"] in title
@@ -92,8 +98,9 @@ def test_same_seed_and_date_give_identical_bytes(name, study_run):
             x, y = x.drop(columns=timed), y.drop(columns=timed)
             numeric = x.select_dtypes("number").columns
             pd.testing.assert_frame_equal(x.drop(columns=numeric), y.drop(columns=numeric))
-            np.testing.assert_allclose(x[numeric].to_numpy(float), y[numeric].to_numpy(float),
-                                       rtol=1e-9, atol=1e-12, err_msg=f)
+            np.testing.assert_allclose(
+                x[numeric].to_numpy(float), y[numeric].to_numpy(float), rtol=1e-9, atol=1e-12, err_msg=f
+            )
 
 
 def test_the_readme_config_example_is_accepted():
@@ -109,5 +116,6 @@ def test_the_readme_config_example_is_accepted():
     for name in document:
         module = importlib.import_module(f"gradflow.studies.{name}")
         config = config_from_mapping(name, module.QUICK, study_section(name, document, STUDIES))
-        assert all(getattr(config, k) == (tuple(v) if isinstance(v, list) else v)
-                   for k, v in document[name].items())
+        assert all(
+            getattr(config, k) == (tuple(v) if isinstance(v, list) else v) for k, v in document[name].items()
+        )

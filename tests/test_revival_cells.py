@@ -39,15 +39,31 @@ def _unit(rng, n):
 
 _rng = np.random.default_rng(0)
 PRIMITIVES = {  # (function, arguments, the arguments a stacked tangent flows through)
-    "diagonal": (diagonal_update, [_rng.normal(size=4), _rng.normal(size=(3, 4)), _rng.normal(size=(3, 4))],
-                 [1]),
-    "diagonal_rows": (diagonal_update, [_rng.normal(size=(3, 4)), _rng.normal(size=(3, 4)),
-                                        _rng.normal(size=(3, 4))], [0, 1, 2]),
-    "complex": (complex_diagonal_update, [_rng.normal(size=4), _rng.normal(size=4),
-                                          _rng.normal(size=(3, 8)), _rng.normal(size=(3, 8))], [2, 3]),
-    "complex_rows": (complex_diagonal_update, [_rng.normal(size=(3, 4)), _rng.normal(size=(3, 4)),
-                                               _rng.normal(size=(3, 8)), _rng.normal(size=(3, 8))],
-                     [0, 1, 2, 3]),
+    "diagonal": (
+        diagonal_update,
+        [_rng.normal(size=4), _rng.normal(size=(3, 4)), _rng.normal(size=(3, 4))],
+        [1],
+    ),
+    "diagonal_rows": (
+        diagonal_update,
+        [_rng.normal(size=(3, 4)), _rng.normal(size=(3, 4)), _rng.normal(size=(3, 4))],
+        [0, 1, 2],
+    ),
+    "complex": (
+        complex_diagonal_update,
+        [_rng.normal(size=4), _rng.normal(size=4), _rng.normal(size=(3, 8)), _rng.normal(size=(3, 8))],
+        [2, 3],
+    ),
+    "complex_rows": (
+        complex_diagonal_update,
+        [
+            _rng.normal(size=(3, 4)),
+            _rng.normal(size=(3, 4)),
+            _rng.normal(size=(3, 8)),
+            _rng.normal(size=(3, 8)),
+        ],
+        [0, 1, 2, 3],
+    ),
 }
 
 
@@ -55,8 +71,9 @@ PRIMITIVES = {  # (function, arguments, the arguments a stacked tangent flows th
 def test_fused_primitives_rules_match_finite_differences_and_take_stacked_vectors(case):
     fun, args, stacked = PRIMITIVES[case]
     for argnum, arg in enumerate(args):
+
         def f(v, argnum=argnum):
-            return fun(*args[:argnum], v, *args[argnum + 1:])
+            return fun(*args[:argnum], v, *args[argnum + 1 :])
 
         J = fd_jacobian(lambda flat, arg=arg, f=f: f(flat.reshape(arg.shape)).reshape(-1), arg.reshape(-1))
         vjp, ans = make_vjp(f, arg)
@@ -434,8 +451,9 @@ def test_mamba_gradient_by_lag_matches_hand_written_jacobians():
     us = 1.5 * gf.inputs.gaussian(30, 2, 3, seed=7)
     states = gf.unroll(cell, us)
     u = _unit(np.random.default_rng(5), cell.state_size)
-    Js = [[_mamba_jacobian(cell.params, states[t, b], us[t, b], 3, 3, 1) for b in range(2)]
-          for t in range(30)]
+    Js = [
+        [_mamba_jacobian(cell.params, states[t, b], us[t, b], 3, 3, 1) for b in range(2)] for t in range(30)
+    ]
     assert np.max(np.abs(np.array(Js) - gf.jacobians(cell, us))) < TOL
     g, ref = np.tile(u, (2, 1)), []
     for t in range(30, -1, -1):
@@ -505,12 +523,17 @@ def test_mamba_from_state_dict_names_and_bad_input():
 def test_mamba_loads_a_torch_module_state_dict():
     torch = pytest.importorskip("torch")
     conv = torch.nn.Conv1d(6, 6, kernel_size=3, groups=6, padding=2).double()
-    sd = {"in_proj.weight": torch.randn(12, 3, dtype=torch.float64), "conv1d.weight": conv.weight,
-          "conv1d.bias": conv.bias, "x_proj.weight": torch.randn(5, 6, dtype=torch.float64),
-          "dt_proj.weight": torch.randn(6, 1, dtype=torch.float64),
-          "dt_proj.bias": torch.randn(6, dtype=torch.float64),
-          "A_log": torch.log(torch.arange(1, 3, dtype=torch.float64)).repeat(6, 1),
-          "D": torch.ones(6, dtype=torch.float64), "out_proj.weight": torch.randn(3, 6, dtype=torch.float64)}
+    sd = {
+        "in_proj.weight": torch.randn(12, 3, dtype=torch.float64),
+        "conv1d.weight": conv.weight,
+        "conv1d.bias": conv.bias,
+        "x_proj.weight": torch.randn(5, 6, dtype=torch.float64),
+        "dt_proj.weight": torch.randn(6, 1, dtype=torch.float64),
+        "dt_proj.bias": torch.randn(6, dtype=torch.float64),
+        "A_log": torch.log(torch.arange(1, 3, dtype=torch.float64)).repeat(6, 1),
+        "D": torch.ones(6, dtype=torch.float64),
+        "out_proj.weight": torch.randn(3, 6, dtype=torch.float64),
+    }
     cell = gf.mamba_from_state_dict(sd)
     assert cell.config["d_inner"] == 6 and cell.config["d_state"] == 2 and cell.config["d_conv"] == 3
     assert np.array_equal(cell.params["conv1d.weight"], conv.weight.detach().numpy())
@@ -551,8 +574,17 @@ def test_slstm_matches_the_reference_pointwise_forward_and_gradient_by_lag():
         states.append(_slstm_reference_step(cell.params, states[-1], x))
     states = np.array(states)
     assert np.max(np.abs(gf.unroll(cell, xs) - states)) < TOL
-    Js = np.array([[_complex_step_jacobian(lambda s, x: _slstm_reference_step(cell.params, s, x),
-                                           states[t, b], xs[t, b]) for b in range(2)] for t in range(25)])
+    Js = np.array(
+        [
+            [
+                _complex_step_jacobian(
+                    lambda s, x: _slstm_reference_step(cell.params, s, x), states[t, b], xs[t, b]
+                )
+                for b in range(2)
+            ]
+            for t in range(25)
+        ]
+    )
     assert np.max(np.abs(Js - gf.jacobians(cell, xs))) < TOL
     u = _unit(np.random.default_rng(7), 12)
     g, ref = np.tile(u, (2, 1)), []
@@ -590,8 +622,9 @@ def test_slstm_against_torch_transcription_of_the_reference():
     (torch.cat(torch.unbind(states, 0), dim=1) @ torch.tensor(u)).sum().backward()
     theirs = np.array([torch.cat(torch.unbind(s, 0), dim=1).detach().numpy() for s in kept])
     assert np.max(np.abs(gf.unroll(cell, xs)[1:] - theirs)) < TOL
-    ref = np.log([np.linalg.norm(torch.cat(torch.unbind(s.grad, 0), dim=1).numpy(), axis=1)
-                  for s in kept[::-1]])
+    ref = np.log(
+        [np.linalg.norm(torch.cat(torch.unbind(s.grad, 0), dim=1).numpy(), axis=1) for s in kept[::-1]]
+    )
     flow = gf.gradient_flow(cell, xs, loss=lambda h: h @ u)
     assert np.max(np.abs(flow.log_norms[:-1] - ref)) < TOL
 
@@ -662,8 +695,9 @@ def lru_sweep_task(point):
 
 def test_the_new_cells_run_in_a_sweep():
     # In-process (worker processes cost seconds here); the cells' pickling is tested above.
-    table = gf.sweep.run({"r": [0.5, 0.9]}, lru_sweep_task, seeds=[0], executor="serial",
-                         cache=False, progress=False)
+    table = gf.sweep.run(
+        {"r": [0.5, 0.9]}, lru_sweep_task, seeds=[0], executor="serial", cache=False, progress=False
+    )
     # Every |lambda| equal: the gradient shrinks by exactly |lambda| per step.
     assert np.allclose(table["rate"], table["log_r"], atol=1e-8) and len(table) == 2
 
@@ -709,6 +743,7 @@ def test_parameter_gradients_through_the_cells_match_finite_differences_of_the_r
 
     got = grad(loss)(dict(cell.params))
     for key, value in cell.params.items():
+
         def f(flat, key=key, value=value):
             p = {**cell.params, key: flat.reshape(value.shape)}
             return np.atleast_1d((_final_state_reference(kind, p, xs) @ u).sum())
@@ -725,8 +760,10 @@ def test_from_torch_takes_the_reference_names_of_mamba_and_lru():
     assert loaded.kind == "mamba" and np.array_equal(gf.unroll(loaded, us), gf.unroll(mamba, us))
     lru = gf.lru(5, 2, seed=2)
     xs = gf.inputs.gaussian(7, 1, 2)
-    for arrays, prefix in (({k: v.tolist() for k, v in lru.params.items()}, None),
-                           ({f"encoder.lru.{k}": v for k, v in lru.params.items()}, "encoder.lru")):
+    for arrays, prefix in (
+        ({k: v.tolist() for k, v in lru.params.items()}, None),
+        ({f"encoder.lru.{k}": v for k, v in lru.params.items()}, "encoder.lru"),
+    ):
         again = gf.from_torch("lru", arrays, prefix=prefix)
         assert again.kind == "lru" and np.array_equal(gf.unroll(again, xs), gf.unroll(lru, xs))
     with pytest.raises(ValueError, match=r"missing \['A_log'\]"):

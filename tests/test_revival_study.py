@@ -24,9 +24,24 @@ def report(study_run):
 @pytest.mark.slow
 def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     out, result = report
-    assert sorted(os.listdir(out)) == sorted(["recurrent_revival.pdf"] + [f"recurrent_revival_{name}" for name in (
-        "config.toml", "depth.csv", "exponents.csv", "machine.csv", "memory_summary.csv", "networks.csv",
-        "profiles.csv", "sensitivity.csv", "speedups.csv", "times.csv")])
+    assert sorted(os.listdir(out)) == sorted(
+        ["recurrent_revival.pdf"]
+        + [
+            f"recurrent_revival_{name}"
+            for name in (
+                "config.toml",
+                "depth.csv",
+                "exponents.csv",
+                "machine.csv",
+                "memory_summary.csv",
+                "networks.csv",
+                "profiles.csv",
+                "sensitivity.csv",
+                "speedups.csv",
+                "times.csv",
+            )
+        ]
+    )
     pdf = PdfReader(out / "recurrent_revival.pdf")
     assert pdf.metadata.subject == f"Verdict: {result['verdict']}"
     text = " ".join(" ".join(page.extract_text() for page in pdf.pages).split())
@@ -46,8 +61,10 @@ def test_memory_numbers_are_the_engines_and_the_csvs(report):
     out, result = report
     networks = pd.read_csv(out / "recurrent_revival_networks.csv")
     config = result["config"]
-    assert len(networks) == len(measure.ARCHITECTURES) * config.seeds and not networks.duplicated(
-        ["architecture", "seed"]).any()  # one row per network, with its seed
+    assert (
+        len(networks) == len(measure.ARCHITECTURES) * config.seeds
+        and not networks.duplicated(["architecture", "seed"]).any()
+    )  # one row per network, with its seed
     lag = measure.decision_lags(config.steps)[0]
     assert lag == config.steps  # a tiny run asks whether the gradient reaches the end of the sequence
     assert (networks[f"keeps_{lag}"] == (networks[f"lag_{lag}"] >= math.log(measure.KEEP))).all()
@@ -55,7 +72,9 @@ def test_memory_numbers_are_the_engines_and_the_csvs(report):
     row = networks[networks.architecture == "LRU"].iloc[0]
     cell = gf.lru(config.hidden, _protocol.INPUTS, seed=_protocol.network_seeds(int(row.seed))["cell"])
     streams = _protocol.network_seeds(int(row.seed))
-    xs = _protocol.study_inputs(config.steps, config.batch, _protocol.INPUTS, config.input_scale, streams["inputs"])
+    xs = _protocol.study_inputs(
+        config.steps, config.batch, _protocol.INPUTS, config.input_scale, streams["inputs"]
+    )
     h0, xs = _protocol.warm_start(cell, xs, seed=streams["state"])
     flow = gf.gradient_flow(cell, xs, h0=h0, seed=streams["direction"])
     assert row[f"lag_{lag}"] == pytest.approx(flow.profile[lag] - flow.profile[1], rel=1e-9)
@@ -64,7 +83,8 @@ def test_memory_numbers_are_the_engines_and_the_csvs(report):
     for arch, g in networks.groupby("architecture"):
         iv = _protocol.success_interval(g[f"keeps_{lag}"].to_numpy(bool))
         assert (summary.loc[arch, f"share_{lag}"], summary.loc[arch, f"share_{lag}_low"]) == pytest.approx(
-            (iv.estimate, iv.low))
+            (iv.estimate, iv.low)
+        )
     text = " ".join(PdfReader(out / "recurrent_revival.pdf").pages[2].extract_text().split())
     first = summary.iloc[0]
     assert f"{first.rate:+.3f} [{first.rate_low:+.3f}, {first.rate_high:+.3f}]" in text
@@ -98,17 +118,26 @@ def test_every_claims_quote_occurs_in_its_seed_file():
 
 
 def _networks(shares: dict[str, float], n: int = 20, lag: int = 1000) -> pd.DataFrame:
-    rows = [dict(architecture=arch, seed=seed, **{f"keeps_{lag}": seed < share * n})
-            for arch, share in shares.items() for seed in range(n)]
+    rows = [
+        dict(architecture=arch, seed=seed, **{f"keeps_{lag}": seed < share * n})
+        for arch, share in shares.items()
+        for seed in range(n)
+    ]
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("shares", "label"), [
-    ({"LSTM": 0.0, "GRU": 0.0}, "holds"),
-    ({"LSTM": 1.0, "LRU": 0.9}, "does not hold"),
-    ({"LSTM": 0.0, "LRU": 1.0}, "holds only when architecture = LSTM"),
-    ({"LSTM": 0.1, "LRU": 0.5}, "inconclusive (holds for architecture = LSTM; undecided for architecture = LRU)"),
-])
+@pytest.mark.parametrize(
+    ("shares", "label"),
+    [
+        ({"LSTM": 0.0, "GRU": 0.0}, "holds"),
+        ({"LSTM": 1.0, "LRU": 0.9}, "does not hold"),
+        ({"LSTM": 0.0, "LRU": 1.0}, "holds only when architecture = LSTM"),
+        (
+            {"LSTM": 0.1, "LRU": 0.5},
+            "inconclusive (holds for architecture = LSTM; undecided for architecture = LRU)",
+        ),
+    ],
+)
 def test_memory_verdict_follows_the_shares_keeping_their_gradient(shares, label):
     decision, cells = rr.memory_verdict(_networks(shares), [1000])
     assert decision.label == label and all(v.networks == 20 for v in cells.values())
@@ -125,17 +154,24 @@ def _depth(laws: dict[str, str]) -> pd.DataFrame:
     rows = []
     for key, kind in laws.items():
         arch, method = key.split("/")
-        rows += [dict(architecture=arch, method=method, n=n, sequential_depth=law[kind](n))
-                 for n in (16, 64, 256, 1024)]
+        rows += [
+            dict(architecture=arch, method=method, n=n, sequential_depth=law[kind](n))
+            for n in (16, 64, 256, 1024)
+        ]
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize(("laws", "label"), [
-    ({"LSTM/loop": "n", "GRU/loop": "n"}, "holds"),
-    ({"LRU/loop": "n", "LRU/scan": "log", "minGRU/loop": "n", "minGRU/scan": "log"}, "does not hold"),
-    ({"LSTM/loop": "n", "LRU/loop": "n", "LRU/scan": "log", "self-attention (1 layer)/attention": "1"},
-     "holds only when architecture = LSTM"),
-])
+@pytest.mark.parametrize(
+    ("laws", "label"),
+    [
+        ({"LSTM/loop": "n", "GRU/loop": "n"}, "holds"),
+        ({"LRU/loop": "n", "LRU/scan": "log", "minGRU/loop": "n", "minGRU/scan": "log"}, "does not hold"),
+        (
+            {"LSTM/loop": "n", "LRU/loop": "n", "LRU/scan": "log", "self-attention (1 layer)/attention": "1"},
+            "holds only when architecture = LSTM",
+        ),
+    ],
+)
 def test_parallel_verdict_reads_the_shallowest_forward_pass(laws, label):
     decision, cells = rr.parallel_verdict(_depth(laws))
     assert decision.label == label
@@ -181,17 +217,34 @@ def test_lru_sensitivity_closed_form_is_the_sum_of_its_exact_coefficients():
 
 
 def _exponents(values: dict[str, tuple[float, float, float]], seeds: int = 10) -> pd.DataFrame:
-    return pd.DataFrame([dict(parametrisation=name, exponent=e, low=lo, high=hi, closed_form_exponent=e,
-                              asymptotic_exponent=e, seeds=seeds) for name, (e, lo, hi) in values.items()])
+    return pd.DataFrame(
+        [
+            dict(
+                parametrisation=name,
+                exponent=e,
+                low=lo,
+                high=hi,
+                closed_form_exponent=e,
+                asymptotic_exponent=e,
+                seeds=seeds,
+            )
+            for name, (e, lo, hi) in values.items()
+        ]
+    )
 
 
-@pytest.mark.parametrize(("values", "label"), [
-    ({"raw": (-3.0, -3.3, -2.7), "normalised": (-2.0, -2.3, -1.7)}, "holds"),
-    ({"raw": (0.0, -0.2, 0.2), "normalised": (0.1, -0.1, 0.3)}, "does not hold"),
-    ({"raw": (-3.0, -3.3, -2.7), "LRU": (0.0, -0.3, 0.3)}, "holds only when parametrisation = raw"),
-    ({"raw": (-3.0, -3.3, -2.7), "LRU": (-0.4, -0.9, 0.1)},
-     "inconclusive (holds for parametrisation = raw; undecided for parametrisation = LRU)"),
-])
+@pytest.mark.parametrize(
+    ("values", "label"),
+    [
+        ({"raw": (-3.0, -3.3, -2.7), "normalised": (-2.0, -2.3, -1.7)}, "holds"),
+        ({"raw": (0.0, -0.2, 0.2), "normalised": (0.1, -0.1, 0.3)}, "does not hold"),
+        ({"raw": (-3.0, -3.3, -2.7), "LRU": (0.0, -0.3, 0.3)}, "holds only when parametrisation = raw"),
+        (
+            {"raw": (-3.0, -3.3, -2.7), "LRU": (-0.4, -0.9, 0.1)},
+            "inconclusive (holds for parametrisation = raw; undecided for parametrisation = LRU)",
+        ),
+    ],
+)
 def test_sensitivity_verdict_follows_the_exponents_intervals(values, label):
     decision, cells = rr.sensitivity_verdict(_exponents(values))
     assert decision.label == label and all(v.networks == 10 for v in cells.values())

@@ -28,7 +28,9 @@ def test_scan_equals_loop(steps, dtype):
     shape = (steps, 2, 3)
     # |a| up to 1, many close to it: long memories are where rounding could pile up.
     mod = 1.0 - rng.uniform(0, 1, shape) ** 4
-    a = mod * (np.exp(1j * rng.uniform(-np.pi, np.pi, shape)) if dtype == "complex" else rng.choice([-1, 1], shape))
+    a = mod * (
+        np.exp(1j * rng.uniform(-np.pi, np.pi, shape)) if dtype == "complex" else rng.choice([-1, 1], shape)
+    )
     b = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if dtype == "complex" else 0)
     h0 = rng.standard_normal((2, 3))
     got = gf.associative_scan(a, b, h0)
@@ -70,14 +72,17 @@ def test_scan_depth():
             gf.scan_depth(bad)
 
 
-@pytest.mark.parametrize(("a", "b", "h0", "message"), [
-    (np.ones((3, 1, 2)), np.ones((3, 2)), None, r"b must have shape \(T, batch, n\)"),
-    (np.ones((3, 1, 2)), np.ones((0, 1, 2)), None, "no empty axis"),
-    (np.ones((4, 1, 2)), np.ones((3, 1, 2)), None, "a must have b's shape"),
-    (np.full((3, 1, 2), np.nan), np.ones((3, 1, 2)), None, "a contains non-finite"),
-    (np.ones((3, 1, 2)), np.ones((3, 1, 2)), np.ones(3), "h0 must have shape"),
-    (np.ones((3, 1, 2)), np.array([["x"]]), None, "b must be a real or complex numeric array"),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "h0", "message"),
+    [
+        (np.ones((3, 1, 2)), np.ones((3, 2)), None, r"b must have shape \(T, batch, n\)"),
+        (np.ones((3, 1, 2)), np.ones((0, 1, 2)), None, "no empty axis"),
+        (np.ones((4, 1, 2)), np.ones((3, 1, 2)), None, "a must have b's shape"),
+        (np.full((3, 1, 2), np.nan), np.ones((3, 1, 2)), None, "a contains non-finite"),
+        (np.ones((3, 1, 2)), np.ones((3, 1, 2)), np.ones(3), "h0 must have shape"),
+        (np.ones((3, 1, 2)), np.array([["x"]]), None, "b must be a real or complex numeric array"),
+    ],
+)
 def test_scan_bad_input(a, b, h0, message):
     with pytest.raises(ValueError, match=message):
         gf.associative_scan(a, b, h0)
@@ -174,10 +179,17 @@ def test_complex_state_cell_scan_and_rate():
     assert gf.gradient_flow(cell, xs[:400]).rate == pytest.approx(np.log(0.97), abs=1e-3)
 
 
-@pytest.mark.parametrize("make", [lambda: gf.lru(6, 3, r_min=0.9, r_max=0.999, seed=0), lambda: gf.s4d(4, 3, seed=1),
-                                  lambda: gf.mingru(5, 3, seed=2), lambda: gf.minlstm(5, 3, seed=3),
-                                  lambda: gf.mamba(3, d_state=2, d_conv=4, seed=4)],
-                         ids=["lru", "s4d", "mingru", "minlstm", "mamba"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.lru(6, 3, r_min=0.9, r_max=0.999, seed=0),
+        lambda: gf.s4d(4, 3, seed=1),
+        lambda: gf.mingru(5, 3, seed=2),
+        lambda: gf.minlstm(5, 3, seed=3),
+        lambda: gf.mamba(3, d_state=2, d_conv=4, seed=4),
+    ],
+    ids=["lru", "s4d", "mingru", "minlstm", "mamba"],
+)
 def test_builtin_linear_cells_scan_equals_unroll(make):
     cell = make()
     xs = gf.inputs.gaussian(300, 2, cell.input_size, seed=5)

@@ -14,16 +14,24 @@ def small_models(inputs=3, causal=True, w=4):
     """One of every architecture, small enough for finite differences."""
     return [
         gf.self_attention(w, heads=2, layers=2, inputs=inputs, causal=causal, seed=1),
-        gf.self_attention(w, layers=2, inputs=inputs, residual=False, layer_norm=False,
-                          causal=causal, seed=2),
+        gf.self_attention(
+            w, layers=2, inputs=inputs, residual=False, layer_norm=False, causal=causal, seed=2
+        ),
         gf.restricted_attention(w, window=2, heads=2, layers=2, inputs=inputs, causal=causal, seed=3),
         gf.hierarchical_attention(w, chunk=3, inputs=inputs, causal=causal, seed=4),
         gf.tcn(w, kernel=2, layers=2, inputs=inputs, causal=causal, seed=5),
         gf.tcn(w, kernel=3, layers=1, inputs=inputs, weight_norm=True, causal=causal, seed=6),
         gf.conv_stack(w, kernel=3, layers=2, inputs=inputs, causal=causal, seed=7),
         gf.conv_stack(w, kernel=2, layers=3, inputs=w, residual=True, causal=causal, seed=8),
-    ] + ([gf.recurrent(gf.lstm(w, inputs, seed=9)), gf.recurrent(gf.rnn(w, inputs, seed=10), layers=2),
-          gf.recurrent(gf.gru(w, inputs, seed=11))] if causal else [])
+    ] + (
+        [
+            gf.recurrent(gf.lstm(w, inputs, seed=9)),
+            gf.recurrent(gf.rnn(w, inputs, seed=10), layers=2),
+            gf.recurrent(gf.gru(w, inputs, seed=11)),
+        ]
+        if causal
+        else []
+    )
 
 
 # ---------------------------------------------------------------- path lengths
@@ -65,13 +73,15 @@ def test_restricted_attention_moves_window_positions_per_hop(n, window):
     if n <= 256:
         need = math.ceil((n - 1) / window)
         if need <= 64:
-            covering = gf.path_lengths(gf.restricted_attention(4, window, layers=need), n,
-                                       require_coverage=True)
+            covering = gf.path_lengths(
+                gf.restricted_attention(4, window, layers=need), n, require_coverage=True
+            )
             assert covering.max_path == need
             if need > 1:
                 with pytest.raises(ValueError, match="not covered"):
-                    gf.path_lengths(gf.restricted_attention(4, window, layers=need - 1), n,
-                                    require_coverage=True)
+                    gf.path_lengths(
+                        gf.restricted_attention(4, window, layers=need - 1), n, require_coverage=True
+                    )
 
 
 @pytest.mark.parametrize("n", NS)
@@ -126,16 +136,21 @@ def test_structural_zeros_agree_with_autograd(causal):
     n = 30
     xs = gf.inputs.gaussian(n, 2, 16, seed=0)
     # Wide enough that no ReLU layer is dead at every unit of a position.
-    models = [*small_models(inputs=16, causal=causal, w=16),
-              gf.restricted_attention(16, window=3, layers=2, residual=False, causal=causal)]
+    models = [
+        *small_models(inputs=16, causal=causal, w=16),
+        gf.restricted_attention(16, window=3, layers=2, residual=False, causal=causal),
+    ]
     for model in models:
         s = gf.sensitivity(model, xs, loss="frobenius")
         reach = np.isfinite(s.hops)
         # No path: exactly zero gradient; a path: non-zero (generic weights, every sample).
         assert np.all(np.isneginf(s.log_norms[~reach])), model.name
         assert np.all(np.isfinite(s.log_norms[reach])), model.name
-        assert 0 < reach.sum() and (reach.sum() < n or model.kind in (
-            "self-attention", "hierarchical-attention", "recurrent") or not causal)
+        assert 0 < reach.sum() and (
+            reach.sum() < n
+            or model.kind in ("self-attention", "hierarchical-attention", "recurrent")
+            or not causal
+        )
 
 
 @pytest.mark.parametrize("model", small_models(), ids=lambda m: m.name)
@@ -190,8 +205,9 @@ def test_recurrent_sensitivity_stays_finite_at_ten_thousand_steps():
 def test_attention_dilutes_the_gradient_as_one_over_n():
     # Uniform attention, identity value path: dy_{n-1}/dx_t = I / n for every t.
     for n in (16, 64, 256):
-        m = gf.self_attention(4, gain=0.0, residual=False, layer_norm=False, feed_forward=False,
-                              positional="none")
+        m = gf.self_attention(
+            4, gain=0.0, residual=False, layer_norm=False, feed_forward=False, positional="none"
+        )
         for w in ("input_projection", "l0.wv", "l0.wo"):
             m.params[w][:] = np.eye(4)
         s = gf.sensitivity(m, gf.inputs.gaussian(n, 1, 4, seed=n), loss="frobenius")
@@ -210,21 +226,24 @@ def test_attenuation_per_hop_and_horizon_of_a_linear_recurrence():
 # ---------------------------------------------------------------- bad input, results
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: gf.restricted_attention(4, window=0), "window"),
-    (lambda: gf.hierarchical_attention(4, chunk=1), "chunk"),
-    (lambda: gf.tcn(4, kernel=1, layers=2), "kernel"),
-    (lambda: gf.conv_stack(4, kernel=1, layers=2), "kernel"),
-    (lambda: gf.self_attention(6, heads=4), "multiple of heads"),
-    (lambda: gf.self_attention(4, positional="learned"), "positional"),
-    (lambda: gf.recurrent(gf.from_torch("rnn", gf.rnn(3, 2).params), layers=2), "built-in"),
-    (lambda: gf.path_lengths(gf.rnn(3, 2), 10), "SequenceModel"),
-    (lambda: gf.path_lengths(gf.self_attention(4), 0), "seq_len must"),
-    (lambda: gf.self_attention(4)(np.zeros((0, 1, 4))), "at least one position"),
-    (lambda: gf.self_attention(4)(np.zeros((5, 1, 3))), r"shape \(n, batch, 4\)"),
-    (lambda: gf.tcn(4, 2, 2)(np.full((5, 1, 4), np.nan)), "non-finite"),
-    (lambda: gf.sensitivity(gf.tcn(4, 2, 2), np.zeros((5, 1, 4)), loss="l2"), "loss"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: gf.restricted_attention(4, window=0), "window"),
+        (lambda: gf.hierarchical_attention(4, chunk=1), "chunk"),
+        (lambda: gf.tcn(4, kernel=1, layers=2), "kernel"),
+        (lambda: gf.conv_stack(4, kernel=1, layers=2), "kernel"),
+        (lambda: gf.self_attention(6, heads=4), "multiple of heads"),
+        (lambda: gf.self_attention(4, positional="learned"), "positional"),
+        (lambda: gf.recurrent(gf.from_torch("rnn", gf.rnn(3, 2).params), layers=2), "built-in"),
+        (lambda: gf.path_lengths(gf.rnn(3, 2), 10), "SequenceModel"),
+        (lambda: gf.path_lengths(gf.self_attention(4), 0), "seq_len must"),
+        (lambda: gf.self_attention(4)(np.zeros((0, 1, 4))), "at least one position"),
+        (lambda: gf.self_attention(4)(np.zeros((5, 1, 3))), r"shape \(n, batch, 4\)"),
+        (lambda: gf.tcn(4, 2, 2)(np.full((5, 1, 4), np.nan)), "non-finite"),
+        (lambda: gf.sensitivity(gf.tcn(4, 2, 2), np.zeros((5, 1, 4)), loss="l2"), "loss"),
+    ],
+)
 def test_bad_input_names_the_argument(build, message):
     with pytest.raises(ValueError, match=message):
         build()
@@ -265,8 +284,9 @@ def test_stacking_keeps_the_cell_recipe():
     assert stacked.config["layers"] == 2 and stacked.config["forget_bias"] == 2.0
     for l in (0, 1):
         np.testing.assert_array_equal(stacked.params[f"bias_ih_l{l}"][4:8], 2.0)
-    np.testing.assert_array_equal(stacked.params["weight_hh_l0"], gf.lstm(4, 3, seed=3, layers=2)
-                                  .params["weight_hh_l0"])
+    np.testing.assert_array_equal(
+        stacked.params["weight_hh_l0"], gf.lstm(4, 3, seed=3, layers=2).params["weight_hh_l0"]
+    )
 
 
 def test_same_seed_same_model():

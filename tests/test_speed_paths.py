@@ -13,8 +13,9 @@ def test_closed_form_jacobians_equal_the_traced_ones(name):
     cell = CELLS[name]()
     xs = gf.inputs.gaussian(7, 3, cell.input_size, scale=2.0, seed=11)
     states = gf.unroll(cell, xs, h0=np.random.default_rng(0).normal(size=cell.state_size))
-    traced = _engine.jacobian_products(cell, xs, np.eye(cell.state_size), h0=states[0], side="left",
-                                       states=states)
+    traced = _engine.jacobian_products(
+        cell, xs, np.eye(cell.state_size), h0=states[0], side="left", states=states
+    )
     fast = gf.jacobians(cell, xs, h0=states[0], states=states)
     expected_kind = None if "2layer" in name else name.split("-")[0]
     assert _engine.closed_form_kind(cell) == expected_kind
@@ -27,8 +28,9 @@ def test_a_custom_cell_named_like_a_builtin_takes_the_traced_path():
     cell = gf.Cell(lambda p, h, x: anp.sin(h @ p["W"].T), {"W": np.eye(3) * 0.7}, 3, 1, kind="rnn")
     assert _engine.closed_form_kind(cell) is None
     h = np.full((1, 3), 0.4)
-    np.testing.assert_allclose(gf.jacobians(cell, np.zeros((1, 1, 1)), h0=h)[0, 0],
-                               0.7 * np.diag(np.cos(0.7 * 0.4 * np.ones(3))))
+    np.testing.assert_allclose(
+        gf.jacobians(cell, np.zeros((1, 1, 1)), h0=h)[0, 0], 0.7 * np.diag(np.cos(0.7 * 0.4 * np.ones(3)))
+    )
 
 
 def _textbook_exponents(cell, xs, warmup, k, seed=0):
@@ -49,15 +51,20 @@ def _lyapunov_initial_block(seed, n, k):
     return (q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :])[0]
 
 
-@pytest.mark.parametrize(("make", "k"), [(lambda: gf.rnn(24, 3, gain=2.0, seed=0), None),
-                                         (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 10),
-                                         (lambda: gf.lstm(8, 3, seed=1), None),
-                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), None),
-                                         # 4k < S: the blocks path (J_t Q without forming J_t)
-                                         (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 3),
-                                         (lambda: gf.lstm(8, 3, seed=1), 3),
-                                         (lambda: gf.gru(10, 3, gain=1.5, seed=2), 2),
-                                         (lambda: gf.lstm(4, 3, layers=2, seed=7), 1)])
+@pytest.mark.parametrize(
+    ("make", "k"),
+    [
+        (lambda: gf.rnn(24, 3, gain=2.0, seed=0), None),
+        (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 10),
+        (lambda: gf.lstm(8, 3, seed=1), None),
+        (lambda: gf.gru(10, 3, gain=1.5, seed=2), None),
+        # 4k < S: the blocks path (J_t Q without forming J_t)
+        (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 3),
+        (lambda: gf.lstm(8, 3, seed=1), 3),
+        (lambda: gf.gru(10, 3, gain=1.5, seed=2), 2),
+        (lambda: gf.lstm(4, 3, layers=2, seed=7), 1),
+    ],
+)
 def test_lapack_qr_loop_equals_the_textbook_loop(make, k):
     cell = make()
     xs = gf.inputs.gaussian(150, 1, 3, seed=3)
@@ -76,18 +83,26 @@ def test_jacobian_terms_sum_to_the_jacobian(name):
     kind, activation = _engine.closed_form_kind(cell), cell.config.get("activation")
     bases, scales = jacobian_terms(kind, cell.params, h, x, activation)
     summed = np.einsum("mks,kst->mst", scales, bases)
-    traced = _engine.block_products(cell, h, x, np.broadcast_to(np.eye(cell.state_size),
-                                     (5, cell.state_size, cell.state_size)), "right")
+    traced = _engine.block_products(
+        cell, h, x, np.broadcast_to(np.eye(cell.state_size), (5, cell.state_size, cell.state_size)), "right"
+    )
     np.testing.assert_allclose(summed, traced, rtol=0, atol=1e-14)
-    np.testing.assert_allclose(step_jacobians(kind, cell.params, h, x, activation), traced, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(
+        step_jacobians(kind, cell.params, h, x, activation), traced, rtol=0, atol=1e-14
+    )
 
 
-@pytest.mark.parametrize(("make", "rank"), [(lambda: gf.rnn(12, 3, gain=1.5, seed=0), 96),
-                                            (lambda: gf.rnn(12, 3, activation="relu", bias_scale=0.3), 96),
-                                            (lambda: gf.lstm(6, 3, seed=1), 96),
-                                            (lambda: gf.gru(8, 3, gain=2.0, seed=2), 96),
-                                            (lambda: gf.lstm(10, 3, seed=1), 8),
-                                            (lambda: gf.gru(16, 3, seed=2), 8)])
+@pytest.mark.parametrize(
+    ("make", "rank"),
+    [
+        (lambda: gf.rnn(12, 3, gain=1.5, seed=0), 96),
+        (lambda: gf.rnn(12, 3, activation="relu", bias_scale=0.3), 96),
+        (lambda: gf.lstm(6, 3, seed=1), 96),
+        (lambda: gf.gru(8, 3, gain=2.0, seed=2), 96),
+        (lambda: gf.lstm(10, 3, seed=1), 8),
+        (lambda: gf.gru(16, 3, seed=2), 8),
+    ],
+)
 def test_structured_moment_map_equals_the_generic_one(monkeypatch, make, rank):
     from gradflow.prediction import _moments, _predict
 

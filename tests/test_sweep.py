@@ -24,8 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 # Small but varied: every cell kind, two shapes, regimes on both sides of the edge.
 MIXED = [
-    {"cell": "rnn", "activation": ["tanh", "relu"], "hidden": [8, 12], "gain": [0.6, 1.6],
-     "seq_len": 60, "predictors": "mean-field"},
+    {
+        "cell": "rnn",
+        "activation": ["tanh", "relu"],
+        "hidden": [8, 12],
+        "gain": [0.6, 1.6],
+        "seq_len": 60,
+        "predictors": "mean-field",
+    },
     {"cell": ["lstm", "gru"], "hidden": 8, "gain": [0.8, 2.0], "seq_len": 50, "predictors": "all"},
 ]
 
@@ -55,8 +61,9 @@ def counting(monkeypatch):
 @pytest.fixture
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
     client = distributed.Client(cluster)
     yield cluster, client
     client.close()
@@ -74,47 +81,86 @@ def test_points_are_the_product_of_the_lists_times_the_seeds_in_grid_order():
     assert pts[-1] == {"cell": "rnn", "hidden": 16, "gain": 2.0, "seed": 1}
     assert [p["gain"] for p in pts[:6:2]] == [0.5, 1.0, 2.0]  # the first parameter varies slowest
     union = gf.sweep.points([{"cell": "lstm", "forget_bias": [0.0, 2.0]}, {"cell": "gru"}], seeds=[0])
-    assert union == [{"cell": "lstm", "forget_bias": 0.0, "seed": 0},
-                     {"cell": "lstm", "forget_bias": 2.0, "seed": 0}, {"cell": "gru", "seed": 0}]
+    assert union == [
+        {"cell": "lstm", "forget_bias": 0.0, "seed": 0},
+        {"cell": "lstm", "forget_bias": 2.0, "seed": 0},
+        {"cell": "gru", "seed": 0},
+    ]
 
 
 def test_a_toml_grid_is_the_same_sweep_as_the_dict(tmp_path):
     (tmp_path / "grid.toml").write_text(
         'seeds = [0, 1]\n[[grid]]\ncell = "rnn"\nhidden = 8\ngain = [0.5, 1.5]\nseq_len = 40\n'
-        'predictors = "mean-field"\n[[grid]]\ncell = "gru"\nhidden = 8\nseq_len = 40\npredictors = "none"\n')
+        'predictors = "mean-field"\n[[grid]]\ncell = "gru"\nhidden = 8\nseq_len = 40\npredictors = "none"\n'
+    )
     from_file = gf.sweep.run(tmp_path / "grid.toml", cache=False, progress=False)
-    grid = [{"cell": "rnn", "hidden": 8, "gain": [0.5, 1.5], "seq_len": 40, "predictors": "mean-field"},
-            {"cell": "gru", "hidden": 8, "seq_len": 40, "predictors": "none"}]
+    grid = [
+        {"cell": "rnn", "hidden": 8, "gain": [0.5, 1.5], "seq_len": 40, "predictors": "mean-field"},
+        {"cell": "gru", "hidden": 8, "seq_len": 40, "predictors": "none"},
+    ]
     assert_same(from_file, gf.sweep.run(grid, seeds=[0, 1], cache=False, progress=False))
-    assert list(from_file.columns) == ["cell", "hidden", "gain", "seq_len", "predictors", "seed",
-                                       "measured_rate", "measured_regime", "rate_mean_field", "error"]
+    assert list(from_file.columns) == [
+        "cell",
+        "hidden",
+        "gain",
+        "seq_len",
+        "predictors",
+        "seed",
+        "measured_rate",
+        "measured_regime",
+        "rate_mean_field",
+        "error",
+    ]
     assert from_file.gain.isna().sum() == 2  # the gru sub-grid has no gain column of its own
     assert (from_file.error == "").all() and np.isfinite(from_file.measured_rate).all()
 
 
-@pytest.mark.parametrize("grid, kwargs, message", [
-    ({"gain": []}, {}, "grid['gain'] is empty: give at least one value"),
-    ({}, {}, "grid has no parameters"),
-    ({"seed": [1, 2]}, {}, "'seed' is not a grid parameter: give seeds=[...] instead"),
-    ({"gain": [[1.0, 2.0]]}, {}, "grid['gain'] values must be numbers, strings or booleans; got [1.0, 2.0]"),
-    ({"gain": [math.nan]}, {}, "grid['gain'] holds a non-finite number nan"),
-    ({"gain": [1.0]}, {"seeds": [-1]}, "seeds must be a list of non-negative integers; got -1"),
-    ({"gain": [1.0]}, {"seeds": [0, 0]}, "seeds must be distinct; got 0 twice"),
-    ({"gain": [1.0]}, {"seeds": []}, "seeds must hold at least one seed"),
-    ({"gian": [1.0]}, {}, "unknown parameter 'gian' for the default task"),
-    ({"hidden": [8, 0]}, {}, "hidden must be an integer >= 1; got 0 (point hidden=0, seed=0)"),
-    ({"seq_len": [1]}, {}, "seq_len must be an integer >= 2; got 1"),
-    ({"cell": "lstm", "activation": "relu"}, {}, "activation applies to cell='rnn' only"),
-    ({"cell": "cnn"}, {}, "unknown cell 'cnn'; expected one of rnn, lstm, gru"),
-    ({"gain": [1.0]}, {"executor": "threads"}, "unknown executor 'threads'; expected one of serial, process, dask"),
-    ({"gain": [1.0]}, {"executor": "process", "scheduler": "tcp://127.0.0.1:8786"}, "it needs executor='dask'"),
-    ({"gain": [1.0]}, {"scheduler": "localhost"}, "scheduler must be a Dask scheduler address"),
-    ({"gain": [1.0]}, {"executor": "serial", "workers": 2}, "workers must be 1; got 2"),
-    ({"gain": [1.0]}, {"executor": "process", "workers": 0}, "workers must be an integer >= 1; got 0"),
-    ({"gain": [1.0]}, {"cache": 3}, "cache must be True (the default folder), False or a folder path; got 3"),
-    ({"gain": [1.0]}, {"task": "sweep_tasks:nothing"}, "unknown task 'sweep_tasks:nothing'; gradflow's tasks are"),
-    ("no/such/grid.toml", {}, "grid file 'no/such/grid.toml' does not exist"),
-])
+@pytest.mark.parametrize(
+    "grid, kwargs, message",
+    [
+        ({"gain": []}, {}, "grid['gain'] is empty: give at least one value"),
+        ({}, {}, "grid has no parameters"),
+        ({"seed": [1, 2]}, {}, "'seed' is not a grid parameter: give seeds=[...] instead"),
+        (
+            {"gain": [[1.0, 2.0]]},
+            {},
+            "grid['gain'] values must be numbers, strings or booleans; got [1.0, 2.0]",
+        ),
+        ({"gain": [math.nan]}, {}, "grid['gain'] holds a non-finite number nan"),
+        ({"gain": [1.0]}, {"seeds": [-1]}, "seeds must be a list of non-negative integers; got -1"),
+        ({"gain": [1.0]}, {"seeds": [0, 0]}, "seeds must be distinct; got 0 twice"),
+        ({"gain": [1.0]}, {"seeds": []}, "seeds must hold at least one seed"),
+        ({"gian": [1.0]}, {}, "unknown parameter 'gian' for the default task"),
+        ({"hidden": [8, 0]}, {}, "hidden must be an integer >= 1; got 0 (point hidden=0, seed=0)"),
+        ({"seq_len": [1]}, {}, "seq_len must be an integer >= 2; got 1"),
+        ({"cell": "lstm", "activation": "relu"}, {}, "activation applies to cell='rnn' only"),
+        ({"cell": "cnn"}, {}, "unknown cell 'cnn'; expected one of rnn, lstm, gru"),
+        (
+            {"gain": [1.0]},
+            {"executor": "threads"},
+            "unknown executor 'threads'; expected one of serial, process, dask",
+        ),
+        (
+            {"gain": [1.0]},
+            {"executor": "process", "scheduler": "tcp://127.0.0.1:8786"},
+            "it needs executor='dask'",
+        ),
+        ({"gain": [1.0]}, {"scheduler": "localhost"}, "scheduler must be a Dask scheduler address"),
+        ({"gain": [1.0]}, {"executor": "serial", "workers": 2}, "workers must be 1; got 2"),
+        ({"gain": [1.0]}, {"executor": "process", "workers": 0}, "workers must be an integer >= 1; got 0"),
+        (
+            {"gain": [1.0]},
+            {"cache": 3},
+            "cache must be True (the default folder), False or a folder path; got 3",
+        ),
+        (
+            {"gain": [1.0]},
+            {"task": "sweep_tasks:nothing"},
+            "unknown task 'sweep_tasks:nothing'; gradflow's tasks are",
+        ),
+        ("no/such/grid.toml", {}, "grid file 'no/such/grid.toml' does not exist"),
+    ],
+)
 def test_bad_input_is_refused_before_anything_runs_naming_the_argument(grid, kwargs, message):
     with pytest.raises(ValueError) as err:
         gf.sweep.run(grid, progress=False, **{"cache": False, **kwargs})
@@ -129,19 +175,25 @@ def test_a_task_other_processes_cannot_import_is_refused():
 # ------------------------------------------------------------------ the default task
 
 
-@pytest.mark.parametrize("point", [
-    {"hidden": 12, "gain": 1.3, "seq_len": 80, "batch": 2, "seed": 4},
-    {"cell": "lstm", "hidden": 8, "forget_bias": 2.0, "gain": 1.5, "seq_len": 60, "seed": 1},
-    {"cell": "gru", "hidden": 8, "layers": 2, "update_bias": 1.0, "seq_len": 60, "seed": 2},
-])
+@pytest.mark.parametrize(
+    "point",
+    [
+        {"hidden": 12, "gain": 1.3, "seq_len": 80, "batch": 2, "seed": 4},
+        {"cell": "lstm", "hidden": 8, "forget_bias": 2.0, "gain": 1.5, "seq_len": 60, "seed": 1},
+        {"cell": "gru", "hidden": 8, "layers": 2, "update_bias": 1.0, "seq_len": 60, "seed": 2},
+    ],
+)
 def test_the_default_task_is_gradient_flow_and_predict_on_the_points_cell(point):
     row = gf.sweep.gradient_flow_task(point)
     # The task's documented recipe, rebuilt here with the public constructors.
     p = _sweep_task.resolve(point)
     streams = np.random.SeedSequence(point["seed"]).generate_state(4)
     make = {"rnn": gf.rnn, "lstm": gf.lstm, "gru": gf.gru}[p["cell"]]
-    extra = {"lstm": {"forget_bias": p["forget_bias"]}, "gru": {"update_bias": p["update_bias"]},
-             "rnn": {"activation": p["activation"]}}[p["cell"]]
+    extra = {
+        "lstm": {"forget_bias": p["forget_bias"]},
+        "gru": {"update_bias": p["update_bias"]},
+        "rnn": {"activation": p["activation"]},
+    }[p["cell"]]
     cell = make(p["hidden"], p["inputs"], gain=p["gain"], layers=p["layers"], seed=int(streams[0]), **extra)
     xs = gf.inputs.gaussian(p["seq_len"], p["batch"], p["inputs"], seed=int(streams[1]))
     flow = gf.gradient_flow(cell, xs, seed=int(streams[2]))
@@ -158,15 +210,22 @@ def test_the_default_task_is_gradient_flow_and_predict_on_the_points_cell(point)
 
 def test_batched_points_give_the_bits_they_give_alone_whatever_shares_their_batch():
     task = gf.sweep.gradient_flow_task
-    for grid in ({"cell": "rnn", "activation": ["tanh", "relu"], "hidden": 8, "gain": [0.5, 1.0, 2.5],
-                  "input_scale": [0.0, 1.0], "seq_len": 60, "predictors": "mean-field"},
-                 {"cell": "lstm", "hidden": 8, "layers": 2, "gain": [0.5, 3.0], "seq_len": 40,
-                  "predictors": "none"},
-                 {"cell": "gru", "hidden": 8, "batch": 3, "gain": [0.5, 3.0], "seq_len": 40,
-                  "predictors": "none"}):
+    for grid in (
+        {
+            "cell": "rnn",
+            "activation": ["tanh", "relu"],
+            "hidden": 8,
+            "gain": [0.5, 1.0, 2.5],
+            "input_scale": [0.0, 1.0],
+            "seq_len": 60,
+            "predictors": "mean-field",
+        },
+        {"cell": "lstm", "hidden": 8, "layers": 2, "gain": [0.5, 3.0], "seq_len": 40, "predictors": "none"},
+        {"cell": "gru", "hidden": 8, "batch": 3, "gain": [0.5, 3.0], "seq_len": 40, "predictors": "none"},
+    ):
         pts = gf.sweep.points(grid, seeds=[0, 1])
         alone = [task(p) for p in pts]
-        for group in ({task.batch_key(p) for p in pts}):
+        for group in {task.batch_key(p) for p in pts}:
             members = [i for i, p in enumerate(pts) if task.batch_key(p) == group]
             assert task.run_batch([pts[i] for i in members]) == [alone[i] for i in members]
             odd = members[1::2]
@@ -181,8 +240,14 @@ def test_points_of_different_shapes_are_not_batched_together():
 
 def test_a_failing_point_is_reported_with_its_configuration_and_the_rest_go_on():
     # ReLU with gain 40 overflows float64 within 300 steps; it shares a batch with the others.
-    grid = {"cell": "rnn", "activation": "relu", "hidden": 8, "gain": [0.5, 40.0, 0.9], "seq_len": 300,
-            "predictors": "none"}
+    grid = {
+        "cell": "rnn",
+        "activation": "relu",
+        "hidden": 8,
+        "gain": [0.5, 40.0, 0.9],
+        "seq_len": 300,
+        "predictors": "none",
+    }
     with pytest.warns(SweepWarning, match=r"1 of 3 points failed.*gain=40\.0.*FloatingPointError"):
         frame = gf.sweep.run(grid, cache=False, progress=False)
     assert list(frame.error != "") == [False, True, False]
@@ -199,8 +264,9 @@ def test_serial_process_and_dask_local_cluster_give_identical_frames(tmp_path):
     assert len(serial) == 24 and (serial.error == "").all()
     process = gf.sweep.run(MIXED, seeds=[0, 1], executor="process", workers=2, cache=False, progress=False)
     assert_same(serial, process)
-    one_per_job = gf.sweep.run(MIXED, seeds=[0, 1], executor="process", workers=2, batch_size=1,
-                               cache=False, progress=False)
+    one_per_job = gf.sweep.run(
+        MIXED, seeds=[0, 1], executor="process", workers=2, batch_size=1, cache=False, progress=False
+    )
     assert_same(serial, one_per_job)
     pytest.importorskip("distributed")
     dask = gf.sweep.run(MIXED, seeds=[0, 1], executor="dask", workers=2, cache=tmp_path, progress=False)
@@ -229,8 +295,13 @@ def test_killing_a_dask_worker_mid_sweep_still_completes_every_point(tmp_path, d
 
     killer = threading.Thread(target=kill_one_worker_then_open_the_gate)
     killer.start()
-    frame = gf.sweep.run(grid, task=sweep_tasks.counting_task, scheduler=cluster.scheduler_address,
-                         cache=tmp_path / "cache", progress=False)
+    frame = gf.sweep.run(
+        grid,
+        task=sweep_tasks.counting_task,
+        scheduler=cluster.scheduler_address,
+        cache=tmp_path / "cache",
+        progress=False,
+    )
     killer.join()
     assert killed["done_before"] == 4  # the worker died mid-sweep
     assert killed["pid"] not in set(client.run(os.getpid).values())
@@ -240,8 +311,9 @@ def test_killing_a_dask_worker_mid_sweep_still_completes_every_point(tmp_path, d
 
 def test_a_process_pool_whose_worker_dies_is_restarted_and_loses_no_point(tmp_path):
     grid = {"x": list(range(6)), "marker": str(tmp_path / "died")}
-    frame = gf.sweep.run(grid, task=sweep_tasks.dying_task, executor="process", workers=2, cache=False,
-                         progress=False)
+    frame = gf.sweep.run(
+        grid, task=sweep_tasks.dying_task, executor="process", workers=2, cache=False, progress=False
+    )
     assert (tmp_path / "died").exists()  # a worker did die
     assert (frame.error == "").all()
     assert list(frame.value) == [sweep_tasks.expected_value(p) for p in gf.sweep.points(grid)]
@@ -261,8 +333,9 @@ def test_an_interrupted_sweep_resumes_without_recomputing_finished_points(tmp_pa
     resumed = gf.sweep.run(grid, task=counting.counting_task, seeds=[0, 1], cache=tmp_path, progress=False)
     assert len(counting.calls) == 3 and not any(p in finished for p in counting.calls)
     assert resumed.attrs["sweep"] == {"points": 8, "cached": 5, "computed": 3, "failed": 0}
-    assert_same(resumed, gf.sweep.run(grid, task=counting.counting_task, seeds=[0, 1], cache=False,
-                                      progress=False))
+    assert_same(
+        resumed, gf.sweep.run(grid, task=counting.counting_task, seeds=[0, 1], cache=False, progress=False)
+    )
 
 
 def test_an_interrupted_batched_sweep_resumes_to_the_same_bits(tmp_path, monkeypatch):
@@ -290,16 +363,39 @@ def test_an_interrupted_batched_sweep_resumes_to_the_same_bits(tmp_path, monkeyp
 def test_ctrl_c_stops_a_process_pool_sweep_and_the_same_command_resumes_it(tmp_path):
     grid_file, cache, calls = tmp_path / "grid.toml", tmp_path / "cache", tmp_path / "calls.log"
     gate = tmp_path / "gate"  # points 4.. wait for it: Ctrl-C always lands mid-sweep
-    grid_file.write_text(f'seeds = [0]\n[grid]\n'
-                         f'x = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\ngate = "{gate}"\ngated_from = 4\n')
-    env = {**os.environ, "GRADFLOW_TEST_CALLS": str(calls),
-           "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "gradflow", "sweep", str(grid_file), "--workers", "2",
-               "--task-module", "sweep_tasks:counting_task",
-               "--cache-dir", str(cache), "--out", str(tmp_path / "out.csv"), "--quiet"]
+    grid_file.write_text(
+        f'seeds = [0]\n[grid]\nx = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\ngate = "{gate}"\ngated_from = 4\n'
+    )
+    env = {
+        **os.environ,
+        "GRADFLOW_TEST_CALLS": str(calls),
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "gradflow",
+        "sweep",
+        str(grid_file),
+        "--workers",
+        "2",
+        "--task-module",
+        "sweep_tasks:counting_task",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(tmp_path / "out.csv"),
+        "--quiet",
+    ]
     # A shell's background job ignores SIGINT, and the child would inherit that: restore it.
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while cache_entries(cache) < 4 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -307,8 +403,9 @@ def test_ctrl_c_stops_a_process_pool_sweep_and_the_same_command_resumes_it(tmp_p
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert err.strip().splitlines() == ["gradflow: interrupted; finished points are cached: run the same "
-                                        "command again to resume"]  # no traceback, no leaked resources
+    assert err.strip().splitlines() == [
+        "gradflow: interrupted; finished points are cached: run the same command again to resume"
+    ]  # no traceback, no leaked resources
     assert cache_entries(cache) == 4 and not (tmp_path / "out.csv").exists()
     before = len(calls.read_text().splitlines())
     gate.touch()
@@ -352,8 +449,9 @@ def test_a_new_gradflow_version_is_a_new_cache_entry(tmp_path, monkeypatch):
 
 
 def test_cache_info_and_clear_from_the_command_line(tmp_path, capsys):
-    gf.sweep.run({"hidden": 8, "gain": [0.5, 1.5], "seq_len": 40, "predictors": "none"}, cache=tmp_path,
-                 progress=False)
+    gf.sweep.run(
+        {"hidden": 8, "gain": [0.5, 1.5], "seq_len": 40, "predictors": "none"}, cache=tmp_path, progress=False
+    )
     (tmp_path / "notes.txt").write_text("not the cache's")
     assert _cli.main(["cache", "info", "--cache-dir", str(tmp_path)]) == 0
     assert "entries: 2 (" in capsys.readouterr().out
@@ -367,11 +465,13 @@ def test_cache_info_and_clear_from_the_command_line(tmp_path, capsys):
 
 def test_the_command_line_sweep_writes_the_api_frame(tmp_path, capsys):
     grid = tmp_path / "grid.toml"
-    grid.write_text('seeds = [0, 1]\n[grid]\nhidden = 8\ngain = [0.5, 1.5]\nseq_len = 40\n'
-                    'predictors = "mean-field"\n')
+    grid.write_text(
+        'seeds = [0, 1]\n[grid]\nhidden = 8\ngain = [0.5, 1.5]\nseq_len = 40\npredictors = "mean-field"\n'
+    )
     out = tmp_path / "out.csv"
-    assert _cli.main(["sweep", str(grid), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
-                      "--quiet"]) == 0
+    assert (
+        _cli.main(["sweep", str(grid), "--out", str(out), "--cache-dir", str(tmp_path / "c"), "--quiet"]) == 0
+    )
     assert "4 points: 0 from the cache, 4 computed, 0 failed" in capsys.readouterr().out
     written = pd.read_csv(out, keep_default_na=False)
     frame = gf.sweep.run(grid, cache=False, progress=False)
@@ -382,34 +482,45 @@ def test_the_command_line_sweep_writes_the_api_frame(tmp_path, capsys):
 
 def test_failed_points_are_listed_and_the_exit_code_says_so(tmp_path, capsys):
     grid = tmp_path / "grid.toml"
-    grid.write_text('[grid]\nactivation = "relu"\nhidden = 8\ngain = [0.5, 40.0]\nseq_len = 300\n'
-                    'predictors = "none"\n')
+    grid.write_text(
+        '[grid]\nactivation = "relu"\nhidden = 8\ngain = [0.5, 40.0]\nseq_len = 300\npredictors = "none"\n'
+    )
     assert _cli.main(["sweep", str(grid), "--no-cache", "--quiet", "--out", str(tmp_path / "o.csv")]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
-    assert err[0].startswith("failed: activation='relu', hidden=8, gain=40.0, seq_len=300, "
-                             "predictors='none', seed=0: FloatingPointError: the state")
+    assert err[0].startswith(
+        "failed: activation='relu', hidden=8, gain=40.0, seq_len=300, "
+        "predictors='none', seed=0: FloatingPointError: the state"
+    )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["sweep", "missing.toml"], "gradflow: error: grid file 'missing.toml' does not exist"),
-    (["sweep", "{bad}"], "gradflow: error: grid file"),
-    (["sweep", "{grid}", "--executor", "threads"], "gradflow sweep: argument --executor: invalid choice"),
-    (["sweep", "{grid}", "--dask-local", "0"], "argument --dask-local: expected a positive integer; got '0'"),
-    (["sweep", "{grid}", "--scheduler", "tcp://h:1", "--dask-local", "2"], "not both"),
-    (["sweep", "{grid}", "--executor", "process", "--scheduler", "tcp://h:1"], "need --executor dask"),
-    (["sweep", "{grid}", "--scheduler", "h:1"], "scheduler must be a Dask scheduler address"),
-    (["sweep", "{unknown}"], "gradflow: error: unknown parameter 'gian'"),
-    (["sweep", "{grid}", "--seeds", "0,x"], "expected comma-separated integers"),
-    (["cache", "purge"], "gradflow cache: argument action: invalid choice: 'purge'"),
-    ([], "the following arguments are required: command"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "missing.toml"], "gradflow: error: grid file 'missing.toml' does not exist"),
+        (["sweep", "{bad}"], "gradflow: error: grid file"),
+        (["sweep", "{grid}", "--executor", "threads"], "gradflow sweep: argument --executor: invalid choice"),
+        (
+            ["sweep", "{grid}", "--dask-local", "0"],
+            "argument --dask-local: expected a positive integer; got '0'",
+        ),
+        (["sweep", "{grid}", "--scheduler", "tcp://h:1", "--dask-local", "2"], "not both"),
+        (["sweep", "{grid}", "--executor", "process", "--scheduler", "tcp://h:1"], "need --executor dask"),
+        (["sweep", "{grid}", "--scheduler", "h:1"], "scheduler must be a Dask scheduler address"),
+        (["sweep", "{unknown}"], "gradflow: error: unknown parameter 'gian'"),
+        (["sweep", "{grid}", "--seeds", "0,x"], "expected comma-separated integers"),
+        (["cache", "purge"], "gradflow cache: argument action: invalid choice: 'purge'"),
+        ([], "the following arguments are required: command"),
+    ],
+)
 def test_bad_command_lines_get_one_readable_line_and_exit_code_2(tmp_path, capsys, argv, message):
     (tmp_path / "grid.toml").write_text("[grid]\nhidden = 8\nseq_len = 40\n")
     (tmp_path / "bad.toml").write_text("[grid\n")
     (tmp_path / "unknown.toml").write_text("[grid]\ngian = 1.0\n")
-    argv = [a.format(grid=tmp_path / "grid.toml", bad=tmp_path / "bad.toml",
-                     unknown=tmp_path / "unknown.toml") for a in argv]
+    argv = [
+        a.format(grid=tmp_path / "grid.toml", bad=tmp_path / "bad.toml", unknown=tmp_path / "unknown.toml")
+        for a in argv
+    ]
     assert _cli.main([*argv, "--no-cache"] if argv[:1] == ["sweep"] else argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
@@ -422,16 +533,25 @@ def test_the_gradflow_console_script_is_declared_and_runs(tmp_path):
         import tomli as tomllib
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"gradflow": "gradflow.cli:main"}
-    proc = subprocess.run([sys.executable, "-m", "gradflow", "sweep", str(tmp_path / "none.toml")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gradflow", "sweep", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"gradflow: error: grid file '{tmp_path / 'none.toml'}' "
-                                                f"does not exist"]
+    assert proc.stderr.strip().splitlines() == [
+        f"gradflow: error: grid file '{tmp_path / 'none.toml'}' does not exist"
+    ]
 
 
 def test_benchmark_quick_mode_runs_and_checks_its_numbers():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "--quick"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "batched vs one point per task" in proc.stdout
 

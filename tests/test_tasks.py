@@ -83,25 +83,38 @@ def test_sequential_digits_baseline_is_the_class_entropy():
     counts = np.bincount(labels[train], minlength=10)
     assert task.baseline == pytest.approx(stats.entropy(counts), rel=1e-14)
     prior = np.log(counts / counts.sum())
-    assert float(task.loss(np.tile(prior, (len(train), 1)), labels[train])) == pytest.approx(task.baseline,
-                                                                                             rel=1e-12)
+    assert float(task.loss(np.tile(prior, (len(train), 1)), labels[train])) == pytest.approx(
+        task.baseline, rel=1e-12
+    )
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: gf.tasks.copy_memory(0), "T must be an integer >= 1; got 0"),
-    (lambda: gf.tasks.copy_memory(-3), "T must be an integer >= 1; got -3"),
-    (lambda: gf.tasks.adding(1), "seq_len must be an integer >= 2; got 1"),
-    (lambda: gf.tasks.copy_memory(5, categories=1), "categories must be an integer >= 2; got 1"),
-    (lambda: gf.tasks.copy_memory(5).batch(0), "size must be an integer >= 1; got 0"),
-    (lambda: gf.tasks.copy_memory(5).batch(2, -1), "index must be a non-negative integer; got -1"),
-    (lambda: gf.tasks.sequential_digits(test_fraction=1.5), "test_fraction must be in (0, 1); got 1.5"),
-    (lambda: gf.tasks.sequential_digits(test_fraction=None), "test_fraction must be a number; got None"),
-    (lambda: gf.tasks.sequential_digits(test_fraction="abc"), "test_fraction must be a number; got 'abc'"),
-    (lambda: gf.tasks.sequential_digits(test_fraction=1e-9), "test_fraction must leave at least 10 test images "
-     "and every class in training (about 0.01 to 0.9 of 1797 images); got 1e-09"),
-    (lambda: gf.tasks.sequential_digits(test_fraction=0.995), "test_fraction must leave at least 10 test images "
-     "and every class in training (about 0.01 to 0.9 of 1797 images); got 0.995"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gf.tasks.copy_memory(0), "T must be an integer >= 1; got 0"),
+        (lambda: gf.tasks.copy_memory(-3), "T must be an integer >= 1; got -3"),
+        (lambda: gf.tasks.adding(1), "seq_len must be an integer >= 2; got 1"),
+        (lambda: gf.tasks.copy_memory(5, categories=1), "categories must be an integer >= 2; got 1"),
+        (lambda: gf.tasks.copy_memory(5).batch(0), "size must be an integer >= 1; got 0"),
+        (lambda: gf.tasks.copy_memory(5).batch(2, -1), "index must be a non-negative integer; got -1"),
+        (lambda: gf.tasks.sequential_digits(test_fraction=1.5), "test_fraction must be in (0, 1); got 1.5"),
+        (lambda: gf.tasks.sequential_digits(test_fraction=None), "test_fraction must be a number; got None"),
+        (
+            lambda: gf.tasks.sequential_digits(test_fraction="abc"),
+            "test_fraction must be a number; got 'abc'",
+        ),
+        (
+            lambda: gf.tasks.sequential_digits(test_fraction=1e-9),
+            "test_fraction must leave at least 10 test images "
+            "and every class in training (about 0.01 to 0.9 of 1797 images); got 1e-09",
+        ),
+        (
+            lambda: gf.tasks.sequential_digits(test_fraction=0.995),
+            "test_fraction must leave at least 10 test images "
+            "and every class in training (about 0.01 to 0.9 of 1797 images); got 0.995",
+        ),
+    ],
+)
 def test_bad_input_names_the_argument(call, message):
     with pytest.raises(ValueError) as info:
         call()
@@ -110,6 +123,7 @@ def test_bad_input_names_the_argument(call, message):
 
 def test_reprs():
     task = gf.tasks.adding(10)
-    assert repr(task) == ("Task(name='adding (T=10)', seq_len=10, inputs=2, readout=1 (last), "
-                          "baseline=0.166667, seed=0)")
+    assert repr(task) == (
+        "Task(name='adding (T=10)', seq_len=10, inputs=2, readout=1 (last), baseline=0.166667, seed=0)"
+    )
     assert "<b>Task</b>" in task._repr_html_() and "Var(u1 + u2)" in task._repr_html_()

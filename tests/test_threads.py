@@ -62,8 +62,12 @@ def test_results_are_the_same_bytes_with_one_and_two_threads(threads):
     out = []
     for n in (1, 2):
         threads(n)
-        out.append((gf.gradient_flow(small, xs).to_frame().to_csv(),
-                    gf.predict(small, xs).to_frame().to_csv(),
-                    gf.lyapunov_spectrum(small, xs, warmup=10).per_sample.tobytes(),
-                    gf.jacobians(wide, xw).tobytes()))
+        out.append(
+            (
+                gf.gradient_flow(small, xs).to_frame().to_csv(),
+                gf.predict(small, xs).to_frame().to_csv(),
+                gf.lyapunov_spectrum(small, xs, warmup=10).per_sample.tobytes(),
+                gf.jacobians(wide, xw).tobytes(),
+            )
+        )
     assert out[0] == out[1]

@@ -56,10 +56,16 @@ def test_training_gradient_matches_central_differences(make, task):
 
 # Reverse mode over forward-mode J_t Q through the cells' own fused steps (their rules are
 # differentiated again): stacked and saturating cells too.
-@pytest.mark.parametrize("make", [lambda: gf.rnn(5, 2, gain=1.3, seed=0), lambda: gf.lstm(3, 2, seed=1),
-                                  lambda: gf.gru(3, 2, seed=2, layers=2),
-                                  lambda: gf.rnn(4, 2, seed=0, activation="sigmoid", bias_scale=0.5, layers=2),
-                                  lambda: gf.lstm(3, 2, seed=1, layers=2, bias_scale=0.3)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.rnn(5, 2, gain=1.3, seed=0),
+        lambda: gf.lstm(3, 2, seed=1),
+        lambda: gf.gru(3, 2, seed=2, layers=2),
+        lambda: gf.rnn(4, 2, seed=0, activation="sigmoid", bias_scale=0.5, layers=2),
+        lambda: gf.lstm(3, 2, seed=1, layers=2, bias_scale=0.3),
+    ],
+)
 def test_lyapunov_regulariser_is_the_spectrum_and_its_gradient_is_right(make):
     cell = make()
     xs = gf.inputs.gaussian(12, 2, 2, seed=3)
@@ -67,8 +73,9 @@ def test_lyapunov_regulariser_is_the_spectrum_and_its_gradient_is_right(make):
     # The same QR iteration as gf.lyapunov_spectrum from the same Q_0 (Gram-Schmidt instead of
     # Householder: equal up to rounding).
     spec = gf.lyapunov_spectrum(cell, xs, k=2, warmup=0, seed=4)
-    np.testing.assert_allclose(np.sort(np.asarray(lam).T, axis=1)[:, ::-1],
-                               np.sort(spec.per_sample, axis=1)[:, ::-1], rtol=1e-10)
+    np.testing.assert_allclose(
+        np.sort(np.asarray(lam).T, axis=1)[:, ::-1], np.sort(spec.per_sample, axis=1)[:, ::-1], rtol=1e-10
+    )
     flat, unflatten = flatten(cell.params)
 
     def f(v):
@@ -150,8 +157,16 @@ def test_run_records_instruments_per_layer():
     rec = run.records
     assert [r["step"] for r in seen] == [0, 3, 6] and seen[1]["loss"] == rec.loss[1]
     assert list(rec.step) == [0, 3, 6]
-    for col in ("spectral_radius", "top_singular_value", "lyapunov_top", "flow_rate", "flow_rate_l0",
-                "flow_rate_l1", "flow_log_norm_T_l0", "flow_log_norm_T_l1"):
+    for col in (
+        "spectral_radius",
+        "top_singular_value",
+        "lyapunov_top",
+        "flow_rate",
+        "flow_rate_l0",
+        "flow_rate_l1",
+        "flow_log_norm_T_l0",
+        "flow_log_norm_T_l1",
+    ):
         assert np.all(np.isfinite(rec[col])), col
     W = run.params["model"]["weight_hh_l0"][8:12]  # GRU's candidate block n of layer 0
     assert rec.spectral_radius.iloc[-1] == pytest.approx(np.max(np.abs(np.linalg.eigvals(W))))
@@ -177,10 +192,13 @@ def test_repr_html_and_plot():
     axes = run.plot()
     # one axis per scale: loss, gradient norms, matrix magnitudes, rates in nats/step
     assert len(axes) == 4 and axes[0].get_lines()
-    labels = [{ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")} for ax in axes[2:]]
+    labels = [
+        {ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")} for ax in axes[2:]
+    ]
     assert labels == [{"spectral radius", "top singular value"}, {"lyapunov top", "flow rate"}]
-    np.testing.assert_allclose(axes[3].get_lines()[-1].get_ydata(),
-                               run.records.flow_rate[run.records.split == "train"])
+    np.testing.assert_allclose(
+        axes[3].get_lines()[-1].get_ydata(), run.records.flow_rate[run.records.split == "train"]
+    )
     plt.close("all")
 
 
@@ -198,26 +216,32 @@ def test_seeded_learning_outcomes():
     assert rnn.eval_loss == pytest.approx(long.baseline, rel=0.05)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'; expected one of adam, sgd"),
-    (dict(lr=-0.1), "lr must be a positive finite number; got -0.1"),
-    (dict(lr=float("nan")), "lr must be a finite number; got nan"),
-    (dict(penalty=("l3", 0.1)), "penalty must be None or ('l1' | 'l2', weight); got ('l3', 0.1)"),
-    (dict(penalty="l2"), "penalty must be None or ('l1' | 'l2', weight); got 'l2'"),
-    (dict(penalty=("l2", -1.0)), "penalty weight must be a finite number >= 0.0; got -1.0"),
-    (dict(clip=0.0), "clip must be a positive finite number; got 0.0"),
-    (dict(steps=0), "steps must be an integer >= 1; got 0"),
-    (dict(lyapunov=(0.1, 9)), "lyapunov k must be at most the state size 6; got 9"),
-    (dict(seed=-1), "seed must be a non-negative integer; got -1"),
-    (dict(callback=3), "callback must be callable or None; got 3"),
-    (dict(lr=True), "lr must be a number; got True"),
-    (dict(lr="0.1"), "lr must be a number; got '0.1'"),
-    (dict(clip=True), "clip must be a number; got True"),
-    (dict(penalty=("l2", True)), "penalty weight must be a number; got True"),
-    (dict(momentum=0.5), "momentum applies to optimizer='sgd' only (Adam keeps its own moments); got "
-                         "momentum=0.5 with optimizer='adam'"),
-    (dict(optimizer="sgd", momentum=2.0), "momentum must be in [0, 1); got 2.0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'; expected one of adam, sgd"),
+        (dict(lr=-0.1), "lr must be a positive finite number; got -0.1"),
+        (dict(lr=float("nan")), "lr must be a finite number; got nan"),
+        (dict(penalty=("l3", 0.1)), "penalty must be None or ('l1' | 'l2', weight); got ('l3', 0.1)"),
+        (dict(penalty="l2"), "penalty must be None or ('l1' | 'l2', weight); got 'l2'"),
+        (dict(penalty=("l2", -1.0)), "penalty weight must be a finite number >= 0.0; got -1.0"),
+        (dict(clip=0.0), "clip must be a positive finite number; got 0.0"),
+        (dict(steps=0), "steps must be an integer >= 1; got 0"),
+        (dict(lyapunov=(0.1, 9)), "lyapunov k must be at most the state size 6; got 9"),
+        (dict(seed=-1), "seed must be a non-negative integer; got -1"),
+        (dict(callback=3), "callback must be callable or None; got 3"),
+        (dict(lr=True), "lr must be a number; got True"),
+        (dict(lr="0.1"), "lr must be a number; got '0.1'"),
+        (dict(clip=True), "clip must be a number; got True"),
+        (dict(penalty=("l2", True)), "penalty weight must be a number; got True"),
+        (
+            dict(momentum=0.5),
+            "momentum applies to optimizer='sgd' only (Adam keeps its own moments); got "
+            "momentum=0.5 with optimizer='adam'",
+        ),
+        (dict(optimizer="sgd", momentum=2.0), "momentum must be in [0, 1); got 2.0"),
+    ],
+)
 def test_bad_input_names_the_argument_and_value(kwargs, message):
     kw = dict(steps=2, **kwargs) if "steps" not in kwargs else kwargs
     with pytest.raises(ValueError) as info:
@@ -228,14 +252,18 @@ def test_bad_input_names_the_argument_and_value(kwargs, message):
 def test_bad_models_and_weights_are_named():
     cell = gf.rnn(3, 2, seed=0)
     cell.params["weight_hh_l0"][1, 2] = np.nan
-    with pytest.raises(ValueError, match=r"model.params\['weight_hh_l0'\] contains non-finite values \(nan\)"):
+    with pytest.raises(
+        ValueError, match=r"model.params\['weight_hh_l0'\] contains non-finite values \(nan\)"
+    ):
         gf.train(cell, gf.tasks.adding(4), 2)
     with pytest.raises(ValueError, match="takes inputs of width 3; task 'adding"):
         gf.train(gf.rnn(3, 3), gf.tasks.adding(4), 2)
     with pytest.raises(ValueError, match=r"model 'tcn .*has none"):
         gf.train(gf.tcn(3, 2, 1, inputs=2), gf.tasks.adding(4), 2, lyapunov=0.1)
     mine = gf.Cell(lambda p, h, x: anp.tanh(h @ p["W"] + x), {"W": np.eye(2)}, 2, 2)
-    with pytest.raises(ValueError, match=r"penalty \('l2', 0.1\) has nothing to act on: model 'recurrent custom'"):
+    with pytest.raises(
+        ValueError, match=r"penalty \('l2', 0.1\) has nothing to act on: model 'recurrent custom'"
+    ):
         gf.train(mine, gf.tasks.adding(4), 2, penalty=("l2", 0.1))
     run = gf.train(mine, gf.tasks.adding(4), 3, lyapunov=0.1, record_every=1)  # a custom step flosses too
     assert np.all(run.objective > run.loss) and list(run.records.columns) == ["step", "split", "loss"]
@@ -285,8 +313,9 @@ def test_ctrl_c_returns_the_partial_run():
 
     task = gf.tasks.adding(6)
     with pytest.warns(RuntimeWarning, match="interrupted at step 10 of 30"):
-        run = gf.train(gf.rnn(4, 2, seed=0), task, 30, record_every=5, callback=interrupt_at_step_10,
-                       progress=False)
+        run = gf.train(
+            gf.rnn(4, 2, seed=0), task, 30, record_every=5, callback=interrupt_at_step_10, progress=False
+        )
     assert run.interrupted_at == 10 and run.steps == 10 and run.diverged_at is None
     assert np.all(np.isfinite(run.loss)) and "interrupted_at=10" in repr(run)
     assert list(run.records.step) == [0, 5, 10] and list(run.records.split) == ["train", "train", "held out"]
@@ -355,10 +384,12 @@ def test_lstm_training_equals_pytorch_step_by_step():
         loss.backward()
         if i == 0:
             g = grad(objective)(start, xs, ys)
-            np.testing.assert_allclose(g["model"]["weight_hh_l0"], lstm.weight_hh_l0.grad.numpy(), rtol=1e-9,
-                                       atol=1e-14)
-            np.testing.assert_allclose(g["readout"]["weight"], readout.weight.grad.numpy(), rtol=1e-9,
-                                       atol=1e-14)
+            np.testing.assert_allclose(
+                g["model"]["weight_hh_l0"], lstm.weight_hh_l0.grad.numpy(), rtol=1e-9, atol=1e-14
+            )
+            np.testing.assert_allclose(
+                g["readout"]["weight"], readout.weight.grad.numpy(), rtol=1e-9, atol=1e-14
+            )
         opt.step()
         losses.append(float(loss.detach()))
     np.testing.assert_allclose(run.loss, losses, rtol=1e-10, atol=0)

@@ -14,5 +14,19 @@ from ._mingru import mingru, minlstm
 from ._slstm import slstm
 from ._ssm import s4d
 
-__all__ = ["INITS", "KINDS", "Cell", "gru", "lru", "lru_from_arrays", "lstm", "mamba",
-           "mamba_from_state_dict", "mingru", "minlstm", "rnn", "s4d", "slstm"]
+__all__ = [
+    "INITS",
+    "KINDS",
+    "Cell",
+    "gru",
+    "lru",
+    "lru_from_arrays",
+    "lstm",
+    "mamba",
+    "mamba_from_state_dict",
+    "mingru",
+    "minlstm",
+    "rnn",
+    "s4d",
+    "slstm",
+]

@@ -12,22 +12,10 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..core import _activations as act
-from ..core._ops import (
-    affine,
-    gru_update,
-    join_columns,
-    lstm_update,
-    take_columns,
-)
+from ..core._ops import affine, gru_update, join_columns, lstm_update, take_columns
 from ..core._probe import probe
 from ..core._registry import cell_kind
-from ..core._validation import (
-    check_choice,
-    check_finite_float,
-    check_memory,
-    check_positive_int,
-    check_seed,
-)
+from ..core._validation import check_choice, check_finite_float, check_memory, check_positive_int, check_seed
 from ._cells import Cell
 
 INITS = ("gaussian", "orthogonal", "identity", "pytorch")
@@ -51,8 +39,7 @@ def rnn_step(params, state, x, *, hidden, layers, activation):
     outs, inp = [], x
     for l in range(layers):
         h = _layer(state, l, hidden, layers)
-        gi = affine(inp, params[f"weight_ih_l{l}"],
-                    params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"])
+        gi = affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"])
         inp = phi(affine(h, params[f"weight_hh_l{l}"], gi))
         outs.append(inp)
     return outs[0] if layers == 1 else join_columns(*outs)
@@ -66,14 +53,16 @@ def lstm_step(params, state, x, *, hidden, layers, proj_size=0):
     for l in range(layers):
         hc = _layer(state, l, p + n, layers)
         # The pre-activation is gi + W_hh h, so dL/d(gi) is each gate's pre-activation gradient.
-        gi = probe(affine(inp, params[f"weight_ih_l{l}"],
-                          params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"]),
-                   _gate_names(layers, l, LSTM_GATES))
+        gi = probe(
+            affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"] + params[f"bias_hh_l{l}"]),
+            _gate_names(layers, l, LSTM_GATES),
+        )
         h, c = take_columns(hc, 0, p), take_columns(hc, p, p + n)
         new = lstm_update(affine(h, params[f"weight_hh_l{l}"], gi), c)
         if proj_size:
-            new = join_columns(affine(take_columns(new, 0, n), params[f"weight_hr_l{l}"], 0.0),
-                               take_columns(new, n, 2 * n))
+            new = join_columns(
+                affine(take_columns(new, 0, n), params[f"weight_hr_l{l}"], 0.0), take_columns(new, n, 2 * n)
+            )
         outs.append(new)
         if l + 1 < layers:  # the next layer's input; a primitive traced at every step
             inp = take_columns(new, 0, p)
@@ -85,8 +74,9 @@ def gru_step(params, state, x, *, hidden, layers):
     for l in range(layers):
         h = _layer(state, l, n, layers)
         # r and z pre-activations are gi + gh, n's is gi_n + r * gh_n: dL/d(gi) is each gate's.
-        gi = probe(affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]),
-                   _gate_names(layers, l, GRU_GATES))
+        gi = probe(
+            affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]), _gate_names(layers, l, GRU_GATES)
+        )
         inp = gru_update(gi, affine(h, params[f"weight_hh_l{l}"], params[f"bias_hh_l{l}"]), h)
         outs.append(inp)
     return outs[0] if layers == 1 else join_columns(*outs)
@@ -101,8 +91,9 @@ def gru_reset_before_step(params, state, x, *, hidden, layers):
     for l in range(layers):
         h = _layer(state, l, n, layers)
         w_hh, b_hh = params[f"weight_hh_l{l}"], params[f"bias_hh_l{l}"]
-        gi = probe(affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]),
-                   _gate_names(layers, l, GRU_GATES))
+        gi = probe(
+            affine(inp, params[f"weight_ih_l{l}"], params[f"bias_ih_l{l}"]), _gate_names(layers, l, GRU_GATES)
+        )
         rz = act.sigmoid(gi[:, : 2 * n] + h @ w_hh[: 2 * n].T + b_hh[: 2 * n])
         r, z = rz[:, :n], rz[:, n:]
         cand = act.tanh(gi[:, 2 * n :] + (r * h) @ w_hh[2 * n :].T + b_hh[2 * n :])
@@ -132,8 +123,16 @@ def state_components(kind: str, hidden: int, layers: int, proj_size: int = 0) ->
     return out
 
 
-def build_cell(kind: str, params: Mapping[str, np.ndarray], hidden: int, inputs: int, layers: int,
-           activation: str = "tanh", name: str | None = None, **extra) -> Cell:
+def build_cell(
+    kind: str,
+    params: Mapping[str, np.ndarray],
+    hidden: int,
+    inputs: int,
+    layers: int,
+    activation: str = "tanh",
+    name: str | None = None,
+    **extra,
+) -> Cell:
     record = cell_kind(kind)
     values = {**record.options, "activation": activation, **extra}  # options default to the kind's
     step_options = {k: values[k] for k in record.step_options if k in values}
@@ -141,10 +140,17 @@ def build_cell(kind: str, params: Mapping[str, np.ndarray], hidden: int, inputs:
     base, stacked = record.step_for(config)
     step = functools.partial(base, hidden=hidden, layers=layers, **step_options)
     state = record.state_width(hidden, int(extra.get("proj_size", 0) or 0)) * layers
-    return Cell(step, params, state, inputs, kind=kind,
-                components=state_components(kind, hidden, layers, int(extra.get("proj_size", 0) or 0)),
-                config=config, name=name or "-".join([kind, *map(str, step_options.values())]),
-                stacked_tangents=stacked)
+    return Cell(
+        step,
+        params,
+        state,
+        inputs,
+        kind=kind,
+        components=state_components(kind, hidden, layers, int(extra.get("proj_size", 0) or 0)),
+        config=config,
+        name=name or "-".join([kind, *map(str, step_options.values())]),
+        stacked_tangents=stacked,
+    )
 
 
 def recurrent_init(rng: np.random.Generator, n: int, init: str, gain: float) -> np.ndarray:
@@ -161,9 +167,22 @@ def recurrent_init(rng: np.random.Generator, n: int, init: str, gain: float) -> 
     return gain * rng.uniform(-bound, bound, size=(n, n))
 
 
-def random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gaussian",
-                 bias_scale=0.0, seed=0, layers=1, gate_bias=None, name=None, allow_large=False,
-                 **extra) -> Cell:
+def random_cell(
+    kind,
+    hidden,
+    inputs,
+    *,
+    activation="tanh",
+    gain=1.0,
+    init="gaussian",
+    bias_scale=0.0,
+    seed=0,
+    layers=1,
+    gate_bias=None,
+    name=None,
+    allow_large=False,
+    **extra,
+) -> Cell:
     hidden = check_positive_int("hidden", hidden)
     inputs = check_positive_int("inputs", inputs)
     layers = check_positive_int("layers", layers)
@@ -190,21 +209,30 @@ def random_cell(kind, hidden, inputs, *, activation="tanh", gain=1.0, init="gaus
             # drive, so an input scale s is the mean-field input std sigma_x = s.
             w_ih = rng.normal(0.0, 1.0 / np.sqrt(d), size=(g * hidden, d))
             w_hh = np.concatenate([recurrent_init(rng, hidden, init, gain) for _ in range(g)])
-            b_ih = rng.normal(0.0, bias_scale, size=g * hidden) if bias_scale > 0 else np.zeros(
-                g * hidden)
+            b_ih = rng.normal(0.0, bias_scale, size=g * hidden) if bias_scale > 0 else np.zeros(g * hidden)
             b_hh = np.zeros(g * hidden)
         if gate_bias is not None:
             block, value = gate_bias
             b_ih[block * hidden : (block + 1) * hidden] += value
-        params.update({f"weight_ih_l{l}": w_ih, f"weight_hh_l{l}": w_hh,
-                       f"bias_ih_l{l}": b_ih, f"bias_hh_l{l}": b_hh})
+        params.update(
+            {f"weight_ih_l{l}": w_ih, f"weight_hh_l{l}": w_hh, f"bias_ih_l{l}": b_ih, f"bias_hh_l{l}": b_hh}
+        )
     extra.update(gain=gain, init=init, bias_scale=bias_scale, seed=int(seed))
     return build_cell(kind, params, hidden, inputs, layers, activation=activation, name=name, **extra)
 
 
-def rnn(hidden: int, inputs: int, activation: str = "tanh", gain: float = 1.0,
-        init: str = "gaussian", bias_scale: float = 0.0, seed: int = 0, layers: int = 1,
-        name: str | None = None, allow_large: bool = False) -> Cell:
+def rnn(
+    hidden: int,
+    inputs: int,
+    activation: str = "tanh",
+    gain: float = 1.0,
+    init: str = "gaussian",
+    bias_scale: float = 0.0,
+    seed: int = 0,
+    layers: int = 1,
+    name: str | None = None,
+    allow_large: bool = False,
+) -> Cell:
     """A vanilla recurrent cell ``h_t = phi(W_hh h_{t-1} + W_ih x_t + b)``.
 
     Parameters
@@ -236,14 +264,33 @@ def rnn(hidden: int, inputs: int, activation: str = "tanh", gain: float = 1.0,
     (64, (64, 64))
     """
     activation = check_choice("activation", activation, act.ACTIVATIONS)
-    return random_cell("rnn", hidden, inputs, activation=activation, gain=gain, init=init,
-                        bias_scale=bias_scale, seed=seed, layers=layers, name=name,
-                        allow_large=allow_large)
+    return random_cell(
+        "rnn",
+        hidden,
+        inputs,
+        activation=activation,
+        gain=gain,
+        init=init,
+        bias_scale=bias_scale,
+        seed=seed,
+        layers=layers,
+        name=name,
+        allow_large=allow_large,
+    )
 
 
-def lstm(hidden: int, inputs: int, forget_bias: float = 1.0, gain: float = 1.0,
-         init: str = "gaussian", bias_scale: float = 0.0, seed: int = 0, layers: int = 1,
-         name: str | None = None, allow_large: bool = False) -> Cell:
+def lstm(
+    hidden: int,
+    inputs: int,
+    forget_bias: float = 1.0,
+    gain: float = 1.0,
+    init: str = "gaussian",
+    bias_scale: float = 0.0,
+    seed: int = 0,
+    layers: int = 1,
+    name: str | None = None,
+    allow_large: bool = False,
+) -> Cell:
     """An LSTM cell (PyTorch's equations, gates i, f, g, o); state ``[h, c]`` of size ``2N``.
 
     ``forget_bias`` is added to the forget gate's bias (``sigmoid(1) = 0.731`` for
@@ -257,14 +304,34 @@ def lstm(hidden: int, inputs: int, forget_bias: float = 1.0, gain: float = 1.0,
     32
     """
     forget_bias = check_finite_float("forget_bias", forget_bias)
-    return random_cell("lstm", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
-                        seed=seed, layers=layers, gate_bias=(1, forget_bias), name=name,
-                        allow_large=allow_large, forget_bias=forget_bias)
+    return random_cell(
+        "lstm",
+        hidden,
+        inputs,
+        gain=gain,
+        init=init,
+        bias_scale=bias_scale,
+        seed=seed,
+        layers=layers,
+        gate_bias=(1, forget_bias),
+        name=name,
+        allow_large=allow_large,
+        forget_bias=forget_bias,
+    )
 
 
-def gru(hidden: int, inputs: int, update_bias: float = 0.0, gain: float = 1.0,
-        init: str = "gaussian", bias_scale: float = 0.0, seed: int = 0, layers: int = 1,
-        name: str | None = None, allow_large: bool = False) -> Cell:
+def gru(
+    hidden: int,
+    inputs: int,
+    update_bias: float = 0.0,
+    gain: float = 1.0,
+    init: str = "gaussian",
+    bias_scale: float = 0.0,
+    seed: int = 0,
+    layers: int = 1,
+    name: str | None = None,
+    allow_large: bool = False,
+) -> Cell:
     """A GRU cell (PyTorch's equations, gates r, z, n).
 
     ``h' = (1 - z) * n + z * h``, so ``update_bias`` (added to z's bias) sets how
@@ -277,6 +344,17 @@ def gru(hidden: int, inputs: int, update_bias: float = 0.0, gain: float = 1.0,
     (48, 16)
     """
     update_bias = check_finite_float("update_bias", update_bias)
-    return random_cell("gru", hidden, inputs, gain=gain, init=init, bias_scale=bias_scale,
-                        seed=seed, layers=layers, gate_bias=(1, update_bias), name=name,
-                        allow_large=allow_large, update_bias=update_bias)
+    return random_cell(
+        "gru",
+        hidden,
+        inputs,
+        gain=gain,
+        init=init,
+        bias_scale=bias_scale,
+        seed=seed,
+        layers=layers,
+        gate_bias=(1, update_bias),
+        name=name,
+        allow_large=allow_large,
+        update_bias=update_bias,
+    )

@@ -24,10 +24,7 @@ import numpy as np
 from ..core import _html
 from ..core._files import atomic_path
 from ..core._registry import find_cell_kind
-from ..core._validation import (
-    as_float_array,
-    check_positive_int,
-)
+from ..core._validation import as_float_array, check_positive_int
 from ._linearisation import linearisation
 
 StepFn = Callable[[Mapping[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray]
@@ -112,16 +109,22 @@ class Cell:
             components = {"state": np.arange(self.state_size)}
         self.components = {}
         if not isinstance(components, Mapping):
-            raise ValueError(f"components must map names to index arrays; got "
-                             f"{type(components).__name__}")
+            raise ValueError(f"components must map names to index arrays; got {type(components).__name__}")
         for key, idx in components.items():
             arr = np.asarray(idx)
-            valid = (arr.ndim == 1 and arr.size > 0 and np.issubdtype(arr.dtype, np.integer)
-                     and arr.min() >= 0 and arr.max() < self.state_size
-                     and len(np.unique(arr)) == arr.size)
+            valid = (
+                arr.ndim == 1
+                and arr.size > 0
+                and np.issubdtype(arr.dtype, np.integer)
+                and arr.min() >= 0
+                and arr.max() < self.state_size
+                and len(np.unique(arr)) == arr.size
+            )
             if not valid:
-                raise ValueError(f"components[{key!r}] must be distinct integer indices into a state "
-                                 f"of size {self.state_size}; got {idx!r}")
+                raise ValueError(
+                    f"components[{key!r}] must be distinct integer indices into a state "
+                    f"of size {self.state_size}; got {idx!r}"
+                )
             self.components[str(key)] = arr.astype(np.intp)
         self._check_step()
 
@@ -176,7 +179,6 @@ class Cell:
         import scipy.linalg
         from threadpoolctl import threadpool_limits
 
-
         A, what = linearisation(self)
         with threadpool_limits(1):  # a BLAS pool on a busy machine made this 4x slower
             return scipy.linalg.eigvals(A), what
@@ -208,11 +210,23 @@ class Cell:
         spectral = find_cell_kind(self.kind) is not None or self.config.get("linear")
         if 0 < self.state_size <= SPECTRUM_LIMIT and spectral:
             ev, what = self.eigenvalues()
-            figure = _html.chart([_html.Series(ev.real, ev.imag, "#3b6fb6", "dot")], xlabel="Re lambda",
-                                 ylabel="Im lambda", width=150, height=150, unit_circle=True)
+            figure = _html.chart(
+                [_html.Series(ev.real, ev.imag, "#3b6fb6", "dot")],
+                xlabel="Re lambda",
+                ylabel="Im lambda",
+                width=150,
+                height=150,
+                unit_circle=True,
+            )
             note += f"; {what}: max |lambda| = {np.max(np.abs(ev)):.4g} (dashed: unit circle)"
-        return _html.card(f"Cell ({self.kind})", self.name, rows, figure=figure, note=note,
-                          header=("param", "shape", "Frobenius norm"))
+        return _html.card(
+            f"Cell ({self.kind})",
+            self.name,
+            rows,
+            figure=figure,
+            note=note,
+            header=("param", "shape", "Frobenius norm"),
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the cell to ``path`` (``.npz``); `load` rebuilds it.
@@ -241,7 +255,6 @@ class Cell:
         path = os.fspath(path)
         if not path.endswith(".npz"):
             raise ValueError(f"path must end in .npz; got {path!r}")
-        meta = {"format": "gradflow-cell", "version": 1, "kind": self.kind, "name": self.name,
-                **self.config}
+        meta = {"format": "gradflow-cell", "version": 1, "kind": self.kind, "name": self.name, **self.config}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # the user's umask, not mkstemp's 0600
             np.savez(fh, __gradflow__=np.array(json.dumps(meta)), **self.params)  # type: ignore[arg-type]

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from ..core._jacobians import (
-    gru_jacobians,
-    gru_terms,
-    lstm_jacobians,
-    lstm_terms,
-    rnn_jacobians,
-    rnn_terms,
-)
+from ..core._jacobians import gru_jacobians, gru_terms, lstm_jacobians, lstm_terms, rnn_jacobians, rnn_terms
 from ..core._registry import CellKind, cell_kinds, register_cell_kind
 from ..core._sequence_ops import lstm_sequence
 from ._builtin import (
@@ -33,8 +26,9 @@ from ._builtin import (
 
 def lstm_states(params, xs, h0):
     """Every state of a one-layer LSTM over ``xs`` from ``h0``, as one primitive (`lstm_sequence`)."""
-    return lstm_sequence(xs, params["weight_ih_l0"], params["weight_hh_l0"],
-                         params["bias_ih_l0"] + params["bias_hh_l0"], h0)
+    return lstm_sequence(
+        xs, params["weight_ih_l0"], params["weight_hh_l0"], params["bias_ih_l0"] + params["bias_hh_l0"], h0
+    )
 
 
 def _lstm_variant(config):
@@ -47,17 +41,52 @@ def _gru_variant(config):
     return (gru_reset_before_step, False) if config.get("reset_after") is False else None
 
 
-register_cell_kind(CellKind(
-    "rnn", rnn_step, rnn, step_options=("activation",), options={"activation": "tanh"},
-    torch_modules=("RNN", "RNNCell"), vanilla=True, jacobians=rnn_jacobians, jacobian_terms=rnn_terms,
-    description="vanilla cell h' = phi(W_hh h + W_ih x + b)"))
-register_cell_kind(CellKind(
-    "lstm", lstm_step, lstm, gates=LSTM_GATES, blocks=4, parts=(("h", 1), ("c", 1)),
-    options={"forget_bias": 1.0}, torch_modules=("LSTM", "LSTMCell"), candidate_block=2,
-    jacobians=lstm_jacobians, jacobian_terms=lstm_terms, sequence=lstm_states, variant=_lstm_variant,
-    description="LSTM (PyTorch's equations); state h plus its memory c"))
-register_cell_kind(CellKind(
-    "gru", gru_step, gru, gates=GRU_GATES, blocks=3, options={"update_bias": 0.0},
-    torch_modules=("GRU", "GRUCell"), candidate_block=2, jacobians=gru_jacobians,
-    jacobian_terms=gru_terms, variant=_gru_variant, description="GRU (PyTorch's equations)"))
+register_cell_kind(
+    CellKind(
+        "rnn",
+        rnn_step,
+        rnn,
+        step_options=("activation",),
+        options={"activation": "tanh"},
+        torch_modules=("RNN", "RNNCell"),
+        vanilla=True,
+        jacobians=rnn_jacobians,
+        jacobian_terms=rnn_terms,
+        description="vanilla cell h' = phi(W_hh h + W_ih x + b)",
+    )
+)
+register_cell_kind(
+    CellKind(
+        "lstm",
+        lstm_step,
+        lstm,
+        gates=LSTM_GATES,
+        blocks=4,
+        parts=(("h", 1), ("c", 1)),
+        options={"forget_bias": 1.0},
+        torch_modules=("LSTM", "LSTMCell"),
+        candidate_block=2,
+        jacobians=lstm_jacobians,
+        jacobian_terms=lstm_terms,
+        sequence=lstm_states,
+        variant=_lstm_variant,
+        description="LSTM (PyTorch's equations); state h plus its memory c",
+    )
+)
+register_cell_kind(
+    CellKind(
+        "gru",
+        gru_step,
+        gru,
+        gates=GRU_GATES,
+        blocks=3,
+        options={"update_bias": 0.0},
+        torch_modules=("GRU", "GRUCell"),
+        candidate_block=2,
+        jacobians=gru_jacobians,
+        jacobian_terms=gru_terms,
+        variant=_gru_variant,
+        description="GRU (PyTorch's equations)",
+    )
+)
 KINDS = cell_kinds()  # the built-in kinds (gradflow.cell_kinds() lists every registered one)

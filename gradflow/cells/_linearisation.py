@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # annotations only: _cells imports this module when a spectru
     from ._cells import Cell
 
 
-def block_products(cell: Cell, states: np.ndarray, xs: np.ndarray, block: np.ndarray,
-                    side: str) -> np.ndarray:
+def block_products(
+    cell: Cell, states: np.ndarray, xs: np.ndarray, block: np.ndarray, side: str
+) -> np.ndarray:
     """``Q^T J`` (side "left", one VJP) or ``J Q`` (side "right", one JVP) for M rows.
 
     ``states`` (M, S), ``xs`` (M, D), ``block`` (M, S, k). Returns (M, k, S) for

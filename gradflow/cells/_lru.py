@@ -28,8 +28,16 @@ from ._cells import Cell
 
 KIND = "lru"
 # The reference names and their shapes for N modes and D inputs (= outputs).
-PARAM_SHAPES = {"nu_log": ("N",), "theta_log": ("N",), "gamma_log": ("N",), "B_re": ("N", "D"),
-                "B_im": ("N", "D"), "C_re": ("D", "N"), "C_im": ("D", "N"), "D": ("D",)}
+PARAM_SHAPES = {
+    "nu_log": ("N",),
+    "theta_log": ("N",),
+    "gamma_log": ("N",),
+    "B_re": ("N", "D"),
+    "B_im": ("N", "D"),
+    "C_re": ("D", "N"),
+    "C_im": ("D", "N"),
+    "D": ("D",),
+}
 
 
 def complex_parts(state, modes: int):
@@ -60,20 +68,41 @@ def lru_step(params, state, x):
     modulus = anp.exp(-anp.exp(params["nu_log"]))
     phase = anp.exp(params["theta_log"])
     gamma = anp.exp(params["gamma_log"])[:, None]
-    return diagonal_step(modulus * anp.cos(phase), modulus * anp.sin(phase),
-                         gamma * params["B_re"], gamma * params["B_im"], state, x)
+    return diagonal_step(
+        modulus * anp.cos(phase),
+        modulus * anp.sin(phase),
+        gamma * params["B_re"],
+        gamma * params["B_im"],
+        state,
+        x,
+    )
 
 
-def _build(params: Mapping[str, np.ndarray], hidden: int, inputs: int, name: str | None,
-           **extra) -> Cell:
+def _build(params: Mapping[str, np.ndarray], hidden: int, inputs: int, name: str | None, **extra) -> Cell:
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "complex": True, **extra}
-    return Cell(lru_step, params, 2 * hidden, inputs, kind=KIND,
-                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND,
-                stacked_tangents=True)
+    return Cell(
+        lru_step,
+        params,
+        2 * hidden,
+        inputs,
+        kind=KIND,
+        components={"h": np.arange(2 * hidden)},
+        config=config,
+        name=name or KIND,
+        stacked_tangents=True,
+    )
 
 
-def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
-        max_phase: float = 2 * np.pi, seed: int = 0, name: str | None = None) -> Cell:
+def lru(
+    hidden: int,
+    inputs: int,
+    *,
+    r_min: float = 0.0,
+    r_max: float = 1.0,
+    max_phase: float = 2 * np.pi,
+    seed: int = 0,
+    name: str | None = None,
+) -> Cell:
     """A Linear Recurrent Unit with the reference initialisation (Orvieto et al. 2023).
 
     ``|lambda|`` is drawn uniformly on the ring ``r_min <= |lambda| <= r_max`` (uniform in area)
@@ -123,7 +152,8 @@ def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
     theta_log = np.log(max_phase * rng.uniform(size=hidden))
     nu_log = np.log(-0.5 * np.log(rng.uniform(size=hidden) * (r_max**2 - r_min**2) + r_min**2))
     params = {
-        "nu_log": nu_log, "theta_log": theta_log,
+        "nu_log": nu_log,
+        "theta_log": theta_log,
         # log sqrt(1 - |lambda|^2) with 1 - |lambda|^2 = -expm1(-2 exp(nu_log)): exact as |lambda| -> 1
         "gamma_log": 0.5 * np.log(-np.expm1(-2.0 * np.exp(nu_log))),
         "B_re": rng.normal(size=(hidden, inputs)) / np.sqrt(2 * inputs),
@@ -132,8 +162,7 @@ def lru(hidden: int, inputs: int, *, r_min: float = 0.0, r_max: float = 1.0,
         "C_im": rng.normal(size=(inputs, hidden)) / np.sqrt(hidden),
         "D": rng.normal(size=inputs),
     }
-    return _build(params, hidden, inputs, name, r_min=r_min, r_max=r_max, max_phase=max_phase,
-                  seed=seed)
+    return _build(params, hidden, inputs, name, r_min=r_min, r_max=r_max, max_phase=max_phase, seed=seed)
 
 
 def lru_from_arrays(arrays: Mapping[str, Any], *, name: str | None = None) -> Cell:
@@ -152,22 +181,23 @@ def lru_from_arrays(arrays: Mapping[str, Any], *, name: str | None = None) -> Ce
     True
     """
     if not isinstance(arrays, Mapping):
-        raise ValueError(f"arrays must be a mapping of the LRU names to arrays; got "
-                         f"{type(arrays).__name__}")
+        raise ValueError(f"arrays must be a mapping of the LRU names to arrays; got {type(arrays).__name__}")
     missing = sorted(set(PARAM_SHAPES) - set(arrays))
     unknown = sorted(str(k) for k in set(arrays) - set(PARAM_SHAPES))
     if missing or unknown:
-        raise ValueError(f"arrays must hold exactly {sorted(PARAM_SHAPES)}; missing {missing}, "
-                         f"unexpected {unknown}")
-    params = {k: as_float_array(f"arrays[{k!r}]", arrays[k], ndim=len(s))
-              for k, s in PARAM_SHAPES.items()}
+        raise ValueError(
+            f"arrays must hold exactly {sorted(PARAM_SHAPES)}; missing {missing}, unexpected {unknown}"
+        )
+    params = {k: as_float_array(f"arrays[{k!r}]", arrays[k], ndim=len(s)) for k, s in PARAM_SHAPES.items()}
     hidden, inputs = params["B_re"].shape
     sizes = {"N": hidden, "D": inputs}
     for key, symbolic in PARAM_SHAPES.items():
         shape = tuple(sizes[s] for s in symbolic)
         if params[key].shape != shape or 0 in shape:
-            raise ValueError(f"arrays[{key!r}] must have shape {shape} (N={hidden} modes, D={inputs} "
-                             f"inputs, read off B_re); got {params[key].shape}")
+            raise ValueError(
+                f"arrays[{key!r}] must have shape {shape} (N={hidden} modes, D={inputs} "
+                f"inputs, read off B_re); got {params[key].shape}"
+            )
     return _build(params, hidden, inputs, name)
 
 

@@ -44,8 +44,17 @@ from ..core._validation import as_float_array, check_finite_float, check_positiv
 from ._cells import Cell
 
 KIND = "mamba"
-REQUIRED = ("in_proj.weight", "conv1d.weight", "conv1d.bias", "x_proj.weight", "dt_proj.weight",
-            "dt_proj.bias", "A_log", "D", "out_proj.weight")
+REQUIRED = (
+    "in_proj.weight",
+    "conv1d.weight",
+    "conv1d.bias",
+    "x_proj.weight",
+    "dt_proj.weight",
+    "dt_proj.bias",
+    "A_log",
+    "D",
+    "out_proj.weight",
+)
 OPTIONAL = ("in_proj.bias", "out_proj.bias")  # the module's bias=True
 
 
@@ -74,8 +83,10 @@ def _parts(params, state, u, *, d_inner, d_state, d_conv, dt_rank):
     B, C = x_db[:, dt_rank : dt_rank + d_state], x_db[:, dt_rank + d_state :]
     decay = anp.exp(dt[:, :, None] * -anp.exp(params["A_log"]))
     ssm = decay * ssm + (dt * x_c)[:, :, None] * B[:, None, :]
-    new = anp.concatenate([anp.reshape(window[:, :, 1:], (rows, d_inner * width)),
-                           anp.reshape(ssm, (rows, d_inner * d_state))], axis=1)
+    new = anp.concatenate(
+        [anp.reshape(window[:, :, 1:], (rows, d_inner * width)), anp.reshape(ssm, (rows, d_inner * d_state))],
+        axis=1,
+    )
     return new, x_c, C, z, decay
 
 
@@ -88,21 +99,46 @@ def _sizes(cell: Cell) -> dict[str, int]:
     return {k: cell.config[k] for k in ("d_inner", "d_state", "d_conv", "dt_rank")}
 
 
-def _build(params: Mapping[str, np.ndarray], d_model: int, d_inner: int, d_state: int, d_conv: int,
-           dt_rank: int, name: str | None, **extra) -> Cell:
+def _build(
+    params: Mapping[str, np.ndarray],
+    d_model: int,
+    d_inner: int,
+    d_state: int,
+    d_conv: int,
+    dt_rank: int,
+    name: str | None,
+    **extra,
+) -> Cell:
     sizes = {"d_inner": d_inner, "d_state": d_state, "d_conv": d_conv, "dt_rank": dt_rank}
     conv = d_inner * (d_conv - 1)
     components = {"ssm": np.arange(conv, conv + d_inner * d_state)}
     if conv:
         components = {"conv": np.arange(conv), **components}
     config = {"d_model": d_model, "inputs": d_model, **sizes, "linear": True, **extra}
-    return Cell(functools.partial(mamba_step, **sizes), params, conv + d_inner * d_state, d_model,
-                kind=KIND, components=components, config=config, name=name or KIND)
+    return Cell(
+        functools.partial(mamba_step, **sizes),
+        params,
+        conv + d_inner * d_state,
+        d_model,
+        kind=KIND,
+        components=components,
+        config=config,
+        name=name or KIND,
+    )
 
 
-def mamba(d_model: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
-          dt_rank: int | str = "auto", dt_min: float = 1e-3, dt_max: float = 1e-1,
-          seed: int = 0, name: str | None = None) -> Cell:
+def mamba(
+    d_model: int,
+    *,
+    d_state: int = 16,
+    d_conv: int = 4,
+    expand: int = 2,
+    dt_rank: int | str = "auto",
+    dt_min: float = 1e-3,
+    dt_max: float = 1e-1,
+    seed: int = 0,
+    name: str | None = None,
+) -> Cell:
     """A Mamba block's recurrence, initialised as ``mamba_ssm``'s ``Mamba`` module is.
 
     ``d_inner = expand * d_model``; ``dt_rank = ceil(d_model / 16)`` for ``"auto"``. Linear layers
@@ -134,8 +170,9 @@ def mamba(d_model: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
     dt_min = check_finite_float("dt_min", dt_min)
     dt_max = check_finite_float("dt_max", dt_max)
     if not 0 < dt_min <= dt_max:
-        raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min <= dt_max; got dt_min={dt_min}, "
-                         f"dt_max={dt_max}")
+        raise ValueError(
+            f"dt_min and dt_max must satisfy 0 < dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}"
+        )
     seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     d_inner = expand * d_model
@@ -143,8 +180,9 @@ def mamba(d_model: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
     def uniform(bound, shape):
         return rng.uniform(-bound, bound, size=shape)
 
-    dt = np.maximum(np.exp(rng.uniform(size=d_inner) * (np.log(dt_max) - np.log(dt_min))
-                           + np.log(dt_min)), 1e-4)
+    dt = np.maximum(
+        np.exp(rng.uniform(size=d_inner) * (np.log(dt_max) - np.log(dt_min)) + np.log(dt_min)), 1e-4
+    )
     params = {
         "in_proj.weight": uniform(d_model**-0.5, (2 * d_inner, d_model)),
         "conv1d.weight": uniform(d_conv**-0.5, (d_inner, 1, d_conv)),
@@ -156,8 +194,19 @@ def mamba(d_model: int, *, d_state: int = 16, d_conv: int = 4, expand: int = 2,
         "D": np.ones(d_inner),
         "out_proj.weight": uniform(d_inner**-0.5, (d_model, d_inner)),
     }
-    return _build(params, d_model, d_inner, d_state, d_conv, dt_rank, name, expand=expand,
-                  dt_min=dt_min, dt_max=dt_max, seed=seed)
+    return _build(
+        params,
+        d_model,
+        d_inner,
+        d_state,
+        d_conv,
+        dt_rank,
+        name,
+        expand=expand,
+        dt_min=dt_min,
+        dt_max=dt_max,
+        seed=seed,
+    )
 
 
 def _array(key: str, value: Any) -> np.ndarray:
@@ -166,8 +215,9 @@ def _array(key: str, value: Any) -> np.ndarray:
     return as_float_array(f"weights[{key!r}]", value)
 
 
-def mamba_from_state_dict(weights: Mapping[str, Any], *, prefix: str | None = None,
-                          name: str | None = None) -> Cell:
+def mamba_from_state_dict(
+    weights: Mapping[str, Any], *, prefix: str | None = None, name: str | None = None
+) -> Cell:
     """A Mamba cell from a ``mamba_ssm`` ``Mamba`` module's ``state_dict`` (tensors or arrays).
 
     Sizes are read off the arrays; ``prefix`` picks one block of a larger model
@@ -188,32 +238,49 @@ def mamba_from_state_dict(weights: Mapping[str, Any], *, prefix: str | None = No
     if prefix is not None:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a module name like 'layers.0.mixer'; got {prefix!r}")
-        weights = {k[len(prefix) + 1 :]: v for k, v in weights.items()
-                   if isinstance(k, str) and k.startswith(prefix + ".")}
+        weights = {
+            k[len(prefix) + 1 :]: v
+            for k, v in weights.items()
+            if isinstance(k, str) and k.startswith(prefix + ".")
+        }
     missing = [k for k in REQUIRED if k not in weights]
     unknown = sorted(str(k) for k in weights if k not in REQUIRED + OPTIONAL)
     if missing or unknown:
-        raise ValueError(f"a Mamba state_dict needs {list(REQUIRED)}; missing {missing}"
-                         + (f", unexpected {unknown} (choose one block with prefix=)" if unknown else ""))
+        raise ValueError(
+            f"a Mamba state_dict needs {list(REQUIRED)}; missing {missing}"
+            + (f", unexpected {unknown} (choose one block with prefix=)" if unknown else "")
+        )
     params = {k: _array(k, v) for k, v in weights.items()}
     w_in, conv, a_log = params["in_proj.weight"], params["conv1d.weight"], params["A_log"]
     if w_in.ndim != 2 or w_in.shape[0] % 2 or a_log.ndim != 2 or conv.ndim != 3:
-        raise ValueError(f"in_proj.weight must be (2 d_inner, d_model), A_log (d_inner, d_state), "
-                         f"conv1d.weight (d_inner, 1, d_conv); got {w_in.shape}, {a_log.shape}, "
-                         f"{conv.shape}")
+        raise ValueError(
+            f"in_proj.weight must be (2 d_inner, d_model), A_log (d_inner, d_state), "
+            f"conv1d.weight (d_inner, 1, d_conv); got {w_in.shape}, {a_log.shape}, "
+            f"{conv.shape}"
+        )
     d_inner, d_model = w_in.shape[0] // 2, w_in.shape[1]
     d_state, d_conv = a_log.shape[1], conv.shape[2]
     dt_rank = params["dt_proj.weight"].shape[-1] if params["dt_proj.weight"].ndim == 2 else -1
-    expected = {"in_proj.weight": (2 * d_inner, d_model), "in_proj.bias": (2 * d_inner,),
-                "conv1d.weight": (d_inner, 1, d_conv), "conv1d.bias": (d_inner,),
-                "x_proj.weight": (dt_rank + 2 * d_state, d_inner), "dt_proj.weight": (d_inner, dt_rank),
-                "dt_proj.bias": (d_inner,), "A_log": (d_inner, d_state), "D": (d_inner,),
-                "out_proj.weight": (d_model, d_inner), "out_proj.bias": (d_model,)}
+    expected = {
+        "in_proj.weight": (2 * d_inner, d_model),
+        "in_proj.bias": (2 * d_inner,),
+        "conv1d.weight": (d_inner, 1, d_conv),
+        "conv1d.bias": (d_inner,),
+        "x_proj.weight": (dt_rank + 2 * d_state, d_inner),
+        "dt_proj.weight": (d_inner, dt_rank),
+        "dt_proj.bias": (d_inner,),
+        "A_log": (d_inner, d_state),
+        "D": (d_inner,),
+        "out_proj.weight": (d_model, d_inner),
+        "out_proj.bias": (d_model,),
+    }
     for key, arr in params.items():
         if arr.shape != expected[key] or min(expected[key]) < 1:
-            raise ValueError(f"weights[{key!r}] must have shape {expected[key]} (d_model={d_model}, "
-                             f"d_inner={d_inner}, d_state={d_state}, d_conv={d_conv}, read off "
-                             f"in_proj, A_log and conv1d); got {arr.shape}")
+            raise ValueError(
+                f"weights[{key!r}] must have shape {expected[key]} (d_model={d_model}, "
+                f"d_inner={d_inner}, d_state={d_state}, d_conv={d_conv}, read off "
+                f"in_proj, A_log and conv1d); got {arr.shape}"
+            )
     return _build(params, d_model, d_inner, d_state, d_conv, dt_rank, name)
 
 
@@ -249,10 +316,12 @@ def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     # Buffer before each step: the last `width` values of x, h0's buffer before the first input.
     start = np.moveaxis(h0[:, : d_inner * width].reshape(B, d_inner, width), 2, 0)
     history = np.concatenate([start, x], axis=0)  # (width + T, B, d_inner)
-    buffers = np.stack([history[k : k + T] for k in range(width)] or [np.empty((T, B, d_inner, 0))],
-                       axis=-1)  # (T, B, d_inner, width); no buffer when d_conv = 1
-    rows = np.concatenate([buffers.reshape(T * B, d_inner * width),
-                           np.zeros((T * B, d_inner * sizes["d_state"]))], 1)
+    buffers = np.stack(
+        [history[k : k + T] for k in range(width)] or [np.empty((T, B, d_inner, 0))], axis=-1
+    )  # (T, B, d_inner, width); no buffer when d_conv = 1
+    rows = np.concatenate(
+        [buffers.reshape(T * B, d_inner * width), np.zeros((T * B, d_inner * sizes["d_state"]))], 1
+    )
     new, _, _, _, decay = _parts(p, rows, xs.reshape(T * B, -1), **sizes)
     # The step from a zero SSM state is b_t; every (T * B) row is one step, all at once.
     return decay.reshape(T, B, -1), new[:, d_inner * width :].reshape(T, B, -1)

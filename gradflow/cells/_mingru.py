@@ -77,9 +77,17 @@ def _random(kind: str, hidden: int, inputs: int, seed: int, name: str | None) ->
         params[f"weight_{gate}"] = rng.uniform(-bound, bound, size=(hidden, inputs))
         params[f"bias_{gate}"] = rng.uniform(-bound, bound, size=hidden)
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "seed": seed}
-    return Cell(_STEPS[kind], params, hidden, inputs, kind=kind,
-                components={"h": np.arange(hidden)}, config=config, name=name or kind,
-                stacked_tangents=True)  # the state passes through diagonal_update only
+    return Cell(
+        _STEPS[kind],
+        params,
+        hidden,
+        inputs,
+        kind=kind,
+        components={"h": np.arange(hidden)},
+        config=config,
+        name=name or kind,
+        stacked_tangents=True,
+    )  # the state passes through diagonal_update only
 
 
 def mingru(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None) -> Cell:

@@ -46,8 +46,9 @@ def slstm_step(params, state, x):
     return anp.concatenate([act.sigmoid(o_raw) * c_new / n_new, c_new, n_new, m_new], axis=1)
 
 
-def slstm(hidden: int, inputs: int, *, recurrent_init: str = "zeros", seed: int = 0,
-          name: str | None = None) -> Cell:
+def slstm(
+    hidden: int, inputs: int, *, recurrent_init: str = "zeros", seed: int = 0, name: str | None = None
+) -> Cell:
     """An sLSTM cell (xLSTM), one head, initialised as the reference does.
 
     ``weight_ih`` (4N, D) and ``weight_hh`` (4N, N) hold the gates in the reference's order
@@ -80,5 +81,13 @@ def slstm(hidden: int, inputs: int, *, recurrent_init: str = "zeros", seed: int 
     params = {"weight_ih": w_ih, "weight_hh": w_hh, "bias": bias}
     components = {part: np.arange(k * hidden, (k + 1) * hidden) for k, part in enumerate("hcnm")}
     config = {"hidden": hidden, "inputs": inputs, "recurrent_init": recurrent_init, "seed": seed}
-    return Cell(slstm_step, params, 4 * hidden, inputs, kind=KIND, components=components,
-                config=config, name=name or KIND)
+    return Cell(
+        slstm_step,
+        params,
+        4 * hidden,
+        inputs,
+        kind=KIND,
+        components=components,
+        config=config,
+        name=name or KIND,
+    )

@@ -48,8 +48,15 @@ def s4d_step(params, state, x):
     return diagonal_step(*discretise(params), state, x)
 
 
-def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1, seed: int = 0,
-        name: str | None = None) -> Cell:
+def s4d(
+    hidden: int,
+    inputs: int,
+    *,
+    dt_min: float = 1e-3,
+    dt_max: float = 1e-1,
+    seed: int = 0,
+    name: str | None = None,
+) -> Cell:
     """A diagonal state-space layer: S4D-Lin ``A``, zero-order hold with a learned step.
 
     ``A_n = -1/2 + i pi n`` (n = 0..N-1), ``log_dt`` uniform in ``[log dt_min, log dt_max]``,
@@ -83,8 +90,9 @@ def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
     dt_min = check_finite_float("dt_min", dt_min)
     dt_max = check_finite_float("dt_max", dt_max)
     if not 0 < dt_min <= dt_max:
-        raise ValueError(f"dt_min and dt_max must satisfy 0 < dt_min <= dt_max; got dt_min={dt_min}, "
-                         f"dt_max={dt_max}")
+        raise ValueError(
+            f"dt_min and dt_max must satisfy 0 < dt_min <= dt_max; got dt_min={dt_min}, dt_max={dt_max}"
+        )
     seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     params = {
@@ -97,11 +105,26 @@ def s4d(hidden: int, inputs: int, *, dt_min: float = 1e-3, dt_max: float = 1e-1,
         "C_im": rng.normal(size=(inputs, hidden)) / np.sqrt(hidden),
         "D": rng.normal(size=inputs),
     }
-    config = {"hidden": hidden, "inputs": inputs, "linear": True, "complex": True,
-              "dt_min": dt_min, "dt_max": dt_max, "seed": seed}
-    return Cell(s4d_step, params, 2 * hidden, inputs, kind=KIND,
-                components={"h": np.arange(2 * hidden)}, config=config, name=name or KIND,
-                stacked_tangents=True)
+    config = {
+        "hidden": hidden,
+        "inputs": inputs,
+        "linear": True,
+        "complex": True,
+        "dt_min": dt_min,
+        "dt_max": dt_max,
+        "seed": seed,
+    }
+    return Cell(
+        s4d_step,
+        params,
+        2 * hidden,
+        inputs,
+        kind=KIND,
+        components={"h": np.arange(2 * hidden)},
+        config=config,
+        name=name or KIND,
+        stacked_tangents=True,
+    )
 
 
 def outputs(cell: Cell, states: np.ndarray, xs: np.ndarray) -> np.ndarray:

@@ -26,6 +26,19 @@ from ._registry import CellKind, cell_kind, cell_kinds, register_cell_kind, unre
 from ._threads import blas_threads, set_blas_threads
 from ._version import read_version
 
-__all__ = ["CellKind", "FrameView", "Options", "blas_threads", "cell_kind", "cell_kinds",
-           "deprecated_spellings", "options", "probe", "read_version", "register_cell_kind",
-           "renamed_attribute", "set_blas_threads", "unregister_cell_kind"]
+__all__ = [
+    "CellKind",
+    "FrameView",
+    "Options",
+    "blas_threads",
+    "cell_kind",
+    "cell_kinds",
+    "deprecated_spellings",
+    "options",
+    "probe",
+    "read_version",
+    "register_cell_kind",
+    "renamed_attribute",
+    "set_blas_threads",
+    "unregister_cell_kind",
+]

@@ -68,12 +68,7 @@ def linear(a):
     return a
 
 
-ACTIVATIONS: dict[str, Callable] = {
-    "tanh": tanh,
-    "relu": relu,
-    "sigmoid": sigmoid,
-    "linear": linear,
-}
+ACTIVATIONS: dict[str, Callable] = {"tanh": tanh, "relu": relu, "sigmoid": sigmoid, "linear": linear}
 
 # Bound gamma on |phi'| (Pascanu et al. 2013): 1 for tanh, 1/4 for the logistic.
 DERIVATIVE_BOUND: dict[str, float] = {"tanh": 1.0, "relu": 1.0, "sigmoid": 0.25, "linear": 1.0}

@@ -22,8 +22,9 @@ SINCE, UNTIL = "0.3.0", "0.4.0"
 _LEADING = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
-def deprecated_spellings(*, positional: Sequence[str] = (),
-                         renamed: Mapping[str, str] | None = None) -> Callable[[F], F]:
+def deprecated_spellings(
+    *, positional: Sequence[str] = (), renamed: Mapping[str, str] | None = None
+) -> Callable[[F], F]:
     """Accept a function's old spellings for one release, each with a `DeprecationWarning`.
 
     Parameters
@@ -74,8 +75,10 @@ def deprecated_spellings(*, positional: Sequence[str] = (),
                 for arg in moved:
                     if arg in kwargs:
                         raise TypeError(f"{name}() got multiple values for argument {arg!r}")
-                _warn(f"{name}(..., {', '.join(moved)}) is deprecated since gradflow {SINCE}; write "
-                      f"{name}(..., {', '.join(f'{a}=...' for a in moved)})")
+                _warn(
+                    f"{name}(..., {', '.join(moved)}) is deprecated since gradflow {SINCE}; write "
+                    f"{name}(..., {', '.join(f'{a}=...' for a in moved)})"
+                )
                 kwargs.update(zip(moved, args[leading:], strict=True))
                 args = args[:leading]
             for old, new in renamed.items():

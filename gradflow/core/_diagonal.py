@@ -27,14 +27,18 @@ def diagonal_update(a, h, b):
     return a * h + b
 
 
-defvjp(diagonal_update,
-       lambda ans, a, h, b: lambda g: _unbroadcast(g * h, np.shape(a), ans.ndim),
-       lambda ans, a, h, b: lambda g: g * a,
-       lambda ans, a, h, b: lambda g: _unbroadcast(g, np.shape(b), ans.ndim))
-defjvp(diagonal_update,
-       lambda g, ans, a, h, b: g * h,
-       lambda g, ans, a, h, b: g * a,
-       lambda g, ans, a, h, b: np.broadcast_to(g, np.broadcast_shapes(np.shape(g), ans.shape)))
+defvjp(
+    diagonal_update,
+    lambda ans, a, h, b: lambda g: _unbroadcast(g * h, np.shape(a), ans.ndim),
+    lambda ans, a, h, b: lambda g: g * a,
+    lambda ans, a, h, b: lambda g: _unbroadcast(g, np.shape(b), ans.ndim),
+)
+defjvp(
+    diagonal_update,
+    lambda g, ans, a, h, b: g * h,
+    lambda g, ans, a, h, b: g * a,
+    lambda g, ans, a, h, b: np.broadcast_to(g, np.broadcast_shapes(np.shape(g), ans.shape)),
+)
 
 
 def _complex_times(a_re, a_im, v):
@@ -74,8 +78,10 @@ def _complex_diagonal_vjp(argnums, ans, args, kwargs):
 
 
 defvjp_argnums(complex_diagonal_update, _complex_diagonal_vjp)
-defjvp(complex_diagonal_update,
-       lambda g, ans, a_re, a_im, h, b: _complex_times(g, np.zeros_like(g), h),
-       lambda g, ans, a_re, a_im, h, b: _complex_times(np.zeros_like(g), g, h),
-       lambda g, ans, a_re, a_im, h, b: _complex_times(a_re, a_im, g),
-       lambda g, ans, a_re, a_im, h, b: np.broadcast_to(g, np.broadcast_shapes(np.shape(g), ans.shape)))
+defjvp(
+    complex_diagonal_update,
+    lambda g, ans, a_re, a_im, h, b: _complex_times(g, np.zeros_like(g), h),
+    lambda g, ans, a_re, a_im, h, b: _complex_times(np.zeros_like(g), g, h),
+    lambda g, ans, a_re, a_im, h, b: _complex_times(a_re, a_im, g),
+    lambda g, ans, a_re, a_im, h, b: np.broadcast_to(g, np.broadcast_shapes(np.shape(g), ans.shape)),
+)

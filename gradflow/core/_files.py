@@ -79,8 +79,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{_HOST}-{os.getpid()}-",
-                               suffix=os.path.splitext(path)[1], dir=folder)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f"{TMP_PREFIX}{_HOST}-{os.getpid()}-", suffix=os.path.splitext(path)[1], dir=folder
+    )
     os.close(fd)
     try:
         yield tmp

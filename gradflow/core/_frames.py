@@ -47,7 +47,11 @@ class FrameView:
         if frame is None or name.startswith("_") or not hasattr(frame, name):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         if name not in frame.columns and name not in ("loc", "iloc", "columns"):
-            warnings.warn(f"{type(self).__name__}.{name} is deprecated since gradflow 0.3.0 ("
-                          f"{type(self).__name__} is no longer a DataFrame); write .frame.{name} (the "
-                          f"old spelling stops working in 0.4.0)", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f"{type(self).__name__}.{name} is deprecated since gradflow 0.3.0 ("
+                f"{type(self).__name__} is no longer a DataFrame); write .frame.{name} (the "
+                f"old spelling stops working in 0.4.0)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         return getattr(frame, name)

@@ -15,8 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 # Shared with the matplotlib plots (gradflow.core._plot), so a badge and a line agree in colour.
-REGIME_COLORS = {"vanishing": "#3b6fb6", "neutral": "#6b6b6b", "exploding": "#c0503a",
-                 "inconclusive": "#a0a0a0"}
+REGIME_COLORS = {
+    "vanishing": "#3b6fb6",
+    "neutral": "#6b6b6b",
+    "exploding": "#c0503a",
+    "inconclusive": "#a0a0a0",
+}
 MAX_POINTS = 300  # a sparkline never needs more vertices than it has pixels
 MAX_DOT_LABELS = 12  # dots with labels get them written beside them up to this many (else tooltips)
 
@@ -52,9 +56,10 @@ def cell(value: object) -> str:
 
 def contrast_ratio(a: str, b: str) -> float:
     """WCAG 2 contrast ratio of two ``#rrggbb`` (or ``#rgb``) colours (1 to 21; text wants >= 4.5)."""
+
     def luminance(colour: str) -> float:
         digits = colour[1:] if len(colour) == 7 else "".join(c * 2 for c in colour[1:])  # #rgb too
-        channels = [int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+        channels = [int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4)]
         r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
         return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -73,18 +78,26 @@ def badge(regime: str | None, text: str | None = None) -> Raw:
     key = regime if regime in REGIME_COLORS else "inconclusive"
     label = text if text is not None else (regime or "inconclusive")
     background = REGIME_COLORS[key]
-    return Raw(f'<span style="background:{background};color:{text_colour_on(background)};border-radius:0.7em;'
-               f'padding:0.05em 0.6em;font-size:0.85em;white-space:nowrap">{esc(label)}</span>')
+    return Raw(
+        f'<span style="background:{background};color:{text_colour_on(background)};border-radius:0.7em;'
+        f'padding:0.05em 0.6em;font-size:0.85em;white-space:nowrap">{esc(label)}</span>'
+    )
 
 
-def table(rows: Iterable[Sequence[object]], header: Sequence[object] | None = None,
-          bold: Iterable[bool] | None = None) -> Raw:
+def table(
+    rows: Iterable[Sequence[object]],
+    header: Sequence[object] | None = None,
+    bold: Iterable[bool] | None = None,
+) -> Raw:
     """An HTML table; two-column rows without a header read as ``key | value``."""
     rows = [list(r) for r in rows]
     weights = list(bold) if bold is not None else [False] * len(rows)
     style = "text-align:left;padding:0.1em 0.6em;vertical-align:top"
-    head = ("<thead><tr>" + "".join(f'<th style="{style}">{cell(h)}</th>' for h in header)
-            + "</tr></thead>") if header else ""
+    head = (
+        ("<thead><tr>" + "".join(f'<th style="{style}">{cell(h)}</th>' for h in header) + "</tr></thead>")
+        if header
+        else ""
+    )
     body = []
     for row, strong in zip(rows, weights, strict=True):
         lead = "th" if header is None else "td"
@@ -92,14 +105,23 @@ def table(rows: Iterable[Sequence[object]], header: Sequence[object] | None = No
         cells += [f'<td style="{style}">{cell(v)}</td>' for v in row[1:]]
         weight = ' style="font-weight:bold"' if strong else ""
         body.append(f"<tr{weight}>{''.join(cells)}</tr>")
-    return Raw(f'<table style="border-collapse:collapse;margin:0">{head}<tbody>{"".join(body)}'
-               f"</tbody></table>")
+    return Raw(
+        f'<table style="border-collapse:collapse;margin:0">{head}<tbody>{"".join(body)}</tbody></table>'
+    )
 
 
-def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
-         regime: str | bool | None = False, figure: Raw | None = None, note: str | None = None,
-         header: Sequence[object] | None = None, bold: Iterable[bool] | None = None,
-         badge_text: str | None = None) -> str:
+def card(
+    title: str,
+    subject: str | None,
+    rows: Iterable[Sequence[object]],
+    *,
+    regime: str | bool | None = False,
+    figure: Raw | None = None,
+    note: str | None = None,
+    header: Sequence[object] | None = None,
+    bold: Iterable[bool] | None = None,
+    badge_text: str | None = None,
+) -> str:
     """A result's whole HTML: title, subject, badge (``regime=False``: none; ``badge_text`` in place
     of the regime's name), table, figure, note."""
     top = f"<b>{esc(title)}</b>"
@@ -108,12 +130,13 @@ def card(title: str, subject: str | None, rows: Iterable[Sequence[object]], *,
     if regime is not False:
         top += " " + badge(regime if isinstance(regime, str) else None, badge_text)
     side = f'<div style="flex:0 0 auto">{cell(figure)}</div>' if figure else ""  # escaped unless Raw
-    foot = (f'<div style="color:{MUTED};font-size:0.85em;margin-top:0.3em">{esc(note)}</div>'
-            if note else "")
-    return (f'<div style="font-family:inherit;line-height:1.35">'
-            f'<div style="margin-bottom:0.3em">{top}</div>'
-            f'<div style="display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start">'
-            f"<div>{table(rows, header, bold)}</div>{side}</div>{foot}</div>")
+    foot = f'<div style="color:{MUTED};font-size:0.85em;margin-top:0.3em">{esc(note)}</div>' if note else ""
+    return (
+        f'<div style="font-family:inherit;line-height:1.35">'
+        f'<div style="margin-bottom:0.3em">{top}</div>'
+        f'<div style="display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start">'
+        f"<div>{table(rows, header, bold)}</div>{side}</div>{foot}</div>"
+    )
 
 
 def number(value: float, fmt: str = "+.4g", unit: str = "") -> str:
@@ -151,10 +174,20 @@ def _fmt(v: float, span: float = 1.0) -> str:
     return f"{0.0 if abs(v) < 1e-9 * max(abs(span), 1e-300) else v:.3g}"
 
 
-def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 260, height: int = 120,
-          hlines: Sequence[float] = (), vlines: Sequence[float] = (),
-          band: tuple[float, float] | None = None, vertical_band: bool = False,
-          unit_circle: bool = False, yticks: bool = True) -> Raw:
+def chart(
+    series: Sequence[Series],
+    *,
+    xlabel: str,
+    ylabel: str,
+    width: int = 260,
+    height: int = 120,
+    hlines: Sequence[float] = (),
+    vlines: Sequence[float] = (),
+    band: tuple[float, float] | None = None,
+    vertical_band: bool = False,
+    unit_circle: bool = False,
+    yticks: bool = True,
+) -> Raw:
     """A small SVG chart with the data's ranges written on its axes, in the theme's colours.
 
     ``band`` shades a range of y (x when ``vertical_band``), e.g. the neutral band of rates; it is
@@ -223,11 +256,15 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
             parts.append(f'<rect x="{left}" y="{a:.1f}" width="{w}" height="{b - a:.1f}" {shade}/>')
     for v in hlines:
         if y0 <= v <= y1:
-            parts.append(f'<line x1="{left}" x2="{left + w}" y1="{py(v):.1f}" y2="{py(v):.1f}" '
-                         f'style="stroke:{GUIDE}" stroke-width="0.8"/>')
+            parts.append(
+                f'<line x1="{left}" x2="{left + w}" y1="{py(v):.1f}" y2="{py(v):.1f}" '
+                f'style="stroke:{GUIDE}" stroke-width="0.8"/>'
+            )
     for v in vlines:
-        parts.append(f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + h}" '
-                     f'style="stroke:{INK}" stroke-width="1.2" stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{px(v):.1f}" x2="{px(v):.1f}" y1="{top}" y2="{top + h}" '
+            f'style="stroke:{INK}" stroke-width="1.2" stroke-dasharray="4 3"/>'
+        )
     text = f'font-size="9" font-family="sans-serif" style="fill:{INK}"'
     labelled = sum(len(s.x) for s in dots if s.labels is not None) <= MAX_DOT_LABELS
     for s, x, y in zip(series, xs, ys, strict=True):
@@ -236,15 +273,24 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
             ok = np.isfinite(x) & np.isfinite(y)
             labels = s.labels if s.labels is not None else [""] * len(x)
             tips = s.tips if s.tips is not None else labels
-            for xi, yi, label, tip in zip(px(x[ok]), py(y[ok]), np.asarray(labels, dtype=object)[ok],
-                                          np.asarray(tips, dtype=object)[ok], strict=True):
+            for xi, yi, label, tip in zip(
+                px(x[ok]),
+                py(y[ok]),
+                np.asarray(labels, dtype=object)[ok],
+                np.asarray(tips, dtype=object)[ok],
+                strict=True,
+            ):
                 title = f"<title>{esc(tip)}</title>" if tip else ""
-                parts.append(f'<circle cx="{xi:.1f}" cy="{yi:.1f}" r="{radius}" style="fill:{color}" '
-                             f'fill-opacity="{0.6 if many else 0.85}">{title}</circle>')
+                parts.append(
+                    f'<circle cx="{xi:.1f}" cy="{yi:.1f}" r="{radius}" style="fill:{color}" '
+                    f'fill-opacity="{0.6 if many else 0.85}">{title}</circle>'
+                )
                 if label and labelled:  # beside the dot, on the side with more room
                     east = xi < left + w / 2
-                    parts.append(f'<text x="{xi + (5 if east else -5):.1f}" y="{yi + 3:.1f}" '
-                                 f'text-anchor="{"start" if east else "end"}" {text}>{esc(label)}</text>')
+                    parts.append(
+                        f'<text x="{xi + (5 if east else -5):.1f}" y="{yi + 3:.1f}" '
+                        f'text-anchor="{"start" if east else "end"}" {text}>{esc(label)}</text>'
+                    )
             continue
         x, y = _thin(x, y)
         ok = np.isfinite(x) & np.isfinite(y)
@@ -257,29 +303,40 @@ def chart(series: Sequence[Series], *, xlabel: str, ylabel: str, width: int = 26
                 pen = "M"  # a gap where the value is not finite (an exact zero: ln = -inf)
         dash = ' stroke-dasharray="4 3"' if s.kind == "dash" else ""
         if path:
-            parts.append(f'<path d="{" ".join(path)}" fill="none" style="stroke:{color}" '
-                         f'stroke-width="1.5"{dash}/>')
+            parts.append(
+                f'<path d="{" ".join(path)}" fill="none" style="stroke:{color}" stroke-width="1.5"{dash}/>'
+            )
     if unit_circle:  # over the points: a dense spectrum must not hide it
-        parts.append(f'<ellipse cx="{px(0):.1f}" cy="{py(0):.1f}" rx="{px(1) - px(0):.1f}" '
-                     f'ry="{py(0) - py(1):.1f}" fill="none" style="stroke:{INK}" stroke-opacity="0.7" '
-                     f'stroke-width="1" stroke-dasharray="3 2"/>')
+        parts.append(
+            f'<ellipse cx="{px(0):.1f}" cy="{py(0):.1f}" rx="{px(1) - px(0):.1f}" '
+            f'ry="{py(0) - py(1):.1f}" fill="none" style="stroke:{INK}" stroke-opacity="0.7" '
+            f'stroke-width="1" stroke-dasharray="3 2"/>'
+        )
     yspan, xspan = (yhi - ylo), (xhi - xlo)
     if yticks:  # off where y is only a row number
-        parts += [f'<text x="{left - 3}" y="{py(v) + 3:.1f}" text-anchor="end" {text}>'
-                  f"{esc(_fmt(v, yspan))}</text>" for v in (yhi, ylo)]
-    parts += [f'<text x="{left}" y="{top + h + 11}" {text}>{esc(_fmt(xlo, xspan))}</text>',
-              f'<text x="{left + w}" y="{top + h + 11}" text-anchor="end" {text}>'
-              f"{esc(_fmt(xhi, xspan))}</text>",
-              f'<text x="{left + w / 2:.0f}" y="{height - 3}" text-anchor="middle" {text}>'
-              f"{esc(xlabel)}</text>",
-              f'<text x="9" y="{top + h / 2:.0f}" text-anchor="middle" {text} '
-              f'transform="rotate(-90 9 {top + h / 2:.0f})">{esc(ylabel)}</text>']
-    return Raw(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-               f'viewBox="0 0 {width} {height}" role="img" class="gradflow-chart">{"".join(parts)}</svg>')
+        parts += [
+            f'<text x="{left - 3}" y="{py(v) + 3:.1f}" text-anchor="end" {text}>{esc(_fmt(v, yspan))}</text>'
+            for v in (yhi, ylo)
+        ]
+    parts += [
+        f'<text x="{left}" y="{top + h + 11}" {text}>{esc(_fmt(xlo, xspan))}</text>',
+        f'<text x="{left + w}" y="{top + h + 11}" text-anchor="end" {text}>{esc(_fmt(xhi, xspan))}</text>',
+        f'<text x="{left + w / 2:.0f}" y="{height - 3}" text-anchor="middle" {text}>{esc(xlabel)}</text>',
+        f'<text x="9" y="{top + h / 2:.0f}" text-anchor="middle" {text} '
+        f'transform="rotate(-90 9 {top + h / 2:.0f})">{esc(ylabel)}</text>',
+    ]
+    return Raw(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" class="gradflow-chart">{"".join(parts)}</svg>'
+    )
 
 
 def indexed(values: np.ndarray, ylabel: str, color: str = "#3b6fb6") -> Raw:
     """Values against their index 1..k, joined dots, beside zero (spectra of exponents)."""
     idx = np.arange(1, len(values) + 1)
-    return chart([Series(idx, values, color), Series(idx, values, color, "dot")],
-                 xlabel="index i", ylabel=ylabel, hlines=[0.0])
+    return chart(
+        [Series(idx, values, color), Series(idx, values, color, "dot")],
+        xlabel="index i",
+        ylabel=ylabel,
+        hlines=[0.0],
+    )

@@ -49,13 +49,16 @@ def lstm_jacobians(params, h, x, activation=None, out=None):
     gi = affine(x, params["weight_ih_l0"], params["bias_ih_l0"] + params["bias_hh_l0"])
     hh, c = h[:, :n], h[:, n:]
     (pi, pf, pg, po), (i, f, g, o), c_new = lstm_parts(affine(hh, Wh, gi), c)
-    dc_dh = (_rows_times(g * logistic_prime(pi), Wh[:n])
-             + _rows_times(c * logistic_prime(pf), Wh[n : 2 * n])
-             + _rows_times(i * sech2(pg), Wh[2 * n : 3 * n]))
+    dc_dh = (
+        _rows_times(g * logistic_prime(pi), Wh[:n])
+        + _rows_times(c * logistic_prime(pf), Wh[n : 2 * n])
+        + _rows_times(i * sech2(pg), Wh[2 * n : 3 * n])
+    )
     out_gain = o * sech2(c_new)
     J = np.zeros((h.shape[0], 2 * n, 2 * n))
-    J[:, :n, :n] = out_gain[:, :, None] * dc_dh + _rows_times(np.tanh(c_new) * logistic_prime(po),
-                                                              Wh[3 * n :])
+    J[:, :n, :n] = out_gain[:, :, None] * dc_dh + _rows_times(
+        np.tanh(c_new) * logistic_prime(po), Wh[3 * n :]
+    )
     J[:, n:, :n] = dc_dh
     idx = np.arange(n)
     J[:, idx, n + idx] = out_gain * f
@@ -71,9 +74,11 @@ def gru_jacobians(params, h, x, activation=None, out=None):
     gh = affine(h, Wh, params["bias_hh_l0"])
     pr, pz, r, z, an, nn = gru_parts(gi, gh, h)
     d_an = (1.0 - z) * sech2(an)
-    J = (_rows_times((h - nn) * logistic_prime(pz), Wh[n : 2 * n])
-         + _rows_times(d_an * gh[:, 2 * n :] * logistic_prime(pr), Wh[:n])
-         + _rows_times(d_an * r, Wh[2 * n :]))
+    J = (
+        _rows_times((h - nn) * logistic_prime(pz), Wh[n : 2 * n])
+        + _rows_times(d_an * gh[:, 2 * n :] * logistic_prime(pr), Wh[:n])
+        + _rows_times(d_an * r, Wh[2 * n :])
+    )
     idx = np.arange(n)
     J[:, idx, idx] += z
     return J
@@ -110,8 +115,10 @@ def lstm_terms(params, h, x, activation=None):
     # h' rows and c' rows: the gates i, f, g reach h through c' (times o sech^2 c').
     through_c = [g * logistic_prime(pi), c * logistic_prime(pf), i * sech2(pg)]
     scales = [np.concatenate([out_gain * s, s], axis=1) for s in through_c]
-    scales += [np.concatenate([np.tanh(c_new) * logistic_prime(po), zero], axis=1),
-               np.concatenate([out_gain * f, f], axis=1)]
+    scales += [
+        np.concatenate([np.tanh(c_new) * logistic_prime(po), zero], axis=1),
+        np.concatenate([out_gain * f, f], axis=1),
+    ]
     bases = np.zeros((5, 2 * n, 2 * n))
     for k in range(3):
         bases[k, :n, :n] = bases[k, n:, :n] = Wh[k * n : (k + 1) * n]
@@ -129,8 +136,9 @@ def gru_terms(params, h, x, activation=None):
     pr, pz, r, z, an, nn = gru_parts(gi, gh, h)
     d_an = (1.0 - z) * sech2(an)
     bases = np.stack([Wh[:n], Wh[n : 2 * n], Wh[2 * n :], np.eye(n)])
-    scales = np.stack([d_an * gh[:, 2 * n :] * logistic_prime(pr), (h - nn) * logistic_prime(pz),
-                       d_an * r, z], axis=1)
+    scales = np.stack(
+        [d_an * gh[:, 2 * n :] * logistic_prime(pr), (h - nn) * logistic_prime(pz), d_an * r, z], axis=1
+    )
     return bases, scales
 
 

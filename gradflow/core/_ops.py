@@ -87,8 +87,11 @@ def _affine_vjp(argnums, ans, args, kwargs):
             if i == 0:
                 out.append(_rows(np.matmul(_groups(g, W.shape[0]), W)) if grouped else g @ W)
             elif i == 1:
-                out.append(np.matmul(np.swapaxes(_groups(g, W.shape[0]), -1, -2),
-                                     _groups(x, W.shape[0])) if grouped else g.T @ x)
+                out.append(
+                    np.matmul(np.swapaxes(_groups(g, W.shape[0]), -1, -2), _groups(x, W.shape[0]))
+                    if grouped
+                    else g.T @ x
+                )
             elif np.ndim(b) == 3:
                 out.append(_groups(g, W.shape[0]).sum(axis=1, keepdims=True))
             else:
@@ -140,8 +143,12 @@ def _lstm_gates(pre, c):
         _HALVES[n] = np.repeat([0.5, 0.5, 1.0, 0.5], n)
     half = pre * _HALVES[n]
     t = np.tanh(half)
-    i, f, g, o = 0.5 * (1.0 + t[..., :n]), 0.5 * (1.0 + t[..., n : 2 * n]), t[..., 2 * n : 3 * n], \
-        0.5 * (1.0 + t[..., 3 * n :])
+    i, f, g, o = (
+        0.5 * (1.0 + t[..., :n]),
+        0.5 * (1.0 + t[..., n : 2 * n]),
+        t[..., 2 * n : 3 * n],
+        0.5 * (1.0 + t[..., 3 * n :]),
+    )
     return half, (i, f, g, o), f * c + i * g
 
 
@@ -167,8 +174,19 @@ def lstm_local(pre, c):
     half, (i, f, g, o), c_new = _lstm_gates(pre, c)
     tc = np.tanh(c_new)
     s = sech2(half)  # one call for the gates: logistic'(a) = sech^2(a/2) / 4 (`logistic_prime`)
-    local = (g, 0.25 * s[..., :n], c, 0.25 * s[..., n : 2 * n], i, s[..., 2 * n : 3 * n], tc,
-             0.25 * s[..., 3 * n :], o, sech2(c_new), f)
+    local = (
+        g,
+        0.25 * s[..., :n],
+        c,
+        0.25 * s[..., n : 2 * n],
+        i,
+        s[..., 2 * n : 3 * n],
+        tc,
+        0.25 * s[..., 3 * n :],
+        o,
+        sech2(c_new),
+        f,
+    )
     return o * tc, c_new, local
 
 
@@ -195,8 +213,11 @@ def _lstm_vjp(argnums, ans, args, kwargs):
 def _lstm_jvp_pre(P, ans, pre, c):
     n = c.shape[-1]
     (pi, pf, pg, po), (i, _, g, o), c_new = lstm_parts(pre, c)
-    dc = (logistic_prime(pf) * P[..., n : 2 * n] * c + logistic_prime(pi) * P[..., :n] * g
-          + i * sech2(pg) * P[..., 2 * n : 3 * n])
+    dc = (
+        logistic_prime(pf) * P[..., n : 2 * n] * c
+        + logistic_prime(pi) * P[..., :n] * g
+        + i * sech2(pg) * P[..., 2 * n : 3 * n]
+    )
     dh = logistic_prime(po) * P[..., 3 * n :] * np.tanh(c_new) + o * sech2(c_new) * dc
     return _concat([dh, dc])
 
@@ -287,8 +308,9 @@ def _take_vjp(ans, x, start, stop):
     def vjp(g):
         if isinstance(g, Box):  # differentiated again: zeros around g, traced
             lead = g.shape[:-1]
-            return anp.concatenate([np.zeros((*lead, start)), g,
-                                    np.zeros((*lead, x.shape[-1] - stop))], axis=-1)
+            return anp.concatenate(
+                [np.zeros((*lead, start)), g, np.zeros((*lead, x.shape[-1] - stop))], axis=-1
+            )
         out = np.zeros(g.shape[:-1] + x.shape[-1:])
         out[..., start:stop] = g
         return out

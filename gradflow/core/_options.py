@@ -90,9 +90,14 @@ def options(*, quick: bool | None = None, progress: bool | None = None) -> Optio
     True
     """
     global _current
-    changes = {name: value for name, value in (("quick", _check_flag("quick", quick)),
-                                               ("progress", _check_flag("progress", progress)))
-               if value is not None}
+    changes = {
+        name: value
+        for name, value in (
+            ("quick", _check_flag("quick", quick)),
+            ("progress", _check_flag("progress", progress)),
+        )
+        if value is not None
+    }
     before = _current
     _current = replace(_current, **changes)
     object.__setattr__(_current, "_before", before)  # what a ``with`` block restores
@@ -132,6 +137,14 @@ def progress_bar(total: int | None, desc: str, unit: str, progress: bool | None,
 
     # leave=False: a finished bar goes away, so a study calling gf.train a hundred times leaves
     # no hundred lines behind.
-    return tqdm(total=total, desc=desc, unit=unit, disable=not resolve_progress(progress),
-                delay=PROGRESS_DELAY, file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
-
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=not resolve_progress(progress),
+        delay=PROGRESS_DELAY,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+        **kwargs,
+    )

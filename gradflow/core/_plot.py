@@ -30,8 +30,15 @@ def regime_color(regime: str | None) -> str:
 def unit_circle(ax):
     """The complex plane's frame: the unit circle (|lambda| = 1), both axes, equal scales."""
     theta = np.linspace(0.0, 2.0 * np.pi, 361)
-    ax.plot(np.cos(theta), np.sin(theta), color="0.45", linewidth=1.0, linestyle="--",
-            label="unit circle", gid="unit-circle")
+    ax.plot(
+        np.cos(theta),
+        np.sin(theta),
+        color="0.45",
+        linewidth=1.0,
+        linestyle="--",
+        label="unit circle",
+        gid="unit-circle",
+    )
     ax.axhline(0.0, color="0.8", linewidth=0.6, zorder=0)
     ax.axvline(0.0, color="0.8", linewidth=0.6, zorder=0)
     ax.set_aspect("equal", adjustable="datalim")

@@ -22,9 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from autograd.extend import defvjp, primitive
 
-_ACTIVE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
-    "gradflow_probes", default=None
-)
+_ACTIVE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("gradflow_probes", default=None)
 
 
 def log_row_norms(g: np.ndarray) -> np.ndarray:
@@ -82,8 +80,10 @@ class StateRecorder:
             unit = g / np.sqrt(sq)[:, None]
         else:
             if not np.all(np.isfinite(g)):
-                raise FloatingPointError(f"the gradient at state {t} is not finite: the step's "
-                                         f"derivative overflowed float64 (weights too large?)")
+                raise FloatingPointError(
+                    f"the gradient at state {t} is not finite: the step's "
+                    f"derivative overflowed float64 (weights too large?)"
+                )
             total, unit = log_row_norms(g), unit_rows(g)
         self.raw[t] = total
         self.recorded[t] = True
@@ -164,8 +164,10 @@ def probe(x, names: str | Sequence[str]):
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ValueError(f"probe: names must be a non-empty string or a sequence of them; got {names!r}")
     if np.shape(x)[-1] % len(names):
-        raise ValueError(f"probe: the last axis of size {np.shape(x)[-1]} does not split into "
-                         f"{len(names)} equal parts for names {names}")
+        raise ValueError(
+            f"probe: the last axis of size {np.shape(x)[-1]} does not split into "
+            f"{len(names)} equal parts for names {names}"
+        )
     return _named_probe(x, records, names)
 
 

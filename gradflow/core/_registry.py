@@ -96,11 +96,14 @@ class CellKind:
         if not isinstance(self.blocks, int) or self.blocks < 1:
             raise ValueError(f"CellKind {self.name!r}: blocks must be a positive int; got {self.blocks!r}")
         if self.gates and len(self.gates) != self.blocks:
-            raise ValueError(f"CellKind {self.name!r}: {len(self.gates)} gates {self.gates} for "
-                             f"{self.blocks} weight blocks")
+            raise ValueError(
+                f"CellKind {self.name!r}: {len(self.gates)} gates {self.gates} for "
+                f"{self.blocks} weight blocks"
+            )
         if not self.parts or self.parts[0][0] != "h":
-            raise ValueError(f"CellKind {self.name!r}: parts must start with the output part 'h'; "
-                             f"got {self.parts!r}")
+            raise ValueError(
+                f"CellKind {self.name!r}: parts must start with the output part 'h'; got {self.parts!r}"
+            )
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     def state_width(self, hidden: int, proj_size: int = 0) -> int:
@@ -122,16 +125,26 @@ class CellKind:
         """
         G, out = self.blocks * hidden, {}
         for l in range(layers):
-            out.update({f"weight_ih_l{l}": (G, inputs if l == 0 else hidden), f"weight_hh_l{l}": (G, hidden),
-                        f"bias_ih_l{l}": (G,), f"bias_hh_l{l}": (G,)})
+            out.update(
+                {
+                    f"weight_ih_l{l}": (G, inputs if l == 0 else hidden),
+                    f"weight_hh_l{l}": (G, hidden),
+                    f"bias_ih_l{l}": (G,),
+                    f"bias_hh_l{l}": (G,),
+                }
+            )
         return out
 
     def is_one_layer_step(self, step: Any) -> bool:
         """Whether ``step`` is this kind's own step of one layer, no variant: the cell the closed
         forms (``jacobians``, ``sequence``) describe."""
         keywords = getattr(step, "keywords", None)
-        return (getattr(step, "func", None) is self.step and keywords is not None
-                and set(keywords) == {"hidden", "layers", *self.step_options} and keywords["layers"] == 1)
+        return (
+            getattr(step, "func", None) is self.step
+            and keywords is not None
+            and set(keywords) == {"hidden", "layers", *self.step_options}
+            and keywords["layers"] == 1
+        )
 
     def step_for(self, config: Mapping[str, Any]) -> tuple[Callable[..., Any], bool]:
         """The step function for ``config`` (its variant's, if any) and whether it takes stacked
@@ -181,8 +194,9 @@ def register_cell_kind(kind: CellKind, *, replace: bool = False) -> CellKind:
     if not isinstance(kind, CellKind):
         raise TypeError(f"kind must be a gradflow CellKind; got {type(kind).__name__}")
     if kind.name in _KINDS and not replace and _KINDS[kind.name] != kind:
-        raise ValueError(f"a cell kind named {kind.name!r} is already registered; pass replace=True "
-                         f"to replace it")
+        raise ValueError(
+            f"a cell kind named {kind.name!r} is already registered; pass replace=True to replace it"
+        )
     _KINDS[kind.name] = kind
     return kind
 

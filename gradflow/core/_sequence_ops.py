@@ -45,11 +45,13 @@ def _lstm_sequence_vjp(argnums, ans, args, kwargs):
             d_pre[t], carry_c = lstm_back(run.local[t], G[t, :, :n] + carry_h, G[t, :, n:] + carry_c)
             carry_h = d_pre[t] @ W_hh
         rows = d_pre.reshape(T * B, 4 * n)
-        out = {0: lambda: (rows @ W_ih).reshape(xs.shape),
-               1: lambda: rows.T @ xs.reshape(T * B, D),
-               2: lambda: rows.T @ run.states[:-1, :, :n].reshape(T * B, n),
-               3: lambda: rows.sum(axis=0),
-               4: lambda: np.concatenate([carry_h, carry_c], axis=-1)}
+        out = {
+            0: lambda: (rows @ W_ih).reshape(xs.shape),
+            1: lambda: rows.T @ xs.reshape(T * B, D),
+            2: lambda: rows.T @ run.states[:-1, :, :n].reshape(T * B, n),
+            3: lambda: rows.sum(axis=0),
+            4: lambda: np.concatenate([carry_h, carry_c], axis=-1),
+        }
         return tuple(out[a]() for a in argnums)
 
     return vjp

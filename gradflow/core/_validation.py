@@ -89,5 +89,7 @@ def check_memory(what: str, nbytes: float, allow_large: Any) -> None:
     if not isinstance(allow_large, (bool, np.bool_)):
         raise ValueError(f"allow_large must be True or False; got {_describe(allow_large)}")
     if nbytes > LARGE_BYTES and not allow_large:
-        raise ValueError(f"{what} needs about {nbytes / 2**30:,.1f} GiB of memory (more than "
-                         f"{LARGE_BYTES / 2**30:g} GiB); pass allow_large=True if that is intended")
+        raise ValueError(
+            f"{what} needs about {nbytes / 2**30:,.1f} GiB of memory (more than "
+            f"{LARGE_BYTES / 2**30:g} GiB); pass allow_large=True if that is intended"
+        )

@@ -27,8 +27,11 @@ def gaussian(seq_len: int, batch: int, inputs: int, scale: float = 1.0, seed: in
     >>> gf.inputs.gaussian(100, 2, 3, scale=0.5, seed=1).shape
     (100, 2, 3)
     """
-    shape = (check_positive_int("seq_len", seq_len), check_positive_int("batch", batch),
-             check_positive_int("inputs", inputs))
+    shape = (
+        check_positive_int("seq_len", seq_len),
+        check_positive_int("batch", batch),
+        check_positive_int("inputs", inputs),
+    )
     scale = check_finite_float("scale", scale, minimum=0.0)
     return scale * _rng(seed).standard_normal(shape)
 
@@ -43,8 +46,11 @@ def constant(seq_len: int, batch: int, inputs: int, value: float = 0.0) -> np.nd
     >>> float(gf.inputs.constant(3, 1, 2, value=0.5).sum())
     3.0
     """
-    shape = (check_positive_int("seq_len", seq_len), check_positive_int("batch", batch),
-             check_positive_int("inputs", inputs))
+    shape = (
+        check_positive_int("seq_len", seq_len),
+        check_positive_int("batch", batch),
+        check_positive_int("inputs", inputs),
+    )
     return np.full(shape, check_finite_float("value", value))
 
 

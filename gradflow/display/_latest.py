@@ -17,8 +17,9 @@ class LatestOnly:
     queued behind a slow redraw arrive first and supersede it); without a running loop, at once.
     """
 
-    def __init__(self, run: Callable[[dict], None],
-                 schedule: Callable[[Callable[[], None]], None] | None = None):
+    def __init__(
+        self, run: Callable[[dict], None], schedule: Callable[[Callable[[], None]], None] | None = None
+    ):
         self.run = run
         self.schedule = schedule or _soon
         self.latest = 0

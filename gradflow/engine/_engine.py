@@ -2,16 +2,14 @@
 
 Two primitives, both built on autograd's ``make_vjp`` / ``make_jvp``:
 
-* `jacobian_products` evaluates ``Q^T J_t`` (one VJP) or ``J_t Q`` (one JVP) for a
-  block ``Q`` of ``k`` vectors at *every* step at once. A step treats batch rows
-  independently, so the states of a whole time-chunk, each repeated ``k`` times,
-  go through the step as one batch: one autograd trace per chunk of steps, not
-  one backward pass per hidden unit per step as ``autograd.jacobian`` would do.
-  `jacobians` is the case ``Q = I``.
-* `reverse_sweep` back-propagates a loss from the final state through the
-  unrolled network in one reverse pass, with probes (see ``_probe``) recording
-  ``log ||dL/dh_t||`` and rescaling as they go, so nothing overflows or
-  underflows at T = 10,000. Time is cut into chunks that are re-traced from
+* `jacobian_products` evaluates ``Q^T J_t`` (one VJP) or ``J_t Q`` (one JVP) for a block ``Q`` of
+  ``k`` vectors at *every* step at once. A step treats batch rows independently, so the states of a
+  whole time-chunk, each repeated ``k`` times, go through the step as one batch: one autograd trace
+  per chunk of steps, not one backward pass per hidden unit per step as ``autograd.jacobian`` would
+  do. `jacobians` is the case ``Q = I``.
+* `reverse_sweep` back-propagates a loss from the final state through the unrolled network in one
+  reverse pass, with probes (see ``_probe``) recording ``log ||dL/dh_t||`` and rescaling as they go,
+  so nothing overflows or underflows at T = 10,000. Time is cut into chunks re-traced from
   checkpointed states, which keeps memory O(T * state) for any T.
 """
 
@@ -199,14 +197,10 @@ def closed_form_kind(cell: Cell) -> str | None:
     return None
 
 
-def _step_keywords(cell: Cell) -> dict:
-    """The keywords a built-in step is bound with (its functools.partial)."""
-    return getattr(cell.step, "keywords", {})
-
-
 def closed_form_terms(cell: Cell, h: np.ndarray, x: np.ndarray):
     """`jacobian_terms` of a one-layer built-in cell at M rows (``closed_form_kind`` not None)."""
-    return jacobian_terms(closed_form_kind(cell), cell.params, h, x, _step_keywords(cell).get("activation"))
+    activation = getattr(cell.step, "keywords", {}).get("activation")  # a built-in step is a partial
+    return jacobian_terms(closed_form_kind(cell), cell.params, h, x, activation)
 
 
 def cell_step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray,
@@ -215,7 +209,8 @@ def cell_step_jacobians(cell: Cell, h: np.ndarray, x: np.ndarray,
     else one stacked VJP of the identity. ``out``: where a vanilla cell's J may be written."""
     kind = closed_form_kind(cell)
     if kind is not None:
-        return step_jacobians(kind, cell.params, h, x, _step_keywords(cell).get("activation"), out=out)
+        activation = getattr(cell.step, "keywords", {}).get("activation")
+        return step_jacobians(kind, cell.params, h, x, activation, out=out)
     eye = np.broadcast_to(np.eye(cell.state_size), (h.shape[0], cell.state_size, cell.state_size))
     return block_products(cell, h, x, eye, "left")
 

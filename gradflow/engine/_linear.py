@@ -14,9 +14,13 @@ from ..core import deprecated_spellings
 from ._engine import check_cell, check_sequence, unroll
 
 # kind -> linear_coefficients(cell, xs, h0) -> (a, b), for validated inputs.
-LINEAR_COEFFICIENTS = {"lru": _lru.linear_coefficients, "s4d": _ssm.linear_coefficients,
-                       "mingru": _mingru.linear_coefficients, "minlstm": _mingru.linear_coefficients,
-                       "mamba": _mamba.linear_coefficients}
+LINEAR_COEFFICIENTS = {
+    "lru": _lru.linear_coefficients,
+    "s4d": _ssm.linear_coefficients,
+    "mingru": _mingru.linear_coefficients,
+    "minlstm": _mingru.linear_coefficients,
+    "mamba": _mamba.linear_coefficients,
+}
 # kind -> outputs(cell, states, xs) -> ys, with states from `unroll`.
 LAYER_OUTPUTS = {"lru": _lru.outputs, "s4d": _ssm.outputs, "mamba": _mamba.outputs}
 
@@ -24,8 +28,10 @@ LAYER_OUTPUTS = {"lru": _lru.outputs, "s4d": _ssm.outputs, "mamba": _mamba.outpu
 def _registered(cell, registry, what: str) -> Cell:
     cell = check_cell(cell)
     if cell.kind not in registry:
-        raise ValueError(f"cell {cell.name!r} of kind {cell.kind!r} has no {what}; kinds that have: "
-                         f"{', '.join(sorted(registry))}")
+        raise ValueError(
+            f"cell {cell.name!r} of kind {cell.kind!r} has no {what}; kinds that have: "
+            f"{', '.join(sorted(registry))}"
+        )
     return cell
 
 

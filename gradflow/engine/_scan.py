@@ -44,8 +44,11 @@ def scan_depth(seq_len: int) -> int:
 
 def _numeric(name: str, value) -> np.ndarray:
     arr = np.asarray(value)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating)
-            or np.issubdtype(arr.dtype, np.integer)):
+    if not (
+        np.issubdtype(arr.dtype, np.floating)
+        or np.issubdtype(arr.dtype, np.complexfloating)
+        or np.issubdtype(arr.dtype, np.integer)
+    ):
         raise ValueError(f"{name} must be a real or complex numeric array; got dtype {arr.dtype}")
     arr = arr.astype(np.complex128 if np.iscomplexobj(arr) else np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
@@ -120,7 +123,8 @@ def associative_scan(a, b, h0=None) -> np.ndarray:
         t = int(np.argmin(np.all(np.isfinite(h.reshape(T, -1)), axis=1)))
         raise FloatingPointError(
             f"associative_scan: state {t + 1} is not finite: a product of |a| > 1 coefficients "
-            f"overflowed float64 (or the state itself did); use the sequential loop (gf.unroll)")
+            f"overflowed float64 (or the state itself did); use the sequential loop (gf.unroll)"
+        )
     return h
 
 
@@ -147,7 +151,8 @@ def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
     if not cell.config.get("linear"):
         raise ValueError(
             f"cell {cell.name!r} (kind {cell.kind!r}) is not declared linear in its state "
-            f"(config['linear'] is not set): it has no associative scan; use gf.unroll")
+            f"(config['linear'] is not set): it has no associative scan; use gf.unroll"
+        )
     T, B, D = xs.shape
     S = cell.state_size
     paired = bool(cell.config.get("complex"))
@@ -176,7 +181,8 @@ def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
             f"cell {cell.name!r} is declared linear (config['linear']) but its step is not "
             f"elementwise affine in the {'complex ' if paired else ''}state, step(h) = a * h + b "
             f"(relative misfit {worst:.2g} at a random state): it has no diagonal associative scan; "
-            f"use gf.unroll")
+            f"use gf.unroll"
+        )
     return a.reshape(T, B, -1), b.reshape(T, B, -1)
 
 
@@ -239,7 +245,8 @@ def _coefficients(cell, xs, h0):
     if not cell.config.get("linear"):
         raise ValueError(
             f"cell {cell.name!r} (kind {cell.kind!r}) is not declared linear in its state "
-            f"(config['linear'] is not set): it has no associative scan; use gf.unroll")
+            f"(config['linear'] is not set): it has no associative scan; use gf.unroll"
+        )
     paired = bool(cell.config.get("complex"))
     if cell.kind in LINEAR_COEFFICIENTS:  # exact formulas beside the cell
         a, b = LINEAR_COEFFICIENTS[cell.kind](cell, xs, h0)

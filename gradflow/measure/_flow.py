@@ -153,17 +153,29 @@ class GradientFlow:
             raise ValueError(f"unknown quantity {quantity!r}; expected one of {', '.join(data)}")
         lags, values = data[quantity]
         ax = new_axes(ax)
+
         def drawable(a):  # exact zeros (log = -inf) are left as gaps
             return np.where(np.isfinite(a), a, np.nan)
 
-        ax.fill_between(lags, drawable(values.min(axis=1)), drawable(values.max(axis=1)),
-                        alpha=0.25, linewidth=0, label="range over batch")
+        ax.fill_between(
+            lags,
+            drawable(values.min(axis=1)),
+            drawable(values.max(axis=1)),
+            alpha=0.25,
+            linewidth=0,
+            label="range over batch",
+        )
         ax.plot(lags, drawable(mean_log_profile(values)), label="batch mean")
         if quantity == "state" and np.isfinite(self.rate):
             lo, hi = self.fit.lag_range
             xs = np.array([lo, hi])
-            ax.plot(xs, self.fit.intercept + self.rate * xs, "--", color="k",
-                    label=f"fit: {self.rate:+.4f} nats/step")
+            ax.plot(
+                xs,
+                self.fit.intercept + self.rate * xs,
+                "--",
+                color="k",
+                label=f"fit: {self.rate:+.4f} nats/step",
+            )
         ax.set_xlabel("lag k (steps back from the final state)")
         ax.set_ylabel(f"ln ||dL/d{quantity}|| (nats)")
         ax.set_title(f"{self.cell_name}: {self.regime or 'inconclusive'}")
@@ -176,21 +188,33 @@ class GradientFlow:
             ("cell", self.cell_name),
             ("steps, batch", f"{self.steps}, {self.batch}"),
             ("loss", self.loss),
-            ("rate", f"{self.rate:+.4g} ± {self.fit.stderr:.2g} nats/step"
-                     f" (R² = {self.fit.r2:.4f}, lags {self.fit.lag_range[0]}-{self.fit.lag_range[1]})"),
+            (
+                "rate",
+                f"{self.rate:+.4g} ± {self.fit.stderr:.2g} nats/step"
+                f" (R² = {self.fit.r2:.4f}, lags {self.fit.lag_range[0]}-{self.fit.lag_range[1]})",
+            ),
             ("regime", f"{self.regime or 'inconclusive'} (neutral if |rate| <= {self.tol:g})"),
-            *([("exactly zero", f"gradient exactly 0 from lag {self.fit.zero_from} on (fit cut there)")]
-              if self.fit.zero_from is not None else []),
-            ("memory horizon", f"{horizon} steps" if horizon is not None
-             else f"> {self.steps} steps (never fell by {MEMORY_DROP:g})"),
+            *(
+                [("exactly zero", f"gradient exactly 0 from lag {self.fit.zero_from} on (fit cut there)")]
+                if self.fit.zero_from is not None
+                else []
+            ),
+            (
+                "memory horizon",
+                f"{horizon} steps"
+                if horizon is not None
+                else f"> {self.steps} steps (never fell by {MEMORY_DROP:g})",
+            ),
             ("ln-norm at lag T", f"{self.profile[-1]:.4g}"),
         ]
 
     def __repr__(self) -> str:
         horizon = self.memory_horizon
-        return (f"GradientFlow(cell={self.cell_name!r}, steps={self.steps}, batch={self.batch}, "
-                f"rate={self.rate:+.4g} nats/step, regime={self.regime!r}, "
-                f"memory_horizon={horizon})")
+        return (
+            f"GradientFlow(cell={self.cell_name!r}, steps={self.steps}, batch={self.batch}, "
+            f"rate={self.rate:+.4g} nats/step, regime={self.regime!r}, "
+            f"memory_horizon={horizon})"
+        )
 
     def _repr_html_(self) -> str:
         # The sparkline draws the same batch-mean profile and fitted line as `plot`.
@@ -200,19 +224,27 @@ class GradientFlow:
             ends = np.array([lo, hi])
             series.append(_html.Series(ends, self.fit.intercept + self.rate * ends, "#222", "dash"))
         figure = _html.chart(series, xlabel="lag k (steps)", ylabel="ln-norm (nats)")
-        return _html.card("GradientFlow", self.cell_name, self._summary(), regime=self.regime,
-                          figure=figure, note="solid: batch-mean ln ||dL/dh_{T-k}||; dashed: fitted rate")
+        return _html.card(
+            "GradientFlow",
+            self.cell_name,
+            self._summary(),
+            regime=self.regime,
+            figure=figure,
+            note="solid: batch-mean ln ||dL/dh_{T-k}||; dashed: fitted rate",
+        )
 
 
 def _tidy(kind: str, name: str, lags: np.ndarray, values: np.ndarray) -> pd.DataFrame:
     n, b = values.shape
-    return pd.DataFrame({
-        "kind": kind,
-        "quantity": name,
-        "lag": np.repeat(lags, b),
-        "sample": np.tile(np.arange(b), n),
-        "log_norm": values.reshape(-1),
-    })
+    return pd.DataFrame(
+        {
+            "kind": kind,
+            "quantity": name,
+            "lag": np.repeat(lags, b),
+            "sample": np.tile(np.arange(b), n),
+            "log_norm": values.reshape(-1),
+        }
+    )
 
 
 def directional_sweep(cell, xs: np.ndarray, h0: np.ndarray, directions: np.ndarray):
@@ -225,19 +257,32 @@ def directional_sweep(cell, xs: np.ndarray, h0: np.ndarray, directions: np.ndarr
     def loss(h):
         return anp.sum(h * rows, axis=1)
 
-    state, components, probes, inputs = reverse_sweep(cell, np.repeat(xs, k, axis=1),
-                                                      np.repeat(h0, k, axis=0), loss)
+    state, components, probes, inputs = reverse_sweep(
+        cell, np.repeat(xs, k, axis=1), np.repeat(h0, k, axis=0), loss
+    )
 
     def combine(a):
         return 0.5 * logsumexp(2.0 * a.reshape(a.shape[0], B, k), axis=2)
 
-    return (combine(state), {n: combine(v) for n, v in components.items()},
-            {n: combine(v) for n, v in probes.items()}, combine(inputs))
+    return (
+        combine(state),
+        {n: combine(v) for n, v in components.items()},
+        {n: combine(v) for n, v in probes.items()},
+        combine(inputs),
+    )
 
 
 @deprecated_spellings(positional=("loss", "h0"))
-def gradient_flow(cell, xs, *, loss: Callable | str | None = None, h0=None, seed: int = 0,
-                  tol: float = NEUTRAL_TOL, fit_from: int | None = None) -> GradientFlow:
+def gradient_flow(
+    cell,
+    xs,
+    *,
+    loss: Callable | str | None = None,
+    h0=None,
+    seed: int = 0,
+    tol: float = NEUTRAL_TOL,
+    fit_from: int | None = None,
+) -> GradientFlow:
     """Measure how the gradient of a loss at the final state flows back through time.
 
     One reverse pass through the unrolled network (autograd, checkpointed in
@@ -288,15 +333,22 @@ def gradient_flow(cell, xs, *, loss: Callable | str | None = None, h0=None, seed
     tol = check_finite_float("tol", tol, minimum=0.0)
     T, S = xs.shape[0], cell.state_size
     if T + 1 < MIN_FIT_LAGS:
-        raise ValueError(f"xs has {T} step{'s' * (T != 1)}: a rate is fitted through at least "
-                         f"{MIN_FIT_LAGS} lags, so xs needs at least {MIN_FIT_LAGS - 1} steps")
+        raise ValueError(
+            f"xs has {T} step{'s' * (T != 1)}: a rate is fitted through at least "
+            f"{MIN_FIT_LAGS} lags, so xs needs at least {MIN_FIT_LAGS - 1} steps"
+        )
     last_start = T + 1 - MIN_FIT_LAGS
     if fit_from is None:
         fit_from = T // 10
-    elif isinstance(fit_from, bool) or not isinstance(fit_from, (int, np.integer)) or not (
-            0 <= fit_from <= last_start):
-        raise ValueError(f"fit_from must be an integer lag in [0, {last_start}] (the fit needs "
-                         f"{MIN_FIT_LAGS} lags); got {fit_from!r}")
+    elif (
+        isinstance(fit_from, bool)
+        or not isinstance(fit_from, (int, np.integer))
+        or not (0 <= fit_from <= last_start)
+    ):
+        raise ValueError(
+            f"fit_from must be an integer lag in [0, {last_start}] (the fit needs "
+            f"{MIN_FIT_LAGS} lags); got {fit_from!r}"
+        )
     if isinstance(loss, str):
         if loss != "frobenius":
             raise ValueError(f"unknown loss {loss!r}; expected a callable, 'frobenius' or None")
@@ -308,6 +360,7 @@ def gradient_flow(cell, xs, *, loss: Callable | str | None = None, h0=None, seed
 
         def loss_fn(h):
             return h @ u
+
         label = "random direction"
     elif callable(loss):
         loss_fn, label = loss, "custom"

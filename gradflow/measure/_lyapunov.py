@@ -104,10 +104,14 @@ class LyapunovSpectrum:
         True
         """
         b, k = self.per_sample.shape
-        return pd.DataFrame({"index": np.tile(np.arange(1, k + 1), b),
-                             "sample": np.repeat(np.arange(b), k),
-                             "exponent": self.per_sample.reshape(-1),
-                             "exponent_bits": self.per_sample.reshape(-1) / LN2})
+        return pd.DataFrame(
+            {
+                "index": np.tile(np.arange(1, k + 1), b),
+                "sample": np.repeat(np.arange(b), k),
+                "exponent": self.per_sample.reshape(-1),
+                "exponent_bits": self.per_sample.reshape(-1) / LN2,
+            }
+        )
 
     def plot(self, ax=None, kind: str = "spectrum"):
         """``kind="spectrum"``: exponents against index; ``"trace"``: running estimates against steps.
@@ -141,23 +145,34 @@ class LyapunovSpectrum:
 
     def _summary(self):
         ky = self.kaplan_yorke_dimension
-        return [("system", self.system), ("exponents", f"{len(self.exponents)} of {self.state_size}"),
-                ("lambda_1", f"{self.top:+.5g} nats/step ({self.bits[0]:+.5g} bits/step)"),
-                ("sum", f"{self.exponents.sum():+.5g} nats/step"),
-                ("Kaplan-Yorke dimension", "needs more exponents" if np.isnan(ky) else f"{ky:.4g}"),
-                ("entropy rate", f"{self.entropy_rate:.5g} nats/step"),
-                ("steps (warm-up)", f"{self.steps} ({self.warmup}), batch {self.per_sample.shape[0]}")]
+        return [
+            ("system", self.system),
+            ("exponents", f"{len(self.exponents)} of {self.state_size}"),
+            ("lambda_1", f"{self.top:+.5g} nats/step ({self.bits[0]:+.5g} bits/step)"),
+            ("sum", f"{self.exponents.sum():+.5g} nats/step"),
+            ("Kaplan-Yorke dimension", "needs more exponents" if np.isnan(ky) else f"{ky:.4g}"),
+            ("entropy rate", f"{self.entropy_rate:.5g} nats/step"),
+            ("steps (warm-up)", f"{self.steps} ({self.warmup}), batch {self.per_sample.shape[0]}"),
+        ]
 
     def __repr__(self):
         shown = ", ".join(f"{v:+.4f}" for v in self.exponents[:4])
         more = ", ..." if len(self.exponents) > 4 else ""
-        return (f"LyapunovSpectrum(system={self.system!r}, k={len(self.exponents)}, "
-                f"exponents=[{shown}{more}] nats/step, steps={self.steps})")
+        return (
+            f"LyapunovSpectrum(system={self.system!r}, k={len(self.exponents)}, "
+            f"exponents=[{shown}{more}] nats/step, steps={self.steps})"
+        )
 
     def _repr_html_(self):
         figure = _html.indexed(self.exponents, "lambda_i (nats/step)")
-        return _html.card("LyapunovSpectrum", self.system, self._summary(), regime=regime_or_none(self.top),
-                          figure=figure, note="badge: lambda_1 against the neutral band of gf.regime_of")
+        return _html.card(
+            "LyapunovSpectrum",
+            self.system,
+            self._summary(),
+            regime=regime_or_none(self.top),
+            figure=figure,
+            note="badge: lambda_1 against the neutral band of gf.regime_of",
+        )
 
 
 def map_cell(f: Callable, state_size: int, name: str = "map") -> Cell:
@@ -168,8 +183,17 @@ def map_cell(f: Callable, state_size: int, name: str = "map") -> Cell:
 
 
 @limited  # BLAS threads by gradflow's policy (_threads): one by default
-def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup: int,
-              reortho_every: int, seed: int, name: str, progress: bool | None = None) -> LyapunovSpectrum:
+def _spectrum(
+    cell: Cell,
+    xs: np.ndarray,
+    h0: np.ndarray,
+    k: int | None,
+    warmup: int,
+    reortho_every: int,
+    seed: int,
+    name: str,
+    progress: bool | None = None,
+) -> LyapunovSpectrum:
     T, B, _ = xs.shape
     S = cell.state_size
     k = S if k is None else check_positive_int("k", k)
@@ -204,15 +228,32 @@ def _spectrum(cell: Cell, xs: np.ndarray, h0: np.ndarray, k: int | None, warmup:
     per_sample = per_sample[:, order]
     marks = np.unique(np.linspace(1, n, min(n, 200)).astype(int))
     running = np.cumsum(counted.mean(axis=1), axis=0)[marks - 1] / marks[:, None]
-    return LyapunovSpectrum(system=name, exponents=per_sample.mean(axis=0), per_sample=per_sample,
-                            trace=running[:, order], trace_steps=marks, steps=n, warmup=warmup,
-                            state_size=S)
+    return LyapunovSpectrum(
+        system=name,
+        exponents=per_sample.mean(axis=0),
+        per_sample=per_sample,
+        trace=running[:, order],
+        trace_steps=marks,
+        steps=n,
+        warmup=warmup,
+        state_size=S,
+    )
 
 
 @deprecated_spellings(renamed={"system": "cell", "steps": "seq_len"})
-def lyapunov_spectrum(cell, xs=None, *, k: int | None = None, h0=None, warmup: int = 100,
-                      reortho_every: int = 1, x0=None, seq_len: int | None = None,
-                      seed: int = 0, progress: bool | None = None) -> LyapunovSpectrum:
+def lyapunov_spectrum(
+    cell,
+    xs=None,
+    *,
+    k: int | None = None,
+    h0=None,
+    warmup: int = 100,
+    reortho_every: int = 1,
+    x0=None,
+    seq_len: int | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> LyapunovSpectrum:
     """Lyapunov exponents along a trajectory, by QR re-orthonormalisation.
 
     Parameters

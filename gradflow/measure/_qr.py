@@ -38,15 +38,18 @@ def _warn_conditioning(log_r: np.ndarray, reortho_every: int) -> None:
     finite = log_r[np.isfinite(log_r)]  # a direction mapped exactly to zero is no conditioning loss
     spread = np.max(finite) - np.min(finite) if finite.size else 0.0
     if spread > np.log(CONDITION_LIMIT):
-        warnings.warn(f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
-                      f"e^{spread:.0f} > {CONDITION_LIMIT:.0e}); use a smaller reortho_every "
-                      f"than {reortho_every}", RuntimeWarning, stacklevel=5)
+        warnings.warn(
+            f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
+            f"e^{spread:.0f} > {CONDITION_LIMIT:.0e}); use a smaller reortho_every "
+            f"than {reortho_every}",
+            RuntimeWarning,
+            stacklevel=5,
+        )
 
 
 def _check_lapack(routine: str, info: int) -> None:
     if info != 0:
-        raise FloatingPointError(f"LAPACK {routine} failed (info={info}): a Jacobian product "
-                                 f"is not finite")
+        raise FloatingPointError(f"LAPACK {routine} failed (info={info}): a Jacobian product is not finite")
 
 
 def _optimal_lwork(routine, *args) -> int:
@@ -70,8 +73,9 @@ def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarra
         qr, tau, _, _ = lapack.dgeqrf(np.asfortranarray(Q0[b]))
         factors.append((qr, tau))
     geqrf_lwork = _optimal_lwork(lapack.dgeqrf, np.zeros((S, k), order="F"))
-    ormqr_lwork = _optimal_lwork(lapack.dormqr, "R", "N", factors[0][0], factors[0][1],
-                                 np.zeros((S, S), order="F"))
+    ormqr_lwork = _optimal_lwork(
+        lapack.dormqr, "R", "N", factors[0][0], factors[0][1], np.zeros((S, S), order="F")
+    )
     pending: list[np.ndarray | None] = [None] * B
     t = 0
     for chunk in jac_chunks:
@@ -82,8 +86,9 @@ def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarra
                 qr, tau = factors[b]
                 if (t - 1) % reortho_every == 0:
                     # J Q = (J applied to the reflectors)[:, :k], without forming Q.
-                    full, _, info = lapack.dormqr("R", "N", qr, tau, Jt[b].T, lwork=ormqr_lwork,
-                                                  overwrite_c=1)
+                    full, _, info = lapack.dormqr(
+                        "R", "N", qr, tau, Jt[b].T, lwork=ormqr_lwork, overwrite_c=1
+                    )
                     _check_lapack("dormqr", info)
                     pending[b] = full[:, :k]  # leading columns of a Fortran array: contiguous
                 else:
@@ -114,10 +119,14 @@ def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int =
         start = t - t % chunk
         if held.get("start") != start:
             stop = min(T, start + chunk)
-            bases, scales = closed_form_terms(cell, states[start:stop].reshape(-1, S),
-                                              xs[start:stop].reshape((stop - start) * B, -1))
-            held.update(start=start, bases=bases.reshape(-1, S),  # (K S, S): one GEMM per sample
-                        scales=scales.reshape(stop - start, B, len(bases), S))
+            bases, scales = closed_form_terms(
+                cell, states[start:stop].reshape(-1, S), xs[start:stop].reshape((stop - start) * B, -1)
+            )
+            held.update(
+                start=start,
+                bases=bases.reshape(-1, S),  # (K S, S): one GEMM per sample
+                scales=scales.reshape(stop - start, B, len(bases), S),
+            )
         scales = held["scales"][t - start]  # (B, K, S)
         out = np.empty_like(Q)
         for b in range(B):

@@ -83,7 +83,7 @@ def fit_rate(lags: np.ndarray, profile: np.ndarray, start: int) -> RateFit:
     dead = born + np.flatnonzero(np.isneginf(profile[born:]))
     zero_from = int(lags[dead[0]]) if dead.size else None
     end = dead[0] if dead.size else len(lags)  # the profile is cut where the gradient becomes exactly 0
-    x, y = lags[max(start, born):end], profile[max(start, born):end]
+    x, y = lags[max(start, born) : end], profile[max(start, born) : end]
     if len(x) < MIN_FIT_LAGS and zero_from is not None:  # died before the window: fit what lived
         x, y = lags[born:end], profile[born:end]
     if len(x) < MIN_FIT_LAGS or not np.all(np.isfinite(y)):
@@ -97,8 +97,9 @@ def fit_rate(lags: np.ndarray, profile: np.ndarray, start: int) -> RateFit:
     sst = np.sum((y - ym) ** 2)
     r2 = 1.0 - np.sum(resid**2) / sst if sst > 0 else 1.0
     stderr = np.sqrt(np.sum(resid**2) / (len(x) - 2) / sxx) if len(x) > 2 else 0.0
-    return RateFit(float(slope), float(intercept), float(stderr), float(r2),
-                   (int(x[0]), int(x[-1])), zero_from)
+    return RateFit(
+        float(slope), float(intercept), float(stderr), float(r2), (int(x[0]), int(x[-1])), zero_from
+    )
 
 
 def mean_log_profile(log_norms: np.ndarray) -> np.ndarray:

@@ -81,10 +81,15 @@ class Sensitivity:
         True
         """
         n, b = self.log_norms.shape
-        return pd.DataFrame({"model": self.model, "lag": np.repeat(self.lags, b),
-                             "sample": np.tile(np.arange(b), n),
-                             "hops": np.repeat(self.hops, b),
-                             "log_sensitivity": self.log_norms.reshape(-1)})
+        return pd.DataFrame(
+            {
+                "model": self.model,
+                "lag": np.repeat(self.lags, b),
+                "sample": np.tile(np.arange(b), n),
+                "hops": np.repeat(self.hops, b),
+                "log_sensitivity": self.log_norms.reshape(-1),
+            }
+        )
 
     def plot(self, ax=None, **kwargs):
         """ln-sensitivity against lag (structural zeros are left out).
@@ -106,8 +111,9 @@ class Sensitivity:
         ax = ax or plt.gca()
         frame = self.to_frame()
         frame = frame[np.isfinite(frame.log_sensitivity)]
-        sns.lineplot(data=frame, x="lag", y="log_sensitivity", ax=ax, label=self.model,
-                     errorbar=None, **kwargs)
+        sns.lineplot(
+            data=frame, x="lag", y="log_sensitivity", ax=ax, label=self.model, errorbar=None, **kwargs
+        )
         ax.set(xlabel="lag n - 1 - t", ylabel="ln ||dL/dx_t||")
         return ax
 
@@ -115,24 +121,35 @@ class Sensitivity:
         prof = self.profile
         peak = float(np.max(prof))
         a = self.attenuation.rate
-        return [("positions n", str(len(self.lags))), ("loss", self.loss),
-                ("peak ln-sensitivity", f"{peak:.4g}"),
-                ("ln-sensitivity at the largest lag", f"{prof[-1]:.4g}"),
-                ("horizon (lags)", str(self.horizon)),
-                ("max path (hops)", str(self.paths.max_path)),
-                ("attenuation (nats/hop)", "n/a (one hop count)" if np.isnan(a) else f"{a:.4g}")]
+        return [
+            ("positions n", str(len(self.lags))),
+            ("loss", self.loss),
+            ("peak ln-sensitivity", f"{peak:.4g}"),
+            ("ln-sensitivity at the largest lag", f"{prof[-1]:.4g}"),
+            ("horizon (lags)", str(self.horizon)),
+            ("max path (hops)", str(self.paths.max_path)),
+            ("attenuation (nats/hop)", "n/a (one hop count)" if np.isnan(a) else f"{a:.4g}"),
+        ]
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v}" for k, v in self._summary())
         return f"Sensitivity({self.model}: {body})"
 
     def _repr_html_(self) -> str:
-        figure = _html.chart([_html.Series(self.lags, self.profile, "#3b6fb6")], xlabel="lag n - 1 - t",
-                             ylabel="ln ||dL/dx_t||")
-        return _html.card("Sensitivity", self.model, self._summary(),
-                          regime=regime_or_none(self.attenuation.rate), figure=figure,
-                          note="badge: attenuation per hop (nats/hop) against the neutral band; "
-                               "line: batch-mean ln-sensitivity by lag")
+        figure = _html.chart(
+            [_html.Series(self.lags, self.profile, "#3b6fb6")],
+            xlabel="lag n - 1 - t",
+            ylabel="ln ||dL/dx_t||",
+        )
+        return _html.card(
+            "Sensitivity",
+            self.model,
+            self._summary(),
+            regime=regime_or_none(self.attenuation.rate),
+            figure=figure,
+            note="badge: attenuation per hop (nats/hop) against the neutral band; "
+            "line: batch-mean ln-sensitivity by lag",
+        )
 
 
 @deprecated_spellings(positional=("loss",))
@@ -165,8 +182,10 @@ def sensitivity(model: SequenceModel, xs, *, loss: str | None = None, seed: int 
     True
     """
     if not isinstance(model, SequenceModel):
-        raise ValueError(f"model must be a SequenceModel (gf.self_attention, gf.tcn, gf.recurrent, ...); "
-                         f"got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a SequenceModel (gf.self_attention, gf.tcn, gf.recurrent, ...); "
+            f"got {type(model).__name__}"
+        )
     xs = model.check_inputs(xs)
     if loss not in (None, "frobenius"):
         raise ValueError(f"loss must be None or 'frobenius'; got {loss!r}")
@@ -205,6 +224,13 @@ def sensitivity(model: SequenceModel, xs, *, loss: str | None = None, seed: int 
         fit = fit_rate(hops[reach][order], profile[reach][order], 0)
     else:
         fit = RateFit(np.nan, np.nan, np.nan, np.nan, (0, 0))
-    return Sensitivity(model=model.name, loss="frobenius" if loss else "random direction",
-                       lags=np.arange(n), log_norms=log_norms, hops=hops,
-                       horizon=int(within.max()) if within.size else 0, attenuation=fit, paths=paths)
+    return Sensitivity(
+        model=model.name,
+        loss="frobenius" if loss else "random direction",
+        lags=np.arange(n),
+        log_norms=log_norms,
+        hops=hops,
+        horizon=int(within.max()) if within.size else 0,
+        attenuation=fit,
+        paths=paths,
+    )

@@ -42,8 +42,9 @@ def diagonal_cell(lambdas, normalised=False, name: str | None = None):
     """
     lambdas = np.asarray(lambdas, dtype=complex).ravel()
     if lambdas.size == 0 or not np.all(np.isfinite(lambdas)) or np.any(np.abs(lambdas) >= 1):
-        raise ValueError(f"lambdas must be a non-empty array of complex numbers with |lambda| < 1; "
-                         f"got {lambdas!r}")
+        raise ValueError(
+            f"lambdas must be a non-empty array of complex numbers with |lambda| < 1; got {lambdas!r}"
+        )
     n = lambdas.size
     flags = np.broadcast_to(np.asarray(normalised, dtype=bool), (n,))
     gamma = np.where(flags, np.sqrt(1.0 - np.abs(lambdas) ** 2), 1.0)
@@ -51,13 +52,21 @@ def diagonal_cell(lambdas, normalised=False, name: str | None = None):
     def step(p, h, x):
         re, im = h[:, :n], h[:, n:]
         drive = p["gamma"] * x
-        return anp.concatenate([p["lambda_re"] * re - p["lambda_im"] * im + drive,
-                                p["lambda_re"] * im + p["lambda_im"] * re], axis=1)
+        return anp.concatenate(
+            [p["lambda_re"] * re - p["lambda_im"] * im + drive, p["lambda_re"] * im + p["lambda_im"] * re],
+            axis=1,
+        )
 
     params = {"lambda_re": lambdas.real, "lambda_im": lambdas.imag, "gamma": gamma}
-    return Cell(step, params, 2 * n, n, config={"linear": True, "complex": True},
-                name=name or ("diagonal (normalised)" if flags.all() else "diagonal"),
-                components={"re": np.arange(n), "im": np.arange(n, 2 * n)})
+    return Cell(
+        step,
+        params,
+        2 * n,
+        n,
+        config={"linear": True, "complex": True},
+        name=name or ("diagonal (normalised)" if flags.all() else "diagonal"),
+        components={"re": np.arange(n), "im": np.arange(n, 2 * n)},
+    )
 
 
 def sensitivity_closed_form(modulus, steps: int | None = None, normalised: bool = False) -> np.ndarray:
@@ -85,9 +94,15 @@ def sensitivity_closed_form(modulus, steps: int | None = None, normalised: bool 
 
 
 @deprecated_spellings(renamed={"steps": "seq_len"})
-def sensitivity_scaling(ks: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0), *, seq_len: int = 5000,
-                        batch: int = 16, seeds: int = 20, phase: float = np.pi / 4,
-                        progress: bool | None = None) -> pd.DataFrame:
+def sensitivity_scaling(
+    ks: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+    *,
+    seq_len: int = 5000,
+    batch: int = 16,
+    seeds: int = 20,
+    phase: float = np.pi / 4,
+    progress: bool | None = None,
+) -> pd.DataFrame:
     """Measure ``E |dL/dlambda|^2`` against memory for ``|lambda| = 1 - 10^-k``, with and without
     input normalisation (Zucchet & Orvieto 2024, section 3).
 
@@ -133,20 +148,36 @@ def sensitivity_scaling(ks: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0), *,
             sens = parameter_sensitivity(cell, xs, loss=loss, groups={"lambda": ["lambda_re", "lambda_im"]})
             g = sens.gradient
             final = unroll(cell, xs)[-1]
-            measured.append(((g["lambda_re"] ** 2 + g["lambda_im"] ** 2) / batch,
-                             np.mean(final[:, :n] ** 2 + final[:, n:] ** 2, axis=0),
-                             float(np.max(np.mean(sens.state_log_norms, axis=1)))))
+            measured.append(
+                (
+                    (g["lambda_re"] ** 2 + g["lambda_im"] ** 2) / batch,
+                    np.mean(final[:, :n] ** 2 + final[:, n:] ** 2, axis=0),
+                    float(np.max(np.mean(sens.state_log_norms, axis=1))),
+                )
+            )
             bar.update()
     mod2, r = np.tile(modulus, 2), np.tile(modulus, 2) ** 2
     closed = np.where(flags, sensitivity_closed_form(mod2, steps, True), sensitivity_closed_form(mod2, steps))
     infinite = np.where(flags, sensitivity_closed_form(mod2, normalised=True), sensitivity_closed_form(mod2))
     # E|h_T|^2 = gamma^2 sum_{j<T} r^j: 1 - r^T normalised, (1 - r^T) / (1 - r) not.
     variance = np.where(flags, 1.0 - r**steps, (1.0 - r**steps) / (1.0 - r))
-    rows = [dict(normalised=bool(flags[u]), k=k_values[u % m], modulus=mod2[u], one_minus_r=1.0 - r[u], seed=seed,
-                 squared_sensitivity=squared[u], closed_form=closed[u], closed_form_infinite=infinite[u],
-                 state_variance=state_var[u], state_variance_closed_form=variance[u],
-                 state_gradient_log_norm=peak)
-            for seed, (squared, state_var, peak) in enumerate(measured) for u in range(n)]
+    rows = [
+        dict(
+            normalised=bool(flags[u]),
+            k=k_values[u % m],
+            modulus=mod2[u],
+            one_minus_r=1.0 - r[u],
+            seed=seed,
+            squared_sensitivity=squared[u],
+            closed_form=closed[u],
+            closed_form_infinite=infinite[u],
+            state_variance=state_var[u],
+            state_variance_closed_form=variance[u],
+            state_gradient_log_norm=peak,
+        )
+        for seed, (squared, state_var, peak) in enumerate(measured)
+        for u in range(n)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -169,8 +200,15 @@ def scaling_exponents(frame: pd.DataFrame, boots: int = 2000, seed: int = 0) -> 
         picks = rng.integers(0, len(values), size=(boots, len(values)))
         draws = np.array([slope(values[p].mean(axis=0)) for p in picks])
         closed = g.groupby("one_minus_r").closed_form.first()
-        out.append(dict(normalised=bool(flag), exponent=estimate, low=float(np.quantile(draws, 0.025)),
-                        high=float(np.quantile(draws, 0.975)),
-                        closed_form_exponent=slope(closed.to_numpy()),
-                        asymptotic_exponent=-2.0 if flag else -3.0, seeds=len(values)))
+        out.append(
+            dict(
+                normalised=bool(flag),
+                exponent=estimate,
+                low=float(np.quantile(draws, 0.025)),
+                high=float(np.quantile(draws, 0.975)),
+                closed_form_exponent=slope(closed.to_numpy()),
+                asymptotic_exponent=-2.0 if flag else -3.0,
+                seeds=len(values),
+            )
+        )
     return pd.DataFrame(out)

@@ -83,28 +83,39 @@ class SingularValues:
         for row in self.log_values:
             ax.plot(idx, row / self.steps, ".", color="0.5", markersize=3)
         ax.axhline(0.0, color="0.4", linewidth=0.8)
-        ax.set(xlabel="index i", ylabel="ln sigma_i / T (nats/step)",
-               title=f"{self.system}: {self.steps} steps")
+        ax.set(
+            xlabel="index i", ylabel="ln sigma_i / T (nats/step)", title=f"{self.system}: {self.steps} steps"
+        )
         return ax
 
     def _summary(self):
         logs = self.log_values.mean(axis=0)
-        return [("system", self.system), ("steps, batch", f"{self.steps}, {self.log_values.shape[0]}"),
-                ("ln sigma_1", f"{logs[0]:+.5g} (batch mean)"),
-                ("rate ln sigma_1 / T", _html.number(self.rates[0], unit="nats/step")),
-                ("values", str(self.log_values.shape[1])),
-                ("sweeps, last change", f"{self.sweeps}, {self.change:.2g} nats")]
+        return [
+            ("system", self.system),
+            ("steps, batch", f"{self.steps}, {self.log_values.shape[0]}"),
+            ("ln sigma_1", f"{logs[0]:+.5g} (batch mean)"),
+            ("rate ln sigma_1 / T", _html.number(self.rates[0], unit="nats/step")),
+            ("values", str(self.log_values.shape[1])),
+            ("sweeps, last change", f"{self.sweeps}, {self.change:.2g} nats"),
+        ]
 
     def __repr__(self):
         shown = ", ".join(f"{v:+.5g}" for v in self.log_values.mean(axis=0)[:4])
         more = ", ..." if self.log_values.shape[1] > 4 else ""
-        return (f"SingularValues(system={self.system!r}, steps={self.steps}, "
-                f"ln sigma=[{shown}{more}] (batch mean), change={self.change:.2g})")
+        return (
+            f"SingularValues(system={self.system!r}, steps={self.steps}, "
+            f"ln sigma=[{shown}{more}] (batch mean), change={self.change:.2g})"
+        )
 
     def _repr_html_(self):
         figure = _html.indexed(self.rates, "ln sigma_i / T") if len(self.rates) > 1 else None
-        return _html.card("SingularValues", self.system, self._summary(),
-                          regime=regime_or_none(self.rates[0]), figure=figure)
+        return _html.card(
+            "SingularValues",
+            self.system,
+            self._summary(),
+            regime=regime_or_none(self.rates[0]),
+            figure=figure,
+        )
 
 
 @limited
@@ -126,8 +137,9 @@ def _qr_sweep(cell, states, xs, Q, side):
 
 
 @deprecated_spellings(positional=("h0",))
-def finite_time_singular_values(cell: Cell, xs, *, h0=None, k: int = 1, tol: float = 1e-10,
-                                max_sweeps: int | None = None, seed: int = 0) -> SingularValues:
+def finite_time_singular_values(
+    cell: Cell, xs, *, h0=None, k: int = 1, tol: float = 1e-10, max_sweeps: int | None = None, seed: int = 0
+) -> SingularValues:
     """Largest singular values of ``d state_T / d state_0``, in log space (finite at any T).
 
     Alternate QR sweeps forward (``J_t Q``, one stacked JVP per step) and backward
@@ -173,11 +185,18 @@ def finite_time_singular_values(cell: Cell, xs, *, h0=None, k: int = 1, tol: flo
             if done >= budget:
                 budget = _raised_budget(changes, tol, done, limit)
                 if done >= budget:
-                    moved = (f"the log values still moved by {change:.2g} nats > tol={tol:g}"
-                             if changes else "one sweep cannot tell how far it is from converged")
-                    warnings.warn(f"finite_time_singular_values did not converge: {moved} after {done} "
-                                  f"sweep{'s' * (done > 1)} (budget {limit}; nearly equal singular values "
-                                  f"converge slowly)", ConvergenceWarning, stacklevel=2)
+                    moved = (
+                        f"the log values still moved by {change:.2g} nats > tol={tol:g}"
+                        if changes
+                        else "one sweep cannot tell how far it is from converged"
+                    )
+                    warnings.warn(
+                        f"finite_time_singular_values did not converge: {moved} after {done} "
+                        f"sweep{'s' * (done > 1)} (budget {limit}; nearly equal singular values "
+                        f"converge slowly)",
+                        ConvergenceWarning,
+                        stacklevel=2,
+                    )
                     break
             Q, logs = _qr_sweep(cell, states, xs, Q, "right" if done % 2 == 0 else "left")
             done += 1

@@ -7,12 +7,7 @@ import math
 import autograd.numpy as anp
 import numpy as np
 
-from ..core._validation import (
-    check_choice,
-    check_finite_float,
-    check_positive_int,
-    check_seed,
-)
+from ..core._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from ._graph import DependencyGraph
 from ._sequence import (
     POSITIONAL,
@@ -54,8 +49,9 @@ def _attention_params(rng, layers, width, inputs, feed_forward, layer_norm_on, g
     p = {"input_projection": normal_weights(rng, (inputs, width), 1.0 / np.sqrt(inputs))}
     for l in range(layers):
         for name in "qkvo":  # gain sets the sharpness of attention: it scales queries and keys
-            p[f"l{l}.w{name}"] = normal_weights(rng, (width, width), (gain if name in "qk" else 1.0)
-                                         / np.sqrt(width))
+            p[f"l{l}.w{name}"] = normal_weights(
+                rng, (width, width), (gain if name in "qk" else 1.0) / np.sqrt(width)
+            )
         if feed_forward:
             p[f"l{l}.ff_w1"] = normal_weights(rng, (width, 4 * width), np.sqrt(2.0 / width))
             p[f"l{l}.ff_b1"] = np.zeros(4 * width)
@@ -69,8 +65,22 @@ def _attention_params(rng, layers, width, inputs, feed_forward, layer_norm_on, g
     return p
 
 
-def _attention_model(kind, width, heads, layers, window, inputs, causal, residual, layer_norm_on,
-                     feed_forward, positional, gain, seed, name):
+def _attention_model(
+    kind,
+    width,
+    heads,
+    layers,
+    window,
+    inputs,
+    causal,
+    residual,
+    layer_norm_on,
+    feed_forward,
+    positional,
+    gain,
+    seed,
+    name,
+):
     width = check_positive_int("width", width)
     heads = check_positive_int("heads", heads)
     layers = check_positive_int("layers", layers)
@@ -92,8 +102,10 @@ def _attention_model(kind, width, heads, layers, window, inputs, causal, residua
             z = z + a if residual else a
             if feed_forward:
                 f = layer_norm(z, p[f"l{l}.ln2_gain"], p[f"l{l}.ln2_bias"]) if layer_norm_on else z
-                f = anp.maximum(f @ p[f"l{l}.ff_w1"] + p[f"l{l}.ff_b1"], 0.0) @ p[f"l{l}.ff_w2"] + \
-                    p[f"l{l}.ff_b2"]
+                f = (
+                    anp.maximum(f @ p[f"l{l}.ff_w1"] + p[f"l{l}.ff_b1"], 0.0) @ p[f"l{l}.ff_w2"]
+                    + p[f"l{l}.ff_b2"]
+                )
                 z = z + f if residual else f
         if layer_norm_on:
             z = layer_norm(z, p["final_gain"], p["final_bias"])
@@ -118,19 +130,41 @@ def _attention_model(kind, width, heads, layers, window, inputs, causal, residua
             prev = cur
         return g
 
-    config = dict(width=width, heads=heads, layers=layers, inputs=inputs, causal=causal,
-                  residual=residual, layer_norm=layer_norm_on, feed_forward=feed_forward,
-                  positional=positional, gain=gain, seed=int(seed))
+    config = dict(
+        width=width,
+        heads=heads,
+        layers=layers,
+        inputs=inputs,
+        causal=causal,
+        residual=residual,
+        layer_norm=layer_norm_on,
+        feed_forward=feed_forward,
+        positional=positional,
+        gain=gain,
+        seed=int(seed),
+    )
     if window is not None:
         config["window"] = window
-    return SequenceModel(kind, params, forward, graph, input_size=inputs, width=width, config=config,
-                         name=name)
+    return SequenceModel(
+        kind, params, forward, graph, input_size=inputs, width=width, config=config, name=name
+    )
 
 
-def self_attention(width: int, heads: int = 1, layers: int = 1, *, inputs: int | None = None,
-                   causal: bool = True, residual: bool = True, layer_norm: bool = True,
-                   feed_forward: bool = True, positional: str = "sinusoidal", gain: float = 1.0,
-                   seed: int = 0, name: str | None = None) -> SequenceModel:
+def self_attention(
+    width: int,
+    heads: int = 1,
+    layers: int = 1,
+    *,
+    inputs: int | None = None,
+    causal: bool = True,
+    residual: bool = True,
+    layer_norm: bool = True,
+    feed_forward: bool = True,
+    positional: str = "sinusoidal",
+    gain: float = 1.0,
+    seed: int = 0,
+    name: str | None = None,
+) -> SequenceModel:
     """Causal multi-head self-attention (Vaswani et al. 2017), stackable to depth ``layers``.
 
     Each layer is a pre-norm block: ``z + MHA(LN(z))`` then ``z + FFN(LN(z))``
@@ -146,15 +180,40 @@ def self_attention(width: int, heads: int = 1, layers: int = 1, *, inputs: int |
     >>> model(gf.inputs.gaussian(10, 4, 3)).shape
     (10, 4, 16)
     """
-    return _attention_model("self-attention", width, heads, layers, None, inputs, causal, residual,
-                            layer_norm, feed_forward, positional, gain, seed, name or "self-attention")
+    return _attention_model(
+        "self-attention",
+        width,
+        heads,
+        layers,
+        None,
+        inputs,
+        causal,
+        residual,
+        layer_norm,
+        feed_forward,
+        positional,
+        gain,
+        seed,
+        name or "self-attention",
+    )
 
 
-def restricted_attention(width: int, window: int, heads: int = 1, layers: int = 1, *,
-                         inputs: int | None = None, causal: bool = True, residual: bool = True,
-                         layer_norm: bool = True, feed_forward: bool = True,
-                         positional: str = "sinusoidal", gain: float = 1.0, seed: int = 0,
-                         name: str | None = None) -> SequenceModel:
+def restricted_attention(
+    width: int,
+    window: int,
+    heads: int = 1,
+    layers: int = 1,
+    *,
+    inputs: int | None = None,
+    causal: bool = True,
+    residual: bool = True,
+    layer_norm: bool = True,
+    feed_forward: bool = True,
+    positional: str = "sinusoidal",
+    gain: float = 1.0,
+    seed: int = 0,
+    name: str | None = None,
+) -> SequenceModel:
     """Self-attention restricted to a window: position ``i`` reads ``j`` with ``|i - j| <= window``.
 
     Examples
@@ -164,9 +223,22 @@ def restricted_attention(width: int, window: int, heads: int = 1, layers: int = 
     3
     """
     window = check_positive_int("window", window)
-    return _attention_model("restricted-attention", width, heads, layers, window, inputs, causal,
-                            residual, layer_norm, feed_forward, positional, gain, seed,
-                            name or f"restricted-attention (r={window})")
+    return _attention_model(
+        "restricted-attention",
+        width,
+        heads,
+        layers,
+        window,
+        inputs,
+        causal,
+        residual,
+        layer_norm,
+        feed_forward,
+        positional,
+        gain,
+        seed,
+        name or f"restricted-attention (r={window})",
+    )
 
 
 # ---------------------------------------------------------------- hierarchical attention
@@ -201,9 +273,17 @@ def hierarchy(n: int, chunk: int, causal: bool = True):
     return sizes, (np.concatenate(outs), np.concatenate(levs), np.concatenate(idx))
 
 
-def hierarchical_attention(width: int, chunk: int, *, inputs: int | None = None, causal: bool = True,
-                           positional: str = "sinusoidal", gain: float = 1.0, seed: int = 0,
-                           name: str | None = None) -> SequenceModel:
+def hierarchical_attention(
+    width: int,
+    chunk: int,
+    *,
+    inputs: int | None = None,
+    causal: bool = True,
+    positional: str = "sinusoidal",
+    gain: float = 1.0,
+    seed: int = 0,
+    name: str | None = None,
+) -> SequenceModel:
     """Attention inside chunks of ``chunk`` positions, then over chunk summaries, level after level.
 
     Seed 002's hierarchical attention encoder: each summary is attention pooling of its
@@ -228,8 +308,9 @@ def hierarchical_attention(width: int, chunk: int, *, inputs: int | None = None,
     params = {"input_projection": normal_weights(rng, (inputs, width), 1.0 / np.sqrt(inputs))}
     for part in ("pool", "out"):
         for w in "qkvo":
-            params[f"{part}.w{w}"] = normal_weights(rng, (width, width), (gain if w in "qk" else 1.0)
-                                             / np.sqrt(width))
+            params[f"{part}.w{w}"] = normal_weights(
+                rng, (width, width), (gain if w in "qk" else 1.0) / np.sqrt(width)
+            )
 
     def pool(p, children):
         """Summaries of consecutive blocks of ``chunk`` children (the last block may be short)."""
@@ -287,7 +368,22 @@ def hierarchical_attention(width: int, chunk: int, *, inputs: int | None = None,
             g.connect(layer[lv], idx[pick], final, out[pick], 1, flops_per_edge=4 * width)
         return g
 
-    config = dict(width=width, chunk=chunk, inputs=inputs, causal=causal, positional=positional,
-                  gain=gain, seed=int(seed))
-    return SequenceModel("hierarchical-attention", params, forward, graph, input_size=inputs,
-                         width=width, config=config, name=name or f"hierarchical-attention (c={chunk})")
+    config = dict(
+        width=width,
+        chunk=chunk,
+        inputs=inputs,
+        causal=causal,
+        positional=positional,
+        gain=gain,
+        seed=int(seed),
+    )
+    return SequenceModel(
+        "hierarchical-attention",
+        params,
+        forward,
+        graph,
+        input_size=inputs,
+        width=width,
+        config=config,
+        name=name or f"hierarchical-attention (c={chunk})",
+    )

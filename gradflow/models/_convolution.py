@@ -6,18 +6,9 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..core import deprecated_spellings
-from ..core._validation import (
-    check_finite_float,
-    check_positive_int,
-    check_seed,
-)
+from ..core._validation import check_finite_float, check_positive_int, check_seed
 from ._graph import DependencyGraph
-from ._sequence import (
-    SequenceModel,
-    check_inputs_arg,
-    normal_weights,
-    to_time_major,
-)
+from ._sequence import SequenceModel, check_inputs_arg, normal_weights, to_time_major
 
 
 def tap_offsets(kernel: int, dilation: int, causal: bool) -> np.ndarray:
@@ -52,13 +43,29 @@ def _conv_weight(p, prefix, weight_norm):
 def _conv_params(rng, prefix, kernel, c_in, c_out, gain, weight_norm):
     w = normal_weights(rng, (kernel, c_in, c_out), gain * np.sqrt(2.0 / (kernel * c_in)))
     if weight_norm:
-        return {f"{prefix}.weight_v": w, f"{prefix}.weight_g": np.sqrt(np.sum(w**2, axis=(0, 1))),
-                f"{prefix}.bias": np.zeros(c_out)}
+        return {
+            f"{prefix}.weight_v": w,
+            f"{prefix}.weight_g": np.sqrt(np.sum(w**2, axis=(0, 1))),
+            f"{prefix}.bias": np.zeros(c_out),
+        }
     return {f"{prefix}.weight": w, f"{prefix}.bias": np.zeros(c_out)}
 
 
-def _conv_model(kind, width, kernel, depth, convs_per_block, dilated, inputs, causal, residual,
-                weight_norm, gain, seed, name):
+def _conv_model(
+    kind,
+    width,
+    kernel,
+    depth,
+    convs_per_block,
+    dilated,
+    inputs,
+    causal,
+    residual,
+    weight_norm,
+    gain,
+    seed,
+    name,
+):
     """Blocks of ``convs_per_block`` ReLU convolutions, one dilation per block, optional skips.
 
     ``depth`` is ``(argument name, value)``: the number of blocks, checked and named as the
@@ -70,9 +77,17 @@ def _conv_model(kind, width, kernel, depth, convs_per_block, dilated, inputs, ca
     inputs = check_inputs_arg(inputs, width)
     gain = check_finite_float("gain", gain, minimum=0.0)
     dilations = [2**i if dilated else 1 for i in range(blocks)]
-    config = {"width": width, "kernel": kernel, depth_name: blocks, "inputs": inputs, "causal": causal,
-              **({} if convs_per_block > 1 else {"residual": residual}), "weight_norm": weight_norm,
-              "gain": gain, "seed": int(seed)}
+    config = {
+        "width": width,
+        "kernel": kernel,
+        depth_name: blocks,
+        "inputs": inputs,
+        "causal": causal,
+        **({} if convs_per_block > 1 else {"residual": residual}),
+        "weight_norm": weight_norm,
+        "gain": gain,
+        "seed": int(seed),
+    }
     name = name or f"{kind} (k={kernel}, L={blocks})"
     rng = np.random.default_rng(check_seed(seed))
     params: dict[str, np.ndarray] = {}
@@ -88,8 +103,15 @@ def _conv_model(kind, width, kernel, depth, convs_per_block, dilated, inputs, ca
         for b, d in enumerate(dilations):
             h = z
             for c in range(convs_per_block):
-                h = anp.maximum(_conv(h, _conv_weight(p, f"b{b}.conv{c}", weight_norm),
-                                      p[f"b{b}.conv{c}.bias"], tap_offsets(kernel, d, causal)), 0.0)
+                h = anp.maximum(
+                    _conv(
+                        h,
+                        _conv_weight(p, f"b{b}.conv{c}", weight_norm),
+                        p[f"b{b}.conv{c}.bias"],
+                        tap_offsets(kernel, d, causal),
+                    ),
+                    0.0,
+                )
             if residual:
                 skip = z @ p["b0.downsample"] if f"b{b}.downsample" in p else z
                 h = anp.maximum(h + skip, 0.0) if convs_per_block > 1 else h + skip
@@ -106,8 +128,12 @@ def _conv_model(kind, width, kernel, depth, convs_per_block, dilated, inputs, ca
             skip = 1 if f"b{b}.downsample" in params else 0
             for c in range(convs_per_block):
                 c_in = inputs if (b == 0 and c == 0) else width
-                cur = g.add_layer(f"block {b} conv {c} (dilation {d})" if convs_per_block > 1
-                                  else f"conv {b} (dilation {d})", n)
+                cur = g.add_layer(
+                    f"block {b} conv {c} (dilation {d})"
+                    if convs_per_block > 1
+                    else f"conv {b} (dilation {d})",
+                    n,
+                )
                 # With one convolution per block the skip joins the same two nodes as tap 0:
                 # one edge, with the smaller weight.
                 joined = residual and convs_per_block == 1
@@ -121,14 +147,24 @@ def _conv_model(kind, width, kernel, depth, convs_per_block, dilated, inputs, ca
                 g.connect(block_in, pos, prev, pos, skip, flops_per_edge=2 * inputs * width * skip)
         return g
 
-    return SequenceModel(kind, params, forward, graph, input_size=inputs, width=width, config=config,
-                         name=name)
+    return SequenceModel(
+        kind, params, forward, graph, input_size=inputs, width=width, config=config, name=name
+    )
 
 
 @deprecated_spellings(renamed={"levels": "layers"})
-def tcn(width: int, kernel: int, layers: int, *, inputs: int | None = None, causal: bool = True,
-        weight_norm: bool = False, gain: float = 1.0, seed: int = 0,
-        name: str | None = None) -> SequenceModel:
+def tcn(
+    width: int,
+    kernel: int,
+    layers: int,
+    *,
+    inputs: int | None = None,
+    causal: bool = True,
+    weight_norm: bool = False,
+    gain: float = 1.0,
+    seed: int = 0,
+    name: str | None = None,
+) -> SequenceModel:
     """Temporal convolution network (Bai, Kolter, Koltun 2018).
 
     ``layers`` residual blocks (Bai et al.'s levels); block ``i`` is two dilated causal
@@ -143,13 +179,24 @@ def tcn(width: int, kernel: int, layers: int, *, inputs: int | None = None, caus
     >>> gf.path_lengths(gf.tcn(8, kernel=3, layers=4), 100).receptive_field
     61
     """
-    return _conv_model("tcn", width, kernel, ("layers", layers), 2, True, inputs, causal, True,
-                       weight_norm, gain, seed, name)
+    return _conv_model(
+        "tcn", width, kernel, ("layers", layers), 2, True, inputs, causal, True, weight_norm, gain, seed, name
+    )
 
 
-def conv_stack(width: int, kernel: int, layers: int, *, inputs: int | None = None, causal: bool = True,
-               residual: bool = False, weight_norm: bool = False, gain: float = 1.0, seed: int = 0,
-               name: str | None = None) -> SequenceModel:
+def conv_stack(
+    width: int,
+    kernel: int,
+    layers: int,
+    *,
+    inputs: int | None = None,
+    causal: bool = True,
+    residual: bool = False,
+    weight_norm: bool = False,
+    gain: float = 1.0,
+    seed: int = 0,
+    name: str | None = None,
+) -> SequenceModel:
     """A plain stack of undilated ReLU convolutions: ``layers`` of them reach ``layers (k - 1)`` back.
 
     Examples
@@ -158,5 +205,18 @@ def conv_stack(width: int, kernel: int, layers: int, *, inputs: int | None = Non
     >>> gf.path_lengths(gf.conv_stack(8, kernel=3, layers=5), 11).max_path
     5
     """
-    return _conv_model("conv-stack", width, kernel, ("layers", layers), 1, False, inputs, causal,
-                       residual, weight_norm, gain, seed, name)
+    return _conv_model(
+        "conv-stack",
+        width,
+        kernel,
+        ("layers", layers),
+        1,
+        False,
+        inputs,
+        causal,
+        residual,
+        weight_norm,
+        gain,
+        seed,
+        name,
+    )

@@ -46,8 +46,9 @@ class DependencyGraph:
     def offset(self, layer: int) -> int:
         return int(sum(self.sizes[:layer]))
 
-    def connect(self, src_layer: int, src_pos, dst_layer: int, dst_pos, weight: int = 1,
-                flops_per_edge: float = 0.0) -> None:
+    def connect(
+        self, src_layer: int, src_pos, dst_layer: int, dst_pos, weight: int = 1, flops_per_edge: float = 0.0
+    ) -> None:
         """Edges from ``(src_layer, src_pos[i])`` to ``(dst_layer, dst_pos[i])``."""
         src = np.asarray(src_pos, dtype=np.int64)
         dst = np.asarray(dst_pos, dtype=np.int64)

@@ -32,16 +32,23 @@ def _infer_kind(leaves: Mapping[str, Any], what: str) -> str:
     w = leaves.get("weight_hh_l0")
     hr = leaves.get("weight_hr_l0")
     w = None if w is None else to_numpy("weight_hh_l0", w)
-    hidden = to_numpy("weight_hr_l0", hr).shape[1] if hr is not None else (
-        w.shape[1] if w is not None and w.ndim == 2 else 0)
+    hidden = (
+        to_numpy("weight_hr_l0", hr).shape[1]
+        if hr is not None
+        else (w.shape[1] if w is not None and w.ndim == 2 else 0)
+    )
     if w is None or w.ndim != 2 or not hidden or w.shape[0] % hidden:
-        raise ValueError(f"cannot tell the cell kind of {what} from weight_hh_l0 "
-                         f"{None if w is None else w.shape}; give kind")
+        raise ValueError(
+            f"cannot tell the cell kind of {what} from weight_hh_l0 "
+            f"{None if w is None else w.shape}; give kind"
+        )
     by_blocks = {cell_kind(k).blocks: k for k in reversed(cell_kinds()) if cell_kind(k).torch_modules}
     kind = by_blocks.get(w.shape[0] // hidden)
     if kind is None:
-        raise ValueError(f"cannot tell the cell kind of {what}: weight_hh_l0 has shape {w.shape}, "
-                         f"not (G*N, N) with G = {', '.join(map(str, sorted(by_blocks)))}; give kind")
+        raise ValueError(
+            f"cannot tell the cell kind of {what}: weight_hh_l0 has shape {w.shape}, "
+            f"not (G*N, N) with G = {', '.join(map(str, sorted(by_blocks)))}; give kind"
+        )
     return kind
 
 
@@ -80,9 +87,10 @@ def _find_head(rest: Mapping[str, Any], width: int, head: str | None, block: str
             raise ValueError(f"head must be a module name like 'fc'; got {head!r}")
         key = f"{head}.weight"
         if key not in rest:
-            names = sorted({k.rpartition('.')[0] for k in rest if k.endswith(".weight")})
-            raise ValueError(f"head {head!r} not found: no {key!r} in the weights; linear layers "
-                             f"there: {names or 'none'}")
+            names = sorted({k.rpartition(".")[0] for k in rest if k.endswith(".weight")})
+            raise ValueError(
+                f"head {head!r} not found: no {key!r} in the weights; linear layers there: {names or 'none'}"
+            )
         candidates = [head]
     else:
         candidates = []
@@ -96,8 +104,10 @@ def _find_head(rest: Mapping[str, Any], width: int, head: str | None, block: str
     name = candidates[0]
     weight = to_numpy(f"{name}.weight", rest[f"{name}.weight"])
     if weight.ndim != 2 or weight.shape[1] != width:
-        raise ValueError(f"head {name!r}: weight must have shape (outputs, {width}) to read the "
-                         f"output of {block or 'the recurrent block'}; got {weight.shape}")
+        raise ValueError(
+            f"head {name!r}: weight must have shape (outputs, {width}) to read the "
+            f"output of {block or 'the recurrent block'}; got {weight.shape}"
+        )
     bias_key = f"{name}.bias"
     bias = to_numpy(bias_key, rest[bias_key]) if bias_key in rest else np.zeros(weight.shape[0])
     if bias.shape != (weight.shape[0],):
@@ -114,9 +124,11 @@ def _module_info(obj) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         cls = type(module).__name__
         modules = {m: k for k in cell_kinds() for m in cell_kind(k).torch_modules}
         if cls in modules:
-            settings[prefix] = {"kind": modules[cls],
-                                "nonlinearity": getattr(module, "nonlinearity", "tanh"),
-                                "batch_first": bool(getattr(module, "batch_first", False))}
+            settings[prefix] = {
+                "kind": modules[cls],
+                "nonlinearity": getattr(module, "nonlinearity", "tanh"),
+                "batch_first": bool(getattr(module, "batch_first", False)),
+            }
     return dict(obj.state_dict()), settings
 
 
@@ -126,22 +138,25 @@ def _read_file(path: str) -> Mapping[str, Any]:
         try:
             import torch
         except ImportError:
-            raise ValueError(f"reading {path!r} needs torch, which is not installed; export the "
-                             f"state_dict instead: numpy.savez('model.npz', **{{k: v.numpy() for k, v "
-                             f"in model.state_dict().items()}})") from None
+            raise ValueError(
+                f"reading {path!r} needs torch, which is not installed; export the "
+                f"state_dict instead: numpy.savez('model.npz', **{{k: v.numpy() for k, v "
+                f"in model.state_dict().items()}})"
+            ) from None
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds; say which file and why in one line
-            raise ValueError(f"{path!r} is not a readable PyTorch state_dict (torch.load with "
-                             f"weights_only=True): {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+            raise ValueError(
+                f"{path!r} is not a readable PyTorch state_dict (torch.load with "
+                f"weights_only=True): {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
         if isinstance(data, Mapping):
             for key in ("state_dict", "model_state_dict", "model"):
                 if isinstance(data.get(key), Mapping):
                     return dict(data[key])
             return dict(data)
-        raise ValueError(f"{path!r} holds a {type(data).__name__}, not a state_dict; save "
-                         f"model.state_dict()")
+        raise ValueError(f"{path!r} holds a {type(data).__name__}, not a state_dict; save model.state_dict()")
     return read_npz(path)
 
 
@@ -156,9 +171,17 @@ ARRAY_LOADERS = {"mamba": mamba_from_state_dict, "lru": _lru_loader}
 
 
 @deprecated_spellings(renamed={"nonlinearity": "activation"})
-def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix: str | None = None,
-               head: str | None = None, kind: str | None = None, activation: str = "tanh",
-               batch_first: bool | None = None, name: str | None = None) -> Model | Cell:
+def from_torch(
+    source: Any,
+    weights: Mapping[str, Any] | None = None,
+    *,
+    prefix: str | None = None,
+    head: str | None = None,
+    kind: str | None = None,
+    activation: str = "tanh",
+    batch_first: bool | None = None,
+    name: str | None = None,
+) -> Model | Cell:
     """Bring a PyTorch recurrent network as it is: a module, a state_dict or a saved file.
 
     Parameters
@@ -223,20 +246,26 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
         origin = f"a {type(source).__name__} module"
         state, settings = _module_info(source)
     else:
-        raise ValueError(f"source must be a torch module, a state_dict, or a .pt/.pth/.npz path; got "
-                         f"{type(source).__name__}")
+        raise ValueError(
+            f"source must be a torch module, a state_dict, or a .pt/.pth/.npz path; got "
+            f"{type(source).__name__}"
+        )
     blocks, rest = _split_blocks(state)
     if not blocks:
-        raise ValueError(f"{origin} has no recurrent weights (no weight_hh_l0 or weight_hh key); got "
-                         f"keys {sorted(state)[:8]}")
+        raise ValueError(
+            f"{origin} has no recurrent weights (no weight_hh_l0 or weight_hh key); got "
+            f"keys {sorted(state)[:8]}"
+        )
     if prefix is not None:
         if prefix not in blocks:
-            raise ValueError(f"prefix {prefix!r} is not a recurrent block of {origin}; blocks: "
-                             f"{sorted(blocks)}")
+            raise ValueError(
+                f"prefix {prefix!r} is not a recurrent block of {origin}; blocks: {sorted(blocks)}"
+            )
         chosen = prefix
     elif len(blocks) > 1:
-        raise ValueError(f"{origin} holds {len(blocks)} recurrent blocks {sorted(blocks)}; choose "
-                         f"one with prefix=")
+        raise ValueError(
+            f"{origin} holds {len(blocks)} recurrent blocks {sorted(blocks)}; choose one with prefix="
+        )
     else:
         chosen = next(iter(blocks))
     for other in blocks:
@@ -260,43 +289,51 @@ def from_torch(source: Any, weights: Mapping[str, Any] | None = None, *, prefix:
         build["proj_size"] = proj
     if reverse:
         r_params, r_hidden, r_inputs, r_layers, r_proj = _validated_layout(
-            kind, reverse, f"{what} (reverse)", directions)
+            kind, reverse, f"{what} (reverse)", directions
+        )
         width = proj or hidden
         if (r_hidden, r_layers, r_proj) != (hidden, layers, proj) or r_inputs != inputs:
-            raise ValueError(f"{what}: the reverse direction has hidden={r_hidden}, layers={r_layers}, "
-                             f"inputs={r_inputs} but the forward one hidden={hidden}, layers={layers}, "
-                             f"inputs={inputs}")
+            raise ValueError(
+                f"{what}: the reverse direction has hidden={r_hidden}, layers={r_layers}, "
+                f"inputs={r_inputs} but the forward one hidden={hidden}, layers={layers}, "
+                f"inputs={inputs}"
+            )
         cells = {}
         for l in range(layers):
             d = inputs if l == 0 else 2 * width
             for direction, p in (("forward", params), ("reverse", r_params)):
                 one = {k.replace(f"_l{l}", "_l0"): v for k, v in p.items() if k.endswith(f"_l{l}")}
                 if one["weight_ih_l0"].shape[1] != d:
-                    raise ValueError(f"{what}: weight_ih_l{l} of the {direction} direction must have "
-                                     f"{d} columns (both directions of the layer below); got "
-                                     f"{one['weight_ih_l0'].shape}")
-                cells[f"l{l} {direction}"] = build_cell(kind, one, hidden, d, 1,
-                                                    name=f"{label} l{l} {direction}", **build)
+                    raise ValueError(
+                        f"{what}: weight_ih_l{l} of the {direction} direction must have "
+                        f"{d} columns (both directions of the layer below); got "
+                        f"{one['weight_ih_l0'].shape}"
+                    )
+                cells[f"l{l} {direction}"] = build_cell(
+                    kind, one, hidden, d, 1, name=f"{label} l{l} {direction}", **build
+                )
     else:
         cells = {"forward": build_cell(kind, params, hidden, inputs, layers, name=label, **build)}
     readout, used = _find_head(rest, (proj or hidden) * (2 if reverse else 1), head, chosen)
     ignored = tuple(sorted(k for k in rest if k not in used))
-    return Model(label, kind, cells, readout, layers, hidden, proj, bool(reverse), first, ignored,
-                 origin)
+    return Model(label, kind, cells, readout, layers, hidden, proj, bool(reverse), first, ignored, origin)
 
 
 def _cell_from_arrays(kind, weights, activation, name) -> Cell:
     kind = check_choice("kind", kind, cell_kinds())
     if not isinstance(weights, Mapping):
-        raise ValueError(f"weights must be a mapping of PyTorch names to arrays; got "
-                         f"{type(weights).__name__}")
+        raise ValueError(
+            f"weights must be a mapping of PyTorch names to arrays; got {type(weights).__name__}"
+        )
     if "activation" not in cell_kind(kind).step_options:
         activation = "tanh"  # what build_cell is given for a kind without one, as before
     else:
         activation = check_choice("activation", activation, ("tanh", "relu"))
     if any(isinstance(k, str) and k.endswith("_reverse") for k in weights):
-        raise ValueError("weights has bidirectional (*_reverse) keys: pass the whole state_dict as "
-                         "from_torch(state_dict) to get one cell per direction")
+        raise ValueError(
+            "weights has bidirectional (*_reverse) keys: pass the whole state_dict as "
+            "from_torch(state_dict) to get one cell per direction"
+        )
     params, hidden, inputs, layers, proj = _validated_layout(kind, weights)
     extra = {"proj_size": proj} if proj else {}
     return build_cell(kind, params, hidden, inputs, layers, activation=activation, name=name, **extra)

@@ -13,8 +13,13 @@ from ..core._registry import cell_kind
 from ..core._validation import as_float_array, check_choice
 
 
-def from_keras(kind: str, weights: Sequence[Any] | Mapping[str, Any], *, reset_after: bool = True,
-               name: str | None = None) -> Cell:
+def from_keras(
+    kind: str,
+    weights: Sequence[Any] | Mapping[str, Any],
+    *,
+    reset_after: bool = True,
+    name: str | None = None,
+) -> Cell:
     """A cell from a Keras / TensorFlow ``LSTM`` or ``GRU`` layer's weights.
 
     Parameters
@@ -44,20 +49,24 @@ def from_keras(kind: str, weights: Sequence[Any] | Mapping[str, Any], *, reset_a
     if isinstance(weights, Mapping):
         arrays = [weights[k] for k in ("kernel", "recurrent_kernel", "bias") if k in weights]
         if len(arrays) < 2 or "kernel" not in weights or "recurrent_kernel" not in weights:
-            raise ValueError(f"weights must hold 'kernel' and 'recurrent_kernel' (and 'bias'); got "
-                             f"keys {sorted(weights)}")
+            raise ValueError(
+                f"weights must hold 'kernel' and 'recurrent_kernel' (and 'bias'); got keys {sorted(weights)}"
+            )
     elif isinstance(weights, Sequence) and not isinstance(weights, str) and len(weights) in (2, 3):
         arrays = list(weights)
     else:
-        raise ValueError("weights must be [kernel, recurrent_kernel, bias] (layer.get_weights()) or "
-                         f"a mapping of those names; got {type(weights).__name__}")
+        raise ValueError(
+            "weights must be [kernel, recurrent_kernel, bias] (layer.get_weights()) or "
+            f"a mapping of those names; got {type(weights).__name__}"
+        )
     kernel = as_float_array("kernel", arrays[0], ndim=2)
     recurrent = as_float_array("recurrent_kernel", arrays[1], ndim=2)
     g = cell_kind(kind).blocks
     n = recurrent.shape[0]
     if recurrent.shape != (n, g * n) or n == 0:
-        raise ValueError(f"recurrent_kernel must have shape (N, {g}*N) for a Keras {kind}; got "
-                         f"{recurrent.shape}")
+        raise ValueError(
+            f"recurrent_kernel must have shape (N, {g}*N) for a Keras {kind}; got {recurrent.shape}"
+        )
     if kernel.shape[1] != g * n:
         raise ValueError(f"kernel must have shape (inputs, {g * n}); got {kernel.shape}")
     two_biases = kind == "gru" and reset_after
@@ -65,9 +74,11 @@ def from_keras(kind: str, weights: Sequence[Any] | Mapping[str, Any], *, reset_a
         bias = as_float_array("bias", arrays[2], ndim=(1, 2))
         shape = (2, g * n) if two_biases else (g * n,)
         if bias.shape != shape:
-            raise ValueError(f"bias must have shape {shape} for a Keras {kind}"
-                             + (f" with reset_after={reset_after}" if kind == "gru" else "")
-                             + f"; got {bias.shape}")
+            raise ValueError(
+                f"bias must have shape {shape} for a Keras {kind}"
+                + (f" with reset_after={reset_after}" if kind == "gru" else "")
+                + f"; got {bias.shape}"
+            )
         b_ih, b_hh = (bias[0], bias[1]) if two_biases else (bias, np.zeros(g * n))
     else:
         b_ih = b_hh = np.zeros(g * n)

@@ -19,20 +19,24 @@ def to_numpy(name: str, value: Any) -> np.ndarray:
     """An array (a torch tensor too) as a float64 numpy array of 1 or 2 dimensions."""
     # torch tensors expose .detach(); take them without importing torch.
     if hasattr(value, "detach"):
-        value = value.detach().cpu().double().numpy() if hasattr(value, "double") else \
-            value.detach().cpu().numpy()
+        value = (
+            value.detach().cpu().double().numpy()
+            if hasattr(value, "double")
+            else value.detach().cpu().numpy()
+        )
     return as_float_array(f"weights[{name!r}]", value, ndim=(1, 2))
 
 
-def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights",
-                      directions: int = 1):
+def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights", directions: int = 1):
     """Check one direction's PyTorch-layout arrays (``..._l{k}``, no suffix); return
     ``(params, hidden, inputs, layers, proj_size)``. Layers above the first read
     ``directions`` outputs of the layer below."""
     unknown = sorted(k for k in weights if (m := LAYER_KEY.match(k)) is None or m.group(3))
     if unknown:
-        raise ValueError(f"{what} has unexpected keys {unknown}; expected weight_ih_l<k>, "
-                         f"weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> (and weight_hr_l<k>)")
+        raise ValueError(
+            f"{what} has unexpected keys {unknown}; expected weight_ih_l<k>, "
+            f"weight_hh_l<k>, bias_ih_l<k>, bias_hh_l<k> (and weight_hr_l<k>)"
+        )
     layers = 1 + max((int(m.group(2)) for k in weights if (m := LAYER_KEY.match(k)) is not None), default=-1)
     if layers == 0:
         raise ValueError(f"{what} is empty; expected weight_ih_l0 and weight_hh_l0")
@@ -42,8 +46,7 @@ def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights
     if has_proj and kind != "lstm":
         raise ValueError(f"{what} has weight_hr (a projection), which only an LSTM has; got kind {kind!r}")
     if w_hh0.ndim != 2 or w_hh0.shape[0] % g or (not has_proj and w_hh0.shape[0] != g * w_hh0.shape[1]):
-        raise ValueError(f"{what}['weight_hh_l0'] must have shape ({g}*N, N) for {kind}; "
-                         f"got {w_hh0.shape}")
+        raise ValueError(f"{what}['weight_hh_l0'] must have shape ({g}*N, N) for {kind}; got {w_hh0.shape}")
     hidden = w_hh0.shape[0] // g
     proj = w_hh0.shape[1] if has_proj else 0
     width = proj or hidden
@@ -53,12 +56,13 @@ def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights
     for l in range(layers):
         w_ih = _required(weights, f"weight_ih_l{l}", what)
         if w_ih.ndim != 2:
-            raise ValueError(f"{what}['weight_ih_l{l}'] must be 2-D, ({g}*N, inputs); got shape "
-                             f"{w_ih.shape}")
+            raise ValueError(f"{what}['weight_ih_l{l}'] must be 2-D, ({g}*N, inputs); got shape {w_ih.shape}")
         if l == 0:
             inputs = w_ih.shape[1]
-        expected: dict[str, tuple[int, ...]] = {f"weight_ih_l{l}": (g * hidden, inputs if l == 0 else directions * width),
-                    f"weight_hh_l{l}": (g * hidden, width)}
+        expected: dict[str, tuple[int, ...]] = {
+            f"weight_ih_l{l}": (g * hidden, inputs if l == 0 else directions * width),
+            f"weight_hh_l{l}": (g * hidden, width),
+        }
         if has_bias:
             expected[f"bias_ih_l{l}"] = (g * hidden,)
             expected[f"bias_hh_l{l}"] = (g * hidden,)
@@ -67,9 +71,10 @@ def validated_layout(kind: str, weights: Mapping[str, Any], what: str = "weights
         for key, shape in expected.items():
             arr = _required(weights, key, what)
             if arr.shape != shape:
-                raise ValueError(f"{what}[{key!r}] must have shape {shape} for a {kind} with "
-                                 f"hidden size {hidden}" + (f", projection {proj}" if proj else "")
-                                 + f"; got {arr.shape}")
+                raise ValueError(
+                    f"{what}[{key!r}] must have shape {shape} for a {kind} with "
+                    f"hidden size {hidden}" + (f", projection {proj}" if proj else "") + f"; got {arr.shape}"
+                )
             params[key] = arr
         if not has_bias:
             params[f"bias_ih_l{l}"] = np.zeros(g * hidden)

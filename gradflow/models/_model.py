@@ -76,8 +76,10 @@ class Model:
     def cell(self) -> Cell:
         """The one cell of a unidirectional network."""
         if self.bidirectional:
-            raise ValueError(f"model {self.name!r} is bidirectional: it has one cell per layer and "
-                             f"direction; use model.cells ({', '.join(self.cells)})")
+            raise ValueError(
+                f"model {self.name!r} is bidirectional: it has one cell per layer and "
+                f"direction; use model.cells ({', '.join(self.cells)})"
+            )
         return self.cells["forward"]
 
     @property
@@ -233,17 +235,25 @@ class Model:
 
     def __repr__(self) -> str:
         head = "none" if self.head is None else f"{self.head.name} {self.head.weight.shape}"
-        return (f"Model(name={self.name!r}, kind={self.kind!r}, layers={self.layers}, "
-                f"hidden={self.hidden}, proj_size={self.proj_size}, bidirectional={self.bidirectional}, "
-                f"batch_first={self.batch_first}, head={head}, ignored={list(self.ignored)})")
+        return (
+            f"Model(name={self.name!r}, kind={self.kind!r}, layers={self.layers}, "
+            f"hidden={self.hidden}, proj_size={self.proj_size}, bidirectional={self.bidirectional}, "
+            f"batch_first={self.batch_first}, head={head}, ignored={list(self.ignored)})"
+        )
 
     def _repr_html_(self) -> str:
-        rows = [("kind", self.kind), ("layers", str(self.layers)), ("hidden", str(self.hidden)),
-                ("projection", str(self.proj_size or "none")),
-                ("directions", "2 (bidirectional)" if self.bidirectional else "1"),
-                ("batch_first", str(self.batch_first)),
-                ("head", "none" if self.head is None else
-                 f"{self.head.name}: {self.head.weight.shape[0]} output(s)"),
-                ("cells", ", ".join(f"{k} (state {c.state_size})" for k, c in self.cells.items())),
-                ("ignored keys", ", ".join(self.ignored) or "none")]
+        rows = [
+            ("kind", self.kind),
+            ("layers", str(self.layers)),
+            ("hidden", str(self.hidden)),
+            ("projection", str(self.proj_size or "none")),
+            ("directions", "2 (bidirectional)" if self.bidirectional else "1"),
+            ("batch_first", str(self.batch_first)),
+            (
+                "head",
+                "none" if self.head is None else f"{self.head.name}: {self.head.weight.shape[0]} output(s)",
+            ),
+            ("cells", ", ".join(f"{k} (state {c.state_size})" for k, c in self.cells.items())),
+            ("ignored keys", ", ".join(self.ignored) or "none"),
+        ]
         return _html.card("Model", self.name, rows, note=f"from {self.source}")

@@ -14,9 +14,20 @@ from ..core._registry import find_cell_kind
 from ._layout import validated_layout
 
 # Header entries a gradflow cell file may carry besides kind, hidden, inputs and layers.
-_HEADER_EXTRAS = {"format": str, "version": int, "name": str, "activation": str, "gain": float,
-                  "init": str, "bias_scale": float, "seed": int, "forget_bias": float,
-                  "update_bias": float, "proj_size": int, "reset_after": bool}
+_HEADER_EXTRAS = {
+    "format": str,
+    "version": int,
+    "name": str,
+    "activation": str,
+    "gain": float,
+    "init": str,
+    "bias_scale": float,
+    "seed": int,
+    "forget_bias": float,
+    "update_bias": float,
+    "proj_size": int,
+    "reset_after": bool,
+}
 
 
 def read_npz(path: str) -> dict[str, np.ndarray]:
@@ -29,18 +40,23 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path!r} is a single .npy array, not an archive of named arrays; "
-                             f"write the weights with numpy.savez")
+            raise ValueError(
+                f"{path!r} is a single .npy array, not an archive of named arrays; "
+                f"write the weights with numpy.savez"
+            )
         with data:
             return {k: data[k] for k in data.files}
     except ValueError as exc:
         if "single .npy array" in str(exc):
             raise
-        raise ValueError(f"{path!r} is not a readable .npz archive of arrays (numpy.savez): "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ValueError(
+            f"{path!r} is not a readable .npz archive of arrays (numpy.savez): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     except Exception as exc:  # a damaged file raises BadZipFile, EOFError, zlib.error, OSError, ...
-        raise ValueError(f"{path!r} is not a readable .npz archive of arrays (numpy.savez): "
-                         f"{type(exc).__name__}: {exc}") from None
+        raise ValueError(
+            f"{path!r} is not a readable .npz archive of arrays (numpy.savez): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def load(path: str | os.PathLike) -> Cell:
@@ -60,8 +76,10 @@ def load(path: str | os.PathLike) -> Cell:
     path = os.fspath(path)
     arrays = read_npz(path)
     if "__gradflow__" not in arrays:
-        raise ValueError(f"{path!r} is not a gradflow cell file (no __gradflow__ entry); for "
-                         f"PyTorch arrays use gf.from_torch({path!r})")
+        raise ValueError(
+            f"{path!r} is not a gradflow cell file (no __gradflow__ entry); for "
+            f"PyTorch arrays use gf.from_torch({path!r})"
+        )
     try:
         meta = json.loads(str(arrays.pop("__gradflow__")))
         if not isinstance(meta, dict):
@@ -77,23 +95,29 @@ def load(path: str | os.PathLike) -> Cell:
         is_bool = isinstance(value, bool)
         ok = expected is not None and (
             (isinstance(value, expected) and (expected is bool or not is_bool))
-            or (expected is float and isinstance(value, int) and not is_bool))
+            or (expected is float and isinstance(value, int) and not is_bool)
+        )
         if not ok:
-            raise ValueError(f"{path!r} has a corrupt __gradflow__ header: entry {key!r} = {value!r} "
-                             f"is not {'known' if expected is None else expected.__name__}")
+            raise ValueError(
+                f"{path!r} has a corrupt __gradflow__ header: entry {key!r} = {value!r} "
+                f"is not {'known' if expected is None else expected.__name__}"
+            )
     for key, value in (("hidden", hidden), ("inputs", inputs), ("layers", layers)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{path!r} has a corrupt __gradflow__ header: {key} = {value!r} is not "
-                             f"a positive integer")
+            raise ValueError(
+                f"{path!r} has a corrupt __gradflow__ header: {key} = {value!r} is not a positive integer"
+            )
     meta.pop("format", None)
     meta.pop("version", None)
     activation = meta.pop("activation", "tanh")
     if find_cell_kind(kind) is None or activation not in act.ACTIVATIONS:
-        raise ValueError(f"{path!r} names an unknown cell kind {kind!r} or activation "
-                         f"{activation!r}")
+        raise ValueError(f"{path!r} names an unknown cell kind {kind!r} or activation {activation!r}")
     params, n, d, nl, proj = validated_layout(kind, arrays, repr(path))
     if (n, d, nl, proj) != (hidden, inputs, layers, meta.get("proj_size", 0)):
-        raise ValueError(f"{path!r}: arrays give hidden={n}, inputs={d}, layers={nl} but "
-                         f"the header says hidden={hidden}, inputs={inputs}, layers={layers}")
-    return build_cell(kind, params, hidden, inputs, layers, activation=activation,
-                  name=meta.pop("name", None), **meta)
+        raise ValueError(
+            f"{path!r}: arrays give hidden={n}, inputs={d}, layers={nl} but "
+            f"the header says hidden={hidden}, inputs={inputs}, layers={layers}"
+        )
+    return build_cell(
+        kind, params, hidden, inputs, layers, activation=activation, name=meta.pop("name", None), **meta
+    )

@@ -7,13 +7,9 @@ import numpy as np
 
 from ..cells._cells import Cell
 from ..core._registry import cell_kind, find_cell_kind
-from ..core._validation import (
-    check_positive_int,
-)
+from ..core._validation import check_positive_int
 from ._graph import DependencyGraph
-from ._sequence import (
-    SequenceModel,
-)
+from ._sequence import SequenceModel
 
 
 def output_columns(cell: Cell) -> np.ndarray:
@@ -61,14 +57,18 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None, scan: boo
     if not isinstance(scan, (bool, np.bool_)):
         raise ValueError(f"scan must be True or False; got {scan!r}")
     if scan and (layers > 1 or not cell.config.get("linear")):
-        raise ValueError(f"scan=True needs one layer of a cell linear in its state (config['linear']); "
-                         f"got {cell.name!r} ({cell.kind}) with layers={layers}")
+        raise ValueError(
+            f"scan=True needs one layer of a cell linear in its state (config['linear']); "
+            f"got {cell.name!r} ({cell.kind}) with layers={layers}"
+        )
     if layers > 1:
         cfg = dict(cell.config)
         if find_cell_kind(cell.kind) is None or "seed" not in cfg or cfg.get("layers", 1) != 1:
-            raise ValueError(f"layers={layers} stacks a one-layer built-in cell made by gf.rnn, gf.lstm "
-                             f"or gf.gru; got {cell.name!r} ({cell.kind}, config {cfg}). For a trained "
-                             "stack, load it with its _l1, _l2, ... weights and pass layers=1")
+            raise ValueError(
+                f"layers={layers} stacks a one-layer built-in cell made by gf.rnn, gf.lstm "
+                f"or gf.gru; got {cell.name!r} ({cell.kind}, config {cfg}). For a trained "
+                "stack, load it with its _l1, _l2, ... weights and pass layers=1"
+            )
         hidden, inputs = cfg.pop("hidden"), cfg.pop("inputs")
         cfg.pop("layers")
         build = cell_kind(cell.kind).make  # a built-in kind: cell_kind raises for any other
@@ -120,8 +120,22 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None, scan: boo
             prev = cur
         return g
 
-    config = dict(cell=cell.name, kind=cell.kind, layers=depth, state=cell.state_size,
-                  inputs=cell.input_size, **({"scan": True} if scan else {}))
-    return SequenceModel("recurrent", cell.params, forward, scan_graph if scan else graph,
-                         input_size=cell.input_size, width=len(cols), config=config,
-                         name=name or f"recurrent {cell.name}" + (" (scan)" if scan else ""), cell=cell)
+    config = dict(
+        cell=cell.name,
+        kind=cell.kind,
+        layers=depth,
+        state=cell.state_size,
+        inputs=cell.input_size,
+        **({"scan": True} if scan else {}),
+    )
+    return SequenceModel(
+        "recurrent",
+        cell.params,
+        forward,
+        scan_graph if scan else graph,
+        input_size=cell.input_size,
+        width=len(cols),
+        config=config,
+        name=name or f"recurrent {cell.name}" + (" (scan)" if scan else ""),
+        cell=cell,
+    )

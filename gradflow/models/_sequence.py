@@ -24,11 +24,7 @@ from scipy.sparse.csgraph import dijkstra
 
 from ..cells._cells import Cell
 from ..core import _html, deprecated_spellings, renamed_attribute
-from ..core._validation import (
-    as_float_array,
-    check_memory,
-    check_positive_int,
-)
+from ..core._validation import as_float_array, check_memory, check_positive_int
 from ._graph import DependencyGraph, topological_levels
 
 POSITIONAL = ("sinusoidal", "none")

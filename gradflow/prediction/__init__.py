@@ -9,5 +9,15 @@ from ._predict import compare, predict
 from ._registry import Predictor, PredictorContext, predictor, predictors
 from ._results import Comparison, Prediction, PredictorResult
 
-__all__ = ["Comparison", "Prediction", "Predictor", "PredictorContext", "PredictorResult", "compare",
-           "meanfield", "predict", "predictor", "predictors"]
+__all__ = [
+    "Comparison",
+    "Prediction",
+    "Predictor",
+    "PredictorContext",
+    "PredictorResult",
+    "compare",
+    "meanfield",
+    "predict",
+    "predictor",
+    "predictors",
+]

@@ -28,8 +28,9 @@ def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
     S = cell.state_size
     Q = rng.standard_normal((S, probes))
     if closed_form_kind(cell) is None:
-        JQ = jacobian_products(cell, xs[window], Q, h0=states[window.start],
-                               states=states[window.start : window.stop + 1])
+        JQ = jacobian_products(
+            cell, xs[window], Q, h0=states[window.start], states=states[window.start : window.stop + 1]
+        )
         squared = float(np.mean(np.sum(JQ**2, axis=2)))
     else:
         # J_t = sum_k diag(e_tk) B_k, so ||J_t q||^2 summed over probes is
@@ -40,9 +41,12 @@ def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
         squared = float(np.sum(moments * np.einsum("kip,lip->kli", Y, Y)) / probes)
     # Ratio to the probes' own norms: exact for orthogonal J_t, lower variance everywhere.
     gain = squared / float(np.mean(np.sum(Q**2, axis=0)))
-    return verdict("local gain", 0.5 * natural_log(gain),
-                    f"mean ||J_t q||^2 over {window.stop - window.start} steps and {probes} probes = "
-                    f"{gain:.4g}", tol)
+    return verdict(
+        "local gain",
+        0.5 * natural_log(gain),
+        f"mean ||J_t q||^2 over {window.stop - window.start} steps and {probes} probes = {gain:.4g}",
+        tol,
+    )
 
 
 def _unit_moments(cell, xs, states, steps) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +71,12 @@ def _unit_moments(cell, xs, states, steps) -> tuple[np.ndarray, np.ndarray]:
 def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> PredictorResult:
     J = _sampled_jacobians(cell, xs, states, window, rows)
     rho = spectral_radius(J.mean(axis=0))
-    return verdict("averaged jacobian", natural_log(rho),
-                    f"spectral radius of the mean of {len(J)} step Jacobians = {rho:.4g}", tol)
+    return verdict(
+        "averaged jacobian",
+        natural_log(rho),
+        f"spectral radius of the mean of {len(J)} step Jacobians = {rho:.4g}",
+        tol,
+    )
 
 
 def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np.ndarray:
@@ -90,8 +98,11 @@ def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np
 
 def _sampled_steps(window, rows: int, span: int = 1) -> np.ndarray:
     """Up to ``rows`` evenly spaced first steps of blocks of ``span`` steps inside the window."""
-    return np.unique(np.linspace(window.start, window.stop - span,
-                                 min(rows, window.stop - window.start - span + 1)).astype(int))
+    return np.unique(
+        np.linspace(
+            window.start, window.stop - span, min(rows, window.stop - window.start - span + 1)
+        ).astype(int)
+    )
 
 
 def _moment_terms(cell, xs, states, window, rows: int):
@@ -111,14 +122,21 @@ def _moment_terms(cell, xs, states, window, rows: int):
     t = _sampled_steps(window, rows)
     bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1))
     m, K, _ = scales.shape
-    n = S // 2 if S % 2 == 0 and all(
-        np.array_equal(bases[k, S // 2 :], bases[k, : S // 2]) or not np.any(scales[:, k, S // 2 :])
-        for k in range(K)) else S
+    n = (
+        S // 2
+        if S % 2 == 0
+        and all(
+            np.array_equal(bases[k, S // 2 :], bases[k, : S // 2]) or not np.any(scales[:, k, S // 2 :])
+            for k in range(K)
+        )
+        else S
+    )
     flat = scales.reshape(m, K * S)
     parts = S // n
     # E_kl[(p, u), (q, v)] as (p, q, k l, u v): the sum over k, l is then one contiguous reduction.
-    moments = np.ascontiguousarray((flat.T @ flat / m).reshape(K, parts, n, K, parts, n)
-                                   .transpose(1, 4, 0, 3, 2, 5)).reshape(parts, parts, K * K, n * n)
+    moments = np.ascontiguousarray(
+        (flat.T @ flat / m).reshape(K, parts, n, K, parts, n).transpose(1, 4, 0, 3, 2, 5)
+    ).reshape(parts, parts, K * K, n * n)
     blocks = [_column_block(bases[k, :n]) for k in range(K)]
 
     def second_moment(X):
@@ -151,8 +169,9 @@ SINGLE_PRECISION_FROM = 97
 
 
 @limited
-def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96,
-               iterations: int = 60) -> PredictorResult:
+def moment_map(
+    cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96, iterations: int = 60
+) -> PredictorResult:
     """Annealed second-moment growth when blocks of ``span`` steps are drawn independently.
 
     ``M(X) = mean_t P_t X P_t^T`` over sampled blocks ``P_t = J_{t+span-1} ... J_t``; the
@@ -207,8 +226,15 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
 
         op = LinearOperator((S * S, S * S), matvec=apply, dtype=float)
         try:
-            top = eigs(op, k=1, which="LM", v0=np.eye(S).reshape(-1), tol=ARPACK_TOL, maxiter=100,
-                       return_eigenvectors=False)
+            top = eigs(
+                op,
+                k=1,
+                which="LM",
+                v0=np.eye(S).reshape(-1),
+                tol=ARPACK_TOL,
+                maxiter=100,
+                return_eigenvectors=False,
+            )
             logs = [float(np.log(abs(top[0])))] if abs(top[0]) > 0 else [-np.inf]
         except ArpackError:  # no convergence, or a breakdown: the power iteration below decides
             logs = []
@@ -232,6 +258,9 @@ def moment_map(cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1
                 break
     growth = float(np.exp(np.mean(logs[len(logs) // 2 :])))
     what = "step Jacobians" if span == 1 else f"products of {span} consecutive step Jacobians"
-    return verdict(name, natural_log(growth) / (2 * span),
-                    f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} "
-                    f"(treated as independent draws)", tol)
+    return verdict(
+        name,
+        natural_log(growth) / (2 * span),
+        f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} (treated as independent draws)",
+        tol,
+    )

@@ -264,8 +264,9 @@ def prediction_context(cell: Cell, xs=None, *, input_std: float | None = None, h
     rng = np.random.default_rng(check_seed(seed))
     if (xs is None) == (input_std is None):
         raise ValueError("give exactly one of xs (an input sequence) and input_std")
-    common: dict[str, Any] = dict(cell=cell, tol=tol, rng=rng, probes=probes, fixed_point_starts=fixed_point_starts,
-                  options=dict(options or {}), eigenvalues=eigenvalues)
+    common: dict[str, Any] = dict(cell=cell, tol=tol, rng=rng, probes=probes,
+                                  fixed_point_starts=fixed_point_starts, options=dict(options or {}),
+                                  eigenvalues=eigenvalues)
     if xs is None:
         input_std = check_finite_float("input_std", input_std, minimum=0.0)
         return PredictorContext(input_std=input_std, **common)

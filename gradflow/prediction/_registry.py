@@ -21,8 +21,12 @@ from ._results import PredictorResult
 
 def one_layer_gated(cell: Cell) -> bool:
     """A one-layer LSTM or GRU in PyTorch's layout (what the gated mean-field reads)."""
-    return (cell.kind in ("lstm", "gru") and cell.config.get("layers", 1) == 1
-            and not cell.config.get("proj_size") and cell.config.get("reset_after") is not False)
+    return (
+        cell.kind in ("lstm", "gru")
+        and cell.config.get("layers", 1) == 1
+        and not cell.config.get("proj_size")
+        and cell.config.get("reset_after") is not False
+    )
 
 
 # What a predictor may need: a test of the context, and why it abstains when the test fails.
@@ -33,8 +37,10 @@ NEEDS: dict[str, tuple[Callable[[PredictorContext], bool], str]] = {
     "forward run": (lambda c: c.xs is not None, "needs a forward run (xs)"),
     "vanilla cell": (lambda c: recurrent_matrix(c.cell) is not None, "needs a one-layer vanilla cell"),
     "gated cell": (lambda c: one_layer_gated(c.cell), "needs a one-layer LSTM or GRU"),
-    "linear cell": (lambda c: bool(c.cell.config.get("linear")),
-                    "needs a cell linear in its state (LRU, S4D, minGRU, minLSTM, Mamba)"),
+    "linear cell": (
+        lambda c: bool(c.cell.config.get("linear")),
+        "needs a cell linear in its state (LRU, S4D, minGRU, minLSTM, Mamba)",
+    ),
 }
 
 
@@ -76,8 +82,9 @@ def predictor(name: str, *, needs: Iterable[str] = ("weights",), cheap: bool = F
     needs = tuple(needs)
     unknown = [n for n in needs if n not in NEEDS]
     if unknown:
-        raise ValueError(f"unknown need {unknown[0]!r} for predictor {name!r}; needs are "
-                         f"{', '.join(map(repr, NEEDS))}")
+        raise ValueError(
+            f"unknown need {unknown[0]!r} for predictor {name!r}; needs are {', '.join(map(repr, NEEDS))}"
+        )
     if name in _REGISTRY:
         raise ValueError(f"a predictor named {name!r} is already registered")
 
@@ -187,8 +194,11 @@ class PredictorContext:
 
 def runnable(context: PredictorContext, names: Iterable[str]) -> tuple[str, ...]:
     """The named predictors that run for ``context``: those needing a forward run only with ``xs``."""
-    return tuple(n for n in check_predictors(names)
-                 if context.xs is not None or "forward run" not in _REGISTRY[n].needs)
+    return tuple(
+        n
+        for n in check_predictors(names)
+        if context.xs is not None or "forward run" not in _REGISTRY[n].needs
+    )
 
 
 def run_predictors(context: PredictorContext, names: Iterable[str], bar=None) -> tuple[PredictorResult, ...]:
@@ -213,6 +223,7 @@ def input_drive(cell: Cell, xs: np.ndarray) -> float:
     with np.errstate(over="ignore", invalid="ignore"):
         drive = float(np.mean((xs @ U.T) ** 2))
     if not np.isfinite(drive):  # blame what the caller passed, not mean-field's input_var
-        raise ValueError(f"xs is too large: its drive (W_ih x)^2 overflows float64 "
-                         f"(max |x| = {np.max(np.abs(xs)):.3g})")
+        raise ValueError(
+            f"xs is too large: its drive (W_ih x)^2 overflows float64 (max |x| = {np.max(np.abs(xs)):.3g})"
+        )
     return drive

@@ -106,9 +106,19 @@ class Prediction:
         >>> frame.loc[frame.trusted, "method"].tolist(), bool(np.allclose(frame.rate, np.log(0.5)))
         (['mean-field'], True)
         """
-        return pd.DataFrame([dict(method=r.method, regime=r.regime or "inconclusive", rate=r.rate,
-                                  horizon=r.horizon, trusted=r.method == self.method,
-                                  reason=r.reason) for r in self.results])
+        return pd.DataFrame(
+            [
+                dict(
+                    method=r.method,
+                    regime=r.regime or "inconclusive",
+                    rate=r.rate,
+                    horizon=r.horizon,
+                    trusted=r.method == self.method,
+                    reason=r.reason,
+                )
+                for r in self.results
+            ]
+        )
 
     def plot(self, ax=None):
         """Each predictor's rate (nats/step), coloured by its regime, beside the neutral band.
@@ -129,19 +139,28 @@ class Prediction:
         return _plot_rates(ax, self.to_frame(), self.tol, None, f"{self.cell_name}: predicted rates")
 
     def __repr__(self):
-        return (f"Prediction(cell={self.cell_name!r}, regime={self.regime!r}, rate={self.rate:+.4g} "
-                f"nats/step, method={self.method!r}, predictors={len(self.results)})")
+        return (
+            f"Prediction(cell={self.cell_name!r}, regime={self.regime!r}, rate={self.rate:+.4g} "
+            f"nats/step, method={self.method!r}, predictors={len(self.results)})"
+        )
 
     def _repr_html_(self):
         frame = self.to_frame()
-        rows = [(r.method, _html.badge(r.regime), _html.number(r.rate), _html.number(r.horizon, ".4g"),
-                 r.reason) for r in self.results]
+        rows = [
+            (r.method, _html.badge(r.regime), _html.number(r.rate), _html.number(r.horizon, ".4g"), r.reason)
+            for r in self.results
+        ]
         return _html.card(
-            "Prediction", self.cell_name, rows, regime=self.regime, bold=frame.trusted,
+            "Prediction",
+            self.cell_name,
+            rows,
+            regime=self.regime,
+            bold=frame.trusted,
             header=("predictor", "regime", "rate (nats/step)", "horizon (steps)", "reason"),
             figure=_rate_strip(frame, self.tol),
             note=f"bold: the trusted predictor ({self.method}), {_html.number(self.rate)} nats/step; "
-                 f"neutral band ±{self.tol:g} shaded")
+            f"neutral band ±{self.tol:g} shaded",
+        )
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -169,8 +188,18 @@ class Comparison(FrameView):
     frame: pd.DataFrame
     cell: str
     tol: float = NEUTRAL_TOL
-    COLUMNS = ("method", "trusted", "regime", "measured_regime", "correct", "rate", "measured_rate",
-               "rate_error", "horizon", "reason")  # compare's, in order (no annotation: not a field)
+    COLUMNS = (
+        "method",
+        "trusted",
+        "regime",
+        "measured_regime",
+        "correct",
+        "rate",
+        "measured_rate",
+        "rate_error",
+        "horizon",
+        "reason",
+    )  # compare's, in order (no annotation: not a field)
 
     @property
     def measured(self) -> tuple[str, float]:
@@ -196,32 +225,62 @@ class Comparison(FrameView):
         return _plot_rates(ax, self.frame, self.tol, rate, f"{self.cell}: measured {regime}")
 
     def __repr__(self):
-        return (f"Comparison(cell={self.cell!r}, measured={self.measured}, "
-                f"right={int(self.frame['correct'].sum())} of {len(self.frame)} predictors)")
+        return (
+            f"Comparison(cell={self.cell!r}, measured={self.measured}, "
+            f"right={int(self.frame['correct'].sum())} of {len(self.frame)} predictors)"
+        )
 
     def _repr_html_(self):
         frame = self.frame
         if frame.empty or not set(self.COLUMNS) <= set(frame.columns):
             return frame._repr_html_()  # reshaped in place: show it as the DataFrame it is
         regime, rate = self.measured
-        rows = [(r.method, _html.badge(None if r.regime == "inconclusive" else r.regime),
-                 "✓" if r.correct else "✗", _html.number(r.rate), _html.number(r.rate_error))
-                for r in frame.itertuples()]
-        return _html.card("Comparison", self.cell, rows, regime=regime, bold=frame["trusted"],
-                          header=("predictor", "predicted", "right", "rate (nats/step)", "error (nats/step)"),
-                          figure=_rate_strip(frame, self.tol, rate),
-                          note=f"measured {regime} at {_html.number(rate)} nats/step (dashed); "
-                               f"{frame['correct'].sum()} of {len(frame)} predictors name it; bold: trusted")
+        rows = [
+            (
+                r.method,
+                _html.badge(None if r.regime == "inconclusive" else r.regime),
+                "✓" if r.correct else "✗",
+                _html.number(r.rate),
+                _html.number(r.rate_error),
+            )
+            for r in frame.itertuples()
+        ]
+        return _html.card(
+            "Comparison",
+            self.cell,
+            rows,
+            regime=regime,
+            bold=frame["trusted"],
+            header=("predictor", "predicted", "right", "rate (nats/step)", "error (nats/step)"),
+            figure=_rate_strip(frame, self.tol, rate),
+            note=f"measured {regime} at {_html.number(rate)} nats/step (dashed); "
+            f"{frame['correct'].sum()} of {len(frame)} predictors name it; bold: trusted",
+        )
 
 
 def _rate_strip(frame: pd.DataFrame, tol: float, measured: float | None = None) -> _html.Raw:
     """Inline SVG: one dot per predictor (top row first) at its rate, coloured by its regime."""
-    series = [_html.Series(np.array([r.rate]), np.array([-i]), _html.REGIME_COLORS[r.regime], "dot",
-                           [r.method], [f"{r.method}: {r.rate:+.4g} nats/step"])
-              for i, r in enumerate(frame.itertuples())]
-    return _html.chart(series, xlabel="rate (nats/step)", ylabel="predictors, table order", band=(-tol, tol),
-                       vertical_band=True, vlines=[] if measured is None else [measured], yticks=False,
-                       height=max(120, 40 + 13 * len(frame)))  # a row per name
+    series = [
+        _html.Series(
+            np.array([r.rate]),
+            np.array([-i]),
+            _html.REGIME_COLORS[r.regime],
+            "dot",
+            [r.method],
+            [f"{r.method}: {r.rate:+.4g} nats/step"],
+        )
+        for i, r in enumerate(frame.itertuples())
+    ]
+    return _html.chart(
+        series,
+        xlabel="rate (nats/step)",
+        ylabel="predictors, table order",
+        band=(-tol, tol),
+        vertical_band=True,
+        vlines=[] if measured is None else [measured],
+        yticks=False,
+        height=max(120, 40 + 13 * len(frame)),
+    )  # a row per name
 
 
 def _plot_rates(ax, frame: pd.DataFrame, tol: float, measured: float | None, title: str):
@@ -243,8 +302,9 @@ def _plot_rates(ax, frame: pd.DataFrame, tol: float, measured: float | None, tit
 
 def verdict(method: str, rate: float, reason: str, tol: float) -> PredictorResult:
     """A `PredictorResult` whose regime follows from ``rate`` (None when the rate is NaN)."""
-    return PredictorResult(method, regime_of(rate, tol) if np.isfinite(rate) or rate == -np.inf
-                           else None, float(rate), reason)
+    return PredictorResult(
+        method, regime_of(rate, tol) if np.isfinite(rate) or rate == -np.inf else None, float(rate), reason
+    )
 
 
 def natural_log(x: float) -> float:

@@ -41,8 +41,9 @@ class FixedPoint:
         return self.spectral_radius < 1.0
 
 
-def fixed_points(cell: Cell, x: np.ndarray, starts: np.ndarray, tol: float = 1e-9,
-                 max_points: int = 20) -> list[FixedPoint]:
+def fixed_points(
+    cell: Cell, x: np.ndarray, starts: np.ndarray, tol: float = 1e-9, max_points: int = 20
+) -> list[FixedPoint]:
     """Fixed points of ``h -> step(h, x)`` for a constant input ``x``, FixedPointFinder-style.
 
     Each start in ``starts`` (n, S) is refined by Newton steps on ``F(h) - h`` with the
@@ -80,8 +81,9 @@ def fixed_points(cell: Cell, x: np.ndarray, starts: np.ndarray, tol: float = 1e-
     points = []
     for h in found:
         eig = scipy.linalg.eigvals(jacobian(h))
-        points.append(FixedPoint(h, float(np.linalg.norm(residual(h))),
-                                 eig[np.argsort(-np.abs(eig), kind="stable")]))
+        points.append(
+            FixedPoint(h, float(np.linalg.norm(residual(h))), eig[np.argsort(-np.abs(eig), kind="stable")])
+        )
     return sorted(points, key=lambda p: (not p.stable, p.residual))
 
 

@@ -63,8 +63,15 @@ def gaussian_expectation(f, q: float) -> float:
     half = 12.0 * s  # the Gaussian weight is below 1e-31 beyond 12 standard deviations
     # The derivatives' spike lives in |u| < ~30 whatever q is: break there so quad sees it.
     breaks = [p for p in (-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0) if -half < p < half]
-    value, _ = integrate.quad(lambda u: f(u) * np.exp(-0.5 * (u / s) ** 2) / (s * _SQRT_2PI),
-                              -half, half, points=breaks, limit=400, epsabs=0.0, epsrel=1e-12)
+    value, _ = integrate.quad(
+        lambda u: f(u) * np.exp(-0.5 * (u / s) ** 2) / (s * _SQRT_2PI),
+        -half,
+        half,
+        points=breaks,
+        limit=400,
+        epsabs=0.0,
+        epsrel=1e-12,
+    )
     return float(value)
 
 
@@ -79,17 +86,16 @@ def _args(sigma_w, bias_var, input_var, activation):
     input_var = check_finite_float("input_var", input_var, minimum=0.0)
     activation = check_choice("activation", activation, ACTIVATIONS)
     if sigma_w > MAX_SIGMA_W:
-        raise ValueError(f"sigma_w must be at most {MAX_SIGMA_W:g} (sigma_w^2 must be a float64); "
-                         f"got {sigma_w!r}")
+        raise ValueError(
+            f"sigma_w must be at most {MAX_SIGMA_W:g} (sigma_w^2 must be a float64); got {sigma_w!r}"
+        )
     for name, value in (("bias_var", bias_var), ("input_var", input_var)):
         if value > MAX_VARIANCE:
-            raise ValueError(f"{name} must be at most {MAX_VARIANCE:g} (q* must be a float64); "
-                             f"got {value!r}")
+            raise ValueError(f"{name} must be at most {MAX_VARIANCE:g} (q* must be a float64); got {value!r}")
     return sigma_w, bias_var + input_var, activation
 
 
-def q_star(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
-           activation: str = "tanh") -> float:
+def q_star(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0, activation: str = "tanh") -> float:
     """Stationary pre-activation variance ``q*`` (``inf`` when it diverges: ReLU and linear units).
 
     For tanh with no bias or input and ``sigma_w > 1`` the non-zero (stable) fixed
@@ -133,8 +139,7 @@ def q_star(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
     return float(optimize.brentq(excess, lo, hi, xtol=1e-15, rtol=1e-14))
 
 
-def chi1(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
-         activation: str = "tanh") -> float:
+def chi1(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0, activation: str = "tanh") -> float:
     """Per-step growth of a back-propagated vector's squared norm, ``sigma_w^2 E[phi'(a)^2]``.
 
     Examples
@@ -155,8 +160,7 @@ def chi1(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
     return sigma_w**2 * gaussian_expectation(_phi_prime_sq(activation), q)
 
 
-def rate(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
-         activation: str = "tanh") -> float:
+def rate(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0, activation: str = "tanh") -> float:
     """Predicted gradient log-norm rate ``0.5 ln chi_1`` in nats/step (negative: vanishing).
 
     Examples
@@ -171,8 +175,9 @@ def rate(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
     return 0.5 * float(np.log(chi1(sigma_w, bias_var, input_var, activation)))
 
 
-def depth_scale(sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0,
-                activation: str = "tanh") -> float:
+def depth_scale(
+    sigma_w: float, bias_var: float = 0.0, input_var: float = 0.0, activation: str = "tanh"
+) -> float:
     """``xi = -1 / ln chi_1``: steps over which the squared gradient falls by e (inf at criticality).
 
     Examples
@@ -208,6 +213,8 @@ def critical_gain(activation: str = "tanh", bias_var: float = 0.0, input_var: fl
     while gap(hi) < 0:
         hi *= 2.0
         if hi > 1e4:
-            raise ValueError(f"no critical gain below 1e4 for activation {activation!r} with "
-                             f"bias_var={bias_var}, input_var={input_var}")
+            raise ValueError(
+                f"no critical gain below 1e4 for activation {activation!r} with "
+                f"bias_var={bias_var}, input_var={input_var}"
+            )
     return float(optimize.brentq(gap, 1e-6, hi, xtol=1e-13))

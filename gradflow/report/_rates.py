@@ -25,19 +25,25 @@ BOOTSTRAP_DRAWS = 1000  # resamples of the batch's sequences behind each 95% int
 READOUTS = ("last", "sum")  # the head's output at the last step, or summed over every step
 
 
-def readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_from: int,
-                 label: str = "model readout") -> GradientFlow:
+def readout_flow(
+    cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_from: int, label: str = "model readout"
+) -> GradientFlow:
     """`GradientFlow` of the outputs ``y_T = directions @ state_T``: root sum of squares over
     the outputs of ``ln ||d y_T / d state_{T-k}||`` (a single output: its gradient's norm)."""
     xs, h0 = check_sequence(cell, xs, None)
     state, components, probes, inputs = directional_sweep(cell, xs, h0, directions)
     lags = np.arange(xs.shape[0] + 1)
     log_norms = state[::-1].copy()
-    return GradientFlow(cell_name=cell.name, lags=lags, log_norms=log_norms,
-                        components={k: v[::-1].copy() for k, v in components.items()},
-                        gates={k: v[::-1].copy() for k, v in probes.items()},
-                        input_log_norms=inputs[::-1].copy(), loss=label,
-                        fit=fit_rate(lags, fit_profile(log_norms, fit_from), fit_from))
+    return GradientFlow(
+        cell_name=cell.name,
+        lags=lags,
+        log_norms=log_norms,
+        components={k: v[::-1].copy() for k, v in components.items()},
+        gates={k: v[::-1].copy() for k, v in probes.items()},
+        input_log_norms=inputs[::-1].copy(),
+        loss=label,
+        fit=fit_rate(lags, fit_profile(log_norms, fit_from), fit_from),
+    )
 
 
 def summed_readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_from: int) -> GradientFlow:
@@ -58,8 +64,9 @@ def summed_readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_
     def step(p, state, x):
         h = state[:, :S]
         counts = unboxed(x)[:, D:]  # the mask m_t, outside the derivative
-        return anp.concatenate([cell.step(p, h, x[:, :D]), state[:, S:] + counts * (h @ directions.T)],
-                               axis=1)
+        return anp.concatenate(
+            [cell.step(p, h, x[:, :D]), state[:, S:] + counts * (h @ directions.T)], axis=1
+        )
 
     augmented = Cell(step, cell.params, S + K, D + 1, components=cell.components, name=cell.name)
     xs, _ = check_sequence(cell, xs, None)
@@ -70,8 +77,9 @@ def summed_readout_flow(cell: Cell, xs: np.ndarray, directions: np.ndarray, fit_
     flow = readout_flow(augmented, xs, loss_rows, fit_from, label="model readout summed over steps")
     parts = np.stack([v for k, v in flow.components.items() if "." not in k])
     log_norms = 0.5 * logsumexp(2.0 * parts, axis=0)
-    return dataclasses.replace(flow, log_norms=log_norms,
-                               fit=fit_rate(flow.lags, fit_profile(log_norms, fit_from), fit_from))
+    return dataclasses.replace(
+        flow, log_norms=log_norms, fit=fit_rate(flow.lags, fit_profile(log_norms, fit_from), fit_from)
+    )
 
 
 def choose_fit_start(lags: np.ndarray, profile: np.ndarray, earliest: int = 0) -> int:
@@ -101,8 +109,9 @@ def first_finite_lag(profile: np.ndarray) -> int:
     return int(finite[0]) if finite.size else len(profile) - 1
 
 
-def bootstrap_interval(lags: np.ndarray, log_norms: np.ndarray, start: int, seed: int,
-                       draws: int = BOOTSTRAP_DRAWS) -> tuple[float, float]:
+def bootstrap_interval(
+    lags: np.ndarray, log_norms: np.ndarray, start: int, seed: int, draws: int = BOOTSTRAP_DRAWS
+) -> tuple[float, float]:
     """95% percentile interval of the fitted rate, resampling the batch's sequences with
     replacement (``draws`` times). NaN for a batch of one."""
     y = log_norms[start:]
@@ -142,11 +151,23 @@ def model_of(model) -> Model:
         return model
     cell = check_cell(model)
     if find_cell_kind(cell.kind) is None:
-        raise ValueError(f"cell must be a built-in rnn, lstm or gru cell to be analysed; got kind "
-                         f"{cell.kind!r}")
+        raise ValueError(
+            f"cell must be a built-in rnn, lstm or gru cell to be analysed; got kind {cell.kind!r}"
+        )
     cfg = cell.config
-    return Model(cell.name, cell.kind, {"forward": cell}, None, cfg.get("layers", 1), cfg["hidden"],
-                 int(cfg.get("proj_size", 0) or 0), False, False, (), "a gradflow cell")
+    return Model(
+        cell.name,
+        cell.kind,
+        {"forward": cell},
+        None,
+        cfg.get("layers", 1),
+        cfg["hidden"],
+        int(cfg.get("proj_size", 0) or 0),
+        False,
+        False,
+        (),
+        "a gradflow cell",
+    )
 
 
 def measure_cell(model: Model, key: str, xs: np.ndarray, seed: int, readout: str = "last"):
@@ -171,13 +192,13 @@ def measure_cell(model: Model, key: str, xs: np.ndarray, seed: int, readout: str
         if f.loss.endswith("summed over steps"):
             measure = "readout summed over steps"
         for layer, part, comp in state_parts(cell):
-            rows.append(_rate_row(model, key, layer, part, measure, f.lags, f.components[comp], start,
-                                  seed))
+            rows.append(_rate_row(model, key, layer, part, measure, f.lags, f.components[comp], start, seed))
     return flow, along, start, rows
 
 
-def model_rates(model: Model | Cell, xs, *, seed: int = 0, batch_first: bool | None = None,
-                readout: str = "last") -> pd.DataFrame:
+def model_rates(
+    model: Model | Cell, xs, *, seed: int = 0, batch_first: bool | None = None, readout: str = "last"
+) -> pd.DataFrame:
     """The rate table of `model_report` alone (no predictors, no PDF): one row per cell, layer,
     state part and measure (``"readout"``, the model's head, and ``"random direction"``).
     ``readout="sum"`` measures the head's outputs summed over every step instead of the last
@@ -217,7 +238,18 @@ def _rate_row(model, key, layer, part, measure, lags, values, start, seed) -> di
     horizon = horizon_of(mean_log_profile(values))
     direction = key.split(" ")[-1] if model.bidirectional else "forward"
     real_layer = int(key.split(" ")[0][1:]) if model.bidirectional else layer
-    return {"cell": key, "layer": real_layer, "direction": direction, "part": part, "measure": measure,
-            "rate": fit.rate, "ci_low": lo, "ci_high": hi, "stderr": fit.stderr, "r2": fit.r2,
-            "fit_from": fit.lag_range[0], "fit_to": fit.lag_range[1],
-            "horizon": np.nan if horizon is None else horizon}
+    return {
+        "cell": key,
+        "layer": real_layer,
+        "direction": direction,
+        "part": part,
+        "measure": measure,
+        "rate": fit.rate,
+        "ci_low": lo,
+        "ci_high": hi,
+        "stderr": fit.stderr,
+        "r2": fit.r2,
+        "fit_from": fit.lag_range[0],
+        "fit_to": fit.lag_range[1],
+        "horizon": np.nan if horizon is None else horizon,
+    }

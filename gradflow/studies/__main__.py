@@ -31,8 +31,9 @@ def contents_entry(name: str, result: dict) -> dict:
 
 def main(argv=None, prog: str = "python -m gradflow.studies") -> int:
     parser = StudyParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("studies", nargs="*", metavar="STUDY",
-                        help=f"any of {', '.join(STUDIES)} (default: all)")
+    parser.add_argument(
+        "studies", nargs="*", metavar="STUDY", help=f"any of {', '.join(STUDIES)} (default: all)"
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes, minutes (the default)")
     mode.add_argument("--full", action="store_true", help="paper-grade sizes (slow)")
@@ -60,8 +61,11 @@ def main(argv=None, prog: str = "python -m gradflow.studies") -> int:
         from gradflow.sweep._executors import stop_pools
 
         stop_pools()  # no worker may outlive the command or print after its one line
-        print(f"{prog}: interrupted; the studies finished so far are published, the running one left "
-              f"no files; run the same command again to resume", file=sys.stderr)
+        print(
+            f"{prog}: interrupted; the studies finished so far are published, the running one left "
+            f"no files; run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -73,8 +77,9 @@ def _run(args, studies) -> int:
         try:
             document = read_config_file(args.config)
             for name, module in modules.items():  # every table checked before anything runs
-                config_from_mapping(name, module.FULL if args.full else module.QUICK,
-                                    study_section(name, document, STUDIES))
+                config_from_mapping(
+                    name, module.FULL if args.full else module.QUICK, study_section(name, document, STUDIES)
+                )
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -93,8 +98,10 @@ def _run(args, studies) -> int:
         except (ValueError, FloatingPointError, OSError) as exc:
             print(f"error: study {name!r} failed: {exc}", file=sys.stderr)
             return 2
-        bar.write(f"{name}: {result['verdict']} [{time.perf_counter() - start:.1f} s] -> {result['pdf']}",
-                  file=sys.stdout)
+        bar.write(
+            f"{name}: {result['verdict']} [{time.perf_counter() - start:.1f} s] -> {result['pdf']}",
+            file=sys.stdout,
+        )
         done.append(contents_entry(name, result))
     bar.close()
     combined = os.path.join(args.out, "gradflow-report.pdf")

@@ -9,10 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import gradflow as gf
-from gradflow.studies._protocol import (
-    WARMUP,
-    warm_start,
-)
+from gradflow.studies._protocol import WARMUP, warm_start
 
 INPUTS = 8  # input width of every cell
 
@@ -25,24 +22,57 @@ def grid() -> list[dict]:
     rows = []
 
     def add(part, cell, activation, matrix, gain, scale, bias=np.nan, shear=0.0, rank=0, noise=0.0):
-        rows.append(dict(part=part, cell=cell, activation=activation, matrix=matrix, gain=gain,
-                         input_scale=scale, gate_bias=bias, shear=shear, rank=rank, noise=noise))
+        rows.append(
+            dict(
+                part=part,
+                cell=cell,
+                activation=activation,
+                matrix=matrix,
+                gain=gain,
+                input_scale=scale,
+                gate_bias=bias,
+                shear=shear,
+                rank=rank,
+                noise=noise,
+            )
+        )
 
-    for act_, fams in (("tanh", [("gaussian", (0.3, 0.9, 1.5, 4.0), (0.0, 1.0, 3.0)),
-                                 ("orthogonal", (0.3, 0.9, 1.5, 4.0), (0.0, 1.0, 3.0)),
-                                 ("identity", (0.5, 1.0), (0.0, 1.0)),
-                                 ("low-rank", (0.5, 1.5, 3.0), (0.0, 1.0)),
-                                 ("non-normal", (0.6, 0.95), (0.0, 1.0))]),
-                       ("relu", [("gaussian", (0.3, 1.0, 1.3), (0.0, 1.0, 3.0)),
-                                 ("orthogonal", (0.5, 0.9), (0.0, 1.0)),
-                                 ("identity", (0.9, 1.0), (0.0, 1.0)),
-                                 ("low-rank", (0.5, 1.5), (1.0,)),
-                                 ("non-normal", (0.6,), (1.0,))])):
+    for act_, fams in (
+        (
+            "tanh",
+            [
+                ("gaussian", (0.3, 0.9, 1.5, 4.0), (0.0, 1.0, 3.0)),
+                ("orthogonal", (0.3, 0.9, 1.5, 4.0), (0.0, 1.0, 3.0)),
+                ("identity", (0.5, 1.0), (0.0, 1.0)),
+                ("low-rank", (0.5, 1.5, 3.0), (0.0, 1.0)),
+                ("non-normal", (0.6, 0.95), (0.0, 1.0)),
+            ],
+        ),
+        (
+            "relu",
+            [
+                ("gaussian", (0.3, 1.0, 1.3), (0.0, 1.0, 3.0)),
+                ("orthogonal", (0.5, 0.9), (0.0, 1.0)),
+                ("identity", (0.9, 1.0), (0.0, 1.0)),
+                ("low-rank", (0.5, 1.5), (1.0,)),
+                ("non-normal", (0.6,), (1.0,)),
+            ],
+        ),
+    ):
         for family, gains, scales in fams:
             shears = (3.0, 8.0) if family == "non-normal" else (0.0,)
             for gain, scale, shear in itertools.product(gains, scales, shears):
-                add("tuned", "rnn", act_, family, gain, scale, shear=shear,
-                    rank=1 if family == "low-rank" else 0, noise=0.4 if family == "low-rank" else 0.0)
+                add(
+                    "tuned",
+                    "rnn",
+                    act_,
+                    family,
+                    gain,
+                    scale,
+                    shear=shear,
+                    rank=1 if family == "low-rank" else 0,
+                    noise=0.4 if family == "low-rank" else 0.0,
+                )
     for kind in ("lstm", "gru"):
         for bias, gain, scale in itertools.product((-2.0, 0.0, 1.0, 3.0), (0.5, 1.5, 4.0), (0.5, 2.0)):
             add("tuned", kind, "", "gaussian", gain, scale, bias)
@@ -92,12 +122,14 @@ def build(point: dict, cfg: Config, seed: int):
         if point["matrix"] in ("low-rank", "non-normal", "chain"):
             cell.params["weight_hh_l0"][:] = recurrent_matrix(rng, n, point)
     elif point["cell"] == "lstm":
-        cell = gf.lstm(n, INPUTS, forget_bias=point["gate_bias"], gain=point["gain"],
-                       init=point["matrix"], seed=seed)
+        cell = gf.lstm(
+            n, INPUTS, forget_bias=point["gate_bias"], gain=point["gain"], init=point["matrix"], seed=seed
+        )
     else:
         cell = gf.gru(n, INPUTS, update_bias=point["gate_bias"], gain=point["gain"], seed=seed)
-    xs = gf.inputs.gaussian(WARMUP + cfg.steps, cfg.batch, INPUTS, scale=max(point["input_scale"], 1e-12),
-                            seed=seed)
+    xs = gf.inputs.gaussian(
+        WARMUP + cfg.steps, cfg.batch, INPUTS, scale=max(point["input_scale"], 1e-12), seed=seed
+    )
     if point["input_scale"] == 0.0:
         xs = np.zeros_like(xs)
     h0, xs = warm_start(cell, xs, seed=seed)
@@ -108,5 +140,8 @@ def networks(cfg: Config) -> list[tuple[int, dict, int]]:
     """(configuration index, configuration, seed) of every network: ``seeds`` per configuration,
     each seed unique across the grid."""
     points = grid()
-    return [(i, points[i], cfg.seed + cfg.seeds * i + s)
-            for i in range(0, len(points), cfg.subsample) for s in range(cfg.seeds)]
+    return [
+        (i, points[i], cfg.seed + cfg.seeds * i + s)
+        for i in range(0, len(points), cfg.subsample)
+        for s in range(cfg.seeds)
+    ]

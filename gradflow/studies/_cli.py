@@ -81,8 +81,7 @@ def config_from_mapping(study: str, base: Any, values: Mapping[str, Any]) -> Any
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"[{study}] has unknown key {unknown[0]!r}; expected any of "
-                          f"{', '.join(fields)}")
+        raise ConfigError(f"[{study}] has unknown key {unknown[0]!r}; expected any of {', '.join(fields)}")
     try:  # each Config's __post_init__ checks what types cannot: ranges and choices
         return dataclasses.replace(base, **{k: _coerce(study, k, v, fields[k]) for k, v in values.items()})
     except ConfigError:
@@ -91,12 +90,18 @@ def config_from_mapping(study: str, base: Any, values: Mapping[str, Any]) -> Any
         raise ConfigError(f"[{study}] {exc}") from None
 
 
-def check_fields(config: Any, *, choices: Mapping[str, Sequence[str]] | None = None,
-                 positive: Sequence[str] = (), non_negative: Sequence[str] = (),
-                 fractions: Sequence[str] = ()) -> None:
+def check_fields(
+    config: Any,
+    *,
+    choices: Mapping[str, Sequence[str]] | None = None,
+    positive: Sequence[str] = (),
+    non_negative: Sequence[str] = (),
+    fractions: Sequence[str] = (),
+) -> None:
     """Raise ValueError naming the first field of ``config`` (or element of a tuple field) that
     is not one of its ``choices``, not > 0 (``positive``), < 0 (``non_negative``) or outside
     (0, 1] (``fractions``). Configs call it from ``__post_init__``."""
+
     def values(name):
         value = getattr(config, name)
         return value if isinstance(value, tuple) else (value,)
@@ -105,8 +110,11 @@ def check_fields(config: Any, *, choices: Mapping[str, Sequence[str]] | None = N
         for v in values(name):
             if v not in allowed:
                 raise ValueError(f"{name} = {v!r} is not one of {', '.join(map(repr, allowed))}")
-    tests = [(positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
-             (fractions, lambda v: 0 < v <= 1, "in (0, 1]")]
+    tests = [
+        (positive, lambda v: v > 0, "> 0"),
+        (non_negative, lambda v: v >= 0, ">= 0"),
+        (fractions, lambda v: 0 < v <= 1, "in (0, 1]"),
+    ]
     for names, good, what in tests:
         for name in names:
             for v in values(name):
@@ -146,8 +154,9 @@ def write_config(path: str | os.PathLike, study: str, config: Any) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def study_main(argv, *, name: str, doc: str, quick, full, run: Callable,
-               overrides: Sequence[str] = ("hidden", "steps")) -> dict:
+def study_main(
+    argv, *, name: str, doc: str, quick, full, run: Callable, overrides: Sequence[str] = ("hidden", "steps")
+) -> dict:
     """Parse ``argv`` and call ``run(config, out)`` with the chosen config.
 
     Precedence, lowest first: ``--quick`` (the default) or ``--full`` sizes, then the

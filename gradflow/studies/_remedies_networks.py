@@ -38,8 +38,13 @@ CONFIGURATIONS = {
 }
 
 
-QUICK_CONFIGURATIONS = ("RNN", "RNN + clip norm 1", "RNN + L2 1e-3", "RNN + orthogonal init",
-                        "LSTM + forget bias 3")  # one remedy per family
+QUICK_CONFIGURATIONS = (
+    "RNN",
+    "RNN + clip norm 1",
+    "RNN + L2 1e-3",
+    "RNN + orthogonal init",
+    "LSTM + forget bias 3",
+)  # one remedy per family
 
 
 @dataclass(frozen=True)
@@ -55,8 +60,12 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, choices={"configurations": tuple(CONFIGURATIONS)},
-                     positive=("lr", "hidden", "steps", "batch", "seeds", "adding_T"), fractions=("success",))
+        check_fields(
+            self,
+            choices={"configurations": tuple(CONFIGURATIONS)},
+            positive=("lr", "hidden", "steps", "batch", "seeds", "adding_T"),
+            fractions=("success",),
+        )
         if REFERENCE not in self.configurations:
             raise ValueError(f"configurations must include the reference {REFERENCE!r}")
 
@@ -70,15 +79,18 @@ def cell_of(configuration: str, hidden: int, inputs: int, seed: int) -> gf.Cell:
     if arch == "LSTM":
         bias = 3.0 if "forget bias 3" in configuration else 1.0
         return gf.lstm(hidden, inputs, forget_bias=bias, seed=seed)
-    init = {"RNN + orthogonal init": "orthogonal", "RNN + identity init": "identity"}.get(configuration,
-                                                                                          "gaussian")
+    init = {"RNN + orthogonal init": "orthogonal", "RNN + identity init": "identity"}.get(
+        configuration, "gaussian"
+    )
     return gf.rnn(hidden, inputs, init=init, seed=seed)
 
 
 def options(configuration: str) -> dict:
     """The `gradflow.train` keywords of a configuration's training-time remedy."""
-    remedies: dict[str, dict[str, Any]] = {"RNN + clip norm 1": {"clip": 1.0},
-                                           "RNN + L2 1e-3": {"penalty": ("l2", 1e-3)}}
+    remedies: dict[str, dict[str, Any]] = {
+        "RNN + clip norm 1": {"clip": 1.0},
+        "RNN + L2 1e-3": {"penalty": ("l2", 1e-3)},
+    }
     return remedies.get(configuration, {})
 
 
@@ -98,8 +110,8 @@ def _forward(params, xs, lstm: bool):
         pre = anp.matmul(xs[:, t], W_in) + bias + anp.matmul(h, W_t)
         if lstm:  # PyTorch's gate order i, f, g, o
             gates = 1 / (1 + anp.exp(-pre))
-            c = gates[..., n:2 * n] * c + gates[..., :n] * anp.tanh(pre[..., 2 * n:3 * n])
-            h = gates[..., 3 * n:] * anp.tanh(c)
+            c = gates[..., n : 2 * n] * c + gates[..., :n] * anp.tanh(pre[..., 2 * n : 3 * n])
+            h = gates[..., 3 * n :] * anp.tanh(c)
         else:
             h = anp.tanh(pre)
     r = params["readout"]
@@ -122,8 +134,14 @@ def _objective(params, xs, ys, lstm: bool, l2: np.ndarray, parts: dict):
 
 
 def _stack(trees: list[dict]) -> dict:
-    return {k: (_stack([t[k] for t in trees]) if isinstance(trees[0][k], dict) else
-                np.stack([np.asarray(t[k], dtype=float) for t in trees])) for k in trees[0]}
+    return {
+        k: (
+            _stack([t[k] for t in trees])
+            if isinstance(trees[0][k], dict)
+            else np.stack([np.asarray(t[k], dtype=float) for t in trees])
+        )
+        for k in trees[0]
+    }
 
 
 def train_stack(networks: list[tuple[str, int]], T: int, cfg: Config, progress=None) -> pd.DataFrame:
@@ -144,8 +162,10 @@ def train_stack(networks: list[tuple[str, int]], T: int, cfg: Config, progress=N
     clip = np.array([options(c).get("clip", np.inf) for c in configurations])
     l2 = np.array([options(c).get("penalty", ("l2", 0.0))[1] for c in configurations])
     tasks = [gf.tasks.adding(T, seed=s) for s in seeds]
-    starts = [gf.training_objective(cell_of(c, cfg.hidden, t.input_size, s), t, seed=s)[1]
-              for c, s, t in zip(configurations, seeds, tasks, strict=True)]
+    starts = [
+        gf.training_objective(cell_of(c, cfg.hidden, t.input_size, s), t, seed=s)[1]
+        for c, s, t in zip(configurations, seeds, tasks, strict=True)
+    ]
     params = _stack(starts)
     flat, unflatten = flatten(params)
     net = flatten(_network_ids(params, len(seeds)))[0].astype(int)  # each coordinate's network
@@ -164,8 +184,9 @@ def train_stack(networks: list[tuple[str, int]], T: int, cfg: Config, progress=N
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             _, g = step_fn(flat, xs, ys)
         per = parts["losses"]
-        norms = np.sqrt(np.bincount(net, weights=np.nan_to_num(g, nan=np.inf, posinf=np.inf) ** 2,
-                                    minlength=len(seeds)))
+        norms = np.sqrt(
+            np.bincount(net, weights=np.nan_to_num(g, nan=np.inf, posinf=np.inf) ** 2, minlength=len(seeds))
+        )
         alive &= np.isfinite(per) & np.isfinite(norms)  # a diverged network stops where it broke
         losses[i, alive], grad_norms[i, alive] = per[alive], norms[alive]
         g = np.where(alive[net], g, 0.0)
@@ -178,26 +199,39 @@ def train_stack(networks: list[tuple[str, int]], T: int, cfg: Config, progress=N
             progress.update(1)
     held = [t.held_out(EVAL_BATCH, (s, EVAL_INDEX)) for s, t in zip(seeds, tasks, strict=True)]
     with np.errstate(over="ignore", invalid="ignore"):
-        eval_loss = _losses(unflatten(flat), np.stack([h[0] for h in held]), np.stack([h[1] for h in held]),
-                            lstm)
+        eval_loss = _losses(
+            unflatten(flat), np.stack([h[0] for h in held]), np.stack([h[1] for h in held]), lstm
+        )
     final = unflatten(flat)["model"]["weight_hh_l0"]
-    square = final[:, :cfg.hidden, :] if lstm else final
+    square = final[:, : cfg.hidden, :] if lstm else final
     seconds = time.perf_counter() - start
     baseline = tasks[0].baseline
     eval_loss = np.where(alive, eval_loss, np.nan)
-    return pd.DataFrame({
-        "configuration": configurations, "architecture": arch,
-        "remedy": [CONFIGURATIONS[c][1] or "none" for c in configurations],
-        "T": T, "seed": seeds, "eval_loss": eval_loss, "baseline": baseline, "ratio": eval_loss / baseline,
-        "success": np.nan_to_num(eval_loss / baseline, nan=np.inf) < cfg.success, "diverged": ~alive,
-        "first_loss": losses[0], "final_train_loss": losses[-1],
-        "median_grad_norm": np.nanmedian(grad_norms, axis=0),
-        "spectral_radius_final": [float(np.max(np.abs(np.linalg.eigvals(w)))) for w in square],
-        "stack_wall_s": seconds})
+    return pd.DataFrame(
+        {
+            "configuration": configurations,
+            "architecture": arch,
+            "remedy": [CONFIGURATIONS[c][1] or "none" for c in configurations],
+            "T": T,
+            "seed": seeds,
+            "eval_loss": eval_loss,
+            "baseline": baseline,
+            "ratio": eval_loss / baseline,
+            "success": np.nan_to_num(eval_loss / baseline, nan=np.inf) < cfg.success,
+            "diverged": ~alive,
+            "first_loss": losses[0],
+            "final_train_loss": losses[-1],
+            "median_grad_norm": np.nanmedian(grad_norms, axis=0),
+            "spectral_radius_final": [float(np.max(np.abs(np.linalg.eigvals(w)))) for w in square],
+            "stack_wall_s": seconds,
+        }
+    )
 
 
 def _network_ids(tree: dict, k: int) -> dict:
     """``tree`` with every array replaced by its network index (the leading axis), as floats."""
+
     def ids(v):
         return np.broadcast_to(np.arange(k, dtype=float).reshape(-1, *[1] * (np.ndim(v) - 1)), np.shape(v))
+
     return {name: _network_ids(v, k) if isinstance(v, dict) else ids(v).copy() for name, v in tree.items()}

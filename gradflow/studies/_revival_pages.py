@@ -11,13 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gradflow.report import PALETTE, palette
-from gradflow.studies._revival_measure import (
-    ARCHITECTURES,
-    KEEP,
-    LOOP,
-    fastest_forward,
-    speedups,
-)
+from gradflow.studies._revival_measure import ARCHITECTURES, KEEP, LOOP, fastest_forward, speedups
 
 
 def interval_text(est: float, lo: float, hi: float, fmt: str = "+.3f") -> str:
@@ -28,12 +22,13 @@ def cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int], cfg: Any,
-                  threshold: float):
+def memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int], cfg: Any, threshold: float):
     """Left: median kept gradient against lag per architecture (nonlinear and linear recurrences in
     separate axes, at most 8 series each); right: the share keeping it at each decision lag."""
-    groups = [("nonlinear RNNs", [a for a in ARCHITECTURES if not ARCHITECTURES[a].linear]),
-              ("linear recurrences", [a for a in ARCHITECTURES if ARCHITECTURES[a].linear])]
+    groups = [
+        ("nonlinear RNNs", [a for a in ARCHITECTURES if not ARCHITECTURES[a].linear]),
+        ("linear recurrences", [a for a in ARCHITECTURES if ARCHITECTURES[a].linear]),
+    ]
     groups = [(title, archs) for title, archs in groups if archs]
     colours = dict(zip(ARCHITECTURES, PALETTE * 2, strict=False))
     fig, axes = plt.subplots(len(groups) + 1, 1, figsize=(8.27, 3.2 * (len(groups) + 1) + 1.5), squeeze=False)
@@ -43,11 +38,16 @@ def memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int]
             g = profiles[profiles.architecture == arch].groupby("lag").log_relative_norm
             med = g.median()
             ax.plot(med.index, med.to_numpy(), color=colours[arch], label=arch, linewidth=1.5)
-            ax.fill_between(med.index, g.quantile(0.025), g.quantile(0.975), color=colours[arch], alpha=0.15,
-                            linewidth=0)
+            ax.fill_between(
+                med.index, g.quantile(0.025), g.quantile(0.975), color=colours[arch], alpha=0.15, linewidth=0
+            )
         ax.axhline(math.log(KEEP), color="0.3", linestyle="--", linewidth=0.8)
-        ax.set(xscale="log", xlabel="lag k (steps back from the final state)",
-               ylabel="ln ||g_k|| - ln ||g_1||", title=f"{cap(title)}: median over networks, band 95%")
+        ax.set(
+            xscale="log",
+            xlabel="lag k (steps back from the final state)",
+            ylabel="ln ||g_k|| - ln ||g_1||",
+            title=f"{cap(title)}: median over networks, band 95%",
+        )
         ax.set_ylim(max(ax.get_ylim()[0], 3 * math.log(KEEP) - 5), 3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     ax = axes[-1, 0]
@@ -61,8 +61,11 @@ def memory_figure(profiles: pd.DataFrame, summary: pd.DataFrame, lags: list[int]
     ax.axvline(threshold, color="0.3", linestyle="--", linewidth=0.8)
     ax.set_yticks(np.arange(len(archs)), archs)
     ax.invert_yaxis()
-    ax.set(xlim=(-0.05, 1.05), xlabel=f"share of networks keeping >= {KEEP:g} of the lag-1 gradient",
-           title="Networks keeping their gradient (Wilson 95%); dashed: the threshold")
+    ax.set(
+        xlim=(-0.05, 1.05),
+        xlabel=f"share of networks keeping >= {KEEP:g} of the lag-1 gradient",
+        title="Networks keeping their gradient (Wilson 95%); dashed: the threshold",
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     return fig
 
@@ -79,8 +82,11 @@ def depth_curves(depth: pd.DataFrame) -> dict[str, pd.DataFrame]:
     merged = {}
     for key, names in curves.items():  # "loop: A, B, C" rather than "loop: A, loop: B, loop: C"
         methods = {name.split(": ", 1)[0] for name in names}
-        label = (f"{methods.pop()}: " + ", ".join(n.split(": ", 1)[1] for n in names)
-                 if len(methods) == 1 and ": " in names[0] else ", ".join(names))
+        label = (
+            f"{methods.pop()}: " + ", ".join(n.split(": ", 1)[1] for n in names)
+            if len(methods) == 1 and ": " in names[0]
+            else ", ".join(names)
+        )
         merged[label] = frames[key]
     return merged
 
@@ -91,23 +97,42 @@ def parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Any, host: di
     curves = depth_curves(depth)
     colours = palette(list(curves))
     for k, (label, g) in enumerate(curves.items()):
-        ax1.plot(g.n, g.sequential_depth, color=colours[label], marker="os^Dv<>P"[k % 8],
-                 label=textwrap.fill(label, 40))
-    ax1.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="sequential depth",
-            title="Forward pass: operations that must run one after another")
+        ax1.plot(
+            g.n,
+            g.sequential_depth,
+            color=colours[label],
+            marker="os^Dv<>P"[k % 8],
+            label=textwrap.fill(label, 40),
+        )
+    ax1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="sequence length n",
+        ylabel="sequential depth",
+        title="Forward pass: operations that must run one after another",
+    )
     ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     colours = palette(list(dict.fromkeys(times.architecture)))
     for arch, g in times[times.method == LOOP].groupby("architecture", sort=False):
         ax2.plot(g.n, g.cpu_seconds, "o-", color=colours[arch], label=arch)
-    ax2.set(xscale="log", yscale="log", xlabel="sequence length n",
-            ylabel=f"CPU seconds (best of {cfg.repeats})",
-            title=f"The loop (gradflow.unroll): CPU time, batch {cfg.batch}, N = {cfg.hidden}, one thread")
+    ax2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="sequence length n",
+        ylabel=f"CPU seconds (best of {cfg.repeats})",
+        title=f"The loop (gradflow.unroll): CPU time, batch {cfg.batch}, N = {cfg.hidden}, one thread",
+    )
     ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     for arch, g in speedups(times).groupby("architecture", sort=False):
         ax3.plot(g.n, g.speedup, "s--", color=colours[arch], label=arch)
     ax3.axhline(1.0, color="0.3", linewidth=0.8)
-    ax3.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="loop CPU time / scan CPU time",
-            title="The scan (gradflow.scan) against the loop, same states")
+    ax3.set(
+        xscale="log",
+        yscale="log",
+        xlabel="sequence length n",
+        ylabel="loop CPU time / scan CPU time",
+        title="The scan (gradflow.scan) against the loop, same states",
+    )
     ax3.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     for ax in (ax1, ax2, ax3):
         ax.set_xticks(list(cfg.lengths), [str(n) for n in cfg.lengths])
@@ -116,8 +141,11 @@ def parallel_figure(depth: pd.DataFrame, times: pd.DataFrame, cfg: Any, host: di
 
 
 def shares_text(r, lags: list[int], digits: str = ".0%") -> str:
-    return ", ".join(f"{getattr(r, f'share_{lag}'):{digits}} [{getattr(r, f'share_{lag}_low'):{digits}}, "
-                     f"{getattr(r, f'share_{lag}_high'):{digits}}]" for lag in lags)
+    return ", ".join(
+        f"{getattr(r, f'share_{lag}'):{digits}} [{getattr(r, f'share_{lag}_low'):{digits}}, "
+        f"{getattr(r, f'share_{lag}_high'):{digits}}]"
+        for lag in lags
+    )
 
 
 def parallel_facts(depth: pd.DataFrame, times: pd.DataFrame, cfg: Any) -> str:
@@ -125,12 +153,16 @@ def parallel_facts(depth: pd.DataFrame, times: pd.DataFrame, cfg: Any) -> str:
     top = fastest_forward(depth[depth.n == n])
     speed = speedups(times)
     fast = speed[speed.n == n]
-    return ("; ".join(f"{r.architecture}: depth {r.sequential_depth} at n = {n} ({r.method})"
-                      for r in top.itertuples())
-            + ". The scan took " + ", ".join(f"{r.speedup:.1f}x less CPU time than the loop for "
-                                             f"{r.architecture}"
-                                             for r in fast.itertuples())
-            + f" at n = {n}")
+    return (
+        "; ".join(
+            f"{r.architecture}: depth {r.sequential_depth} at n = {n} ({r.method})" for r in top.itertuples()
+        )
+        + ". The scan took "
+        + ", ".join(
+            f"{r.speedup:.1f}x less CPU time than the loop for {r.architecture}" for r in fast.itertuples()
+        )
+        + f" at n = {n}"
+    )
 
 
 def sensitivity_figure(frame: pd.DataFrame, exponents: pd.DataFrame, threshold: float):
@@ -147,18 +179,29 @@ def sensitivity_figure(frame: pd.DataFrame, exponents: pd.DataFrame, threshold: 
         ax1.plot(mean.index, mean.to_numpy(), "o-", color=colours[name], label=textwrap.fill(name, 24))
         ax1.fill_between(mean.index, lo, hi, color=colours[name], alpha=0.15, linewidth=0)
         ax1.plot(closed.index, closed.to_numpy(), "--", color=colours[name])
-    ax1.set(xscale="log", yscale="log", xlabel="1 - |lambda|^2  (memory length ~ 1 / this)",
-            ylabel="E (dL/dtheta)^2",
-            title="Mean over seeds (band 10-90%), closed form dashed")
+    ax1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="1 - |lambda|^2  (memory length ~ 1 / this)",
+        ylabel="E (dL/dtheta)^2",
+        title="Mean over seeds (band 10-90%), closed form dashed",
+    )
     ax1.invert_xaxis()
     ax1.minorticks_off()
     ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
     y = np.arange(len(exponents))
     err = [exponents.exponent - exponents.low, exponents.high - exponents.exponent]
-    ax2.errorbar(exponents.exponent, y, xerr=err, fmt="o", capsize=3, color="k",
-                 label="measured (95% bootstrap)")
-    ax2.scatter(exponents.closed_form_exponent, y, marker="x", color=PALETTE[1], zorder=3,
-                label="closed form at this T")
+    ax2.errorbar(
+        exponents.exponent, y, xerr=err, fmt="o", capsize=3, color="k", label="measured (95% bootstrap)"
+    )
+    ax2.scatter(
+        exponents.closed_form_exponent,
+        y,
+        marker="x",
+        color=PALETTE[1],
+        zorder=3,
+        label="closed form at this T",
+    )
     ax2.axvline(threshold, color="0.3", linestyle="--", linewidth=0.8)
     ax2.set_yticks(y, [textwrap.fill(name, 16) for name in exponents.parametrisation])
     ax2.invert_yaxis()

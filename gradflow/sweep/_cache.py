@@ -93,8 +93,11 @@ def _digest(text: str) -> str:
 def cache_key(task_id: str, point: Mapping[str, Any], version: str, code: str) -> str:
     """The SHA-256 naming a point's entry: its configuration, the task, the gradflow version and
     ``code``, the digest of gradflow's source (`gradflow.core._version.source_digest`)."""
-    return _digest(canonical_json({"format": FORMAT, "gradflow": version, "code": code, "task": task_id,
-                                   "point": dict(point)}))
+    return _digest(
+        canonical_json(
+            {"format": FORMAT, "gradflow": version, "code": code, "task": task_id, "point": dict(point)}
+        )
+    )
 
 
 def read_entry_text(path: Path) -> str | None:
@@ -167,19 +170,35 @@ class Cache:
             problem = _check_entry(text, key, columns)
             if problem is None:
                 return dict(json.loads(text)["result"])
-        warnings.warn(f"cache entry {path} is damaged ({problem}); recomputing that point",
-                      CacheWarning, stacklevel=3)
+        warnings.warn(
+            f"cache entry {path} is damaged ({problem}); recomputing that point", CacheWarning, stacklevel=3
+        )
         try:
             path.unlink()
         except OSError:
             pass
         return None
 
-    def store(self, key: str, task_id: str, point: Mapping[str, Any], version: str, code: str,
-              result: Mapping[str, Any]) -> None:
+    def store(
+        self,
+        key: str,
+        task_id: str,
+        point: Mapping[str, Any],
+        version: str,
+        code: str,
+        result: Mapping[str, Any],
+    ) -> None:
         pairs = [[k, v] for k, v in result.items()]  # a list keeps the task's column order
-        entry = {"format": FORMAT, "key": key, "gradflow": version, "code": code, "task": task_id,
-                 "point": dict(point), "result": pairs, "sha256": _digest(canonical_json(pairs))}
+        entry = {
+            "format": FORMAT,
+            "key": key,
+            "gradflow": version,
+            "code": code,
+            "task": task_id,
+            "point": dict(point),
+            "result": pairs,
+            "sha256": _digest(canonical_json(pairs)),
+        }
         write_bytes_durably(self.path(key), (canonical_json(entry) + "\n").encode("utf-8"))
 
 
@@ -196,8 +215,9 @@ def _check_entry(text: str, key: str | None, columns: Columns | None = None) -> 
     pairs = entry["result"]
     if entry.get("sha256") != _digest(canonical_json(pairs)):
         return "checksum mismatch"
-    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
-                                              for p in pairs):
+    if not isinstance(pairs, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in pairs
+    ):
         return "not a list of (name, value) results"
     if len({p[0] for p in pairs}) != len(pairs):
         return "a column twice"
@@ -233,8 +253,10 @@ class CacheInfo:
         lines = [f"cache: {self.path}", f"entries: {self.entries} ({_size(self.bytes)})"]
         lines += [f"  gradflow {v}: {n}" for v, n in sorted(self.versions.items())]
         if self.stale:
-            lines.append(f"stale: {self.stale} of the entries (computed by other gradflow code: never "
-                         f"read; `gradflow cache clear` removes them)")
+            lines.append(
+                f"stale: {self.stale} of the entries (computed by other gradflow code: never "
+                f"read; `gradflow cache clear` removes them)"
+            )
         if self.damaged:
             lines.append(f"damaged: {self.damaged} (recomputed when a sweep needs them)")
         return "\n".join(lines)

@@ -77,8 +77,11 @@ class ProcessExecutor:
                 # "__main__" lets a task defined in the user's script unpickle in the workers.
                 context.set_forkserver_preload(["__main__", "gradflow"])
             pool = _POOLS[self.parallelism] = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.parallelism, mp_context=context, initializer=_watch_parent,
-                initargs=(os.getpid(),))
+                max_workers=self.parallelism,
+                mp_context=context,
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
         return pool
 
     def map(self, task: Task, jobs: list[list[dict]]) -> Iterator[tuple[int, list]]:
@@ -197,23 +200,29 @@ class DaskExecutor:
         try:
             import distributed
         except ImportError:
-            raise ImportError("executor 'dask' needs dask.distributed: pip install 'gradflow[dask]'"
-                              ) from None
+            raise ImportError(
+                "executor 'dask' needs dask.distributed: pip install 'gradflow[dask]'"
+            ) from None
         if isinstance(self.scheduler, distributed.Client):
             self.client, self.own_client = self.scheduler, False
         else:
             self.own_client = True
             if self.scheduler is None:
                 self.cluster = distributed.LocalCluster(
-                    n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None)
+                    n_workers=self.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
                 self.client = distributed.Client(self.cluster)
             else:
                 try:
                     self.client = distributed.Client(self.scheduler, timeout="20s")
                 except (OSError, TimeoutError) as exc:
-                    raise ValueError(f"cannot connect to the Dask scheduler at {self.scheduler!r}: "
-                                     f"{exc}") from None
+                    raise ValueError(
+                        f"cannot connect to the Dask scheduler at {self.scheduler!r}: {exc}"
+                    ) from None
         workers = self.client.scheduler_info().get("workers", {})
         self.parallelism = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
         return self
@@ -229,8 +238,10 @@ class DaskExecutor:
         import distributed
 
         token = uuid.uuid4().hex[:12]
-        futures = [self.client.submit(run_job, task, job, key=f"gradflow-sweep-{token}-{i}", pure=False)
-                   for i, job in enumerate(jobs)]
+        futures = [
+            self.client.submit(run_job, task, job, key=f"gradflow-sweep-{token}-{i}", pure=False)
+            for i, job in enumerate(jobs)
+        ]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for future in distributed.as_completed(futures):
@@ -252,14 +263,19 @@ def resolve_executor(executor, scheduler, workers):
     executor = check_choice("executor", executor, EXECUTORS)
     if scheduler is not None:
         if executor != "dask":
-            raise ValueError(f"scheduler is the address of a Dask cluster: it needs executor='dask'; "
-                             f"got executor={executor!r}")
+            raise ValueError(
+                f"scheduler is the address of a Dask cluster: it needs executor='dask'; "
+                f"got executor={executor!r}"
+            )
         if isinstance(scheduler, str) and not _ADDRESS.match(scheduler):
-            raise ValueError(f"scheduler must be a Dask scheduler address like 'tcp://host:8786'; "
-                             f"got {scheduler!r}")
+            raise ValueError(
+                f"scheduler must be a Dask scheduler address like 'tcp://host:8786'; got {scheduler!r}"
+            )
         if workers is not None:
-            raise ValueError("workers sets the size of a local cluster; the cluster at scheduler has "
-                             f"its own workers (got workers={workers!r})")
+            raise ValueError(
+                "workers sets the size of a local cluster; the cluster at scheduler has "
+                f"its own workers (got workers={workers!r})"
+            )
     if workers is not None:
         workers = check_positive_int("workers", workers)
         if executor == "serial" and workers != 1:

@@ -129,10 +129,15 @@ def _value(name: str, v: Any) -> str | int | float | bool:
 
 def _sub_grids(grid: Any) -> list[dict[str, list]]:
     sub = [grid] if isinstance(grid, Mapping) else grid
-    if isinstance(sub, (str, bytes)) or not isinstance(sub, Sequence) or not sub or not all(
-            isinstance(g, Mapping) for g in sub):
-        raise ValueError(f"grid must be a dict of parameter lists, a list of such dicts or a TOML file; "
-                         f"got {grid!r}")
+    if (
+        isinstance(sub, (str, bytes))
+        or not isinstance(sub, Sequence)
+        or not sub
+        or not all(isinstance(g, Mapping) for g in sub)
+    ):
+        raise ValueError(
+            f"grid must be a dict of parameter lists, a list of such dicts or a TOML file; got {grid!r}"
+        )
     out: list[dict] = []
     for g in sub:
         if not g:
@@ -142,8 +147,10 @@ def _sub_grids(grid: Any) -> list[dict[str, list]]:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ValueError(f"grid parameter names must be identifiers; got {name!r}")
             if name in RESERVED:
-                raise ValueError(f"{name!r} is not a grid parameter" + (
-                    ": give seeds=[...] instead" if name == "seed" else ": the sweep writes that column"))
+                raise ValueError(
+                    f"{name!r} is not a grid parameter"
+                    + (": give seeds=[...] instead" if name == "seed" else ": the sweep writes that column")
+                )
             if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray, range)):
                 values = [values]
             values = [_value(name, v) for v in values]
@@ -157,20 +164,24 @@ def _sub_grids(grid: Any) -> list[dict[str, list]]:
 def grid_size(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]], seeds: Iterable[int] = (0,)) -> int:
     """How many points `points` would give, without making them."""
     return sum(math.prod(len(v) for v in lists.values()) for lists in _sub_grids(grid)) * len(
-        check_seeds(seeds))
+        check_seeds(seeds)
+    )
 
 
 def check_size(size: int, allow_large: bool) -> None:
     """Refuse a sweep of more than `LARGE_SWEEP` points unless ``allow_large``, with an estimate."""
     if size > LARGE_SWEEP and not allow_large:
         hours = size * FASTEST_POINT / 3600
-        raise ValueError(f"the grid has {size:,} points (more than {LARGE_SWEEP:,}): at least "
-                         f"{hours:.1f} CPU hours at {FASTEST_POINT * 1e3:g} ms a point; if that is intended "
-                         f"pass allow_large=True (gradflow sweep --yes)")
+        raise ValueError(
+            f"the grid has {size:,} points (more than {LARGE_SWEEP:,}): at least "
+            f"{hours:.1f} CPU hours at {FASTEST_POINT * 1e3:g} ms a point; if that is intended "
+            f"pass allow_large=True (gradflow sweep --yes)"
+        )
 
 
-def points(grid: Mapping[str, Any] | Sequence[Mapping[str, Any]], seeds: Iterable[int] = (0,)
-           ) -> list[dict[str, Any]]:
+def points(
+    grid: Mapping[str, Any] | Sequence[Mapping[str, Any]], seeds: Iterable[int] = (0,)
+) -> list[dict[str, Any]]:
     """Every point of a grid: the product of each sub-grid's value lists, times the seeds.
 
     A point is a dict of parameters plus ``seed``; sub-grids follow one another, the

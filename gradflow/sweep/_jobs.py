@@ -32,9 +32,11 @@ def registered_task(name: Any) -> Task:
     """One of gradflow's own tasks by its name in `TASKS`; never imports anything."""
     if isinstance(name, str) and name in TASKS:
         return TASKS[name]
-    raise ValueError(f"unknown task {name!r}; gradflow's tasks are {', '.join(TASKS)} (a task of your "
-                     f"own: pass the function as task= in Python, or --task-module module:function "
-                     f"to gradflow sweep)")
+    raise ValueError(
+        f"unknown task {name!r}; gradflow's tasks are {', '.join(TASKS)} (a task of your "
+        f"own: pass the function as task= in Python, or --task-module module:function "
+        f"to gradflow sweep)"
+    )
 
 
 def load_task(spec: str) -> Task:
@@ -85,8 +87,9 @@ def _clean_result(result: Any) -> dict[str, Any]:
         if isinstance(v, np.generic):
             v = v.item()
         if not isinstance(k, str) or not (v is None or isinstance(v, (str, int, float, bool))):
-            raise TypeError(f"a task must return a dict of names to numbers or strings; got "
-                            f"{k!r}: {type(v).__name__}")
+            raise TypeError(
+                f"a task must return a dict of names to numbers or strings; got {k!r}: {type(v).__name__}"
+            )
         out[k] = v
     return out
 
@@ -122,8 +125,9 @@ def _blas_controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def make_jobs(task: Task, todo: list[tuple[str, dict[str, Any]]], batch_size: int
-          ) -> list[list[tuple[str, dict[str, Any]]]]:
+def make_jobs(
+    task: Task, todo: list[tuple[str, dict[str, Any]]], batch_size: int
+) -> list[list[tuple[str, dict[str, Any]]]]:
     """Consecutive (key, point) pairs of one batch key, ``batch_size`` at a time, in grid order."""
     key_of = getattr(task, "batch_key", None)
     groups: dict[Any, list[tuple[str, dict[str, Any]]]] = {}

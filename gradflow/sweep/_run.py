@@ -61,10 +61,19 @@ def _resolve_cache(cache) -> Cache | None:
     raise ValueError(f"cache must be True (the default folder), False or a folder path; got {cache!r}")
 
 
-def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None = None,
-        executor: str | None = None, scheduler: str | Any | None = None,
-        cache: bool | str | os.PathLike = True, *, workers: int | None = None,
-        batch_size: int | None = None, progress: bool = True, allow_large: bool = False) -> pd.DataFrame:
+def run(
+    grid: Grid,
+    task: Task | str | None = None,
+    seeds: Iterable[int] | None = None,
+    executor: str | None = None,
+    scheduler: str | Any | None = None,
+    cache: bool | str | os.PathLike = True,
+    *,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    allow_large: bool = False,
+) -> pd.DataFrame:
     """Run a task at every point of a grid, on one machine or a Dask cluster; cached, resumable.
 
     Parameters
@@ -158,8 +167,10 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
         try:
             pickle.dumps(task)
         except Exception as exc:
-            raise ValueError(f"task must be picklable (a module-level function) to run in other "
-                             f"processes; got {task!r}: {exc}") from None
+            raise ValueError(
+                f"task must be picklable (a module-level function) to run in other "
+                f"processes; got {task!r}: {exc}"
+            ) from None
     store = _resolve_cache(cache)
     name, code = task_id(task), source_digest()
     declared = getattr(task, "columns", None)
@@ -181,8 +192,13 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
     def settle(key: str, point: dict, ok: bool, value: Any) -> None:
         clash = [c for c in value if c in point or c in RESERVED] if ok else []
         if clash:
-            ok, value = False, (f"ValueError: the task returned {clash[0]!r}, which is a grid "
-                                f"parameter or a column the sweep writes")
+            ok, value = (
+                False,
+                (
+                    f"ValueError: the task returned {clash[0]!r}, which is a grid "
+                    f"parameter or a column the sweep writes"
+                ),
+            )
         problem = check_result(value, declared(dict(point))) if ok and declared is not None else None
         if problem:
             ok, value = False, f"TypeError: the task's result does not match its columns: {problem}"
@@ -193,8 +209,15 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
         if store is not None:  # now, not at the end: an interruption loses no finished point
             store.store(key, name, point, __version__, code, value)
 
-    with tqdm(total=len(unique), initial=cached, desc="sweep", unit="point", disable=not progress,
-              file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(unique),
+        initial=cached,
+        desc="sweep",
+        unit="point",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
         if todo:
             with runner:
                 size = batch_size or auto_batch_size(task, len(todo), runner.parallelism)
@@ -209,18 +232,27 @@ def run(grid: Grid, task: Task | str | None = None, seeds: Iterable[int] | None 
                         if errors:
                             bar.set_postfix(failed=len(errors))
     frame = _frame(all_points, keys, results, errors)
-    frame.attrs["sweep"] = {"points": len(unique), "cached": cached, "computed": len(todo) - len(errors),
-                            "failed": len(errors)}
+    frame.attrs["sweep"] = {
+        "points": len(unique),
+        "cached": cached,
+        "computed": len(todo) - len(errors),
+        "failed": len(errors),
+    }
     if errors:
         first = next(k for k in keys if k in errors)
-        warnings.warn(f"{len(errors)} of {len(unique)} points failed (see the 'error' column); first: "
-                      f"{describe(unique[first])}: {errors[first]}", SweepWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(errors)} of {len(unique)} points failed (see the 'error' column); first: "
+            f"{describe(unique[first])}: {errors[first]}",
+            SweepWarning,
+            stacklevel=2,
+        )
     return frame
 
 
 def _frame(all_points, keys, results, errors) -> pd.DataFrame:
     params = list(dict.fromkeys(k for p in all_points for k in p if k != "seed"))
     outputs = list(dict.fromkeys(c for k in keys for c in results.get(k, {})))
-    rows = [{**p, **results.get(k, {}), "error": errors.get(k, "")} for p, k in zip(all_points, keys,
-                                                                                     strict=True)]
+    rows = [
+        {**p, **results.get(k, {}), "error": errors.get(k, "")} for p, k in zip(all_points, keys, strict=True)
+    ]
     return pd.DataFrame(rows, columns=[*params, "seed", *outputs, "error"])

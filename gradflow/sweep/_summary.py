@@ -77,7 +77,7 @@ class SweepSummary:
             if col.startswith("rate_"):
                 predicted = self.frame[col].to_numpy(dtype=float)
                 ok = np.isfinite(predicted) & np.isfinite(measured)
-                name = PREDICTOR_NAMES.get(col, col[len("rate_"):])
+                name = PREDICTOR_NAMES.get(col, col[len("rate_") :])
                 out[name] = float(np.mean(np.abs(predicted[ok] - measured[ok]))) if ok.any() else np.nan
         return pd.Series(out, dtype=float, name="mean |rate error| (nats/step)")
 
@@ -135,16 +135,24 @@ class SweepSummary:
     def _summary(self) -> list[tuple[str, object]]:
         rows: list[tuple[str, object]] = [("rows", str(len(self.frame)))]
         if self.counts:
-            rows.append(("points: cached, computed, failed",
-                         f"{self.counts.get('cached', 0)}, {self.counts.get('computed', 0)}, "
-                         f"{self.counts.get('failed', 0)}"))
+            rows.append(
+                (
+                    "points: cached, computed, failed",
+                    f"{self.counts.get('cached', 0)}, {self.counts.get('computed', 0)}, "
+                    f"{self.counts.get('failed', 0)}",
+                )
+            )
         varied = ", ".join(f"{c} ({self.frame[c].nunique()})" for c in self.varied)
         rows.append(("varied", varied or "nothing"))
         if "seed" in self.frame:
             rows.append(("seeds", str(self.frame["seed"].nunique())))
         if self.regimes:
-            rows.append(("measured regimes", _html.Raw(" ".join(_html.badge(r, f"{r} {n}")
-                                                                for r, n in self.regimes.items()))))
+            rows.append(
+                (
+                    "measured regimes",
+                    _html.Raw(" ".join(_html.badge(r, f"{r} {n}") for r, n in self.regimes.items())),
+                )
+            )
         if "measured_rate" in self.frame:
             rate = self.frame["measured_rate"].to_numpy(dtype=float)
             rate = rate[np.isfinite(rate)]
@@ -161,23 +169,39 @@ class SweepSummary:
 
     def __repr__(self) -> str:
         regimes = ", ".join(f"{r} {n}" for r, n in self.regimes.items())
-        return (f"SweepSummary(rows={len(self.frame)}, failed={self.counts.get('failed', 0)}, "
-                f"varied={self.varied}{', measured: ' + regimes if regimes else ''})")
+        return (
+            f"SweepSummary(rows={len(self.frame)}, failed={self.counts.get('failed', 0)}, "
+            f"varied={self.varied}{', measured: ' + regimes if regimes else ''})"
+        )
 
     def _repr_html_(self) -> str:
         x = self._x()
         figure = None
         if x is not None and "measured_rate" in self.frame:
             regimes = self.frame.get("measured_regime", pd.Series([""] * len(self.frame)))
-            series = [_html.Series(self.frame[x].to_numpy(dtype=float)[m], self.frame["measured_rate"]
-                                   .to_numpy(dtype=float)[m], _html.REGIME_COLORS[r], "dot")
-                      for r in REGIMES if (m := (regimes == r).to_numpy()).any()]
-            figure = _html.chart(series, xlabel=x, ylabel="measured rate", hlines=[0.0],
-                                 band=(-NEUTRAL_TOL, NEUTRAL_TOL))
+            series = [
+                _html.Series(
+                    self.frame[x].to_numpy(dtype=float)[m],
+                    self.frame["measured_rate"].to_numpy(dtype=float)[m],
+                    _html.REGIME_COLORS[r],
+                    "dot",
+                )
+                for r in REGIMES
+                if (m := (regimes == r).to_numpy()).any()
+            ]
+            figure = _html.chart(
+                series, xlabel=x, ylabel="measured rate", hlines=[0.0], band=(-NEUTRAL_TOL, NEUTRAL_TOL)
+            )
         failed = self.counts.get("failed", 0)
-        return _html.card("SweepSummary", None, self._summary(), figure=figure,
-                          note=f"{failed} failed point(s): see the 'error' column" if failed else
-                          "dots: measured rate per point, coloured by measured regime")
+        return _html.card(
+            "SweepSummary",
+            None,
+            self._summary(),
+            figure=figure,
+            note=f"{failed} failed point(s): see the 'error' column"
+            if failed
+            else "dots: measured rate per point, coloured by measured regime",
+        )
 
 
 def summary(frame: pd.DataFrame) -> SweepSummary:

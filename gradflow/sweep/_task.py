@@ -66,14 +66,17 @@ def resolve(point: Mapping[str, Any]) -> dict[str, Any]:
     parameter and its value."""
     unknown = [k for k in point if k not in DEFAULTS and k != "seed"]
     if unknown:
-        raise ValueError(f"unknown parameter {unknown[0]!r} for the default task; it takes "
-                         f"{', '.join(DEFAULTS)} (and seed)")
+        raise ValueError(
+            f"unknown parameter {unknown[0]!r} for the default task; it takes "
+            f"{', '.join(DEFAULTS)} (and seed)"
+        )
     p = {**DEFAULTS, **point}
     p["cell"] = check_choice("cell", p["cell"], BUILT_IN)
     for name, kind in ONLY_FOR.items():
         if p["cell"] != kind and name in point and point[name] != DEFAULTS[name]:
-            raise ValueError(f"{name} applies to cell={kind!r} only; got {name}={point[name]!r} "
-                             f"for cell={p['cell']!r}")
+            raise ValueError(
+                f"{name} applies to cell={kind!r} only; got {name}={point[name]!r} for cell={p['cell']!r}"
+            )
     for name in ("hidden", "inputs", "layers", "batch"):
         p[name] = check_positive_int(name, p[name])
     p["seq_len"] = check_positive_int("seq_len", p["seq_len"], minimum=2)
@@ -98,8 +101,9 @@ def _streams(seed: int) -> dict[str, int]:
 def build(p: Mapping[str, Any]) -> tuple[Cell, np.ndarray, np.ndarray]:
     """The cell, its inputs ``(T, batch, inputs)`` and the unit loss direction of a resolved point."""
     seeds = _streams(p["seed"])
-    common = dict(gain=p["gain"], init=p["init"], bias_scale=p["bias_scale"], seed=seeds["cell"],
-                  layers=p["layers"])
+    common = dict(
+        gain=p["gain"], init=p["init"], bias_scale=p["bias_scale"], seed=seeds["cell"], layers=p["layers"]
+    )
     record = cell_kind(p["cell"])
     cell = record.make(p["hidden"], p["inputs"], **{k: p[k] for k in record.options}, **common)
     xs = gaussian(p["seq_len"], p["batch"], p["inputs"], scale=p["input_scale"], seed=seeds["inputs"])
@@ -124,8 +128,15 @@ class GroupedCell(Cell):
         params = {name: np.stack([c.params[name] for c in cells]) for name in first.params}
         params = {name: v[:, None, :] if v.ndim == 2 else v for name, v in params.items()}
         self.groups, self.rows_per_cell = len(cells), rows_per_cell
-        super().__init__(first.step, {}, first.state_size, first.input_size, kind=f"grouped-{first.kind}",
-                         components=first.components, name=f"{len(cells)} x {first.name}")
+        super().__init__(
+            first.step,
+            {},
+            first.state_size,
+            first.input_size,
+            kind=f"grouped-{first.kind}",
+            components=first.components,
+            name=f"{len(cells)} x {first.name}",
+        )
         self.params = params  # already float64 and finite: skip the per-array checks
 
     def _check_step(self) -> None:
@@ -150,8 +161,10 @@ class RowwiseRecorder(StateRecorder):
             total, unit = 0.5 * np.log(sq), g / np.sqrt(sq)[:, None]
         else:
             if not np.all(np.isfinite(g)):
-                raise FloatingPointError(f"the gradient at state {t} is not finite: the step's "
-                                         f"derivative overflowed float64 (weights too large?)")
+                raise FloatingPointError(
+                    f"the gradient at state {t} is not finite: the step's "
+                    f"derivative overflowed float64 (weights too large?)"
+                )
             total, unit = np.empty(len(g)), np.empty_like(g)
             total[plain], unit[plain] = 0.5 * np.log(sq[plain]), g[plain] / np.sqrt(sq[plain])[:, None]
             total[~plain], unit[~plain] = log_row_norms(g[~plain]), unit_rows(g[~plain])
@@ -200,9 +213,11 @@ def _predictions(p: Mapping[str, Any], cell: Cell, xs: np.ndarray) -> dict[str, 
     if p["predictors"] == "mean-field":
         return {rate_column("mean-field"): predict(cell, xs, predictors=["mean-field"])["mean-field"].rate}
     prediction = predict(cell, xs, seed=_streams(p["seed"])["predict"])
-    row: dict[str, Any] = {"predicted_rate": prediction.rate,
-                           "predicted_regime": prediction.regime or "inconclusive",
-                           "trusted_predictor": prediction.method}
+    row: dict[str, Any] = {
+        "predicted_rate": prediction.rate,
+        "predicted_regime": prediction.regime or "inconclusive",
+        "trusted_predictor": prediction.method,
+    }
     row.update({rate_column(m): prediction[m].rate for m in METHODS})
     return row
 
@@ -288,8 +303,7 @@ class GradientFlowTask:
         (True, False)
         """
         p = resolve(point)
-        return (p["cell"], p["hidden"], p["inputs"], p["layers"], p["activation"], p["seq_len"],
-                p["batch"])
+        return (p["cell"], p["hidden"], p["inputs"], p["layers"], p["activation"], p["seq_len"], p["batch"])
 
     def run_batch(self, points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The results of several points of one `batch_key`, measured in one reverse pass.
@@ -309,8 +323,7 @@ class GradientFlowTask:
             raise ValueError("run_batch takes points of one batch_key (same cell kind and shapes)")
         models = [build(p) for p in resolved]
         rows = []
-        for p, (cell, xs, _), (rate, regime) in zip(resolved, models, measured_rates(models),
-                                                     strict=True):
+        for p, (cell, xs, _), (rate, regime) in zip(resolved, models, measured_rates(models), strict=True):
             rows.append({"measured_rate": rate, "measured_regime": regime, **_predictions(p, cell, xs)})
         return rows
 

@@ -12,10 +12,7 @@ from autograd.tracer import Box
 
 from ..cells._cells import Cell
 from ..core._registry import find_cell_kind
-from ..core._validation import (
-    check_finite_float,
-    check_positive_int,
-)
+from ..core._validation import check_finite_float, check_positive_int
 from ..engine._engine import check_cell, check_sequence, unboxed
 from ..measure._lyapunov import initial_block
 from ..models import SequenceModel, recurrent
@@ -51,11 +48,14 @@ def model_for(model, task) -> SequenceModel:
     """``model`` as a `SequenceModel`, checked to take ``task``'s inputs."""
     model = as_model(model)
     if not isinstance(task, Task):
-        raise ValueError(f"task must be a gradflow Task (gf.tasks.copy_memory, ...); got "
-                         f"{type(task).__name__}")
+        raise ValueError(
+            f"task must be a gradflow Task (gf.tasks.copy_memory, ...); got {type(task).__name__}"
+        )
     if model.input_size != task.input_size:
-        raise ValueError(f"model {model.name!r} takes inputs of width {model.input_size}; task "
-                         f"{task.name!r} gives {task.input_size}")
+        raise ValueError(
+            f"model {model.name!r} takes inputs of width {model.input_size}; task "
+            f"{task.name!r} gives {task.input_size}"
+        )
     return model
 
 
@@ -76,8 +76,9 @@ def check_lyapunov(lyapunov, model):
     if not (isinstance(lyapunov, (tuple, list)) and len(lyapunov) == 2):
         raise ValueError(f"lyapunov must be None, a weight or (weight, k); got {lyapunov!r}")
     if model.cell is None:
-        raise ValueError(f"lyapunov regularises a recurrent cell's exponents; model {model.name!r} "
-                         f"({model.kind}) has none")
+        raise ValueError(
+            f"lyapunov regularises a recurrent cell's exponents; model {model.name!r} ({model.kind}) has none"
+        )
     weight = check_finite_float("lyapunov weight", lyapunov[0], minimum=0.0)
     k = check_positive_int("lyapunov k", lyapunov[1])
     if k > model.cell.state_size:
@@ -105,9 +106,17 @@ def penalised_names(model: SequenceModel) -> list[str]:
 
 def with_params(cell: Cell, params: Mapping[str, np.ndarray]) -> Cell:
     """The same cell with other weights (checked as any cell's are)."""
-    return Cell(cell.step, params, cell.state_size, cell.input_size, kind=cell.kind,
-                components=cell.components, config=cell.config, name=cell.name,
-                stacked_tangents=cell.stacked_tangents)
+    return Cell(
+        cell.step,
+        params,
+        cell.state_size,
+        cell.input_size,
+        kind=cell.kind,
+        components=cell.components,
+        config=cell.config,
+        name=cell.name,
+        stacked_tangents=cell.stacked_tangents,
+    )
 
 
 def _gram_schmidt(V):
@@ -162,8 +171,9 @@ def finite_time_exponents(cell: Cell, params, xs: np.ndarray, k: int, seed: int 
     total = 0.0
     for x in xs:
         # Rows are independent: repeat each once per vector and push all k in one product.
-        hk, V = make_jvp(lambda z, x=x: step(params, z, np.tile(x, (k, 1))),
-                         anp.concatenate([h] * k))(anp.reshape(Q, (k * B, S)))
+        hk, V = make_jvp(lambda z, x=x: step(params, z, np.tile(x, (k, 1))), anp.concatenate([h] * k))(
+            anp.reshape(Q, (k * B, S))
+        )
         h, V = hk[:B], anp.reshape(V, (k, B, S))
         Q, logs = _gram_schmidt(V)
         total = total + logs
@@ -183,8 +193,13 @@ def model_forward(model: SequenceModel) -> Callable:
     the same numbers, one traced operation instead of several per step."""
     cell = model.cell
     record = find_cell_kind(cell.kind) if cell is not None else None
-    if (model.kind != "recurrent" or cell is None or record is None or record.sequence is None
-            or not record.is_one_layer_step(cell.step)):
+    if (
+        model.kind != "recurrent"
+        or cell is None
+        or record is None
+        or record.sequence is None
+        or not record.is_one_layer_step(cell.step)
+    ):
         return model.apply
     cols = output_columns(cell)
     pick = slice(int(cols[0]), int(cols[-1]) + 1)  # one layer: h is one block of columns
@@ -235,12 +250,15 @@ def initial_params(model: SequenceModel, task: Task, seed: int) -> dict:
     """Model weights plus a linear readout ``N(0, 1/width)`` drawn from ``seed``, zero bias."""
     rng = np.random.default_rng([seed, 1])
     W = rng.normal(0.0, 1.0 / np.sqrt(model.width), size=(task.readout_size, model.width))
-    return {"model": {k: np.array(v) for k, v in model.params.items()},
-            "readout": {"weight": W, "bias": np.zeros(task.readout_size)}}
+    return {
+        "model": {k: np.array(v) for k, v in model.params.items()},
+        "readout": {"weight": W, "bias": np.zeros(task.readout_size)},
+    }
 
 
-def training_objective(model: Cell | SequenceModel, task: Task, *, penalty=None, lyapunov=None,
-                       seed: int = 0):
+def training_objective(
+    model: Cell | SequenceModel, task: Task, *, penalty=None, lyapunov=None, seed: int = 0
+):
     """The objective `train` minimises, and its starting point, for your own optimiser or checks.
 
     Parameters

@@ -94,7 +94,7 @@ class TrainingRun:
     @property
     def final_loss(self) -> float:
         """Mean training loss over the last tenth of the steps (NaN if training diverged)."""
-        tail = self.loss[-max(1, self.steps // 10):]
+        tail = self.loss[-max(1, self.steps // 10) :]
         return float(np.mean(tail)) if np.all(np.isfinite(tail)) else np.nan
 
     @property
@@ -118,11 +118,16 @@ class TrainingRun:
         True
         """
         steps = np.arange(self.steps)
-        per_step = [pd.DataFrame({"step": steps, "quantity": name, "value": values})
-                    for name, values in (("loss", self.loss), ("objective", self.objective),
-                                         ("grad_norm", self.grad_norm),
-                                         ("clipped_grad_norm", self.clipped_grad_norm),
-                                         ("update_norm", self.update_norm))]
+        per_step = [
+            pd.DataFrame({"step": steps, "quantity": name, "value": values})
+            for name, values in (
+                ("loss", self.loss),
+                ("objective", self.objective),
+                ("grad_norm", self.grad_norm),
+                ("clipped_grad_norm", self.clipped_grad_norm),
+                ("update_norm", self.update_norm),
+            )
+        ]
         recs = self.records.drop(columns=["loss", "split"], errors="ignore")
         recs = recs.melt(id_vars="step", var_name="quantity") if len(recs.columns) else recs
         out = pd.concat([*per_step, recs], ignore_index=True)
@@ -184,20 +189,31 @@ class TrainingRun:
             for col in cols:
                 if col in rows:
                     values = rows[col].to_numpy(dtype=float)
-                    ax.plot(rows.step, np.where(np.isfinite(values), values, np.nan), marker="o",
-                            markersize=3, label=col.replace("_", " "))
+                    ax.plot(
+                        rows.step,
+                        np.where(np.isfinite(values), values, np.nan),
+                        marker="o",
+                        markersize=3,
+                        label=col.replace("_", " "),
+                    )
             ax.set(xlabel="step")
             ax.legend(fontsize="small")
         return axes
 
     def _summary(self) -> list[tuple[str, str]]:
-        rows = [("model", self.model), ("task", self.task), ("steps", str(self.steps)),
-                ("final training loss", f"{self.final_loss:.4g}"),
-                ("held-out loss", f"{self.eval_loss:.4g} ({self.ratio:.3g} x baseline {self.baseline:.4g})"),
-                ("median gradient norm", f"{np.nanmedian(self.grad_norm):.4g} "
-                                         f"(applied {np.nanmedian(self.clipped_grad_norm):.4g})"),
-                ("options", ", ".join(f"{k}={v}" for k, v in self.config.items())),
-                ("seconds", f"{self.seconds:.2f}")]
+        rows = [
+            ("model", self.model),
+            ("task", self.task),
+            ("steps", str(self.steps)),
+            ("final training loss", f"{self.final_loss:.4g}"),
+            ("held-out loss", f"{self.eval_loss:.4g} ({self.ratio:.3g} x baseline {self.baseline:.4g})"),
+            (
+                "median gradient norm",
+                f"{np.nanmedian(self.grad_norm):.4g} (applied {np.nanmedian(self.clipped_grad_norm):.4g})",
+            ),
+            ("options", ", ".join(f"{k}={v}" for k, v in self.config.items())),
+            ("seconds", f"{self.seconds:.2f}"),
+        ]
         if self.diverged_at is not None:
             rows.insert(3, ("diverged at step", str(self.diverged_at)))
         if self.interrupted_at is not None:
@@ -215,9 +231,11 @@ class TrainingRun:
 
     def __repr__(self) -> str:
         stopped = f", interrupted_at={self.interrupted_at}" if self.interrupted_at is not None else ""
-        return (f"TrainingRun(model={self.model!r}, task={self.task!r}, steps={self.steps}, "
-                f"final_loss={self.final_loss:.4g}, eval_loss={self.eval_loss:.4g}, "
-                f"baseline={self.baseline:.4g}, diverged_at={self.diverged_at}{stopped})")
+        return (
+            f"TrainingRun(model={self.model!r}, task={self.task!r}, steps={self.steps}, "
+            f"final_loss={self.final_loss:.4g}, eval_loss={self.eval_loss:.4g}, "
+            f"baseline={self.baseline:.4g}, diverged_at={self.diverged_at}{stopped})"
+        )
 
     def _repr_html_(self) -> str:
         # The badge: how the final weights carry gradients (their measured flow rate), unless the
@@ -232,7 +250,18 @@ class TrainingRun:
         else:
             regime, text = None, "no recurrence measured"
         steps = np.arange(self.steps)
-        figure = _html.chart([_html.Series(steps, self.loss, _html.REGIME_COLORS["vanishing"])],
-                             xlabel="step", ylabel="task loss", hlines=[self.baseline])
-        return _html.card("TrainingRun", self.model, self._summary(), regime=regime, badge_text=text,
-                          figure=figure, note="line: task loss per step; grey line: memoryless baseline")
+        figure = _html.chart(
+            [_html.Series(steps, self.loss, _html.REGIME_COLORS["vanishing"])],
+            xlabel="step",
+            ylabel="task loss",
+            hlines=[self.baseline],
+        )
+        return _html.card(
+            "TrainingRun",
+            self.model,
+            self._summary(),
+            regime=regime,
+            badge_text=text,
+            figure=figure,
+            note="line: task loss per step; grey line: memoryless baseline",
+        )

@@ -141,22 +141,33 @@ class Task:
         return self._loss(outputs, targets)
 
     def __repr__(self) -> str:
-        return (f"Task(name={self.name!r}, seq_len={self.seq_len}, inputs={self.input_size}, "
-                f"readout={self.readout_size} ({self.readout}), baseline={self.baseline:.6g}, "
-                f"seed={self.seed})")
+        return (
+            f"Task(name={self.name!r}, seq_len={self.seq_len}, inputs={self.input_size}, "
+            f"readout={self.readout_size} ({self.readout}), baseline={self.baseline:.6g}, "
+            f"seed={self.seed})"
+        )
 
     def _repr_html_(self) -> str:
-        return summary_html("Task", [
-            ("task", self.name), ("sequence length", str(self.seq_len)), ("inputs", str(self.input_size)),
-            ("readout", f"{self.readout_size} units, read at {self.readout}"),
-            ("memoryless baseline", f"{self.baseline:.6g} = {self.baseline_formula}"),
-            ("seed", str(self.seed))])
+        return summary_html(
+            "Task",
+            [
+                ("task", self.name),
+                ("sequence length", str(self.seq_len)),
+                ("inputs", str(self.input_size)),
+                ("readout", f"{self.readout_size} units, read at {self.readout}"),
+                ("memoryless baseline", f"{self.baseline:.6g} = {self.baseline_formula}"),
+                ("seed", str(self.seed)),
+            ],
+        )
 
 
 def summary_html(title: str, rows: list[tuple[str, str]]) -> str:
     """A titled two-column HTML table of (label, value) rows, every string escaped."""
-    body = "".join(f"<tr><th style='text-align:left'>{html.escape(a)}</th>"
-                   f"<td style='text-align:left'>{html.escape(b)}</td></tr>" for a, b in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(a)}</th>"
+        f"<td style='text-align:left'>{html.escape(b)}</td></tr>"
+        for a, b in rows
+    )
     return f"<div><b>{html.escape(title)}</b><table>{body}</table></div>"
 
 
@@ -195,9 +206,18 @@ def copy_memory(T: int, *, symbols: int = 10, categories: int = 8, seed: int = 0
         target[:, -symbols:] = tokens
         return np.eye(classes)[seq.T], target.T
 
-    return Task(f"copy memory (T={T})", n, classes, classes, "sequence",
-                symbols * np.log(categories) / n,
-                f"{symbols} ln {categories} / (T + {2 * symbols})", seed, sample, cross_entropy)
+    return Task(
+        f"copy memory (T={T})",
+        n,
+        classes,
+        classes,
+        "sequence",
+        symbols * np.log(categories) / n,
+        f"{symbols} ln {categories} / (T + {2 * symbols})",
+        seed,
+        sample,
+        cross_entropy,
+    )
 
 
 @deprecated_spellings(renamed={"T": "seq_len"})
@@ -231,8 +251,18 @@ def adding(seq_len: int, *, seed: int = 0) -> Task:
         marks[first, cols] = marks[second, cols] = 1.0
         return np.stack([values, marks], axis=-1), values[first, cols] + values[second, cols]
 
-    return Task(f"adding (T={T})", T, 2, 1, "last", 1.0 / 6.0, "Var(u1 + u2) = 2/12 for u ~ U(0, 1)",
-                seed, sample, mean_squared_error)
+    return Task(
+        f"adding (T={T})",
+        T,
+        2,
+        1,
+        "last",
+        1.0 / 6.0,
+        "Var(u1 + u2) = 2/12 for u ~ U(0, 1)",
+        seed,
+        sample,
+        mean_squared_error,
+    )
 
 
 def sequential_digits(*, test_fraction: float = 0.25, seed: int = 0) -> Task:
@@ -263,17 +293,28 @@ def sequential_digits(*, test_fraction: float = 0.25, seed: int = 0) -> Task:
     n_test = round(test_fraction * len(labels))
     test, train = order[:n_test], order[n_test:]
     if n_test < 10 or len(np.unique(labels[train])) < 10:
-        raise ValueError(f"test_fraction must leave at least 10 test images and every class in training "
-                         f"(about 0.01 to 0.9 of {len(labels)} images); got {test_fraction!r}")
+        raise ValueError(
+            f"test_fraction must leave at least 10 test images and every class in training "
+            f"(about 0.01 to 0.9 of {len(labels)} images); got {test_fraction!r}"
+        )
     freq = np.bincount(labels[train], minlength=10) / len(train)
 
     def sample(rng, size):
         pick = train[rng.integers(0, len(train), size=size)]
         return images[pick].T[:, :, None], labels[pick]
 
-    task = _DigitsTask("sequential digits (8x8, pixel by pixel)", 64, 1, 10, "last",
-                       float(-np.sum(freq * np.log(freq))), "entropy of the training class frequencies",
-                       seed, sample, cross_entropy)
+    task = _DigitsTask(
+        "sequential digits (8x8, pixel by pixel)",
+        64,
+        1,
+        10,
+        "last",
+        float(-np.sum(freq * np.log(freq))),
+        "entropy of the training class frequencies",
+        seed,
+        sample,
+        cross_entropy,
+    )
     object.__setattr__(task, "_test", (images[test].T[:, :, None], labels[test]))
     return task
 

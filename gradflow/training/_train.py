@@ -15,6 +15,7 @@ trajectory, added to the loss and differentiated by autograd: reverse mode over
 forward-mode ``J_t Q`` products through the cell's own step (the fused operations'
 derivative rules are themselves differentiable, see ``_ops``).
 """
+
 from __future__ import annotations
 
 import time
@@ -68,11 +69,24 @@ def _clip(g: np.ndarray, clip: float | None, clip_value: float | None) -> np.nda
     return g
 
 
-def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str = "adam",
-          lr: float = 1e-2, batch: int = 16, clip: float | None = None, clip_value: float | None = None,
-          penalty: tuple[str, float] | None = None, lyapunov: float | tuple[float, int] | None = None,
-          momentum: float = 0.0, record_every: int = 25, seed: int = 0,
-          callback: Callable[[dict], None] | None = None, progress: bool | None = None) -> TrainingRun:
+def train(
+    model: Cell | SequenceModel,
+    task: Task,
+    steps: int,
+    *,
+    optimizer: str = "adam",
+    lr: float = 1e-2,
+    batch: int = 16,
+    clip: float | None = None,
+    clip_value: float | None = None,
+    penalty: tuple[str, float] | None = None,
+    lyapunov: float | tuple[float, int] | None = None,
+    momentum: float = 0.0,
+    record_every: int = 25,
+    seed: int = 0,
+    callback: Callable[[dict], None] | None = None,
+    progress: bool | None = None,
+) -> TrainingRun:
     """Train a model with a linear readout on a task; measure it as it learns.
 
     Parameters
@@ -136,23 +150,36 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
     clip_value = None if clip_value is None else positive_number("clip_value", clip_value)
     penalty = check_penalty(penalty)
     if penalty is not None and not penalised_names(model):
-        raise ValueError(f"penalty {penalty!r} has nothing to act on: model {model.name!r} has no "
-                         f"recurrent weights named weight_hh_l*")
+        raise ValueError(
+            f"penalty {penalty!r} has nothing to act on: model {model.name!r} has no "
+            f"recurrent weights named weight_hh_l*"
+        )
     lyapunov = check_lyapunov(lyapunov, model)
     momentum = check_finite_float("momentum", momentum, minimum=0.0)
     if momentum >= 1.0:
         raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
     if momentum and optimizer != "sgd":
-        raise ValueError(f"momentum applies to optimizer='sgd' only (Adam keeps its own moments); "
-                         f"got momentum={momentum!r} with optimizer={optimizer!r}")
+        raise ValueError(
+            f"momentum applies to optimizer='sgd' only (Adam keeps its own moments); "
+            f"got momentum={momentum!r} with optimizer={optimizer!r}"
+        )
     record_every = check_positive_int("record_every", record_every)
     seed = check_seed(seed)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable or None; got {callback!r}")
     for name, value in model.params.items():
         as_float_array(f"model.params[{name!r}]", value)
-    config = dict(optimizer=optimizer, lr=lr, batch=batch, clip=clip, clip_value=clip_value,
-                  penalty=penalty, lyapunov=lyapunov, momentum=momentum, seed=seed)
+    config = dict(
+        optimizer=optimizer,
+        lr=lr,
+        batch=batch,
+        clip=clip,
+        clip_value=clip_value,
+        penalty=penalty,
+        lyapunov=lyapunov,
+        momentum=momentum,
+        seed=seed,
+    )
 
     objective, parts = make_objective(model, task, penalty=penalty, lyapunov=lyapunov, seed=seed)
     flat, unflatten = flatten(initial_params(model, task, seed))
@@ -164,8 +191,14 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
     start = time.perf_counter()
 
     def record(i, loss, split="train"):
-        records.append({"step": i, "split": split, "loss": loss,
-                        **measure(model, unflatten(flat)["model"], probe_xs, seed)})
+        records.append(
+            {
+                "step": i,
+                "split": split,
+                "loss": loss,
+                **measure(model, unflatten(flat)["model"], probe_xs, seed),
+            }
+        )
         if callback is not None:
             callback(dict(records[-1]))
 
@@ -207,8 +240,12 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
                 series[name] = series[name][:done]
             if len(records) and records[-1]["step"] >= done:
                 records.pop()  # a measurement of a step that did not finish
-            warnings.warn(f"training interrupted at step {done} of {steps}: returning the partial run "
-                          f"(TrainingRun.interrupted_at={done})", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"training interrupted at step {done} of {steps}: returning the partial run "
+                f"(TrainingRun.interrupted_at={done})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         final = unflatten(flat)
         eval_objective, eval_parts = make_objective(model, task, seed=seed)
         eval_xs, eval_ys = task.held_out(EVAL_BATCH, (seed, EVAL))
@@ -217,9 +254,20 @@ def train(model: Cell | SequenceModel, task: Task, steps: int, *, optimizer: str
         eval_loss = eval_parts["loss"] if diverged is None else np.nan
         if diverged is None:
             record(done, eval_loss, "held out")
-    return TrainingRun(model=model.name, task=task.name, baseline=task.baseline, loss=series["loss"],
-                       objective=series["objective"], grad_norm=series["grad"],
-                       clipped_grad_norm=series["clipped"], update_norm=series["update"],
-                       records=pd.DataFrame(records), eval_loss=float(eval_loss), diverged_at=diverged,
-                       params=final, config=config, seconds=time.perf_counter() - start,
-                       interrupted_at=interrupted)
+    return TrainingRun(
+        model=model.name,
+        task=task.name,
+        baseline=task.baseline,
+        loss=series["loss"],
+        objective=series["objective"],
+        grad_norm=series["grad"],
+        clipped_grad_norm=series["clipped"],
+        update_norm=series["update"],
+        records=pd.DataFrame(records),
+        eval_loss=float(eval_loss),
+        diverged_at=diverged,
+        params=final,
+        config=config,
+        seconds=time.perf_counter() - start,
+        interrupted_at=interrupted,
+    )
