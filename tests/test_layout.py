@@ -42,7 +42,7 @@ TOP = {
 MAX_LINES = 400
 # Modules still over the limit, each with the ceiling it may not grow past. The list only shrinks: a
 # module that gets under the limit must leave it (test_oversize_list_only_shrinks).
-OVERSIZE = {"gradflow/studies/cost.py": 458}
+OVERSIZE: dict[str, int] = {}  # empty: every module is within the limit
 
 
 def module_name(path: Path) -> str:
