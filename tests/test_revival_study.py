@@ -210,7 +210,7 @@ def test_lru_sensitivity_closed_form_is_the_sum_of_its_exact_coefficients():
     coefficients = [(final(nu + eps, e) - final(nu - eps, e)) / (2 * eps) for e in eye]
     expected = measure.lru_sensitivity_closed_form(modulus, T)
     assert float(np.sum(np.square(coefficients))) == pytest.approx(float(expected), rel=1e-7)
-    frame = measure.lru_sensitivity([1.0], steps=T, batch=2, seeds=1, seed=3)  # parameter_sensitivity's
+    frame = measure.lru_sensitivity([1.0], seq_len=T, batch=2, seeds=1, seed=3)  # parameter_sensitivity's
     x = np.random.default_rng(3).standard_normal((T, 2, 1))[:, :, 0]
     direct = sum(float(np.dot(coefficients, x[:, b])) for b in range(2)) ** 2 / 2
     assert frame.squared_sensitivity.iloc[0] == pytest.approx(direct, rel=1e-6)

@@ -173,7 +173,7 @@ class Model:
         inputs = self.cell_inputs(xs)
         last = self.layers - 1
         fwd = unroll(self.cells[f"l{last} forward"], inputs[f"l{last} forward"])[1:, :, :width]
-        rev = unroll(self.cells[f"l{top} reverse"], inputs[f"l{top} reverse"])[1:, :, :width][::-1]
+        rev = unroll(self.cells[f"l{last} reverse"], inputs[f"l{last} reverse"])[1:, :, :width][::-1]
         return np.concatenate([fwd, rev], axis=2)
 
     def readout(self, xs) -> np.ndarray:

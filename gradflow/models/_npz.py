@@ -30,7 +30,7 @@ _HEADER_EXTRAS = {
 }
 
 
-def read_npz(path: str) -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The arrays of a ``.npz`` archive, or a ValueError naming the file and what is wrong."""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"path must be a file name; got {path!r}")
@@ -73,8 +73,8 @@ def load(path: str | os.PathLike) -> Cell:
     >>> bool(np.array_equal(gf.load(path).params["weight_hh_l0"], cell.params["weight_hh_l0"]))
     True
     """
+    arrays = read_npz(path)  # checks path first: a clear error for None or a number
     path = os.fspath(path)
-    arrays = read_npz(path)
     if "__gradflow__" not in arrays:
         raise ValueError(
             f"{path!r} is not a gradflow cell file (no __gradflow__ entry); for "

@@ -260,7 +260,7 @@ def lru_sensitivity_closed_form(modulus, steps: int) -> np.ndarray:
     return (1.0 - modulus**2) * np.log(modulus) ** 2 * np.sum(j**2 * powers**2, axis=-1)
 
 
-def lru_sensitivity(ks, *, steps: int, batch: int, seeds: int, seed: int) -> pd.DataFrame:
+def lru_sensitivity(ks, *, seq_len: int, batch: int, seeds: int, seed: int) -> pd.DataFrame:
     """``(dL/d nu_log)^2`` of an LRU (`gradflow.lru_from_arrays`) whose mode ``i`` has ``|lambda| =
     1 - 10^-k_i`` and reads input channel ``i`` alone (B = I), by `gradflow.parameter_sensitivity`,
     in the columns of `gradflow.sensitivity_scaling`'s frame (one row per mode and seed)."""
@@ -270,10 +270,10 @@ def lru_sensitivity(ks, *, steps: int, batch: int, seeds: int, seed: int) -> pd.
         "nu_log": np.log(-np.log(modulus)), "theta_log": np.full(n, np.log(SENSITIVITY_PHASE)),
         "gamma_log": np.log(np.sqrt(1.0 - modulus**2)), "B_re": np.eye(n), "B_im": np.zeros((n, n)),
         "C_re": np.eye(n), "C_im": np.zeros((n, n)), "D": np.zeros(n)}, name=LRU_NU)
-    closed = lru_sensitivity_closed_form(modulus, steps)
+    closed = lru_sensitivity_closed_form(modulus, seq_len)
     rows = []
     for s in range(seed, seed + seeds):
-        xs = np.random.default_rng(s).standard_normal((steps, batch, n))
+        xs = np.random.default_rng(s).standard_normal((seq_len, batch, n))
         sens = gf.parameter_sensitivity(cell, xs, loss=lambda h: anp.sum(h[:, :n], axis=1),
                                         groups={"nu": ["nu_log"]})
         squared = sens.gradient["nu_log"] ** 2 / batch  # the batch's sequences are independent
