@@ -67,6 +67,13 @@ class CellKind:
         Every derivative rule inside ``step`` takes extra leading tangent axes (`Cell`).
     description : str
         One line for reports.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> lstm = gf.cell_kind("lstm")
+    >>> lstm.name, lstm.blocks, lstm.parts, dict(lstm.options)
+    ('lstm', 4, (('h', 1), ('c', 1)), {'forget_bias': 1.0})
     """
 
     name: str
@@ -107,11 +114,25 @@ class CellKind:
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     def state_width(self, hidden: int, proj_size: int = 0) -> int:
-        """State columns of one layer (``h`` is ``proj_size`` wide when projected)."""
+        """State columns of one layer (``h`` is ``proj_size`` wide when projected).
+
+        Examples
+        --------
+        >>> import gradflow as gf
+        >>> gf.cell_kind("lstm").state_width(6), gf.cell_kind("lstm").state_width(6, proj_size=2)
+        (12, 8)
+        """
         return sum(self.part_widths(hidden, proj_size).values())
 
     def part_widths(self, hidden: int, proj_size: int = 0) -> dict[str, int]:
-        """Width of each state part of one layer."""
+        """Width of each state part of one layer.
+
+        Examples
+        --------
+        >>> import gradflow as gf
+        >>> gf.cell_kind("lstm").part_widths(6, proj_size=2)
+        {'h': 2, 'c': 6}
+        """
         return {p: (proj_size or hidden) if p == "h" else units * hidden for p, units in self.parts}
 
     def torch_layout(self, hidden: int, inputs: int, layers: int = 1) -> dict[str, tuple[int, ...]]:
@@ -137,7 +158,15 @@ class CellKind:
 
     def is_one_layer_step(self, step: Any) -> bool:
         """Whether ``step`` is this kind's own step of one layer, no variant: the cell the closed
-        forms (``jacobians``, ``sequence``) describe."""
+        forms (``jacobians``, ``sequence``) describe.
+
+        Examples
+        --------
+        >>> import gradflow as gf
+        >>> lstm = gf.cell_kind("lstm")
+        >>> lstm.is_one_layer_step(gf.lstm(4, 2).step), lstm.is_one_layer_step(gf.lstm(4, 2, layers=2).step)
+        (True, False)
+        """
         keywords = getattr(step, "keywords", None)
         return (
             getattr(step, "func", None) is self.step
@@ -148,7 +177,17 @@ class CellKind:
 
     def step_for(self, config: Mapping[str, Any]) -> tuple[Callable[..., Any], bool]:
         """The step function for ``config`` (its variant's, if any) and whether it takes stacked
-        tangents."""
+        tangents.
+
+        Examples
+        --------
+        Keras's GRU with ``reset_after=False`` is a variant whose step takes no stacked tangents.
+
+        >>> import gradflow as gf
+        >>> gru = gf.cell_kind("gru")
+        >>> gru.step_for({})[0] is gru.step, gru.step_for({"reset_after": False})[1]
+        (True, False)
+        """
         chosen = self.variant(config) if self.variant is not None else None
         return chosen if chosen is not None else (self.step, self.stacked_tangents)
 
@@ -202,7 +241,21 @@ def register_cell_kind(kind: CellKind, *, replace: bool = False) -> CellKind:
 
 
 def unregister_cell_kind(name: str) -> None:
-    """Forget the kind registered as ``name`` (a ``KeyError``-free no-op if there is none)."""
+    """Forget the kind registered as ``name`` (a ``KeyError``-free no-op if there is none).
+
+    Examples
+    --------
+    Register a throwaway kind (the LSTM's step and constructor under another name), then forget it.
+
+    >>> import gradflow as gf
+    >>> lstm = gf.cell_kind("lstm")
+    >>> _ = gf.register_cell_kind(gf.CellKind("throwaway", lstm.step, lstm.make))
+    >>> "throwaway" in gf.cell_kinds()
+    True
+    >>> gf.unregister_cell_kind("throwaway")
+    >>> "throwaway" in gf.cell_kinds(), gf.unregister_cell_kind("throwaway")
+    (False, None)
+    """
     _KINDS.pop(name, None)
 
 
@@ -233,5 +286,12 @@ def is_vanilla(kind: Any) -> bool:
 
 
 def cell_kinds() -> tuple[str, ...]:
-    """Names of the registered kinds, in registration order."""
+    """Names of the registered kinds, in registration order.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> gf.cell_kinds()[:3]
+    ('rnn', 'lstm', 'gru')
+    """
     return tuple(_KINDS)

@@ -49,6 +49,13 @@ class Predictor:
     """A registered predictor: ``function(context) -> PredictorResult`` and what it reads.
 
     ``needs``: keys of `NEEDS`; ``cheap``: fast enough for an interactive redraw (the explorer).
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> pascanu = gf.predictors()[1]
+    >>> pascanu.name, pascanu.needs, pascanu.cheap
+    ('pascanu bound', ('weights', 'vanilla cell'), True)
     """
 
     name: str
@@ -57,7 +64,16 @@ class Predictor:
     cheap: bool
 
     def unmet(self, context: PredictorContext) -> str | None:
-        """Why this predictor cannot answer for ``context`` (the first unmet need), else None."""
+        """Why this predictor cannot answer for ``context`` (the first unmet need), else None.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> context = gf.PredictorContext(gf.lstm(4, 2), tol=0.1, rng=np.random.default_rng(0))
+        >>> [p.unmet(context) for p in gf.predictors()[:2]]
+        [None, 'needs a one-layer vanilla cell']
+        """
         for need in self.needs:
             test, reason = NEEDS[need]
             if not test(context):
@@ -133,6 +149,14 @@ class PredictorContext:
     run (``states``) and the fixed-point starts are computed when a predictor first reads
     them; predictors run in table order and share ``rng``, so the same seed gives the same
     numbers. ``options`` maps a predictor's name to keyword arguments of its function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> context = gf.PredictorContext(gf.rnn(4, 2), tol=0.1, rng=np.random.default_rng(0), input_std=1.0)
+    >>> context.xs is None, context.x_mean, context.starts.shape
+    (True, array([0., 0.]), (5, 4))
     """
 
     cell: Cell
@@ -147,6 +171,17 @@ class PredictorContext:
     eigenvalues: tuple[np.ndarray, str] | None = None  # of `linearisation` at x_mean, if known
 
     def option(self, name: str) -> dict[str, Any]:
+        """A copy of the keyword arguments for predictor ``name`` (empty when none were given).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import gradflow as gf
+        >>> context = gf.PredictorContext(gf.rnn(4, 2), tol=0.1, rng=np.random.default_rng(0),
+        ...                               options={"moment map": {"rows": 32}})
+        >>> context.option("moment map"), context.option("local gain")
+        ({'rows': 32}, {})
+        """
         return dict(self.options.get(name, {}))
 
     @cached_property
