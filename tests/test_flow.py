@@ -8,7 +8,7 @@ from autograd import grad
 
 import gradflow as gf
 from gradflow.core._activations import log_sech2
-from gradflow.engine import _engine
+from gradflow.engine import _engine, _reverse
 
 matplotlib.use("Agg")
 
@@ -241,7 +241,7 @@ def test_gradient_flow_names_the_bad_argument(kwargs, message):
 def test_chunk_boundaries_against_autograd_grad(monkeypatch, T, steps_per_chunk):
     cell = gf.lstm(3, 2, layers=2, seed=4, bias_scale=0.3)
     B = 2
-    width = B * (cell.state_size + cell.input_size) * 8 * _engine._TRACE_FACTOR
+    width = B * (cell.state_size + cell.input_size) * 8 * _reverse._TRACE_FACTOR
     monkeypatch.setattr(_engine, "CHUNK_BYTES", width * steps_per_chunk)
     xs = gf.inputs.gaussian(T, B, 2, seed=1)
     flow = gf.gradient_flow(cell, xs, seed=2)

@@ -5,7 +5,7 @@ import pytest
 from test_engine import CELLS
 
 import gradflow as gf
-from gradflow.engine import _engine
+from gradflow.engine import _engine, _reverse
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -134,9 +134,9 @@ def test_closed_form_reverse_sweep_equals_the_traced_one(monkeypatch, name):
     cell = CELLS[name]()
     xs = gf.inputs.gaussian(60, 3, cell.input_size, scale=1.5, seed=5)
     fast = gf.gradient_flow(cell, xs)
-    monkeypatch.setattr(_engine, "steps_per_chunk", lambda *a, **k: 7)  # several chunks, odd size
+    monkeypatch.setattr(_reverse, "steps_per_chunk", lambda *a, **k: 7)  # several chunks, odd size
     chunked = gf.gradient_flow(cell, xs)
-    monkeypatch.setattr(_engine, "closed_form_kind", lambda c: None)
+    monkeypatch.setattr(_reverse, "closed_form_kind", lambda c: None)
     traced = gf.gradient_flow(cell, xs)
     for got in (fast, chunked):
         np.testing.assert_allclose(got.log_norms, traced.log_norms, rtol=0, atol=1e-12)

@@ -1,6 +1,6 @@
 """Probes: identity maps whose backward pass records the norm of the cotangent.
 
-A reverse sweep through an unrolled network (``_engine.reverse_sweep``) yields
+A reverse sweep through an unrolled network (``_reverse.reverse_sweep``) yields
 every gradient norm we report without materialising a product of Jacobians:
 
 * ``state_probe`` sits on the state after every step. In the backward pass it

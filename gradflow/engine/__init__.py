@@ -13,12 +13,11 @@ from ._engine import (
     closed_form_terms,
     jacobian_products,
     jacobians,
-    reverse_sweep,
-    sequential_sweep,
     steps_per_chunk,
     unroll,
 )
 from ._linear import LAYER_OUTPUTS, LINEAR_COEFFICIENTS, layer_outputs, linear_coefficients
+from ._reverse import reverse_sweep, sequential_sweep
 from ._scan import associative_scan, diagonal_coefficients, diagonal_rate, scan, scan_depth
 
 __all__ = [

@@ -12,7 +12,8 @@ from scipy.special import logsumexp
 
 from ..core import _html, deprecated_spellings
 from ..core._validation import check_finite_float, check_seed
-from ..engine._engine import check_cell, check_sequence, reverse_sweep
+from ..engine._engine import check_cell, check_sequence
+from ..engine._reverse import reverse_sweep
 from ._rates import (  # defined beside the fit; GradientFlow is what reports them
     MEMORY_DROP,
     MIN_FIT_LAGS,

@@ -27,7 +27,8 @@ from ..core import _html
 from ..core._probe import log_row_norms
 from ..core._threads import blas_limit
 from ..core._validation import check_seed
-from ..engine._engine import CHUNK_BYTES, check_cell, check_sequence, sequential_sweep
+from ..engine._engine import CHUNK_BYTES, check_cell, check_sequence
+from ..engine._reverse import sequential_sweep
 
 # Intermediates autograd keeps per traced step, in (batch x (state + inputs)) floats: the engine's bound.
 _TRACE_FACTOR = 24

@@ -26,7 +26,7 @@ from ..core._probe import StateRecorder, log_row_norms, unit_rows
 from ..core._registry import cell_kind
 from ..core._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from ..core.inputs import gaussian
-from ..engine._engine import sequential_pass
+from ..engine._reverse import sequential_pass
 from ..measure._rates import NEUTRAL_TOL, fit_profile, fit_rate, regime_or_none
 from ..prediction._predict import METHODS, predict
 
