@@ -5,11 +5,11 @@ sum over steps, ``dL/dtheta = sum_t (dL/dh_t)^T (d step / d theta)(h_{t-1}, x_t)
 at ``h_t`` pushed through step ``t``'s direct use of ``theta``. `parameter_sensitivity` gives each
 term's norm by lag ``k = T - t`` and parameter group. The cotangents come from the engine's one
 reverse pass (unit vectors plus log-norms, so nothing under- or overflows at T = 10,000); the
-terms from one autograd VJP per time-chunk in which every step reads the weights through its own
-identity probe, whose backward pass keeps that step's share (the probe idea of ``_probe``, applied
-to parameters). Zucchet and Orvieto (NeurIPS 2024) show that these terms grow with memory length
-even when the state gradients do not; ``_sensitivity_scaling`` measures their law on a diagonal
-linear recurrence.
+terms (``_param_terms``) from one autograd VJP per time-chunk in which every step reads the
+weights through its own identity probe, whose backward pass keeps that step's share (the probe
+idea of ``_probe``, applied to parameters). Zucchet and Orvieto (NeurIPS 2024) show that these
+terms grow with memory length even when the state gradients do not; ``_sensitivity_scaling``
+measures their law on a diagonal linear recurrence.
 """
 
 from __future__ import annotations
@@ -17,41 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import autograd.numpy as anp
 import numpy as np
 import pandas as pd
-from autograd.core import make_vjp
-from autograd.extend import defvjp, primitive
 
 from ..core import _html
 from ..core._probe import log_row_norms
 from ..core._threads import blas_limit
 from ..core._validation import check_seed
-from ..engine._engine import CHUNK_BYTES, check_cell, check_sequence
+from ..engine._engine import check_cell, check_sequence
 from ..engine._reverse import sequential_sweep
+from ._param_terms import parameter_pass
 
-# Intermediates autograd keeps per traced step, in (batch x (state + inputs)) floats: the engine's bound.
-_TRACE_FACTOR = 24
 GROUP_COLORS = ("#3b6fb6", "#c0503a", "#3a8a4f", "#8a5bb0", "#b08a2e", "#2e9aa6", "#6b6b6b")
-
-
-@primitive
-def _param_use(value, anchor, sink, i, key):
-    """Identity on a weight read by step ``i`` of a chunk. The weights themselves are not traced
-    (their total gradient is not needed): the scalar ``anchor`` is, and the VJP with respect to it
-    keeps the gradient that reaches this use, i.e. step ``i``'s share of ``dL/dtheta[key]``."""
-    return value
-
-
-def _param_use_vjp(ans, value, anchor, sink, i, key):
-    def vjp(g):
-        sink[key][i] = g  # autograd has summed every use of the weight inside the step
-        return 0.0
-
-    return vjp
-
-
-defvjp(_param_use, None, _param_use_vjp)
 
 
 @dataclass(frozen=True, repr=False)
@@ -114,8 +91,10 @@ class ParameterSensitivity:
             scale = np.exp(self.log_scale)
             out = {k: v * scale for k, v in self.scaled_gradient.items()}
         if not all(np.all(np.isfinite(v)) for v in out.values()):
-            raise FloatingPointError(f"dL/dtheta of {self.cell_name!r} overflows float64 (ln of its "
-                                     f"scale {self.log_scale:.4g}); log_norms by lag are exact")
+            raise FloatingPointError(
+                f"dL/dtheta of {self.cell_name!r} overflows float64 (ln of its "
+                f"scale {self.log_scale:.4g}); log_norms by lag are exact"
+            )
         return out
 
     def total_log_norms(self) -> dict[str, float]:
@@ -167,8 +146,10 @@ class ParameterSensitivity:
         >>> print(f"{frame.log10_norm[1]:.6f} {np.log10(0.75):.6f}")
         -0.124939 -0.124939
         """
-        frames = [pd.DataFrame({"group": name, "lag": self.lags, "log_norm": v, "log10_norm": v / np.log(10)})
-                  for name, v in self.log_norms.items()]
+        frames = [
+            pd.DataFrame({"group": name, "lag": self.lags, "log_norm": v, "log10_norm": v / np.log(10)})
+            for name, v in self.log_norms.items()
+        ]
         return pd.concat(frames, ignore_index=True)
 
     def plot(self, ax=None):
@@ -190,8 +171,9 @@ class ParameterSensitivity:
 
         ax = new_axes(ax)
         for (name, values), color in zip(self.log_norms.items(), _colors(len(self.groups)), strict=True):
-            ax.plot(self.lags, np.where(np.isfinite(values), values / np.log(10), np.nan), color=color,
-                    label=name)
+            ax.plot(
+                self.lags, np.where(np.isfinite(values), values / np.log(10), np.nan), color=color, label=name
+            )
         ax.set_xlabel("lag k (step T - k)")
         ax.set_ylabel("log10 ||dL/dtheta from step T - k||")
         ax.set_title(f"{self.cell_name}: parameter sensitivity by lag")
@@ -200,29 +182,47 @@ class ParameterSensitivity:
 
     def _summary(self) -> list[tuple[str, str]]:
         totals = self.total_log_norms()
-        rows = [("cell", self.cell_name), ("steps, batch", f"{self.steps}, {self.state_log_norms.shape[1]}"),
-                ("loss", self.loss)]
+        rows = [
+            ("cell", self.cell_name),
+            ("steps, batch", f"{self.steps}, {self.state_log_norms.shape[1]}"),
+            ("loss", self.loss),
+        ]
         for name in self.groups:
             peak = self.peak_lag(name)
             total = _html.number(totals[name] / np.log(10), ".4g")
-            rows.append((name, f"log10 ||dL/dtheta|| = {total}; "
-                               f"largest share from lag {peak if peak is not None else 'none'}"))
+            rows.append(
+                (
+                    name,
+                    f"log10 ||dL/dtheta|| = {total}; "
+                    f"largest share from lag {peak if peak is not None else 'none'}",
+                )
+            )
         return rows
 
     def __repr__(self) -> str:
         totals = self.total_log_norms()
         body = ", ".join(f"{k}: {v / np.log(10):.4g}" for k, v in totals.items())
-        return (f"ParameterSensitivity(cell={self.cell_name!r}, steps={self.steps}, "
-                f"log10 ||dL/dtheta|| by group {{{body}}})")
+        return (
+            f"ParameterSensitivity(cell={self.cell_name!r}, steps={self.steps}, "
+            f"log10 ||dL/dtheta|| by group {{{body}}})"
+        )
 
     def _repr_html_(self) -> str:
-        series = [_html.Series(self.lags, v / np.log(10), c)
-                  for v, c in zip(self.log_norms.values(), _colors(len(self.groups)), strict=True)]
+        series = [
+            _html.Series(self.lags, v / np.log(10), c)
+            for v, c in zip(self.log_norms.values(), _colors(len(self.groups)), strict=True)
+        ]
         figure = _html.chart(series, xlabel="lag k (steps)", ylabel="log10 norm")
-        legend = ", ".join(f"{name} ({c})" for name, c in zip(self.groups, _colors(len(self.groups)),
-                                                              strict=True))
-        return _html.card("ParameterSensitivity", self.cell_name, self._summary(), figure=figure,
-                          note=f"each step's share of dL/dtheta by lag, log10; lines: {legend}")
+        legend = ", ".join(
+            f"{name} ({c})" for name, c in zip(self.groups, _colors(len(self.groups)), strict=True)
+        )
+        return _html.card(
+            "ParameterSensitivity",
+            self.cell_name,
+            self._summary(),
+            figure=figure,
+            note=f"each step's share of dL/dtheta by lag, log10; lines: {legend}",
+        )
 
 
 def _colors(n: int) -> list[str]:
@@ -235,8 +235,9 @@ def _check_groups(cell, groups) -> dict[str, tuple[str, ...]]:
     if groups is None:
         return {k: (k,) for k in cell.params}
     if not isinstance(groups, Mapping) or not groups:
-        raise ValueError(f"groups must be a non-empty mapping of group name to parameter names; "
-                         f"got {groups!r}")
+        raise ValueError(
+            f"groups must be a non-empty mapping of group name to parameter names; got {groups!r}"
+        )
     out = {}
     for name, keys in groups.items():
         keys = (keys,) if isinstance(keys, str) else keys
@@ -244,8 +245,10 @@ def _check_groups(cell, groups) -> dict[str, tuple[str, ...]]:
             raise ValueError(f"groups[{name!r}] must be a non-empty list of parameter names; got {keys!r}")
         unknown = [k for k in keys if k not in cell.params]
         if unknown:
-            raise ValueError(f"groups[{name!r}] names {unknown}, not parameters of cell {cell.name!r} "
-                             f"(which has {sorted(cell.params)})")
+            raise ValueError(
+                f"groups[{name!r}] names {unknown}, not parameters of cell {cell.name!r} "
+                f"(which has {sorted(cell.params)})"
+            )
         out[str(name)] = tuple(keys)
     return out
 
@@ -260,9 +263,15 @@ def _loss_function(loss, seed, state_size) -> tuple[Callable, str]:
     raise ValueError(f"loss must be a callable or None (a random direction); got {loss!r}")
 
 
-def parameter_sensitivity(cell, xs, *, h0=None, loss: Callable | None = None,
-                          groups: Mapping[str, Sequence[str]] | None = None,
-                          seed: int = 0) -> ParameterSensitivity:
+def parameter_sensitivity(
+    cell,
+    xs,
+    *,
+    h0=None,
+    loss: Callable | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    seed: int = 0,
+) -> ParameterSensitivity:
     """Each step's contribution to ``dL/dtheta`` by lag ``k = T - t`` and parameter group.
 
     The contribution of step ``t`` is the cotangent at ``h_t`` pushed through that step's direct
@@ -309,8 +318,7 @@ def parameter_sensitivity(cell, xs, *, h0=None, loss: Callable | None = None,
     with blas_limit():
         trajectory, recorder = sequential_sweep(cell, xs, h0, loss_fn)
         log_state, _ = recorder.log_norms()
-        step_norms, scaled, log_scale = _parameter_pass(cell, xs, trajectory, recorder.unit, log_state,
-                                                        groups)
+        step_norms, scaled, log_scale = parameter_pass(cell, xs, trajectory, recorder.unit, log_state, groups)
     T = xs.shape[0]
     return ParameterSensitivity(
         cell_name=cell.name,
@@ -322,53 +330,3 @@ def parameter_sensitivity(cell, xs, *, h0=None, loss: Callable | None = None,
         log_scale=log_scale,
         loss=label,
     )
-
-
-def _parameter_pass(cell, xs, trajectory, unit, log_state, groups):
-    """Per step ``t = 1..T``: ``ln ||contribution||`` per group (indexed t - 1), and the sum."""
-    T, B, D = xs.shape
-    S = cell.state_size
-    keys = list(cell.params)
-    sizes = sum(v.size for v in cell.params.values())
-    # A chunk's trace (like the engine's) and its per-step gradients both stay ~CHUNK_BYTES.
-    chunk = max(1, min(CHUNK_BYTES // (8 * B * (S + D) * _TRACE_FACTOR), CHUNK_BYTES // (8 * sizes)))
-    # Step t's cotangent is unit[t] * exp(log_state[t]) per row: factor out the largest row's
-    # scale m_t so the VJP sees numbers <= 1, and add m_t back in log space.
-    finite = np.where(np.isfinite(log_state), log_state, -np.inf)
-    peak = np.max(finite, axis=1)  # (T + 1,)
-    peak = np.where(np.isfinite(peak), peak, 0.0)  # no gradient at all reaches that state
-    with np.errstate(under="ignore"):
-        weights = np.exp(finite - peak[:, None])  # exp(-inf) = 0 for rows without gradient
-    norms = {name: np.full(T, -np.inf) for name in groups}
-    total = {k: np.zeros_like(v) for k, v in cell.params.items()}
-    total_scale = -np.inf
-    for t0 in range(0, T, chunk):
-        t1 = min(T, t0 + chunk)
-        L = t1 - t0
-        sink = {k: np.zeros((L, *v.shape)) for k, v in cell.params.items()}
-        cot = unit[t0 + 1 : t1 + 1] * weights[t0 + 1 : t1 + 1, :, None]
-
-        def chunk_steps(anchor, t0=t0, L=L, sink=sink, cot=cot):
-            # <cotangent, step output> summed over the chunk: its VJP of 1 is the cotangents'
-            # VJP, without the O(L^2) bookkeeping of stacking L traced outputs.
-            total = 0.0
-            for i in range(L):
-                p = {k: _param_use(v, anchor, sink, i, k) for k, v in cell.params.items()}
-                total = total + anp.sum(cell.step(p, trajectory[t0 + i], xs[t0 + i]) * cot[i])
-            return total
-
-        vjp, _ = make_vjp(chunk_steps, 0.0)
-        vjp(1.0)
-        flat = {k: v.reshape(L, -1) for k, v in sink.items()}
-        scale = peak[t0 + 1 : t1 + 1]
-        for name, group_keys in groups.items():
-            joined = np.concatenate([flat[k] for k in group_keys], axis=1)
-            norms[name][t0:t1] = log_row_norms(joined) + scale
-        # The running sum, held as total * exp(total_scale) so that it cannot overflow.
-        top = max(total_scale, float(scale.max()))
-        with np.errstate(under="ignore"):
-            keep, share = np.exp(total_scale - top), np.exp(scale - top)
-        for k in keys:
-            total[k] = total[k] * keep + np.tensordot(share, sink[k], axes=1)
-        total_scale = top
-    return norms, total, float(total_scale)
