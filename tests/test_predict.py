@@ -216,7 +216,7 @@ def test_the_registry_lists_every_predictor_in_table_order():
         "diagonal recurrence",
     }  # the explorer's: no fixed-point search or moment map
     for p in gf.predictors():
-        assert set(p.needs) <= set(_predict.NEEDS)
+        assert set(p.needs) <= set(_registry.NEEDS)
     xs = gf.inputs.gaussian(40, 1, 3, seed=0)
     weights_only = gf.predict(gf.rnn(6, 3, seed=0), input_std=1.0, fixed_point_starts=1)
     assert [r.method for r in weights_only.results] == [

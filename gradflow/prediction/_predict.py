@@ -15,8 +15,6 @@ from typing import Any
 import numpy as np
 
 from ..cells._cells import Cell
-from ..cells._linearisation import linearisation, recurrent_matrix
-from ..core import _activations as act
 from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import check_finite_float, check_positive_int, check_seed
@@ -24,137 +22,11 @@ from ..engine._engine import check_cell, check_sequence, unroll
 from ..engine._scan import diagonal_rate
 from ..measure._flow import GradientFlow
 from ..measure._rates import NEUTRAL_TOL
-from . import meanfield
+from ._analytic import eigenvalue_rule, fixed_point, gated_mean_field, mean_field, pascanu_bound
 from ._moments import averaged_jacobian, local_gain, moment_map
-from ._registry import (
-    NEEDS,
-    PredictorContext,
-    check_predictors,
-    input_drive,
-    one_layer_gated,
-    predictor,
-    run_predictors,
-    runnable,
-)
+from ._registry import PredictorContext, check_predictors, input_drive, predictor, run_predictors, runnable
 from ._registry import predictors as registered
-from ._results import Comparison, Prediction, PredictorResult, natural_log, verdict
-from ._spectral import derivative_bound, fixed_points, largest_singular_value, spectral_radius
-
-# ------------------------------------------------------------------ weights only
-
-
-@limited  # BLAS threads by gradflow's policy (_threads): one by default
-def eigenvalue_rule(cell: Cell, x_mean: np.ndarray, tol: float,
-                    eigenvalues: tuple[np.ndarray, str] | None = None) -> PredictorResult:
-    """``eigenvalues``: those of `linearisation` at ``x_mean`` and its name, when already computed."""
-    if eigenvalues is None:
-        A, where = linearisation(cell, x_mean)  # gated, stacked or custom: the step at the origin
-        rho = spectral_radius(A)
-    else:
-        rho, where = float(np.max(np.abs(eigenvalues[0]))), eigenvalues[1]
-    return verdict("eigenvalue rule", natural_log(rho), f"spectral radius of the {where} = {rho:.4g}", tol)
-
-
-@limited
-def pascanu_bound(cell: Cell, tol: float) -> PredictorResult:
-    W, gamma = recurrent_matrix(cell), derivative_bound(cell)
-    if W is None or gamma is None:
-        return PredictorResult("pascanu bound", None, np.nan, "needs a one-layer vanilla cell")
-    s1 = largest_singular_value(W)
-    bound = natural_log(gamma * s1)  # ||J_t|| <= gamma * s1: an upper bound on the rate
-    if s1 < 1.0 / gamma:
-        return PredictorResult("pascanu bound", "vanishing", bound,
-                               f"s1 = {s1:.4g} < 1/gamma = {1 / gamma:g}: vanishing certified, "
-                               f"explosion impossible; rate <= {bound:+.4g}")
-    return PredictorResult("pascanu bound", None, bound,
-                           f"s1 = {s1:.4g} >= 1/gamma = {1 / gamma:g}: inconclusive, explosion "
-                           f"possible; rate <= {bound:+.4g}")
-
-
-def mean_field(cell: Cell, input_second_moment: float, tol: float) -> PredictorResult:
-    W = recurrent_matrix(cell)
-    if W is None:
-        return PredictorResult("mean-field", None, np.nan, "needs a one-layer vanilla cell")
-    n = W.shape[0]
-    sigma_w = float(np.sqrt(np.sum(W**2) / n))
-    b = cell.params["bias_ih_l0"] + cell.params["bias_hh_l0"]
-    bias_var = float(np.mean(b**2))
-    activation = cell.config["activation"]
-    rate = meanfield.rate(sigma_w, bias_var, input_second_moment, activation)
-    return verdict("mean-field", rate,
-                    f"sigma_w = {sigma_w:.4g}, bias var {bias_var:.3g}, input var "
-                    f"{input_second_moment:.3g}: chi_1 = {np.exp(2 * rate):.4g}", tol)
-
-
-@limited
-def fixed_point(cell: Cell, x_mean: np.ndarray, starts: np.ndarray, centre: np.ndarray,
-                tol: float) -> PredictorResult:
-    points = fixed_points(cell, x_mean, starts)
-    stable = [p for p in points if p.stable]
-    if not stable:
-        return PredictorResult("fixed point", None, np.nan,
-                               f"{len(points)} fixed point(s), none stable: no decay predicted")
-    near = min(stable, key=lambda p: np.linalg.norm(p.state - centre))
-    rho = near.spectral_radius
-    return verdict("fixed point", natural_log(rho),
-                    f"{len(points)} fixed point(s), {len(stable)} stable; slowest mode of the one "
-                    f"nearest the trajectory |lambda| = {rho:.4g}", tol)
-
-
-def _gated_statistics(cell, xs, states, window):
-    n = cell.config["hidden"]
-    p = cell.params
-    h_prev = states[window.start : window.stop, :, :n]
-    x = xs[window]
-    gi = x @ p["weight_ih_l0"].T + p["bias_ih_l0"]
-    gh = h_prev @ p["weight_hh_l0"].T + p["bias_hh_l0"]
-    blocks = p["weight_hh_l0"].reshape(-1, n, n)
-    sigma2 = np.sum(blocks**2, axis=(1, 2)) / n  # per gate: ||W_gate||_F^2 / N
-    return n, gi, gh, sigma2
-
-
-@limited
-def gated_mean_field(cell, xs, states, window, tol) -> PredictorResult:
-    """Second moments of the cotangent through one gated step, averaged over the run's gates.
-
-    Mean-field assumptions: ``W_hh`` blocks act as independent random matrices, and the
-    cotangent is independent of the forward quantities it multiplies.
-    """
-    if not one_layer_gated(cell):
-        return PredictorResult("gated mean-field", None, np.nan, NEEDS["gated cell"][1])
-    n, gi, gh, s2 = _gated_statistics(cell, xs, states, window)
-    sig, dsigmoid, tanh = act.logistic, act.logistic_prime, np.tanh
-    if cell.kind == "lstm":
-        pre = gi + gh
-        pi, pf, pg, po = np.split(pre, 4, axis=-1)
-        c_prev = states[window.start : window.stop, :, n:]
-        i, f, g, o = sig(pi), sig(pf), tanh(pg), sig(po)
-        c = f * c_prev + i * g
-        kappa = np.mean(o**2 * act.sech2(c) ** 2)
-        through_c = (s2[0] * np.mean(g**2 * dsigmoid(pi) ** 2)
-                     + s2[1] * np.mean(c_prev**2 * dsigmoid(pf) ** 2)
-                     + s2[2] * np.mean(i**2 * act.sech2(pg) ** 2))
-        through_o = s2[3] * np.mean(np.tanh(c) ** 2 * dsigmoid(po) ** 2)
-        phi_f = np.mean(f**2)
-        # (A, C): per-unit squared cotangent of h and c; one step back maps them by M.
-        M = np.array([[through_c * kappa + through_o, through_c], [phi_f * kappa, phi_f]])
-        gain = spectral_radius(M)
-        reason = (f"E[f^2] = {phi_f:.3g}, h-path gain {through_c * kappa + through_o:.3g}: "
-                  f"spectral radius of the 2x2 moment map = {gain:.4g}")
-    else:
-        h_prev = states[window.start : window.stop]
-        pr = gi[..., :n] + gh[..., :n]
-        pz = gi[..., n : 2 * n] + gh[..., n : 2 * n]
-        r, z = sig(pr), sig(pz)
-        an = gi[..., 2 * n :] + r * gh[..., 2 * n :]
-        nn = tanh(an)
-        d_an = (1 - z) ** 2 * act.sech2(an) ** 2
-        gain = float(np.mean(z**2) + s2[0] * np.mean(d_an * gh[..., 2 * n :] ** 2 * dsigmoid(pr) ** 2)
-                     + s2[1] * np.mean((h_prev - nn) ** 2 * dsigmoid(pz) ** 2)
-                     + s2[2] * np.mean(d_an * r**2))
-        reason = f"E[z^2] = {np.mean(z**2):.3g}: per-step squared gain {gain:.4g}"
-    return verdict("gated mean-field", 0.5 * natural_log(gain), reason, tol)
-
+from ._results import Comparison, Prediction, PredictorResult, verdict
 
 # ------------------------------------------------------------------ the registry
 
@@ -203,14 +75,25 @@ def _moment_map(c: PredictorContext) -> PredictorResult:
 def _diagonal_recurrence(c: PredictorContext) -> PredictorResult:
     # Exact, not a model: h_t = a_t h_{t-1} + b_t multiplies each unit's gradient by a_t.
     rate = diagonal_rate(c.cell, c.xs, h0=c.h0)
-    return verdict("diagonal recurrence", rate,
-                   "exact: the slowest unit's mean log|a_t| (h_t = a_t h_{t-1} + b_t)", c.tol)
+    return verdict(
+        "diagonal recurrence",
+        rate,
+        "exact: the slowest unit's mean log|a_t| (h_t = a_t h_{t-1} + b_t)",
+        c.tol,
+    )
 
 
 @predictor("two-step moment map", needs=("forward run",))
 def _two_step_moment_map(c: PredictorContext) -> PredictorResult:
-    return moment_map(c.cell, c.xs, c.states, c.window, c.rng, c.tol,
-                      **{"rows": 64, "span": 2, **c.option("two-step moment map")})
+    return moment_map(
+        c.cell,
+        c.xs,
+        c.states,
+        c.window,
+        c.rng,
+        c.tol,
+        **{"rows": 64, "span": 2, **c.option("two-step moment map")},
+    )
 
 
 # The methods, in the order tables show them.
@@ -247,11 +130,20 @@ def forward_run(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     return states, window, xs.reshape(-1, xs.shape[2]).mean(axis=0), input_drive(cell, xs)
 
 
-def prediction_context(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
-                       tol: float = NEUTRAL_TOL, seed: int = 0, probes: int = 16,
-                       fixed_point_starts: int = 4, forward: bool = True,
-                       options: Mapping[str, Mapping[str, Any]] | None = None,
-                       eigenvalues: tuple[np.ndarray, str] | None = None) -> PredictorContext:
+def prediction_context(
+    cell: Cell,
+    xs=None,
+    *,
+    input_std: float | None = None,
+    h0=None,
+    tol: float = NEUTRAL_TOL,
+    seed: int = 0,
+    probes: int = 16,
+    fixed_point_starts: int = 4,
+    forward: bool = True,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    eigenvalues: tuple[np.ndarray, str] | None = None,
+) -> PredictorContext:
     """`predict`'s arguments checked and gathered into the context its predictors read.
 
     ``forward``: whether a predictor that needs the forward run will run (``xs`` then needs
@@ -264,9 +156,15 @@ def prediction_context(cell: Cell, xs=None, *, input_std: float | None = None, h
     rng = np.random.default_rng(check_seed(seed))
     if (xs is None) == (input_std is None):
         raise ValueError("give exactly one of xs (an input sequence) and input_std")
-    common: dict[str, Any] = dict(cell=cell, tol=tol, rng=rng, probes=probes,
-                                  fixed_point_starts=fixed_point_starts, options=dict(options or {}),
-                                  eigenvalues=eigenvalues)
+    common: dict[str, Any] = dict(
+        cell=cell,
+        tol=tol,
+        rng=rng,
+        probes=probes,
+        fixed_point_starts=fixed_point_starts,
+        options=dict(options or {}),
+        eigenvalues=eigenvalues,
+    )
     if xs is None:
         input_std = check_finite_float("input_std", input_std, minimum=0.0)
         return PredictorContext(input_std=input_std, **common)
@@ -277,10 +175,19 @@ def prediction_context(cell: Cell, xs=None, *, input_std: float | None = None, h
     return PredictorContext(xs=xs, h0=h0, **common)
 
 
-def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
-            tol: float = NEUTRAL_TOL, seed: int = 0, probes: int = 16,
-            fixed_point_starts: int = 4, predictors: Iterable[str] | None = None,
-            progress: bool | None = None) -> Prediction:
+def predict(
+    cell: Cell,
+    xs=None,
+    *,
+    input_std: float | None = None,
+    h0=None,
+    tol: float = NEUTRAL_TOL,
+    seed: int = 0,
+    probes: int = 16,
+    fixed_point_starts: int = 4,
+    predictors: Iterable[str] | None = None,
+    progress: bool | None = None,
+) -> Prediction:
     """Every predictor's regime and rate, and gradflow's best estimate.
 
     Parameters
@@ -321,8 +228,17 @@ def predict(cell: Cell, xs=None, *, input_std: float | None = None, h0=None,
     names = check_predictors(predictors)
     entries = {p.name: p for p in registered()}
     forward = xs is not None and any("forward run" in entries[n].needs for n in names)
-    context = prediction_context(cell, xs, input_std=input_std, h0=h0, tol=tol, seed=seed, probes=probes,
-                                 fixed_point_starts=fixed_point_starts, forward=forward)
+    context = prediction_context(
+        cell,
+        xs,
+        input_std=input_std,
+        h0=h0,
+        tol=tol,
+        seed=seed,
+        probes=probes,
+        fixed_point_starts=fixed_point_starts,
+        forward=forward,
+    )
     resolve_progress(progress)  # checked before any work
     todo = runnable(context, names)
     with progress_bar(len(todo), "predict", "predictor", progress) as bar:
@@ -345,8 +261,10 @@ def compare(prediction: Prediction, flow: GradientFlow) -> Comparison:
     if not isinstance(prediction, Prediction) or not isinstance(flow, GradientFlow):
         raise ValueError("compare takes a Prediction (gf.predict) and a GradientFlow (gf.gradient_flow)")
     if prediction.cell_name != flow.cell_name:
-        raise ValueError(f"compare needs the prediction and the measurement of one cell; got a "
-                         f"prediction for {prediction.cell_name!r} and a measurement of {flow.cell_name!r}")
+        raise ValueError(
+            f"compare needs the prediction and the measurement of one cell; got a "
+            f"prediction for {prediction.cell_name!r} and a measurement of {flow.cell_name!r}"
+        )
     frame = prediction.to_frame()
     frame["measured_regime"] = flow.regime
     frame["measured_rate"] = flow.rate
