@@ -339,7 +339,7 @@ def test_lyapunov_atlas_sets_exponents_beside_gradients(study_run):
 
 
 def test_a_bump_inside_the_neutral_band_is_not_an_edge():
-    from gradflow.studies import lyapunov_atlas
+    from gradflow.studies import _atlas_measure
 
     rng = np.random.default_rng(0)
     rows = [
@@ -356,21 +356,21 @@ def test_a_bump_inside_the_neutral_band_is_not_an_edge():
         for _ in range(10)
     ]
     frame = pd.DataFrame(rows)
-    table = lyapunov_atlas.per_gain(frame, seed=0)
+    table = _atlas_measure.per_gain(frame, seed=0)
     assert table.phase.tolist() == ["ordered", "ordered", "neutral", "neutral", "ordered", "chaotic"]
-    edge = lyapunov_atlas.edge(frame, table, 0.0, seed=0, resamples=200)
+    edge = _atlas_measure.edge(frame, table, 0.0, seed=0, resamples=200)
     assert edge["located"] and 2.0 < edge["edge_low"] <= edge["edge"] <= edge["edge_high"] < 3.0
     flat = frame[frame.gain <= 1.5]  # ordered, then only the neutral bump: no edge at all
-    edge = lyapunov_atlas.edge(flat, lyapunov_atlas.per_gain(flat, seed=0), 0.0, seed=0, resamples=200)
+    edge = _atlas_measure.edge(flat, _atlas_measure.per_gain(flat, seed=0), 0.0, seed=0, resamples=200)
     assert not edge["located"]
 
 
 def test_eigenvalue_rule_and_lyapunov_atlas_start_networks_by_the_same_convention():
-    from gradflow.studies import eigenvalue_rule, lyapunov_atlas
+    from gradflow.studies import _atlas_measure, eigenvalue_rule
 
     point = dict(gain=2.0, input_scale=0.0, hidden=16, seq_len=60, batch=2, seed=5)
     rule = eigenvalue_rule.network_task({**point, "activation": "tanh"})
-    atlas = lyapunov_atlas.network_task(point)
+    atlas = _atlas_measure.network_task(point)
     # Same network, same warmed-up start: the same measured gradient, to the last bit.
     assert rule["measured_rate"] == atlas["gradient_rate"]
     assert rule["spectral_radius"] == atlas["spectral_radius"]
@@ -379,22 +379,22 @@ def test_eigenvalue_rule_and_lyapunov_atlas_start_networks_by_the_same_conventio
 
 
 def test_ordered_networks_are_classified_by_where_they_settle():
-    from gradflow.studies import lyapunov_atlas
+    from gradflow.studies import _atlas_measure
 
     fixed = np.ones((30, 2, 4))
     cycle = np.tile(np.array([1.0, -1.0, 0.5])[:, None, None], (10, 2, 4))
     wander = np.random.default_rng(0).normal(size=(30, 2, 4))
-    assert lyapunov_atlas.settles_on(fixed, driven=False) == "fixed point"
-    assert lyapunov_atlas.settles_on(cycle, driven=False) == "cycle of period 3"
-    assert lyapunov_atlas.settles_on(wander, driven=False) == "wandering"
-    assert lyapunov_atlas.settles_on(wander, driven=True) == "input-driven"
+    assert _atlas_measure.settles_on(fixed, driven=False) == "fixed point"
+    assert _atlas_measure.settles_on(cycle, driven=False) == "cycle of period 3"
+    assert _atlas_measure.settles_on(wander, driven=False) == "wandering"
+    assert _atlas_measure.settles_on(wander, driven=True) == "input-driven"
 
 
 def test_edge_crossing_interpolates():
-    from gradflow.studies import lyapunov_atlas
+    from gradflow.studies import _atlas_measure
 
-    assert lyapunov_atlas.crossing(np.array([1.0, 2.0, 3.0]), np.array([-0.2, -0.1, 0.1])) == 2.5
-    assert np.isnan(lyapunov_atlas.crossing(np.array([1.0, 2.0]), np.array([-0.2, -0.1])))
+    assert _atlas_measure.crossing(np.array([1.0, 2.0, 3.0]), np.array([-0.2, -0.1, 0.1])) == 2.5
+    assert np.isnan(_atlas_measure.crossing(np.array([1.0, 2.0]), np.array([-0.2, -0.1])))
 
 
 @pytest.mark.slow

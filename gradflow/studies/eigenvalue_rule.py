@@ -21,15 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 import gradflow as gf
-from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._eigenvalue_figures import phase_figure, rate_figure
 
 STUDY = "eigenvalue_rule"
 INPUTS = protocol.INPUTS
@@ -37,15 +36,17 @@ SATURATED = 2.0  # |pre-activation| above this: tanh' < 0.071, sigmoid' < 0.105
 RULES = {"folklore": "rho(W) against 1", "slope-corrected": "gamma * rho(W) against 1"}
 CLAIM = protocol.Claim(
     text="Below 1 the largest eigenvalue of the recurrent weights makes gradients vanish, above 1 they "
-         "explode.",
-    source="001_c88bba1d8530f5f5.txt", source_title="\"Disadvantages of RNN\" (OpenGenus)",
+    "explode.",
+    source="001_c88bba1d8530f5f5.txt",
+    source_title='"Disadvantages of RNN" (OpenGenus)',
     quote="If the largest eigenvalue is less than 1, the gradient will vanish. If the largest eigenvalue "
-          "is more than 1, the gradient explodes.",
+    "is more than 1, the gradient explodes.",
     quantity="share of networks whose measured regime (vanishing / neutral / exploding, neutral band "
-             f"+-{protocol.NEUTRAL_BAND} nats/step) the rule on rho(W) names",
+    f"+-{protocol.NEUTRAL_BAND} nats/step) the rule on rho(W) names",
     rule="holds where the 95% Wilson interval of that share lies above the threshold; decided per "
-         "activation and input drive, then combined",
-    threshold=0.9)
+    "activation and input drive, then combined",
+    threshold=0.9,
+)
 
 
 @dataclass(frozen=True)
@@ -62,15 +63,23 @@ class Config:
     claim: ClassVar[protocol.Claim] = CLAIM
 
     def __post_init__(self):
-        check_fields(self, choices={"activations": ("tanh", "relu", "sigmoid"),
-                                   "executor": ("serial", "process", "dask")},
-                     positive=("gains",), non_negative=("input_scales",))
+        check_fields(
+            self,
+            choices={"activations": ("tanh", "relu", "sigmoid"), "executor": ("serial", "process", "dask")},
+            positive=("gains",),
+            non_negative=("input_scales",),
+        )
 
 
 QUICK = Config()
-FULL = Config(hidden=128, steps=1000, batch=4, seeds=20,
-              gains=(0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0),
-              input_scales=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0))
+FULL = Config(
+    hidden=128,
+    steps=1000,
+    batch=4,
+    seeds=20,
+    gains=(0.3, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0),
+    input_scales=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0),
+)
 
 
 def _slope(activation: str, pre: np.ndarray) -> np.ndarray:
@@ -95,10 +104,12 @@ def network_task(point: Mapping[str, Any]) -> dict[str, Any]:
     by worker processes)."""
     seeds = protocol.network_seeds(int(point["seed"]))
     activation = point["activation"]
-    cell = gf.rnn(int(point["hidden"]), INPUTS, activation=activation, gain=float(point["gain"]),
-                  seed=seeds["cell"])
-    xs = protocol.study_inputs(int(point["seq_len"]), int(point["batch"]), INPUTS,
-                               float(point["input_scale"]), seeds["inputs"])
+    cell = gf.rnn(
+        int(point["hidden"]), INPUTS, activation=activation, gain=float(point["gain"]), seed=seeds["cell"]
+    )
+    xs = protocol.study_inputs(
+        int(point["seq_len"]), int(point["batch"]), INPUTS, float(point["input_scale"]), seeds["inputs"]
+    )
     h0, xs = protocol.warm_start(cell, xs, seed=seeds["state"])
     flow = gf.gradient_flow(cell, xs, h0=h0, seed=seeds["direction"], tol=protocol.NEUTRAL_BAND)
     states = gf.unroll(cell, xs, h0=h0)
@@ -110,21 +121,38 @@ def network_task(point: Mapping[str, Any]) -> dict[str, Any]:
     with np.errstate(divide="ignore"):  # gamma = 0 (every ReLU off): the corrected rule says -inf
         corrected = float(np.log(gamma * rho))
     off = pre <= 0
-    return {"measured_rate": flow.rate, "rate_stderr": flow.fit.stderr, "spectral_radius": rho,
-            "log_spectral_radius": float(np.log(rho)), "gamma": gamma, "corrected_rate": corrected,
-            "saturated_share": float(np.mean(np.abs(pre) > SATURATED)) if activation != "relu" else 0.0,
-            "off_share": float(np.mean(off)) if activation == "relu" else 0.0,
-            "dead_units": float(np.mean(off.all(axis=(0, 1)))) if activation == "relu" else 0.0,
-            "henrici": henrici(W), "state_rms": float(np.sqrt(np.mean(states[1:] ** 2)))}
+    return {
+        "measured_rate": flow.rate,
+        "rate_stderr": flow.fit.stderr,
+        "spectral_radius": rho,
+        "log_spectral_radius": float(np.log(rho)),
+        "gamma": gamma,
+        "corrected_rate": corrected,
+        "saturated_share": float(np.mean(np.abs(pre) > SATURATED)) if activation != "relu" else 0.0,
+        "off_share": float(np.mean(off)) if activation == "relu" else 0.0,
+        "dead_units": float(np.mean(off.all(axis=(0, 1)))) if activation == "relu" else 0.0,
+        "henrici": henrici(W),
+        "state_rms": float(np.sqrt(np.mean(states[1:] ** 2))),
+    }
 
 
 def measure(cfg: Config) -> tuple[pd.DataFrame, int]:
     """One row per network; and how many networks were left out because their state overflowed."""
-    grid = {"activation": list(cfg.activations), "gain": list(cfg.gains),
-            "input_scale": list(cfg.input_scales), "hidden": [cfg.hidden], "seq_len": [cfg.steps],
-            "batch": [cfg.batch]}
-    frame = gf.sweep.run(grid, task=network_task, seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-                         executor=cfg.executor, progress=sys.stderr.isatty())  # a bar for people, not logs
+    grid = {
+        "activation": list(cfg.activations),
+        "gain": list(cfg.gains),
+        "input_scale": list(cfg.input_scales),
+        "hidden": [cfg.hidden],
+        "seq_len": [cfg.steps],
+        "batch": [cfg.batch],
+    }
+    frame = gf.sweep.run(
+        grid,
+        task=network_task,
+        seeds=range(cfg.seed, cfg.seed + cfg.seeds),
+        executor=cfg.executor,
+        progress=sys.stderr.isatty(),
+    )  # a bar for people, not logs
     ok = frame.error.fillna("") == ""
     frame = frame[ok].drop(columns=["error"]).reset_index(drop=True)
     frame["drive"] = np.where(frame.input_scale == 0, "input-free", "driven")
@@ -150,15 +178,19 @@ def diagnose(r) -> str:
         return "slope below 1 off the origin shrinks gamma"
     if r.regime_folklore == "vanishing" and r.henrici > 0.5:  # measured exploding with rho < 1
         return "non-normal W: transient growth"
-    return "chaotic trajectory: rate above ln(gamma rho)" if r.regime_folklore != "exploding" else (
-        "exploding beyond the rule")
+    return (
+        "chaotic trajectory: rate above ln(gamma rho)"
+        if r.regime_folklore != "exploding"
+        else ("exploding beyond the rule")
+    )
 
 
 def accuracy(frame: pd.DataFrame) -> pd.DataFrame:
     """Share right per rule, activation and drive (and overall), with Wilson intervals."""
     rows = []
-    groups = [("all", "all", frame)] + [(a, d, g) for (a, d), g in frame.groupby(["activation", "drive"],
-                                                                              sort=False)]
+    groups = [("all", "all", frame)] + [
+        (a, d, g) for (a, d), g in frame.groupby(["activation", "drive"], sort=False)
+    ]
     for act_, drive, g in groups:
         row = dict(activation=act_, drive=drive, networks=len(g))
         for rule in RULES:
@@ -173,8 +205,9 @@ def verdict(frame: pd.DataFrame, cfg: Config) -> protocol.Verdict:
     per_cell = int(frame.groupby(["activation", "gain", "input_scale"]).size().min())
     cells = {}
     for (act_, drive), g in frame.groupby(["activation", "drive"], sort=False):
-        cells[f"{act_} {drive}"] = protocol.decide_claim(CLAIM, protocol.success_interval(g.right_folklore),
-                                                         per_cell=per_cell)
+        cells[f"{act_} {drive}"] = protocol.decide_claim(
+            CLAIM, protocol.success_interval(g.right_folklore), per_cell=per_cell
+        )
     overall = protocol.decide_claim(CLAIM, protocol.success_interval(frame.right_folklore), per_cell=per_cell)
     if overall.word == protocol.INCONCLUSIVE and overall.condition:
         return overall  # too few networks: no cell may decide either
@@ -185,14 +218,22 @@ def reasons(frame: pd.DataFrame) -> pd.DataFrame:
     """The diagnosed failures: how many, and the median diagnostics of the networks behind each reason."""
     wrong = frame[~frame.right_folklore]
     if wrong.empty:
-        return pd.DataFrame(columns=["reason", "networks", "activations", "gamma", "saturated_share",
-                                     "off_share", "henrici"])
+        return pd.DataFrame(
+            columns=["reason", "networks", "activations", "gamma", "saturated_share", "off_share", "henrici"]
+        )
     g = wrong.groupby("reason", sort=False)
-    out = g.agg(networks=("seed", "size"), gamma=("gamma", "median"),
-                saturated_share=("saturated_share", "median"), off_share=("off_share", "median"),
-                henrici=("henrici", "median")).reset_index()
-    out.insert(2, "activations", [", ".join(sorted(wrong[wrong.reason == r].activation.unique()))
-                                  for r in out.reason])
+    out = g.agg(
+        networks=("seed", "size"),
+        gamma=("gamma", "median"),
+        saturated_share=("saturated_share", "median"),
+        off_share=("off_share", "median"),
+        henrici=("henrici", "median"),
+    ).reset_index()
+    out.insert(
+        2,
+        "activations",
+        [", ".join(sorted(wrong[wrong.reason == r].activation.unique())) for r in out.reason],
+    )
     return out.sort_values("networks", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -202,55 +243,6 @@ def _pct(v: float) -> str:
 
 def _share(acc_row, rule: str) -> str:
     return f"{acc_row[rule]:.0%} [{acc_row[f'{rule}_low']:.0%}, {acc_row[f'{rule}_high']:.0%}]"
-
-
-def _phase_figure(frame: pd.DataFrame, cfg: Config):
-    acts = list(cfg.activations)
-    fig, axes = plt.subplots(len(acts), 3, figsize=(8.27, 3.0 * len(acts) + 1.6), squeeze=False)
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.95, bottom=0.2, hspace=0.5, wspace=0.35)
-    code = {"vanishing": -1, "neutral": 0, "exploding": 1}
-    for row, act_ in zip(axes, acts, strict=True):
-        sub = frame[frame.activation == act_]
-        for ax, col, title in ((row[0], "measured_regime", "measured"),
-                               (row[1], "regime_folklore", "rule on rho(W)"),
-                               (row[2], "regime_slope-corrected", "rule on gamma rho(W)")):
-            grid = (sub.assign(v=sub[col].map(code)).groupby(["input_scale", "gain"]).v.mean()
-                    .unstack("gain").sort_index(ascending=False))
-            sns.heatmap(grid, ax=ax, cmap="PuOr_r", vmin=-1, vmax=1, cbar=False, linewidths=0.5,
-                        annot=grid.map(lambda v: "v" if v < -0.5 else "e" if v > 0.5 else "n"), fmt="",
-                        annot_kws={"fontsize": 7})
-            ax.set(title=f"{act_}: {title}", xlabel="gain g", ylabel="input std")
-            ax.tick_params(labelsize=7)
-    return fig
-
-
-def _rate_figure(frame: pd.DataFrame, cfg: Config):
-    acts = list(cfg.activations)
-    scales = sorted(frame.input_scale.unique())
-    colours = palette([f"{s:g}" for s in scales])
-    fig, axes = plt.subplots(2, len(acts), figsize=(8.27, 7.5), squeeze=False)
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.3, hspace=0.45, wspace=0.3)
-    for col, act_ in enumerate(acts):
-        sub = frame[frame.activation == act_]
-        for row, (x, label) in enumerate((("log_spectral_radius", "ln rho(W)"),
-                                          ("corrected_rate", "ln(gamma rho(W))"))):
-            ax = axes[row, col]
-            for s in scales:
-                pts = sub[(sub.input_scale == s) & np.isfinite(sub[x])]
-                ax.scatter(pts[x], pts.measured_rate, s=9, color=colours[f"{s:g}"], alpha=0.8,
-                           label=f"input std {s:g}", linewidths=0)
-            lo = float(np.nanmin(np.r_[sub[x][np.isfinite(sub[x])], sub.measured_rate[
-                np.isfinite(sub.measured_rate)]]))
-            hi = float(np.nanmax(np.r_[sub[x][np.isfinite(sub[x])], sub.measured_rate[
-                np.isfinite(sub.measured_rate)]]))
-            ax.plot([lo, hi], [lo, hi], color="0.4", linewidth=0.8, linestyle="--")
-            ax.axhspan(-protocol.NEUTRAL_BAND, protocol.NEUTRAL_BAND, color=PALETTE[2], alpha=0.25)
-            ax.axvline(0.0, color="0.4", linewidth=0.8)
-            ax.set(title=act_, xlabel=label, ylabel="measured rate (nats/step)" if col == 0 else "")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(scales), bbox_to_anchor=(0.5, 0.2),
-               frameon=False)
-    return fig
 
 
 def run(cfg: Config, out: str) -> dict:
@@ -263,64 +255,135 @@ def run(cfg: Config, out: str) -> dict:
     write_csv(os.path.join(out, f"{STUDY}_accuracy.csv"), acc)
     write_csv(os.path.join(out, f"{STUDY}_reasons.csv"), why)
     total = acc.iloc[0]
-    shown = pd.DataFrame({"activation": acc.activation, "drive": acc.drive, "networks": acc.networks,
-                          "rule on rho(W)": [_share(r, "folklore") for _, r in acc.iterrows()],
-                          "rule on gamma rho(W)": [_share(r, "slope-corrected") for _, r in acc.iterrows()]})
-    why_shown = pd.DataFrame({"reason (diagnosed)": why.reason, "networks": why.networks,
-                              "median gamma": why.gamma.map(lambda v: f"{v:.2f}"),
-                              "saturated": why.saturated_share.map(_pct), "ReLU off": why.off_share.map(_pct),
-                              "Henrici": why.henrici.map(lambda v: f"{v:.2f}")})
-    finding = (f"The rule on rho(W) names the measured regime in {_share(total, 'folklore')} of "
-               f"{int(total.networks)} networks, the slope-corrected rule on gamma rho(W) in "
-               f"{_share(total, 'slope-corrected')} (95% Wilson intervals)")
+    shown = pd.DataFrame(
+        {
+            "activation": acc.activation,
+            "drive": acc.drive,
+            "networks": acc.networks,
+            "rule on rho(W)": [_share(r, "folklore") for _, r in acc.iterrows()],
+            "rule on gamma rho(W)": [_share(r, "slope-corrected") for _, r in acc.iterrows()],
+        }
+    )
+    why_shown = pd.DataFrame(
+        {
+            "reason (diagnosed)": why.reason,
+            "networks": why.networks,
+            "median gamma": why.gamma.map(lambda v: f"{v:.2f}"),
+            "saturated": why.saturated_share.map(_pct),
+            "ReLU off": why.off_share.map(_pct),
+            "Henrici": why.henrici.map(lambda v: f"{v:.2f}"),
+        }
+    )
+    finding = (
+        f"The rule on rho(W) names the measured regime in {_share(total, 'folklore')} of "
+        f"{int(total.networks)} networks, the slope-corrected rule on gamma rho(W) in "
+        f"{_share(total, 'slope-corrected')} (95% Wilson intervals)"
+    )
     with paper_theme():
-        pages = [table_page(
-            "Does the largest eigenvalue decide?",
-            [("Verdict", decision.sentence()),
-             ("Finding", finding + "."),
-             ("Configuration", f"vanilla {', '.join(cfg.activations)} RNNs, N = {cfg.hidden}, "
-                               f"T = {cfg.steps} after {protocol.WARMUP} warm-up steps, batch {cfg.batch}, "
-                               f"{cfg.seeds} networks (seeds from {cfg.seed}) per gain and input std; gains "
-                               f"{', '.join(f'{g:g}' for g in cfg.gains)}; input std "
-                               f"{', '.join(f'{s:g}' for s in cfg.input_scales)}; {overflowed} networks "
-                               f"left out (state overflow); gradflow {gf.__version__}.")],
-            shown, "Share of networks whose regime each rule names (95% Wilson interval)",
-            col_widths=(0.14, 0.14, 0.1, 0.31, 0.31),
-            more_tables=[("Failures of the rule on rho(W), diagnosed from each trajectory", why_shown,
-                          (0.46, 0.1, 0.12, 0.1, 0.1, 0.12))])]
-        pages.append(figure_page(_phase_figure(frame, cfg), (
-            f"{finding}. Majority regime per cell (v: vanishing, n: neutral, e: exploding; colour: mean over "
-            f"{cfg.seeds} networks) measured by gradflow.gradient_flow (left), named by the rule on rho(W) "
-            "(middle) and by the rule on gamma rho(W) (right).")))
+        pages = [
+            table_page(
+                "Does the largest eigenvalue decide?",
+                [
+                    ("Verdict", decision.sentence()),
+                    ("Finding", finding + "."),
+                    (
+                        "Configuration",
+                        f"vanilla {', '.join(cfg.activations)} RNNs, N = {cfg.hidden}, "
+                        f"T = {cfg.steps} after {protocol.WARMUP} warm-up steps, batch {cfg.batch}, "
+                        f"{cfg.seeds} networks (seeds from {cfg.seed}) per gain and input std; gains "
+                        f"{', '.join(f'{g:g}' for g in cfg.gains)}; input std "
+                        f"{', '.join(f'{s:g}' for s in cfg.input_scales)}; {overflowed} networks "
+                        f"left out (state overflow); gradflow {gf.__version__}.",
+                    ),
+                ],
+                shown,
+                "Share of networks whose regime each rule names (95% Wilson interval)",
+                col_widths=(0.14, 0.14, 0.1, 0.31, 0.31),
+                more_tables=[
+                    (
+                        "Failures of the rule on rho(W), diagnosed from each trajectory",
+                        why_shown,
+                        (0.46, 0.1, 0.12, 0.1, 0.1, 0.12),
+                    )
+                ],
+            )
+        ]
+        pages.append(
+            figure_page(
+                phase_figure(frame, cfg),
+                (
+                    f"{finding}. Majority regime per cell (v: vanishing, n: neutral, e: exploding; colour: "
+                    f"mean over {cfg.seeds} networks) measured by gradflow.gradient_flow (left), named by "
+                    "the rule on rho(W) (middle) and by the rule on gamma rho(W) (right)."
+                ),
+            )
+        )
         slope = frame.groupby("activation").gamma.median()
-        pages.append(figure_page(_rate_figure(frame, cfg), (
-            f"{finding}. Each dot: one network. Top: measured rate against ln rho(W), the folklore rule's "
-            "prediction; bottom: against ln(gamma rho(W)), gamma = mean phi' along the network's own "
-            "trajectory (median gamma " + ", ".join(f"{a} {v:.2f}" for a, v in slope.items())
-            + "). Dashed: measured = predicted; band: neutral.")))
-        pages.append(table_page("Methods", [
-            ("Measured", "gradflow.gradient_flow: slope of ln ||dL/dh_{T-k}|| over lags T/10..T from the "
-                         "warmed-up state; regimes with the shared neutral band."),
-            ("Rules", "folklore: regime of ln rho(W); slope-corrected: regime of ln(gamma rho(W)) with gamma "
-                      "the mean of phi'(a) over steps, batch and units of the network's trajectory."),
-            ("Diagnostics", f"from each trajectory's pre-activations a = W h + U x + b: saturated share "
-                            f"(|a| > {SATURATED:g}, tanh and sigmoid), ReLU units off (a <= 0) and dead "
-                            "units (off at every step), gamma, and Henrici's departure from normality of W. "
-                            "A failure's reason follows from these numbers, not from the input scale."),
-            *protocol.conventions(),
-        ]))
+        pages.append(
+            figure_page(
+                rate_figure(frame, cfg),
+                (
+                    f"{finding}. Each dot: one network. Top: measured rate against ln rho(W), the folklore "
+                    "rule's prediction; bottom: against ln(gamma rho(W)), gamma = mean phi' along the "
+                    "network's own trajectory (median gamma "
+                    + ", ".join(f"{a} {v:.2f}" for a, v in slope.items())
+                    + "). Dashed: measured = predicted; band: neutral."
+                ),
+            )
+        )
+        pages.append(
+            table_page(
+                "Methods",
+                [
+                    (
+                        "Measured",
+                        "gradflow.gradient_flow: slope of ln ||dL/dh_{T-k}|| over lags T/10..T from the "
+                        "warmed-up state; regimes with the shared neutral band.",
+                    ),
+                    (
+                        "Rules",
+                        "folklore: regime of ln rho(W); slope-corrected: regime of ln(gamma rho(W)) with "
+                        "gamma the mean of phi'(a) over steps, batch and units of the network's trajectory.",
+                    ),
+                    (
+                        "Diagnostics",
+                        f"from each trajectory's pre-activations a = W h + U x + b: saturated share "
+                        f"(|a| > {SATURATED:g}, tanh and sigmoid), ReLU units off (a <= 0) and dead "
+                        "units (off at every step), gamma, and Henrici's departure from normality of W. "
+                        "A failure's reason follows from these numbers, not from the input scale.",
+                    ),
+                    *protocol.conventions(),
+                ],
+            )
+        )
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, study=STUDY, config=cfg, claim=CLAIM.facts(), verdict=decision.sentence(),
-                  title="gradflow: does the largest eigenvalue decide?",
-                  subject=f"Verdict: {decision.label}",
-                  keywords=["eigenvalue rule", "phase diagram", "sweep"])
-    return {"verdict": decision.label, "decision": decision, "claim": CLAIM, "sentence": decision.sentence(),
-            "accuracy": acc, "points": frame, "reasons": why, "pdf": pdf}
+        write_pdf(
+            pdf,
+            pages,
+            study=STUDY,
+            config=cfg,
+            claim=CLAIM.facts(),
+            verdict=decision.sentence(),
+            title="gradflow: does the largest eigenvalue decide?",
+            subject=f"Verdict: {decision.label}",
+            keywords=["eigenvalue rule", "phase diagram", "sweep"],
+        )
+    return {
+        "verdict": decision.label,
+        "decision": decision,
+        "claim": CLAIM,
+        "sentence": decision.sentence(),
+        "accuracy": acc,
+        "points": frame,
+        "reasons": why,
+        "pdf": pdf,
+    }
 
 
 def main(argv=None) -> dict:
-    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
-                      overrides=("hidden", "steps", "seeds"))
+    return study_main(
+        argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run, overrides=("hidden", "steps", "seeds")
+    )
 
 
 if __name__ == "__main__":

@@ -19,29 +19,28 @@ import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 import gradflow as gf
-from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._gated_pages import DEFAULT_BIAS, NEUTRAL, RNN, iv, plots
 
 STUDY = "gated_cells"
-NEUTRAL = protocol.NEUTRAL_BAND  # nats/step
-DEFAULT_BIAS = {"LSTM": 1.0, "GRU": 0.0}  # the usual forget / update biases
-RNN = "RNN tanh (gaussian)"
 CLAIM = protocol.Claim(
     text="LSTM and GRU bypass the multiplicative path of a vanilla RNN, so their gradients vanish less.",
-    source="002_6d33935d2b5896cb.txt", source_title="\"The fall of RNN / LSTM\" (Eugenio Culurciello)",
+    source="002_6d33935d2b5896cb.txt",
+    source_title='"The fall of RNN / LSTM" (Eugenio Culurciello)',
     quote="LSTM thus have a way to remove some of the vanishing gradients problems",
     quantity="gradient rate of the gated cell at its usual gate bias (LSTM forget bias 1, GRU update bias 0) "
-             "minus that of a tanh RNN on the same inputs, paired by seed, mean over networks (nats/step)",
+    "minus that of a tanh RNN on the same inputs, paired by seed, mean over networks (nats/step)",
     rule="holds where the 95% bootstrap interval of the mean difference lies above the neutral band's width "
-         f"({NEUTRAL} nats/step); decided per gated architecture, then combined",
-    threshold=NEUTRAL)
+    f"({NEUTRAL} nats/step); decided per gated architecture, then combined",
+    threshold=NEUTRAL,
+)
 
 
 @dataclass(frozen=True)
@@ -60,13 +59,15 @@ class Config:
         check_fields(self, non_negative=("input_scale",))
         missing = [b for b in (0.0, 1.0) if b not in self.biases]
         if missing:
-            raise ValueError(f"biases = {self.biases!r} must include 0 and 1 (the GRU's and LSTM's usual "
-                             "biases)")
+            raise ValueError(
+                f"biases = {self.biases!r} must include 0 and 1 (the GRU's and LSTM's usual biases)"
+            )
 
 
 QUICK = Config()
-FULL = Config(hidden=128, steps=2000, batch=8, seeds=20,
-              biases=tuple(np.round(np.arange(-2.0, 5.01, 0.5), 2)))
+FULL = Config(
+    hidden=128, steps=2000, batch=8, seeds=20, biases=tuple(np.round(np.arange(-2.0, 5.01, 0.5), 2))
+)
 
 
 def _cells(cfg: Config, seed: int):
@@ -98,13 +99,21 @@ def measure(cfg: Config) -> dict[str, pd.DataFrame]:
         for arch, bias, cell in _cells(cfg, streams["cell"]):
             h0, xs = protocol.warm_start(cell, inputs, seed=streams["state"])
             flow = gf.gradient_flow(cell, xs, h0=h0, seed=streams["direction"], tol=NEUTRAL)
-            row = dict(architecture=arch, gate_bias=bias, seed=seed, rate=flow.rate,
-                       rate_stderr=flow.fit.stderr, r2=flow.fit.r2, regime=flow.regime,
-                       memory_horizon=flow.memory_horizon if flow.memory_horizon is not None else np.nan)
+            row = dict(
+                architecture=arch,
+                gate_bias=bias,
+                seed=seed,
+                rate=flow.rate,
+                rate_stderr=flow.fit.stderr,
+                r2=flow.fit.r2,
+                regime=flow.regime,
+                memory_horizon=flow.memory_horizon if flow.memory_horizon is not None else np.nan,
+            )
             if arch == "LSTM":
                 for comp in ("h", "c"):
-                    row[f"rate_{comp}"] = _slope(flow.lags, flow.components[comp].mean(axis=1),
-                                                 protocol.fit_from(cfg.steps))
+                    row[f"rate_{comp}"] = _slope(
+                        flow.lags, flow.components[comp].mean(axis=1), protocol.fit_from(cfg.steps)
+                    )
             rates.append(row)
             if _representative(arch, bias):
                 label = arch if np.isnan(bias) else f"{arch} (bias {bias:g})"
@@ -112,8 +121,17 @@ def measure(cfg: Config) -> dict[str, pd.DataFrame]:
                 if arch == "LSTM":
                     quantities.update(h=flow.components["h"], c=flow.components["c"])
                 for q, values in quantities.items():
-                    profiles.append(pd.DataFrame({"cell": label, "quantity": q, "seed": seed,
-                                                  "lag": flow.lags, "log_norm": values.mean(axis=1)}))
+                    profiles.append(
+                        pd.DataFrame(
+                            {
+                                "cell": label,
+                                "quantity": q,
+                                "seed": seed,
+                                "lag": flow.lags,
+                                "log_norm": values.mean(axis=1),
+                            }
+                        )
+                    )
     frame = pd.DataFrame(rates)
     rnn = frame[frame.architecture == RNN].set_index("seed").rate
     frame["minus_rnn"] = frame.rate - frame.seed.map(rnn)  # paired: same seed, same inputs
@@ -131,13 +149,18 @@ def self_checks(cfg: Config) -> pd.DataFrame:
     """Closed forms the engine must reproduce before its numbers are reported."""
     rows = []
     alpha = 0.9
-    cell = gf.rnn(cfg.hidden, cfg.inputs, activation="linear", init="orthogonal", gain=alpha,
-                  seed=cfg.seed)
+    cell = gf.rnn(cfg.hidden, cfg.inputs, activation="linear", init="orthogonal", gain=alpha, seed=cfg.seed)
     flow = gf.gradient_flow(cell, gf.inputs.gaussian(200, 2, cfg.inputs, seed=cfg.seed))
     err = float(np.max(np.abs(flow.log_norms - flow.lags[:, None] * np.log(alpha))))
-    rows.append(dict(check="linear RNN, W = 0.9 Q (Q orthogonal): rate = ln 0.9",
-                     expected=f"{np.log(alpha):.6f}/step", measured=f"{flow.rate:.6f}/step",
-                     max_error=f"{err:.1e}", passed=err < 1e-9))
+    rows.append(
+        dict(
+            check="linear RNN, W = 0.9 Q (Q orthogonal): rate = ln 0.9",
+            expected=f"{np.log(alpha):.6f}/step",
+            measured=f"{flow.rate:.6f}/step",
+            max_error=f"{err:.1e}",
+            passed=err < 1e-9,
+        )
+    )
     fb = 1.0
     cell = gf.lstm(8, 2, forget_bias=fb, init="identity", gain=0.0, seed=cfg.seed)
     cell.params["weight_ih_l0"][:] = 0.0
@@ -145,9 +168,15 @@ def self_checks(cfg: Config) -> pd.DataFrame:
     c_rate = _slope(flow.lags, flow.components["c"][:, 0], 1)
     expected = -np.log1p(np.exp(-fb))  # ln sigmoid(1): the cell path with no other input
     err = abs(c_rate - expected)
-    rows.append(dict(check="LSTM, zero weights, forget bias 1: c rate = ln sigmoid(1)",
-                     expected=f"{expected:.6f}/step", measured=f"{c_rate:.6f}/step",
-                     max_error=f"{err:.1e}", passed=err < 1e-9))
+    rows.append(
+        dict(
+            check="LSTM, zero weights, forget bias 1: c rate = ln sigmoid(1)",
+            expected=f"{expected:.6f}/step",
+            measured=f"{c_rate:.6f}/step",
+            max_error=f"{err:.1e}",
+            passed=err < 1e-9,
+        )
+    )
     checks = pd.DataFrame(rows)
     if not checks.passed.all():
         raise FloatingPointError(f"engine self-check failed: {checks[~checks.passed].check.tolist()}")
@@ -161,105 +190,39 @@ def summarise(rates: pd.DataFrame, seed: int) -> pd.DataFrame:
     for (arch, bias), g in rates.groupby(["architecture", "gate_bias"], dropna=False, sort=False):
         rate = protocol.bootstrap_interval(g.rate, seed=seed)
         diff = protocol.bootstrap_interval(g.minus_rnn, seed=seed)
-        rows.append(dict(architecture=arch, gate_bias=bias, networks=len(g), rate=rate.estimate,
-                         rate_low=rate.low, rate_high=rate.high, minus_rnn=diff.estimate,
-                         minus_rnn_low=diff.low, minus_rnn_high=diff.high,
-                         horizon=float(g.memory_horizon.median()),
-                         beyond_T=int(g.memory_horizon.isna().sum())))
+        rows.append(
+            dict(
+                architecture=arch,
+                gate_bias=bias,
+                networks=len(g),
+                rate=rate.estimate,
+                rate_low=rate.low,
+                rate_high=rate.high,
+                minus_rnn=diff.estimate,
+                minus_rnn_low=diff.low,
+                minus_rnn_high=diff.high,
+                horizon=float(g.memory_horizon.median()),
+                beyond_T=int(g.memory_horizon.isna().sum()),
+            )
+        )
     return pd.DataFrame(rows)
-
-
-def stops_vanishing(summary: pd.DataFrame, arch: str) -> float | None:
-    """The smallest gate bias from which on every rate interval reaches into or above the neutral band."""
-    sub = summary[summary.architecture == arch].sort_values("gate_bias")
-    ok = (sub.rate_high >= -NEUTRAL).to_numpy()
-    for i in range(len(ok)):
-        if ok[i:].all():
-            return float(sub.gate_bias.iloc[i])
-    return None
 
 
 def verdict(rates: pd.DataFrame) -> protocol.Verdict:
     """The protocol's verdict: per gated architecture at its usual bias, the paired difference to the RNN."""
     usual = rates[usual_bias(rates)]
     per_cell = int(rates.groupby(["architecture", "gate_bias"], dropna=False).size().min())
-    cells = {f"{arch} (bias {DEFAULT_BIAS[arch]:g})": protocol.decide_claim(
-        CLAIM, protocol.bootstrap_interval(g.minus_rnn, seed=int(g.seed.min())), per_cell=per_cell)
-        for arch, g in usual.groupby("architecture", sort=False)}
+    cells = {
+        f"{arch} (bias {DEFAULT_BIAS[arch]:g})": protocol.decide_claim(
+            CLAIM, protocol.bootstrap_interval(g.minus_rnn, seed=int(g.seed.min())), per_cell=per_cell
+        )
+        for arch, g in usual.groupby("architecture", sort=False)
+    }
     pooled = protocol.bootstrap_interval(usual.minus_rnn, seed=int(usual.seed.min()))
     overall = protocol.decide_claim(CLAIM, pooled, per_cell=per_cell)
     if overall.word == protocol.INCONCLUSIVE and overall.condition:
         return overall
     return protocol.combine(cells, overall)
-
-
-def _iv(r, col: str) -> str:
-    return f"{r[col]:+.3f} [{r[col + '_low']:+.3f}, {r[col + '_high']:+.3f}]"
-
-
-def _plots(data: dict[str, pd.DataFrame], summary: pd.DataFrame, cfg: Config, finding: str):
-    pages = []
-    prof = data["profiles"]
-    fig, ax = plt.subplots(figsize=(8.27, 6.5))
-    fig.subplots_adjust(left=0.1, right=0.96, top=0.93, bottom=0.3)
-    state = prof[prof.quantity == "state"]
-    colours = palette(list(dict.fromkeys(state.cell)))
-    for cell, g in state.groupby("cell", sort=False):
-        by_lag = g.groupby("lag").log_norm
-        ax.plot(by_lag.mean().index, by_lag.mean(), color=colours[cell], label=cell, linewidth=1.4)
-        ax.fill_between(by_lag.mean().index, by_lag.quantile(0.025), by_lag.quantile(0.975),
-                        color=colours[cell], alpha=0.2, linewidth=0)
-    ax.set(xlabel="lag k (steps back from the final state)", ylabel="ln ||dL/dh_{T-k}||  (nats)",
-           title=f"Gradient norm against lag at initialisation: mean of {cfg.seeds} networks, band: 95%")
-    fig.legend(loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.14), frameon=False, fontsize="small")
-    pages.append(figure_page(fig, f"{finding}. N = {cfg.hidden}, T = {cfg.steps}, input std "
-                                  f"{cfg.input_scale:g}."))
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 10.0))
-    fig.subplots_adjust(left=0.12, right=0.96, top=0.95, bottom=0.24, hspace=0.3)
-    gated = summary[summary.architecture.isin(list(DEFAULT_BIAS))]
-    colours = palette([*DEFAULT_BIAS, RNN, "RNN tanh (orthogonal)"])
-    for arch, g in gated.groupby("architecture", sort=False):
-        ax1.errorbar(g.gate_bias, g.rate, yerr=[g.rate - g.rate_low, g.rate_high - g.rate], marker="o", ms=4,
-                     capsize=2, color=colours[arch], label=f"{arch} (95% interval over networks)")
-        ax2.plot(g.gate_bias, g.horizon, marker="o", color=colours[arch], label=arch)
-    for arch, style in ((RNN, "--"), ("RNN tanh (orthogonal)", ":")):
-        r = summary[summary.architecture == arch].iloc[0]
-        ax1.axhline(r.rate, color=colours[arch], linestyle=style, label=f"{arch}: {_iv(r, 'rate')}")
-    ax1.axhspan(-NEUTRAL, NEUTRAL, color=PALETTE[2], alpha=0.25, label="neutral band")
-    ax1.set(xlabel="gate bias (LSTM forget / GRU update)", ylabel="rate (nats/step)",
-            title="Fitted gradient rate against gate bias")
-    ax2.set(xlabel="gate bias", ylabel="median memory horizon (lags)", yscale="log",
-            title=f"Lag where the gradient norm has fallen by 1e-3 (missing: never within T = {cfg.steps})")
-    fig.legend(*ax1.get_legend_handles_labels(), loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.09),
-               frameon=False, fontsize="small")
-    stops = {a: stops_vanishing(summary, a) for a in DEFAULT_BIAS}
-    text = "; ".join(f"{a} from gate bias {b:g} on" if b is not None else f"{a} at no bias tried"
-                     for a, b in stops.items())
-    pages.append(figure_page(fig, f"Rates reach the neutral band (95% interval touching -{NEUTRAL} or "
-                                  f"above): {text}. {finding}."))
-
-    fig, ax = plt.subplots(figsize=(8.27, 6.0))
-    fig.subplots_adjust(left=0.1, right=0.96, top=0.93, bottom=0.28)
-    lstm_prof = prof[prof.cell.str.startswith("LSTM") & prof.quantity.isin(["h", "c"])]
-    colours = palette(["h", "c"])
-    for q, g in lstm_prof.groupby("quantity", sort=False):
-        by_lag = g.groupby("lag").log_norm
-        ax.plot(by_lag.mean().index, by_lag.mean(), color=colours[q], label=f"{q} path")
-        ax.fill_between(by_lag.mean().index, by_lag.quantile(0.025), by_lag.quantile(0.975), color=colours[q],
-                        alpha=0.2, linewidth=0)
-    ax.set(xlabel="lag k", ylabel="ln ||dL/d part of state_{T-k}||  (nats)",
-           title="LSTM (forget bias 1): hidden path h against cell path c")
-    fig.legend(loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.14), frameon=False, fontsize="small")
-    r = data["rates"]
-    sub = r[(r.architecture == "LSTM") & (r.gate_bias == 1.0)]
-    h = protocol.bootstrap_interval(sub.rate_h, seed=cfg.seed)
-    c = protocol.bootstrap_interval(sub.rate_c, seed=cfg.seed)
-    pages.append(figure_page(fig, (
-        f"LSTM (forget bias 1) fitted rates, mean over {len(sub)} networks: h path {h} and c path {c} "
-        f"nats/step (95% intervals); ln sigmoid(1) = {-np.log1p(np.exp(-1.0)):+.3f} is the decay of the bare "
-        "cell path with no recurrent input.")))
-    return pages
 
 
 def run(cfg: Config, out: str) -> dict:
@@ -268,63 +231,116 @@ def run(cfg: Config, out: str) -> dict:
     summary = summarise(data["rates"], cfg.seed)
     decision = verdict(data["rates"])
     os.makedirs(out, exist_ok=True)
-    for name, frame in (("rates", data["rates"]), ("profiles", data["profiles"]),
-                        ("summary", summary), ("checks", checks)):
+    for name, frame in (
+        ("rates", data["rates"]),
+        ("profiles", data["profiles"]),
+        ("summary", summary),
+        ("checks", checks),
+    ):
         write_csv(os.path.join(out, f"{STUDY}_{name}.csv"), frame)
     usual = summary[(summary.architecture == RNN).to_numpy() | usual_bias(summary)]
-    finding = "Mean rates: " + "; ".join(
-        f"{r.architecture}{'' if np.isnan(r.gate_bias) else f' (bias {r.gate_bias:g})'} {_iv(r, 'rate')}"
-        for _, r in usual.iterrows()) + " nats/step (95% bootstrap intervals over networks)"
+    finding = (
+        "Mean rates: "
+        + "; ".join(
+            f"{r.architecture}{'' if np.isnan(r.gate_bias) else f' (bias {r.gate_bias:g})'} {iv(r, 'rate')}"
+            for _, r in usual.iterrows()
+        )
+        + " nats/step (95% bootstrap intervals over networks)"
+    )
     key = summary[summary.gate_bias.isna() | summary.gate_bias.isin([0.0, 1.0, 2.0])]
-    table = pd.DataFrame({
-        "architecture": key.architecture,
-        "gate bias": key.gate_bias.map(lambda b: "-" if np.isnan(b) else f"{b:g}"),
-        "rate [95%]": [_iv(r, "rate") for _, r in key.iterrows()],
-        "minus RNN [95%]": [_iv(r, "minus_rnn") for _, r in key.iterrows()],
-        "horizon": key.horizon.map(lambda v: "> T" if np.isnan(v) else f"{v:.0f}"),
-        "n": key.networks,
-    })
+    table = pd.DataFrame(
+        {
+            "architecture": key.architecture,
+            "gate bias": key.gate_bias.map(lambda b: "-" if np.isnan(b) else f"{b:g}"),
+            "rate [95%]": [iv(r, "rate") for _, r in key.iterrows()],
+            "minus RNN [95%]": [iv(r, "minus_rnn") for _, r in key.iterrows()],
+            "horizon": key.horizon.map(lambda v: "> T" if np.isnan(v) else f"{v:.0f}"),
+            "n": key.networks,
+        }
+    )
     sentence = decision.sentence()  # one Verdict: the title page and the summary print the same sentence
     with paper_theme():
-        pages = [table_page(
-            "Do gates mitigate vanishing gradients?",
-            [("Verdict", sentence),
-             ("Finding", finding + "."),
-             ("Configuration", f"hidden N = {cfg.hidden}, inputs {cfg.inputs}, T = {cfg.steps} after "
-                               f"{protocol.WARMUP} warm-up steps, batch {cfg.batch}, {cfg.seeds} networks "
-                               f"(seeds from {cfg.seed}) per configuration, gaussian inputs of std "
-                               f"{cfg.input_scale:g}, "
-                               f"recurrent gain 1, gradflow {gf.__version__}.")],
-            table, "Key numbers (nats/step, means over networks; every bias: gated_cells_summary.csv)",
-            col_widths=(0.24, 0.1, 0.24, 0.24, 0.1, 0.06)),
-            *_plots(data, summary, cfg, finding),
-            table_page("Methods", [
-                ("Measured", "For each cell and seed, gradflow.gradient_flow back-propagates a loss at the "
-                             "final state (a fixed random unit direction) through the unrolled network in "
-                             "one reverse pass and records ln ||dL/dh_{T-k}|| for every lag k, per state "
-                             "part. The memory horizon is the first lag where the norm has fallen by 1e-3."),
-                ("Paired", "Every configuration of one seed sees the same inputs and loss direction, so the "
-                           "difference to the tanh RNN is taken network by network before averaging."),
-                ("Cells", "PyTorch's equations; recurrent blocks W_ij ~ N(0, 1/N) (or orthogonal), input "
-                          "weights N(0, 1/D), biases zero but for the gate bias."),
-                ("Checked", "Before measuring, the engine reproduces the closed forms below; the test suite "
-                            "checks every Jacobian against finite differences and the gradient norms against "
-                            "autograd.grad taken directly."),
-                *protocol.conventions()],
-                checks.drop(columns="passed"), "Self-checks run with this report",
-                col_widths=(0.52, 0.17, 0.17, 0.14)),
+        pages = [
+            table_page(
+                "Do gates mitigate vanishing gradients?",
+                [
+                    ("Verdict", sentence),
+                    ("Finding", finding + "."),
+                    (
+                        "Configuration",
+                        f"hidden N = {cfg.hidden}, inputs {cfg.inputs}, T = {cfg.steps} after "
+                        f"{protocol.WARMUP} warm-up steps, batch {cfg.batch}, {cfg.seeds} networks "
+                        f"(seeds from {cfg.seed}) per configuration, gaussian inputs of std "
+                        f"{cfg.input_scale:g}, "
+                        f"recurrent gain 1, gradflow {gf.__version__}.",
+                    ),
+                ],
+                table,
+                "Key numbers (nats/step, means over networks; every bias: gated_cells_summary.csv)",
+                col_widths=(0.24, 0.1, 0.24, 0.24, 0.1, 0.06),
+            ),
+            *plots(data, summary, cfg, finding),
+            table_page(
+                "Methods",
+                [
+                    (
+                        "Measured",
+                        "For each cell and seed, gradflow.gradient_flow back-propagates a loss at the "
+                        "final state (a fixed random unit direction) through the unrolled network in "
+                        "one reverse pass and records ln ||dL/dh_{T-k}|| for every lag k, per state "
+                        "part. The memory horizon is the first lag where the norm has fallen by 1e-3.",
+                    ),
+                    (
+                        "Paired",
+                        "Every configuration of one seed sees the same inputs and loss direction, so the "
+                        "difference to the tanh RNN is taken network by network before averaging.",
+                    ),
+                    (
+                        "Cells",
+                        "PyTorch's equations; recurrent blocks W_ij ~ N(0, 1/N) (or orthogonal), input "
+                        "weights N(0, 1/D), biases zero but for the gate bias.",
+                    ),
+                    (
+                        "Checked",
+                        "Before measuring, the engine reproduces the closed forms below; the test suite "
+                        "checks every Jacobian against finite differences and the gradient norms against "
+                        "autograd.grad taken directly.",
+                    ),
+                    *protocol.conventions(),
+                ],
+                checks.drop(columns="passed"),
+                "Self-checks run with this report",
+                col_widths=(0.52, 0.17, 0.17, 0.14),
+            ),
         ]
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, study=STUDY, config=cfg, claim=CLAIM.facts(), verdict=sentence,
-                  title="gradflow: do gates mitigate vanishing gradients?",
-                  subject=f"Verdict: {decision.label}", keywords=["gradient flow", "LSTM", "GRU", "RNN"])
-    return {"verdict": decision.label, "decision": decision, "claim": CLAIM, "sentence": sentence,
-            "summary": summary, "rates": data["rates"], "pdf": pdf, "table": table}
+        write_pdf(
+            pdf,
+            pages,
+            study=STUDY,
+            config=cfg,
+            claim=CLAIM.facts(),
+            verdict=sentence,
+            title="gradflow: do gates mitigate vanishing gradients?",
+            subject=f"Verdict: {decision.label}",
+            keywords=["gradient flow", "LSTM", "GRU", "RNN"],
+        )
+    return {
+        "verdict": decision.label,
+        "decision": decision,
+        "claim": CLAIM,
+        "sentence": sentence,
+        "summary": summary,
+        "rates": data["rates"],
+        "pdf": pdf,
+        "table": table,
+    }
 
 
 def main(argv=None) -> dict:
-    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
-                      overrides=("hidden", "steps", "seeds"))
+    return study_main(
+        argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run, overrides=("hidden", "steps", "seeds")
+    )
 
 
 if __name__ == "__main__":

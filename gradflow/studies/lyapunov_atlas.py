@@ -16,11 +16,8 @@ trajectories settle on (a fixed point, a cycle, or an input-driven contraction).
 from __future__ import annotations
 
 import os
-import re
-import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,22 +26,24 @@ import pandas as pd
 import gradflow as gf
 from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._atlas_measure import SETTLED, edge, measure, network, per_gain
 from gradflow.studies._cli import check_fields, study_main
 
 STUDY = "lyapunov_atlas"
-SETTLED = 1e-6  # rms change of the state below this: it has settled (fixed point or cycle)
 CLAIM = protocol.Claim(
     text="The gradient is a product of many per-step factors, so it vanishes below a critical gain and "
-         "explodes above it (the edge of chaos).",
-    source="001_c88bba1d8530f5f5.txt", source_title="\"Disadvantages of RNN\" (OpenGenus)",
+    "explodes above it (the edge of chaos).",
+    source="001_c88bba1d8530f5f5.txt",
+    source_title='"Disadvantages of RNN" (OpenGenus)',
     quote="it is hard to catch long haul conditions as a result of a multiplicative angle that can be "
-          "dramatically diminishing/expanding",
+    "dramatically diminishing/expanding",
     quantity="share of networks whose measured gradient regime is the side of mean-field theory's critical "
-             "gain they are on (vanishing below, exploding above; networks whose mean-field rate is inside "
-             f"the neutral band +-{protocol.NEUTRAL_BAND} nats/step are at the edge and not counted)",
+    "gain they are on (vanishing below, exploding above; networks whose mean-field rate is inside "
+    f"the neutral band +-{protocol.NEUTRAL_BAND} nats/step are at the edge and not counted)",
     rule="holds where the 95% Wilson interval of that share lies above the threshold; decided per input std, "
-         "then combined",
-    threshold=0.9)
+    "then combined",
+    threshold=0.9,
+)
 
 
 @dataclass(frozen=True)
@@ -60,139 +59,35 @@ class Config:
     claim: ClassVar[protocol.Claim] = CLAIM
 
     def __post_init__(self):
-        check_fields(self, choices={"executor": ("serial", "process", "dask")}, positive=("gains",),
-                     non_negative=("input_scales",))
+        check_fields(
+            self,
+            choices={"executor": ("serial", "process", "dask")},
+            positive=("gains",),
+            non_negative=("input_scales",),
+        )
 
 
 QUICK = Config()
 # A full spectrum costs O(N^3) a step: N = 256, T = 2000 took 74 CPU-s a network, N = 128, T = 1000 about 6.
-FULL = Config(hidden=128, steps=1000, batch=4, seeds=20,
-              gains=tuple(np.round(np.arange(0.5, 4.01, 0.25), 3)), input_scales=(0.0, 0.5, 1.0, 2.0))
-
-
-def _network(point: Mapping[str, Any]):
-    """The network of a point, its measured inputs and its warmed-up initial state (the shared convention)."""
-    seeds = protocol.network_seeds(int(point["seed"]))
-    cell = gf.rnn(int(point["hidden"]), protocol.INPUTS, gain=float(point["gain"]), seed=seeds["cell"])
-    xs = protocol.study_inputs(int(point["seq_len"]), int(point["batch"]), protocol.INPUTS,
-                               float(point["input_scale"]), seeds["inputs"])
-    h0, xs = protocol.warm_start(cell, xs, seed=seeds["state"])
-    return cell, xs, h0, seeds
-
-
-def settles_on(states: np.ndarray, driven: bool, longest_cycle: int = 20) -> str:
-    """What the end of a trajectory ``(T + 1, batch, N)`` does: "fixed point", "cycle of period p",
-    "input-driven" (a driven network: its state follows the inputs) or "wandering"."""
-    if driven:
-        return "input-driven"
-    end = states[-1]
-    for period in range(1, min(longest_cycle, len(states) - 1) + 1):
-        if np.sqrt(np.mean((end - states[-1 - period]) ** 2)) < SETTLED:
-            return "fixed point" if period == 1 else f"cycle of period {period}"
-    return "wandering"
-
-
-def network_task(point: Mapping[str, Any]) -> dict[str, Any]:
-    """One network's top Lyapunov exponent, measured gradient rate and where it settles (a sweep task)."""
-    cell, xs, h0, seeds = _network(point)
-    T = xs.shape[0]
-    spec = gf.lyapunov_spectrum(cell, xs, h0=h0, warmup=T // 5, seed=seeds["direction"])
-    flow = gf.gradient_flow(cell, xs, h0=h0, seed=seeds["direction"], tol=protocol.NEUTRAL_BAND)
-    states = gf.unroll(cell, xs, h0=h0)
-    gain, scale = float(point["gain"]), float(point["input_scale"])
-    return {"top_exponent": spec.top, "gradient_rate": flow.rate,
-            "mean_field": gf.meanfield.rate(gain, input_var=scale**2),
-            "kaplan_yorke": spec.kaplan_yorke_dimension, "entropy_rate": spec.entropy_rate,
-            "positive": int(np.sum(spec.exponents > protocol.NEUTRAL_BAND)),
-            "settles_on": settles_on(states, scale > 0),
-            "state_rms": float(np.sqrt(np.mean(states[-1] ** 2))),
-            "spectral_radius": float(np.max(np.abs(np.linalg.eigvals(cell.params["weight_hh_l0"]))))}
-
-
-def critical_gains(scales) -> dict[float, float]:
-    """Mean-field critical gain per input std (each a slow root-find over Gaussian integrals: done once)."""
-    return {float(s): gf.meanfield.critical_gain("tanh", input_var=float(s) ** 2)
-            for s in sorted(set(scales))}
-
-
-def measure(cfg: Config) -> pd.DataFrame:
-    grid = {"gain": list(cfg.gains), "input_scale": list(cfg.input_scales), "hidden": [cfg.hidden],
-            "seq_len": [cfg.steps], "batch": [cfg.batch]}
-    frame = gf.sweep.run(grid, task=network_task, seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-                         executor=cfg.executor, progress=sys.stderr.isatty())  # a bar for people, not logs
-    failed = frame.error.fillna("") != ""
-    if failed.any():
-        raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
-    frame = frame.drop(columns=["error"])
-    frame["measured_regime"] = frame.gradient_rate.map(protocol.regime)
-    frame["edge_side"] = frame.mean_field.map(protocol.regime)  # vanishing below, exploding above the edge
-    frame["counted"] = frame.edge_side != "neutral"
-    frame["right"] = frame.measured_regime == frame.edge_side
-    frame["critical_gain"] = frame.input_scale.map(critical_gains(cfg.input_scales))
-    frame["ordered_above_edge"] = ((frame.gain > frame.critical_gain)
-                                   & (frame.top_exponent <= protocol.NEUTRAL_BAND))
-    return frame
-
-
-def crossing(gains: np.ndarray, values: np.ndarray) -> float:
-    """The first gain where ``values`` turns from negative to non-negative (linear interpolation)."""
-    for a, b, u, v in zip(gains[:-1], gains[1:], values[:-1], values[1:], strict=True):
-        if u < 0 <= v:
-            return float(a + (b - a) * (-u) / (v - u))
-    return np.nan
-
-
-def per_gain(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Mean top exponent and gradient rate per input std and gain, with bootstrap intervals over networks,
-    and where the gain sits: "ordered" (interval below the neutral band), "chaotic" (above it) or
-    "neutral" (touching it)."""
-    rows = []
-    for (scale, gain), g in frame.groupby(["input_scale", "gain"], sort=True):
-        top = protocol.bootstrap_interval(g.top_exponent, seed=seed)
-        rate = protocol.bootstrap_interval(g.gradient_rate, seed=seed)
-        band = protocol.NEUTRAL_BAND
-        phase = "ordered" if top.high < -band else "chaotic" if top.low > band else "neutral"
-        rows.append(dict(input_scale=scale, gain=gain, networks=len(g), top_exponent=top.estimate,
-                         top_low=top.low, top_high=top.high, gradient_rate=rate.estimate, rate_low=rate.low,
-                         rate_high=rate.high, mean_field=float(g.mean_field.iloc[0]), phase=phase,
-                         ordered_above_edge=int(g.ordered_above_edge.sum())))
-    return pd.DataFrame(rows)
-
-
-def edge(frame: pd.DataFrame, gains_table: pd.DataFrame, scale: float, seed: int,
-         resamples: int = protocol.RESAMPLES) -> dict[str, Any]:
-    """The edge of chaos at one input std: where the mean top exponent crosses 0, with a bootstrap interval
-    over networks; an edge only when an ordered gain is followed by a chaotic one (neutral gains between)."""
-    table = gains_table[gains_table.input_scale == scale].sort_values("gain")
-    gains = table.gain.to_numpy()
-    phases = table.phase.tolist()
-    # The first ordered gain followed, past neutral gains only, by a chaotic one ("oc", "onnc" in the
-    # phases' initials): the edge lies between them, and only there.
-    transition = re.search("on*c", "".join(p[0] for p in phases))
-    located = transition is not None
-    span = slice(*transition.span()) if transition is not None else slice(0, len(gains))
-    estimate = crossing(gains[span], table.top_exponent.to_numpy()[span])
-    rng = np.random.default_rng(seed)
-    groups = [frame[(frame.input_scale == scale) & (frame.gain == g)].top_exponent.to_numpy()
-              for g in gains[span]]
-    draws = np.array([[rng.choice(v, v.size).mean() for v in groups] for _ in range(resamples)])
-    edges = np.array([crossing(gains[span], d) for d in draws])
-    found = np.isfinite(edges)
-    low, high = (np.quantile(edges[found], [0.025, 0.975]) if found.mean() >= 0.95 else (np.nan, np.nan))
-    reordered = [float(g) for g, p in zip(gains, phases, strict=True)
-                 if p == "ordered" and np.isfinite(estimate) and g > estimate]
-    return dict(input_scale=scale, located=bool(located and np.isfinite(low)), edge=estimate,
-                edge_low=float(low), edge_high=float(high), found_share=float(found.mean()),
-                mean_field=float(frame[frame.input_scale == scale].critical_gain.iloc[0]),
-                ordered_again=reordered)
+FULL = Config(
+    hidden=128,
+    steps=1000,
+    batch=4,
+    seeds=20,
+    gains=tuple(np.round(np.arange(0.5, 4.01, 0.25), 3)),
+    input_scales=(0.0, 0.5, 1.0, 2.0),
+)
 
 
 def verdict(frame: pd.DataFrame, cfg: Config) -> protocol.Verdict:
     counted = frame[frame.counted]
     per_cell = int(frame.groupby(["input_scale", "gain"]).size().min())
-    cells = {f"input std {s:g}": protocol.decide_claim(CLAIM, protocol.success_interval(g.right),
-                                                      per_cell=per_cell)
-             for s, g in counted.groupby("input_scale")}
+    cells = {
+        f"input std {s:g}": protocol.decide_claim(
+            CLAIM, protocol.success_interval(g.right), per_cell=per_cell
+        )
+        for s, g in counted.groupby("input_scale")
+    }
     overall = protocol.decide_claim(CLAIM, protocol.success_interval(counted.right), per_cell=per_cell)
     if overall.word == protocol.INCONCLUSIVE and overall.condition:
         return overall
@@ -201,10 +96,14 @@ def verdict(frame: pd.DataFrame, cfg: Config) -> protocol.Verdict:
 
 def _edge_text(e: dict) -> str:
     if e["located"]:
-        return (f"input std {e['input_scale']:g}: edge at g = {e['edge']:.2f} [{e['edge_low']:.2f}, "
-                f"{e['edge_high']:.2f}] (mean field {e['mean_field']:.2f})")
-    return (f"input std {e['input_scale']:g}: no edge located (no ordered gain followed by a chaotic one "
-            f"beyond the neutral band; mean field {e['mean_field']:.2f})")
+        return (
+            f"input std {e['input_scale']:g}: edge at g = {e['edge']:.2f} [{e['edge_low']:.2f}, "
+            f"{e['edge_high']:.2f}] (mean field {e['mean_field']:.2f})"
+        )
+    return (
+        f"input std {e['input_scale']:g}: no edge located (no ordered gain followed by a chaotic one "
+        f"beyond the neutral band; mean field {e['mean_field']:.2f})"
+    )
 
 
 def _figure(table: pd.DataFrame, edges: list[dict], cfg: Config):
@@ -214,23 +113,52 @@ def _figure(table: pd.DataFrame, edges: list[dict], cfg: Config):
     colours = palette(["top Lyapunov exponent", "measured gradient rate", "mean-field 0.5 ln chi_1"])
     for ax, scale, e in zip(axes[:, 0], scales, edges, strict=True):
         sub = table[table.input_scale == scale].sort_values("gain")
-        for label, col, lo, hi in (("top Lyapunov exponent", "top_exponent", "top_low", "top_high"),
-                                   ("measured gradient rate", "gradient_rate", "rate_low", "rate_high")):
-            ax.errorbar(sub.gain, sub[col], yerr=[sub[col] - sub[lo], sub[hi] - sub[col]], marker="o", ms=3.5,
-                        capsize=2, color=colours[label], label=label, linewidth=1.2)
-        ax.plot(sub.gain, sub.mean_field, linestyle="--", color=colours["mean-field 0.5 ln chi_1"],
-                label="mean-field 0.5 ln chi_1", linewidth=1)
-        ax.axhspan(-protocol.NEUTRAL_BAND, protocol.NEUTRAL_BAND, color=PALETTE[2], alpha=0.25,
-                   label="neutral band")
+        for label, col, lo, hi in (
+            ("top Lyapunov exponent", "top_exponent", "top_low", "top_high"),
+            ("measured gradient rate", "gradient_rate", "rate_low", "rate_high"),
+        ):
+            ax.errorbar(
+                sub.gain,
+                sub[col],
+                yerr=[sub[col] - sub[lo], sub[hi] - sub[col]],
+                marker="o",
+                ms=3.5,
+                capsize=2,
+                color=colours[label],
+                label=label,
+                linewidth=1.2,
+            )
+        ax.plot(
+            sub.gain,
+            sub.mean_field,
+            linestyle="--",
+            color=colours["mean-field 0.5 ln chi_1"],
+            label="mean-field 0.5 ln chi_1",
+            linewidth=1,
+        )
+        ax.axhspan(
+            -protocol.NEUTRAL_BAND, protocol.NEUTRAL_BAND, color=PALETTE[2], alpha=0.25, label="neutral band"
+        )
         if e["located"]:
             ax.axvspan(e["edge_low"], e["edge_high"], color="0.6", alpha=0.3, label="edge, 95% interval")
-        ax.set(xscale="log", xlabel="recurrent gain g (W ~ N(0, g^2/N))", ylabel="nats/step",
-               title=f"input std {scale:g}: mean of {int(sub.networks.min())} networks a gain, 95% intervals")
+        ax.set(
+            xscale="log",
+            xlabel="recurrent gain g (W ~ N(0, g^2/N))",
+            ylabel="nats/step",
+            title=f"input std {scale:g}: mean of {int(sub.networks.min())} networks a gain, 95% intervals",
+        )
         ax.set_xticks(list(sub.gain), [f"{g:g}" for g in sub.gain])
         ax.minorticks_off()
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.11), frameon=False,
-               fontsize="small")
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=3,
+        bbox_to_anchor=(0.5, 0.11),
+        frameon=False,
+        fontsize="small",
+    )
     return fig
 
 
@@ -245,16 +173,30 @@ def _spectra_figure(cfg: Config, scale: float):
     for ax, chunk in zip(axes[:, 0], chunks, strict=True):
         colours = palette([f"g = {g:g}" for g in chunk])
         for g in chunk:
-            point = dict(gain=g, input_scale=scale, hidden=cfg.hidden, seq_len=cfg.steps, batch=cfg.batch,
-                         seed=cfg.seed)
-            cell, xs, h0, seeds = _network(point)
+            point = dict(
+                gain=g,
+                input_scale=scale,
+                hidden=cfg.hidden,
+                seq_len=cfg.steps,
+                batch=cfg.batch,
+                seed=cfg.seed,
+            )
+            cell, xs, h0, seeds = network(point)
             spec = gf.lyapunov_spectrum(cell, xs, h0=h0, warmup=xs.shape[0] // 5, seed=seeds["direction"])
             positives[g] = int(np.sum(spec.exponents > protocol.NEUTRAL_BAND))
-            ax.plot(np.arange(1, len(spec.exponents) + 1), spec.exponents, color=colours[f"g = {g:g}"],
-                    label=f"g = {g:g}", linewidth=1.2)
+            ax.plot(
+                np.arange(1, len(spec.exponents) + 1),
+                spec.exponents,
+                color=colours[f"g = {g:g}"],
+                label=f"g = {g:g}",
+                linewidth=1.2,
+            )
         ax.axhline(0.0, color="0.3", linewidth=0.8)
-        ax.set(xlabel="exponent index", ylabel="nats/step",
-               title=f"Full Lyapunov spectra, input std {scale:g}, seed {cfg.seed}")
+        ax.set(
+            xlabel="exponent index",
+            ylabel="nats/step",
+            title=f"Full Lyapunov spectra, input std {scale:g}, seed {cfg.seed}",
+        )
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small")
     return fig, positives
 
@@ -267,79 +209,152 @@ def run(cfg: Config, out: str) -> dict:
     ordered = frame[frame.ordered_above_edge]
     settle = ordered.groupby(["input_scale", "settles_on"]).size().rename("networks").reset_index()
     above = int((frame.gain > frame.critical_gain).sum())
-    diff = protocol.bootstrap_interval(np.abs(frame.top_exponent - frame.gradient_rate), np.median,
-                                       seed=cfg.seed)
+    diff = protocol.bootstrap_interval(
+        np.abs(frame.top_exponent - frame.gradient_rate), np.median, seed=cfg.seed
+    )
     os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, f"{STUDY}_networks.csv"), frame)
     write_csv(os.path.join(out, f"{STUDY}_gains.csv"), table)
-    write_csv(os.path.join(out, f"{STUDY}_edges.csv"), pd.DataFrame(
-        [{**e, "ordered_again": ", ".join(f"{g:g}" for g in e["ordered_again"])} for e in edges]))
+    write_csv(
+        os.path.join(out, f"{STUDY}_edges.csv"),
+        pd.DataFrame(
+            [{**e, "ordered_again": ", ".join(f"{g:g}" for g in e["ordered_again"])} for e in edges]
+        ),
+    )
     edge_finding = "; ".join(_edge_text(e) for e in edges)
-    where = ", ".join(f"{r.networks} {r.settles_on} at input std {r.input_scale:g}"
-                      for r in settle.itertuples())
-    settle_text = (f"{len(ordered)} of {above} networks above the mean-field critical gain stay ordered (top "
-                   f"exponent <= {protocol.NEUTRAL_BAND}): {where or 'none'}.")
-    shown = pd.DataFrame({
-        "input std": table.input_scale.map(lambda v: f"{v:g}"), "gain": table.gain.map(lambda v: f"{v:g}"),
-        "top exponent [95%]": [f"{r.top_exponent:+.3f} [{r.top_low:+.3f}, {r.top_high:+.3f}]"
-                               for r in table.itertuples()],
-        "gradient rate [95%]": [f"{r.gradient_rate:+.3f} [{r.rate_low:+.3f}, {r.rate_high:+.3f}]"
-                                for r in table.itertuples()],
-        "mean field": table.mean_field.map(lambda v: f"{v:+.3f}"), "phase": table.phase,
-        "n": table.networks})
+    where = ", ".join(
+        f"{r.networks} {r.settles_on} at input std {r.input_scale:g}" for r in settle.itertuples()
+    )
+    settle_text = (
+        f"{len(ordered)} of {above} networks above the mean-field critical gain stay ordered (top "
+        f"exponent <= {protocol.NEUTRAL_BAND}): {where or 'none'}."
+    )
+    shown = pd.DataFrame(
+        {
+            "input std": table.input_scale.map(lambda v: f"{v:g}"),
+            "gain": table.gain.map(lambda v: f"{v:g}"),
+            "top exponent [95%]": [
+                f"{r.top_exponent:+.3f} [{r.top_low:+.3f}, {r.top_high:+.3f}]" for r in table.itertuples()
+            ],
+            "gradient rate [95%]": [
+                f"{r.gradient_rate:+.3f} [{r.rate_low:+.3f}, {r.rate_high:+.3f}]" for r in table.itertuples()
+            ],
+            "mean field": table.mean_field.map(lambda v: f"{v:+.3f}"),
+            "phase": table.phase,
+            "n": table.networks,
+        }
+    )
     with paper_theme():
-        pages = [table_page(
-            "Where is the edge of chaos?",
-            [("Verdict", decision.sentence()),
-             ("Edge of chaos", edge_finding + "."),
-             ("Exponent and gradient", f"|top exponent - gradient rate|, median over networks: {diff} "
-                                       "nats/step (95% bootstrap interval)."),
-             ("Ordered above the edge", settle_text),
-             ("Configuration", f"tanh RNN, N = {cfg.hidden}, T = {cfg.steps} after {protocol.WARMUP} "
-                               f"warm-up steps, batch {cfg.batch}, {cfg.seeds} networks (seeds from "
-                               f"{cfg.seed}) per gain and input std; gradflow {gf.__version__}.")],
-            shown, "Per gain: mean over networks (95% bootstrap interval), nats/step",
-            col_widths=(0.09, 0.07, 0.27, 0.27, 0.11, 0.11, 0.06))]
-        pages.append(figure_page(_figure(table, edges, cfg), (
-            f"{edge_finding}. Top exponent and gradient rate of the same networks, means with 95% bootstrap "
-            f"intervals over networks; median |difference| {diff} nats/step. Shaded: the edge's 95% interval "
-            "where one was located.")))
+        pages = [
+            table_page(
+                "Where is the edge of chaos?",
+                [
+                    ("Verdict", decision.sentence()),
+                    ("Edge of chaos", edge_finding + "."),
+                    (
+                        "Exponent and gradient",
+                        f"|top exponent - gradient rate|, median over networks: {diff} "
+                        "nats/step (95% bootstrap interval).",
+                    ),
+                    ("Ordered above the edge", settle_text),
+                    (
+                        "Configuration",
+                        f"tanh RNN, N = {cfg.hidden}, T = {cfg.steps} after {protocol.WARMUP} "
+                        f"warm-up steps, batch {cfg.batch}, {cfg.seeds} networks (seeds from "
+                        f"{cfg.seed}) per gain and input std; gradflow {gf.__version__}.",
+                    ),
+                ],
+                shown,
+                "Per gain: mean over networks (95% bootstrap interval), nats/step",
+                col_widths=(0.09, 0.07, 0.27, 0.27, 0.11, 0.11, 0.06),
+            )
+        ]
+        pages.append(
+            figure_page(
+                _figure(table, edges, cfg),
+                (
+                    f"{edge_finding}. Top exponent and gradient rate of the same networks, means with 95% "
+                    f"bootstrap intervals over networks; median |difference| {diff} nats/step. Shaded: the "
+                    "edge's 95% interval where one was located."
+                ),
+            )
+        )
         scale = max(cfg.input_scales)
         fig, positives = _spectra_figure(cfg, scale)
         counts = frame[frame.input_scale == scale].groupby("gain").positive
         spread = ", ".join(f"g = {g:g}: {protocol.bootstrap_interval(v, seed=cfg.seed)}" for g, v in counts)
         drawn = ", ".join(f"g = {g:g}: {p}" for g, p in positives.items())
-        pages.append(figure_page(fig, (
-            f"Positive exponents (> {protocol.NEUTRAL_BAND}) at input std {scale:g}, mean over networks with "
-            f"95% bootstrap intervals: {spread}. Drawn: the spectrum of the first network (seed {cfg.seed}) "
-            f"of each gain; {drawn} positive.")))
-        pages.append(table_page("Methods", [
-            ("Spectrum", "gradflow.lyapunov_spectrum: QR iteration through the cell's batched Jacobians, "
-                         "the first T/5 steps of the QR estimate discarded; Kaplan-Yorke dimension and "
-                         "entropy rate from the spectrum."),
-            ("Edge", "Per gain, the mean top exponent over networks with a 95% percentile bootstrap "
-                     "interval: ordered below the neutral band, chaotic above it, neutral when it touches "
-                     "it. The edge is where the mean crosses 0, its interval the 2.5-97.5% range of that "
-                     "crossing over 2000 resamples of the networks at each gain; it is reported only when "
-                     "an ordered gain is followed by a chaotic one and at least 95% of resamples cross."),
-            ("Settling", f"For ordered networks above the mean-field edge, the end of the trajectory: a "
-                         f"fixed point or a cycle of period <= 20 when the state repeats to rms {SETTLED:g}; "
-                         "driven networks follow their inputs (an input-driven contraction)."),
-            ("Mean field", "gradflow.meanfield.rate = 0.5 ln chi_1 with the input variance as drive; "
-                           "critical gain where chi_1 = 1."),
-            *protocol.conventions(),
-        ]))
+        pages.append(
+            figure_page(
+                fig,
+                (
+                    f"Positive exponents (> {protocol.NEUTRAL_BAND}) at input std {scale:g}, mean over "
+                    f"networks with 95% bootstrap intervals: {spread}. Drawn: the spectrum of the first "
+                    f"network (seed {cfg.seed}) of each gain; {drawn} positive."
+                ),
+            )
+        )
+        pages.append(
+            table_page(
+                "Methods",
+                [
+                    (
+                        "Spectrum",
+                        "gradflow.lyapunov_spectrum: QR iteration through the cell's batched Jacobians, "
+                        "the first T/5 steps of the QR estimate discarded; Kaplan-Yorke dimension and "
+                        "entropy rate from the spectrum.",
+                    ),
+                    (
+                        "Edge",
+                        "Per gain, the mean top exponent over networks with a 95% percentile bootstrap "
+                        "interval: ordered below the neutral band, chaotic above it, neutral when it touches "
+                        "it. The edge is where the mean crosses 0, its interval the 2.5-97.5% range of that "
+                        "crossing over 2000 resamples of the networks at each gain; it is reported only when "
+                        "an ordered gain is followed by a chaotic one and at least 95% of resamples cross.",
+                    ),
+                    (
+                        "Settling",
+                        f"For ordered networks above the mean-field edge, the end of the trajectory: a "
+                        f"fixed point or a cycle of period <= 20 when the state repeats to rms {SETTLED:g}; "
+                        "driven networks follow their inputs (an input-driven contraction).",
+                    ),
+                    (
+                        "Mean field",
+                        "gradflow.meanfield.rate = 0.5 ln chi_1 with the input variance as drive; "
+                        "critical gain where chi_1 = 1.",
+                    ),
+                    *protocol.conventions(),
+                ],
+            )
+        )
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, study=STUDY, config=cfg, claim=CLAIM.facts(), verdict=decision.sentence(),
-                  title="gradflow: where is the edge of chaos?", subject=f"Verdict: {decision.label}",
-                  keywords=["Lyapunov", "edge of chaos", "mean-field"])
-    return {"verdict": decision.label, "decision": decision, "claim": CLAIM, "sentence": decision.sentence(),
-            "table": table, "networks": frame, "edges": edges, "pdf": pdf}
+        write_pdf(
+            pdf,
+            pages,
+            study=STUDY,
+            config=cfg,
+            claim=CLAIM.facts(),
+            verdict=decision.sentence(),
+            title="gradflow: where is the edge of chaos?",
+            subject=f"Verdict: {decision.label}",
+            keywords=["Lyapunov", "edge of chaos", "mean-field"],
+        )
+    return {
+        "verdict": decision.label,
+        "decision": decision,
+        "claim": CLAIM,
+        "sentence": decision.sentence(),
+        "table": table,
+        "networks": frame,
+        "edges": edges,
+        "pdf": pdf,
+    }
 
 
 def main(argv=None) -> dict:
-    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
-                      overrides=("hidden", "steps", "seeds"))
+    return study_main(
+        argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run, overrides=("hidden", "steps", "seeds")
+    )
 
 
 if __name__ == "__main__":
