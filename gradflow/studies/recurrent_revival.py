@@ -50,7 +50,6 @@ from gradflow.studies._revival_measure import (
     machine,
     measure_depth,
     measure_memory,
-    measure_sensitivity,
     measure_times,
     memory_summary,
     speedups,
@@ -64,6 +63,7 @@ from gradflow.studies._revival_pages import (
     sensitivity_figure,
     shares_text,
 )
+from gradflow.studies._revival_sensitivity import measure_sensitivity
 
 STUDY = "recurrent_revival"
 DEPTH_SLOPE = 0.5  # log-log slope of depth against n: above, the depth grows like n
