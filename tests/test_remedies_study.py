@@ -7,6 +7,7 @@ from pypdf import PdfReader
 
 import gradflow as gf
 from gradflow.studies import STUDIES, remedies
+from gradflow.studies import _remedies_networks as networks
 from gradflow.studies._protocol import success_interval
 
 
@@ -97,21 +98,21 @@ def test_verdict_follows_the_success_rates_at_the_longest_T(rates, label):
 
 
 def test_stacked_networks_train_as_gradflow_train_and_independently():
-    cfg = remedies.Config(hidden=3, steps=5, batch=4, seeds=1)
-    pair = remedies.train_stack([("RNN + clip norm 1", 4), ("RNN + L2 1e-3", 5)], 4, cfg)
-    alone = remedies.train_stack([("RNN + clip norm 1", 4)], 4, cfg)
+    cfg = networks.Config(hidden=3, steps=5, batch=4, seeds=1)
+    pair = networks.train_stack([("RNN + clip norm 1", 4), ("RNN + L2 1e-3", 5)], 4, cfg)
+    alone = networks.train_stack([("RNN + clip norm 1", 4)], 4, cfg)
     # A network's training does not depend on what else is in its stack.
     assert pair.eval_loss[0] == pytest.approx(alone.eval_loss[0], rel=1e-12)
     for row in pair.itertuples():
         run = gf.train(
-            remedies.cell_of(row.configuration, 3, 2, row.seed),
+            networks.cell_of(row.configuration, 3, 2, row.seed),
             gf.tasks.adding(4, seed=row.seed),
             5,
             lr=cfg.lr,
             batch=4,
             seed=row.seed,
             record_every=5,
-            **remedies.options(row.configuration),
+            **networks.options(row.configuration),
         )
         assert run.loss[-1] == pytest.approx(row.final_train_loss, rel=1e-12, abs=1e-14)
     assert np.isfinite(pair.spectral_radius_final).all()

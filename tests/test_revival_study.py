@@ -12,6 +12,7 @@ from pypdf import PdfReader
 import gradflow as gf
 from gradflow.studies import STUDIES, _protocol
 from gradflow.studies import _revival_measure as measure
+from gradflow.studies import _revival_sensitivity as sensitivity
 from gradflow.studies import recurrent_revival as rr
 
 
@@ -185,7 +186,11 @@ def test_sensitivity_exponents_are_fitted_from_the_csv(report):
     frame = pd.read_csv(out / "recurrent_revival_sensitivity.csv")
     exponents = pd.read_csv(out / "recurrent_revival_exponents.csv").set_index("parametrisation")
     config = result["config"]
-    assert set(frame.parametrisation) == {measure.LAMBDA_RAW, measure.LAMBDA_NORMALISED, measure.LRU_NU}
+    assert set(frame.parametrisation) == {
+        sensitivity.LAMBDA_RAW,
+        sensitivity.LAMBDA_NORMALISED,
+        sensitivity.LRU_NU,
+    }
     assert len(frame) == 3 * len(config.sensitivity_ks) * config.seeds  # one row per unit and seed
     for name, g in frame.groupby("parametrisation"):
         mean = g.groupby("one_minus_r").squared_sensitivity.mean()
@@ -197,7 +202,7 @@ def test_sensitivity_exponents_are_fitted_from_the_csv(report):
 def test_lru_sensitivity_closed_form_is_the_sum_of_its_exact_coefficients():
     """dL/dnu of one LRU mode is a fixed linear form in the inputs (finite differences of a numpy
     transcription); the closed form is the sum of its squared coefficients."""
-    T, modulus, phase = 40, 0.9, measure.SENSITIVITY_PHASE  # k = 1
+    T, modulus, phase = 40, 0.9, sensitivity.SENSITIVITY_PHASE  # k = 1
     gamma, nu = np.sqrt(1 - modulus**2), np.log(-np.log(modulus))
 
     def final(nu, x):
@@ -208,9 +213,9 @@ def test_lru_sensitivity_closed_form_is_the_sum_of_its_exact_coefficients():
 
     eye, eps = np.eye(T), 1e-6
     coefficients = [(final(nu + eps, e) - final(nu - eps, e)) / (2 * eps) for e in eye]
-    expected = measure.lru_sensitivity_closed_form(modulus, T)
+    expected = sensitivity.lru_sensitivity_closed_form(modulus, T)
     assert float(np.sum(np.square(coefficients))) == pytest.approx(float(expected), rel=1e-7)
-    frame = measure.lru_sensitivity([1.0], seq_len=T, batch=2, seeds=1, seed=3)  # parameter_sensitivity's
+    frame = sensitivity.lru_sensitivity([1.0], seq_len=T, batch=2, seeds=1, seed=3)  # parameter_sensitivity's
     x = np.random.default_rng(3).standard_normal((T, 2, 1))[:, :, 0]
     direct = sum(float(np.dot(coefficients, x[:, b])) for b in range(2)) ** 2 / 2
     assert frame.squared_sensitivity.iloc[0] == pytest.approx(direct, rel=1e-6)

@@ -1,5 +1,6 @@
 """What the recurrent_revival study measures: each network's gradient profile, each forward pass's
-depth, the scan's and the loop's CPU times (the study module decides and draws)."""
+depth, the scan's and the loop's CPU times (the study module decides and draws; the parameter
+sensitivity is measured in `_revival_sensitivity`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import autograd.numpy as anp
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 import gradflow as gf
-from gradflow.measure import scaling_exponents
 from gradflow.studies import _protocol as protocol
 
 KEEP = 1e-3  # "keeps its gradient": at least this fraction of the lag-1 norm (gradflow's memory drop)
@@ -35,23 +34,40 @@ class Architecture:
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "RNN tanh": Architecture(lambda n, d, s: gf.rnn(n, d, init="pytorch", seed=s), False,
-                             "PyTorch's default uniform(-1/sqrt(N), 1/sqrt(N))"),
-    "LSTM": Architecture(lambda n, d, s: gf.lstm(n, d, init="pytorch", forget_bias=1.0, seed=s), False,
-                         "PyTorch's default, forget-gate bias +1"),
+    "RNN tanh": Architecture(
+        lambda n, d, s: gf.rnn(n, d, init="pytorch", seed=s),
+        False,
+        "PyTorch's default uniform(-1/sqrt(N), 1/sqrt(N))",
+    ),
+    "LSTM": Architecture(
+        lambda n, d, s: gf.lstm(n, d, init="pytorch", forget_bias=1.0, seed=s),
+        False,
+        "PyTorch's default, forget-gate bias +1",
+    ),
     "GRU": Architecture(lambda n, d, s: gf.gru(n, d, init="pytorch", seed=s), False, "PyTorch's default"),
-    "LRU": Architecture(lambda n, d, s: gf.lru(n, d, seed=s), True,
-                        "the reference ring |lambda| in [0, 1], gamma normalisation"),
-    "LRU, ring [0.9, 0.999]": Architecture(lambda n, d, s: gf.lru(n, d, r_min=0.9, r_max=0.999, seed=s), True,
-                                           "|lambda| in [0.9, 0.999], gamma normalisation"),
-    "S4D": Architecture(lambda n, d, s: gf.s4d(n, d, seed=s), True,
-                        "S4D-Lin A_n = -1/2 + i pi n, dt log-uniform in [1e-3, 1e-1]"),
+    "LRU": Architecture(
+        lambda n, d, s: gf.lru(n, d, seed=s),
+        True,
+        "the reference ring |lambda| in [0, 1], gamma normalisation",
+    ),
+    "LRU, ring [0.9, 0.999]": Architecture(
+        lambda n, d, s: gf.lru(n, d, r_min=0.9, r_max=0.999, seed=s),
+        True,
+        "|lambda| in [0.9, 0.999], gamma normalisation",
+    ),
+    "S4D": Architecture(
+        lambda n, d, s: gf.s4d(n, d, seed=s),
+        True,
+        "S4D-Lin A_n = -1/2 + i pi n, dt log-uniform in [1e-3, 1e-1]",
+    ),
     "minGRU": Architecture(lambda n, d, s: gf.mingru(n, d, seed=s), True, "PyTorch's nn.Linear default"),
     "minLSTM": Architecture(lambda n, d, s: gf.minlstm(n, d, seed=s), True, "PyTorch's nn.Linear default"),
     # Mamba's width follows its input (d_inner = 2 d_model); hidden does not apply to it.
-    "Mamba": Architecture(lambda n, d, s: gf.mamba(d, seed=s), True,
-                          "mamba_ssm's: A_log = log(1..16), dt log-uniform in [1e-3, 1e-1], expand 2, "
-                          "d_conv 4"),
+    "Mamba": Architecture(
+        lambda n, d, s: gf.mamba(d, seed=s),
+        True,
+        "mamba_ssm's: A_log = log(1..16), dt log-uniform in [1e-3, 1e-1], expand 2, d_conv 4",
+    ),
 }
 NONLINEAR = tuple(a for a, spec in ARCHITECTURES.items() if not spec.linear)
 TIMED = ("LSTM", "LRU", "S4D", "minGRU", "minLSTM", "Mamba")  # the second LRU ring times as the first
@@ -80,13 +96,18 @@ def memory_task(point: Mapping[str, Any]) -> dict[str, Any]:
     seeds = protocol.network_seeds(int(point["seed"]))
     steps = int(point["seq_len"])
     cell = ARCHITECTURES[point["architecture"]].build(int(point["hidden"]), protocol.INPUTS, seeds["cell"])
-    xs = protocol.study_inputs(steps, int(point["batch"]), protocol.INPUTS, float(point["input_scale"]),
-                               seeds["inputs"])
+    xs = protocol.study_inputs(
+        steps, int(point["batch"]), protocol.INPUTS, float(point["input_scale"]), seeds["inputs"]
+    )
     h0, xs = protocol.warm_start(cell, xs, seed=seeds["state"])
     flow = gf.gradient_flow(cell, xs, h0=h0, seed=seeds["direction"], tol=protocol.NEUTRAL_BAND)
     horizon = flow.memory_horizon
-    row = {"rate": flow.rate, "regime": flow.regime or "undefined",
-           "horizon": float(horizon) if horizon is not None else np.inf, "state_size": cell.state_size}
+    row = {
+        "rate": flow.rate,
+        "regime": flow.regime or "undefined",
+        "horizon": float(horizon) if horizon is not None else np.inf,
+        "state_size": cell.state_size,
+    }
     for lag in profile_lags(steps):
         row[f"lag_{lag}"] = float(flow.profile[lag] - flow.profile[1])  # ln of the norm relative to lag 1
     return row
@@ -95,17 +116,31 @@ def memory_task(point: Mapping[str, Any]) -> dict[str, Any]:
 def measure_memory(cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per network (its seed, rate, horizon, kept gradient at each decision lag), and the
     tidy profiles behind the figure (one row per network and kept lag)."""
-    grid = {"architecture": list(ARCHITECTURES), "hidden": [cfg.hidden], "seq_len": [cfg.steps],
-            "batch": [cfg.batch], "input_scale": [cfg.input_scale]}
-    frame = gf.sweep.run(grid, task=memory_task, seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-                         executor=cfg.executor, progress=sys.stderr.isatty())
+    grid = {
+        "architecture": list(ARCHITECTURES),
+        "hidden": [cfg.hidden],
+        "seq_len": [cfg.steps],
+        "batch": [cfg.batch],
+        "input_scale": [cfg.input_scale],
+    }
+    frame = gf.sweep.run(
+        grid,
+        task=memory_task,
+        seeds=range(cfg.seed, cfg.seed + cfg.seeds),
+        executor=cfg.executor,
+        progress=sys.stderr.isatty(),
+    )
     failed = frame.error.fillna("") != ""
     if failed.any():
         raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
     frame = frame.drop(columns=["error"])
     lag_columns = [f"lag_{lag}" for lag in profile_lags(cfg.steps)]
-    profiles = frame.melt(id_vars=["architecture", "seed"], value_vars=lag_columns, var_name="lag",
-                          value_name="log_relative_norm")
+    profiles = frame.melt(
+        id_vars=["architecture", "seed"],
+        value_vars=lag_columns,
+        var_name="lag",
+        value_name="log_relative_norm",
+    )
     profiles["lag"] = profiles.lag.str.removeprefix("lag_").astype(int)
     networks = frame.drop(columns=[c for c in lag_columns if int(c[4:]) not in decision_lags(cfg.steps)])
     for lag in decision_lags(cfg.steps):
@@ -119,21 +154,34 @@ def memory_summary(networks: pd.DataFrame, lags: list[int], seed: int) -> pd.Dat
     rows = []
     for arch, g in networks.groupby("architecture", sort=False):
         rate = protocol.bootstrap_interval(g.rate, seed=seed)
-        row = dict(architecture=arch, networks=len(g), rate=rate.estimate, rate_low=rate.low,
-                   rate_high=rate.high, rate_regime=_interval_regime(rate),
-                   median_horizon=float(g.horizon.median()))
+        row = dict(
+            architecture=arch,
+            networks=len(g),
+            rate=rate.estimate,
+            rate_low=rate.low,
+            rate_high=rate.high,
+            rate_regime=_interval_regime(rate),
+            median_horizon=float(g.horizon.median()),
+        )
         for lag in lags:
             kept = protocol.bootstrap_interval(g[f"lag_{lag}"], np.median, seed=seed)
             share = protocol.success_interval(g[f"keeps_{lag}"])
-            row.update({f"log_kept_{lag}": kept.estimate, f"log_kept_{lag}_low": kept.low,
-                        f"log_kept_{lag}_high": kept.high, f"share_{lag}": share.estimate,
-                        f"share_{lag}_low": share.low, f"share_{lag}_high": share.high})
+            row.update(
+                {
+                    f"log_kept_{lag}": kept.estimate,
+                    f"log_kept_{lag}_low": kept.low,
+                    f"log_kept_{lag}_high": kept.high,
+                    f"share_{lag}": share.estimate,
+                    f"share_{lag}_low": share.low,
+                    f"share_{lag}_high": share.high,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _interval_regime(iv: protocol.Interval) -> str:
-    """"vanishing" / "exploding" when the whole interval lies beyond the neutral band, "neutral" when
+    """ "vanishing" / "exploding" when the whole interval lies beyond the neutral band, "neutral" when
     inside it, else "undecided"."""
     band = protocol.NEUTRAL_BAND
     if iv.high < -band:
@@ -168,15 +216,25 @@ def measure_depth(cfg: Any) -> pd.DataFrame:
     rows = []
     for (name, method), model in sequence_models(cfg.hidden, cfg.seed).items():
         for n in cfg.lengths:
-            rows.append(dict(architecture=name, method=method, n=n,
-                             sequential_depth=gf.path_lengths(model, n).sequential_depth))
+            rows.append(
+                dict(
+                    architecture=name,
+                    method=method,
+                    n=n,
+                    sequential_depth=gf.path_lengths(model, n).sequential_depth,
+                )
+            )
     return pd.DataFrame(rows)
 
 
 def depth_slopes(depth: pd.DataFrame) -> pd.Series:
     """Least-squares slope of ln depth against ln n, per (architecture, method)."""
-    return pd.Series({key: float(np.polyfit(np.log(g.n), np.log(g.sequential_depth), 1)[0])
-                      for key, g in depth.groupby(["architecture", "method"], sort=False)})
+    return pd.Series(
+        {
+            key: float(np.polyfit(np.log(g.n), np.log(g.sequential_depth), 1)[0])
+            for key, g in depth.groupby(["architecture", "method"], sort=False)
+        }
+    )
 
 
 def fastest_forward(depth: pd.DataFrame) -> pd.DataFrame:
@@ -194,8 +252,9 @@ def machine() -> dict[str, Any]:
             model = names[0] if names else model
     except OSError:
         pass
-    return dict(cpu=model, cores=os.cpu_count() or 1, load=os.getloadavg()[0],
-                python=platform.python_version())
+    return dict(
+        cpu=model, cores=os.cpu_count() or 1, load=os.getloadavg()[0], python=platform.python_version()
+    )
 
 
 def cpu_seconds(fn: Callable[[], Any], repeats: int) -> float:
@@ -223,12 +282,20 @@ def measure_times(cfg: Any) -> pd.DataFrame:
                 if spec.linear:
                     error = float(np.max(np.abs(gf.scan(cell, xs) - loop)) / max(1.0, np.max(np.abs(loop))))
                     if error > SCAN_TOL:
-                        raise FloatingPointError(f"{name}: the scan's states differ from the loop's by "
-                                                 f"{error:.2g}")
+                        raise FloatingPointError(
+                            f"{name}: the scan's states differ from the loop's by {error:.2g}"
+                        )
                     runs[SCAN] = (lambda cell=cell, xs=xs: gf.scan(cell, xs), error)
                 for method, (fn, error) in runs.items():
-                    rows.append(dict(architecture=name, method=method, n=n,
-                                     cpu_seconds=cpu_seconds(fn, cfg.repeats), max_relative_difference=error))
+                    rows.append(
+                        dict(
+                            architecture=name,
+                            method=method,
+                            n=n,
+                            cpu_seconds=cpu_seconds(fn, cfg.repeats),
+                            max_relative_difference=error,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -236,68 +303,3 @@ def speedups(times: pd.DataFrame) -> pd.DataFrame:
     """Loop CPU time over scan CPU time per linear architecture and n."""
     wide = times.pivot_table(index=["architecture", "n"], columns="method", values="cpu_seconds").dropna()
     return (wide[LOOP] / wide[SCAN]).rename("speedup").reset_index()
-
-
-# ---------------------------------------------------------------- 3. parameter sensitivity
-
-SENSITIVITY_PHASE = np.pi / 4  # every eigenvalue's phase, as gradflow.sensitivity_scaling draws them
-LAMBDA_RAW, LAMBDA_NORMALISED, LRU_NU = ("lambda, raw input", "lambda, normalised input",
-                                         "LRU nu_log, normalised input")
-
-
-def lru_sensitivity_closed_form(modulus, steps: int) -> np.ndarray:
-    """``E (dL/d nu)^2`` for one LRU mode ``lambda = exp(-exp(nu) + i theta)`` with ``gamma =
-    sqrt(1 - |lambda|^2)``, ``L = Re h_T``, unit white-noise input, ``h_0 = 0``.
-
-    ``h_T = gamma sum_{j<T} lambda^j x_{T-j}`` and ``d lambda / d nu = -exp(nu) lambda``, so
-    ``dL/dnu = -gamma exp(nu) sum_j j Re(lambda^j) x_{T-j}`` and, the ``x`` being independent,
-    ``E (dL/dnu)^2 = gamma^2 exp(2 nu) sum_{j=1}^{T-1} j^2 Re(lambda^j)^2``; ``exp(nu) = -ln|lambda|``.
-    """
-    modulus = np.asarray(modulus, dtype=float)
-    j = np.arange(1, steps, dtype=float)
-    with np.errstate(under="ignore"):
-        powers = np.exp(np.multiply.outer(np.log(modulus), j)) * np.cos(SENSITIVITY_PHASE * j)
-    return (1.0 - modulus**2) * np.log(modulus) ** 2 * np.sum(j**2 * powers**2, axis=-1)
-
-
-def lru_sensitivity(ks, *, seq_len: int, batch: int, seeds: int, seed: int) -> pd.DataFrame:
-    """``(dL/d nu_log)^2`` of an LRU (`gradflow.lru_from_arrays`) whose mode ``i`` has ``|lambda| =
-    1 - 10^-k_i`` and reads input channel ``i`` alone (B = I), by `gradflow.parameter_sensitivity`,
-    in the columns of `gradflow.sensitivity_scaling`'s frame (one row per mode and seed)."""
-    ks = np.asarray(ks, dtype=float)
-    modulus, n = 1.0 - 10.0 ** (-ks), len(ks)
-    cell = gf.lru_from_arrays({
-        "nu_log": np.log(-np.log(modulus)), "theta_log": np.full(n, np.log(SENSITIVITY_PHASE)),
-        "gamma_log": np.log(np.sqrt(1.0 - modulus**2)), "B_re": np.eye(n), "B_im": np.zeros((n, n)),
-        "C_re": np.eye(n), "C_im": np.zeros((n, n)), "D": np.zeros(n)}, name=LRU_NU)
-    closed = lru_sensitivity_closed_form(modulus, seq_len)
-    rows = []
-    for s in range(seed, seed + seeds):
-        xs = np.random.default_rng(s).standard_normal((seq_len, batch, n))
-        sens = gf.parameter_sensitivity(cell, xs, loss=lambda h: anp.sum(h[:, :n], axis=1),
-                                        groups={"nu": ["nu_log"]})
-        squared = sens.gradient["nu_log"] ** 2 / batch  # the batch's sequences are independent
-        peak = float(np.max(np.mean(sens.state_log_norms, axis=1)))
-        rows += [dict(normalised=True, k=ks[i], modulus=modulus[i], one_minus_r=1.0 - modulus[i] ** 2, seed=s,
-                      squared_sensitivity=squared[i], closed_form=closed[i], state_gradient_log_norm=peak)
-                 for i in range(n)]
-    return pd.DataFrame(rows)
-
-
-def measure_sensitivity(cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per parametrisation and memory length, the squared sensitivity of every seed (tidy), and the
-    fitted exponent against ``1 - |lambda|^2`` with its bootstrap interval beside the closed form's."""
-    kw = dict(seq_len=cfg.sensitivity_steps, batch=cfg.sensitivity_batch)
-    lam = gf.sensitivity_scaling(cfg.sensitivity_ks, seeds=cfg.seeds, progress=False, **kw)
-    lam["parametrisation"] = np.where(lam.normalised, LAMBDA_NORMALISED, LAMBDA_RAW)
-    lru = lru_sensitivity(cfg.sensitivity_ks, seeds=cfg.seeds, seed=cfg.seed, **kw)
-    lru["parametrisation"] = LRU_NU
-    exponents = pd.concat([scaling_exponents(lam, seed=cfg.seed).assign(
-        parametrisation=lambda f: np.where(f.normalised, LAMBDA_NORMALISED, LAMBDA_RAW)),
-        scaling_exponents(lru, seed=cfg.seed).assign(parametrisation=LRU_NU, asymptotic_exponent=0.0)],
-        ignore_index=True)
-    columns = ["parametrisation", "k", "modulus", "one_minus_r", "seed", "squared_sensitivity", "closed_form",
-               "state_gradient_log_norm"]
-    frame = pd.concat([lam[columns], lru[columns]], ignore_index=True)
-    return frame, exponents[["parametrisation", "exponent", "low", "high", "closed_form_exponent",
-                             "asymptotic_exponent", "seeds"]]

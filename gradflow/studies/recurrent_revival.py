@@ -33,24 +33,33 @@ import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import pandas as pd
 
 import gradflow as gf
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._revival_claims import (
+    ALSO_PARALLEL,
+    CLAIMS,
+    MEMORY,
+    SENSITIVITY,
+    memory_verdict,
+    parallel_sentence,
+    parallel_verdict,
+    sensitivity_sentence,
+    sensitivity_verdict,
+    undecided,
+)
 from gradflow.studies._revival_measure import (
     ARCHITECTURES,
     KEEP,
     SCAN_TOL,
     decision_lags,
-    depth_slopes,
     fastest_forward,
     machine,
     measure_depth,
     measure_memory,
-    measure_sensitivity,
     measure_times,
     memory_summary,
     speedups,
@@ -64,65 +73,9 @@ from gradflow.studies._revival_pages import (
     sensitivity_figure,
     shares_text,
 )
+from gradflow.studies._revival_sensitivity import measure_sensitivity
 
 STUDY = "recurrent_revival"
-DEPTH_SLOPE = 0.5  # log-log slope of depth against n: above, the depth grows like n
-SOURCE_000 = ("\"Why are Natural Language Processing (NLP) researchers trying to abandon RNNs and design new "
-              "architectures that are not recurrent?\" (Tony Petrov)")
-SOURCE_001 = "\"Disadvantages of RNN\" (OpenGenus)"
-SOURCE_002 = "\"The fall of RNN / LSTM\" (Eugenio Culurciello)"
-SOURCE_003 = "\"Recurrent Neural Networks\" (GitBook notes)"
-
-
-MEMORY = protocol.Claim(
-    text="Recurrent networks remember sequences of hundreds of steps, not thousands: their gradient is "
-         "gone after 1,000 steps.",
-    source="002_6d33935d2b5896cb.txt", source_title=SOURCE_002,
-    quote="but they can remember sequences of 100s, not 1000s or 10,000s or more",
-    quantity=f"share of an architecture's networks (standard initialisation, shared warm start) whose "
-             f"gradient norm at lag L keeps at least {KEEP:g} of its value at lag 1, "
-             f"||dL/dh_(T-L)|| / ||dL/dh_(T-1)|| >= {KEEP:g}, for L = 1,000 (and 10,000 at full size)",
-    rule="holds for an architecture (and lag) when the 95% Wilson interval of that share lies below the "
-         "threshold (most of its networks lose the gradient), does not hold when it lies above (most keep "
-         "it); architectures that disagree give 'holds only when'. A majority is what 10 networks per "
-         "architecture can decide: 0 of 10 gives [0, 0.28], 10 of 10 [0.72, 1]",
-    threshold=0.5, holds_when="below")
-
-PARALLEL = protocol.Claim(
-    text="RNNs cannot be parallelised over time: each step needs the previous step's state, so the "
-         "forward pass takes n sequential steps.",
-    source="000_f5c5d6523f02834e.txt", source_title=SOURCE_000,
-    quote="Due to the way they\u2019re designed RNNs can\u2019t be parallelized.",
-    quantity="log-log slope of the forward pass's sequential depth against the sequence length n "
-             "(n = 16 ... 2^k), exact from the dependency graph (a loop: n; an associative scan: the "
-             "input map and ceil(log2 n) combine rounds; attention: its layer count)",
-    rule=f"holds for an architecture when the slope is above {DEPTH_SLOPE:g} (depth grows like n), does "
-         f"not hold when below (depth grows like log n or not at all); exact numbers, so no interval "
-         "and no sampling: architectures that disagree give 'holds only when'",
-    threshold=DEPTH_SLOPE, holds_when="above")
-ALSO_PARALLEL = (  # the same claim in the other sources, quoted on the Methods page
-    ("001_c88bba1d8530f5f5.txt", SOURCE_001,
-     "RNNs are not suitable for parallelizing or stacking up with other models"),
-    ("003_db39b3b7a81f09a2.txt", SOURCE_003,
-     "their computation is sequential since each step in the sequence requires a hidden state computed "
-     "from the previous step"),
-)
-EXPLODES = -0.5  # exponent of the squared sensitivity against 1 - |lambda|^2: below, it blows up
-SENSITIVITY = protocol.Claim(
-    text="Recurrent gradients shoot up to infinity or vanish: even a recurrence built not to vanish (a "
-         "diagonal linear one, |lambda| -> 1, its state gradients bounded) has a gradient with respect to "
-         "its recurrent parameter that grows without bound as its memory lengthens (Zucchet and Orvieto "
-         "2024).",
-    source="000_f5c5d6523f02834e.txt", source_title=SOURCE_000,
-    quote="their values tend to shoot up to infinity or completely vanish",
-    quantity="log-log slope of E (dL/dtheta)^2 against 1 - |lambda|^2 for |lambda| = 1 - 10^-k "
-             "(theta: lambda itself with raw or normalised input, or the LRU's nu_log with its gamma "
-             "normalisation), mean over seeds, 95% bootstrap interval over seeds",
-    rule=f"holds for a parametrisation when the interval lies below {EXPLODES:g} (the squared sensitivity "
-         "grows at least like the square root of the memory length 1/(1 - |lambda|^2)), does not hold "
-         "when above; parametrisations that disagree give 'holds only when'",
-    threshold=EXPLODES, holds_when="below")
-CLAIMS = {"memory": MEMORY, "parallelism": PARALLEL, "sensitivity": SENSITIVITY}
 CLAIM = MEMORY  # the headline claim: the contents entry and the title page
 
 
@@ -143,109 +96,26 @@ class Config:
     claim: ClassVar[protocol.Claim] = MEMORY
 
     def __post_init__(self):
-        check_fields(self, choices={"executor": ("serial", "process", "dask")},
-                     positive=("lengths", "repeats", "sensitivity_ks", "sensitivity_steps",
-                               "sensitivity_batch"),
-                     non_negative=("input_scale",))
+        check_fields(
+            self,
+            choices={"executor": ("serial", "process", "dask")},
+            positive=("lengths", "repeats", "sensitivity_ks", "sensitivity_steps", "sensitivity_batch"),
+            non_negative=("input_scale",),
+        )
 
 
 QUICK = Config()
-FULL = Config(hidden=64, steps=10_000, batch=2, seeds=20, lengths=(16, 64, 256, 1024, 4096, 16384), repeats=5,
-              sensitivity_ks=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0), sensitivity_steps=5000, sensitivity_batch=8)
-
-
-# ---------------------------------------------------------------- 1. memory
-
-
-def memory_verdict(networks: pd.DataFrame, lags: list[int]) -> tuple[protocol.Verdict, dict]:
-    """The memory claim per architecture (and lag) from the share keeping its gradient, then combined."""
-    per_cell = int(networks.groupby("architecture").size().min())
-    cells = {}
-    for arch, g in networks.groupby("architecture", sort=False):
-        for lag in lags:
-            name = f"architecture = {arch}" if len(lags) == 1 else f"{arch} at lag {lag}"
-            cells[name] = protocol.decide_claim(MEMORY, protocol.success_interval(g[f"keeps_{lag}"]),
-                                                per_cell=per_cell)
-    pooled = np.concatenate([networks[f"keeps_{lag}"].to_numpy(bool) for lag in lags])
-    overall = protocol.decide_claim(MEMORY, protocol.success_interval(pooled), per_cell=per_cell)
-    if overall.word == protocol.INCONCLUSIVE and overall.condition:
-        return overall, cells
-    return protocol.combine(cells, overall), cells
-
-
-# ---------------------------------------------------------------- 2. parallelism
-
-
-def parallel_verdict(depth: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
-    """The parallelism claim per recurrent architecture from the exact depth slope of its shallowest
-    forward pass, then combined.
-
-    The slope is a property of the graph, not a sample: its "interval" is the point itself and
-    ``min_networks`` is 1 (the protocol's n >= 10 guards sampled quantities).
-    """
-    slopes = depth_slopes(depth)
-    points = depth.n.nunique()
-    cells = {}
-    for row in fastest_forward(depth).itertuples():
-        if row.architecture not in ARCHITECTURES:
-            continue  # attention is shown beside the recurrences, not decided
-        s = slopes[(row.architecture, row.method)]
-        cells[f"architecture = {row.architecture}"] = protocol.decide(
-            (s, s), PARALLEL.threshold, holds_when="above", estimate=s, networks=points,
-            quantity=PARALLEL.quantity, min_networks=1)
-    estimates = np.array([v.estimate for v in cells.values()])
-    overall = protocol.decide((estimates.min(), estimates.max()), PARALLEL.threshold,
-                              estimate=estimates.mean(), networks=points, quantity=PARALLEL.quantity,
-                              min_networks=1)
-    return protocol.combine(cells, overall), cells
-
-
-# ---------------------------------------------------------------- 3. parameter sensitivity
-
-
-def sensitivity_verdict(exponents: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
-    """The sensitivity claim per parametrisation from its fitted exponent's bootstrap interval, then
-    combined; the pooled numbers are those of the raw-input lambda (the paper's unnormalised case)."""
-    cells = {f"parametrisation = {r.parametrisation}": protocol.decide(
-        (r.low, r.high), SENSITIVITY.threshold, holds_when=SENSITIVITY.holds_when, estimate=r.exponent,
-        networks=int(r.seeds), quantity=SENSITIVITY.quantity) for r in exponents.itertuples()}
-    first = next(iter(cells.values()))
-    if first.word == protocol.INCONCLUSIVE and first.condition:
-        return first, cells
-    return protocol.combine(cells, first), cells
-
-
-def sensitivity_sentence(decision: protocol.Verdict, exponents: pd.DataFrame) -> str:
-    return (f"{decision.label}: the squared sensitivity grows as (1 - |lambda|^2)^p with p (95% bootstrap "
-            "interval over seeds; closed form at this T; limit T -> infinity): " + "; ".join(
-                f"{r.parametrisation}: {r.exponent:+.2f} [{r.low:+.2f}, {r.high:+.2f}] (closed form "
-                f"{r.closed_form_exponent:+.2f}; limit {r.asymptotic_exponent:+.0f})"
-                for r in exponents.itertuples())
-            + f", against the threshold {SENSITIVITY.threshold:g} (holds below), "
-              f"{int(exponents.seeds.min())} seeds each.")
-
-
-def undecided(cells: dict[str, protocol.Verdict]) -> str:
-    """A sentence naming the design cells whose interval touched the threshold, else "": a "holds only
-    when" verdict names only the cells that hold."""
-    names = [name for name, v in cells.items() if v.word == protocol.INCONCLUSIVE]
-    return f" Undecided (interval touching the threshold): {', '.join(names)}." if names else ""
-
-
-def parallel_sentence(decision: protocol.Verdict, depth: pd.DataFrame) -> str:
-    """The parallelism verdict in words: exact depth slopes, grouped by how the forward pass runs."""
-    slopes = depth_slopes(depth)
-    best = fastest_forward(depth)
-    groups: dict[str, list[str]] = {}
-    for r in best.itertuples():
-        key = f"{r.method} (slope {slopes[(r.architecture, r.method)]:.2f})"
-        groups.setdefault(key, []).append(r.architecture)
-    lengths = sorted(depth.n.unique())
-    return (f"{decision.label}: the log-log slope of the shallowest forward pass's sequential depth "
-            f"against n "
-            f"(exact, from n = {lengths[0]} to {lengths[-1]}) is " + "; ".join(
-                f"{method} for {', '.join(archs)}" for method, archs in groups.items())
-            + f", against the threshold {PARALLEL.threshold:g} (holds above).")
+FULL = Config(
+    hidden=64,
+    steps=10_000,
+    batch=2,
+    seeds=20,
+    lengths=(16, 64, 256, 1024, 4096, 16384),
+    repeats=5,
+    sensitivity_ks=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
+    sensitivity_steps=5000,
+    sensitivity_batch=8,
+)
 
 
 def run(cfg: Config, out: str) -> dict:
@@ -269,107 +139,186 @@ def run(cfg: Config, out: str) -> dict:
     explodes, sensitivity_cells = sensitivity_verdict(exponents)
     verdicts = {"memory": memory, "parallelism": parallel, "sensitivity": explodes}
     os.makedirs(out, exist_ok=True)
-    for name, frame in (("networks", networks), ("profiles", profiles), ("memory_summary", summary),
-                        ("depth", depth), ("times", times), ("speedups", speedups(times)),
-                        ("machine", pd.DataFrame([host])), ("sensitivity", sensitivity),
-                        ("exponents", exponents)):
+    for name, frame in (
+        ("networks", networks),
+        ("profiles", profiles),
+        ("memory_summary", summary),
+        ("depth", depth),
+        ("times", times),
+        ("speedups", speedups(times)),
+        ("machine", pd.DataFrame([host])),
+        ("sensitivity", sensitivity),
+        ("exponents", exponents),
+    ):
         write_csv(os.path.join(out, f"{STUDY}_{name}.csv"), frame)
 
     lag_text = " and ".join(f"{lag:,}" for lag in lags)
     memory_finding = "; ".join(
         f"{r.architecture}: {shares_text(r, lags)} keep it, rate "
         f"{interval_text(r.rate, r.rate_low, r.rate_high)} "
-        f"({r.rate_regime})" for r in summary.itertuples())
+        f"({r.rate_regime})"
+        for r in summary.itertuples()
+    )
     best = fastest_forward(depth).set_index("architecture")
-    per_arch = pd.DataFrame({
-        "architecture": summary.architecture,
-        f"keeps at {lag_text} [95%]": [shares_text(r, lags, ".2f") for r in summary.itertuples()],
-        "rate [95%], nats/step": [interval_text(r.rate, r.rate_low, r.rate_high)
-                                  for r in summary.itertuples()],
-        "band": summary.rate_regime,
-        f"depth at n = {max(cfg.lengths)}": [f"{best.loc[a, 'sequential_depth']} ({best.loc[a, 'method']})"
-                                             for a in summary.architecture],
-        "n": summary.networks})
-    sentences = {"memory": memory.sentence() + undecided(memory_cells),
-                 "parallelism": parallel_sentence(parallel, depth),
-                 "sensitivity": sensitivity_sentence(explodes, exponents) + undecided(sensitivity_cells)}
+    per_arch = pd.DataFrame(
+        {
+            "architecture": summary.architecture,
+            f"keeps at {lag_text} [95%]": [shares_text(r, lags, ".2f") for r in summary.itertuples()],
+            "rate [95%], nats/step": [
+                interval_text(r.rate, r.rate_low, r.rate_high) for r in summary.itertuples()
+            ],
+            "band": summary.rate_regime,
+            f"depth at n = {max(cfg.lengths)}": [
+                f"{best.loc[a, 'sequential_depth']} ({best.loc[a, 'method']})" for a in summary.architecture
+            ],
+            "n": summary.networks,
+        }
+    )
+    sentences = {
+        "memory": memory.sentence() + undecided(memory_cells),
+        "parallelism": parallel_sentence(parallel, depth),
+        "sensitivity": sensitivity_sentence(explodes, exponents) + undecided(sensitivity_cells),
+    }
     sentence = " ".join(f"{cap(part)}: {text}" for part, text in sentences.items())
     configuration = (
         f"hidden N = {cfg.hidden} (complex modes for LRU and S4D), {protocol.INPUTS} inputs of std "
         f"{cfg.input_scale:g}, T = {cfg.steps} after {protocol.WARMUP} warm-up steps, batch {cfg.batch}, "
         f"{cfg.seeds} networks (seeds from {cfg.seed}) per architecture; depth and CPU times at n = "
-        f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}.")
-    claims_page = [(f"{cap(part)} ({c.source[:3]})",
-                    f"{c.text} Quote: \u201c{c.quote}\u201d Quantity: {c.quantity}. Rule: {c.rule}; "
-                    f"threshold {c.threshold:g} ({c.holds_when}).") for part, c in CLAIMS.items()]
+        f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}."
+    )
+    claims_page = [
+        (
+            f"{cap(part)} ({c.source[:3]})",
+            f"{c.text} Quote: \u201c{c.quote}\u201d Quantity: {c.quantity}. Rule: {c.rule}; "
+            f"threshold {c.threshold:g} ({c.holds_when}).",
+        )
+        for part, c in CLAIMS.items()
+    ]
     with paper_theme():
         pages = [
             table_page("The claims and their rules, set before the data", claims_page),
-            table_page("Do linear recurrences answer the claims against RNNs?", [
-                *((f"{cap(part)} ({CLAIMS[part].source[:3]})", text) for part, text in sentences.items()),
-                ("Configuration", configuration)],
-                per_arch, "Per architecture (95% intervals: Wilson, bootstrap)",
-                col_widths=(0.2, 0.22, 0.25, 0.1, 0.17, 0.06)),
-            figure_page(memory_figure(profiles, summary, lags, cfg, MEMORY.threshold), (
-                f"{cap(memory.label)}. {memory_finding}. Dashed: ln {KEEP:g}, gradflow's memory drop. Each "
-                f"network: T = {cfg.steps}, {cfg.batch} sequence(s), norms relative to lag 1.")),
-            figure_page(parallel_figure(depth, times, cfg, host), (
-                f"{cap(parallel.label)} (exact). {parallel_facts(depth, times, cfg)}. CPU seconds as "
-                f"measured on {host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), one "
-                f"BLAS thread; "
-                f"the scan's states equal the loop's to {SCAN_TOL:g} (relative).")),
-            figure_page(sensitivity_figure(sensitivity, exponents, SENSITIVITY.threshold), (
-                f"{cap(sensitivity_sentence(explodes, exponents))} The state gradients stay bounded: their "
-                f"largest ln-norm over lags is at most {sensitivity.state_gradient_log_norm.max():.2f} for "
-                f"every |lambda|. T = {cfg.sensitivity_steps}, batch {cfg.sensitivity_batch}, "
-                f"|lambda| = 1 - 10^-k for k = {', '.join(f'{k:g}' for k in cfg.sensitivity_ks)}, "
-                "phase pi/4.")),
-            table_page("Methods", [
-                ("Memory", "gradflow.gradient_flow back-propagates a loss at the final state (a fixed random "
-                           "unit direction) through the unrolled network in log space; the kept gradient at "
-                           "lag L is ln ||dL/dh_(T-L)|| - ln ||dL/dh_(T-1)|| (batch mean of log norms; a "
-                           "complex state's norm is that of its real and imaginary parts together). "
-                           "Initialisations: " + "; ".join(f"{a}: {s.init}" for a, s in ARCHITECTURES.items())
-                           + "."),
-                ("Depth", "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the unrolled "
-                          "dependency graph of gradflow.recurrent(cell) (a loop over time, n deep whatever "
-                          "the cell), gradflow.recurrent(cell, scan=True) (the input map, then the ceil(log2 "
-                          "n) rounds of the doubling scan gradflow.scan runs) and gradflow.self_attention. "
-                          "Parallel Newton-type solvers for nonlinear recurrences are not measured."),
-                ("Times", "time.process_time, best of the repeats, one BLAS thread: gradflow.unroll (one "
-                          "step per position) against gradflow.scan (the cell's per-step affine map for all "
-                          "positions at once, then the doubling scan). CPU seconds, not wall: the machine "
-                          "was shared."),
-                ("Sensitivity", "lambda: gradflow.sensitivity_scaling (one diagonal unit per |lambda|, loss "
-                                "sum_i Re h_(T,i), gradflow.parameter_sensitivity's gradient, seeds 0.."
-                                f"{cfg.seeds - 1}); LRU: gradflow.lru_from_arrays with mode i at |lambda_i| "
-                                "reading input channel i (B = I), the same loss, d/d nu_log by "
-                                f"gradflow.parameter_sensitivity, seeds from {cfg.seed}. Closed forms: "
-                                "gradflow.measure.sensitivity_closed_form, and for nu_log "
-                                "gamma^2 exp(2 nu) sum_j j^2 Re(lambda^j)^2 (checked against finite "
-                                "differences in the tests). Exponents: gradflow.measure.scaling_exponents."),
-                ("Same claim elsewhere",
-                 " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL)),
-                *protocol.conventions()]),
+            table_page(
+                "Do linear recurrences answer the claims against RNNs?",
+                [
+                    *((f"{cap(part)} ({CLAIMS[part].source[:3]})", text) for part, text in sentences.items()),
+                    ("Configuration", configuration),
+                ],
+                per_arch,
+                "Per architecture (95% intervals: Wilson, bootstrap)",
+                col_widths=(0.2, 0.22, 0.25, 0.1, 0.17, 0.06),
+            ),
+            figure_page(
+                memory_figure(profiles, summary, lags, cfg, MEMORY.threshold),
+                (
+                    f"{cap(memory.label)}. {memory_finding}. Dashed: ln {KEEP:g}, gradflow's memory drop. "
+                    f"Each network: T = {cfg.steps}, {cfg.batch} sequence(s), norms relative to lag 1."
+                ),
+            ),
+            figure_page(
+                parallel_figure(depth, times, cfg, host),
+                (
+                    f"{cap(parallel.label)} (exact). {parallel_facts(depth, times, cfg)}. CPU seconds as "
+                    f"measured on {host['cpu']} ({host['cores']} cores, load average {host['load']:.1f}), "
+                    f"one BLAS thread; "
+                    f"the scan's states equal the loop's to {SCAN_TOL:g} (relative)."
+                ),
+            ),
+            figure_page(
+                sensitivity_figure(sensitivity, exponents, SENSITIVITY.threshold),
+                (
+                    f"{cap(sensitivity_sentence(explodes, exponents))} The state gradients stay bounded: "
+                    f"their largest ln-norm over lags is at most "
+                    f"{sensitivity.state_gradient_log_norm.max():.2f} for every |lambda|. "
+                    f"T = {cfg.sensitivity_steps}, batch {cfg.sensitivity_batch}, "
+                    f"|lambda| = 1 - 10^-k for k = {', '.join(f'{k:g}' for k in cfg.sensitivity_ks)}, "
+                    "phase pi/4."
+                ),
+            ),
+            table_page(
+                "Methods",
+                [
+                    (
+                        "Memory",
+                        "gradflow.gradient_flow back-propagates a loss at the final state (a fixed random "
+                        "unit direction) through the unrolled network in log space; the kept gradient at "
+                        "lag L is ln ||dL/dh_(T-L)|| - ln ||dL/dh_(T-1)|| (batch mean of log norms; a "
+                        "complex state's norm is that of its real and imaginary parts together). "
+                        "Initialisations: "
+                        + "; ".join(f"{a}: {s.init}" for a, s in ARCHITECTURES.items())
+                        + ".",
+                    ),
+                    (
+                        "Depth",
+                        "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the unrolled "
+                        "dependency graph of gradflow.recurrent(cell) (a loop over time, n deep whatever "
+                        "the cell), gradflow.recurrent(cell, scan=True) (the input map, then the ceil(log2 "
+                        "n) rounds of the doubling scan gradflow.scan runs) and gradflow.self_attention. "
+                        "Parallel Newton-type solvers for nonlinear recurrences are not measured.",
+                    ),
+                    (
+                        "Times",
+                        "time.process_time, best of the repeats, one BLAS thread: gradflow.unroll (one "
+                        "step per position) against gradflow.scan (the cell's per-step affine map for all "
+                        "positions at once, then the doubling scan). CPU seconds, not wall: the machine "
+                        "was shared.",
+                    ),
+                    (
+                        "Sensitivity",
+                        "lambda: gradflow.sensitivity_scaling (one diagonal unit per |lambda|, loss "
+                        "sum_i Re h_(T,i), gradflow.parameter_sensitivity's gradient, seeds 0.."
+                        f"{cfg.seeds - 1}); LRU: gradflow.lru_from_arrays with mode i at |lambda_i| "
+                        "reading input channel i (B = I), the same loss, d/d nu_log by "
+                        f"gradflow.parameter_sensitivity, seeds from {cfg.seed}. Closed forms: "
+                        "gradflow.measure.sensitivity_closed_form, and for nu_log "
+                        "gamma^2 exp(2 nu) sum_j j^2 Re(lambda^j)^2 (checked against finite "
+                        "differences in the tests). Exponents: gradflow.measure.scaling_exponents.",
+                    ),
+                    (
+                        "Same claim elsewhere",
+                        " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL),
+                    ),
+                    *protocol.conventions(),
+                ],
+            ),
         ]
         pdf = os.path.join(out, f"{STUDY}.pdf")
         label = "; ".join(f"{part}: {v.label}" for part, v in verdicts.items())
-        title_verdict = (f"{label}. Share of all networks keeping their gradient at lag {lag_text}: "
-                         f"{memory.numbers}; per part and architecture on the summary page.")
-        write_pdf(pdf, pages, study=STUDY, config=cfg, claim=MEMORY.facts(), verdict=title_verdict,
-                  title="gradflow: the recurrent revival, measured",
-                  subject=f"Verdict: {label}", keywords=["linear recurrence", "state-space model", "scan",
-                                                          "memory", "parallelism"])
-    return {"verdict": label, "decision": memory, "claim": MEMORY, "verdicts": verdicts, "sentence": sentence,
-            "cells": {"memory": memory_cells, "parallelism": parallel_cells,
-                      "sensitivity": sensitivity_cells},
-            "networks": networks, "summary": summary, "depth": depth, "times": times, "machine": host,
-            "exponents": exponents, "pdf": pdf}
+        title_verdict = (
+            f"{label}. Share of all networks keeping their gradient at lag {lag_text}: "
+            f"{memory.numbers}; per part and architecture on the summary page."
+        )
+        write_pdf(
+            pdf,
+            pages,
+            study=STUDY,
+            config=cfg,
+            claim=MEMORY.facts(),
+            verdict=title_verdict,
+            title="gradflow: the recurrent revival, measured",
+            subject=f"Verdict: {label}",
+            keywords=["linear recurrence", "state-space model", "scan", "memory", "parallelism"],
+        )
+    return {
+        "verdict": label,
+        "decision": memory,
+        "claim": MEMORY,
+        "verdicts": verdicts,
+        "sentence": sentence,
+        "cells": {"memory": memory_cells, "parallelism": parallel_cells, "sensitivity": sensitivity_cells},
+        "networks": networks,
+        "summary": summary,
+        "depth": depth,
+        "times": times,
+        "machine": host,
+        "exponents": exponents,
+        "pdf": pdf,
+    }
 
 
 def main(argv=None) -> dict:
-    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
-                      overrides=("hidden", "steps", "seeds"))
+    return study_main(
+        argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run, overrides=("hidden", "steps", "seeds")
+    )
 
 
 if __name__ == "__main__":
