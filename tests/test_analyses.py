@@ -226,7 +226,7 @@ def test_path_verdict_pairs_each_short_path_with_the_rnn_of_its_seed(gains, labe
 
 
 def test_coinciding_curves_are_named():
-    from gradflow.studies import path_lengths
+    from gradflow.studies import _path_pages
 
     frame = pd.DataFrame(
         {
@@ -235,7 +235,7 @@ def test_coinciding_curves_are_named():
             "max_path": [1, 2, 3, 1, 2, 3, 1, 1, 1],
         }
     )
-    assert path_lengths.coinciding(frame, "n", "max_path") == [["a", "b"]]
+    assert _path_pages.coinciding(frame, "n", "max_path") == [["a", "b"]]
 
 
 @pytest.mark.slow

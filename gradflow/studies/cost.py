@@ -24,30 +24,27 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from autograd import grad
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 import gradflow as gf
 from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies._cli import check_fields, study_main
-from gradflow.studies._cost_machine import BYTES, IDLE_LOAD, best_time, growth, intensity, machine_balance
+from gradflow.studies._cost_machine import IDLE_LOAD, best_time, growth, intensity, machine_balance
+from gradflow.studies._cost_steps import step_costs, step_page
 from gradflow.studies._protocol import Claim, bootstrap_interval, combine, conventions, decide_claim
 
 STUDY = "cost"
-INPUTS = 8  # input width of the timed recurrent step
-OVERHEAD_BOUND = 0.01  # a step below 1% of peak flops is bound by overhead, not by memory
 
 CLAIM = Claim(
     text="RNNs are memory-bandwidth bound: a recurrent step needs as much memory bandwidth as "
-         "operations, so the processor waits on memory.",
+    "operations, so the processor waits on memory.",
     source="002_6d33935d2b5896cb.txt",
-    source_title="\"The fall of RNN / LSTM\" (Eugenio Culurciello)",
+    source_title='"The fall of RNN / LSTM" (Eugenio Culurciello)',
     quote="RNN and LSTM are memory-bandwidth limited problems",
     quantity="share of one recurrent step's wall time (fastest of plain numpy, gradflow and PyTorch) "
-             "that reading its W x W matrix once takes, from wherever a matrix of that size lives",
+    "that reading its W x W matrix once takes, from wherever a matrix of that size lives",
     rule="bandwidth bound at a width when the 95% bootstrap interval over networks of that share lies "
-         "above the threshold, not bandwidth bound when below; widths that disagree give 'holds only "
-         "when'",
+    "above the threshold, not bandwidth bound when below; widths that disagree give 'holds only "
+    "when'",
     threshold=0.5,
     holds_when="above",
 )
@@ -65,13 +62,15 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, positive=("hidden", "steps", "batch", "repeats", "widths", "networks",
-                                     "step_length"))
+        check_fields(
+            self, positive=("hidden", "steps", "batch", "repeats", "widths", "networks", "step_length")
+        )
 
 
 QUICK = Config()
-FULL = Config(hidden=128, steps=4096, batch=8, repeats=5, widths=(16, 64, 256, 1024, 2048), networks=20,
-              step_length=64)
+FULL = Config(
+    hidden=128, steps=4096, batch=8, repeats=5, widths=(16, 64, 256, 1024, 2048), networks=20, step_length=64
+)
 
 
 def lengths(cfg: Config) -> list[int]:
@@ -82,9 +81,11 @@ def lengths(cfg: Config) -> list[int]:
 def models(cfg: Config, n: int, seed: int):
     w = cfg.hidden
     levels = max(1, math.ceil(math.log2((n - 1) / 4 + 1)))
-    return [("RNN tanh", gf.recurrent(gf.rnn(w, w, seed=seed))),
-            ("self-attention", gf.self_attention(w, heads=4, inputs=w, seed=seed)),
-            ("TCN (k = 3)", gf.tcn(w, 3, levels, inputs=w, seed=seed))]
+    return [
+        ("RNN tanh", gf.recurrent(gf.rnn(w, w, seed=seed))),
+        ("self-attention", gf.self_attention(w, heads=4, inputs=w, seed=seed)),
+        ("TCN (k = 3)", gf.tcn(w, 3, levels, inputs=w, seed=seed)),
+    ]
 
 
 def measure(cfg: Config) -> pd.DataFrame:
@@ -102,102 +103,18 @@ def measure(cfg: Config) -> pd.DataFrame:
             fwd = best_time(lambda model=model, xs=xs: model.apply(model.params, xs), cfg.repeats)
             both = best_time(lambda g=g, model=model: g(model.params), cfg.repeats)
             p = gf.path_lengths(model, n)
-            rows.append(dict(architecture=name, n=n, forward_s=fwd, forward_backward_s=both,
-                             sequential_depth=p.sequential_depth, flops=float(p.operations.flops.sum())))
+            rows.append(
+                dict(
+                    architecture=name,
+                    n=n,
+                    forward_s=fwd,
+                    forward_backward_s=both,
+                    sequential_depth=p.sequential_depth,
+                    flops=float(p.operations.flops.sum()),
+                )
+            )
     frame = pd.DataFrame(rows)
     frame["gflops_achieved"] = 3 * frame.flops / frame.forward_backward_s / 1e9  # backward ~ 2x forward
-    return frame
-
-
-def _numpy_steps(W, U, b, xs, h0):
-    """The recurrence in plain numpy: the input drive for all steps at once, then one matmul per step."""
-    drive = xs @ U.T + b
-    h = h0
-    for t in range(xs.shape[0]):
-        h = np.tanh(drive[t] + h @ W.T)
-    return h
-
-
-def _torch_runner(cell, xs, h0):
-    """``run() -> final state`` of the same cell as ``torch.nn.RNN`` (float64), or None without torch."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    p = cell.params
-    rnn = torch.nn.RNN(p["weight_ih_l0"].shape[1], p["weight_hh_l0"].shape[0], nonlinearity="tanh",
-                       dtype=torch.float64)
-    with torch.no_grad():
-        for name, value in p.items():
-            getattr(rnn, name).copy_(torch.from_numpy(value))
-    x, h = torch.from_numpy(xs), torch.from_numpy(h0[None])
-
-    def run():
-        with torch.no_grad():
-            return rnn(x, h)[1][0].numpy()
-    return run
-
-
-def _runners(width: int, cfg: Config, seed: int, with_torch: bool) -> dict:
-    """``{implementation: run() -> final state}`` of one network's recurrence."""
-    cell = gf.rnn(width, INPUTS, bias_scale=0.1, seed=seed)
-    p = cell.params
-    W, U, b = p["weight_hh_l0"], p["weight_ih_l0"], p["bias_ih_l0"] + p["bias_hh_l0"]
-    xs = gf.inputs.gaussian(cfg.step_length, cfg.batch, INPUTS, seed=seed)
-    h0 = np.zeros((cfg.batch, width))
-    runners = {"read W": W.sum, "numpy": lambda: _numpy_steps(W, U, b, xs, h0),
-               "gradflow": lambda: gf.unroll(cell, xs, h0=h0)[-1]}
-    if with_torch:
-        runners["PyTorch"] = _torch_runner(cell, xs, h0)
-    return runners
-
-
-def step_costs(cfg: Config, machine: dict) -> pd.DataFrame:
-    """Seconds per recurrent step, per width, network (weight seed) and implementation, one thread.
-
-    Each network's three implementations must end in the same state (to 1e-9): the same
-    recurrence is timed, not three different ones. Beside them, the time to read the network's
-    W once (``W.sum()``, less the cost of summing a 1-element array) measures its memory
-    traffic wherever W lives at that size (a cache or main memory), under the same load.
-    """
-    implementations = ["numpy", "gradflow"]
-    rows = []
-    todo = [(w, cfg.seed + k) for w in cfg.widths for k in range(cfg.networks)]
-    torch_threads = None
-    try:
-        import torch
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        implementations.append("PyTorch")
-    except ImportError:
-        pass
-    one = np.ones(1)
-    try:
-        with threadpool_limits(1):
-            call_s = best_time(one.sum, 5 * cfg.repeats)  # the fixed cost of one numpy reduction
-            for width, seed in tqdm(todo, desc=f"{STUDY}: steps", unit="network", disable=None, leave=False):
-                runners = _runners(width, cfg, seed, "PyTorch" in implementations)
-                read = runners.pop("read W")
-                read_s = max(0.0, best_time(read, cfg.repeats) - call_s)  # W's bytes, not the call
-                reference = runners["numpy"]()
-                for name, fn in runners.items():
-                    err = float(np.max(np.abs(fn() - reference)))
-                    if err > 1e-9:
-                        raise FloatingPointError(f"{name}'s recurrence differs from numpy's by {err:.2g}")
-                    seconds = best_time(fn, cfg.repeats) / cfg.step_length
-                    rows.append(dict(width=width, seed=seed, implementation=name, seconds_per_step=seconds,
-                                     memory_s=read_s, max_abs_difference=err))
-    finally:
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
-    frame = pd.DataFrame(rows)
-    frame["flops"] = 2.0 * cfg.batch * frame.width**2  # W h: the recurrent matmul
-    frame["bytes"] = BYTES * (frame.width**2 + 2.0 * cfg.batch * frame.width)  # W once, h in and out
-    frame["gflops"] = frame.flops / frame.seconds_per_step / 1e9
-    frame["peak_fraction"] = frame.gflops / machine["peak_gflops"]
-    frame["arithmetic_s"] = frame.flops / (machine["peak_gflops"] * 1e9)
-    frame["memory_share"] = frame.memory_s / frame.seconds_per_step
-    frame["other_s"] = (frame.seconds_per_step - np.maximum(frame.arithmetic_s, frame.memory_s)).clip(0)
     return frame
 
 
@@ -221,8 +138,9 @@ def decide_widths(steps: pd.DataFrame, seed: int):
     return combine(cells, overall), cells
 
 
-def verdict(times: pd.DataFrame, inten: pd.DataFrame, machine: dict, steps: pd.DataFrame,
-            seed: int = 0) -> tuple[str, str, dict]:
+def verdict(
+    times: pd.DataFrame, inten: pd.DataFrame, machine: dict, steps: pd.DataFrame, seed: int = 0
+) -> tuple[str, str, dict]:
     top = times[times.n == times.n.max()].set_index("architecture")
     depth = growth(times, "sequential_depth")
     slope = growth(times, "forward_backward_s")
@@ -231,68 +149,52 @@ def verdict(times: pd.DataFrame, inten: pd.DataFrame, machine: dict, steps: pd.D
     med = steps.groupby(["width", "implementation"]).median(numeric_only=True)
     share = best.groupby("width").memory_share.median()
     peak = best.groupby("width").peak_fraction.median()
-    facts = dict(n=int(times.n.max()), rnn_depth=int(top.loc["RNN tanh", "sequential_depth"]),
-                 attention_depth=int(top.loc["self-attention", "sequential_depth"]),
-                 rnn_time=top.loc["RNN tanh", "forward_backward_s"],
-                 attention_time=top.loc["self-attention", "forward_backward_s"],
-                 tcn_time=top.loc["TCN (k = 3)", "forward_backward_s"],
-                 rnn_slope=slope["RNN tanh"], attention_slope=slope["self-attention"],
-                 rnn_intensity=inten.flops_per_byte.iloc[0], attention_intensity=inten.flops_per_byte.iloc[1],
-                 balance=machine["balance"], depth_slopes=depth.to_dict(), decision=decision,
-                 cells=cells, memory_share=share.to_dict(), peak_fraction=peak.to_dict(),
-                 per_step_us={f"{impl} at {w}": 1e6 * v for (w, impl), v in med.seconds_per_step.items()})
+    facts = dict(
+        n=int(times.n.max()),
+        rnn_depth=int(top.loc["RNN tanh", "sequential_depth"]),
+        attention_depth=int(top.loc["self-attention", "sequential_depth"]),
+        rnn_time=top.loc["RNN tanh", "forward_backward_s"],
+        attention_time=top.loc["self-attention", "forward_backward_s"],
+        tcn_time=top.loc["TCN (k = 3)", "forward_backward_s"],
+        rnn_slope=slope["RNN tanh"],
+        attention_slope=slope["self-attention"],
+        rnn_intensity=inten.flops_per_byte.iloc[0],
+        attention_intensity=inten.flops_per_byte.iloc[1],
+        balance=machine["balance"],
+        depth_slopes=depth.to_dict(),
+        decision=decision,
+        cells=cells,
+        memory_share=share.to_dict(),
+        peak_fraction=peak.to_dict(),
+        per_step_us={f"{impl} at {w}": 1e6 * v for (w, impl), v in med.seconds_per_step.items()},
+    )
     small, large = min(share.index), max(share.index)
     impls = sorted(steps.implementation.unique())
-    busy = "" if machine["idle"] else (f" The machine was busy (load {machine['load']:.1f} on "
-                                       f"{machine['cores']} cores): its memory bandwidth and balance "
-                                       "could not be measured, and the peak is a lower bound.")
+    busy = (
+        ""
+        if machine["idle"]
+        else (
+            f" The machine was busy (load {machine['load']:.1f} on "
+            f"{machine['cores']} cores): its memory bandwidth and balance "
+            "could not be measured, and the peak is a lower bound."
+        )
+    )
     sentence = (
         f"{decision.label[:1].upper()}{decision.label[1:]}. Per width, the fastest implementation's step "
         "spends this share of its time on memory traffic (mean, 95% bootstrap interval over networks): "
-        + "; ".join(f"{name}: {v.estimate:.2f} [{v.interval[0]:.2f}, {v.interval[1]:.2f}] ({v.label})"
-                    for name, v in cells.items())
+        + "; ".join(
+            f"{name}: {v.estimate:.2f} [{v.interval[0]:.2f}, {v.interval[1]:.2f}] ({v.label})"
+            for name, v in cells.items()
+        )
         + f". At width {small} a step runs at {peak[small]:.2%} of one core's peak "
-          f"({machine['peak_gflops']:.1f} GFLOP/s) and takes "
+        f"({machine['peak_gflops']:.1f} GFLOP/s) and takes "
         + ", ".join(f"{impl} {1e6 * med.loc[(small, impl), 'seconds_per_step']:.1f} us" for impl in impls)
-        + f": interpreter overhead; at width {large}, {peak[large]:.0%} of peak." + busy
+        + f": interpreter overhead; at width {large}, {peak[large]:.0%} of peak."
+        + busy
         + f" Sequential depth grows as n^{depth['RNN tanh']:.2f} for the RNN and "
-          f"n^{depth['self-attention']:.2f} for self-attention.")
+        f"n^{depth['self-attention']:.2f} for self-attention."
+    )
     return decision.label, sentence, facts
-
-
-def _step_page(steps: pd.DataFrame, machine: dict, facts: dict, cfg: Config) -> plt.Figure:
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
-    fig.subplots_adjust(left=0.12, right=0.96, top=0.95, bottom=0.2, hspace=0.35)
-    impls = list(dict.fromkeys(steps.implementation))
-    colours = palette(impls)
-    sns.lineplot(data=steps, x="width", y="seconds_per_step", hue="implementation", hue_order=impls,
-                 palette=colours, style="implementation", markers=True, dashes=False,
-                 errorbar=("pi", 100), ax=ax1)
-    bounds = steps.groupby("width")[["arithmetic_s", "memory_s"]].median()
-    ax1.plot(bounds.index, bounds.arithmetic_s, color="0.2", linestyle=":", label="arithmetic at peak")
-    ax1.plot(bounds.index, bounds.memory_s, color="0.2", linestyle="--", label="reading W once")
-    ax1.set(xscale="log", yscale="log", xlabel="width W", ylabel="seconds per step",
-            title=f"One recurrent step tanh(W h + U x + b), batch {cfg.batch}, one thread")
-    ax1.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="x-small")
-    sns.lineplot(data=steps, x="width", y="peak_fraction", hue="implementation", hue_order=impls,
-                 palette=colours, style="implementation", markers=True, dashes=False,
-                 errorbar=("pi", 100), ax=ax2, legend=False)
-    ax2.axhline(OVERHEAD_BOUND, color="0.3", linestyle="--")
-    ax2.set(xscale="log", yscale="log", xlabel="width W", ylabel="fraction of peak flops",
-            title="Share of one core's peak float64 flop rate reached")
-    for ax in (ax1, ax2):
-        ax.set_xticks(list(cfg.widths), [str(w) for w in cfg.widths])
-        ax.minorticks_off()
-    fig.subplots_adjust(right=0.78)
-    d = facts["decision"]
-    caption = (f"{d.label[:1].upper()}{d.label[1:]}: memory traffic accounts for "
-               + ", ".join(f"{v.estimate:.0%} [{v.interval[0]:.0%}, {v.interval[1]:.0%}] at {k}"
-                           for k, v in facts["cells"].items())
-               + f" of the fastest step's time ({cfg.networks} networks per width, 95% bootstrap). Dotted: "
-                 f"the matmul's flops at {machine['peak_gflops']:.1f} GFLOP/s; dashed: reading W once "
-                 f"(median; load {machine['load']:.1f} on {machine['cores']} cores"
-                 f"{'' if machine['idle'] else ', busy: peak a lower bound'}). Bands: range over networks.")
-    return figure_page(fig, caption)
 
 
 def run(cfg: Config, out: str) -> dict:
@@ -307,83 +209,154 @@ def run(cfg: Config, out: str) -> dict:
     write_csv(os.path.join(out, f"{STUDY}_intensity.csv"), inten)
     write_csv(os.path.join(out, f"{STUDY}_machine.csv"), pd.DataFrame([machine]))
     balance = machine["balance"]
-    table = pd.DataFrame({
-        "operation": inten.operation,
-        "flops": inten.flops.map(lambda v: f"{v:.3g}"),
-        "bytes moved": inten.bytes.map(lambda v: f"{v:.3g}"),
-        "flops/byte": inten.flops_per_byte.map(lambda v: f"{v:.2f}"),
-        "vs balance": inten.flops_per_byte.map(
-            lambda v: "not measured (busy)" if np.isnan(balance) else
-            "below balance" if v < balance else "above balance"),
-    })
+    table = pd.DataFrame(
+        {
+            "operation": inten.operation,
+            "flops": inten.flops.map(lambda v: f"{v:.3g}"),
+            "bytes moved": inten.bytes.map(lambda v: f"{v:.3g}"),
+            "flops/byte": inten.flops_per_byte.map(lambda v: f"{v:.2f}"),
+            "vs balance": inten.flops_per_byte.map(
+                lambda v: (
+                    "not measured (busy)"
+                    if np.isnan(balance)
+                    else "below balance"
+                    if v < balance
+                    else "above balance"
+                )
+            ),
+        }
+    )
     with paper_theme():
         fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
         fig.subplots_adjust(left=0.12, right=0.75, top=0.95, bottom=0.14, hspace=0.35)
         archs = list(dict.fromkeys(times.architecture))
         colours = palette(archs)
-        sns.lineplot(data=times, x="n", y="forward_backward_s", hue="architecture", palette=colours,
-                     marker="o", ax=ax1)
+        sns.lineplot(
+            data=times, x="n", y="forward_backward_s", hue="architecture", palette=colours, marker="o", ax=ax1
+        )
         ax1.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="x-small")
-        ax1.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="seconds",
-                title=f"Forward + backward wall time (batch {cfg.batch}, width {cfg.hidden}, best of "
-                      f"{cfg.repeats})")
-        sns.lineplot(data=times, x="n", y="sequential_depth", hue="architecture", palette=colours,
-                     marker="o", ax=ax2, legend=False)
-        ax2.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel="sequential depth",
-                title="Operations that must run one after another (from the dependency graph)")
+        ax1.set(
+            xscale="log",
+            yscale="log",
+            xlabel="sequence length n",
+            ylabel="seconds",
+            title=f"Forward + backward wall time (batch {cfg.batch}, width {cfg.hidden}, best of "
+            f"{cfg.repeats})",
+        )
+        sns.lineplot(
+            data=times,
+            x="n",
+            y="sequential_depth",
+            hue="architecture",
+            palette=colours,
+            marker="o",
+            ax=ax2,
+            legend=False,
+        )
+        ax2.set(
+            xscale="log",
+            yscale="log",
+            xlabel="sequence length n",
+            ylabel="sequential depth",
+            title="Operations that must run one after another (from the dependency graph)",
+        )
         for ax in (ax1, ax2):
             ax.set_xticks(sorted(times.n.unique()), [str(n) for n in sorted(times.n.unique())])
             ax.minorticks_off()
-        caption = (f"The RNN's sequential depth grows as n^{facts['depth_slopes']['RNN tanh']:.2f}, "
-                   f"self-attention's as n^{facts['depth_slopes']['self-attention']:.2f}; wall time grows as "
-                   f"n^{facts['rnn_slope']:.2f} for the RNN and n^{facts['attention_slope']:.2f} for "
-                   f"self-attention (larger half of n; one timing per point, best of {cfg.repeats}). At n = "
-                   f"{facts['n']}: RNN {facts['rnn_time'] * 1e3:.0f} ms, attention "
-                   f"{facts['attention_time'] * 1e3:.0f} ms, TCN {facts['tcn_time'] * 1e3:.0f} ms.")
-        pages = [table_page(
-            "Are RNNs slow, sequential and memory-bandwidth bound?",
-            [("Verdict", sentence),
-             ("Configuration", f"recurrent step: widths {', '.join(map(str, cfg.widths))}, batch "
-                               f"{cfg.batch}, "
-                               f"{cfg.networks} networks per width, {cfg.step_length} steps per timing, best "
-                               f"of {cfg.repeats}; architectures: width {cfg.hidden}, n up to {facts['n']}; "
-                               f"float64, one thread; load average {machine['load']:.2f} on "
-                               f"{machine['cores']} cores; gradflow {gf.__version__}.")],
-            table, "Arithmetic intensity (weights streamed once per use)",
-            col_widths=(0.34, 0.12, 0.14, 0.12, 0.18)),
-            _step_page(steps, machine, facts, cfg),
+        caption = (
+            f"The RNN's sequential depth grows as n^{facts['depth_slopes']['RNN tanh']:.2f}, "
+            f"self-attention's as n^{facts['depth_slopes']['self-attention']:.2f}; wall time grows as "
+            f"n^{facts['rnn_slope']:.2f} for the RNN and n^{facts['attention_slope']:.2f} for "
+            f"self-attention (larger half of n; one timing per point, best of {cfg.repeats}). At n = "
+            f"{facts['n']}: RNN {facts['rnn_time'] * 1e3:.0f} ms, attention "
+            f"{facts['attention_time'] * 1e3:.0f} ms, TCN {facts['tcn_time'] * 1e3:.0f} ms."
+        )
+        pages = [
+            table_page(
+                "Are RNNs slow, sequential and memory-bandwidth bound?",
+                [
+                    ("Verdict", sentence),
+                    (
+                        "Configuration",
+                        f"recurrent step: widths {', '.join(map(str, cfg.widths))}, batch "
+                        f"{cfg.batch}, "
+                        f"{cfg.networks} networks per width, {cfg.step_length} steps per timing, best "
+                        f"of {cfg.repeats}; architectures: width {cfg.hidden}, n up to {facts['n']}; "
+                        f"float64, one thread; load average {machine['load']:.2f} on "
+                        f"{machine['cores']} cores; gradflow {gf.__version__}.",
+                    ),
+                ],
+                table,
+                "Arithmetic intensity (weights streamed once per use)",
+                col_widths=(0.34, 0.12, 0.14, 0.12, 0.18),
+            ),
+            step_page(steps, machine, facts, cfg),
             figure_page(fig, caption),
-            table_page("Methods", [
-                ("Step", "The same tanh recurrence three ways, each network's final states equal to 1e-9: "
-                         "plain numpy (input drive for all steps in one matmul, then h @ W.T per step), "
-                         "gradflow.unroll (the engine's cell step), torch.nn.RNN (float64, no_grad, one "
-                         "thread). Seconds per step: best of the repeats over step_length steps."),
-                ("Decomposition", "arithmetic = 2 B W^2 flops / peak (a 1024^3 float64 matmul on one "
-                                  "thread); memory = the time to read the network's W once (W.sum(), best of "
-                                  "the repeats), from whichever cache or main memory holds a matrix of that "
-                                  "size, less the fixed cost of one numpy call; the rest is interpreter "
-                                  "overhead (small W) and kernels below peak (large W: a batch of "
-                                  f"{cfg.batch} rows is a skinny matmul). A step below 1% of peak is "
-                                  "overhead-bound. "
-                                  "Machine balance (peak / bandwidth of a 256 MB copy) only when the load "
-                                  f"average per core is below {IDLE_LOAD:g}; otherwise it is not measured."),
-                ("Timing", "time.perf_counter, best of the repeats, of model.apply (forward) and of "
-                           "autograd.grad of u . y_{n-1} with respect to every weight (forward + backward)."),
-                ("Depth", "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the "
-                          "unrolled dependency graph."),
-                *[c for c in conventions() if c[0] == "Intervals"],
-            ])]
+            table_page(
+                "Methods",
+                [
+                    (
+                        "Step",
+                        "The same tanh recurrence three ways, each network's final states equal to 1e-9: "
+                        "plain numpy (input drive for all steps in one matmul, then h @ W.T per step), "
+                        "gradflow.unroll (the engine's cell step), torch.nn.RNN (float64, no_grad, one "
+                        "thread). Seconds per step: best of the repeats over step_length steps.",
+                    ),
+                    (
+                        "Decomposition",
+                        "arithmetic = 2 B W^2 flops / peak (a 1024^3 float64 matmul on one "
+                        "thread); memory = the time to read the network's W once (W.sum(), best of "
+                        "the repeats), from whichever cache or main memory holds a matrix of that "
+                        "size, less the fixed cost of one numpy call; the rest is interpreter "
+                        "overhead (small W) and kernels below peak (large W: a batch of "
+                        f"{cfg.batch} rows is a skinny matmul). A step below 1% of peak is "
+                        "overhead-bound. "
+                        "Machine balance (peak / bandwidth of a 256 MB copy) only when the load "
+                        f"average per core is below {IDLE_LOAD:g}; otherwise it is not measured.",
+                    ),
+                    (
+                        "Timing",
+                        "time.perf_counter, best of the repeats, of model.apply (forward) and of "
+                        "autograd.grad of u . y_{n-1} with respect to every weight (forward + backward).",
+                    ),
+                    (
+                        "Depth",
+                        "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the "
+                        "unrolled dependency graph.",
+                    ),
+                    *[c for c in conventions() if c[0] == "Intervals"],
+                ],
+            ),
+        ]
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, study=STUDY, config=cfg, claim=CLAIM.facts(),
-                  title="gradflow: are RNNs slow, sequential and bandwidth bound?",
-                  subject=f"Verdict: {word}", keywords=["cost", "sequential depth", "arithmetic intensity"])
-    return {"verdict": word, "sentence": sentence, "times": times, "intensity": inten, "steps": steps,
-            "machine": machine, "facts": facts, "pdf": pdf, "decision": facts["decision"], "claim": CLAIM}
+        write_pdf(
+            pdf,
+            pages,
+            study=STUDY,
+            config=cfg,
+            claim=CLAIM.facts(),
+            title="gradflow: are RNNs slow, sequential and bandwidth bound?",
+            subject=f"Verdict: {word}",
+            keywords=["cost", "sequential depth", "arithmetic intensity"],
+        )
+    return {
+        "verdict": word,
+        "sentence": sentence,
+        "times": times,
+        "intensity": inten,
+        "steps": steps,
+        "machine": machine,
+        "facts": facts,
+        "pdf": pdf,
+        "decision": facts["decision"],
+        "claim": CLAIM,
+    }
 
 
 def main(argv=None) -> dict:
-    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
-                      overrides=("hidden", "steps"))
+    return study_main(
+        argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run, overrides=("hidden", "steps")
+    )
 
 
 if __name__ == "__main__":

@@ -17,35 +17,38 @@ import math
 import os
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 import gradflow as gf
-from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies._cli import study_main
+from gradflow.studies._path_pages import path_pages
 from gradflow.studies._protocol import Claim, bootstrap_interval, combine, conventions, decide_claim
 
 STUDY = "path_lengths"
 RNN = "RNN tanh"
 # The short-path architectures the claim is about, and the path class it gives each.
-SHORT_PATHS = {"self-attention (2 layers)": "O(1)", "hierarchical attention (c = 4)": "O(log n)",
-               "TCN (k = 3, dilated)": "O(log n)"}
+SHORT_PATHS = {
+    "self-attention (2 layers)": "O(1)",
+    "hierarchical attention (c = 4)": "O(log n)",
+    "TCN (k = 3, dilated)": "O(log n)",
+}
 GAIN = math.log(1e3)  # nats: a factor 1000 more gradient on the oldest input than the RNN's
 
 CLAIM = Claim(
     text="Attention fixes vanishing gradients: its path from any input to the output is O(1) hops "
-         "(hierarchical attention and dilated convolutions: O(log n)), where a recurrent net needs O(n), "
-         "so old inputs keep a strong gradient.",
+    "(hierarchical attention and dilated convolutions: O(log n)), where a recurrent net needs O(n), "
+    "so old inputs keep a strong gradient.",
     source="002_6d33935d2b5896cb.txt",
-    source_title="\"The fall of RNN / LSTM\" (Eugenio Culurciello)",
+    source_title='"The fall of RNN / LSTM" (Eugenio Culurciello)',
     quote="It is easier to remember sequences if you hop 3\u20134 times, as opposed to hopping 100 times!",
     quantity="ln-sensitivity ln ||d y_{n-1} / d x_0||_F of the oldest input through a short-path "
-             "architecture minus that through the tanh RNN with the same seed (nats), at n = steps",
+    "architecture minus that through the tanh RNN with the same seed (nats), at n = steps",
     rule=f"holds for an architecture when the 95% bootstrap interval over seeds of the difference lies "
-         f"above ln 1000 = {GAIN:.2f} nats (a thousand times more gradient reaches the oldest input), not "
-         "when it lies below; architectures that disagree give 'holds only when'",
+    f"above ln 1000 = {GAIN:.2f} nats (a thousand times more gradient reaches the oldest input), not "
+    "when it lies below; architectures that disagree give 'holds only when'",
     threshold=GAIN,
     holds_when="above",
 )
@@ -75,14 +78,19 @@ def architectures(n: int, cfg: Config, seed: int) -> list[tuple[str, gf.Sequence
         ("RNN tanh", gf.recurrent(gf.rnn(width, inputs, init="orthogonal", seed=seed))),
         ("LSTM", gf.recurrent(gf.lstm(width, inputs, forget_bias=1.0, seed=seed))),
         ("GRU", gf.recurrent(gf.gru(width, inputs, seed=seed))),
-        ("self-attention (2 layers)", gf.self_attention(width, heads=2, layers=2, inputs=inputs,
-                                                         seed=seed)),
-        (f"restricted attention (r = {r})", gf.restricted_attention(
-            width, r, heads=2, layers=max(1, math.ceil((n - 1) / r)), inputs=inputs, seed=seed)),
+        ("self-attention (2 layers)", gf.self_attention(width, heads=2, layers=2, inputs=inputs, seed=seed)),
+        (
+            f"restricted attention (r = {r})",
+            gf.restricted_attention(
+                width, r, heads=2, layers=max(1, math.ceil((n - 1) / r)), inputs=inputs, seed=seed
+            ),
+        ),
         ("hierarchical attention (c = 4)", gf.hierarchical_attention(width, 4, inputs=inputs, seed=seed)),
         ("TCN (k = 3, dilated)", gf.tcn(width, 3, levels, inputs=inputs, seed=seed)),
-        ("conv stack (k = 9)", gf.conv_stack(width, 9, max(1, math.ceil((n - 1) / 8)), inputs=inputs,
-                                             seed=seed)),
+        (
+            "conv stack (k = 9)",
+            gf.conv_stack(width, 9, max(1, math.ceil((n - 1) / 8)), inputs=inputs, seed=seed),
+        ),
     ]
 
 
@@ -104,8 +112,16 @@ def graph_table(cfg: Config) -> pd.DataFrame:
     for n in cfg.lengths:
         for name, model in architectures(n, cfg, cfg.seed):
             p = gf.path_lengths(model, n, require_coverage=True)
-            rows.append(dict(architecture=name, n=n, max_path=p.max_path, sequential_depth=p.sequential_depth,
-                             layers=len(p.operations) - 1, flops=float(p.operations.flops.sum())))
+            rows.append(
+                dict(
+                    architecture=name,
+                    n=n,
+                    max_path=p.max_path,
+                    sequential_depth=p.sequential_depth,
+                    layers=len(p.operations) - 1,
+                    flops=float(p.operations.flops.sum()),
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -114,9 +130,14 @@ def classify(graph: pd.DataFrame) -> pd.DataFrame:
     for name, g in graph.groupby("architecture", sort=False):
         g = g.sort_values("n")
         ns = g.n.to_numpy(float)
-        out.append(dict(architecture=name, max_path=growth_class(ns, g.max_path.to_numpy(float)),
-                        sequential_depth=growth_class(ns, g.sequential_depth.to_numpy(float)),
-                        flops_exponent=float(np.polyfit(np.log(ns), np.log(g.flops), 1)[0])))
+        out.append(
+            dict(
+                architecture=name,
+                max_path=growth_class(ns, g.max_path.to_numpy(float)),
+                sequential_depth=growth_class(ns, g.sequential_depth.to_numpy(float)),
+                flops_exponent=float(np.polyfit(np.log(ns), np.log(g.flops), 1)[0]),
+            )
+        )
     return pd.DataFrame(out)
 
 
@@ -130,13 +151,30 @@ def measure(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
         for name, model in architectures(n, cfg, seed):
             sens = gf.sensitivity(model, xs, loss="frobenius")
             prof = sens.profile
-            profiles.append(pd.DataFrame({"architecture": name, "seed": seed, "lag": sens.lags,
-                                          "hops": sens.hops, "log_sensitivity": prof}))
-            rows.append(dict(architecture=name, seed=seed, max_path=sens.paths.max_path,
-                             peak=float(np.max(prof)), oldest=float(prof[-1]),
-                             oldest_below_peak=float(np.max(prof) - prof[-1]),
-                             mean_log_sensitivity=float(np.mean(prof)),
-                             horizon=sens.horizon, attenuation_per_hop=sens.attenuation.rate))
+            profiles.append(
+                pd.DataFrame(
+                    {
+                        "architecture": name,
+                        "seed": seed,
+                        "lag": sens.lags,
+                        "hops": sens.hops,
+                        "log_sensitivity": prof,
+                    }
+                )
+            )
+            rows.append(
+                dict(
+                    architecture=name,
+                    seed=seed,
+                    max_path=sens.paths.max_path,
+                    peak=float(np.max(prof)),
+                    oldest=float(prof[-1]),
+                    oldest_below_peak=float(np.max(prof) - prof[-1]),
+                    mean_log_sensitivity=float(np.mean(prof)),
+                    horizon=sens.horizon,
+                    attenuation_per_hop=sens.attenuation.rate,
+                )
+            )
     return pd.concat(profiles, ignore_index=True), pd.DataFrame(rows)
 
 
@@ -158,115 +196,36 @@ def verdict(classes: pd.DataFrame, summary: pd.DataFrame, n: int, seed: int = 0)
     med = summary.groupby("architecture", sort=False).median(numeric_only=True)
     att = "self-attention (2 layers)"
     as_claimed = cls[RNN] == "O(n)" and all(cls[a] == c for a, c in SHORT_PATHS.items())
-    facts = dict(paths_as_claimed=bool(as_claimed),
-                 classes={a: cls[a] for a in (RNN, *SHORT_PATHS)}, rnn_oldest=med.loc[RNN].oldest,
-                 attention_oldest=med.loc[att].oldest, attention_mean=med.loc[att].mean_log_sensitivity,
-                 attention_mean_interval=bootstrap_interval(by.loc[att].mean_log_sensitivity.to_numpy(),
-                                                            seed=seed),
-                 rnn_horizon=med.loc[RNN].horizon, attention_horizon=med.loc[att].horizon,
-                 dilution=-math.log(n), gated_oldest={a: med.loc[a].oldest for a in ("LSTM", "GRU")},
-                 decision=decision, cells=cells)
+    facts = dict(
+        paths_as_claimed=bool(as_claimed),
+        classes={a: cls[a] for a in (RNN, *SHORT_PATHS)},
+        rnn_oldest=med.loc[RNN].oldest,
+        attention_oldest=med.loc[att].oldest,
+        attention_mean=med.loc[att].mean_log_sensitivity,
+        attention_mean_interval=bootstrap_interval(by.loc[att].mean_log_sensitivity.to_numpy(), seed=seed),
+        rnn_horizon=med.loc[RNN].horizon,
+        attention_horizon=med.loc[att].horizon,
+        dilution=-math.log(n),
+        gated_oldest={a: med.loc[a].oldest for a in ("LSTM", "GRU")},
+        decision=decision,
+        cells=cells,
+    )
     iv = facts["attention_mean_interval"]
     sentence = (
         f"{decision.sentence()} Per architecture, the oldest input's ln-sensitivity above the tanh RNN's "
-        "(95% interval over seeds): " + "; ".join(
+        "(95% interval over seeds): "
+        + "; ".join(
             f"{name.removeprefix('architecture = ')} {v.estimate:.1f} [{v.interval[0]:.1f}, "
-            f"{v.interval[1]:.1f}] ({v.label})" for name, v in cells.items())
+            f"{v.interval[1]:.1f}] ({v.label})"
+            for name, v in cells.items()
+        )
         + ". The dependency graphs give the claimed path classes ("
         + ", ".join(f"{a}: {c}" for a, c in facts["classes"].items())
         + f"){'' if facts['paths_as_claimed'] else ' only in part'}. One hop spreads the gradient over n "
-          f"inputs: self-attention's mean ln-sensitivity per input is {iv} (95% interval) against "
-          f"ln(1/n) = {-math.log(n):.2f}, uniform attention's share.")
+        f"inputs: self-attention's mean ln-sensitivity per input is {iv} (95% interval) against "
+        f"ln(1/n) = {-math.log(n):.2f}, uniform attention's share."
+    )
     return decision, sentence, facts
-
-
-def coinciding(frame: pd.DataFrame, x: str, y: str, rtol: float = 1e-9) -> list[list[str]]:
-    """Groups of architectures whose ``y`` against ``x`` curves are the same (to ``rtol``): drawn on
-    top of each other, so the caption must say so."""
-    curves = {a: g.groupby(x)[y].median() for a, g in frame.groupby("architecture", sort=False)}
-    groups: list[list[str]] = []
-    for a, c in curves.items():
-        for group in groups:
-            ref = curves[group[0]]
-            if ref.index.equals(c.index) and np.allclose(ref.to_numpy(), c.to_numpy(), rtol=rtol, atol=0):
-                group.append(a)
-                break
-        else:
-            groups.append([a])
-    return [g for g in groups if len(g) > 1]
-
-
-def _same(groups: list[list[str]], what: str = "curves") -> str:
-    if not groups:
-        return f"No two {what} coincide."
-    return (f"Coinciding {what} (drawn with offset markers): " + "; ".join(" = ".join(g) for g in groups)
-            + ".")
-
-
-def _styled_lines(ax, frame: pd.DataFrame, x: str, y: str, colours: dict, band: bool = False):
-    """One line per architecture, each with its own colour, dash and marker, markers offset along
-    the curve, so that curves that coincide stay visible."""
-    dashes = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2))]
-    markers = "os^Dv<>P"
-    for k, (arch, g) in enumerate(frame.groupby("architecture", sort=False)):
-        med = g.groupby(x)[y].median()
-        if band:
-            lo, hi = g.groupby(x)[y].min(), g.groupby(x)[y].max()
-            ax.fill_between(med.index, lo, hi, color=colours[arch], alpha=0.15, linewidth=0)
-        every = max(1, len(med) // 6)
-        ax.plot(med.index, med.to_numpy(), color=colours[arch], linestyle=dashes[k % 8],
-                marker=markers[k % 8], markersize=4, label=arch,
-                markevery=(k * every // 8 % every, every) if every > 1 else None)
-
-
-def _pages(graph, classes, profiles, summary, facts, cfg):
-    pages = []
-    archs = list(dict.fromkeys(graph.architecture))
-    colours = palette(archs)
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
-    fig.subplots_adjust(left=0.1, right=0.66, top=0.95, bottom=0.14, hspace=0.35)
-    shifted = graph.assign(n_shown=graph.n * np.exp(0.04 * (graph.architecture.map(archs.index) - 3.5)))
-    for ax, column, label, title in ((ax1, "max_path", "max path (hops)",
-                                      "Longest shortest path from an input to the last output"),
-                                     (ax2, "sequential_depth", "sequential depth",
-                                      "Operations that must run one after another")):
-        _styled_lines(ax, shifted.rename(columns={"n": "n_true", "n_shown": "n"}), "n", column, colours)
-        ax.set(xscale="log", yscale="log", xlabel="sequence length n (markers offset by a few % per "
-               "architecture)", ylabel=label, title=title)
-        ax.set_xticks(list(cfg.lengths), [str(n) for n in cfg.lengths])
-        ax.minorticks_off()
-    ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    by = classes.set_index("architecture")
-    part = "" if facts["paths_as_claimed"] else " only in part"
-    caption = (f"Path classes fitted from the graphs as claimed{part}: "
-               + "; ".join(f"{a}: path {by.loc[a, 'max_path']}, depth {by.loc[a, 'sequential_depth']}"
-                           for a in by.index)
-               + ". " + _same(coinciding(graph, "n", "max_path"), "path curves")
-               + " " + _same(coinciding(graph, "n", "sequential_depth"), "depth curves"))
-    pages.append(figure_page(fig, caption))
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8.27, 9.5))
-    fig.subplots_adjust(left=0.1, right=0.66, top=0.95, bottom=0.14, hspace=0.35)
-    finite = profiles[np.isfinite(profiles.log_sensitivity)]
-    _styled_lines(ax1, finite, "lag", "log_sensitivity", colours, band=True)
-    ax1.axhline(facts["dilution"], color="0.3", linestyle="--", linewidth=0.8)
-    ax1.set(xlabel="lag n - 1 - t", ylabel="ln ||dy_{n-1}/dx_t||_F",
-            title=f"Last output's sensitivity to each input, n = {cfg.steps} (median, range over seeds)")
-    ax1.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", frameon=False)
-    first = finite[finite.seed == cfg.seed]
-    for k, (arch, g) in enumerate(first.groupby("architecture", sort=False)):
-        ax2.scatter(g.hops, g.log_sensitivity, s=8, color=colours[arch], marker="os^Dv<>P"[k % 8], label=arch)
-    ax2.set(xscale="symlog", xlim=(0, 1.3 * finite.hops.max()), xlabel="fewest hops from x_t to y_{n-1}",
-            ylabel="ln-sensitivity", title=f"Sensitivity against path length (seed {cfg.seed})")
-    d = facts["decision"]
-    caption = (f"{d.label[:1].upper()}{d.label[1:]}: the oldest input's ln-sensitivity (median over "
-               f"{cfg.seeds} seeds) is {facts['rnn_oldest']:.1f} through the tanh RNN, "
-               f"{facts['gated_oldest']['LSTM']:.1f} LSTM, {facts['gated_oldest']['GRU']:.1f} GRU and "
-               f"{facts['attention_oldest']:.1f} through self-attention, whose mean over inputs is "
-               f"{facts['attention_mean_interval']} (95% interval) against ln(1/n) = {facts['dilution']:.2f} "
-               f"(dashed). " + _same(coinciding(profiles, "lag", "log_sensitivity", rtol=1e-6)))
-    pages.append(figure_page(fig, caption))
-    return pages
 
 
 def run(cfg: Config, out: str) -> dict:
@@ -276,60 +235,110 @@ def run(cfg: Config, out: str) -> dict:
     decision, sentence, facts = verdict(classes, summary, cfg.steps, cfg.seed)
     word = decision.label
     os.makedirs(out, exist_ok=True)
-    for name, frame in (("graphs", graph), ("classes", classes), ("sensitivity", profiles),
-                        ("summary", summary)):
+    for name, frame in (
+        ("graphs", graph),
+        ("classes", classes),
+        ("sensitivity", profiles),
+        ("summary", summary),
+    ):
         write_csv(os.path.join(out, f"{STUDY}_{name}.csv"), frame)
     med = summary.groupby("architecture", sort=False).median(numeric_only=True).reset_index()
-    oldest = {a: bootstrap_interval(g.oldest.to_numpy(), np.median, seed=cfg.seed)
-              for a, g in summary.groupby("architecture", sort=False)}
-    table = pd.DataFrame({
-        "architecture": med.architecture,
-        "max path": med.max_path.map(lambda v: f"{v:.0f}"),
-        "ln-sens. oldest [95%]": [f"{oldest[a].estimate:.2f} [{oldest[a].low:.1f}, {oldest[a].high:.1f}]"
-                                  for a in med.architecture],
-        "horizon": med.horizon.map(lambda v: f"{v:.0f}"),
-        "nats/hop": med.attenuation_per_hop.map(lambda v: "-" if np.isnan(v) else f"{v:.3f}"),
-        "path class": med.architecture.map(classes.set_index("architecture").max_path),
-    })
+    oldest = {
+        a: bootstrap_interval(g.oldest.to_numpy(), np.median, seed=cfg.seed)
+        for a, g in summary.groupby("architecture", sort=False)
+    }
+    table = pd.DataFrame(
+        {
+            "architecture": med.architecture,
+            "max path": med.max_path.map(lambda v: f"{v:.0f}"),
+            "ln-sens. oldest [95%]": [
+                f"{oldest[a].estimate:.2f} [{oldest[a].low:.1f}, {oldest[a].high:.1f}]"
+                for a in med.architecture
+            ],
+            "horizon": med.horizon.map(lambda v: f"{v:.0f}"),
+            "nats/hop": med.attenuation_per_hop.map(lambda v: "-" if np.isnan(v) else f"{v:.3f}"),
+            "path class": med.architecture.map(classes.set_index("architecture").max_path),
+        }
+    )
     with paper_theme():
-        pages = [table_page(
-            "Is a short path a strong gradient?",
-            [("Verdict", sentence),
-             ("Configuration", f"width {cfg.hidden}, {cfg.inputs} inputs, sensitivity at n = {cfg.steps} "
-                               f"(batch {cfg.batch}, {cfg.seeds} seeds from {cfg.seed}); graphs at n = "
-                               f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}.")],
-            table, f"At n = {cfg.steps}, medians over {cfg.seeds} seeds (ln-sensitivity in nats)",
-            col_widths=(0.3, 0.08, 0.22, 0.09, 0.09, 0.12))]
-        pages += _pages(graph, classes, profiles, summary, facts, cfg)
-        pages.append(table_page("Methods", [
-            ("Graphs", "gradflow.path_lengths: the model unrolled over n positions as a scipy.sparse graph "
-                       "of (layer, position) nodes built from the masks and tap offsets the model applies; "
-                       "dijkstra from the last output gives each input's fewest hops, Kahn's algorithm "
-                       "the sequential depth. One hop = one learned operation between nodes; identity "
-                       "skips cost 0. Growth classes: least squares of the path against n and ln n."),
-            ("Sizes", "Every model is deep enough to reach x_0 from y_{n-1} at a fixed kernel size: "
-                      f"ceil((n - 1)/{cfg.window}) restricted-attention layers of window {cfg.window}, "
-                      "hierarchical chunks of 4, TCN levels L with 1 + 4(2^L - 1) >= n (kernel 3), "
-                      "ceil((n - 1)/8) undilated convolution layers of kernel 9."),
-            ("Sensitivity", "gradflow.sensitivity: ||d y_{n-1} / d x_t||_F by autograd through the same "
-                            "models (recurrent ones: gradflow's log-space reverse sweep); horizon: largest "
-                            "lag within 1e-3 of the peak; attenuation: least-squares slope of "
-                            "ln-sensitivity against hops. Each seed draws every model's weights and the "
-                            "inputs; the verdict pairs each architecture with the RNN of the same seed."),
-            *[c for c in conventions() if c[0] == "Intervals"],
-        ]))
+        pages = [
+            table_page(
+                "Is a short path a strong gradient?",
+                [
+                    ("Verdict", sentence),
+                    (
+                        "Configuration",
+                        f"width {cfg.hidden}, {cfg.inputs} inputs, sensitivity at n = {cfg.steps} "
+                        f"(batch {cfg.batch}, {cfg.seeds} seeds from {cfg.seed}); graphs at n = "
+                        f"{', '.join(map(str, cfg.lengths))}; gradflow {gf.__version__}.",
+                    ),
+                ],
+                table,
+                f"At n = {cfg.steps}, medians over {cfg.seeds} seeds (ln-sensitivity in nats)",
+                col_widths=(0.3, 0.08, 0.22, 0.09, 0.09, 0.12),
+            )
+        ]
+        pages += path_pages(graph, classes, profiles, summary, facts, cfg)
+        pages.append(
+            table_page(
+                "Methods",
+                [
+                    (
+                        "Graphs",
+                        "gradflow.path_lengths: the model unrolled over n positions as a scipy.sparse graph "
+                        "of (layer, position) nodes built from the masks and tap offsets the model applies; "
+                        "dijkstra from the last output gives each input's fewest hops, Kahn's algorithm "
+                        "the sequential depth. One hop = one learned operation between nodes; identity "
+                        "skips cost 0. Growth classes: least squares of the path against n and ln n.",
+                    ),
+                    (
+                        "Sizes",
+                        "Every model is deep enough to reach x_0 from y_{n-1} at a fixed kernel size: "
+                        f"ceil((n - 1)/{cfg.window}) restricted-attention layers of window {cfg.window}, "
+                        "hierarchical chunks of 4, TCN levels L with 1 + 4(2^L - 1) >= n (kernel 3), "
+                        "ceil((n - 1)/8) undilated convolution layers of kernel 9.",
+                    ),
+                    (
+                        "Sensitivity",
+                        "gradflow.sensitivity: ||d y_{n-1} / d x_t||_F by autograd through the same "
+                        "models (recurrent ones: gradflow's log-space reverse sweep); horizon: largest "
+                        "lag within 1e-3 of the peak; attenuation: least-squares slope of "
+                        "ln-sensitivity against hops. Each seed draws every model's weights and the "
+                        "inputs; the verdict pairs each architecture with the RNN of the same seed.",
+                    ),
+                    *[c for c in conventions() if c[0] == "Intervals"],
+                ],
+            )
+        )
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, study=STUDY, config=cfg, claim=CLAIM.facts(),
-                  title="gradflow: recurrence against attention and convolutions",
-                  subject=f"Verdict: {word}", keywords=["path length", "attention", "TCN", "sensitivity"])
-    return {"verdict": word, "sentence": sentence, "graphs": graph, "classes": classes,
-            "summary": summary, "pdf": pdf, "facts": facts, "decision": decision, "claim": CLAIM,
-            "oldest": oldest}
+        write_pdf(
+            pdf,
+            pages,
+            study=STUDY,
+            config=cfg,
+            claim=CLAIM.facts(),
+            title="gradflow: recurrence against attention and convolutions",
+            subject=f"Verdict: {word}",
+            keywords=["path length", "attention", "TCN", "sensitivity"],
+        )
+    return {
+        "verdict": word,
+        "sentence": sentence,
+        "graphs": graph,
+        "classes": classes,
+        "summary": summary,
+        "pdf": pdf,
+        "facts": facts,
+        "decision": decision,
+        "claim": CLAIM,
+        "oldest": oldest,
+    }
 
 
 def main(argv=None) -> dict:
-    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
-                      overrides=("hidden", "steps", "seeds"))
+    return study_main(
+        argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run, overrides=("hidden", "steps", "seeds")
+    )
 
 
 if __name__ == "__main__":

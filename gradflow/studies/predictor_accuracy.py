@@ -24,15 +24,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from tqdm.auto import tqdm
 
 import gradflow as gf
-from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies._accuracy_grid import architecture, build, networks
+from gradflow.studies._accuracy_pages import accuracy_page, scatter_page
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._protocol import (
     WARMUP,
@@ -48,15 +47,15 @@ STUDY = "predictor_accuracy"
 
 CLAIM = Claim(
     text="Below 1 the largest eigenvalue of the recurrent matrix makes gradients vanish, above 1 "
-         "makes them explode.",
+    "makes them explode.",
     source="001_c88bba1d8530f5f5.txt",
-    source_title="\"Disadvantages of RNN\" (OpenGenus)",
+    source_title='"Disadvantages of RNN" (OpenGenus)',
     quote="If the largest eigenvalue is less than 1, the gradient will vanish. If the largest eigenvalue "
-          "is more than 1, the gradient explodes.",
+    "is more than 1, the gradient explodes.",
     quantity="share of networks whose measured regime (vanishing / neutral / exploding) the eigenvalue "
-             "rule names",
+    "rule names",
     rule="the claim holds for a cell type when the 95% Wilson interval of that share lies above the "
-         "threshold, fails when it lies below; cell types that disagree give 'holds only when'",
+    "threshold, fails when it lies below; cell types that disagree give 'holds only when'",
     threshold=0.9,
     holds_when="above",
 )
@@ -96,9 +95,15 @@ def evaluate(cfg: Config) -> pd.DataFrame:
         except FloatingPointError as exc:  # the state itself overflows: nothing to measure
             rows.append(dict(base, skipped=str(exc)))
             continue
-        row = dict(base, skipped="", measured_rate=flow.rate, measured_regime=regime(flow.rate),
-                   trusted=prediction.method, best_regime=prediction.regime or "inconclusive",
-                   best_rate=prediction.rate)
+        row = dict(
+            base,
+            skipped="",
+            measured_rate=flow.rate,
+            measured_regime=regime(flow.rate),
+            trusted=prediction.method,
+            best_regime=prediction.regime or "inconclusive",
+            best_rate=prediction.rate,
+        )
         for r in prediction.results:
             row[f"{r.method}: regime"] = r.regime or "inconclusive"
             row[f"{r.method}: rate"] = r.rate
@@ -110,8 +115,11 @@ def methods(results: pd.DataFrame) -> list[str]:
     """The registered predictors with columns, in table order, that answered for some network of
     the grid (one that applies to no cell of the grid, such as the diagonal recurrence's exact
     rate on a grid of tanh, LSTM and GRU cells, is not scored: it would read as 0% right)."""
-    return [p.name for p in gf.predictors() if f"{p.name}: regime" in results.columns
-            and (results[f"{p.name}: regime"] != "inconclusive").any()]
+    return [
+        p.name
+        for p in gf.predictors()
+        if f"{p.name}: regime" in results.columns and (results[f"{p.name}: regime"] != "inconclusive").any()
+    ]
 
 
 def cross_validate(results: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame:
@@ -137,8 +145,17 @@ def cross_validate(results: pd.DataFrame, folds: int, seed: int) -> pd.DataFrame
         train = (fold != f).to_numpy()
         chosen = right[train].mean().idxmax()  # idxmax keeps the first of equals
         held = done[~train]
-        out.append(pd.DataFrame({"configuration": held.configuration, "seed": held.seed, "fold": f,
-                                 "chosen": chosen, "correct": right.loc[~train, chosen]}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "configuration": held.configuration,
+                    "seed": held.seed,
+                    "fold": f,
+                    "chosen": chosen,
+                    "correct": right.loc[~train, chosen],
+                }
+            )
+        )
     return pd.concat(out).sort_index()
 
 
@@ -153,14 +170,21 @@ def accuracy(results: pd.DataFrame, held_out: pd.DataFrame) -> pd.DataFrame:
         untuned = correct[(done.part == "untuned").to_numpy()]
         tuned = correct[(done.part == "tuned").to_numpy()]
         iv = {p: success_interval(c) if len(c) else None for p, c in (("tuned", tuned), ("untuned", untuned))}
-        out.append(dict(predictor=name, accuracy=acc.estimate, low=acc.low, high=acc.high,
-                        tuned=iv["tuned"].estimate if iv["tuned"] else np.nan,
-                        untuned=iv["untuned"].estimate if iv["untuned"] else np.nan,
-                        untuned_low=iv["untuned"].low if iv["untuned"] else np.nan,
-                        untuned_high=iv["untuned"].high if iv["untuned"] else np.nan,
-                        coverage=float(np.mean(answered)),
-                        median_rate_error=float(np.median(err)) if len(err) else np.nan,
-                        networks=len(correct)))
+        out.append(
+            dict(
+                predictor=name,
+                accuracy=acc.estimate,
+                low=acc.low,
+                high=acc.high,
+                tuned=iv["tuned"].estimate if iv["tuned"] else np.nan,
+                untuned=iv["untuned"].estimate if iv["untuned"] else np.nan,
+                untuned_low=iv["untuned"].low if iv["untuned"] else np.nan,
+                untuned_high=iv["untuned"].high if iv["untuned"] else np.nan,
+                coverage=float(np.mean(answered)),
+                median_rate_error=float(np.median(err)) if len(err) else np.nan,
+                networks=len(correct),
+            )
+        )
 
     cv = held_out.loc[done.index]
     row("cross-validated choice (held out)", cv.correct.to_numpy(bool), np.ones(len(done), bool), [])
@@ -171,8 +195,12 @@ def accuracy(results: pd.DataFrame, held_out: pd.DataFrame) -> pd.DataFrame:
             regime_, rate = done[f"{method}: regime"], done[f"{method}: rate"]
         answered = (regime_ != "inconclusive").to_numpy()
         valid = answered & np.isfinite(rate) & np.isfinite(done.measured_rate)
-        row(method, (regime_ == done.measured_regime).to_numpy(), answered,
-            (rate - done.measured_rate).abs()[valid].to_numpy())
+        row(
+            method,
+            (regime_ == done.measured_regime).to_numpy(),
+            answered,
+            (rate - done.measured_rate).abs()[valid].to_numpy(),
+        )
     return pd.DataFrame(out)
 
 
@@ -198,129 +226,145 @@ def run(cfg: Config, out: str) -> dict:
     table = accuracy(results, held_out)
     decision, cells = verdict(results)
     os.makedirs(out, exist_ok=True)
-    results = results.join(held_out[["fold", "chosen", "correct"]].rename(
-        columns={"chosen": "cv_chosen", "correct": "cv_correct"}))
+    results = results.join(
+        held_out[["fold", "chosen", "correct"]].rename(
+            columns={"chosen": "cv_chosen", "correct": "cv_correct"}
+        )
+    )
     write_csv(os.path.join(out, f"{STUDY}_results.csv"), results)
     write_csv(os.path.join(out, f"{STUDY}_accuracy.csv"), table)
     done = results[results.skipped == ""]
     cv = table.iloc[0]
     eig = table.set_index("predictor").loc["eigenvalue rule"]
     chosen = held_out.groupby("fold").chosen.first()
-    per_cell = "; ".join(f"{name.removeprefix('cell = ')} {v.estimate:.0%} [{v.interval[0]:.0%}, "
-                         f"{v.interval[1]:.0%}] ({v.networks})" for name, v in cells.items())
-    sentence = (f"{decision.sentence()} Per cell type (networks): {per_cell}. The predictor chosen by "
-                f"{held_out.fold.nunique()}-fold cross-validation over configurations "
-                f"({', '.join(sorted(set(chosen)))}) names the regime of {cv.accuracy:.0%} "
-                f"[{cv.low:.0%}, {cv.high:.0%}] of networks it was not chosen on; on the 66 untuned "
-                f"configurations the eigenvalue rule is right for {_percent(eig.untuned)}.")
-    shown = pd.DataFrame({
-        "predictor": table.predictor,
-        "accuracy [95%]": [f"{a:.1%} [{lo:.0%}, {hi:.0%}]" for a, lo, hi in zip(table.accuracy, table.low,
-                                                                                 table.high, strict=True)],
-        "tuned": table.tuned.map(_percent),
-        "untuned [95%]": [("-" if np.isnan(u) else f"{u:.0%} [{lo:.0%}, {hi:.0%}]")
-                          for u, lo, hi in zip(table.untuned, table.untuned_low, table.untuned_high,
-                                               strict=True)],
-        "coverage": table.coverage.map(_percent),
-        "median |rate error|": table.median_rate_error.map(lambda v: "-" if np.isnan(v) else f"{v:.3f}"),
-    })
+    per_cell = "; ".join(
+        f"{name.removeprefix('cell = ')} {v.estimate:.0%} [{v.interval[0]:.0%}, "
+        f"{v.interval[1]:.0%}] ({v.networks})"
+        for name, v in cells.items()
+    )
+    sentence = (
+        f"{decision.sentence()} Per cell type (networks): {per_cell}. The predictor chosen by "
+        f"{held_out.fold.nunique()}-fold cross-validation over configurations "
+        f"({', '.join(sorted(set(chosen)))}) names the regime of {cv.accuracy:.0%} "
+        f"[{cv.low:.0%}, {cv.high:.0%}] of networks it was not chosen on; on the 66 untuned "
+        f"configurations the eigenvalue rule is right for {_percent(eig.untuned)}."
+    )
+    shown = pd.DataFrame(
+        {
+            "predictor": table.predictor,
+            "accuracy [95%]": [
+                f"{a:.1%} [{lo:.0%}, {hi:.0%}]"
+                for a, lo, hi in zip(table.accuracy, table.low, table.high, strict=True)
+            ],
+            "tuned": table.tuned.map(_percent),
+            "untuned [95%]": [
+                ("-" if np.isnan(u) else f"{u:.0%} [{lo:.0%}, {hi:.0%}]")
+                for u, lo, hi in zip(table.untuned, table.untuned_low, table.untuned_high, strict=True)
+            ],
+            "coverage": table.coverage.map(_percent),
+            "median |rate error|": table.median_rate_error.map(lambda v: "-" if np.isnan(v) else f"{v:.3f}"),
+        }
+    )
     n_configs = done.configuration.nunique()
     n_untuned = done[done.part == "untuned"].configuration.nunique()
     with paper_theme():
-        pages = [table_page(
-            "How often is each predictor right?",
-            [("Verdict", sentence),
-             ("Configuration", f"{n_configs} configurations ({n_untuned} untuned) x {cfg.seeds} seeds = "
-                               f"{len(done)} networks measured "
-                               f"({(results.skipped != '').sum()} skipped: state overflow); hidden N = "
-                               f"{cfg.hidden}, T = {cfg.steps} after {WARMUP} warm-up steps, batch "
-                               f"{cfg.batch}; gradflow {gf.__version__}.")],
-            shown, "Share of regimes right (abstaining counts as wrong), Wilson 95% intervals",
-            col_widths=(0.27, 0.18, 0.08, 0.18, 0.1, 0.14))]
-        pages.append(_scatter_page(done, decision, cfg))
-        pages.append(_accuracy_page(table, cv))
-        pages.append(table_page("Methods", [
-            ("Measured", "gradflow.gradient_flow: the slope of ln ||dL/dh_{T-k}|| against lag over lags "
-                         "T/10..T (nats/step); |rate| <= 0.01 is neutral."),
-            ("Predicted", "gradflow.predict, without back-propagation through time: the eigenvalue rule "
-                          "(spectral radius of W, or of the step Jacobian at the origin), Pascanu's bound, "
-                          f"the slowest mode of the nearest stable fixed point (searched from the origin and "
-                          f"{cfg.fixed_point_starts} visited states), mean-field theory (vanilla "
-                          "cells), the local gain of random directions, the spectral radius of the "
-                          "time-averaged Jacobian, a gated mean-field moment map (LSTM, GRU), and the "
-                          "second-moment map of sampled single steps and of pairs of consecutive steps."),
-            ("Cross-validation", f"configurations (every seed of one together) dealt into {cfg.folds} "
-                                 "folds in an order drawn from the seed; on the other folds the predictor "
-                                 "with the most right regimes is chosen and scored on the held-out fold. "
-                                 "Per fold, chosen: " + ", ".join(f"{f}: {c}" for f, c in chosen.items())
-                                 + "."),
-            ("Tuned grid", "Vanilla tanh and ReLU with gaussian, orthogonal, identity, rank-1 plus noise "
-                           "0.4 and non-normal (eigenvalues <= gain, strong strictly-upper Schur part) "
-                           "matrices; LSTM and GRU with gate biases -2, 0, 1, 3, gains 0.5-4, input std "
-                           "0.5 and 2."),
-            ("Untuned grid", "tanh chains W = a I + s S (S the shift: every eigenvalue a = 0.5, 0.9, "
-                             "1.05; links s = 1, 2, 4); rank-2 and rank-3 parts with eigenvalues 0.8, "
-                             "1.2, 2.5 on noise 0.2 or 0.8; GRUs at gain 2, 3, 5 with update bias -3, -1, "
-                             "0; LSTMs at gain 2.5, 4, 6 with forget bias 2, 4, 6; input std 0.5 and 2."),
-            *conventions()]))
+        pages = [
+            table_page(
+                "How often is each predictor right?",
+                [
+                    ("Verdict", sentence),
+                    (
+                        "Configuration",
+                        f"{n_configs} configurations ({n_untuned} untuned) x {cfg.seeds} seeds = "
+                        f"{len(done)} networks measured "
+                        f"({(results.skipped != '').sum()} skipped: state overflow); hidden N = "
+                        f"{cfg.hidden}, T = {cfg.steps} after {WARMUP} warm-up steps, batch "
+                        f"{cfg.batch}; gradflow {gf.__version__}.",
+                    ),
+                ],
+                shown,
+                "Share of regimes right (abstaining counts as wrong), Wilson 95% intervals",
+                col_widths=(0.27, 0.18, 0.08, 0.18, 0.1, 0.14),
+            )
+        ]
+        pages.append(scatter_page(done, decision, cfg))
+        pages.append(accuracy_page(table, cv))
+        pages.append(
+            table_page(
+                "Methods",
+                [
+                    (
+                        "Measured",
+                        "gradflow.gradient_flow: the slope of ln ||dL/dh_{T-k}|| against lag over lags "
+                        "T/10..T (nats/step); |rate| <= 0.01 is neutral.",
+                    ),
+                    (
+                        "Predicted",
+                        "gradflow.predict, without back-propagation through time: the eigenvalue rule "
+                        "(spectral radius of W, or of the step Jacobian at the origin), Pascanu's bound, "
+                        f"the slowest mode of the nearest stable fixed point (searched from the origin and "
+                        f"{cfg.fixed_point_starts} visited states), mean-field theory (vanilla "
+                        "cells), the local gain of random directions, the spectral radius of the "
+                        "time-averaged Jacobian, a gated mean-field moment map (LSTM, GRU), and the "
+                        "second-moment map of sampled single steps and of pairs of consecutive steps.",
+                    ),
+                    (
+                        "Cross-validation",
+                        f"configurations (every seed of one together) dealt into {cfg.folds} "
+                        "folds in an order drawn from the seed; on the other folds the predictor "
+                        "with the most right regimes is chosen and scored on the held-out fold. "
+                        "Per fold, chosen: " + ", ".join(f"{f}: {c}" for f, c in chosen.items()) + ".",
+                    ),
+                    (
+                        "Tuned grid",
+                        "Vanilla tanh and ReLU with gaussian, orthogonal, identity, rank-1 plus noise "
+                        "0.4 and non-normal (eigenvalues <= gain, strong strictly-upper Schur part) "
+                        "matrices; LSTM and GRU with gate biases -2, 0, 1, 3, gains 0.5-4, input std "
+                        "0.5 and 2.",
+                    ),
+                    (
+                        "Untuned grid",
+                        "tanh chains W = a I + s S (S the shift: every eigenvalue a = 0.5, 0.9, "
+                        "1.05; links s = 1, 2, 4); rank-2 and rank-3 parts with eigenvalues 0.8, "
+                        "1.2, 2.5 on noise 0.2 or 0.8; GRUs at gain 2, 3, 5 with update bias -3, -1, "
+                        "0; LSTMs at gain 2.5, 4, 6 with forget bias 2, 4, 6; input std 0.5 and 2.",
+                    ),
+                    *conventions(),
+                ],
+            )
+        )
         pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(pdf, pages, study=STUDY, config=cfg, title="gradflow: how often is each predictor right?",
-                  subject=f"Verdict: {decision.label}", claim=CLAIM.facts(),
-                  keywords=["eigenvalue rule", "mean-field", "prediction", "cross-validation"])
-    return {"verdict": decision.label, "decision": decision, "sentence": sentence, "accuracy": table,
-            "results": results, "pdf": pdf, "claim": CLAIM}
-
-
-def _scatter_page(done: pd.DataFrame, decision, cfg: Config):
-    fig, axes = plt.subplots(2, 2, figsize=(8.27, 9.0))
-    fig.subplots_adjust(left=0.1, right=0.97, top=0.95, bottom=0.2, hspace=0.35, wspace=0.3)
-    archs = sorted(done.architecture.unique())
-    colours = palette(archs)
-    markers = dict(zip(archs, "os^D", strict=False))
-    lim = [-1.5, 1.0]
-    for ax, method in zip(axes.flat, ("eigenvalue rule", "mean-field", "moment map",
-                                      "two-step moment map"), strict=True):
-        col = f"{method}: rate"
-        ok = np.isfinite(done[col]) & np.isfinite(done.measured_rate)
-        sns.scatterplot(data=done[ok], x="measured_rate", y=col, hue="architecture", style="architecture",
-                        hue_order=archs, palette=colours, markers=markers, s=14, ax=ax, legend=False)
-        ax.plot(lim, lim, color="0.5", linewidth=0.8)
-        ax.set(xlim=lim, ylim=lim, xlabel="measured rate (nats/step)", ylabel="predicted rate",
-               title=f"{method} ({int(ok.sum())} answered)")
-    handles = [plt.Line2D([], [], linestyle="", marker=markers[a], color=colours[a], label=a) for a in archs]
-    fig.legend(handles=handles, loc="lower center", ncol=len(archs), frameon=False,
-               bbox_to_anchor=(0.5, 0.12))
-    caption = (f"The eigenvalue rule names the measured regime of {decision.estimate:.0%} of networks "
-               f"(95% interval {decision.interval[0]:.0%} to {decision.interval[1]:.0%}, "
-               f"{decision.networks} networks); predicted against measured rates, N = {cfg.hidden}, "
-               f"T = {cfg.steps}. Diagonal: perfect prediction; points outside [-1.5, 1] are not shown.")
-    return figure_page(fig, caption)
-
-
-def _accuracy_page(table: pd.DataFrame, cv) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(8.27, 7.0))
-    fig.subplots_adjust(left=0.36, right=0.96, top=0.95, bottom=0.3)
-    rows = table.iloc[::-1].reset_index(drop=True)
-    colours = list(palette(["all", "untuned"]).values())
-    ax.errorbar(rows.accuracy, np.arange(len(rows)) + 0.15,
-                xerr=[rows.accuracy - rows.low, rows.high - rows.accuracy], fmt="o", color=colours[0],
-                capsize=2, label="all configurations")
-    ok = np.isfinite(rows.untuned)
-    ax.errorbar(rows.untuned[ok], np.arange(len(rows))[ok] - 0.15,
-                xerr=[(rows.untuned - rows.untuned_low)[ok], (rows.untuned_high - rows.untuned)[ok]],
-                fmt="s", color=colours[1], capsize=2, label="untuned configurations only")
-    ax.set_yticks(np.arange(len(rows)), rows.predictor)
-    ax.set(xlim=(0, 1.02), xlabel="share of networks whose regime the predictor names")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.4, -0.12), ncol=2, frameon=False)
-    caption = (f"The cross-validated choice of predictor is right on {cv.accuracy:.0%} (95% interval "
-               f"{cv.low:.0%} to {cv.high:.0%}) of the networks it was not chosen on. Bars: Wilson 95% "
-               f"intervals over {int(cv.networks)} networks; abstaining counts as wrong.")
-    return figure_page(fig, caption)
+        write_pdf(
+            pdf,
+            pages,
+            study=STUDY,
+            config=cfg,
+            title="gradflow: how often is each predictor right?",
+            subject=f"Verdict: {decision.label}",
+            claim=CLAIM.facts(),
+            keywords=["eigenvalue rule", "mean-field", "prediction", "cross-validation"],
+        )
+    return {
+        "verdict": decision.label,
+        "decision": decision,
+        "sentence": sentence,
+        "accuracy": table,
+        "results": results,
+        "pdf": pdf,
+        "claim": CLAIM,
+    }
 
 
 def main(argv=None) -> dict:
-    return study_main(argv, name=STUDY, doc=__doc__, quick=QUICK, full=FULL, run=run,
-                      overrides=("hidden", "steps", "seeds", "subsample"))
+    return study_main(
+        argv,
+        name=STUDY,
+        doc=__doc__,
+        quick=QUICK,
+        full=FULL,
+        run=run,
+        overrides=("hidden", "steps", "seeds", "subsample"),
+    )
 
 
 if __name__ == "__main__":
