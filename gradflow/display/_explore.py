@@ -23,11 +23,10 @@ from ..core import _html
 from ..core._registry import cell_kind, is_vanilla
 from ..core.inputs import gaussian
 from ..measure._flow import GradientFlow, gradient_flow
-from ..measure._rates import NEUTRAL_TOL
-from ..prediction._predict import METHODS, prediction_context
-from ..prediction._registry import predictors, run_predictors
-from ..prediction._results import Prediction, PredictorResult
+from ..prediction._predict import METHODS
+from ..prediction._results import Prediction
 from ._latest import LatestOnly
+from ._verdict import quick_prediction, verdict_html, verdict_lines, verdict_text
 
 if TYPE_CHECKING:  # neither is imported by `import gradflow`
     import ipywidgets
@@ -35,8 +34,6 @@ if TYPE_CHECKING:  # neither is imported by `import gradflow`
 
 CELLS = ("rnn", "lstm", "gru")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
-# Fewer sampled Jacobians than gf.predict's 64: the averaged Jacobian then costs ~30 ms for an LSTM.
-AVERAGED_ROWS = 8
 
 
 @dataclass(frozen=True, repr=False)
@@ -92,59 +89,42 @@ class Exploration:
         return verdict_html(self.prediction, self.flow)
 
 
-def quick_prediction(cell: Cell, xs: np.ndarray, *, tol: float = NEUTRAL_TOL, seed: int = 0,
-                     eigenvalues: tuple[np.ndarray, str] | None = None) -> Prediction:
-    """The predictors cheap enough to redraw interactively, from one forward run.
-
-    The registry's cheap predictors (`gradflow.predictors` with ``cheap=True``) that answer for
-    the cell. Vanilla cells: eigenvalue rule, Pascanu bound, mean-field, local gain, averaged
-    Jacobian; gated cells: eigenvalue rule, local gain, averaged Jacobian, gated mean-field. Each
-    runs as in `gradflow.predict` (the averaged Jacobian over fewer sampled steps). The trusted
-    one is the local gain, the most accurate of these on the predictor-accuracy grid.
-    ``eigenvalues``: of `linearisation` at the mean input, with its name, if already computed.
-    """
-    context = prediction_context(cell, xs, tol=tol, seed=seed, eigenvalues=eigenvalues,
-                                 options={"averaged jacobian": {"rows": AVERAGED_ROWS}})
-    # The registry's cheap predictors that answer for this kind of cell.
-    names = [p.name for p in predictors(cheap=True) if p.unmet(context) is None]
-    return Prediction(cell.name, run_predictors(context, names), "local gain", tol)
-
-
-def _verdict_lines(prediction: Prediction, flow: GradientFlow) -> list[tuple[PredictorResult, bool]]:
-    return [(r, r.regime == flow.regime) for r in prediction.results]
-
-
-def verdict_text(prediction: Prediction, flow: GradientFlow) -> str:
-    """``measured: ...`` then one ``predictor: regime (rate) right/wrong`` line per predictor."""
-    lines = [f"measured: {flow.regime} ({flow.rate:+.4f} nats/step)"]
-    for r, right in _verdict_lines(prediction, flow):
-        mark = "right" if right else ("abstains" if r.regime is None else "wrong")
-        lines.append(f"{r.method}: {r.regime or 'inconclusive'} ({r.rate:+.4f}) {mark}")
-    return "\n".join(lines)
-
-
-def verdict_html(prediction: Prediction, flow: GradientFlow) -> str:
-    rows = [(r.method, _html.badge(r.regime), _html.number(r.rate), "✓" if right else "✗")
-            for r, right in _verdict_lines(prediction, flow)]
-    return _html.card("Verdict", prediction.cell_name, rows, regime=flow.regime,
-                      header=("predictor", "predicts", "rate (nats/step)", "right"),
-                      note=f"measured {flow.regime} at {flow.rate:+.4f} nats/step (badge)")
-
-
-def build(gain: float, input_scale: float, hidden: int, seq_len: int, cell: str, activation: str,
-          inputs: int, batch: int, seed: int) -> tuple[Cell, np.ndarray]:
+def build(
+    gain: float,
+    input_scale: float,
+    hidden: int,
+    seq_len: int,
+    cell: str,
+    activation: str,
+    inputs: int,
+    batch: int,
+    seed: int,
+) -> tuple[Cell, np.ndarray]:
     """The explorer's cell and inputs for one setting of the sliders."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
     make = cell_kind(cell).make
-    model = make(hidden, inputs, activation=activation, gain=gain, seed=seed) if is_vanilla(cell) else \
-        make(hidden, inputs, gain=gain, seed=seed)
+    model = (
+        make(hidden, inputs, activation=activation, gain=gain, seed=seed)
+        if is_vanilla(cell)
+        else make(hidden, inputs, gain=gain, seed=seed)
+    )
     return model, gaussian(seq_len, batch, inputs, scale=input_scale, seed=seed)
 
 
-def update(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_len: int = 200,
-           cell: str = "rnn", activation: str = "tanh", *, inputs: int = 8, batch: int = 1,
-           seed: int = 0, figure: Figure | None = None) -> Exploration:
+def update(
+    gain: float = 1.0,
+    input_scale: float = 1.0,
+    hidden: int = 128,
+    seq_len: int = 200,
+    cell: str = "rnn",
+    activation: str = "tanh",
+    *,
+    inputs: int = 8,
+    batch: int = 1,
+    seed: int = 0,
+    figure: Figure | None = None,
+) -> Exploration:
     """Build, measure, predict and draw one setting of the explorer's sliders.
 
     Parameters
@@ -186,12 +166,20 @@ def update(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_l
     else:
         figure.clear()
     draw(figure, model, flow, prediction, eigenvalues, what)
-    return Exploration(figure, verdict_text(prediction, flow), model, flow, prediction, eigenvalues,
-                       time.perf_counter() - start)
+    return Exploration(
+        figure,
+        verdict_text(prediction, flow),
+        model,
+        flow,
+        prediction,
+        eigenvalues,
+        time.perf_counter() - start,
+    )
 
 
-def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenvalues: np.ndarray,
-         what: str) -> None:
+def draw(
+    figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenvalues: np.ndarray, what: str
+) -> None:
     """The explorer's three panels on ``figure``."""
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
@@ -218,8 +206,15 @@ def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenv
             color = palette.get(r.method, "0.5")
             style = ":" if r.regime is None else "--"  # an abstaining bound: dotted
             note = " (a bound; abstains)" if r.regime is None else ""
-            norms.plot(lags, anchor + r.rate * lags, style, color=color, linewidth=1.3,
-                       label=f"predicted: {r.method} {r.rate:+.3f}{note}", gid="predicted")
+            norms.plot(
+                lags,
+                anchor + r.rate * lags,
+                style,
+                color=color,
+                linewidth=1.3,
+                label=f"predicted: {r.method} {r.rate:+.3f}{note}",
+                gid="predicted",
+            )
     finite = shown[np.isfinite(shown)]
     if finite.size:
         lo, hi = finite.min(), finite.max()
@@ -232,13 +227,27 @@ def draw(figure, model: Cell, flow: GradientFlow, prediction: Prediction, eigenv
 
     verdict.set_axis_off()
     verdict.set_title("verdict", fontsize="medium")
-    verdict.text(0.0, 0.95, f"measured: {flow.regime}\n{flow.rate:+.4f} nats/step", va="top",
-                 fontsize="large", color=regime_color(flow.regime), weight="bold",
-                 transform=verdict.transAxes,
-                 gid="verdict")
-    for i, (r, right) in enumerate(_verdict_lines(prediction, flow)):
-        verdict.text(0.0, 0.7 - 0.11 * i, f"{'✓' if right else '✗'} {r.method}: {r.regime or 'abstains'}",
-                     va="top", color=regime_color(r.regime), transform=verdict.transAxes, gid="verdict")
+    verdict.text(
+        0.0,
+        0.95,
+        f"measured: {flow.regime}\n{flow.rate:+.4f} nats/step",
+        va="top",
+        fontsize="large",
+        color=regime_color(flow.regime),
+        weight="bold",
+        transform=verdict.transAxes,
+        gid="verdict",
+    )
+    for i, (r, right) in enumerate(verdict_lines(prediction, flow)):
+        verdict.text(
+            0.0,
+            0.7 - 0.11 * i,
+            f"{'✓' if right else '✗'} {r.method}: {r.regime or 'abstains'}",
+            va="top",
+            color=regime_color(r.regime),
+            transform=verdict.transAxes,
+            gid="verdict",
+        )
 
 
 def png(figure: Figure) -> bytes:
@@ -251,14 +260,24 @@ def png(figure: Figure) -> bytes:
 def error_html(exc: BaseException, values: dict) -> str:
     """The card the explorer shows in place of its figure when a setting cannot be drawn."""
     setting = ", ".join(f"{k}={v}" for k, v in values.items())
-    return _html.card("No figure for this setting", None,
-                      [("error", type(exc).__name__), ("reason", str(exc)), ("setting", setting)],
-                      regime=None, badge_text="error",
-                      note="the figure and verdict are shown again for the next setting that works")
+    return _html.card(
+        "No figure for this setting",
+        None,
+        [("error", type(exc).__name__), ("reason", str(exc)), ("setting", setting)],
+        regime=None,
+        badge_text="error",
+        note="the figure and verdict are shown again for the next setting that works",
+    )
 
 
-def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_len: int = 200,
-            cell: str = "rnn", activation: str = "tanh") -> ipywidgets.VBox:
+def explore(
+    gain: float = 1.0,
+    input_scale: float = 1.0,
+    hidden: int = 128,
+    seq_len: int = 200,
+    cell: str = "rnn",
+    activation: str = "tanh",
+) -> ipywidgets.VBox:
     """Interactive explorer (ipywidgets): sliders and dropdowns redraw spectrum, norms and verdict.
 
     The recurrent matrix's spectrum with the unit circle, the measured gradient norm by lag
@@ -288,12 +307,15 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
     try:
         import ipywidgets as widgets
     except ImportError as exc:
-        raise ImportError("gf.explore needs ipywidgets, which gradflow does not install by default: "
-                          "pip install 'gradflow[jupyter]' (or pip install ipywidgets)") from exc
+        raise ImportError(
+            "gf.explore needs ipywidgets, which gradflow does not install by default: "
+            "pip install 'gradflow[jupyter]' (or pip install ipywidgets)"
+        ) from exc
     knobs = dict(
         gain=widgets.FloatSlider(value=gain, min=0.05, max=3.0, step=0.05, description="gain"),
-        input_scale=widgets.FloatSlider(value=input_scale, min=0.0, max=3.0, step=0.1,
-                                        description="input scale"),
+        input_scale=widgets.FloatSlider(
+            value=input_scale, min=0.0, max=3.0, step=0.1, description="input scale"
+        ),
         hidden=widgets.IntSlider(value=hidden, min=8, max=256, step=8, description="hidden N"),
         seq_len=widgets.IntSlider(value=seq_len, min=20, max=1000, step=10, description="length T"),
         cell=widgets.Dropdown(options=CELLS, value=cell, description="cell"),
@@ -340,8 +362,12 @@ def explore(gain: float = 1.0, input_scale: float = 1.0, hidden: int = 128, seq_
     for knob in knobs.values():
         knob.observe(on_change, names="value")
     draw_now({name: knob.value for name, knob in knobs.items()})
-    controls = widgets.HBox([widgets.VBox([knobs[k] for k in ("gain", "input_scale", "hidden")]),
-                             widgets.VBox([knobs[k] for k in ("seq_len", "cell", "activation")])])
+    controls = widgets.HBox(
+        [
+            widgets.VBox([knobs[k] for k in ("gain", "input_scale", "hidden")]),
+            widgets.VBox([knobs[k] for k in ("seq_len", "cell", "activation")]),
+        ]
+    )
     box = widgets.VBox([controls, widgets.Box([image, error]), widgets.HBox([verdict, status])])
     box.redraws = redraws  # for tests and the curious: how many superseded redraws were dropped
     return box

@@ -5,10 +5,10 @@ report writers and plots use it.
 """
 
 from ..core._files import atomic_path, write_csv
+from ._combine import combine_pdfs
 from ._model import model_report, spectra
 from ._pdf import (
     PALETTE,
-    combine_pdfs,
     figure_page,
     fixed_jitter,
     library_versions,

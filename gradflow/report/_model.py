@@ -24,11 +24,12 @@ from ..measure._lyapunov import lyapunov_spectrum
 from ..models._model import Model
 from ..prediction._predict import compare, predict
 from ..prediction._spectral import fixed_points
+from ._model_summary import fixed_frames, summary_frame, summary_verdict
 from ._pages import fixed_point_page, flow_page, lyapunov_page, methods_page, spectra_page, summary_pages
 from ._pdf import paper_theme, write_pdf
 from ._rates import READOUTS, measure_cell, model_of
 
-_SAFE = str.maketrans({c: "_" for c in " /\\:*?\"<>|"})
+_SAFE = str.maketrans({c: "_" for c in ' /\\:*?"<>|'})
 
 
 def _blocks(cell: Cell) -> list[tuple[int, str, np.ndarray]]:
@@ -41,8 +42,10 @@ def _blocks(cell: Cell) -> list[tuple[int, str, np.ndarray]]:
         W = cell.params[f"weight_hh_l{l}"]
         n = W.shape[0] // len(gates)
         hr = cell.params.get(f"weight_hr_l{l}")
-        out += [(l, g, W[i * n:(i + 1) * n] if hr is None else W[i * n:(i + 1) * n] @ hr)
-                for i, g in enumerate(gates)]
+        out += [
+            (l, g, W[i * n : (i + 1) * n] if hr is None else W[i * n : (i + 1) * n] @ hr)
+            for i, g in enumerate(gates)
+        ]
     return out
 
 
@@ -53,21 +56,44 @@ def spectra(cell: Cell) -> pd.DataFrame:
         eig = scipy.linalg.eigvals(W)
         eig = eig[np.argsort(-np.abs(eig), kind="stable")]
         sv = scipy.linalg.svdvals(W)
-        rows.append(pd.DataFrame({"layer": layer, "gate": gate or "-", "index": np.arange(len(eig)),
-                                  "eig_real": eig.real, "eig_imag": eig.imag, "eig_abs": np.abs(eig),
-                                  "singular_value": sv}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "gate": gate or "-",
+                    "index": np.arange(len(eig)),
+                    "eig_real": eig.real,
+                    "eig_imag": eig.imag,
+                    "eig_abs": np.abs(eig),
+                    "singular_value": sv,
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
 # ------------------------------------------------------------------ the report
 
 
-def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports", *,
-                 name: str | None = None, seed: int = 0, exponents: int = 16, source: str = "",
-                 command: str = "", batch_first: bool | None = None, predictors: bool = True,
-                 steps: int = 500, batch: int = 4, input_scale: float = 1.0,
-                 inputs_label: str | None = None, readout: str = "last",
-                 progress: bool = False) -> dict[str, Any]:
+def model_report(
+    model: Model | Cell,
+    xs=None,
+    out: str | os.PathLike = "reports",
+    *,
+    name: str | None = None,
+    seed: int = 0,
+    exponents: int = 16,
+    source: str = "",
+    command: str = "",
+    batch_first: bool | None = None,
+    predictors: bool = True,
+    steps: int = 500,
+    batch: int = 4,
+    input_scale: float = 1.0,
+    inputs_label: str | None = None,
+    readout: str = "last",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Write ``<name>.pdf`` and its CSVs: how gradients flow through a model on its own inputs.
 
     Parameters
@@ -130,10 +156,13 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
     if synthetic:
         steps = check_positive_int("steps", steps, minimum=2)
         input_scale = check_finite_float("input_scale", input_scale, minimum=0.0)
-        xs = _inputs.gaussian(steps, check_positive_int("batch", batch), first.input_size,
-                              scale=input_scale, seed=seed)
-        inputs_label = (f"synthetic Gaussian inputs N(0, {input_scale:g}²) - no inputs were given, "
-                        f"so these rates are not the model's on its own data")
+        xs = _inputs.gaussian(
+            steps, check_positive_int("batch", batch), first.input_size, scale=input_scale, seed=seed
+        )
+        inputs_label = (
+            f"synthetic Gaussian inputs N(0, {input_scale:g}²) - no inputs were given, "
+            f"so these rates are not the model's on its own data"
+        )
     else:
         xs = model.time_major(xs, batch_first)
         inputs_label = inputs_label or "the inputs given"
@@ -144,12 +173,18 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
     stem = (name or model.name).translate(_SAFE)
     T, B, _ = xs.shape
     cell_inputs = model.cell_inputs(xs)
-    stages = ["gradient flow"] + (["predictors"] if predictors else []) + ["Lyapunov spectrum",
-                                                                          "fixed points"]
+    stages = (
+        ["gradient flow"] + (["predictors"] if predictors else []) + ["Lyapunov spectrum", "fixed points"]
+    )
     per_cell: dict[str, dict[str, Any]] = {}
     rate_rows = []
-    bar = tqdm(total=len(stages) * len(model.cells) + 1, desc="analyze", unit="stage",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(stages) * len(model.cells) + 1,
+        desc="analyze",
+        unit="stage",
+        disable=not progress,
+        leave=False,
+    )
     for key, cell in model.cells.items():
         xc = cell_inputs[key]
         res: dict[str, Any] = {"inputs": xc}
@@ -165,14 +200,14 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
             bar.update()
         bar.set_postfix_str(f"{key}: Lyapunov spectrum")
         res["spectra"] = spectra(cell)
-        res["lyapunov"] = lyapunov_spectrum(cell, xc, k=min(exponents, cell.state_size),
-                                            warmup=min(100, T // 5), seed=seed)
+        res["lyapunov"] = lyapunov_spectrum(
+            cell, xc, k=min(exponents, cell.state_size), warmup=min(100, T // 5), seed=seed
+        )
         bar.update()
         bar.set_postfix_str(f"{key}: fixed points")
         x_mean = xc.reshape(-1, xc.shape[2]).mean(axis=0)
         states_start = np.random.default_rng(seed).uniform(-1, 1, (6, cell.state_size))
-        res["fixed_points"] = fixed_points(cell, x_mean, np.vstack([np.zeros(cell.state_size),
-                                                                    states_start]))
+        res["fixed_points"] = fixed_points(cell, x_mean, np.vstack([np.zeros(cell.state_size), states_start]))
         bar.update()
         per_cell[key] = res
     rates = pd.DataFrame(rate_rows)
@@ -180,127 +215,92 @@ def model_report(model: Model | Cell, xs=None, out: str | os.PathLike = "reports
     main_key = next((k for k in per_cell if per_cell[k]["readout"] is not None), next(iter(per_cell)))
     main = per_cell[main_key]
     measured = main["readout"] or main["flow"]
-    verdict = _verdict(model, main, rates[rates.cell.isin([main_key])] if not model.bidirectional
-                       else rates, measured, inputs_label)
-    summary = _summary_frame(model, main_key, main, measured, xs, inputs_label)
+    verdict = summary_verdict(
+        model,
+        main,
+        rates[rates.cell.isin([main_key])] if not model.bidirectional else rates,
+        measured,
+        inputs_label,
+    )
+    summary = summary_frame(model, main_key, main, measured, xs, inputs_label)
     tables = {"summary": summary, "rates": rates}
-    flows = [per_cell[k]["flow"].to_frame().assign(cell=k, measure="random direction")
-             for k in per_cell]
-    flows += [per_cell[k]["readout"].to_frame().assign(cell=k, measure="readout")
-              for k in per_cell if per_cell[k]["readout"] is not None]
+    flows = [per_cell[k]["flow"].to_frame().assign(cell=k, measure="random direction") for k in per_cell]
+    flows += [
+        per_cell[k]["readout"].to_frame().assign(cell=k, measure="readout")
+        for k in per_cell
+        if per_cell[k]["readout"] is not None
+    ]
     tables["flow"] = pd.concat(flows, ignore_index=True)
     if predictors:
-        tables["predictors"] = pd.concat([per_cell[k]["table"].frame.assign(cell=k) for k in per_cell],
-                                         ignore_index=True)
-    tables["spectra"] = pd.concat([per_cell[k]["spectra"].assign(cell=k) for k in per_cell],
-                                  ignore_index=True)
-    tables["lyapunov"] = pd.concat([per_cell[k]["lyapunov"].to_frame().assign(cell=k)
-                                    for k in per_cell], ignore_index=True)
-    fixed, fixed_eigs = _fixed_frames(per_cell)
+        tables["predictors"] = pd.concat(
+            [per_cell[k]["table"].frame.assign(cell=k) for k in per_cell], ignore_index=True
+        )
+    tables["spectra"] = pd.concat(
+        [per_cell[k]["spectra"].assign(cell=k) for k in per_cell], ignore_index=True
+    )
+    tables["lyapunov"] = pd.concat(
+        [per_cell[k]["lyapunov"].to_frame().assign(cell=k) for k in per_cell], ignore_index=True
+    )
+    fixed, fixed_eigs = fixed_frames(per_cell)
     tables["fixed_points"], tables["fixed_point_eigenvalues"] = fixed, fixed_eigs
     os.makedirs(out, exist_ok=True)
     for key, frame in tables.items():
         write_csv(os.path.join(out, f"{stem}_{key}.csv"), frame)
 
-    config = {"model": model.name, "kind": model.kind, "layers": model.layers, "hidden": model.hidden,
-              "projection": model.proj_size or "none", "bidirectional": model.bidirectional,
-              "head": model.head.name if model.head is not None else "none",
-              "ignored keys": ", ".join(model.ignored) or "none", "inputs": inputs_label,
-              "steps": T, "batch": B, "input mean": float(xs.mean()), "input std": float(xs.std()),
-              "exponents": exponents, "predictors": predictors, "seed": seed}
+    config = {
+        "model": model.name,
+        "kind": model.kind,
+        "layers": model.layers,
+        "hidden": model.hidden,
+        "projection": model.proj_size or "none",
+        "bidirectional": model.bidirectional,
+        "head": model.head.name if model.head is not None else "none",
+        "ignored keys": ", ".join(model.ignored) or "none",
+        "inputs": inputs_label,
+        "steps": T,
+        "batch": B,
+        "input mean": float(xs.mean()),
+        "input std": float(xs.std()),
+        "exponents": exponents,
+        "predictors": predictors,
+        "seed": seed,
+    }
     with paper_theme():
         pages = summary_pages(model, verdict, summary, rates, per_cell, predictors)
         for key, res in per_cell.items():
             cell = model.cells[key]
             title = model.name if key == "forward" else f"{model.name}, {key}"
-            pages += [flow_page(cell, title, res), spectra_page(cell, title, res["spectra"]),
-                      lyapunov_page(title, res["lyapunov"], res["flow"]),
-                      fixed_point_page(title, res["fixed_points"])]
+            pages += [
+                flow_page(cell, title, res),
+                spectra_page(cell, title, res["spectra"]),
+                lyapunov_page(title, res["lyapunov"], res["flow"]),
+                fixed_point_page(title, res["fixed_points"]),
+            ]
         pages.append(methods_page(model, T, B, exponents, predictors))
         pdf = os.path.join(out, f"{stem}.pdf")
         bar.set_postfix_str(f"writing {len(pages) + 1} PDF pages")
-        write_pdf(pdf, pages, study="analyze", config=config, source=source or f"{model.source}",
-                  reproduce=command or "gradflow.report.model_report(model, xs)",
-                  title=f"gradflow: how do gradients flow through {model.name}?",
-                  subject=f"Verdict: {verdict}", keywords=["gradient flow", model.kind, "model report"])
+        write_pdf(
+            pdf,
+            pages,
+            study="analyze",
+            config=config,
+            source=source or f"{model.source}",
+            reproduce=command or "gradflow.report.model_report(model, xs)",
+            title=f"gradflow: how do gradients flow through {model.name}?",
+            subject=f"Verdict: {verdict}",
+            keywords=["gradient flow", model.kind, "model report"],
+        )
     bar.update()
     bar.close()
-    return {"verdict": verdict, "pdf": pdf, "rates": rates, "cells": per_cell,
-            "flow": main["flow"], "readout": main["readout"], "prediction": main.get("prediction"),
-            "lyapunov": main["lyapunov"], "fixed_points": main["fixed_points"], "tables": tables}
-
-
-def _verdict(model, main, rates, measured, inputs_label) -> str:
-    what = (f"the readout {model.head.name}'s gradient"
-            + (" (summed over steps)" if main["readout"].loss.endswith("steps") else "")
-            if main["readout"] is not None else "a random direction's gradient")
-    rows = rates[(rates.part == "h") & ((rates.measure != "random direction")
-                                        == (main["readout"] is not None))]
-    by_layer = "; ".join(
-        f"{r.cell + ' ' if model.bidirectional else ''}layer {r.layer} h {r.rate:+.4f}"
-        + ("" if not np.isfinite(r.ci_low) else f" (95% {r.ci_low:+.4f} to {r.ci_high:+.4f})")
-        + f", horizon {'none' if not np.isfinite(r.horizon) else int(r.horizon)}"
-        for r in rows.itertuples())
-    text = (f"{measured.regime} at {measured.rate:+.4f} nats/step: {what}, whole state; by layer: "
-            f"{by_layer}; on {inputs_label}")
-    prediction = main.get("prediction")
-    if prediction is not None:
-        best, flow = prediction.best, main["flow"]
-        text += (f". Trusted predictor ({best.method}): {best.regime} at {best.rate:+.4f} against the "
-                 f"random direction's {flow.regime} at {flow.rate:+.4f}: "
-                 f"{'right' if best.regime == flow.regime else 'wrong'}")
-    return text
-
-
-def _state_size_text(model, cell) -> str:
-    layers = cell.config.get("layers", 1)
-    widths = cell_kind(cell.kind).part_widths(model.hidden, model.proj_size)
-    per = " + ".join(f"{p} {w}" for p, w in widths.items())
-    text = f"{cell.state_size} = " + (f"{layers} layers x ({per})" if layers > 1 else per)
-    return text + (": an LSTM's state is h plus its memory c" if cell.kind == "lstm" else "")
-
-
-def _summary_frame(model, key, main, measured, xs, inputs_label) -> pd.DataFrame:
-    cell = model.cells[key]
-    T, B, _ = xs.shape
-    flow, lyap, points = main["flow"], main["lyapunov"], main["fixed_points"]
-    rows = [("model", model.name), ("headline cell", key),
-            ("state size", _state_size_text(model, cell)), ("inputs", f"{cell.input_size}: {inputs_label}"),
-            ("steps T, batch", f"{T}, {B}"),
-            ("measured rate (nats/step)", f"{measured.rate:+.4f}"), ("measured regime", measured.regime),
-            ("measured with", measured.loss),
-            ("rate fit lags", f"{measured.fit.lag_range[0]}-{measured.fit.lag_range[1]} "
-                              f"(chosen from the data)"),
-            ("memory horizon (steps)", str(measured.memory_horizon) if measured.memory_horizon is not None
-             else f"> {T}"),
-            ("random-direction rate (nats/step)", f"{flow.rate:+.4f}")]
-    prediction = main.get("prediction")
-    if prediction is not None:
-        best = prediction.best
-        rows += [("trusted prediction", f"{best.regime} at {best.rate:+.4f} ({best.method})"),
-                 ("eigenvalue rule", f"{prediction['eigenvalue rule'].regime}")]
-    else:
-        rows.append(("predictors", "not run (gf.predict; gradflow analyze --predictors on)"))
-    rows += [("top Lyapunov exponent (nats/step)", f"{lyap.top:+.4f}"),
-             ("Kaplan-Yorke dimension", f"{lyap.kaplan_yorke_dimension:.2f}"),
-             ("fixed points found (stable)", f"{len(points)} ({sum(p.stable for p in points)})")]
-    top = main["spectra"].groupby(["layer", "gate"], sort=False).eig_abs.max()
-    rows += [(f"rho(W_hh{'' if g == '-' else ' ' + g}), layer {l}", f"{r:.4f}") for (l, g), r in top.items()]
-    frame = pd.DataFrame(rows, columns=["quantity", "value"])
-    frame["value"] = frame["value"].astype(str)
-    return frame
-
-
-def _fixed_frames(per_cell):
-    fixed, eigs = [], []
-    for key, res in per_cell.items():
-        for i, p in enumerate(res["fixed_points"]):
-            fixed.append({"cell": key, "point": i, "state_norm": float(np.linalg.norm(p.state)),
-                          "residual": p.residual, "stable": p.stable, "spectral_radius": p.spectral_radius,
-                          "slowest_mode_rate": float(np.log(p.spectral_radius)) if p.spectral_radius > 0
-                          else -np.inf})
-            eigs += [{"cell": key, "point": i, "index": j, "eig_real": e.real, "eig_imag": e.imag}
-                     for j, e in enumerate(p.eigenvalues)]
-    return (pd.DataFrame(fixed, columns=["cell", "point", "state_norm", "residual", "stable",
-                                         "spectral_radius", "slowest_mode_rate"]),
-            pd.DataFrame(eigs, columns=["cell", "point", "index", "eig_real", "eig_imag"]))
+    return {
+        "verdict": verdict,
+        "pdf": pdf,
+        "rates": rates,
+        "cells": per_cell,
+        "flow": main["flow"],
+        "readout": main["readout"],
+        "prediction": main.get("prediction"),
+        "lyapunov": main["lyapunov"],
+        "fixed_points": main["fixed_points"],
+        "tables": tables,
+    }

@@ -36,16 +36,20 @@ def palette(labels: Sequence[Any]) -> dict[Any, str]:
     """A colour per label from `PALETTE`, in order; ValueError for more than `MAX_SERIES` labels."""
     labels = list(dict.fromkeys(labels))
     if len(labels) > MAX_SERIES:
-        raise ValueError(f"labels has {len(labels)} series; at most {MAX_SERIES} fit one axes "
-                         "(facet the rest)")
+        raise ValueError(
+            f"labels has {len(labels)} series; at most {MAX_SERIES} fit one axes (facet the rest)"
+        )
     return dict(zip(labels, PALETTE, strict=False))
 
 
 @contextlib.contextmanager
 def paper_theme() -> Iterator[None]:
     """Seaborn's paper context on a white grid, restored on exit."""
-    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.1), \
-            plt.rc_context({"figure.dpi": 100, "savefig.dpi": 150, "pdf.fonttype": 42}):
+    with (
+        sns.axes_style("whitegrid"),
+        sns.plotting_context("paper", font_scale=1.1),
+        plt.rc_context({"figure.dpi": 100, "savefig.dpi": 150, "pdf.fonttype": 42}),
+    ):
         yield
 
 
@@ -64,10 +68,20 @@ def fixed_jitter(seed: int) -> Iterator[None]:
         np.random.set_state(state)  # noqa: NPY002
 
 
-def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: str, subject: str,
-              keywords: Sequence[str], study: str | None = None, config: Any = None,
-              source: str | None = None, reproduce: str | None = None,
-              claim: Sequence[tuple[str, str]] = (), verdict: str | None = None) -> None:
+def write_pdf(
+    path: str | os.PathLike,
+    pages: Sequence[plt.Figure],
+    *,
+    title: str,
+    subject: str,
+    keywords: Sequence[str],
+    study: str | None = None,
+    config: Any = None,
+    source: str | None = None,
+    reproduce: str | None = None,
+    claim: Sequence[tuple[str, str]] = (),
+    verdict: str | None = None,
+) -> None:
     """Write ``pages`` to ``path`` with metadata, atomically.
 
     With ``study`` (and its ``config``, ``source``, ``reproduce``, ``claim`` and ``verdict``)
@@ -78,10 +92,25 @@ def write_pdf(path: str | os.PathLike, pages: Sequence[plt.Figure], *, title: st
     __version__ = read_version()
 
     if study is not None:
-        pages = [title_page(title, study, config, subject if verdict is None else verdict, source=source,
-                            reproduce=reproduce, claim=claim), *pages]
-    meta = {"Title": title, "Subject": subject, "Keywords": ", ".join(keywords),
-            "Creator": f"gradflow {__version__}", "Author": "gradflow"}
+        pages = [
+            title_page(
+                title,
+                study,
+                config,
+                subject if verdict is None else verdict,
+                source=source,
+                reproduce=reproduce,
+                claim=claim,
+            ),
+            *pages,
+        ]
+    meta = {
+        "Title": title,
+        "Subject": subject,
+        "Keywords": ", ".join(keywords),
+        "Creator": f"gradflow {__version__}",
+        "Author": "gradflow",
+    }
     import io
 
     from pypdf import PdfReader, PdfWriter
@@ -118,16 +147,27 @@ def library_versions() -> dict[str, str]:
 def _config_rows(config: Any) -> pd.DataFrame:
     is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
     fields = dataclasses.asdict(config) if is_instance else dict(config or {})
+
     def show(value):
         if isinstance(value, (tuple, list)):
             return ", ".join(show(v) for v in value)
         return f"{value:g}" if isinstance(value, float) else str(value)
-    return pd.DataFrame({"parameter": list(fields), "value": [textwrap.shorten(show(v), 90)
-                                                             for v in fields.values()]})
+
+    return pd.DataFrame(
+        {"parameter": list(fields), "value": [textwrap.shorten(show(v), 90) for v in fields.values()]}
+    )
 
 
-def title_page(title: str, study: str, config: Any, verdict: str, *, source: str | None = None,
-               reproduce: str | None = None, claim: Sequence[tuple[str, str]] = ()) -> plt.Figure:
+def title_page(
+    title: str,
+    study: str,
+    config: Any,
+    verdict: str,
+    *,
+    source: str | None = None,
+    reproduce: str | None = None,
+    claim: Sequence[tuple[str, str]] = (),
+) -> plt.Figure:
     """The first page of a report: its question, the claim, verdict, full configuration and library versions.
 
     ``claim`` holds ``(heading, text)`` pairs (a study's ``Claim.facts()``: the claim, its
@@ -142,23 +182,30 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     question = title.removeprefix("gradflow: ")
     question = question[:1].upper() + question[1:]
     fig.text(0.07, 0.93, "gradflow report", fontsize=12, color="0.35", va="top")
-    heading = _wrap(question, 36)  # 22 pt bold: about 40 characters fit the A4 width
+    heading = wrap(question, 36)  # 22 pt bold: about 40 characters fit the A4 width
     fig.text(0.07, 0.89, heading, fontsize=22, weight="bold", va="top")
     y = 0.89 - 0.035 * (heading.count("\n") + 1) - 0.02
     seed = getattr(config, "seed", None) if not isinstance(config, dict) else config.get("seed")
     if reproduce is None:
-        reproduce = (f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
-                     f"written beside this PDF)")
+        reproduce = (
+            f"gradflow report {study} --config {study}_config.toml  (the configuration below, "
+            f"written beside this PDF)"
+        )
     # With a claim, "Source" names the claim's source file; the study's code is then "Code".
     code = source or f"gradflow/studies/{study}.py"
-    facts = [("Study", study), ("Code" if claim else "Source", code), *claim,
-             ("Verdict", verdict.removeprefix("Verdict: ")), ("Seed", "-" if seed is None else str(seed)),
-             ("Reproduce", reproduce)]
+    facts = [
+        ("Study", study),
+        ("Code" if claim else "Source", code),
+        *claim,
+        ("Verdict", verdict.removeprefix("Verdict: ")),
+        ("Seed", "-" if seed is None else str(seed)),
+        ("Reproduce", reproduce),
+    ]
     # A claim block makes the page longer: everything below it is set more tightly then.
     size, line, row = (9.5, 0.018, 0.019) if claim else (10, 0.022, 0.022)
     for head, body in facts:
         fig.text(0.07, y, head, fontsize=size + 0.5, weight="bold", va="top")
-        body = _wrap(body, 84)
+        body = wrap(body, 84)
         fig.text(0.25, y, body, fontsize=size, va="top")
         y -= line * (body.count("\n") + 1) + 0.008
     rows = _config_rows(config)
@@ -167,13 +214,18 @@ def title_page(title: str, study: str, config: Any, verdict: str, *, source: str
     height = row * (len(rows) + 1)
     ax = fig.add_axes((0.07, y - 0.015 - height, 0.86, height))
     ax.axis("off")
-    tab = ax.table(cellText=rows.astype(str).to_numpy(), colLabels=list(rows.columns),
-                   cellLoc="left", colWidths=(0.3, 0.7), bbox=Bbox.from_bounds(0, 0, 1, 1))
+    tab = ax.table(
+        cellText=rows.astype(str).to_numpy(),
+        colLabels=list(rows.columns),
+        cellLoc="left",
+        colWidths=(0.3, 0.7),
+        bbox=Bbox.from_bounds(0, 0, 1, 1),
+    )
     tab.auto_set_font_size(False)
     tab.set_fontsize(8.5)
     y -= height + 0.045
     fig.text(0.07, y, "Library versions", fontsize=11.5, weight="bold", va="top")
-    versions = _wrap(", ".join(f"{k} {v}" for k, v in library_versions().items()), 100)
+    versions = wrap(", ".join(f"{k} {v}" for k, v in library_versions().items()), 100)
     fig.text(0.07, y - 0.025, versions, fontsize=9, va="top")
     return fig
 
@@ -182,16 +234,22 @@ def _first_sentence(text: str, limit: int = 120) -> str:
     """The text up to its first full stop followed by a space (a bookmark's title), at most ``limit``
     characters."""
     head = text.split(". ", 1)[0].rstrip(".")
-    return head if len(head) <= limit else head[:limit - 3].rstrip() + "..."
+    return head if len(head) <= limit else head[: limit - 3].rstrip() + "..."
 
 
-def _wrap(text: str, width: int = 95) -> str:
+def wrap(text: str, width: int = 95) -> str:
     return "\n".join(textwrap.fill(p, width) if p else "" for p in text.split("\n"))
 
 
-def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.DataFrame | None = None,
-               table_title: str = "", col_widths: Sequence[float] | None = None, *,
-               more_tables: Sequence[tuple[str, pd.DataFrame, Sequence[float] | None]] = ()) -> plt.Figure:
+def table_page(
+    title: str,
+    paragraphs: Sequence[tuple[str, str]],
+    table: pd.DataFrame | None = None,
+    table_title: str = "",
+    col_widths: Sequence[float] | None = None,
+    *,
+    more_tables: Sequence[tuple[str, pd.DataFrame, Sequence[float] | None]] = (),
+) -> plt.Figure:
     """A text page: a title, headed paragraphs, then tables of numbers, each under its own title.
 
     ``table`` (with ``table_title`` and ``col_widths``) is the first table; ``more_tables``
@@ -205,7 +263,7 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
         if head:
             fig.text(0.07, y, head, fontsize=11.5, weight="bold", va="top")
             y -= 0.025
-        body = _wrap(body)
+        body = wrap(body)
         fig.text(0.07, y, body, fontsize=9.5, va="top", family="DejaVu Sans")
         y -= 0.0165 * (body.count("\n") + 1) + 0.02
     tables = ([(table_title, table, col_widths)] if table is not None else []) + list(more_tables)
@@ -216,8 +274,13 @@ def table_page(title: str, paragraphs: Sequence[tuple[str, str]], table: pd.Data
         height = min(0.021 * (len(frame) + 1), y - 0.08)
         ax = fig.add_axes((0.07, y - 0.025 - height, 0.86, height))
         ax.axis("off")
-        tab = ax.table(cellText=frame.astype(str).to_numpy(), colLabels=list(frame.columns),
-                       cellLoc="center", colWidths=widths, bbox=Bbox.from_bounds(0, 0, 1, 1))
+        tab = ax.table(
+            cellText=frame.astype(str).to_numpy(),
+            colLabels=list(frame.columns),
+            cellLoc="center",
+            colWidths=widths,
+            bbox=Bbox.from_bounds(0, 0, 1, 1),
+        )
         tab.auto_set_font_size(False)
         tab.set_fontsize(8.5)
         y -= height + 0.06
@@ -232,7 +295,7 @@ def figure_page(fig: plt.Figure, caption: str, bookmark: str | None = None) -> p
     ``bookmark``, else the caption's first sentence.
     """
     fig.set_label(bookmark or _first_sentence(caption))
-    text = _wrap(caption, 110)
+    text = wrap(caption, 110)
     height = fig.get_figheight()
     top_of_caption = 0.045 + (text.count("\n") + 1) * 9 * 1.3 / 72 / height
     needed = top_of_caption + 0.65 / height  # tick labels and the x label: about 0.65 inch
@@ -240,85 +303,3 @@ def figure_page(fig: plt.Figure, caption: str, bookmark: str | None = None) -> p
         fig.subplots_adjust(bottom=needed)
     fig.text(0.07, 0.045, text, fontsize=9, va="bottom")
     return fig
-
-
-def _contents_pages(title: str, entries: Sequence[dict[str, Any]]) -> list[plt.Figure]:
-    """Contents pages: per study its claim, source, verdict, interval and first page, wrapped, never cut."""
-    pages: list[plt.Figure] = []
-    fig, y = None, 0.0
-    for entry in entries:
-        lines = [(f"{entry['name']}  (page {entry['page']})", "bold")]
-        for head in ("claim", "source", "verdict", "interval"):
-            if entry.get(head):
-                lines += [(line, "normal") for line in
-                          _wrap(f"{head.capitalize()}: {entry[head]}", 100).split("\n")]
-        height = 0.0165 * len(lines) + 0.02
-        if fig is None or y - height < 0.05:
-            fig = plt.figure(figsize=PAGE)
-            fig.set_label("Contents: claims, sources, verdicts, intervals, pages")
-            fig.text(0.07, 0.95, title, fontsize=16, weight="bold", va="top")
-            fig.text(0.07, 0.915, "Contents" if not pages else "Contents (continued)", fontsize=11.5,
-                     weight="bold", va="top")
-            if not pages:
-                intro = ("Each study states a claim from its source file (shared/seeds/), measures it on "
-                         "many independent networks and decides it from a 95% interval; the CSV files "
-                         "beside each study's PDF hold every number.")
-                fig.text(0.07, 0.89, _wrap(intro, 110), fontsize=9, va="top")
-            pages.append(fig)
-            y = 0.85
-        for text, weight in lines:
-            fig.text(0.07 if weight == "bold" else 0.09, y, text, fontsize=9.5 if weight == "bold" else 9,
-                     weight=weight, va="top")
-            y -= 0.0165
-        y -= 0.02
-    return pages
-
-
-def combine_pdfs(path: str | os.PathLike, parts: Sequence[Any], *, title: str) -> int:
-    """One PDF: contents pages, then every part's pages, with a PDF outline, atomically.
-
-    Each of ``parts`` is a mapping with ``name``, ``verdict`` and ``pdf`` (the part's file)
-    and optionally ``claim``, ``source`` and ``interval`` (a ``(name, verdict, pdf)`` tuple
-    works too). The contents list each part's claim, source, verdict, interval and first
-    page in full; the outline has a bookmark per part, holding the part's own bookmarks
-    (one per page, see `write_pdf`). Returns the page count.
-    """
-    import io
-
-    from pypdf import PdfReader, PdfWriter
-
-    entries = [dict(zip(("name", "verdict", "pdf"), p, strict=True)) if isinstance(p, (tuple, list))
-               else dict(p) for p in parts]
-    readers = [PdfReader(e["pdf"]) for e in entries]
-    with paper_theme():
-        contents = 1
-        while True:  # the contents' own length decides where the parts start
-            start = contents + 1
-            for entry, reader in zip(entries, readers, strict=True):
-                entry["page"] = start
-                start += len(reader.pages)
-            figures = _contents_pages(title, entries)
-            if len(figures) == contents:
-                break
-            for fig in figures:
-                plt.close(fig)
-            contents = len(figures)
-        buffer = io.BytesIO()
-        with PdfPages(buffer) as pdf:
-            for fig in figures:
-                pdf.savefig(fig)
-                plt.close(fig)
-    writer = PdfWriter()
-    writer.append(PdfReader(buffer), outline_item="Contents", import_outline=False)
-    for entry, reader in zip(entries, readers, strict=True):
-        writer.append(reader, outline_item=f"{entry['name']}: {entry['verdict']}", import_outline=True)
-    writer.page_mode = "/UseOutlines"
-    __version__ = read_version()
-
-    subject = "; ".join(f"{e['name']}: {e['verdict']}" for e in entries)
-    writer.add_metadata({"/Title": title, "/Subject": subject, "/Keywords": "gradflow, report",
-                         "/Creator": f"gradflow {__version__}"})
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            writer.write(fh)
-    return start - 1
