@@ -29,13 +29,14 @@ import seaborn as sns
 import gradflow as gf
 from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 
 STUDY = "eigenvalue_rule"
 INPUTS = protocol.INPUTS
 SATURATED = 2.0  # |pre-activation| above this: tanh' < 0.071, sigmoid' < 0.105
 RULES = {"folklore": "rho(W) against 1", "slope-corrected": "gamma * rho(W) against 1"}
-CLAIM = protocol.Claim(
+CLAIM = Claim(
     text="Below 1 the largest eigenvalue of the recurrent weights makes gradients vanish, above 1 they "
          "explode.",
     source="001_c88bba1d8530f5f5.txt", source_title="\"Disadvantages of RNN\" (OpenGenus)",
@@ -59,7 +60,7 @@ class Config:
     activations: tuple[str, ...] = ("tanh", "relu", "sigmoid")
     executor: str = "process"
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = CLAIM
+    claim: ClassVar[Claim] = CLAIM
 
     def __post_init__(self):
         check_fields(self, choices={"activations": ("tanh", "relu", "sigmoid"),

@@ -29,11 +29,12 @@ import pandas as pd
 import gradflow as gf
 from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 
 STUDY = "lyapunov_atlas"
 SETTLED = 1e-6  # rms change of the state below this: it has settled (fixed point or cycle)
-CLAIM = protocol.Claim(
+CLAIM = Claim(
     text="The gradient is a product of many per-step factors, so it vanishes below a critical gain and "
          "explodes above it (the edge of chaos).",
     source="001_c88bba1d8530f5f5.txt", source_title="\"Disadvantages of RNN\" (OpenGenus)",
@@ -57,7 +58,7 @@ class Config:
     input_scales: tuple[float, ...] = (0.0, 1.0)
     executor: str = "process"
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = CLAIM
+    claim: ClassVar[Claim] = CLAIM
 
     def __post_init__(self):
         check_fields(self, choices={"executor": ("serial", "process", "dask")}, positive=("gains",),

@@ -39,6 +39,7 @@ import pandas as pd
 import gradflow as gf
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._revival_measure import (
     ARCHITECTURES,
@@ -74,7 +75,7 @@ SOURCE_002 = "\"The fall of RNN / LSTM\" (Eugenio Culurciello)"
 SOURCE_003 = "\"Recurrent Neural Networks\" (GitBook notes)"
 
 
-MEMORY = protocol.Claim(
+MEMORY = Claim(
     text="Recurrent networks remember sequences of hundreds of steps, not thousands: their gradient is "
          "gone after 1,000 steps.",
     source="002_6d33935d2b5896cb.txt", source_title=SOURCE_002,
@@ -88,7 +89,7 @@ MEMORY = protocol.Claim(
          "architecture can decide: 0 of 10 gives [0, 0.28], 10 of 10 [0.72, 1]",
     threshold=0.5, holds_when="below")
 
-PARALLEL = protocol.Claim(
+PARALLEL = Claim(
     text="RNNs cannot be parallelised over time: each step needs the previous step's state, so the "
          "forward pass takes n sequential steps.",
     source="000_f5c5d6523f02834e.txt", source_title=SOURCE_000,
@@ -108,7 +109,7 @@ ALSO_PARALLEL = (  # the same claim in the other sources, quoted on the Methods 
      "from the previous step"),
 )
 EXPLODES = -0.5  # exponent of the squared sensitivity against 1 - |lambda|^2: below, it blows up
-SENSITIVITY = protocol.Claim(
+SENSITIVITY = Claim(
     text="Recurrent gradients shoot up to infinity or vanish: even a recurrence built not to vanish (a "
          "diagonal linear one, |lambda| -> 1, its state gradients bounded) has a gradient with respect to "
          "its recurrent parameter that grows without bound as its memory lengthens (Zucchet and Orvieto "
@@ -140,7 +141,7 @@ class Config:
     sensitivity_batch: int = 16  # sequences per seed: the mean over them is what the exponent is fitted to
     executor: str = "process"
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = MEMORY
+    claim: ClassVar[Claim] = MEMORY
 
     def __post_init__(self):
         check_fields(self, choices={"executor": ("serial", "process", "dask")},
