@@ -7,6 +7,7 @@ import pytest
 from pypdf import PdfReader
 
 import gradflow as gf
+from gradflow import _cli_parser
 from gradflow import cli as _cli
 from gradflow.measure._rates import fit_rate
 from gradflow.report import model_rates
@@ -166,7 +167,7 @@ def test_task_inputs_and_a_bidirectional_model():
             )
     sd["head.weight"], sd["head.bias"] = rng.normal(size=(2, 8)), np.zeros(2)
     model = gf.from_torch(sd)
-    args = _cli._parser().parse_args(["analyze", "--inputs", "task:adding:24", "--batch", "3"])
+    args = _cli_parser.build_parser().parse_args(["analyze", "--inputs", "task:adding:24", "--batch", "3"])
     xs, label = _cli._analyzed_inputs(args, 2)
     assert xs.shape == (24, 3, 2) and label.startswith("adding (T=24)")
     np.testing.assert_array_equal(xs, gf.tasks.adding(24).batch(3, 0)[0])

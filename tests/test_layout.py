@@ -37,6 +37,7 @@ TOP = {
     "gradflow.meanfield": "<api>",
     "gradflow.tasks": "<api>",
     "gradflow.cli": "<entry>",
+    "gradflow._cli_parser": "<entry>",
     "gradflow.__main__": "<entry>",
 }
 MAX_LINES = 400

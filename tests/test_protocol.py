@@ -10,6 +10,7 @@ import scipy.stats
 import gradflow as gf
 from gradflow.studies import STUDIES
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import seeds_folder
 
 
 def _networks(mean, n=40, seed=0):
@@ -126,7 +127,7 @@ def _claims():
 
 @pytest.mark.parametrize("claim", _claims())
 def test_every_claims_quote_occurs_in_its_seed_file(claim):
-    folder = protocol.seeds_folder()
+    folder = seeds_folder()
     if folder is None:
         pytest.skip("the shared seeds folder is not reachable from this checkout")
     text = (folder / claim.source).read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ from gradflow.studies import STUDIES, _protocol
 from gradflow.studies import _revival_measure as measure
 from gradflow.studies import _revival_sensitivity as sensitivity
 from gradflow.studies import recurrent_revival as rr
+from gradflow.studies._claim import seeds_folder
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_depth_is_exact_and_the_scan_equals_the_loop(report):
 
 
 def test_every_claims_quote_occurs_in_its_seed_file():
-    folder = _protocol.seeds_folder()
+    folder = seeds_folder()
     if folder is None:
         pytest.skip("the shared seeds folder is not reachable from this checkout")
     quotes = [(c.source, c.quote) for c in rr.CLAIMS.values()] + [(s, q) for s, _, q in rr.ALSO_PARALLEL]

@@ -9,16 +9,8 @@ import numpy as np
 
 from ..core._validation import check_choice, check_finite_float, check_positive_int, check_seed
 from ._graph import DependencyGraph
-from ._sequence import (
-    POSITIONAL,
-    SequenceModel,
-    check_inputs_arg,
-    embed,
-    layer_norm,
-    normal_weights,
-    softmax,
-    to_time_major,
-)
+from ._pieces import POSITIONAL, check_inputs_arg, embed, layer_norm, normal_weights, softmax, to_time_major
+from ._sequence import SequenceModel
 
 
 def attention_mask(n: int, window: int | None, causal: bool) -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 from ..core import deprecated_spellings
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 from ._graph import DependencyGraph
-from ._sequence import SequenceModel, check_inputs_arg, normal_weights, to_time_major
+from ._pieces import check_inputs_arg, normal_weights, to_time_major
+from ._sequence import SequenceModel
 
 
 def tap_offsets(kernel: int, dilation: int, causal: bool) -> np.ndarray:

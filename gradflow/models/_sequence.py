@@ -5,9 +5,9 @@ sequence ``(n, batch, inputs) -> (n, batch, width)``, written with ``autograd.nu
 Each also describes its own dependency structure (`dependency_graph`) from the *same*
 masks and tap offsets that ``apply`` uses, so the path lengths computed from the graph
 and the structural zeros of the autograd gradient cannot disagree. This module holds the
-`SequenceModel` container, the pieces its builders share, and `path_lengths` (fewest hops,
-receptive field, sequential depth); the builders are in ``_attention``, ``_convolution``
-and ``_recurrent``.
+`SequenceModel` container and `path_lengths` (fewest hops, receptive field, sequential
+depth); the builders are in ``_attention``, ``_convolution`` and ``_recurrent``, the pieces
+they share in ``_pieces``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import autograd.numpy as anp
 import numpy as np
 import pandas as pd
 from autograd.tracer import Box
@@ -26,8 +25,6 @@ from ..cells._cells import Cell
 from ..core import _html, deprecated_spellings, renamed_attribute
 from ..core._validation import as_float_array, check_memory, check_positive_int
 from ._graph import DependencyGraph, topological_levels
-
-POSITIONAL = ("sinusoidal", "none")
 
 
 class SequenceModel:
@@ -49,10 +46,19 @@ class SequenceModel:
     ('conv-stack', True)
     """
 
-    def __init__(self, kind: str, params: Mapping[str, np.ndarray],
-                 forward: Callable, graph: Callable[[int], DependencyGraph], *,
-                 input_size: int, width: int, config: Mapping[str, Any], name: str | None = None,
-                 cell: Cell | None = None):
+    def __init__(
+        self,
+        kind: str,
+        params: Mapping[str, np.ndarray],
+        forward: Callable,
+        graph: Callable[[int], DependencyGraph],
+        *,
+        input_size: int,
+        width: int,
+        config: Mapping[str, Any],
+        name: str | None = None,
+        cell: Cell | None = None,
+    ):
         self.kind = kind
         self.params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
         self._forward = forward
@@ -83,8 +89,9 @@ class SequenceModel:
         if n == 0 or b == 0:
             raise ValueError(f"xs must have at least one position and one sample; got shape {xs.shape}")
         if d != self.input_size:
-            raise ValueError(f"xs must have shape (n, batch, {self.input_size}) for model "
-                             f"{self.name!r}; got {xs.shape}")
+            raise ValueError(
+                f"xs must have shape (n, batch, {self.input_size}) for model {self.name!r}; got {xs.shape}"
+            )
         return xs
 
     def apply(self, params: Mapping[str, Any], xs) -> Any:
@@ -155,55 +162,13 @@ class SequenceModel:
         # config repeats inputs and width, and a recurrent model's cell kind twice ("cell", "kind")
         repeated = self.config.get("kind") in (self.kind, self.config.get("cell"))
         shown = {"inputs", "width"} | ({"kind"} if repeated else set())
-        rows = [("kind", self.kind), ("inputs, width", f"{self.input_size}, {self.width}"),
-                *((k, str(v)) for k, v in self.config.items() if k not in shown),
-                ("parameters", f"{self.parameter_count:,}")]
+        rows = [
+            ("kind", self.kind),
+            ("inputs, width", f"{self.input_size}, {self.width}"),
+            *((k, str(v)) for k, v in self.config.items() if k not in shown),
+            ("parameters", f"{self.parameter_count:,}"),
+        ]
         return _html.card("SequenceModel", self.name, rows, note="gf.path_lengths(model, seq_len): its paths")
-
-
-# ---------------------------------------------------------------- shared pieces
-
-
-def normal_weights(rng, shape, std):
-    return rng.normal(0.0, std, size=shape)
-
-
-def sinusoidal_positions(n: int, width: int) -> np.ndarray:
-    """Vaswani et al.'s fixed encodings, ``(n, width)``."""
-    pos = np.arange(n)[:, None]
-    i = np.arange(width)[None, :]
-    angle = pos / np.power(10000.0, (2 * (i // 2)) / width)
-    return np.where(i % 2 == 0, np.sin(angle), np.cos(angle))
-
-
-def layer_norm(z, gain, bias, eps=1e-5):
-    mu = anp.mean(z, axis=-1, keepdims=True)
-    var = anp.mean((z - mu) ** 2, axis=-1, keepdims=True)
-    return (z - mu) / anp.sqrt(var + eps) * gain + bias
-
-
-def softmax(scores, mask, axis=-1):
-    """Masked softmax; masked entries get exactly zero weight (and zero gradient)."""
-    scores = anp.where(mask, scores, -np.inf)
-    scores = scores - anp.max(scores, axis=axis, keepdims=True)
-    e = anp.where(mask, anp.exp(scores), 0.0)
-    return e / anp.sum(e, axis=axis, keepdims=True)
-
-
-def embed(params, xs, positional: str):
-    """Time-major ``(n, B, d)`` to batch-major ``(B, n, W)``: projection plus positions."""
-    z = anp.einsum("nbd,dw->bnw", xs, params["input_projection"])
-    if positional == "sinusoidal":
-        z = z + sinusoidal_positions(xs.shape[0], params["input_projection"].shape[1])
-    return z
-
-
-def to_time_major(z):
-    return anp.transpose(z, (1, 0, 2))
-
-
-def check_inputs_arg(inputs, width):
-    return width if inputs is None else check_positive_int("inputs", inputs)
 
 
 @dataclass(frozen=True, repr=False)
@@ -267,8 +232,15 @@ class PathLengths:
         >>> list(frame.columns), frame.reachable.tolist()
         (['model', 'position', 'lag', 'hops', 'reachable'], [False, True, True, True, True, True])
         """
-        return pd.DataFrame({"model": self.model, "position": np.arange(self.seq_len), "lag": self.lags,
-                             "hops": self.hops, "reachable": np.isfinite(self.hops)})
+        return pd.DataFrame(
+            {
+                "model": self.model,
+                "position": np.arange(self.seq_len),
+                "lag": self.lags,
+                "hops": self.hops,
+                "reachable": np.isfinite(self.hops),
+            }
+        )
 
     def plot(self, ax=None, **kwargs):
         """Hops against lag.
@@ -287,27 +259,43 @@ class PathLengths:
 
         ax = ax or plt.gca()
         frame = self.to_frame()
-        sns.lineplot(data=frame[frame.reachable], x="lag", y="hops", ax=ax, label=self.model,
-                     drawstyle="steps-post", **kwargs)
+        sns.lineplot(
+            data=frame[frame.reachable],
+            x="lag",
+            y="hops",
+            ax=ax,
+            label=self.model,
+            drawstyle="steps-post",
+            **kwargs,
+        )
         ax.set(xlabel="lag n - 1 - t", ylabel="fewest hops to y_{n-1}")
         return ax
 
     def _summary(self) -> list[tuple[str, str]]:
-        return [("sequence length", str(self.seq_len)), ("max path (hops)", str(self.max_path)),
-                ("receptive field", f"{self.receptive_field} of {self.seq_len}"),
-                ("sequential depth", str(self.sequential_depth)),
-                ("layers", str(len(self.operations) - 1)),
-                ("flops", f"{self.operations.flops.sum():.3g}")]
+        return [
+            ("sequence length", str(self.seq_len)),
+            ("max path (hops)", str(self.max_path)),
+            ("receptive field", f"{self.receptive_field} of {self.seq_len}"),
+            ("sequential depth", str(self.sequential_depth)),
+            ("layers", str(len(self.operations) - 1)),
+            ("flops", f"{self.operations.flops.sum():.3g}"),
+        ]
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v}" for k, v in self._summary())
         return f"PathLengths({self.model}: {body})"
 
     def _repr_html_(self) -> str:
-        figure = _html.chart([_html.Series(self.lags, self.hops, "#3b6fb6")], xlabel="lag n - 1 - t",
-                             ylabel="fewest hops")
-        return _html.card("PathLengths", self.model, self._summary(), figure=figure,
-                          note="a hop is one learned operation; gaps: positions with no path")
+        figure = _html.chart(
+            [_html.Series(self.lags, self.hops, "#3b6fb6")], xlabel="lag n - 1 - t", ylabel="fewest hops"
+        )
+        return _html.card(
+            "PathLengths",
+            self.model,
+            self._summary(),
+            figure=figure,
+            note="a hop is one learned operation; gaps: positions with no path",
+        )
 
 
 BYTES_PER_EDGE = 64  # edge lists (src, dst, weight), their concatenation, the CSR matrix, dijkstra
@@ -325,8 +313,9 @@ def _graph_bytes(model: SequenceModel, n: int) -> float:
 
 
 @deprecated_spellings(renamed={"n": "seq_len"})
-def path_lengths(model: SequenceModel, seq_len: int, *, require_coverage: bool = False,
-                 allow_large: bool = False) -> PathLengths:
+def path_lengths(
+    model: SequenceModel, seq_len: int, *, require_coverage: bool = False, allow_large: bool = False
+) -> PathLengths:
     """Fewest hops from each input position to the last output, from the dependency graph.
 
     The graph of the model unrolled over ``n`` positions is a ``scipy.sparse`` matrix;
@@ -353,8 +342,10 @@ def path_lengths(model: SequenceModel, seq_len: int, *, require_coverage: bool =
     (100, 100, 1)
     """
     if not isinstance(model, SequenceModel):
-        raise ValueError(f"model must be a SequenceModel (gf.self_attention, gf.tcn, gf.recurrent, ...); "
-                         f"got {type(model).__name__}")
+        raise ValueError(
+            f"model must be a SequenceModel (gf.self_attention, gf.tcn, gf.recurrent, ...); "
+            f"got {type(model).__name__}"
+        )
     n = check_positive_int("seq_len", seq_len)
     check_memory(f"path_lengths({model.name!r}, seq_len={n})", _graph_bytes(model, n), allow_large)
     graph = model.dependency_graph(n)
@@ -365,15 +356,21 @@ def path_lengths(model: SequenceModel, seq_len: int, *, require_coverage: bool =
     finite = np.isfinite(hops)
     if require_coverage and not finite.all():
         missing = np.flatnonzero(~finite)
-        raise ValueError(f"seq_len={n} is not covered by the receptive field of {model.name!r}: "
-                         f"{finite.sum()} of {n} positions reach the last output (positions "
-                         f"{missing[0]}..{missing[-1]} do not)")
+        raise ValueError(
+            f"seq_len={n} is not covered by the receptive field of {model.name!r}: "
+            f"{finite.sum()} of {n} positions reach the last output (positions "
+            f"{missing[0]}..{missing[-1]} do not)"
+        )
     levels = topological_levels(reverse)
-    operations = pd.DataFrame({"layer": graph.names, "nodes": graph.sizes,
-                               "edges": graph.edges_into(reverse), "flops": graph.flops})
-    return PathLengths(model=model.name, seq_len=n,
-                       hops=np.where(finite, hops, np.inf),
-                       max_path=int(hops[finite].max()) if finite.any() else 0,
-                       receptive_field=int(finite.sum()),
-                       sequential_depth=int(levels.max()),
-                       operations=operations)
+    operations = pd.DataFrame(
+        {"layer": graph.names, "nodes": graph.sizes, "edges": graph.edges_into(reverse), "flops": graph.flops}
+    )
+    return PathLengths(
+        model=model.name,
+        seq_len=n,
+        hops=np.where(finite, hops, np.inf),
+        max_path=int(hops[finite].max()) if finite.any() else 0,
+        receptive_field=int(finite.sum()),
+        sequential_depth=int(levels.max()),
+        operations=operations,
+    )

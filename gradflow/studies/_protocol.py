@@ -1,12 +1,12 @@
 """The protocol every study follows: a claim from a source file, intervals over networks, one verdict.
 
-A study states its `Claim` (the folklore sentence, the source file in shared/seeds/ it comes
-from and an exact quote, the quantity measured, the decision rule and its threshold) before
-any result, measures the quantity on many independent networks (one random seed each), puts
-a percentile `bootstrap_interval` (or a `wilson_interval` for a success rate) around it, and
-lets `decide` turn interval and threshold into a `Verdict` in the fixed vocabulary `WORDS`.
-Design cells that disagree are joined by `combine` into "holds only when <the cells where it
-holds>".
+A study states its `Claim` (in ``_claim``: the folklore sentence, the source file in
+shared/seeds/ it comes from and an exact quote, the quantity measured, the decision rule and
+its threshold) before any result, measures the quantity on many independent networks (one
+random seed each), puts a percentile `bootstrap_interval` (or a `wilson_interval` for a
+success rate) around it, and lets `decide` turn interval and threshold into a `Verdict` in
+the fixed vocabulary `WORDS`. Design cells that disagree are joined by `combine` into "holds
+only when <the cells where it holds>".
 
 The shared conventions live here too, so that no two studies measure differently:
 `NEUTRAL_BAND` (gradflow's ``tol``), `WARMUP` and `INITIAL_STD` (`warm_start`: how every
@@ -18,12 +18,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.stats
 
 import gradflow as gf
+from gradflow.studies._claim import SIDES
+
+if TYPE_CHECKING:
+    from gradflow.studies._claim import Claim
 
 MIN_NETWORKS = 10  # no verdict from fewer independent networks per design cell
 LEVEL = 0.95  # every interval is a 95% interval
@@ -33,57 +37,16 @@ RATE_UNIT = "nats/step"
 INPUTS = 8  # input dimension of every study's vanilla networks
 WARMUP = 100  # steps run from a random state, driven by the study's inputs, before anything is measured
 INITIAL_STD = 0.5  # std of every state unit before the warm-up
-INITIAL_STATE = (f"each network starts from a state drawn N(0, {INITIAL_STD:g}^2) per unit and is run "
-                 f"{WARMUP} warm-up steps on its own input process (zero input for input-free "
-                 f"networks); the state after the warm-up is where every measurement starts")
+INITIAL_STATE = (
+    f"each network starts from a state drawn N(0, {INITIAL_STD:g}^2) per unit and is run "
+    f"{WARMUP} warm-up steps on its own input process (zero input for input-free "
+    f"networks); the state after the warm-up is where every measurement starts"
+)
 FIT_WINDOW = "lags T/10..T"  # gradflow's default fit of the rate, used by every study
 
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 HOLDS_ONLY_WHEN = "holds only when"  # always followed by the measured condition
 WORDS = (HOLDS, DOES_NOT_HOLD, HOLDS_ONLY_WHEN, INCONCLUSIVE)
-SIDES = ("above", "below")
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A folklore claim, where it comes from, and how a study decides it.
-
-    ``source`` is the file name in the project's ``shared/seeds/`` folder and ``source_title``
-    its title and author; ``quote`` is copied from that file word for word (a test checks it).
-    The claim holds when the measured ``quantity``'s interval lies entirely on the
-    ``holds_when`` side ("above" or "below") of ``threshold``.
-    """
-
-    text: str
-    source: str
-    source_title: str
-    quote: str
-    quantity: str
-    rule: str
-    threshold: float
-    holds_when: str = "above"
-
-    def __post_init__(self):
-        if self.holds_when not in SIDES:
-            raise ValueError(f"holds_when = {self.holds_when!r} is not one of {', '.join(map(repr, SIDES))}")
-        if not math.isfinite(self.threshold):
-            raise ValueError(f"threshold = {self.threshold!r} must be a finite number")
-
-    def facts(self) -> list[tuple[str, str]]:
-        """(heading, text) pairs for a title page: what is claimed, by whom, and how it is decided."""
-        return [("Claim", self.text), ("Source", f"{self.source}: {self.source_title}"),
-                ("Quote", f"\u201c{self.quote}\u201d"), ("Quantity", self.quantity),
-                ("Rule", self.rule), ("Threshold", f"{self.threshold:g} ({self.holds_when})")]
-
-
-def seeds_folder(start: str | Path | None = None) -> Path | None:
-    """The ``shared/seeds`` folder beside this repository (or any of its parents), if reachable."""
-    here = Path(start) if start is not None else Path(__file__).resolve().parents[1]
-    for parent in (here, *here.parents):
-        candidate = parent / "shared" / "seeds"
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 @dataclass(frozen=True)
@@ -111,8 +74,9 @@ def _check_level(level: float) -> float:
     return float(level)
 
 
-def bootstrap_interval(values, statistic: Callable = np.mean, level: float = LEVEL,
-                       resamples: int = RESAMPLES, seed: int = 0) -> Interval:
+def bootstrap_interval(
+    values, statistic: Callable = np.mean, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
+) -> Interval:
     """Percentile bootstrap interval of ``statistic`` over independent networks.
 
     ``values`` holds one number per network (infinite values are allowed, e.g. a memory
@@ -221,17 +185,27 @@ class Verdict:
     def sentence(self) -> str:
         """One sentence: the label, then the estimate, its interval, the network count and threshold."""
         lo, hi = self.interval
-        return (f"{self.label}: estimate {_num(self.estimate)} (95% interval {_num(lo)} to {_num(hi)}, "
-                f"{self.networks} networks) against the threshold {self.threshold:g} (holds "
-                f"{self.holds_when}).")
+        return (
+            f"{self.label}: estimate {_num(self.estimate)} (95% interval {_num(lo)} to {_num(hi)}, "
+            f"{self.networks} networks) against the threshold {self.threshold:g} (holds "
+            f"{self.holds_when})."
+        )
 
     def __str__(self) -> str:
         return self.label
 
 
-def decide(interval: Interval | tuple[float, float], threshold: float, *, holds_when: str = "above",
-           estimate: float | None = None, networks: int | None = None, quantity: str = "",
-           min_networks: int = MIN_NETWORKS, per_cell: int | None = None) -> Verdict:
+def decide(
+    interval: Interval | tuple[float, float],
+    threshold: float,
+    *,
+    holds_when: str = "above",
+    estimate: float | None = None,
+    networks: int | None = None,
+    quantity: str = "",
+    min_networks: int = MIN_NETWORKS,
+    per_cell: int | None = None,
+) -> Verdict:
     """The verdict an interval gives against a threshold.
 
     "holds" when the whole interval lies on the ``holds_when`` side of ``threshold``, "does
@@ -272,15 +246,30 @@ def decide(interval: Interval | tuple[float, float], threshold: float, *, holds_
         word, condition = (HOLDS if above == (holds_when == "above") else DOES_NOT_HOLD), ""
     else:
         word, condition = INCONCLUSIVE, ""
-    return Verdict(word, float(estimate), (float(low), float(high)), int(networks), float(threshold),
-                   quantity, holds_when, condition)
+    return Verdict(
+        word,
+        float(estimate),
+        (float(low), float(high)),
+        int(networks),
+        float(threshold),
+        quantity,
+        holds_when,
+        condition,
+    )
 
 
-def decide_claim(claim: Claim, interval: Interval, *, min_networks: int = MIN_NETWORKS,
-                 per_cell: int | None = None) -> Verdict:
+def decide_claim(
+    claim: Claim, interval: Interval, *, min_networks: int = MIN_NETWORKS, per_cell: int | None = None
+) -> Verdict:
     """`decide` with the claim's threshold, side and quantity."""
-    return decide(interval, claim.threshold, holds_when=claim.holds_when, quantity=claim.quantity,
-                  min_networks=min_networks, per_cell=per_cell)
+    return decide(
+        interval,
+        claim.threshold,
+        holds_when=claim.holds_when,
+        quantity=claim.quantity,
+        min_networks=min_networks,
+        per_cell=per_cell,
+    )
 
 
 def combine(cells: Mapping[str, Verdict] | Sequence[tuple[str, Verdict]], overall: Verdict) -> Verdict:
@@ -314,7 +303,7 @@ def combine(cells: Mapping[str, Verdict] | Sequence[tuple[str, Verdict]], overal
 
 
 def regime(rate: float) -> str:
-    """"vanishing", "neutral" or "exploding" for a rate in nats/step, with the shared `NEUTRAL_BAND`."""
+    """ "vanishing", "neutral" or "exploding" for a rate in nats/step, with the shared `NEUTRAL_BAND`."""
     return gf.regime_of(rate, NEUTRAL_BAND)
 
 
@@ -355,8 +344,10 @@ def warm_start(cell, xs: np.ndarray, *, seed: int, warmup: int = WARMUP) -> tupl
     """
     xs = np.asarray(xs, dtype=float)
     if xs.ndim != 3 or xs.shape[0] <= warmup:
-        raise ValueError(f"xs must have shape (warmup + T, batch, inputs) with T >= 1 and warmup = {warmup}; "
-                         f"got {xs.shape}")
+        raise ValueError(
+            f"xs must have shape (warmup + T, batch, inputs) with T >= 1 and warmup = {warmup}; "
+            f"got {xs.shape}"
+        )
     rng = np.random.default_rng(seed)
     start = rng.normal(0.0, INITIAL_STD, (xs.shape[1], cell.state_size))
     h0 = gf.unroll(cell, xs[:warmup], h0=start)[-1] if warmup else start
@@ -365,11 +356,21 @@ def warm_start(cell, xs: np.ndarray, *, seed: int, warmup: int = WARMUP) -> tupl
 
 def conventions() -> list[tuple[str, str]]:
     """(heading, text) of the conventions every study states on its Methods page."""
-    return [("Initial state", INITIAL_STATE + "."),
-            ("Neutral band", f"|rate| <= {NEUTRAL_BAND:g} {RATE_UNIT} is neutral: never called vanishing "
-                             "or exploding."),
-            ("Fit window", f"rates are least-squares slopes of the batch-mean ln ||dL/dh_(T-k)|| over "
-                           f"{FIT_WINDOW}, in {RATE_UNIT} (natural logarithms)."),
-            ("Intervals", f"{LEVEL:.0%} percentile bootstrap over independent networks ({RESAMPLES} "
-                          f"resamples, seeded), Wilson score intervals for success rates; no verdict from "
-                          f"fewer than {MIN_NETWORKS} networks per design cell.")]
+    return [
+        ("Initial state", INITIAL_STATE + "."),
+        (
+            "Neutral band",
+            f"|rate| <= {NEUTRAL_BAND:g} {RATE_UNIT} is neutral: never called vanishing or exploding.",
+        ),
+        (
+            "Fit window",
+            f"rates are least-squares slopes of the batch-mean ln ||dL/dh_(T-k)|| over "
+            f"{FIT_WINDOW}, in {RATE_UNIT} (natural logarithms).",
+        ),
+        (
+            "Intervals",
+            f"{LEVEL:.0%} percentile bootstrap over independent networks ({RESAMPLES} "
+            f"resamples, seeded), Wilson score intervals for success rates; no verdict from "
+            f"fewer than {MIN_NETWORKS} networks per design cell.",
+        ),
+    ]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._revival_measure import ARCHITECTURES, KEEP, depth_slopes, fastest_forward
 
 DEPTH_SLOPE = 0.5  # log-log slope of depth against n: above, the depth grows like n
@@ -21,7 +22,7 @@ SOURCE_002 = '"The fall of RNN / LSTM" (Eugenio Culurciello)'
 SOURCE_003 = '"Recurrent Neural Networks" (GitBook notes)'
 
 
-MEMORY = protocol.Claim(
+MEMORY = Claim(
     text="Recurrent networks remember sequences of hundreds of steps, not thousands: their gradient is "
     "gone after 1,000 steps.",
     source="002_6d33935d2b5896cb.txt",
@@ -38,7 +39,7 @@ MEMORY = protocol.Claim(
     holds_when="below",
 )
 
-PARALLEL = protocol.Claim(
+PARALLEL = Claim(
     text="RNNs cannot be parallelised over time: each step needs the previous step's state, so the "
     "forward pass takes n sequential steps.",
     source="000_f5c5d6523f02834e.txt",
@@ -67,7 +68,7 @@ ALSO_PARALLEL = (  # the same claim in the other sources, quoted on the Methods 
     ),
 )
 EXPLODES = -0.5  # exponent of the squared sensitivity against 1 - |lambda|^2: below, it blows up
-SENSITIVITY = protocol.Claim(
+SENSITIVITY = Claim(
     text="Recurrent gradients shoot up to infinity or vanish: even a recurrence built not to vanish (a "
     "diagonal linear one, |lambda| -> 1, its state gradients bounded) has a gradient with respect to "
     "its recurrent parameter that grows without bound as its memory lengthens (Zucchet and Orvieto "

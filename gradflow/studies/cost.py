@@ -27,10 +27,11 @@ from autograd import grad
 
 import gradflow as gf
 from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._cost_machine import IDLE_LOAD, best_time, growth, intensity, machine_balance
 from gradflow.studies._cost_steps import step_costs, step_page
-from gradflow.studies._protocol import Claim, bootstrap_interval, combine, conventions, decide_claim
+from gradflow.studies._protocol import bootstrap_interval, combine, conventions, decide_claim
 
 STUDY = "cost"
 

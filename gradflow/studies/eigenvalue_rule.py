@@ -27,6 +27,7 @@ import pandas as pd
 import gradflow as gf
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._eigenvalue_figures import phase_figure, rate_figure
 
@@ -34,7 +35,7 @@ STUDY = "eigenvalue_rule"
 INPUTS = protocol.INPUTS
 SATURATED = 2.0  # |pre-activation| above this: tanh' < 0.071, sigmoid' < 0.105
 RULES = {"folklore": "rho(W) against 1", "slope-corrected": "gamma * rho(W) against 1"}
-CLAIM = protocol.Claim(
+CLAIM = Claim(
     text="Below 1 the largest eigenvalue of the recurrent weights makes gradients vanish, above 1 they "
     "explode.",
     source="001_c88bba1d8530f5f5.txt",
@@ -60,7 +61,7 @@ class Config:
     activations: tuple[str, ...] = ("tanh", "relu", "sigmoid")
     executor: str = "process"
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = CLAIM
+    claim: ClassVar[Claim] = CLAIM
 
     def __post_init__(self):
         check_fields(

@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 import gradflow as gf
 from gradflow.report import paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._gated_pages import DEFAULT_BIAS, NEUTRAL, RNN, iv, plots
 
 STUDY = "gated_cells"
-CLAIM = protocol.Claim(
+CLAIM = Claim(
     text="LSTM and GRU bypass the multiplicative path of a vanilla RNN, so their gradients vanish less.",
     source="002_6d33935d2b5896cb.txt",
     source_title='"The fall of RNN / LSTM" (Eugenio Culurciello)',
@@ -53,7 +54,7 @@ class Config:
     input_scale: float = 1.0
     biases: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = CLAIM
+    claim: ClassVar[Claim] = CLAIM
 
     def __post_init__(self):
         check_fields(self, non_negative=("input_scale",))

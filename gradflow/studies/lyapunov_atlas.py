@@ -27,10 +27,11 @@ import gradflow as gf
 from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._atlas_measure import SETTLED, edge, measure, network, per_gain
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 
 STUDY = "lyapunov_atlas"
-CLAIM = protocol.Claim(
+CLAIM = Claim(
     text="The gradient is a product of many per-step factors, so it vanishes below a critical gain and "
     "explodes above it (the edge of chaos).",
     source="001_c88bba1d8530f5f5.txt",
@@ -56,7 +57,7 @@ class Config:
     input_scales: tuple[float, ...] = (0.0, 1.0)
     executor: str = "process"
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = CLAIM
+    claim: ClassVar[Claim] = CLAIM
 
     def __post_init__(self):
         check_fields(

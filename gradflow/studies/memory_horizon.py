@@ -27,6 +27,7 @@ import pandas as pd
 import gradflow as gf
 from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 
 STUDY = "memory_horizon"
@@ -34,7 +35,7 @@ BUILD: dict[str, Callable[..., gf.Cell]] = {"rnn": gf.rnn, "lstm": gf.lstm, "gru
 NAMES = {"rnn": "RNN tanh", "lstm": "LSTM", "gru": "GRU"}
 CLAIMED = ("LSTM", "GRU")  # the architectures the quote is about; the tanh RNN is shown beside them
 LONG = 1000  # steps: "not 1000s"
-CLAIM = protocol.Claim(
+CLAIM = Claim(
     text="LSTMs and GRUs remember sequences of hundreds of steps, not thousands.",
     source="002_6d33935d2b5896cb.txt",
     source_title='"The fall of RNN / LSTM" (Eugenio Culurciello)',
@@ -57,7 +58,7 @@ class Config:
     input_scales: tuple[float, ...] = (0.1, 1.0)
     executor: str = "process"
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = CLAIM
+    claim: ClassVar[Claim] = CLAIM
 
     def __post_init__(self):
         check_fields(

@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 
 import gradflow as gf
 from gradflow.report import paper_theme, table_page, write_csv, write_pdf
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import study_main
 from gradflow.studies._path_pages import path_pages
-from gradflow.studies._protocol import Claim, bootstrap_interval, combine, conventions, decide_claim
+from gradflow.studies._protocol import bootstrap_interval, combine, conventions, decide_claim
 
 STUDY = "path_lengths"
 RNN = "RNN tanh"

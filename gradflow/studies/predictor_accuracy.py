@@ -32,16 +32,9 @@ import gradflow as gf
 from gradflow.report import paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies._accuracy_grid import architecture, build, networks
 from gradflow.studies._accuracy_pages import accuracy_page, scatter_page
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
-from gradflow.studies._protocol import (
-    WARMUP,
-    Claim,
-    combine,
-    conventions,
-    decide_claim,
-    regime,
-    success_interval,
-)
+from gradflow.studies._protocol import WARMUP, combine, conventions, decide_claim, regime, success_interval
 
 STUDY = "predictor_accuracy"
 

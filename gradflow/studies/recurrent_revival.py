@@ -38,6 +38,7 @@ import pandas as pd
 import gradflow as gf
 from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
 from gradflow.studies import _protocol as protocol
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._revival_claims import (
     ALSO_PARALLEL,
@@ -93,7 +94,7 @@ class Config:
     sensitivity_batch: int = 16  # sequences per seed: the mean over them is what the exponent is fitted to
     executor: str = "process"
     seed: int = 0
-    claim: ClassVar[protocol.Claim] = MEMORY
+    claim: ClassVar[Claim] = MEMORY
 
     def __post_init__(self):
         check_fields(

@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 
 import gradflow as gf
 from gradflow.report import figure_page, fixed_jitter, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.studies._claim import Claim
 from gradflow.studies._cli import study_main
-from gradflow.studies._protocol import Claim, combine, conventions, decide_claim, success_interval
+from gradflow.studies._protocol import combine, conventions, decide_claim, success_interval
 from gradflow.studies._remedies_checks import self_checks
 from gradflow.studies._remedies_networks import CONFIGURATIONS, EVAL_BATCH, REFERENCE, Config, train_stack
 
