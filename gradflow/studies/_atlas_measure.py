@@ -6,7 +6,6 @@ the per-gain table with bootstrap intervals and the edge of chaos where the mean
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -85,17 +84,7 @@ def measure(cfg: Config) -> pd.DataFrame:
         "seq_len": [cfg.steps],
         "batch": [cfg.batch],
     }
-    frame = gf.sweep.run(
-        grid,
-        task=network_task,
-        seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-        executor=cfg.executor,
-        progress=sys.stderr.isatty(),
-    )  # a bar for people, not logs
-    failed = frame.error.fillna("") != ""
-    if failed.any():
-        raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
-    frame = frame.drop(columns=["error"])
+    frame = protocol.run_networks(grid, network_task, cfg)
     frame["measured_regime"] = frame.gradient_rate.map(protocol.regime)
     frame["edge_side"] = frame.mean_field.map(protocol.regime)  # vanishing below, exploding above the edge
     frame["counted"] = frame.edge_side != "neutral"

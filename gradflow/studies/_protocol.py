@@ -16,11 +16,13 @@ network's initial state is drawn), `fit_from` (the rate's fit window) and `RATE_
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 
 import gradflow as gf
@@ -352,6 +354,23 @@ def warm_start(cell, xs: np.ndarray, *, seed: int, warmup: int = WARMUP) -> tupl
     start = rng.normal(0.0, INITIAL_STD, (xs.shape[1], cell.state_size))
     h0 = gf.unroll(cell, xs[:warmup], h0=start)[-1] if warmup else start
     return h0, xs[warmup:]
+
+
+def run_networks(grid, task: Callable, cfg) -> pd.DataFrame:
+    """``task`` on every point of ``grid`` for seeds ``cfg.seed .. cfg.seed + cfg.seeds - 1`` on
+    ``cfg.executor`` (`gradflow.sweep.run`); a network that failed stops the study, naming the first
+    error (a verdict never rests on the networks that happened to survive)."""
+    frame = gf.sweep.run(
+        grid,
+        task=task,
+        seeds=range(cfg.seed, cfg.seed + cfg.seeds),
+        executor=cfg.executor,
+        progress=sys.stderr.isatty(),  # a bar for people, not logs
+    )
+    failed = frame.error.fillna("") != ""
+    if failed.any():
+        raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
+    return frame.drop(columns=["error"])
 
 
 def conventions() -> list[tuple[str, str]]:

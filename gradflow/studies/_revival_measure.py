@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -123,17 +122,7 @@ def measure_memory(cfg: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
         "batch": [cfg.batch],
         "input_scale": [cfg.input_scale],
     }
-    frame = gf.sweep.run(
-        grid,
-        task=memory_task,
-        seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-        executor=cfg.executor,
-        progress=sys.stderr.isatty(),
-    )
-    failed = frame.error.fillna("") != ""
-    if failed.any():
-        raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
-    frame = frame.drop(columns=["error"])
+    frame = protocol.run_networks(grid, memory_task, cfg)
     lag_columns = [f"lag_{lag}" for lag in profile_lags(cfg.steps)]
     profiles = frame.melt(
         id_vars=["architecture", "seed"],

@@ -15,7 +15,6 @@ Wilson interval, from which the protocol decides.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -105,17 +104,7 @@ def grid(cfg: Config) -> list[dict[str, list]]:
 
 
 def measure(cfg: Config) -> pd.DataFrame:
-    frame = gf.sweep.run(
-        grid(cfg),
-        task=horizon_task,
-        seeds=range(cfg.seed, cfg.seed + cfg.seeds),
-        executor=cfg.executor,
-        progress=sys.stderr.isatty(),
-    )  # a bar for people, not logs
-    failed = frame.error.fillna("") != ""
-    if failed.any():
-        raise FloatingPointError(f"{int(failed.sum())} networks failed: {frame.error[failed].iloc[0]}")
-    frame = frame.drop(columns=["error"])
+    frame = protocol.run_networks(grid(cfg), horizon_task, cfg)
     frame["architecture"] = frame.cell.map(NAMES)
     frame["beyond_T"] = ~np.isfinite(frame.horizon)
     # "Reaches 1000 steps" needs T >= 1000; shorter (test) runs ask whether it reaches T instead.
