@@ -40,7 +40,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..core import _activations as act
-from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed, keys_under
 from ._cells import Cell
 
 KIND = "mamba"
@@ -236,13 +236,7 @@ def mamba_from_state_dict(
     if not isinstance(weights, Mapping):
         raise ValueError(f"weights must be a Mamba module's state_dict; got {type(weights).__name__}")
     if prefix is not None:
-        if not isinstance(prefix, str) or not prefix:
-            raise ValueError(f"prefix must be a module name like 'layers.0.mixer'; got {prefix!r}")
-        weights = {
-            k[len(prefix) + 1 :]: v
-            for k, v in weights.items()
-            if isinstance(k, str) and k.startswith(prefix + ".")
-        }
+        weights = keys_under(weights, prefix)
     missing = [k for k in REQUIRED if k not in weights]
     unknown = sorted(str(k) for k in weights if k not in REQUIRED + OPTIONAL)
     if missing or unknown:

@@ -6,7 +6,7 @@ its value, so a user never has to read a numpy traceback to find their mistake.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -93,3 +93,14 @@ def check_memory(what: str, nbytes: float, allow_large: Any) -> None:
             f"{what} needs about {nbytes / 2**30:,.1f} GiB of memory (more than "
             f"{LARGE_BYTES / 2**30:g} GiB); pass allow_large=True if that is intended"
         )
+
+
+def keys_under(weights: Mapping, prefix: Any) -> dict:
+    """The entries of ``weights`` under module ``prefix`` (``"layers.0.mixer"``), the prefix removed."""
+    if not isinstance(prefix, str) or not prefix:
+        raise ValueError(f"prefix must be a module name like 'layers.0.mixer'; got {prefix!r}")
+    return {
+        k[len(prefix) + 1 :]: v
+        for k, v in weights.items()
+        if isinstance(k, str) and k.startswith(prefix + ".")
+    }

@@ -19,7 +19,7 @@ from ..cells._lru import lru_from_arrays
 from ..cells._mamba import mamba_from_state_dict
 from ..core import deprecated_spellings
 from ..core._registry import cell_kind, cell_kinds
-from ..core._validation import check_choice
+from ..core._validation import check_choice, keys_under
 from ._layout import LAYER_KEY, to_numpy
 from ._layout import validated_layout as _validated_layout  # from_torch's body as it was: a branch edits it
 from ._model import Model, Readout
@@ -161,8 +161,8 @@ def _read_file(path: str) -> Mapping[str, Any]:
 
 
 def _lru_loader(weights, *, prefix=None, name=None):
-    if prefix:  # the LRU's reference arrays carry no module prefix; strip one if given
-        weights = {k.removeprefix(prefix + "."): v for k, v in weights.items() if k.startswith(prefix + ".")}
+    if prefix is not None:  # the LRU's reference arrays carry no module prefix; strip one if given
+        weights = keys_under(weights, prefix)
     return lru_from_arrays(weights, name=name)
 
 
