@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 import gradflow as gf
-from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, paper_theme, table_page, write_csv
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._eigenvalue_figures import phase_figure, rate_figure
+from gradflow.studies._finish import finish_study
 
 STUDY = "eigenvalue_rule"
 INPUTS = protocol.INPUTS
@@ -357,28 +358,19 @@ def run(cfg: Config, out: str) -> dict:
                 ],
             )
         )
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
-            claim=CLAIM.facts(),
-            verdict=decision.sentence(),
+            claim=CLAIM,
+            decision=decision,
             title="gradflow: does the largest eigenvalue decide?",
-            subject=f"Verdict: {decision.label}",
             keywords=["eigenvalue rule", "phase diagram", "sweep"],
+            accuracy=acc,
+            points=frame,
+            reasons=why,
         )
-    return {
-        "verdict": decision.label,
-        "decision": decision,
-        "claim": CLAIM,
-        "sentence": decision.sentence(),
-        "accuracy": acc,
-        "points": frame,
-        "reasons": why,
-        "pdf": pdf,
-    }
 
 
 def main(argv=None) -> dict:

@@ -24,10 +24,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import gradflow as gf
-from gradflow.report import paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import paper_theme, table_page, write_csv
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._finish import finish_study
 from gradflow.studies._gated_pages import DEFAULT_BIAS, NEUTRAL, RNN, iv, plots
 
 STUDY = "gated_cells"
@@ -314,28 +315,20 @@ def run(cfg: Config, out: str) -> dict:
                 col_widths=(0.52, 0.17, 0.17, 0.14),
             ),
         ]
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
-            claim=CLAIM.facts(),
-            verdict=sentence,
+            claim=CLAIM,
+            decision=decision,
             title="gradflow: do gates mitigate vanishing gradients?",
-            subject=f"Verdict: {decision.label}",
             keywords=["gradient flow", "LSTM", "GRU", "RNN"],
+            sentence=sentence,
+            summary=summary,
+            rates=data["rates"],
+            table=table,
         )
-    return {
-        "verdict": decision.label,
-        "decision": decision,
-        "claim": CLAIM,
-        "sentence": sentence,
-        "summary": summary,
-        "rates": data["rates"],
-        "pdf": pdf,
-        "table": table,
-    }
 
 
 def main(argv=None) -> dict:

@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 
 import gradflow as gf
-from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import PALETTE, figure_page, palette, paper_theme, table_page, write_csv
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._atlas_measure import SETTLED, edge, measure, network, per_gain
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._finish import finish_study
 
 STUDY = "lyapunov_atlas"
 CLAIM = Claim(
@@ -328,28 +329,19 @@ def run(cfg: Config, out: str) -> dict:
                 ],
             )
         )
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
-            claim=CLAIM.facts(),
-            verdict=decision.sentence(),
+            claim=CLAIM,
+            decision=decision,
             title="gradflow: where is the edge of chaos?",
-            subject=f"Verdict: {decision.label}",
             keywords=["Lyapunov", "edge of chaos", "mean-field"],
+            table=table,
+            networks=frame,
+            edges=edges,
         )
-    return {
-        "verdict": decision.label,
-        "decision": decision,
-        "claim": CLAIM,
-        "sentence": decision.sentence(),
-        "table": table,
-        "networks": frame,
-        "edges": edges,
-        "pdf": pdf,
-    }
 
 
 def main(argv=None) -> dict:

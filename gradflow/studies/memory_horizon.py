@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 import gradflow as gf
-from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._finish import finish_study
 
 STUDY = "memory_horizon"
 BUILD: dict[str, Callable[..., gf.Cell]] = {"rnn": gf.rnn, "lstm": gf.lstm, "gru": gf.gru}
@@ -277,28 +278,19 @@ def run(cfg: Config, out: str) -> dict:
                 ],
             ),
         ]
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
-            claim=CLAIM.facts(),
-            verdict=decision.sentence(),
+            claim=CLAIM,
+            decision=decision,
             title="gradflow: do LSTMs and GRUs remember hundreds of steps, not thousands?",
-            subject=f"Verdict: {decision.label}",
             keywords=["memory horizon", "initialisation", "sweep"],
+            summary=summary,
+            points=frame,
+            finding=finding,
         )
-    return {
-        "verdict": decision.label,
-        "decision": decision,
-        "claim": CLAIM,
-        "sentence": decision.sentence(),
-        "summary": summary,
-        "points": frame,
-        "pdf": pdf,
-        "finding": finding,
-    }
 
 
 def main(argv=None) -> dict:

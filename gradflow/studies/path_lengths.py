@@ -22,9 +22,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import gradflow as gf
-from gradflow.report import paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import paper_theme, table_page, write_csv
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import study_main
+from gradflow.studies._finish import finish_study
 from gradflow.studies._path_pages import path_pages
 from gradflow.studies._protocol import bootstrap_interval, combine, conventions, decide_claim
 
@@ -234,7 +235,6 @@ def run(cfg: Config, out: str) -> dict:
     classes = classify(graph)
     profiles, summary = measure(cfg)
     decision, sentence, facts = verdict(classes, summary, cfg.steps, cfg.seed)
-    word = decision.label
     os.makedirs(out, exist_ok=True)
     for name, frame in (
         ("graphs", graph),
@@ -311,29 +311,22 @@ def run(cfg: Config, out: str) -> dict:
                 ],
             )
         )
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
-            claim=CLAIM.facts(),
+            claim=CLAIM,
+            decision=decision,
             title="gradflow: recurrence against attention and convolutions",
-            subject=f"Verdict: {word}",
             keywords=["path length", "attention", "TCN", "sensitivity"],
+            sentence=sentence,
+            graphs=graph,
+            classes=classes,
+            summary=summary,
+            facts=facts,
+            oldest=oldest,
         )
-    return {
-        "verdict": word,
-        "sentence": sentence,
-        "graphs": graph,
-        "classes": classes,
-        "summary": summary,
-        "pdf": pdf,
-        "facts": facts,
-        "decision": decision,
-        "claim": CLAIM,
-        "oldest": oldest,
-    }
 
 
 def main(argv=None) -> dict:

@@ -29,11 +29,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import gradflow as gf
-from gradflow.report import paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import paper_theme, table_page, write_csv
 from gradflow.studies._accuracy_grid import architecture, build, networks
 from gradflow.studies._accuracy_pages import accuracy_page, scatter_page
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._finish import finish_study
 from gradflow.studies._protocol import WARMUP, combine, conventions, decide_claim, regime, success_interval
 
 STUDY = "predictor_accuracy"
@@ -326,26 +327,19 @@ def run(cfg: Config, out: str) -> dict:
                 ],
             )
         )
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
+            claim=CLAIM,
+            decision=decision,
             title="gradflow: how often is each predictor right?",
-            subject=f"Verdict: {decision.label}",
-            claim=CLAIM.facts(),
             keywords=["eigenvalue rule", "mean-field", "prediction", "cross-validation"],
+            sentence=sentence,
+            accuracy=table,
+            results=results,
         )
-    return {
-        "verdict": decision.label,
-        "decision": decision,
-        "sentence": sentence,
-        "accuracy": table,
-        "results": results,
-        "pdf": pdf,
-        "claim": CLAIM,
-    }
 
 
 def main(argv=None) -> dict:

@@ -36,9 +36,10 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 import gradflow as gf
-from gradflow.report import figure_page, fixed_jitter, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, fixed_jitter, palette, paper_theme, table_page, write_csv
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import study_main
+from gradflow.studies._finish import finish_study
 from gradflow.studies._protocol import combine, conventions, decide_claim, success_interval
 from gradflow.studies._remedies_checks import self_checks
 from gradflow.studies._remedies_networks import CONFIGURATIONS, EVAL_BATCH, REFERENCE, Config, train_stack
@@ -311,28 +312,21 @@ def run(cfg: Config, out: str) -> dict:
                 col_widths=(0.56, 0.16, 0.28),
             ),
         ]
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
+            claim=CLAIM,
+            decision=decision,
             title="gradflow: do remedies fix long-range learning?",
-            subject=f"Verdict: {decision.label}",
-            claim=CLAIM.facts(),
             keywords=["training", "clipping", "LSTM", "adding problem", "success rate"],
+            sentence=sentence,
+            summary=summary,
+            runs=runs,
+            table=table,
+            seconds=seconds,
         )
-    return {
-        "verdict": decision.label,
-        "decision": decision,
-        "sentence": sentence,
-        "summary": summary,
-        "runs": runs,
-        "table": table,
-        "pdf": pdf,
-        "seconds": seconds,
-        "claim": CLAIM,
-    }
 
 
 def main(argv=None) -> dict:
