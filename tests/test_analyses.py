@@ -247,6 +247,14 @@ def test_cost_study_measures_depth_time_and_intensity(study_run):
     rnn = times[times.architecture == "RNN tanh"]
     assert (rnn.sequential_depth == rnn.n).all()
     assert (times[times.architecture == "self-attention"].sequential_depth == 1).all()
+    # One LRU timed as a loop and as a scan through model.apply: depth n against 1 + ceil(log2 n).
+    loop, scan = (times[times.architecture == f"LRU ({how})"].set_index("n") for how in ("loop", "scan"))
+    assert (loop.sequential_depth == loop.index).all()
+    assert (scan.sequential_depth == 1 + np.ceil(np.log2(scan.index))).all()
+    side = pd.read_csv(out / "cost_scan.csv").set_index("n")
+    assert np.allclose(side.forward_backward_speedup, loop.forward_backward_s / scan.forward_backward_s)
+    assert np.allclose(side.forward_speedup, loop.forward_s / scan.forward_s)
+    assert "not for a linear recurrence run as a scan" in result["sentence"]
     inten = pd.read_csv(out / "cost_intensity.csv")
     # One recurrent step: 2 B W^2 flops over the W^2 matrix plus two states, 8 bytes each.
     assert inten.flops_per_byte[0] == pytest.approx(2 * 4 * 64 / (8 * (64 + 2 * 4 * 8)))

@@ -4,7 +4,10 @@ Claims (sources 000 and 002): recurrent nets cannot be parallelised over time, a
 and are memory-bandwidth bound ("as much memory bandwidth as operations"), while
 attention and convolutions re-use each byte many times. Measured here on this machine:
 the sequential depth from each model's dependency graph; forward+backward wall time
-against n for a tanh RNN, self-attention and a TCN written in numpy/autograd; and, for
+against n for a tanh RNN, self-attention and a TCN written in numpy/autograd, and for one
+linear recurrence (an LRU) run both as a loop and as a log-depth associative scan
+(``gradflow.recurrent(cell, scan=True)``), so "RNNs are sequential" is put to scanned
+recurrences too; and, for
 one recurrent step ``h <- tanh(W h + U x + b)`` at several widths, the time per step in
 plain numpy, in gradflow and (when importable) in PyTorch, set against the time its
 arithmetic needs at this core's peak flop rate and the time its bytes need at this
@@ -30,6 +33,7 @@ from gradflow.report import figure_page, palette, paper_theme, table_page, write
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._cost_machine import IDLE_LOAD, best_time, growth, intensity, machine_balance
+from gradflow.studies._cost_scan import check_scan, linear_models, scan_facts, scan_sentence, scan_table
 from gradflow.studies._cost_steps import step_costs, step_page
 from gradflow.studies._protocol import bootstrap_interval, combine, conventions, decide_claim
 
@@ -86,6 +90,7 @@ def models(cfg: Config, n: int, seed: int):
         ("RNN tanh", gf.recurrent(gf.rnn(w, w, seed=seed))),
         ("self-attention", gf.self_attention(w, heads=4, inputs=w, seed=seed)),
         ("TCN (k = 3)", gf.tcn(w, 3, levels, inputs=w, seed=seed)),
+        *linear_models(w, seed),
     ]
 
 
@@ -94,7 +99,9 @@ def measure(cfg: Config) -> pd.DataFrame:
     rng = np.random.default_rng(cfg.seed)
     for n in lengths(cfg):
         xs = rng.standard_normal((n, cfg.batch, cfg.hidden))
-        for name, model in models(cfg, n, cfg.seed):
+        built = models(cfg, n, cfg.seed)
+        check_scan(built, xs)
+        for name, model in built:
             u = rng.standard_normal(model.width)
 
             def loss(params, model=model, u=u, xs=xs):
@@ -168,6 +175,7 @@ def verdict(
         memory_share=share.to_dict(),
         peak_fraction=peak.to_dict(),
         per_step_us={f"{impl} at {w}": 1e6 * v for (w, impl), v in med.seconds_per_step.items()},
+        **scan_facts(times),
     )
     small, large = min(share.index), max(share.index)
     impls = sorted(steps.implementation.unique())
@@ -193,7 +201,7 @@ def verdict(
         + f": interpreter overhead; at width {large}, {peak[large]:.0%} of peak."
         + busy
         + f" Sequential depth grows as n^{depth['RNN tanh']:.2f} for the RNN and "
-        f"n^{depth['self-attention']:.2f} for self-attention."
+        f"n^{depth['self-attention']:.2f} for self-attention." + scan_sentence(facts)
     )
     return decision.label, sentence, facts
 
@@ -206,6 +214,7 @@ def run(cfg: Config, out: str) -> dict:
     word, sentence, facts = verdict(times, inten, machine, steps, cfg.seed)
     os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, f"{STUDY}_times.csv"), times)
+    write_csv(os.path.join(out, f"{STUDY}_scan.csv"), scan_table(times))
     write_csv(os.path.join(out, f"{STUDY}_steps.csv"), steps)
     write_csv(os.path.join(out, f"{STUDY}_intensity.csv"), inten)
     write_csv(os.path.join(out, f"{STUDY}_machine.csv"), pd.DataFrame([machine]))
@@ -270,7 +279,10 @@ def run(cfg: Config, out: str) -> dict:
             f"n^{facts['rnn_slope']:.2f} for the RNN and n^{facts['attention_slope']:.2f} for "
             f"self-attention (larger half of n; one timing per point, best of {cfg.repeats}). At n = "
             f"{facts['n']}: RNN {facts['rnn_time'] * 1e3:.0f} ms, attention "
-            f"{facts['attention_time'] * 1e3:.0f} ms, TCN {facts['tcn_time'] * 1e3:.0f} ms."
+            f"{facts['attention_time'] * 1e3:.0f} ms, TCN {facts['tcn_time'] * 1e3:.0f} ms. The same LRU "
+            f"as a scan: depth {facts['scan_depth']} against the loop's {facts['scan_loop_depth']}; "
+            f"forward + backward {facts['scan_forward_backward_speedup']:.2g}x the loop's speed "
+            f"(forward {facts['scan_forward_speedup']:.2g}x)."
         )
         pages = [
             table_page(
@@ -324,6 +336,14 @@ def run(cfg: Config, out: str) -> dict:
                         "Depth",
                         "gradflow.path_lengths(model, n).sequential_depth: Kahn rounds over the "
                         "unrolled dependency graph.",
+                    ),
+                    (
+                        "Scan",
+                        f"one LRU ({cfg.hidden} complex modes, {cfg.hidden} inputs) through model.apply "
+                        "twice: gradflow.recurrent(cell), the loop over time, and gradflow.recurrent(cell, "
+                        "scan=True), the doubling associative scan (ceil(log2 n) rounds of whole-sequence "
+                        "numpy work; its gradient a reverse scan), equal to the loop to 1e-12. Timed "
+                        "as above, in the same run; speed-up = loop seconds / scan seconds (cost_scan.csv).",
                     ),
                     *[c for c in conventions() if c[0] == "Intervals"],
                 ],

@@ -195,6 +195,7 @@ def model_forward(model: SequenceModel) -> Callable:
     record = find_cell_kind(cell.kind) if cell is not None else None
     if (
         model.kind != "recurrent"
+        or model.config.get("scan")  # runs by the scan, not by the loop's primitive
         or cell is None
         or record is None
         or record.sequence is None
