@@ -29,12 +29,13 @@ import seaborn as sns
 from autograd import grad
 
 import gradflow as gf
-from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, palette, paper_theme, table_page, write_csv
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
 from gradflow.studies._cost_machine import IDLE_LOAD, best_time, growth, intensity, machine_balance
 from gradflow.studies._cost_scan import check_scan, linear_models, scan_facts, scan_sentence, scan_table
 from gradflow.studies._cost_steps import step_costs, step_page
+from gradflow.studies._finish import finish_study
 from gradflow.studies._protocol import bootstrap_interval, combine, conventions, decide_claim
 
 STUDY = "cost"
@@ -211,7 +212,7 @@ def run(cfg: Config, out: str) -> dict:
     steps = step_costs(cfg, machine)
     times = measure(cfg)
     inten = intensity(cfg.hidden, int(times.n.max()), cfg.batch)
-    word, sentence, facts = verdict(times, inten, machine, steps, cfg.seed)
+    _label, sentence, facts = verdict(times, inten, machine, steps, cfg.seed)
     os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, f"{STUDY}_times.csv"), times)
     write_csv(os.path.join(out, f"{STUDY}_scan.csv"), scan_table(times))
@@ -349,29 +350,22 @@ def run(cfg: Config, out: str) -> dict:
                 ],
             ),
         ]
-        pdf = os.path.join(out, f"{STUDY}.pdf")
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
-            claim=CLAIM.facts(),
+            claim=CLAIM,
+            decision=facts["decision"],
             title="gradflow: are RNNs slow, sequential and bandwidth bound?",
-            subject=f"Verdict: {word}",
             keywords=["cost", "sequential depth", "arithmetic intensity"],
+            sentence=sentence,
+            times=times,
+            intensity=inten,
+            steps=steps,
+            machine=machine,
+            facts=facts,
         )
-    return {
-        "verdict": word,
-        "sentence": sentence,
-        "times": times,
-        "intensity": inten,
-        "steps": steps,
-        "machine": machine,
-        "facts": facts,
-        "pdf": pdf,
-        "decision": facts["decision"],
-        "claim": CLAIM,
-    }
 
 
 def main(argv=None) -> dict:
