@@ -314,7 +314,10 @@ def test_min_cells_against_torch_autograd(kind):
     cell = getattr(gf, kind)(4, 3, seed=2)
     xs = gf.inputs.gaussian(20, 2, 3, seed=5)
     u = _unit(np.random.default_rng(3), 4)
-    lin = {g: torch.nn.Linear(3, 4).double() for g in _mingru.GATES[kind]}
+    lin = {
+        g: torch.nn.Linear(3, 4).double()
+        for g in {"mingru": _mingru.MINGRU_MAPS, "minlstm": _mingru.MINLSTM_MAPS}[kind]
+    }
     with torch.no_grad():
         for g, layer in lin.items():
             layer.weight.copy_(torch.tensor(cell.params[f"weight_{g}"]))
@@ -677,7 +680,9 @@ def test_lru_lyapunov_exponents_are_the_log_moduli_of_its_eigenvalues():
 
 
 def test_linear_coefficients_and_layer_outputs_refuse_other_cells_and_bad_inputs():
-    assert all(CELLS[k]().config.get("linear") for k in gf.engine.LINEAR_COEFFICIENTS)
+    exact = [k for k in gf.cell_kinds() if gf.cell_kind(k).linear_coefficients is not None]
+    assert sorted(exact) == ["lru", "mamba", "mingru", "minlstm", "s4d"]
+    assert all(CELLS[k]().config.get("linear") for k in exact)
     with pytest.raises(ValueError, match="kind 'lstm' has no per-step linear map"):
         gf.linear_coefficients(gf.lstm(3, 2), gf.inputs.gaussian(4, 1, 2))
     with pytest.raises(ValueError, match="kind 'mingru' has no output"):
