@@ -500,6 +500,16 @@ def test_mamba_against_a_torch_transcription_of_step():
     assert np.max(np.abs(flow.components["ssm"][:-1] - ref)) < TOL
 
 
+@pytest.mark.parametrize("d_conv", [1, 3])
+def test_mamba_scan_matches_the_loop_with_and_without_a_conv_buffer(d_conv):
+    # d_conv = 1 leaves no buffer (no "conv" component): the scan covers the whole state.
+    cell = gf.mamba(3, d_state=2, d_conv=d_conv, expand=1, seed=3)
+    xs = gf.inputs.gaussian(11, 2, 3, seed=4)
+    h0 = np.random.default_rng(5).normal(size=(2, cell.state_size))
+    assert ("conv" in cell.components) == (d_conv > 1)
+    np.testing.assert_allclose(gf.scan(cell, xs, h0=h0), gf.unroll(cell, xs, h0=h0), rtol=1e-12, atol=1e-15)
+
+
 def test_mamba_from_state_dict_names_and_bad_input():
     cell = gf.mamba(4, d_state=2, d_conv=2, expand=1, seed=4)
     us = gf.inputs.gaussian(6, 1, 4)
