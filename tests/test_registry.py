@@ -81,6 +81,10 @@ def test_registry_refuses_bad_records():
         gf.CellKind("x", leaky_step, leaky, gates=("a", "b"), blocks=3)
     with pytest.raises(ValueError, match="must be an identifier; got 'a b'"):
         gf.CellKind("a b", leaky_step, leaky)
+    with pytest.raises(ValueError, match=r"linear_part 'ssm' is not one of its parts \['h'\]"):
+        gf.CellKind("x", leaky_step, leaky, linear_coefficients=leaky, linear_part="ssm")
+    with pytest.raises(ValueError, match="input_states completes linear_coefficients; give both"):
+        gf.CellKind("x", leaky_step, leaky, input_states=leaky)
 
 
 # ------------------------------------------------------------------ the new kind everywhere

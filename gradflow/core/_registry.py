@@ -105,6 +105,12 @@ class CellKind:
     >>> lstm = gf.cell_kind("lstm")
     >>> lstm.name, lstm.blocks, lstm.parts, dict(lstm.options)
     ('lstm', 4, (('h', 1), ('c', 1)), {'forget_bias': 1.0})
+
+    A kind with its own layout, linear in part of its state:
+
+    >>> mamba = gf.cell_kind("mamba")
+    >>> mamba.pytorch_layout, mamba.parts, mamba.linear_part, mamba.loader is gf.mamba_from_state_dict
+    (False, (('conv', None), ('ssm', None)), 'ssm', True)
     """
 
     name: str
@@ -148,6 +154,13 @@ class CellKind:
             raise ValueError(
                 f"CellKind {self.name!r}: parts must start with the output part 'h'; got {self.parts!r}"
             )
+        names = [p for p, _ in self.parts]
+        if self.linear_coefficients is not None and self.linear_part not in names:
+            raise ValueError(
+                f"CellKind {self.name!r}: linear_part {self.linear_part!r} is not one of its parts {names}"
+            )
+        if self.input_states is not None and self.linear_coefficients is None:
+            raise ValueError(f"CellKind {self.name!r}: input_states completes linear_coefficients; give both")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     def state_width(self, hidden: int, proj_size: int = 0) -> int:
