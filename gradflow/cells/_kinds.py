@@ -91,4 +91,4 @@ register_cell_kind(
         description="GRU (PyTorch's equations)",
     )
 )
-KINDS = cell_kinds()  # the built-in kinds (gradflow.cell_kinds() lists every registered one)
+KINDS = cell_kinds(pytorch_layout=True)  # these built-in kinds (gradflow.cell_kinds() lists every one)
