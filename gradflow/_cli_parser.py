@@ -158,7 +158,9 @@ def build_parser() -> _Parser:
         help=f"run gf.predict (its moment maps dominate the cost on large cells); auto: "
         f"on up to state size {AUTO_PREDICTORS_STATE} (default auto)",
     )
-    analyze.add_argument("--cell", choices=cell_kinds(), help="kind of cell (inferred from a weights file)")
+    analyze.add_argument(
+        "--cell", choices=cell_kinds(pytorch_layout=True), help="kind of cell (inferred from a weights file)"
+    )
     analyze.add_argument("--hidden", type=_positive, help="hidden size of a new cell")
     analyze.add_argument("--input-size", type=_positive, help="input size of a new cell (default 8)")
     analyze.add_argument("--layers", type=_positive, help="stacked layers of a new cell (default 1)")

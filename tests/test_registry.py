@@ -81,6 +81,10 @@ def test_registry_refuses_bad_records():
         gf.CellKind("x", leaky_step, leaky, gates=("a", "b"), blocks=3)
     with pytest.raises(ValueError, match="must be an identifier; got 'a b'"):
         gf.CellKind("a b", leaky_step, leaky)
+    with pytest.raises(ValueError, match=r"linear_part 'ssm' is not one of its parts \['h'\]"):
+        gf.CellKind("x", leaky_step, leaky, linear_coefficients=leaky, linear_part="ssm")
+    with pytest.raises(ValueError, match="input_states completes linear_coefficients; give both"):
+        gf.CellKind("x", leaky_step, leaky, input_states=leaky)
 
 
 # ------------------------------------------------------------------ the new kind everywhere
@@ -122,3 +126,138 @@ def test_a_registered_kind_runs_through_the_engine_stacking_and_training(registe
     assert stack.cell.kind == "leaky" and stack.cell.config["layers"] == 2
     run = gf.train(cell, gf.tasks.adding(6), steps=2, record_every=1, progress=False)
     assert run.diverged_at is None and np.all(np.isfinite(run.loss))
+
+
+# ------------------------------------------------------------------ kinds with their own layout
+
+REVIVAL = {  # kind -> a small cell of it
+    "lru": lambda: gf.lru(3, 2, r_min=0.5, seed=0),
+    "s4d": lambda: gf.s4d(3, 2, seed=0),
+    "mingru": lambda: gf.mingru(3, 2, seed=0),
+    "minlstm": lambda: gf.minlstm(3, 2, seed=0),
+    "mamba": lambda: gf.mamba(2, d_state=2, d_conv=3, expand=1, seed=0),
+    "slstm": lambda: gf.slstm(3, 2, seed=0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REVIVAL))
+def test_the_revival_cells_are_registry_records(kind):
+    import inspect
+
+    record, cell = gf.cell_kind(kind), REVIVAL[kind]()
+    assert kind in gf.cell_kinds(pytorch_layout=False) and not record.pytorch_layout
+    assert record.make is getattr(gf, kind) and cell.kind == kind and cell.gates == ()
+    assert getattr(cell.step, "func", cell.step) is record.step  # Mamba's step is a partial
+    assert cell.stacked_tangents == record.stacked_tangents
+    # The record's options are the constructor's keywords, with its defaults.
+    signature = inspect.signature(record.make).parameters
+    assert all(signature[k].default == v for k, v in record.options.items())
+    # Its parts are the cell's components, in order, and as wide as the record says.
+    assert [p for p, _ in record.parts] == list(cell.components)
+    if all(units is not None for _, units in record.parts):
+        widths = record.part_widths(cell.config["hidden"])
+        assert widths == {p: len(cell.components[p]) for p in widths}
+    # Linear in its state exactly when the record gives the per-step map, on a part of the state.
+    assert bool(cell.config.get("linear")) == (record.linear_coefficients is not None)
+    assert record.linear_part in cell.components
+    assert (record.input_states is not None) == (kind == "mamba")
+
+
+def test_the_old_side_tables_are_gone_and_their_names_read_the_registry(tmp_path):
+    import gradflow.engine._linear as linear_module
+    import gradflow.engine._scan as scan_module
+    import gradflow.models._io as io_module
+
+    for module, name in (
+        (linear_module, "LINEAR_COEFFICIENTS"),
+        (linear_module, "LAYER_OUTPUTS"),
+        (scan_module, "LINEAR_COEFFICIENTS"),
+        (io_module, "ARRAY_LOADERS"),
+    ):
+        assert not hasattr(module, name), f"{module.__name__}.{name}"
+    with pytest.warns(DeprecationWarning, match=r"read gf.cell_kind\(kind\).linear_coefficients"):
+        view = gf.engine.LINEAR_COEFFICIENTS
+    assert dict(view) == {
+        k: gf.cell_kind(k).linear_coefficients for k in ("lru", "mamba", "mingru", "minlstm", "s4d")
+    }
+    with pytest.warns(DeprecationWarning):
+        assert set(gf.engine.LAYER_OUTPUTS) == {"lru", "mamba", "s4d"}
+    with pytest.raises(TypeError):
+        view["x"] = None  # read-only
+    # The kinds in PyTorch's layout are the ones the CLI, gf.load and stacking build.
+    assert gf.cell_kinds(pytorch_layout=True) == ("rnn", "lstm", "gru")
+    with pytest.raises(ValueError, match="cannot save a cell of kind 'lru'"):
+        REVIVAL["lru"]().save(tmp_path / "lru.npz")
+    with pytest.raises(ValueError, match=r"layers=2 stacks a one-layer built-in cell .*\(s4d"):
+        gf.recurrent(REVIVAL["s4d"](), layers=2)
+    with pytest.raises(ValueError, match=r"unknown kind 's4d'; expected one of rnn, lstm, gru, lru, mamba"):
+        gf.from_torch("s4d", REVIVAL["s4d"]().params)
+
+
+# A kind of one's own, linear in part of its state: [last (the previous input), h] with
+# h' = lam * h + B last and last' = x, so h reads the input one step late.
+def delayed_step(params, state, x):
+    inputs = x.shape[1]
+    return np.concatenate([x, params["lam"] * state[:, inputs:] + state[:, :inputs] @ params["B"].T], axis=1)
+
+
+def delayed_coefficients(cell, xs, h0):
+    inputs = xs.shape[2]
+    last = np.concatenate([h0[None, :, :inputs], xs[:-1]])  # the buffer before each step
+    return np.broadcast_to(cell.params["lam"], (*xs.shape[:2], cell.params["lam"].size)), last @ cell.params[
+        "B"
+    ].T
+
+
+def delayed(hidden, inputs, *, seed=0):
+    rng = np.random.default_rng(seed)
+    params = {"lam": rng.uniform(-1, 1, hidden), "B": rng.normal(size=(hidden, inputs))}
+    return delayed_from_arrays(params)
+
+
+def delayed_from_arrays(weights, *, prefix=None, name=None):
+    hidden, inputs = np.shape(weights["B"])
+    components = {"last": np.arange(inputs), "h": np.arange(inputs, inputs + hidden)}
+    return gf.Cell(
+        delayed_step, weights, inputs + hidden, inputs, kind="delayed", components=components,
+        config={"hidden": hidden, "inputs": inputs, "linear": True}, name=name,
+    )  # fmt: skip
+
+
+DELAYED = gf.CellKind(
+    "delayed",
+    delayed_step,
+    delayed,
+    parts=(("last", None), ("h", 1)),
+    stacked_tangents=False,
+    pytorch_layout=False,
+    linear_coefficients=delayed_coefficients,
+    linear_part="h",
+    input_states=lambda cell, xs, h0: xs,  # last after step t is x_t
+    layer_outputs=lambda cell, states, xs: states[1:, :, cell.components["h"]].sum(-1, keepdims=True),
+    loader=delayed_from_arrays,
+)
+
+
+def test_a_kind_with_its_own_layout_is_scanned_read_out_and_loaded_through_its_record():
+    gf.register_cell_kind(DELAYED)
+    try:
+        cell = delayed(3, 2, seed=1)
+        xs = gf.inputs.gaussian(9, 2, 2, seed=2)
+        h0 = np.random.default_rng(3).normal(size=(2, 5))
+        loop = gf.unroll(cell, xs, h0=h0)
+        # The scan runs on the record's linear part and takes the rest from input_states.
+        np.testing.assert_allclose(gf.scan(cell, xs, h0=h0), loop, rtol=1e-12, atol=1e-14)
+        a, b = gf.linear_coefficients(cell, xs, h0=h0)
+        h = h0[:, 2:]
+        for t in range(9):  # the map by hand, against the loop
+            h = a[t] * h + b[t]
+            np.testing.assert_allclose(h, loop[t + 1, :, 2:], rtol=1e-12)
+        ys = gf.layer_outputs(cell, xs, h0=h0)
+        np.testing.assert_allclose(ys[..., 0], loop[1:, :, 2:].sum(-1), rtol=1e-12)
+        again = gf.from_torch("delayed", cell.params, name="again")
+        assert again.name == "again" and np.array_equal(gf.unroll(again, xs), gf.unroll(cell, xs))
+    finally:
+        gf.unregister_cell_kind("delayed")
+    with pytest.raises(ValueError, match="kind 'delayed' has no per-step linear map"):
+        gf.linear_coefficients(cell, xs)

@@ -314,7 +314,10 @@ def test_min_cells_against_torch_autograd(kind):
     cell = getattr(gf, kind)(4, 3, seed=2)
     xs = gf.inputs.gaussian(20, 2, 3, seed=5)
     u = _unit(np.random.default_rng(3), 4)
-    lin = {g: torch.nn.Linear(3, 4).double() for g in _mingru.GATES[kind]}
+    lin = {
+        g: torch.nn.Linear(3, 4).double()
+        for g in {"mingru": _mingru.MINGRU_MAPS, "minlstm": _mingru.MINLSTM_MAPS}[kind]
+    }
     with torch.no_grad():
         for g, layer in lin.items():
             layer.weight.copy_(torch.tensor(cell.params[f"weight_{g}"]))
@@ -497,6 +500,16 @@ def test_mamba_against_a_torch_transcription_of_step():
     assert np.max(np.abs(flow.components["ssm"][:-1] - ref)) < TOL
 
 
+@pytest.mark.parametrize("d_conv", [1, 3])
+def test_mamba_scan_matches_the_loop_with_and_without_a_conv_buffer(d_conv):
+    # d_conv = 1 leaves no buffer (no "conv" component): the scan covers the whole state.
+    cell = gf.mamba(3, d_state=2, d_conv=d_conv, expand=1, seed=3)
+    xs = gf.inputs.gaussian(11, 2, 3, seed=4)
+    h0 = np.random.default_rng(5).normal(size=(2, cell.state_size))
+    assert ("conv" in cell.components) == (d_conv > 1)
+    np.testing.assert_allclose(gf.scan(cell, xs, h0=h0), gf.unroll(cell, xs, h0=h0), rtol=1e-12, atol=1e-15)
+
+
 def test_mamba_from_state_dict_names_and_bad_input():
     cell = gf.mamba(4, d_state=2, d_conv=2, expand=1, seed=4)
     us = gf.inputs.gaussian(6, 1, 4)
@@ -677,7 +690,9 @@ def test_lru_lyapunov_exponents_are_the_log_moduli_of_its_eigenvalues():
 
 
 def test_linear_coefficients_and_layer_outputs_refuse_other_cells_and_bad_inputs():
-    assert all(CELLS[k]().config.get("linear") for k in gf.engine.LINEAR_COEFFICIENTS)
+    exact = [k for k in gf.cell_kinds() if gf.cell_kind(k).linear_coefficients is not None]
+    assert sorted(exact) == ["lru", "mamba", "mingru", "minlstm", "s4d"]
+    assert all(CELLS[k]().config.get("linear") for k in exact)
     with pytest.raises(ValueError, match="kind 'lstm' has no per-step linear map"):
         gf.linear_coefficients(gf.lstm(3, 2), gf.inputs.gaussian(4, 1, 2))
     with pytest.raises(ValueError, match="kind 'mingru' has no output"):

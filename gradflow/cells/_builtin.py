@@ -178,15 +178,18 @@ def random_cell(
     bias_scale=0.0,
     seed=0,
     layers=1,
-    gate_bias=None,
     name=None,
     allow_large=False,
     **extra,
 ) -> Cell:
+    record = cell_kind(kind)
+    if record.gate_bias is not None:  # the option added to one block's bias (an LSTM's forget_bias)
+        option = record.gate_bias[1]
+        extra[option] = check_finite_float(option, extra.get(option, record.options[option]))
     hidden = check_positive_int("hidden", hidden)
     inputs = check_positive_int("inputs", inputs)
     layers = check_positive_int("layers", layers)
-    g = cell_kind(kind).blocks
+    g = record.blocks
     # Weights in float64, and a draw's temporary beside them while they are assembled.
     weights = sum(g * hidden * ((inputs if l == 0 else hidden) + hidden + 2) for l in range(layers))
     check_memory(f"{kind}({hidden}, {inputs}, layers={layers})", 2 * 8 * weights, allow_large)
@@ -211,9 +214,9 @@ def random_cell(
             w_hh = np.concatenate([recurrent_init(rng, hidden, init, gain) for _ in range(g)])
             b_ih = rng.normal(0.0, bias_scale, size=g * hidden) if bias_scale > 0 else np.zeros(g * hidden)
             b_hh = np.zeros(g * hidden)
-        if gate_bias is not None:
-            block, value = gate_bias
-            b_ih[block * hidden : (block + 1) * hidden] += value
+        if record.gate_bias is not None:
+            block, option = record.gate_bias
+            b_ih[block * hidden : (block + 1) * hidden] += extra[option]
         params.update(
             {f"weight_ih_l{l}": w_ih, f"weight_hh_l{l}": w_hh, f"bias_ih_l{l}": b_ih, f"bias_hh_l{l}": b_hh}
         )
@@ -303,7 +306,6 @@ def lstm(
     >>> gf.lstm(16, 4, forget_bias=2.0).state_size
     32
     """
-    forget_bias = check_finite_float("forget_bias", forget_bias)
     return random_cell(
         "lstm",
         hidden,
@@ -313,10 +315,9 @@ def lstm(
         bias_scale=bias_scale,
         seed=seed,
         layers=layers,
-        gate_bias=(1, forget_bias),
         name=name,
         allow_large=allow_large,
-        forget_bias=forget_bias,
+        forget_bias=forget_bias,  # checked and added to the f block's bias: the record's gate_bias
     )
 
 
@@ -343,7 +344,6 @@ def gru(
     >>> gf.gru(16, 4).params["weight_hh_l0"].shape
     (48, 16)
     """
-    update_bias = check_finite_float("update_bias", update_bias)
     return random_cell(
         "gru",
         hidden,
@@ -353,8 +353,7 @@ def gru(
         bias_scale=bias_scale,
         seed=seed,
         layers=layers,
-        gate_bias=(1, update_bias),
         name=name,
         allow_large=allow_large,
-        update_bias=update_bias,
+        update_bias=update_bias,  # checked and added to the z block's bias: the record's gate_bias
     )

@@ -8,8 +8,9 @@ maps ``(params, state, x)`` with ``state`` of shape ``(batch, state_size)`` and
 ``x`` of shape ``(batch, input_size)`` to the next state, and is written with
 ``autograd.numpy`` so the engine can differentiate it.
 
-Each built-in kind is a `CellKind` record (``core._registry``) registered by ``_kinds``;
-everything that depends on a cell's kind reads its record.
+Each built-in kind is a `CellKind` record (``core._registry``), registered by ``_kinds`` (the
+kinds in PyTorch's layout) or by the kind's own module (``_lru``, ``_mamba``, ...); everything
+that depends on a cell's kind reads its record.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ class Cell:
         cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
         note = f"state {self.state_size}, input {self.input_size}" + (f"; {cfg}" if cfg else "")
         figure = None
-        spectral = find_cell_kind(self.kind) is not None or self.config.get("linear")
+        spectral = find_cell_kind(self.kind, pytorch_layout=True) is not None or self.config.get("linear")
         if 0 < self.state_size <= SPECTRUM_LIMIT and spectral:
             ev, what = self.eigenvalues()
             figure = _html.chart(
@@ -247,7 +248,7 @@ class Cell:
         >>> again.kind, all(np.array_equal(again.params[k], v) for k, v in cell.params.items())
         ('gru', True)
         """
-        if find_cell_kind(self.kind) is None:
+        if find_cell_kind(self.kind, pytorch_layout=True) is None:
             raise ValueError(
                 f"cannot save a cell of kind {self.kind!r}: its step is code; "
                 f"save its params with numpy.savez instead"

@@ -64,6 +64,7 @@ register_cell_kind(
         blocks=4,
         parts=(("h", 1), ("c", 1)),
         options={"forget_bias": 1.0},
+        gate_bias=(1, "forget_bias"),
         torch_modules=("LSTM", "LSTMCell"),
         candidate_block=2,
         jacobians=lstm_jacobians,
@@ -81,6 +82,7 @@ register_cell_kind(
         gates=GRU_GATES,
         blocks=3,
         options={"update_bias": 0.0},
+        gate_bias=(1, "update_bias"),
         torch_modules=("GRU", "GRUCell"),
         candidate_block=2,
         jacobians=gru_jacobians,
@@ -89,4 +91,4 @@ register_cell_kind(
         description="GRU (PyTorch's equations)",
     )
 )
-KINDS = cell_kinds()  # the built-in kinds (gradflow.cell_kinds() lists every registered one)
+KINDS = cell_kinds(pytorch_layout=True)  # these built-in kinds (gradflow.cell_kinds() lists every one)

@@ -9,9 +9,9 @@ Neural Networks for Long Sequences", ICML 2023), with its parameter names and in
 The complex state of N modes is held as the real vector ``[Re h, Im h]`` (``state_size = 2N``),
 so every norm gradflow takes is the norm of the real and imaginary parts together, i.e. the
 complex norm. Cells that are linear in the state say so with ``config["linear"] = True`` and
-give their per-step map ``h_t = a_t * h_{t-1} + b_t`` through ``linear_coefficients`` (public as
-``gradflow.linear_coefficients``, which validates the inputs and dispatches on the kind; likewise
-``outputs`` as ``gradflow.layer_outputs``).
+give their per-step map ``h_t = a_t * h_{t-1} + b_t`` through ``linear_coefficients``, a field of
+their `CellKind` (public as ``gradflow.linear_coefficients``, which validates the inputs and reads
+the kind's record; likewise ``outputs`` as ``gradflow.layer_outputs``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..core._diagonal import complex_diagonal_update
-from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed
+from ..core._registry import CellKind, register_cell_kind
+from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed, keys_under
 from ._cells import Cell
 
 KIND = "lru"
@@ -165,11 +166,12 @@ def lru(
     return _build(params, hidden, inputs, name, r_min=r_min, r_max=r_max, max_phase=max_phase, seed=seed)
 
 
-def lru_from_arrays(arrays: Mapping[str, Any], *, name: str | None = None) -> Cell:
+def lru_from_arrays(arrays: Mapping[str, Any], *, prefix: str | None = None, name: str | None = None) -> Cell:
     """An LRU from arrays under the reference names (a flax ``params`` dict, a ``.npz``, ...).
 
     Needs ``nu_log``, ``theta_log``, ``gamma_log`` (N,), ``B_re``, ``B_im`` (N, D), ``C_re``,
     ``C_im`` (D, N) and ``D`` (D,); other keys are an error (nothing is silently dropped).
+    ``prefix`` takes the arrays under one module of a larger model (``"encoder.lru"``).
 
     Examples
     --------
@@ -182,6 +184,8 @@ def lru_from_arrays(arrays: Mapping[str, Any], *, name: str | None = None) -> Ce
     """
     if not isinstance(arrays, Mapping):
         raise ValueError(f"arrays must be a mapping of the LRU names to arrays; got {type(arrays).__name__}")
+    if prefix is not None:
+        arrays = keys_under(arrays, prefix)
     missing = sorted(set(PARAM_SHAPES) - set(arrays))
     unknown = sorted(str(k) for k in set(arrays) - set(PARAM_SHAPES))
     if missing or unknown:
@@ -216,3 +220,19 @@ def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None
     b_norm = (p["B_re"] + 1j * p["B_im"]) * np.exp(p["gamma_log"])[:, None]
     b = xs @ b_norm.T
     return np.broadcast_to(eigenvalues(p), b.shape).copy(), b
+
+
+register_cell_kind(
+    CellKind(
+        KIND,
+        lru_step,
+        lru,
+        parts=(("h", 2),),
+        options={"r_min": 0.0, "r_max": 1.0, "max_phase": 2 * np.pi},
+        description="Linear Recurrent Unit (Orvieto et al. 2023); complex state [Re h, Im h]",
+        pytorch_layout=False,
+        linear_coefficients=linear_coefficients,
+        layer_outputs=outputs,
+        loader=lru_from_arrays,
+    )
+)

@@ -25,8 +25,9 @@ buffer is a shift register of inputs, so it does not depend on the SSM state at 
 ``d_inner * (d_conv - 1)`` Lyapunov exponents are ``-inf`` (a computed spectrum shows them as
 large negative values set by rounding). `linear_coefficients` (public as
 ``gradflow.linear_coefficients``) gives ``(a_t, b_t)`` of the SSM part with the buffer computed
-from the inputs. ``softplus`` is the exact ``log(1 + e^a)`` (PyTorch returns ``a`` above 20: a relative
-difference below ``2e-9`` there).
+from the inputs, and `buffers` the buffer itself (both fields of the kind's `CellKind`).
+``softplus`` is the exact ``log(1 + e^a)`` (PyTorch returns ``a`` above 20: a relative difference
+below ``2e-9`` there).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..core import _activations as act
+from ..core._registry import CellKind, register_cell_kind
 from ..core._validation import as_float_array, check_finite_float, check_positive_int, check_seed, keys_under
 from ._cells import Cell
 
@@ -292,6 +294,25 @@ def outputs(cell: Cell, states: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return out.reshape(T, B, -1)
 
 
+def _history(cell: Cell, xs: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """``x = in_proj(u)[:d_inner]`` per channel: ``h0``'s conv buffer, then one value per input;
+    (d_conv - 1 + T, batch, d_inner)."""
+    B = xs.shape[1]
+    d_inner, width = cell.config["d_inner"], cell.config["d_conv"] - 1
+    p = cell.params
+    x = xs @ p["in_proj.weight"][:d_inner].T
+    if "in_proj.bias" in p:
+        x = x + p["in_proj.bias"][:d_inner]
+    start = np.moveaxis(h0[:, : d_inner * width].reshape(B, d_inner, width), 2, 0)
+    return np.concatenate([start, x], axis=0)
+
+
+def _windows(history: np.ndarray, first: int, T: int, width: int) -> np.ndarray:
+    """``history[first + t : first + t + width]`` for every t, as (T, batch, d_inner, width)."""
+    shape = (T, *history.shape[1:], 0)  # no buffer when d_conv = 1
+    return np.stack([history[first + k : first + k + T] for k in range(width)] or [np.empty(shape)], axis=-1)
+
+
 def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     """The SSM state's per-step map ``s_t = a_t * s_{t-1} + b_t`` for validated inputs, all t at once.
 
@@ -303,19 +324,39 @@ def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray):
     T, B, _ = xs.shape
     sizes = _sizes(cell)
     d_inner, width = sizes["d_inner"], sizes["d_conv"] - 1
-    p = cell.params
-    x = xs @ p["in_proj.weight"][:d_inner].T
-    if "in_proj.bias" in p:
-        x = x + p["in_proj.bias"][:d_inner]
     # Buffer before each step: the last `width` values of x, h0's buffer before the first input.
-    start = np.moveaxis(h0[:, : d_inner * width].reshape(B, d_inner, width), 2, 0)
-    history = np.concatenate([start, x], axis=0)  # (width + T, B, d_inner)
-    buffers = np.stack(
-        [history[k : k + T] for k in range(width)] or [np.empty((T, B, d_inner, 0))], axis=-1
-    )  # (T, B, d_inner, width); no buffer when d_conv = 1
+    before = _windows(_history(cell, xs, h0), 0, T, width)  # (T, B, d_inner, width)
     rows = np.concatenate(
-        [buffers.reshape(T * B, d_inner * width), np.zeros((T * B, d_inner * sizes["d_state"]))], 1
+        [before.reshape(T * B, d_inner * width), np.zeros((T * B, d_inner * sizes["d_state"]))], 1
     )
-    new, _, _, _, decay = _parts(p, rows, xs.reshape(T * B, -1), **sizes)
+    new, _, _, _, decay = _parts(cell.params, rows, xs.reshape(T * B, -1), **sizes)
     # The step from a zero SSM state is b_t; every (T * B) row is one step, all at once.
     return decay.reshape(T, B, -1), new[:, d_inner * width :].reshape(T, B, -1)
+
+
+def buffers(cell: Cell, xs: np.ndarray, h0: np.ndarray) -> np.ndarray:
+    """The conv buffer after each step, for validated inputs: the last ``d_conv - 1`` values of
+    ``x = in_proj(u)[:d_inner]`` per channel (``h0``'s before the first input), channel-major as
+    in the state; (T, batch, d_inner * (d_conv - 1)), the state's columns outside ``"ssm"``."""
+    T, B, _ = xs.shape
+    d_inner, width = cell.config["d_inner"], cell.config["d_conv"] - 1
+    return _windows(_history(cell, xs, h0), 1, T, width).reshape(T, B, d_inner * width)
+
+
+register_cell_kind(
+    CellKind(
+        KIND,
+        mamba_step,
+        mamba,
+        parts=(("conv", None), ("ssm", None)),
+        options={"d_state": 16, "d_conv": 4, "expand": 2, "dt_rank": "auto", "dt_min": 1e-3, "dt_max": 1e-1},
+        stacked_tangents=False,
+        description="selective state-space block (Mamba, mamba_ssm's layout); state [conv buffer, ssm]",
+        pytorch_layout=False,
+        linear_coefficients=linear_coefficients,
+        linear_part="ssm",
+        input_states=buffers,
+        layer_outputs=outputs,
+        loader=mamba_from_state_dict,
+    )
+)

@@ -9,7 +9,8 @@ Sequential mode, the paper's equations (its Algorithms 1 and 3), gates read the 
   ``h_t = f'_t * h_{t-1} + i'_t * h~_t``.
 
 Both are linear in the state with a diagonal, input-dependent ``a_t`` (``1 - z_t`` or ``f'_t``),
-so ``config["linear"]`` is True and `linear_coefficients` gives ``(a_t, b_t)`` for all t at once.
+so ``config["linear"]`` is True and their `CellKind`'s ``linear_coefficients`` gives ``(a_t, b_t)``
+for all t at once.
 Weights are named like ``nn.Linear`` layers (``weight_z``, ``bias_z``, ...) and drawn as
 PyTorch draws them, ``U(-1/sqrt(D), 1/sqrt(D))``.
 """
@@ -20,11 +21,12 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..core._diagonal import diagonal_update
+from ..core._registry import CellKind, cell_kind, register_cell_kind
 from ..core._validation import check_positive_int, check_seed
 from ._cells import Cell
 
 # Each kind's linear maps of the input, in draw order; "h" is the candidate state.
-GATES = {"mingru": ("z", "h"), "minlstm": ("f", "i", "h")}
+MINGRU_MAPS, MINLSTM_MAPS = ("z", "h"), ("f", "i", "h")
 
 
 def _linear(params, x, gate):
@@ -63,22 +65,20 @@ def minlstm_step(params, state, x):
     return diagonal_update(f, state, i * _linear(params, x, "h"))
 
 
-_STEPS = {"mingru": mingru_step, "minlstm": minlstm_step}
-
-
-def _random(kind: str, hidden: int, inputs: int, seed: int, name: str | None) -> Cell:
+def _random(kind: str, maps: tuple[str, ...], hidden: int, inputs: int, seed: int, name: str | None) -> Cell:
     hidden = check_positive_int("hidden", hidden)
     inputs = check_positive_int("inputs", inputs)
     seed = check_seed(seed)
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(inputs)
     params = {}
-    for gate in GATES[kind]:
+    for gate in maps:
         params[f"weight_{gate}"] = rng.uniform(-bound, bound, size=(hidden, inputs))
         params[f"bias_{gate}"] = rng.uniform(-bound, bound, size=hidden)
     config = {"hidden": hidden, "inputs": inputs, "linear": True, "seed": seed}
+    record = cell_kind(kind)
     return Cell(
-        _STEPS[kind],
+        record.step,
         params,
         hidden,
         inputs,
@@ -86,8 +86,8 @@ def _random(kind: str, hidden: int, inputs: int, seed: int, name: str | None) ->
         components={"h": np.arange(hidden)},
         config=config,
         name=name or kind,
-        stacked_tangents=True,
-    )  # the state passes through diagonal_update only
+        stacked_tangents=record.stacked_tangents,
+    )
 
 
 def mingru(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None) -> Cell:
@@ -103,7 +103,7 @@ def mingru(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None) 
     >>> cell.kind, cell.state_size, sorted(cell.params)
     ('mingru', 8, ['bias_h', 'bias_z', 'weight_h', 'weight_z'])
     """
-    return _random("mingru", hidden, inputs, seed, name)
+    return _random("mingru", MINGRU_MAPS, hidden, inputs, seed, name)
 
 
 def minlstm(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None) -> Cell:
@@ -116,15 +116,41 @@ def minlstm(hidden: int, inputs: int, *, seed: int = 0, name: str | None = None)
     >>> gf.minlstm(8, 3).params["weight_f"].shape
     (8, 3)
     """
-    return _random("minlstm", hidden, inputs, seed, name)
+    return _random("minlstm", MINLSTM_MAPS, hidden, inputs, seed, name)
 
 
-def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None):
-    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` of a minGRU or minLSTM for validated inputs.
+def mingru_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None):
+    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` of a minGRU for validated inputs: real
+    ``a_t = 1 - z_t`` and ``b_t = z_t * h~_t`` of shape (T, batch, hidden)."""
+    keep, z = _mingru_gates(cell.params, xs)
+    return keep, z * _linear(cell.params, xs, "h")
 
-    Real ``a`` and ``b`` of shape (T, batch, hidden): ``a_t = 1 - z_t``, ``b_t = z_t * h~_t``
-    (minGRU) or ``a_t = f'_t``, ``b_t = i'_t * h~_t`` (minLSTM).
-    """
-    p = cell.params
-    a, gate = (_mingru_gates if cell.kind == "mingru" else _minlstm_gates)(p, xs)
-    return a, gate * _linear(p, xs, "h")
+
+def minlstm_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None):
+    """The per-step map ``h_t = a_t * h_{t-1} + b_t`` of a minLSTM for validated inputs: real
+    ``a_t = f'_t`` and ``b_t = i'_t * h~_t`` of shape (T, batch, hidden)."""
+    f, i = _minlstm_gates(cell.params, xs)
+    return f, i * _linear(cell.params, xs, "h")
+
+
+# The state passes through diagonal_update only: both steps take stacked tangents.
+register_cell_kind(
+    CellKind(
+        "mingru",
+        mingru_step,
+        mingru,
+        description="minGRU (Feng et al. 2024): h' = (1 - z) h + z h~, gates read the input only",
+        pytorch_layout=False,
+        linear_coefficients=mingru_coefficients,
+    )
+)
+register_cell_kind(
+    CellKind(
+        "minlstm",
+        minlstm_step,
+        minlstm,
+        description="minLSTM (Feng et al. 2024): h' = f' h + i' h~, gates read the input only",
+        pytorch_layout=False,
+        linear_coefficients=minlstm_coefficients,
+    )
+)

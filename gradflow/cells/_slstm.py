@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core import _activations as act
 from ..core._ops import take_columns
+from ..core._registry import CellKind, register_cell_kind
 from ..core._validation import check_choice, check_positive_int, check_seed
 from ._cells import Cell
 
@@ -91,3 +92,17 @@ def slstm(
         config=config,
         name=name or KIND,
     )
+
+
+register_cell_kind(
+    CellKind(
+        KIND,
+        slstm_step,
+        slstm,
+        parts=(("h", 1), ("c", 1), ("n", 1), ("m", 1)),
+        options={"recurrent_init": "zeros"},
+        stacked_tangents=False,
+        description="xLSTM's sLSTM (exponential gating); state [y, c, n, m]",
+        pytorch_layout=False,
+    )
+)

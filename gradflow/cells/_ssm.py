@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import autograd.numpy as anp
 import numpy as np
 
+from ..core._registry import CellKind, register_cell_kind
 from ..core._validation import check_finite_float, check_positive_int, check_seed
 from ._cells import Cell
 from ._lru import diagonal_step, readout
@@ -139,3 +140,18 @@ def linear_coefficients(cell: Cell, xs: np.ndarray, h0: np.ndarray | None = None
     a_re, a_im, b_re, b_im = discretise(cell.params)
     b = xs @ (b_re + 1j * b_im).T
     return np.broadcast_to(a_re + 1j * a_im, b.shape).copy(), b
+
+
+register_cell_kind(
+    CellKind(
+        KIND,
+        s4d_step,
+        s4d,
+        parts=(("h", 2),),
+        options={"dt_min": 1e-3, "dt_max": 1e-1},
+        description="diagonal state-space layer (S4D-Lin, zero-order hold); complex state [Re h, Im h]",
+        pytorch_layout=False,
+        linear_coefficients=linear_coefficients,
+        layer_outputs=outputs,
+    )
+)

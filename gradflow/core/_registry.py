@@ -1,10 +1,13 @@
 """The cell registry: one record per kind of recurrent cell, read by every module.
 
 A `CellKind` says what a kind of cell is (its step, state parts, gates, PyTorch layout,
-initialiser and options, closed-form Jacobians if it has them); the constructors, the
-engine, loaders, the sweep, training, reports and the CLI read it instead of testing
-``cell.kind == "lstm"``. The built-in kinds (``rnn``, ``lstm``, ``gru``) are registered by
-``gradflow.cells._kinds``; a new kind is one module that calls `register_cell_kind`.
+initialiser and options, closed-form Jacobians if it has them; for a cell linear in its state,
+its per-step map, scanned part, layer output and loader); the constructors, the engine, loaders,
+the sweep, training, reports and the CLI read it instead of testing ``cell.kind == "lstm"``. The
+kinds in PyTorch's layout (``rnn``, ``lstm``, ``gru``) are registered by ``gradflow.cells._kinds``,
+the linear recurrences and state-space models (``lru``, ``s4d``, ``mingru``, ``minlstm``,
+``mamba``) and ``slstm`` by their own modules; a new kind is one module that calls
+`register_cell_kind`.
 
 This module imports nothing from gradflow, so any module can read it.
 """
@@ -27,18 +30,23 @@ class CellKind:
         The kind, as ``Cell.kind``, ``gf.sweep`` points (``cell=``), saved files and the CLI name it.
     step : callable
         ``step(params, state, x, *, hidden, layers, **step_options)``: one step of a stack of
-        ``layers`` layers, in ``autograd.numpy`` or gradflow's fused operations.
+        ``layers`` layers, in ``autograd.numpy`` or gradflow's fused operations. A kind with its
+        own layout (``pytorch_layout=False``) binds what else its step takes itself
+        (``step(params, state, x)`` for ``lru``).
     make : callable
         The public constructor ``make(hidden, inputs, *, gain, init, bias_scale, seed, layers,
-        name, allow_large, **options)`` returning a `Cell` (``gf.lstm`` for ``"lstm"``).
+        name, allow_large, **options)`` returning a `Cell` (``gf.lstm`` for ``"lstm"``); for a
+        kind with its own layout, its own constructor (``gf.mamba(d_model, ...)``).
     gates : tuple of str
         Gate names probed inside the step, in the order of the weight blocks (PyTorch's).
     blocks : int
         Weight blocks stacked in ``weight_ih_l<k>`` (``(blocks*N, D)``) and ``weight_hh_l<k>``
         (``(blocks*N, N)``): PyTorch's gate count.
-    parts : tuple of (str, int)
+    parts : tuple of (str, int or None)
         The state of one layer: named parts and their widths in hidden units (``h``, ``c`` of an
-        LSTM); `gradient_flow` reports each part's gradient norm.
+        LSTM; ``h`` of an LRU is ``2`` units wide, ``[Re h, Im h]``); `gradient_flow` reports
+        each part's gradient norm. None: a width set by the kind's options (Mamba's ``conv`` and
+        ``ssm``; the cell's ``components`` give it).
     options : mapping of str to default
         Constructor options only this kind takes (``forget_bias`` of an LSTM), with defaults; the
         sweep and CLI accept them for this kind only.
@@ -67,6 +75,29 @@ class CellKind:
         Every derivative rule inside ``step`` takes extra leading tangent axes (`Cell`).
     description : str
         One line for reports.
+    pytorch_layout : bool
+        The weights are PyTorch's stacked layout (`torch_layout`) and ``gradflow.cells`` builds the
+        cell from them: it is saved and loaded, read from PyTorch and Keras weights, swept, stacked
+        with ``layers=`` and offered by the CLI. False for a kind with its own parameter names,
+        which only its ``make`` and ``loader`` build (``blocks``, ``gates`` and the PyTorch fields
+        then do not apply).
+    linear_coefficients : callable or None
+        For a cell linear in its state: ``linear_coefficients(cell, xs, h0) -> (a, b)``, every
+        step's ``h_t = a_t * h_{t-1} + b_t`` at once on the state's ``linear_part``, for validated
+        inputs (`gradflow.linear_coefficients`); None: not linear, or no exact formula (`scan`
+        then reads ``a`` and ``b`` off the step).
+    linear_part : str
+        The state component ``linear_coefficients`` describes and the associative scan runs on.
+    input_states : callable or None
+        ``input_states(cell, xs, h0) -> (T, batch, k)``: the state's other columns after each
+        step, in column order, where they depend on the inputs only (Mamba's conv buffer, a shift
+        register of its inputs); None when ``linear_part`` is the whole state.
+    layer_outputs : callable or None
+        ``layer_outputs(cell, states, xs) -> ys``: the output sequence of a layer that reads its
+        state out, from `unroll`'s states (`gradflow.layer_outputs`).
+    loader : callable or None
+        ``loader(weights, *, prefix, name) -> Cell``: the cell from arrays under its reference
+        code's names (``gf.from_torch("mamba", state_dict)``).
 
     Examples
     --------
@@ -74,6 +105,12 @@ class CellKind:
     >>> lstm = gf.cell_kind("lstm")
     >>> lstm.name, lstm.blocks, lstm.parts, dict(lstm.options)
     ('lstm', 4, (('h', 1), ('c', 1)), {'forget_bias': 1.0})
+
+    A kind with its own layout, linear in part of its state:
+
+    >>> mamba = gf.cell_kind("mamba")
+    >>> mamba.pytorch_layout, mamba.parts, mamba.linear_part, mamba.loader is gf.mamba_from_state_dict
+    (False, (('conv', None), ('ssm', None)), 'ssm', True)
     """
 
     name: str
@@ -81,7 +118,7 @@ class CellKind:
     make: Callable[..., Any]
     gates: tuple[str, ...] = ()
     blocks: int = 1
-    parts: tuple[tuple[str, int], ...] = (("h", 1),)
+    parts: tuple[tuple[str, int | None], ...] = (("h", 1),)
     options: Mapping[str, Any] = field(default_factory=dict)
     step_options: tuple[str, ...] = ()
     gate_bias: tuple[int, str] | None = None
@@ -94,6 +131,12 @@ class CellKind:
     variant: Callable[[Mapping[str, Any]], tuple[Callable[..., Any], bool] | None] | None = None
     stacked_tangents: bool = True
     description: str = ""
+    pytorch_layout: bool = True
+    linear_coefficients: Callable[..., Any] | None = None
+    linear_part: str = "h"
+    input_states: Callable[..., Any] | None = None
+    layer_outputs: Callable[..., Any] | None = None
+    loader: Callable[..., Any] | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -107,10 +150,17 @@ class CellKind:
                 f"CellKind {self.name!r}: {len(self.gates)} gates {self.gates} for "
                 f"{self.blocks} weight blocks"
             )
-        if not self.parts or self.parts[0][0] != "h":
+        if not self.parts or (self.pytorch_layout and self.parts[0][0] != "h"):
             raise ValueError(
                 f"CellKind {self.name!r}: parts must start with the output part 'h'; got {self.parts!r}"
             )
+        names = [p for p, _ in self.parts]
+        if self.linear_coefficients is not None and self.linear_part not in names:
+            raise ValueError(
+                f"CellKind {self.name!r}: linear_part {self.linear_part!r} is not one of its parts {names}"
+            )
+        if self.input_states is not None and self.linear_coefficients is None:
+            raise ValueError(f"CellKind {self.name!r}: input_states completes linear_coefficients; give both")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     def state_width(self, hidden: int, proj_size: int = 0) -> int:
@@ -130,10 +180,19 @@ class CellKind:
         Examples
         --------
         >>> import gradflow as gf
-        >>> gf.cell_kind("lstm").part_widths(6, proj_size=2)
-        {'h': 2, 'c': 6}
+        >>> gf.cell_kind("lstm").part_widths(6, proj_size=2), gf.cell_kind("lru").part_widths(6)
+        ({'h': 2, 'c': 6}, {'h': 12})
         """
-        return {p: (proj_size or hidden) if p == "h" else units * hidden for p, units in self.parts}
+        if any(units is None for _, units in self.parts):
+            raise ValueError(
+                f"cell kind {self.name!r}: its parts' widths {self.parts} are set by its options; "
+                f"read a cell's components"
+            )
+        return {
+            p: (proj_size or units * hidden) if p == "h" else units * hidden
+            for p, units in self.parts
+            if units is not None
+        }
 
     def torch_layout(self, hidden: int, inputs: int, layers: int = 1) -> dict[str, tuple[int, ...]]:
         """PyTorch's weight names and shapes for a stack of this kind (no projection).
@@ -274,9 +333,20 @@ def cell_kind(name: str) -> CellKind:
         raise ValueError(f"cell kind must be one of {', '.join(_KINDS)}; got {name!r}") from None
 
 
-def find_cell_kind(name: Any) -> CellKind | None:
-    """The registered kind ``name``, or None (a custom cell's kind)."""
-    return _KINDS.get(name) if isinstance(name, str) else None
+def find_cell_kind(name: Any, *, pytorch_layout: bool | None = None) -> CellKind | None:
+    """The registered kind ``name``, or None (a custom cell's kind); with ``pytorch_layout``, None
+    also for a kind whose `CellKind` ``pytorch_layout`` is not that.
+
+    Examples
+    --------
+    >>> from gradflow.core._registry import find_cell_kind
+    >>> find_cell_kind("lru").name, find_cell_kind("lru", pytorch_layout=True), find_cell_kind("custom")
+    ('lru', None, None)
+    """
+    record = _KINDS.get(name) if isinstance(name, str) else None
+    if record is None or (pytorch_layout is not None and record.pytorch_layout != pytorch_layout):
+        return None
+    return record
 
 
 def is_vanilla(kind: Any) -> bool:
@@ -285,13 +355,21 @@ def is_vanilla(kind: Any) -> bool:
     return record is not None and record.vanilla
 
 
-def cell_kinds() -> tuple[str, ...]:
-    """Names of the registered kinds, in registration order.
+def cell_kinds(*, pytorch_layout: bool | None = None) -> tuple[str, ...]:
+    """Names of the registered kinds, in registration order; with ``pytorch_layout`` only those
+    whose `CellKind` ``pytorch_layout`` is that (True: the kinds built, saved, swept and offered
+    by the CLI from PyTorch's weight layout).
 
     Examples
     --------
     >>> import gradflow as gf
-    >>> gf.cell_kinds()[:3]
-    ('rnn', 'lstm', 'gru')
+    >>> gf.cell_kinds()[:3], gf.cell_kinds(pytorch_layout=True)
+    (('rnn', 'lstm', 'gru'), ('rnn', 'lstm', 'gru'))
+    >>> "lru" in gf.cell_kinds(), "mamba" in gf.cell_kinds(pytorch_layout=False)
+    (True, True)
     """
-    return tuple(_KINDS)
+    return tuple(
+        name
+        for name, record in _KINDS.items()
+        if pytorch_layout is None or record.pytorch_layout == pytorch_layout
+    )

@@ -1,38 +1,38 @@
 """Cells that are linear in their state, seen whole: every step's affine map at once, and the
 output sequence of the layers that read their state out.
 
-Each kind's own formulas live beside its cell in ``gradflow.cells``; here the inputs are validated
-once and the kind picks the formula from a registry.
+Each kind's own formulas live beside its cell in ``gradflow.cells`` and are fields of its
+`CellKind` (``linear_coefficients``, ``layer_outputs``); here the inputs are validated once and
+the kind's record is read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from ..cells import Cell, _lru, _mamba, _mingru, _ssm
+from ..cells import Cell
 from ..core import deprecated_spellings
+from ..core._registry import cell_kinds, find_cell_kind
 from ._engine import check_cell, check_sequence, unroll
 
-# kind -> linear_coefficients(cell, xs, h0) -> (a, b), for validated inputs.
-LINEAR_COEFFICIENTS = {
-    "lru": _lru.linear_coefficients,
-    "s4d": _ssm.linear_coefficients,
-    "mingru": _mingru.linear_coefficients,
-    "minlstm": _mingru.linear_coefficients,
-    "mamba": _mamba.linear_coefficients,
-}
-# kind -> outputs(cell, states, xs) -> ys, with states from `unroll`.
-LAYER_OUTPUTS = {"lru": _lru.outputs, "s4d": _ssm.outputs, "mamba": _mamba.outputs}
+
+def _kinds_with(field: str) -> tuple[str, ...]:
+    return tuple(k for k in cell_kinds() if getattr(find_cell_kind(k), field) is not None)
 
 
-def _registered(cell, registry, what: str) -> Cell:
+def _kind_field(cell, field: str, what: str) -> tuple[Cell, Callable[..., Any]]:
+    """The checked cell and its `CellKind`'s ``field``; ValueError naming the kinds that have one."""
     cell = check_cell(cell)
-    if cell.kind not in registry:
+    formula = getattr(find_cell_kind(cell.kind), field, None)
+    if formula is None:
         raise ValueError(
             f"cell {cell.name!r} of kind {cell.kind!r} has no {what}; kinds that have: "
-            f"{', '.join(sorted(registry))}"
+            f"{', '.join(sorted(_kinds_with(field)))}"
         )
-    return cell
+    return cell, formula
 
 
 @deprecated_spellings(positional=("h0",))
@@ -45,11 +45,11 @@ def linear_coefficients(cell: Cell, xs, *, h0=None) -> tuple[np.ndarray, np.ndar
     Parameters
     ----------
     cell : Cell
-        One with ``cell.config["linear"]``: ``lru``, ``s4d`` (complex ``a``, ``b`` of shape
-        (T, batch, N) acting on ``h = Re h + i Im h``, the real state being ``[h.real, h.imag]``),
-        ``mingru``, ``minlstm`` (real, (T, batch, hidden)), ``mamba`` (real, (T, batch,
-        d_inner * d_state), the SSM part ``state[:, cell.components["ssm"]]``; its conv buffer is a
-        shift register of the inputs, computed from them).
+        One whose `CellKind` has ``linear_coefficients``: ``lru``, ``s4d`` (complex ``a``, ``b``
+        of shape (T, batch, N) acting on ``h = Re h + i Im h``, the real state being ``[h.real,
+        h.imag]``), ``mingru``, ``minlstm`` (real, (T, batch, hidden)), ``mamba`` (real, (T,
+        batch, d_inner * d_state), the SSM part ``state[:, cell.components["ssm"]]``, its kind's
+        ``linear_part``; its conv buffer is a shift register of the inputs, computed from them).
     xs : array, shape (T, batch, inputs)
     h0 : array, optional
         Initial state (only Mamba's conv buffer part enters ``a`` and ``b``).
@@ -67,9 +67,11 @@ def linear_coefficients(cell: Cell, xs, *, h0=None) -> tuple[np.ndarray, np.ndar
     >>> bool(np.allclose(np.concatenate([h.real, h.imag], -1), gf.unroll(cell, xs)[-1]))
     True
     """
-    cell = _registered(cell, LINEAR_COEFFICIENTS, "per-step linear map (it is not linear in its state)")
+    cell, formula = _kind_field(
+        cell, "linear_coefficients", "per-step linear map (it is not linear in its state)"
+    )
     xs, h0 = check_sequence(cell, xs, h0)
-    return LINEAR_COEFFICIENTS[cell.kind](cell, xs, h0)
+    return formula(cell, xs, h0)
 
 
 @deprecated_spellings(positional=("h0",))
@@ -83,6 +85,6 @@ def layer_outputs(cell: Cell, xs, *, h0=None) -> np.ndarray:
     >>> gf.layer_outputs(gf.mamba(4, d_state=2), gf.inputs.gaussian(5, 2, 4)).shape
     (5, 2, 4)
     """
-    cell = _registered(cell, LAYER_OUTPUTS, "output read from its state")
+    cell, formula = _kind_field(cell, "layer_outputs", "output read from its state")
     xs, h0 = check_sequence(cell, xs, h0)
-    return LAYER_OUTPUTS[cell.kind](cell, unroll(cell, xs, h0=h0), xs)
+    return formula(cell, unroll(cell, xs, h0=h0), xs)

@@ -18,9 +18,9 @@ import numpy as np
 from autograd.core import make_jvp
 
 from ..core import deprecated_spellings
+from ..core._registry import CellKind, find_cell_kind
 from ..core._threads import blas_limit
 from ._engine import check_cell, check_sequence, check_trajectory, unroll
-from ._linear import LINEAR_COEFFICIENTS
 
 # A step declared linear must satisfy step(h) = a * h + b at a random h to this relative tolerance.
 LINEAR_TOL = 1e-9
@@ -233,11 +233,17 @@ def scan(cell, xs, *, h0=None) -> np.ndarray:
         unroll(cell, xs, h0=h0)  # raises, naming the step, when the state itself overflows
         raise  # only the scan's products of |a| > 1 overflowed: the loop still works
     out[1:, :, part] = np.concatenate([states.real, states.imag], axis=-1) if paired else states
-    if cell.kind == "mamba":
-        conv = cell.components["conv"]
-        out[1:, :, conv] = _mamba_buffers(cell, xs, h0[:, conv])
+    record = _exact_record(cell)
+    if record is not None and record.input_states is not None:  # the rest follows the inputs (Mamba's buffer)
+        out[1:, :, np.setdiff1d(np.arange(cell.state_size), part)] = record.input_states(cell, xs, h0)
     check_trajectory(cell, out)
     return out
+
+
+def _exact_record(cell) -> CellKind | None:
+    """The cell's `CellKind` if it gives exact ``linear_coefficients``, else None."""
+    record = find_cell_kind(cell.kind)
+    return record if record is not None and record.linear_coefficients is not None else None
 
 
 def _coefficients(cell, xs, h0):
@@ -248,25 +254,12 @@ def _coefficients(cell, xs, h0):
             f"(config['linear'] is not set): it has no associative scan; use gf.unroll"
         )
     paired = bool(cell.config.get("complex"))
-    if cell.kind in LINEAR_COEFFICIENTS:  # exact formulas beside the cell
-        a, b = LINEAR_COEFFICIENTS[cell.kind](cell, xs, h0)
-        part = cell.components["ssm"] if cell.kind == "mamba" else np.arange(cell.state_size)
-        return a, b, part, paired
+    record = _exact_record(cell)
+    if record is not None:  # exact formulas beside the cell, on its linear part
+        a, b = record.linear_coefficients(cell, xs, h0)
+        return a, b, cell.components[record.linear_part], paired
     a, b = diagonal_coefficients(cell, xs)
     return a, b, np.arange(cell.state_size), paired
-
-
-def _mamba_buffers(cell, xs, start):
-    """Mamba's conv buffer after each step: the last ``d_conv - 1`` values of ``x = in_proj(u)``
-    per channel (``start`` before the first), channel-major as in the state; (T, batch, width)."""
-    T, B, _ = xs.shape
-    d_inner, width = cell.config["d_inner"], cell.config["d_conv"] - 1
-    x = xs @ cell.params["in_proj.weight"][:d_inner].T
-    if "in_proj.bias" in cell.params:
-        x = x + cell.params["in_proj.bias"][:d_inner]
-    history = np.concatenate([np.moveaxis(start.reshape(B, d_inner, width), 2, 0), x], axis=0)
-    after = np.stack([history[k + 1 : k + 1 + T] for k in range(width)], axis=-1)  # (T, B, d_inner, width)
-    return after.reshape(T, B, d_inner * width)
 
 
 @deprecated_spellings(positional=("h0",))

@@ -15,11 +15,9 @@ import numpy as np
 
 from ..cells._builtin import build_cell
 from ..cells._cells import Cell
-from ..cells._lru import lru_from_arrays
-from ..cells._mamba import mamba_from_state_dict
 from ..core import deprecated_spellings
-from ..core._registry import cell_kind, cell_kinds
-from ..core._validation import check_choice, keys_under
+from ..core._registry import cell_kind, cell_kinds, find_cell_kind
+from ..core._validation import check_choice
 from ._layout import LAYER_KEY, to_numpy
 from ._layout import validated_layout as _validated_layout  # from_torch's body as it was: a branch edits it
 from ._model import Model, Readout
@@ -160,16 +158,6 @@ def _read_file(path: str) -> Mapping[str, Any]:
     return read_npz(path)
 
 
-def _lru_loader(weights, *, prefix=None, name=None):
-    if prefix is not None:  # the LRU's reference arrays carry no module prefix; strip one if given
-        weights = keys_under(weights, prefix)
-    return lru_from_arrays(weights, name=name)
-
-
-# from_torch(kind, arrays) for the cells whose weights follow their reference code's names.
-ARRAY_LOADERS = {"mamba": mamba_from_state_dict, "lru": _lru_loader}
-
-
 @deprecated_spellings(renamed={"nonlinearity": "activation"})
 def from_torch(
     source: Any,
@@ -186,7 +174,7 @@ def from_torch(
 
     Parameters
     ----------
-    source : torch module, mapping, path, or {"rnn", "lstm", "gru", "mamba", "lru"}
+    source : torch module, mapping, path, or a kind ({"rnn", "lstm", "gru", "mamba", "lru"})
         An ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNNCell`` / ``nn.LSTMCell`` /
         ``nn.GRUCell`` or any module containing one (an LSTM plus a Linear head); its
         ``state_dict()`` (keys may carry module prefixes: ``lstm.weight_ih_l0``, ``fc.weight``);
@@ -230,12 +218,15 @@ def from_torch(
     >>> model.kind, model.cell.state_size, model.head.name, model.ignored
     ('gru', 4, 'fc', ('step',))
     """
-    if weights is not None and isinstance(source, str) and source in ARRAY_LOADERS:
-        return ARRAY_LOADERS[source](weights, prefix=prefix, name=name)
+    # A kind whose weights follow its reference code's names loads them itself (its CellKind's loader).
+    own = find_cell_kind(source, pytorch_layout=False) if weights is not None else None
+    loader = own.loader if own is not None else None
+    if loader is not None:
+        return loader(weights, prefix=prefix, name=name)
     if weights is not None:  # the arrays form: from_torch(kind, arrays)
         return _cell_from_arrays(source, weights, activation, name)
     if kind is not None:
-        kind = check_choice("kind", kind, cell_kinds())
+        kind = check_choice("kind", kind, cell_kinds(pytorch_layout=True))
     settings: dict[str, dict[str, Any]] = {}
     if isinstance(source, (str, os.PathLike)):
         origin = os.fspath(source)
@@ -320,7 +311,9 @@ def from_torch(
 
 
 def _cell_from_arrays(kind, weights, activation, name) -> Cell:
-    kind = check_choice("kind", kind, cell_kinds())
+    loaders = [k for k in cell_kinds(pytorch_layout=False) if cell_kind(k).loader is not None]
+    # A kind with a loader never comes here; it is named so that the message lists every kind.
+    kind = check_choice("kind", kind, (*cell_kinds(pytorch_layout=True), *loaders))
     if not isinstance(weights, Mapping):
         raise ValueError(
             f"weights must be a mapping of PyTorch names to arrays; got {type(weights).__name__}"

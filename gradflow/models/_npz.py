@@ -110,7 +110,7 @@ def load(path: str | os.PathLike) -> Cell:
     meta.pop("format", None)
     meta.pop("version", None)
     activation = meta.pop("activation", "tanh")
-    if find_cell_kind(kind) is None or activation not in act.ACTIVATIONS:
+    if find_cell_kind(kind, pytorch_layout=True) is None or activation not in act.ACTIVATIONS:
         raise ValueError(f"{path!r} names an unknown cell kind {kind!r} or activation {activation!r}")
     params, n, d, nl, proj = validated_layout(kind, arrays, repr(path))
     if (n, d, nl, proj) != (hidden, inputs, layers, meta.get("proj_size", 0)):

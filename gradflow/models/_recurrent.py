@@ -68,7 +68,11 @@ def recurrent(cell: Cell, layers: int = 1, *, name: str | None = None, scan: boo
         )
     if layers > 1:
         cfg = dict(cell.config)
-        if find_cell_kind(cell.kind) is None or "seed" not in cfg or cfg.get("layers", 1) != 1:
+        if (
+            find_cell_kind(cell.kind, pytorch_layout=True) is None
+            or "seed" not in cfg
+            or cfg.get("layers", 1) != 1
+        ):
             raise ValueError(
                 f"layers={layers} stacks a one-layer built-in cell made by gf.rnn, gf.lstm "
                 f"or gf.gru; got {cell.name!r} ({cell.kind}, config {cfg}). For a trained "

@@ -150,7 +150,7 @@ def model_of(model) -> Model:
     if isinstance(model, Model):
         return model
     cell = check_cell(model)
-    if find_cell_kind(cell.kind) is None:
+    if find_cell_kind(cell.kind, pytorch_layout=True) is None:
         raise ValueError(
             f"cell must be a built-in rnn, lstm or gru cell to be analysed; got kind {cell.kind!r}"
         )
