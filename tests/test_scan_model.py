@@ -9,8 +9,8 @@ from autograd import grad
 from autograd.core import make_jvp
 
 import gradflow as gf
+from gradflow.engine import scanned_columns
 from gradflow.models import output_columns
-from gradflow.models._scanned import scanned_columns
 
 
 def _diagonal(p, h, x):  # an input-gated real diagonal recurrence, not a built-in kind

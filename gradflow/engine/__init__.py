@@ -23,7 +23,7 @@ from ._engine import (
 )
 from ._linear import layer_outputs, linear_coefficients
 from ._reverse import reverse_sweep, sequential_sweep
-from ._scan import associative_scan, diagonal_coefficients, diagonal_rate, scan, scan_depth
+from ._scan import associative_scan, diagonal_coefficients, diagonal_rate, scan, scan_depth, scanned_columns
 
 __all__ = [
     "associative_scan",
@@ -42,6 +42,7 @@ __all__ = [
     "reverse_sweep",
     "scan",
     "scan_depth",
+    "scanned_columns",
     "sequential_sweep",
     "steps_per_chunk",
     "unroll",

@@ -246,6 +246,22 @@ def _exact_record(cell) -> CellKind | None:
     return record if record is not None and record.linear_coefficients is not None else None
 
 
+def scanned_columns(cell) -> np.ndarray:
+    """The state columns the scan carries: its `CellKind`'s ``linear_part`` (Mamba: ``"ssm"``, whose
+    conv buffer beside it is a shift register of the inputs) when the kind gives exact
+    ``linear_coefficients``, else the whole state.
+
+    Examples
+    --------
+    >>> import gradflow as gf
+    >>> from gradflow.engine import scanned_columns
+    >>> len(scanned_columns(gf.lru(4, 2))), len(scanned_columns(gf.mamba(4, d_state=2)))
+    (8, 16)
+    """
+    record = _exact_record(cell)
+    return cell.components[record.linear_part] if record is not None else np.arange(cell.state_size)
+
+
 def _coefficients(cell, xs, h0):
     """``(a, b, part, paired)``: the scanned part of the state (indices) and whether it is complex."""
     if not cell.config.get("linear"):
@@ -257,7 +273,7 @@ def _coefficients(cell, xs, h0):
     record = _exact_record(cell)
     if record is not None:  # exact formulas beside the cell, on its linear part
         a, b = record.linear_coefficients(cell, xs, h0)
-        return a, b, cell.components[record.linear_part], paired
+        return a, b, scanned_columns(cell), paired
     a, b = diagonal_coefficients(cell, xs)
     return a, b, np.arange(cell.state_size), paired
 

@@ -20,21 +20,7 @@ from autograd.core import make_vjp
 from autograd.extend import defvjp_argnums, primitive
 
 from ..cells._cells import Cell
-from ..engine import associative_scan, scan
-
-
-def scanned_columns(cell: Cell) -> np.ndarray:
-    """The state columns the scan carries: the ``"ssm"`` component when the cell names one (Mamba,
-    whose conv buffer beside it is a shift register of the inputs), else the whole state.
-
-    Examples
-    --------
-    >>> import gradflow as gf
-    >>> from gradflow.models._scanned import scanned_columns
-    >>> len(scanned_columns(gf.lru(4, 2))), len(scanned_columns(gf.mamba(4, d_state=2)))
-    (8, 16)
-    """
-    return np.asarray(cell.components.get("ssm", np.arange(cell.state_size)))
+from ..engine import associative_scan, scan, scanned_columns
 
 
 def _as_complex(x: np.ndarray) -> np.ndarray:
