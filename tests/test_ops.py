@@ -9,7 +9,7 @@ from helpers import fd_jacobian, rel_err
 
 from gradflow.core import _activations as act
 from gradflow.core._ops import affine, gru_update, join_columns, lstm_update, take_columns
-from gradflow.core._sequence_ops import _lstm_loop, lstm_sequence
+from gradflow.core._sequence_ops import _loop, gru_sequence, lstm_sequence
 
 rng = np.random.default_rng(0)
 B, N, D = 3, 4, 5
@@ -169,32 +169,40 @@ def test_second_derivatives_match_the_plain_formula_and_finite_differences(case)
 # ------------------------------------------------------------------ the whole-sequence LSTM
 
 
-def test_lstm_sequence_is_the_unrolled_step_and_its_vjp_is_the_steps():
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_sequence_is_the_unrolled_step_and_its_vjp_is_the_steps(kind):
     """States equal the cell's step unrolled; the hand-written reverse loop gives autograd's
     gradient through the traced steps (every argument) and central differences; differentiated
     twice it is the traced step (a Hessian-vector product through both agree)."""
     T, Bt, n, d = 5, 3, 4, 2
+    G, S = (4, 2 * n) if kind == "lstm" else (3, n)
     args = [
         rng.normal(size=(T, Bt, d)),
-        rng.normal(size=(4 * n, d)),
-        rng.normal(size=(4 * n, n)),
-        rng.normal(size=4 * n),
-        rng.normal(size=(Bt, 2 * n)),
+        rng.normal(size=(G * n, d)),
+        rng.normal(size=(G * n, n)),
+        rng.normal(size=G * n),
+        *([] if kind == "lstm" else [rng.normal(size=G * n)]),
+        rng.normal(size=(Bt, S)),
     ]
-    np.testing.assert_allclose(lstm_sequence(*args), _lstm_loop(*args), rtol=1e-15, atol=1e-15)
-    weights = rng.normal(size=(T, Bt, 2 * n))
+    fused = lstm_sequence if kind == "lstm" else gru_sequence
+
+    def loop(xs, W_ih, W_hh, b_ih, *rest):
+        return _loop(kind, xs, W_ih, W_hh, b_ih, *((0.0, *rest) if kind == "lstm" else rest))
+
+    np.testing.assert_allclose(fused(*args), loop(*args), rtol=1e-15, atol=1e-15)
+    weights = rng.normal(size=(T, Bt, S))
     for i in range(len(args)):
-        _check_sequence_argument(args, i, weights)
+        _check_sequence_argument(args, i, weights, fused, loop)
 
 
-def _check_sequence_argument(args, i, weights):
+def _check_sequence_argument(args, i, weights, fused, loop):
     arg = args[i]
 
-    def f(v, fun=lstm_sequence):
+    def f(v, fun=fused):
         return anp.sum(anp.sin(fun(*args[:i], v, *args[i + 1 :])) * weights)
 
     def f_loop(v):
-        return f(v, _lstm_loop)
+        return f(v, loop)
 
     g = grad(f)(arg)
     assert rel_err(g, grad(f_loop)(arg)) < 1e-12, i

@@ -258,26 +258,40 @@ def gru_update(gi, gh, h):
     return (1.0 - z) * nn + z * h
 
 
-def _gru_vjp(argnums, ans, args, kwargs):
-    gi, gh, h = args
+def gru_local(gi, gh, h):
+    """The next ``h'`` and the factors the step's VJP multiplies (`gru_back`)."""
     n = h.shape[-1]
     pr, pz, r, z, an, nn = gru_parts(gi, gh, h)
+    factors = (
+        (1.0 - z) * sech2(an),
+        (h - nn) * logistic_prime(pz),
+        gh[..., 2 * n :] * logistic_prime(pr),
+        r,
+        z,
+    )
+    return (1.0 - z) * nn + z * h, factors
 
-    def vjp(G):
-        dan = G * (1.0 - z) * sech2(an)
-        dpz = G * (h - nn) * logistic_prime(pz)
-        dpr = dan * gh[..., 2 * n :] * logistic_prime(pr)
-        out = []
-        for a in argnums:
-            if a == 0:
-                out.append(_concat([dpr, dpz, dan]))
-            elif a == 1:
-                out.append(_concat([dpr, dpz, dan * r]))
-            else:
-                out.append(G * z)
-        return tuple(out)
 
-    return vjp
+def gru_back(local, G, argnums=(0, 1, 2)):
+    """Cotangents of ``gi``, ``gh`` and ``h`` from that of ``h'``: the GRU's VJP."""
+    out_n, out_z, via_r, r, z = local
+    dan = G * out_n
+    dpz = G * out_z
+    dpr = dan * via_r
+    out = []
+    for a in argnums:
+        if a == 0:
+            out.append(_concat([dpr, dpz, dan]))
+        elif a == 1:
+            out.append(_concat([dpr, dpz, dan * r]))
+        else:
+            out.append(G * z)
+    return tuple(out)
+
+
+def _gru_vjp(argnums, ans, args, kwargs):
+    local = gru_local(*args)[1]
+    return lambda G: gru_back(local, G, argnums)
 
 
 def _gru_jvp(which):
