@@ -2,8 +2,9 @@
 
 autograd's own ``tanh`` differentiates as ``1 / cosh(a)**2``, which overflows
 (with a RuntimeWarning) for ``|a| > 355``; ``1 - tanh(a)**2`` is exactly 0 once
-``|a| > 19``. We use the log form of sech^2 instead (docs/theory.md, section 1), which
-stays accurate until float64 itself underflows near ``|a| = 372``.
+``|a| > 19``. We use ``sech^2 = 4u / (1 + u)^2`` with ``u = exp(-2|a|)`` instead, and its log
+form where a log is wanted (docs/theory.md, section 1); both stay accurate until float64 itself
+underflows near ``|a| = 372``.
 """
 
 from __future__ import annotations
