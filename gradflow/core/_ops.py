@@ -150,7 +150,7 @@ def _lstm_gates(pre, c):
 
     One exp serves the four gates: with ``u = exp(-|a|)`` (``exp(-2|a|)`` for g) and
     ``r = 1 / (1 + u)``, ``logistic(a)`` is ``r`` for ``a >= 0`` and ``u r`` below, its slope
-    ``u r^2``, and tanh's slope ``4 u r^2``: no overflow and no cancellation (within 5e-16 of
+    ``u r^2``, and tanh's slope ``4 u r^2``: no overflow and no cancellation (within 6e-16 of
     exact, where ``0.5 (1 + tanh(a/2))`` loses every digit below ``a = -37``). Three times fewer
     transcendental calls than tanh plus sech^2 gate by gate; g itself is ``tanh``.
     """
