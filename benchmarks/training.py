@@ -3,9 +3,9 @@
     python benchmarks/training.py          # 64-unit LSTM, T = 100, batch 32, adding task
     python benchmarks/training.py --quick  # 16 units, T = 20, batch 8
 
-Rows: gradflow's training step (autograd through the engine's fused LSTM step, one BLAS
-thread), the naive way (autograd through the same equations written in plain
-``autograd.numpy``, `plain_lstm_step` below), and PyTorch on CPU (``torch.nn.LSTM``
+Rows: gradflow's training step (``gf.training_objective``: autograd over the LSTM's
+whole-sequence primitive, one BLAS thread), the naive way (autograd through the same
+equations written in plain ``autograd.numpy``, `plain_lstm_step` below), and PyTorch on CPU (``torch.nn.LSTM``
 plus a linear readout and ``torch.optim.Adam``) when torch is importable; that row is
 skipped otherwise. The naive gradient is checked against gradflow's before timing, and
 the PyTorch loss against gradflow's on the same weights and batch.
@@ -111,7 +111,7 @@ def main(argv=None):
         fast, (loss, g) = gradflow_step(model, task, xs, ys)
         naive, (_, g_naive) = gradflow_step(model, task, xs, ys, naive=True)
         np.testing.assert_allclose(g_naive, g, rtol=1e-9, atol=1e-13)  # the same gradient
-        rows.append(("gradflow (autograd, fused LSTM step)", steps_per_second(fast, seconds)))
+        rows.append(("gradflow (whole-sequence LSTM primitive)", steps_per_second(fast, seconds)))
         rows.append(("naive (autograd, plain autograd.numpy step)", steps_per_second(naive, seconds)))
     try:
         import torch

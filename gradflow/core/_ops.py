@@ -129,32 +129,50 @@ defjvp(affine, _affine_jvp_x, _affine_jvp_W, _affine_jvp_b)
 # ------------------------------------------------------------------ LSTM
 
 
-_HALVES: dict[int, np.ndarray] = {}
+_GATE_SCALES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _gate_scales(n):
+    """``-(1, 1, 2, 1)`` and ``(1, 1, 4, 1)``, each repeated over a block of ``n``: the exponent of
+    `_lstm_gates`'s ``u`` and what turns ``u / (1 + u)^2`` into each gate's slope."""
+    if n not in _GATE_SCALES:
+        _GATE_SCALES[n] = (np.repeat([-1.0, -1.0, -2.0, -1.0], n), np.repeat([1.0, 1.0, 4.0, 1.0], n))
+    return _GATE_SCALES[n]
+
+
+def _where(cond, a, b):
+    """``where`` that autograd traces when a branch is boxed."""
+    return (anp if isinstance(a, Box) or isinstance(b, Box) else np).where(cond, a, b)
 
 
 def _lstm_gates(pre, c):
-    """``half`` (``a/2`` of the logistic gates i, f, o, ``a`` of g), the gates and ``c'``.
+    """The gates ``(i, f, g, o)``, ``c'`` and ``u r``, ``r`` (`lstm_slopes` reads the slopes off them).
 
-    One tanh serves the four gates, ``logistic(a) = (1 + tanh(a/2)) / 2``: the same numbers as
-    `logistic` gate by gate (halving is exact), in one call instead of four.
+    One exp serves the four gates: with ``u = exp(-|a|)`` (``exp(-2|a|)`` for g) and
+    ``r = 1 / (1 + u)``, ``logistic(a)`` is ``r`` for ``a >= 0`` and ``u r`` below, its slope
+    ``u r^2``, and tanh's slope ``4 u r^2``: no overflow and no cancellation (within 6e-16 of
+    exact, where ``0.5 (1 + tanh(a/2))`` loses every digit below ``a = -37``). Three times fewer
+    transcendental calls than tanh plus sech^2 gate by gate; g itself is ``tanh``.
     """
     n = c.shape[-1]
-    if n not in _HALVES:
-        _HALVES[n] = np.repeat([0.5, 0.5, 1.0, 0.5], n)
-    half = pre * _HALVES[n]
-    t = np.tanh(half)
-    i, f, g, o = (
-        0.5 * (1.0 + t[..., :n]),
-        0.5 * (1.0 + t[..., n : 2 * n]),
-        t[..., 2 * n : 3 * n],
-        0.5 * (1.0 + t[..., 3 * n :]),
-    )
-    return half, (i, f, g, o), f * c + i * g
+    u = np.exp(np.abs(pre) * _gate_scales(n)[0])
+    r = 1.0 / (1.0 + u)
+    ur = u * r
+    s = _where(pre >= 0, r, ur)
+    i, f, o = s[..., :n], s[..., n : 2 * n], s[..., 3 * n :]
+    g = np.tanh(pre[..., 2 * n : 3 * n])
+    return (i, f, g, o), f * c + i * g, ur, r
+
+
+def lstm_slopes(pre, c):
+    """The gates ``(i, f, g, o)``, ``c'`` and every gate's slope ``d gate / d pre`` (batch, 4n)."""
+    gates, c_new, ur, r = _lstm_gates(pre, c)
+    return gates, c_new, ur * r * _gate_scales(c.shape[-1])[1]
 
 
 def lstm_parts(pre, c):
     n = c.shape[-1]
-    _, gates, c_new = _lstm_gates(pre, c)
+    gates, c_new, _, _ = _lstm_gates(pre, c)
     return (pre[..., :n], pre[..., n : 2 * n], pre[..., 2 * n : 3 * n], pre[..., 3 * n :]), gates, c_new
 
 
@@ -164,40 +182,26 @@ def lstm_update(pre, c):
 
     Returns ``[h', c']`` concatenated, with ``c' = f c + i g`` and ``h' = o tanh(c')``.
     """
-    _, (_, _, _, o), c_new = _lstm_gates(pre, c)
+    (_, _, _, o), c_new, _, _ = _lstm_gates(pre, c)
     return np.concatenate([o * np.tanh(c_new), c_new], axis=-1)  # primal: never boxed
 
 
 def lstm_local(pre, c):
-    """The next ``h'``, ``c'`` and the factors the step's VJP multiplies (`lstm_back`)."""
-    n = c.shape[-1]
-    half, (i, f, g, o), c_new = _lstm_gates(pre, c)
+    """The next ``h'``, ``c'`` and the factors the step's VJP multiplies (`lstm_back`): ``o``
+    times tanh's slope at ``c'``, ``[g, c, i, tanh c']`` times the gates' slopes, and ``f``."""
+    (i, f, g, o), c_new, slopes = lstm_slopes(pre, c)
     tc = np.tanh(c_new)
-    s = sech2(half)  # one call for the gates: logistic'(a) = sech^2(a/2) / 4 (`logistic_prime`)
-    local = (
-        g,
-        0.25 * s[..., :n],
-        c,
-        0.25 * s[..., n : 2 * n],
-        i,
-        s[..., 2 * n : 3 * n],
-        tc,
-        0.25 * s[..., 3 * n :],
-        o,
-        sech2(c_new),
-        f,
-    )
-    return o * tc, c_new, local
+    return o * tc, c_new, (o * sech2(c_new), _concat([g, c, i, tc]) * slopes, f)
 
 
 def lstm_back(local, gh, gc, argnums=(0, 1)):
     """Cotangents of ``pre`` and ``c`` from those of ``h'`` and ``c'``: the LSTM's VJP."""
-    g, lpi, c, lpf, i, s2g, tc, lpo, o, s2c, f = local
-    dc_new = gc + gh * o * s2c
+    out_slope, factors, f = local
+    dc_new = gc + gh * out_slope
     out = []
     for a in argnums:
         if a == 0:
-            out.append(_concat([dc_new * g * lpi, dc_new * c * lpf, dc_new * i * s2g, gh * tc * lpo]))
+            out.append(_concat([dc_new, dc_new, dc_new, gh]) * factors)
         else:
             out.append(dc_new * f)
     return tuple(out)
@@ -212,18 +216,18 @@ def _lstm_vjp(argnums, ans, args, kwargs):
 
 def _lstm_jvp_pre(P, ans, pre, c):
     n = c.shape[-1]
-    (pi, pf, pg, po), (i, _, g, o), c_new = lstm_parts(pre, c)
+    (i, _, g, o), c_new, s = lstm_slopes(pre, c)
     dc = (
-        logistic_prime(pf) * P[..., n : 2 * n] * c
-        + logistic_prime(pi) * P[..., :n] * g
-        + i * sech2(pg) * P[..., 2 * n : 3 * n]
+        s[..., n : 2 * n] * P[..., n : 2 * n] * c
+        + s[..., :n] * P[..., :n] * g
+        + i * s[..., 2 * n : 3 * n] * P[..., 2 * n : 3 * n]
     )
-    dh = logistic_prime(po) * P[..., 3 * n :] * np.tanh(c_new) + o * sech2(c_new) * dc
+    dh = s[..., 3 * n :] * P[..., 3 * n :] * np.tanh(c_new) + o * sech2(c_new) * dc
     return _concat([dh, dc])
 
 
 def _lstm_jvp_c(C, ans, pre, c):
-    _, (_, f, _, o), c_new = lstm_parts(pre, c)
+    (_, f, _, o), c_new, _, _ = _lstm_gates(pre, c)
     dc = f * C
     return _concat([o * sech2(c_new) * dc, dc])
 
@@ -254,26 +258,40 @@ def gru_update(gi, gh, h):
     return (1.0 - z) * nn + z * h
 
 
-def _gru_vjp(argnums, ans, args, kwargs):
-    gi, gh, h = args
+def gru_local(gi, gh, h):
+    """The next ``h'`` and the factors the step's VJP multiplies (`gru_back`)."""
     n = h.shape[-1]
     pr, pz, r, z, an, nn = gru_parts(gi, gh, h)
+    factors = (
+        (1.0 - z) * sech2(an),
+        (h - nn) * logistic_prime(pz),
+        gh[..., 2 * n :] * logistic_prime(pr),
+        r,
+        z,
+    )
+    return (1.0 - z) * nn + z * h, factors
 
-    def vjp(G):
-        dan = G * (1.0 - z) * sech2(an)
-        dpz = G * (h - nn) * logistic_prime(pz)
-        dpr = dan * gh[..., 2 * n :] * logistic_prime(pr)
-        out = []
-        for a in argnums:
-            if a == 0:
-                out.append(_concat([dpr, dpz, dan]))
-            elif a == 1:
-                out.append(_concat([dpr, dpz, dan * r]))
-            else:
-                out.append(G * z)
-        return tuple(out)
 
-    return vjp
+def gru_back(local, G, argnums=(0, 1, 2)):
+    """Cotangents of ``gi``, ``gh`` and ``h`` from that of ``h'``: the GRU's VJP."""
+    out_n, out_z, via_r, r, z = local
+    dan = G * out_n
+    dpz = G * out_z
+    dpr = dan * via_r
+    out = []
+    for a in argnums:
+        if a == 0:
+            out.append(_concat([dpr, dpz, dan]))
+        elif a == 1:
+            out.append(_concat([dpr, dpz, dan * r]))
+        else:
+            out.append(G * z)
+    return tuple(out)
+
+
+def _gru_vjp(argnums, ans, args, kwargs):
+    local = gru_local(*args)[1]
+    return lambda G: gru_back(local, G, argnums)
 
 
 def _gru_jvp(which):

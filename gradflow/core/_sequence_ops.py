@@ -1,8 +1,8 @@
-"""A whole one-layer LSTM sequence as one primitive: training's fast path.
+"""A whole one-layer LSTM or GRU sequence as one primitive: training's fast path.
 
-The LSTM step (``_ops.affine``, ``_ops.lstm_update``) unrolled in numpy, keeping each step's VJP
-factors (``_ops.lstm_local``), with one reverse loop (``_ops.lstm_back``, the same formulas as
-``lstm_update``'s rule) as its VJP.
+The cell's step (``_ops.affine`` plus ``_ops.lstm_update`` or ``_ops.gru_update``) unrolled in
+numpy, keeping each step's VJP factors (``_ops.lstm_local``, ``_ops.gru_local``), with one reverse
+loop (``_ops.lstm_back``, ``_ops.gru_back``: the same formulas as the steps' rules) as its VJP.
 """
 
 from __future__ import annotations
@@ -12,45 +12,74 @@ import numpy as np
 from autograd.extend import Box, defvjp_argnums, primitive
 from autograd.tracer import getval
 
-from ._ops import affine, lstm_back, lstm_local, lstm_update
+from ._ops import affine, gru_back, gru_local, gru_update, lstm_back, lstm_local, lstm_update
 
 
-class _LSTMRun:
-    """A one-layer LSTM unrolled over ``xs`` in numpy: every state and the factors of every step's
-    VJP (`lstm_local`), kept for the reverse loop."""
+def _lstm_forward(gi, gh, state):
+    n = gh.shape[-1] // 4
+    h, c, local = lstm_local(gi + gh, state[:, n:])
+    return np.concatenate([h, c], axis=-1), local
 
-    def __init__(self, xs, W_ih, W_hh, b, h0):
+
+def _lstm_backward(local, G):
+    """Cotangents of ``gi``, ``gh`` (both the pre-activation's) and of the state directly."""
+    n = G.shape[-1] // 2
+    d_pre, dc = lstm_back(local, G[:, :n], G[:, n:])
+    return d_pre, d_pre, np.concatenate([np.zeros_like(dc), dc], axis=-1)
+
+
+def _gru_forward(gi, gh, state):
+    return gru_local(gi, gh, state)
+
+
+def _gru_backward(local, G):
+    return gru_back(local, G)
+
+
+# A kind's step on plain arrays: forward(gi, gh, state) -> (state', factors) and
+# backward(factors, G) -> (d gi, d gh, d state without the path through gh).
+_RULES = {"lstm": (_lstm_forward, _lstm_backward), "gru": (_gru_forward, _gru_backward)}
+
+
+class _Run:
+    """A one-layer cell unrolled over ``xs`` in numpy: every state and the factors of every step's VJP."""
+
+    def __init__(self, kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
         T, B, D = xs.shape
-        n = W_hh.shape[1]
-        # The input drive of every step in one product (the step's affine(x, W_ih, b), batched).
-        gi = affine(xs.reshape(T * B, D), W_ih, b).reshape(T, B, 4 * n)
-        self.states = np.empty((T + 1, B, 2 * n))
-        self.states[0] = h0
-        h, c, self.local = h0[:, :n], h0[:, n:], []
+        n, forward = W_hh.shape[1], _RULES[kind][0]
+        # The input drive of every step in one product (the step's affine(x, W_ih, b_ih), batched).
+        gi = affine(xs.reshape(T * B, D), W_ih, b_ih).reshape(T, B, -1)
+        self.states = np.empty((T + 1, B, h0.shape[-1]))
+        self.states[0] = state = h0
+        self.local = []
         for t in range(T):
-            h, c, local = lstm_local(affine(h, W_hh, gi[t]), c)
-            self.states[t + 1, :, :n], self.states[t + 1, :, n:] = h, c
+            state, local = forward(gi[t], affine(state[:, :n], W_hh, b_hh), state)
+            self.states[t + 1] = state
             self.local.append(local)
 
 
-def _lstm_sequence_vjp(argnums, ans, args, kwargs):
-    xs, W_ih, W_hh, _, _, run = args
+def _sequence_vjp(argnums, ans, args, kwargs):
+    kind, xs, W_ih, W_hh, _, _, _, run = args
     T, B, D = xs.shape
-    n = W_hh.shape[1]
+    n, backward = W_hh.shape[1], _RULES[kind][1]
 
     def vjp(G):
-        d_pre = np.empty((T, B, 4 * n))
-        carry_h, carry_c = np.zeros((B, n)), np.zeros((B, n))
-        for t in range(T - 1, -1, -1):  # the reverse loop: each step's LSTM VJP, then W_hh's
-            d_pre[t], carry_c = lstm_back(run.local[t], G[t, :, :n] + carry_h, G[t, :, n:] + carry_c)
-            carry_h = d_pre[t] @ W_hh
-        rows = d_pre.reshape(T * B, 4 * n)
+        d_gi = np.empty((T, B, W_hh.shape[0]))
+        d_gh = d_gi if kind == "lstm" else np.empty_like(d_gi)  # the LSTM's are one and the same
+        carry = np.zeros(G.shape[1:])
+        for t in range(T - 1, -1, -1):  # the reverse loop: each step's VJP, then W_hh's
+            d_gi[t], gh, carry = backward(run.local[t], G[t] + carry)
+            if d_gh is not d_gi:
+                d_gh[t] = gh
+            carry[:, :n] += gh @ W_hh
+        rows_i, rows_h = d_gi.reshape(T * B, -1), d_gh.reshape(T * B, -1)
         out = {
-            0: lambda: (rows @ W_ih).reshape(xs.shape),
-            1: lambda: rows.T @ xs.reshape(T * B, D),
-            2: lambda: rows.T @ run.states[:-1, :, :n].reshape(T * B, n),
-            3: lambda: rows.sum(axis=0),
-            4: lambda: np.concatenate([carry_h, carry_c], axis=-1),
+            1: lambda: (rows_i @ W_ih).reshape(xs.shape),
+            2: lambda: rows_i.T @ xs.reshape(T * B, D),
+            3: lambda: rows_h.T @ run.states[:-1, :, :n].reshape(T * B, n),
+            4: lambda: rows_i.sum(axis=0),
+            5: lambda: rows_h.sum(axis=0),
+            6: lambda: carry,
         }
         return tuple(out[a]() for a in argnums)
 
@@ -58,19 +87,35 @@ def _lstm_sequence_vjp(argnums, ans, args, kwargs):
 
 
 @primitive
-def _lstm_sequence(xs, W_ih, W_hh, b, h0, run):
+def _sequence(kind, xs, W_ih, W_hh, b_ih, b_hh, h0, run):
     return run.states[1:]
 
 
-defvjp_argnums(_lstm_sequence, _lstm_sequence_vjp)
+defvjp_argnums(_sequence, _sequence_vjp)
 
 
-def _lstm_loop(xs, W_ih, W_hh, b, h0):
-    n, h, states = W_hh.shape[1], h0, []
+def _loop(kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
+    n, state, states = W_hh.shape[1], h0, []
     for x in xs:
-        h = lstm_update(affine(h[:, :n], W_hh, affine(x, W_ih, b)), h[:, n:])
-        states.append(h)
+        if kind == "lstm":
+            state = lstm_update(affine(state[:, :n], W_hh, affine(x, W_ih, b_ih)), state[:, n:])
+        else:
+            state = gru_update(affine(x, W_ih, b_ih), affine(state, W_hh, b_hh), state)
+        states.append(state)
     return anp.stack(states)
+
+
+def _unrolled(kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
+    args = (xs, W_ih, W_hh, b_ih, b_hh, h0)
+    traces = set()
+    for a in args:
+        while isinstance(a, Box):
+            traces.add(a._trace)
+            a = a._value
+    if len(traces) > 1:  # differentiated again: the traced step, whose rules differentiate again
+        return _loop(kind, *args)
+    run = _Run(kind, *(getval(a) for a in args))
+    return _sequence(kind, *args, run) if traces else run.states[1:]
 
 
 def lstm_sequence(xs, W_ih, W_hh, b, h0):
@@ -94,15 +139,23 @@ def lstm_sequence(xs, W_ih, W_hh, b, h0):
     >>> bool(np.allclose(states, gf.unroll(cell, xs)[1:], rtol=1e-14, atol=0))
     True
     """
-    args = (xs, W_ih, W_hh, b, h0)
-    traces = set()
-    for a in args:
-        while isinstance(a, Box):
-            traces.add(a._trace)
-            a = a._value
-    if len(traces) > 1:  # differentiated again: the traced step, whose rules differentiate again
-        return _lstm_loop(*args)
-    raw = [getval(a) for a in args]
-    if not traces:
-        return _LSTMRun(*raw).states[1:]
-    return _lstm_sequence(*args, _LSTMRun(*raw))
+    return _unrolled("lstm", xs, W_ih, W_hh, b, 0.0, h0)
+
+
+def gru_sequence(xs, W_ih, W_hh, b_ih, b_hh, h0):
+    """Every state (T, batch, n) of a one-layer GRU over ``xs`` (T, batch, D) from ``h0`` (batch, n):
+    the GRU step (``affine``, ``gru_update``) unrolled as one primitive, as `lstm_sequence`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> from gradflow.core._sequence_ops import gru_sequence
+    >>> cell, xs = gf.gru(4, 2, seed=0), gf.inputs.gaussian(5, 3, 2, seed=1)
+    >>> p = cell.params
+    >>> states = gru_sequence(xs, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"],
+    ...                       np.zeros((3, 4)))
+    >>> bool(np.allclose(states, gf.unroll(cell, xs)[1:], rtol=1e-14, atol=0))
+    True
+    """
+    return _unrolled("gru", xs, W_ih, W_hh, b_ih, b_hh, h0)

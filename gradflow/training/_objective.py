@@ -11,6 +11,7 @@ from autograd.core import make_jvp
 from autograd.tracer import Box
 
 from ..cells._cells import Cell
+from ..core._ops import take_columns
 from ..core._registry import find_cell_kind
 from ..core._validation import check_finite_float, check_positive_int
 from ..engine._engine import check_cell, check_sequence, unboxed
@@ -203,13 +204,15 @@ def model_forward(model: SequenceModel) -> Callable:
     ):
         return model.apply
     cols = output_columns(cell)
-    pick = slice(int(cols[0]), int(cols[-1]) + 1)  # one layer: h is one block of columns
+    start, stop = int(cols[0]), int(cols[-1]) + 1  # one layer: h is one block of columns
     sequence = record.sequence
 
     def forward(params, xs):
         if not isinstance(xs, Box):
             xs = model.check_inputs(xs)
-        return sequence(params, xs, np.zeros((xs.shape[1], cell.state_size)))[..., pick]
+        # take_columns, not [..., a:b]: its VJP writes one dense block where autograd's indexing
+        # adds into zeros with ufunc.at (4 ms a step at T = 100, batch 32, 64 units).
+        return take_columns(sequence(params, xs, np.zeros((xs.shape[1], cell.state_size))), start, stop)
 
     return forward
 
