@@ -79,9 +79,12 @@ def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> Predicto
     )
 
 
-def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np.ndarray:
+def _sampled_jacobians(
+    cell, xs, states, window, rows: int, span: int = 1, precision=np.float64
+) -> np.ndarray:
     """Products of ``span`` consecutive step Jacobians starting at up to ``rows`` evenly spaced
-    steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S)."""
+    steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S);
+    products of built-in cells' closed-form J_t taken in ``precision``."""
     S = cell.state_size
     t = _sampled_steps(window, rows, span)
     eye = np.broadcast_to(np.eye(S), (len(t) * xs.shape[1], S, S))
@@ -90,7 +93,8 @@ def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np
     for j in range(span):
         h, x = states[t + j].reshape(-1, S), xs[t + j].reshape(len(t) * xs.shape[1], -1)
         if closed:  # J_t in closed form, then the product
-            P = cell_step_jacobians(cell, h, x) if j == 0 else np.matmul(cell_step_jacobians(cell, h, x), P)
+            J = cell_step_jacobians(cell, h, x)
+            P = J if j == 0 else np.matmul(J.astype(precision, copy=False), P.astype(precision, copy=False))
         else:
             P = block_products(cell, h, x, P if j else eye, "right")
     return P
@@ -201,18 +205,21 @@ def moment_map(
     # One step of a built-in cell: M from the structure of J_t (same numbers, far fewer products).
     terms = _moment_terms(cell, xs, states, window, rows) if span == 1 and S * S > 16 else None
     if terms is None:
-        J = _sampled_jacobians(cell, xs, states, window, rows, span)
+        single = span > 1 and S >= SINGLE_PRECISION_FROM
+        J = _sampled_jacobians(cell, xs, states, window, rows, span, np.float32 if single else np.float64)
         n = J.shape[0]
-        Jp = J.astype(np.float32) if span > 1 and S >= SINGLE_PRECISION_FROM else J
+        Jp = J.astype(np.float32 if single else np.float64, copy=False)
+        stacked = []  # the P_t^T side by side, (S, n S): built when the power iteration first runs
 
         def second_moment(X, precision=np.float64):  # M(X) = mean_t P_t X P_t^T
             P = Jp.astype(precision, copy=False) if precision == np.float32 else Jp
             return np.matmul(np.matmul(P, X.astype(P.dtype)), np.swapaxes(P, 1, 2)).mean(axis=0, dtype=float)
 
-        def factor_moment(V):  # M(V V^T), and one (n S, S) x (S, rank) GEMM (einsum would not use BLAS)
-            W = Jp.reshape(n * S, S) @ V.astype(Jp.dtype)
-            W = W.reshape(n, S, -1).transpose(1, 0, 2).reshape(S, -1)
-            return (W @ W.T).astype(float) / n
+        def factor_moment(V):  # M(V V^T) = A^T A / n, A the (P_t V)^T stacked: one GEMM, one SYRK
+            if not stacked:
+                stacked.append(np.ascontiguousarray(Jp.transpose(2, 0, 1)).reshape(S, n * S))
+            A = (V.T.astype(Jp.dtype) @ stacked[0]).reshape(-1, S)
+            return (A.T @ A).astype(float) / n
     else:
         second_moment = terms
         n = len(_sampled_steps(window, rows)) * xs.shape[1]
