@@ -209,7 +209,8 @@ def moment_map(
         J = _sampled_jacobians(cell, xs, states, window, rows, span, np.float32 if single else np.float64)
         n = J.shape[0]
         Jp = J.astype(np.float32 if single else np.float64, copy=False)
-        stacked = []  # the P_t^T side by side, (S, n S): built when the power iteration first runs
+        # The P_t^T side by side, (S, n S): built when the power iteration first runs.
+        stacked: list[np.ndarray] = []
 
         def second_moment(X, precision=np.float64):  # M(X) = mean_t P_t X P_t^T
             P = Jp.astype(precision, copy=False) if precision == np.float32 else Jp
