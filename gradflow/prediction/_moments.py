@@ -209,18 +209,15 @@ def moment_map(
         J = _sampled_jacobians(cell, xs, states, window, rows, span, np.float32 if single else np.float64)
         n = J.shape[0]
         Jp = J.astype(np.float32 if single else np.float64, copy=False)
-        # The P_t^T side by side, (S, n S): built when the power iteration first runs.
-        stacked: list[np.ndarray] = []
 
         def second_moment(X, precision=np.float64):  # M(X) = mean_t P_t X P_t^T
             P = Jp.astype(precision, copy=False) if precision == np.float32 else Jp
             return np.matmul(np.matmul(P, X.astype(P.dtype)), np.swapaxes(P, 1, 2)).mean(axis=0, dtype=float)
 
-        def factor_moment(V):  # M(V V^T) = A^T A / n, A the (P_t V)^T stacked: one GEMM, one SYRK
-            if not stacked:
-                stacked.append(np.ascontiguousarray(Jp.transpose(2, 0, 1)).reshape(S, n * S))
-            A = (V.T.astype(Jp.dtype) @ stacked[0]).reshape(-1, S)
-            return (A.T @ A).astype(float) / n
+        def factor_moment(V):  # M(V V^T), and one (n S, S) x (S, rank) GEMM (einsum would not use BLAS)
+            W = Jp.reshape(n * S, S) @ V.astype(Jp.dtype)
+            W = W.reshape(n, S, -1).transpose(1, 0, 2).reshape(S, -1)
+            return (W @ W.T).astype(float) / n
     else:
         second_moment = terms
         n = len(_sampled_steps(window, rows)) * xs.shape[1]
