@@ -383,3 +383,72 @@ def test_the_diagonal_recurrence_predictor_is_exact_and_trusted_for_linear_cells
         and "linear in its state" in rnn["diagonal recurrence"].reason
     )
     assert rnn.method == "two-step moment map"
+
+
+def test_collatz_wielandt_brackets_the_perron_root_of_the_dense_moment_map():
+    # M = mean J (x) J as an explicit (S^2, S^2) matrix: its spectral radius by dense eigvals.
+    cell = gf.lstm(4, 2, forget_bias=1.0, gain=1.5, seed=3)
+    xs = gf.inputs.gaussian(60, 2, 2, seed=4)
+    J = _moments._sampled_jacobians(cell, xs, gf.unroll(cell, xs), slice(6, 60), rows=20)
+    M = np.mean([np.kron(P, P) for P in J], axis=0)
+    vals, vecs = np.linalg.eig(M)
+    top = np.argmax(np.abs(vals))
+    rho = abs(vals[top])
+
+    def second_moment(X, precision=np.float64):
+        return (M @ X.reshape(-1)).reshape(X.shape)
+
+    S = cell.state_size
+    for X in (np.eye(S), np.eye(S) + 0.3 * np.ones((S, S)), second_moment(second_moment(np.eye(S)))):
+        lo, hi, quotient = _moments.collatz_wielandt(second_moment, X)
+        assert lo <= rho <= hi and lo <= quotient <= hi
+    # At the Perron vector (real, positive definite up to its phase) the bracket closes on rho.
+    lo, hi, quotient = _moments.collatz_wielandt(second_moment, vecs[:, top].reshape(S, S))
+    assert (lo, hi, quotient) == pytest.approx((rho, rho, rho), rel=1e-9)
+    assert _moments.collatz_wielandt(second_moment, -np.eye(S) + 2 * np.eye(S)[::-1]) is None  # not definite
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.rnn(24, 3, gain=1.5, seed=1),
+        lambda: gf.lstm(20, 3, forget_bias=1.0, seed=1),
+        lambda: gf.gru(20, 3, gain=2.0, seed=1),
+    ],
+)
+def test_certified_fast_moment_map_is_within_its_width_of_the_float64_one(monkeypatch, make):
+    cell = make()
+    xs = gf.inputs.gaussian(150, 1, 3, seed=2)
+    states = gf.unroll(cell, xs)
+
+    def rate():
+        return _moments.moment_map(cell, xs, states, slice(15, 150), np.random.default_rng(0), 0.01).rate
+
+    passes = []
+    original = _moments.collatz_wielandt
+    monkeypatch.setattr(_moments, "collatz_wielandt", lambda *a: passes.append(original(*a)) or passes[-1])
+    fast, width = rate(), _moments.CERTIFIED_WIDTH
+    assert np.log(passes[0][1] / passes[0][0]) / 2 <= width  # the float32 pass was certified
+    monkeypatch.setattr(_moments, "CERTIFIED_WIDTH", -1.0)  # no certificate passes: float64 ARPACK
+    assert fast == pytest.approx(rate(), abs=width)
+
+
+def test_a_defective_moment_map_fails_the_certificate_and_is_solved_in_float64(monkeypatch):
+    # diag * I + link * shift: one Jordan block, so the Perron vector is nearly singular and the
+    # float32 pass is not certified; the answer is then float64 ARPACK's, bit for bit.
+    cell = gf.rnn(16, 3, seed=0)
+    cell.params["weight_hh_l0"][:] = 0.9 * np.eye(16) + 4.0 * np.eye(16, k=-1)
+    xs = gf.inputs.gaussian(120, 1, 3, scale=0.5, seed=1)
+    states = gf.unroll(cell, xs)
+    passes = []
+    original = _moments.collatz_wielandt
+    monkeypatch.setattr(_moments, "collatz_wielandt", lambda *a: passes.append(original(*a)) or passes[-1])
+
+    def rate():
+        return _moments.moment_map(cell, xs, states, slice(12, 120), np.random.default_rng(0), 0.01).rate
+
+    fast = rate()
+    bracket = passes[0]
+    assert bracket is None or np.log(bracket[1] / bracket[0]) / 2 > _moments.CERTIFIED_WIDTH
+    monkeypatch.setattr(_moments, "CERTIFIED_WIDTH", -1.0)
+    assert fast == rate()

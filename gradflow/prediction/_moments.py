@@ -79,9 +79,12 @@ def averaged_jacobian(cell, xs, states, window, tol, rows: int = 64) -> Predicto
     )
 
 
-def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np.ndarray:
+def _sampled_jacobians(
+    cell, xs, states, window, rows: int, span: int = 1, precision=np.float64
+) -> np.ndarray:
     """Products of ``span`` consecutive step Jacobians starting at up to ``rows`` evenly spaced
-    steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S)."""
+    steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S);
+    products of built-in cells' closed-form J_t taken in ``precision``."""
     S = cell.state_size
     t = _sampled_steps(window, rows, span)
     eye = np.broadcast_to(np.eye(S), (len(t) * xs.shape[1], S, S))
@@ -90,7 +93,8 @@ def _sampled_jacobians(cell, xs, states, window, rows: int, span: int = 1) -> np
     for j in range(span):
         h, x = states[t + j].reshape(-1, S), xs[t + j].reshape(len(t) * xs.shape[1], -1)
         if closed:  # J_t in closed form, then the product
-            P = cell_step_jacobians(cell, h, x) if j == 0 else np.matmul(cell_step_jacobians(cell, h, x), P)
+            J = cell_step_jacobians(cell, h, x)
+            P = J if j == 0 else np.matmul(J.astype(precision, copy=False), P.astype(precision, copy=False))
         else:
             P = block_products(cell, h, x, P if j else eye, "right")
     return P
@@ -114,7 +118,8 @@ def _moment_terms(cell, xs, states, window, rows: int):
     application instead of one per sampled step. The rows of each ``B_k`` repeat with the
     state's parts (an LSTM's h and c rows read the same ``W_hh`` rows, or are zero), so the
     products are taken over one part's ``n`` rows; ``B_k``'s zero columns and identity blocks
-    are skipped (an LSTM: 28 n^3 multiplications instead of 200 n^3).
+    are skipped, and ``B_l X B_k^T`` is the transpose of ``B_k X B_l^T`` for symmetric ``X`` (an
+    LSTM: 18 n^3 multiplications instead of 200 n^3).
     """
     if closed_form_kind(cell) is None:
         return None
@@ -138,15 +143,21 @@ def _moment_terms(cell, xs, states, window, rows: int):
         (flat.T @ flat / m).reshape(K, parts, n, K, parts, n).transpose(1, 4, 0, 3, 2, 5)
     ).reshape(parts, parts, K * K, n * n)
     blocks = [_column_block(bases[k, :n]) for k in range(K)]
+    single = [(c, None if G is None else G.astype(np.float32)) for c, G in blocks], moments.astype(np.float32)
 
-    def second_moment(X):
-        rows_ = [X[c] if G is None else G @ X[c] for c, G in blocks]  # B_k X on one part's rows
-        Z = np.empty((K, K, n, n))
+    def second_moment(X, precision=np.float64):  # X symmetric (ARPACK's vectors from the identity, V V^T)
+        blocks_, moments_ = (blocks, moments) if precision == np.float64 else single
+        X = X.astype(precision, copy=False)
+        rows_ = [X[c] if G is None else G @ X[c] for c, G in blocks_]  # B_k X on one part's rows
+        Z = np.empty((K, K, n, n), dtype=precision)
         for k in range(K):
-            for l, (c, G) in enumerate(blocks):
+            for l in range(k, K):  # B_l X B_k^T = (B_k X B_l^T)^T: 18 n^3 for an LSTM instead of 28
+                c, G = blocks_[l]
                 Z[k, l] = rows_[k][:, c] if G is None else rows_[k][:, c] @ G.T
-        out = np.einsum("pqai,ai->pqi", moments, Z.reshape(K * K, n * n)).reshape(parts, parts, n, n)
-        return out.transpose(0, 2, 1, 3).reshape(S, S)
+                if l > k:
+                    Z[l, k] = Z[k, l].T
+        out = np.einsum("pqai,ai->pqi", moments_, Z.reshape(K * K, n * n)).reshape(parts, parts, n, n)
+        return out.transpose(0, 2, 1, 3).reshape(S, S).astype(float, copy=False)
 
     return second_moment
 
@@ -160,9 +171,14 @@ def _column_block(G: np.ndarray) -> tuple[slice, np.ndarray | None]:
     return block, None if identity else np.ascontiguousarray(part)
 
 
-# ARPACK's relative tolerance on rho(M). 1e-6 saves 20-40% of the products but moved the rates of
-# non-normal chains (defective eigenvalues) by up to 0.13 nats/step on the predictor-accuracy grid.
+# ARPACK's relative tolerance on rho(M) when the certified fast pass fails. 1e-6 alone moved the
+# rates of non-normal chains (defective eigenvalues) by up to 0.13 nats/step on the
+# predictor-accuracy grid: the certificate below catches those.
 ARPACK_TOL = 1e-8
+# The fast pass: ARPACK on float32 products to this tolerance, kept when the Collatz-Wielandt
+# bracket of its eigenvector (float64) pins the rate to within CERTIFIED_WIDTH nats/step.
+FAST_ARPACK_TOL = 1e-6
+CERTIFIED_WIDTH = 1e-4
 # From this width the two-step map's products (the bulk of its cost) run in float32: half the
 # time, rates within 1e-7 nats/step of float64 (sums and eigen-solvers stay in float64).
 SINGLE_PRECISION_FROM = 97
@@ -189,13 +205,14 @@ def moment_map(
     # One step of a built-in cell: M from the structure of J_t (same numbers, far fewer products).
     terms = _moment_terms(cell, xs, states, window, rows) if span == 1 and S * S > 16 else None
     if terms is None:
-        J = _sampled_jacobians(cell, xs, states, window, rows, span)
+        single = span > 1 and S >= SINGLE_PRECISION_FROM
+        J = _sampled_jacobians(cell, xs, states, window, rows, span, np.float32 if single else np.float64)
         n = J.shape[0]
-        Jp = J.astype(np.float32) if span > 1 and S >= SINGLE_PRECISION_FROM else J
-        JT = np.swapaxes(Jp, 1, 2)
+        Jp = J.astype(np.float32 if single else np.float64, copy=False)
 
-        def second_moment(X):  # M(X) = mean_t P_t X P_t^T
-            return np.matmul(np.matmul(Jp, X.astype(Jp.dtype)), JT).mean(axis=0, dtype=float)
+        def second_moment(X, precision=np.float64):  # M(X) = mean_t P_t X P_t^T
+            P = Jp.astype(precision, copy=False) if precision == np.float32 else Jp
+            return np.matmul(np.matmul(P, X.astype(P.dtype)), np.swapaxes(P, 1, 2)).mean(axis=0, dtype=float)
 
         def factor_moment(V):  # M(V V^T), and one (n S, S) x (S, rank) GEMM (einsum would not use BLAS)
             W = Jp.reshape(n * S, S) @ V.astype(Jp.dtype)
@@ -218,26 +235,7 @@ def moment_map(
         top = float(np.max(np.abs(scipy.linalg.eigvals(M))))
         logs = [float(np.log(top))] if top > 0 else [-np.inf]
     elif S <= rank or terms is not None:
-        # M is a completely positive map on S x S matrices: its spectral radius is a real
-        # eigenvalue (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products
-        # (for any width when the structure makes a product cheap).
-        def apply(v):
-            return second_moment(v.reshape(S, S)).reshape(-1)
-
-        op = LinearOperator((S * S, S * S), matvec=apply, dtype=float)
-        try:
-            top = eigs(
-                op,
-                k=1,
-                which="LM",
-                v0=np.eye(S).reshape(-1),
-                tol=ARPACK_TOL,
-                maxiter=100,
-                return_eigenvectors=False,
-            )
-            logs = [float(np.log(abs(top[0])))] if abs(top[0]) > 0 else [-np.inf]
-        except ArpackError:  # no convergence, or a breakdown: the power iteration below decides
-            logs = []
+        logs = _perron_log(second_moment, S, span)
     if not logs:
         # Wide states: power iteration on a rank-limited factor X = V V^T. A complex dominant
         # pair makes the growth oscillate: the estimate is the mean over the second half.
@@ -264,3 +262,72 @@ def moment_map(
         f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} (treated as independent draws)",
         tol,
     )
+
+
+def _perron_log(second_moment, S: int, span: int) -> list[float]:
+    """``[ln rho(M)]`` of the completely positive map ``second_moment(X, precision)`` on S x S
+    matrices (empty when ARPACK fails: the caller's power iteration decides).
+
+    Its spectral radius is a real eigenvalue with a positive semi-definite eigenvector
+    (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products. First on float32
+    products to `FAST_ARPACK_TOL`; when the `collatz_wielandt` bracket of its eigenvector, in
+    float64, is narrower than `CERTIFIED_WIDTH` in rate, that eigenvector's quotient (inside
+    the bracket, so within `CERTIFIED_WIDTH` of the exact rate) is the answer. Otherwise (a
+    defective or nearly singular Perron vector: non-normal chains, dead units) ARPACK reruns
+    in float64 to `ARPACK_TOL` from the identity, as before the fast pass existed.
+    """
+
+    def operator(precision):
+        return LinearOperator(
+            (S * S, S * S),
+            matvec=lambda v: second_moment(v.reshape(S, S), precision).reshape(-1),
+            dtype=float,
+        )
+
+    start = np.eye(S).reshape(-1)
+    try:
+        _, vecs = eigs(operator(np.float32), k=1, which="LM", v0=start, tol=FAST_ARPACK_TOL, maxiter=100)
+        bracket = collatz_wielandt(second_moment, vecs[:, 0].reshape(S, S))
+    except ArpackError:
+        bracket = None
+    if bracket is not None and np.log(bracket[1] / bracket[0]) / (2 * span) <= CERTIFIED_WIDTH:
+        return [float(np.log(bracket[2]))]
+    try:
+        top = eigs(
+            operator(np.float64),
+            k=1,
+            which="LM",
+            v0=start,
+            tol=ARPACK_TOL,
+            maxiter=100,
+            return_eigenvectors=False,
+        )
+    except ArpackError:  # no convergence, or a breakdown
+        return []
+    return [float(np.log(abs(top[0])))] if abs(top[0]) > 0 else [-np.inf]
+
+
+def collatz_wielandt(second_moment, X: np.ndarray) -> tuple[float, float, float] | None:
+    """Bounds ``lo <= rho(M) <= hi`` of a positive map ``M`` from a positive definite ``X``, and
+    the quotient ``<X, M(X)> / <X, X>`` clipped to them; None when there are no bounds.
+
+    ``lo X <= M(X) <= hi X`` (Loewner order) with ``lo, hi`` the extreme eigenvalues of
+    ``L^-1 M(X) L^-T``, ``X = L L^T``; a positive map keeps the order, so
+    ``lo^k X <= M^k(X) <= hi^k X`` for every k, and X > 0 bounds every direction
+    (Collatz-Wielandt). ``X`` may be complex up to a phase (ARPACK's eigenvector); None when
+    its real symmetric part is not positive definite or ``lo <= 0``.
+    """
+    X = X * np.exp(-1j * np.angle(X.flat[np.argmax(np.abs(X))])) if np.iscomplexobj(X) else X
+    X = np.real(X + X.T) / 2
+    X = X * np.sign(np.trace(X))
+    try:
+        L = scipy.linalg.cholesky(X, lower=True)
+    except np.linalg.LinAlgError:
+        return None
+    MX = second_moment(X)
+    Y = scipy.linalg.solve_triangular(L, MX, lower=True)
+    A = scipy.linalg.solve_triangular(L, Y.T, lower=True)  # L^-1 M(X) L^-T
+    w = scipy.linalg.eigvalsh((A + A.T) / 2)
+    if not w[0] > 0:
+        return None
+    return float(w[0]), float(w[-1]), float(np.clip(np.sum(X * MX) / np.sum(X * X), w[0], w[-1]))
