@@ -186,3 +186,20 @@ def test_learning_config_rejects_bad_values_by_name():
         replace(rr.QUICK, learners=("LSTM", "Transformer"))
     with pytest.raises(ValueError, match="learn_lengths"):
         replace(rr.QUICK, learn_lengths=(1, 20))
+
+
+@pytest.mark.slow
+def test_study_learning_csvs_agree_and_intervals_are_wilsons(study_run):
+    out = study_run("recurrent_revival").out  # the tiny sizes of conftest.TINY_CONFIG
+    runs = pd.read_csv(out / "recurrent_revival_learning_runs.csv")
+    summary = pd.read_csv(out / "recurrent_revival_learning.csv")
+    assert len(runs) == summary.networks.sum() and set(runs.architecture) == set(rr.QUICK.learners)
+    z = 1.959963984540054  # Wilson's score interval by hand, 95%
+    for r in summary.itertuples():
+        g = runs[(runs.task == r.task) & (runs.architecture == r.architecture) & (runs["T"] == r.T)]
+        k, n = int(g.learnt.sum()), len(g)
+        assert (r.learnt, r.networks) == (k, n)
+        centre = (k / n + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(k / n * (1 - k / n) / n + z * z / (4 * n * n))
+        assert r.low == pytest.approx(0.0 if k == 0 else centre - half, abs=1e-9)  # the CSV keeps 10 digits
+        assert r.high == pytest.approx(1.0 if k == n else centre + half, abs=1e-9)  # the CSV keeps 10 digits

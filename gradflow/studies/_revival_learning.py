@@ -71,6 +71,7 @@ LEARNERS: dict[str, Learner] = {
         "one block of LayerNorm, minGRU, residual; LayerNorm, GELU MLP, residual",
     ),
 }
+QUICK_LEARNERS = ("RNN tanh", "LSTM", "LRU block", "S4D block", "minGRU block")  # the GRU at full size only
 TASKS: dict[str, Callable[..., gf.tasks.Task]] = {
     "adding": lambda T, seed, symbols: gf.tasks.adding(T, seed=seed),
     "copy_memory": lambda T, seed, symbols: gf.tasks.copy_memory(T, symbols=symbols, seed=seed),
