@@ -168,30 +168,33 @@ def learning_verdict(runs: pd.DataFrame) -> tuple[protocol.Verdict, dict]:
 
 
 def _share(r) -> str:
-    return f"{r.learnt}/{r.networks} = {r.share:.2f} [{r.low:.2f}, {r.high:.2f}]"
+    return f"{r.learnt}/{r.networks} [{r.low:.2f}, {r.high:.2f}]"
 
 
-def learning_sentence(decision: protocol.Verdict, cells: dict, summary: pd.DataFrame, cfg: Any) -> str:
-    """The verdict, the shares at the longest T, and the control at the shortest."""
+def learning_sentence(decision: protocol.Verdict, summary: pd.DataFrame, cfg: Any) -> str:
+    """The verdict, the share that learnt at the longest T (Wilson 95%) and at the shortest (the
+    control: an architecture that fails there is limited by the budget, not only by the range)."""
     short, long_ = min(summary["T"]), max(summary["T"])
     at = summary.set_index(["task", "architecture", "T"])
-    failed_control = [
-        f"{arch} on {task}"
-        for (task, arch, T), r in at.iterrows()
-        if T == short and r.high < LEARNING.threshold
-    ]
-    caveat = (
-        f" Control: at T = {short} every architecture learnt in more than a few networks."
-        if not failed_control
-        else f" Control: at T = {short} {', '.join(failed_control)} already fail: there the budget "
-        "limits, not only the range."
+
+    def shares(T, text):
+        return "; ".join(
+            f"{task.replace('_', ' ')}: "
+            + ", ".join(f"{arch} {text(r)}" for (t, arch, T_), r in at.iterrows() if t == task and T_ == T)
+            for task in dict.fromkeys(summary.task)
+        )
+
+    failed = [f"{a} on {t}" for (t, a, T), r in at.iterrows() if T == short and r.high < LEARNING.threshold]
+    control = (
+        f" At T = {short} (the control): {shares(short, lambda r: f'{r.learnt}/{r.networks}')}"
+        + (f"; {', '.join(failed)} fail there already: the budget limits them." if failed else ".")
+        if short != long_
+        else ""
     )
     return (
-        f"{decision.label}: networks that learnt at T = {long_} (held-out loss < {SUCCESS:g} x baseline; "
-        "Wilson 95%): "
-        + "; ".join(f"{arch} on {task} {_share(r)}" for (task, arch, T), r in at.iterrows() if T == long_)
-        + f". Budget: {cfg.learn_steps} Adam steps (lr {cfg.learn_lr:g}) of batch {cfg.learn_batch}, width "
-        f"{cfg.learn_width}." + caveat + undecided(cells)
+        f"{decision.label}: networks that learnt (held-out loss < {SUCCESS:g} x baseline) at T = {long_}, "
+        f"Wilson 95%: {shares(long_, _share)}." + control + f" Budget: {cfg.learn_steps} Adam steps (lr "
+        f"{cfg.learn_lr:g}) of batch {cfg.learn_batch}, width {cfg.learn_width}."
     )
 
 
@@ -201,8 +204,8 @@ def learning_table(summary: pd.DataFrame) -> pd.DataFrame:
             "task": summary.task,
             "architecture": summary.architecture,
             "T": summary["T"].astype(str),
-            "learnt [95%]": [_share(r) for r in summary.itertuples()],
-            "median loss / baseline": summary.median_ratio.map(lambda v: f"{v:.3f}"),
+            "learnt, Wilson 95%": [_share(r) for r in summary.itertuples()],
+            "loss/baseline (median)": summary.median_ratio.map(lambda v: f"{v:.3f}"),
             "diverged": summary.diverged.astype(str),
             "CPU s": summary.cpu_seconds.map(lambda v: f"{v:.0f}"),
         }
@@ -243,7 +246,7 @@ def learning_pages(summary: pd.DataFrame, decision: protocol.Verdict, cells: dic
     """The learning part's figure page and table page."""
     from gradflow.report import figure_page, table_page
 
-    text = learning_sentence(decision, cells, summary, cfg)
+    text = learning_sentence(decision, summary, cfg)
     configuration = (
         f"{', '.join(cfg.learners)}; tasks {', '.join(cfg.learn_tasks)} (copy memory: {cfg.copy_symbols} "
         f"symbols of 8 categories) at T = {', '.join(map(str, cfg.learn_lengths))}; {cfg.learn_seeds} "
@@ -257,13 +260,13 @@ def learning_pages(summary: pd.DataFrame, decision: protocol.Verdict, cells: dic
         figure_page(
             learning_figure(summary, LEARNING.threshold),
             f"{text[:1].upper()}{text[1:]} Solid: linear recurrences in their blocks; dashed: nonlinear "
-            f"cells. Dotted: the threshold {LEARNING.threshold:g}.",
+            f"cells; dotted: the threshold {LEARNING.threshold:g}.",
         ),
         table_page(
             "Can they learn where the LSTM fails?",
-            [("Verdict", text), ("Configuration", configuration)],
+            [("Verdict", text + undecided(cells)), ("Configuration", configuration)],
             learning_table(summary),
-            "Networks that learnt, per task, architecture and T (recurrent_revival_learning.csv)",
+            "Networks that learnt (recurrent_revival_learning.csv)",
             col_widths=(0.13, 0.15, 0.07, 0.3, 0.15, 0.1, 0.1),
         ),
     ]
