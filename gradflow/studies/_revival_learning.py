@@ -175,16 +175,16 @@ def learning_sentence(decision: protocol.Verdict, summary: pd.DataFrame, cfg: An
     """The verdict, the share that learnt at the longest T (Wilson 95%) and at the shortest (the
     control: an architecture that fails there is limited by the budget, not only by the range)."""
     short, long_ = min(summary["T"]), max(summary["T"])
-    at = summary.set_index(["task", "architecture", "T"])
+    rows = list(summary.itertuples())  # itertuples keeps the counts integers
 
     def shares(T, text):
         return "; ".join(
             f"{task.replace('_', ' ')}: "
-            + ", ".join(f"{arch} {text(r)}" for (t, arch, T_), r in at.iterrows() if t == task and T_ == T)
+            + ", ".join(f"{r.architecture} {text(r)}" for r in rows if r.task == task and r.T == T)
             for task in dict.fromkeys(summary.task)
         )
 
-    failed = [f"{a} on {t}" for (t, a, T), r in at.iterrows() if T == short and r.high < LEARNING.threshold]
+    failed = [f"{r.architecture} on {r.task}" for r in rows if r.T == short and r.high < LEARNING.threshold]
     control = (
         f" At T = {short} (the control): {shares(short, lambda r: f'{r.learnt}/{r.networks}')}"
         + (f"; {', '.join(failed)} fail there already: the budget limits them." if failed else ".")
