@@ -203,3 +203,10 @@ def test_study_learning_csvs_agree_and_intervals_are_wilsons(study_run):
         half = z / (1 + z * z / n) * np.sqrt(k / n * (1 - k / n) / n + z * z / (4 * n * n))
         assert r.low == pytest.approx(0.0 if k == 0 else centre - half, abs=1e-9)  # the CSV keeps 10 digits
         assert r.high == pytest.approx(1.0 if k == n else centre + half, abs=1e-9)  # the CSV keeps 10 digits
+
+
+@pytest.mark.slow
+def test_same_seed_trains_the_same_networks(study_run):
+    run = study_run("recurrent_revival")  # run.again: the same tiny run repeated
+    a, b = (pd.read_csv(out / "recurrent_revival_learning_runs.csv") for out in (run.out, run.again))
+    pd.testing.assert_frame_equal(a.drop(columns="cpu_seconds"), b.drop(columns="cpu_seconds"))
