@@ -14,7 +14,8 @@ Engine: `unroll`, `jacobians`, `jacobian_products`, `gradient_flow` -> `Gradient
 Prediction: `predict` -> `Prediction`, `compare` -> `Comparison`; `predictors` (the registry),
 `predictor` (register one over a `PredictorContext`).
 Sequence models: `self_attention`, `restricted_attention`, `hierarchical_attention`, `tcn`,
-`conv_stack`, `recurrent` -> `SequenceModel`; `path_lengths` -> `PathLengths`;
+`conv_stack`, `recurrent`, `residual_block` (a linear recurrence in its paper's block) ->
+`SequenceModel`; `path_lengths` -> `PathLengths`;
 `sensitivity` -> `Sensitivity`.
 Dynamics: `lyapunov_spectrum` -> `LyapunovSpectrum`; `finite_time_singular_values` (warns
 `ConvergenceWarning` when it did not converge);
@@ -96,6 +97,7 @@ from .models import (
     load,
     path_lengths,
     recurrent,
+    residual_block,
     restricted_attention,
     self_attention,
     tcn,
@@ -178,6 +180,7 @@ __all__ = [
     "recurrent",
     "regime_of",
     "register_cell_kind",
+    "residual_block",
     "restricted_attention",
     "rnn",
     "s4d",

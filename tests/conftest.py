@@ -29,6 +29,11 @@ TINY_CONFIG = {
         "sensitivity_ks": [0.5, 1.0],
         "sensitivity_steps": 60,
         "sensitivity_batch": 2,
+        "learn_lengths": [4, 6],
+        "learn_seeds": 2,
+        "learn_steps": 3,
+        "learn_width": 4,
+        "copy_symbols": 2,
     },
 }
 

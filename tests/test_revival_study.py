@@ -34,6 +34,8 @@ def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
                 "config.toml",
                 "depth.csv",
                 "exponents.csv",
+                "learning.csv",
+                "learning_runs.csv",
                 "machine.csv",
                 "memory_summary.csv",
                 "networks.csv",
@@ -55,7 +57,8 @@ def test_study_writes_pdf_and_the_csv_behind_every_figure(report):
     # Two networks per architecture: the protocol allows no memory verdict from them.
     assert result["verdicts"]["memory"].label == "inconclusive (n < 10)"
     assert result["verdict"].startswith("memory: inconclusive (n < 10); parallelism: ")
-    assert result["verdict"].endswith("sensitivity: inconclusive (n < 10)")
+    assert result["verdict"].endswith("sensitivity: inconclusive (n < 10); learning: inconclusive (n < 10)")
+    assert "Can they learn where the LSTM fails?" in text
 
 
 @pytest.mark.slow

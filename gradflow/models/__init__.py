@@ -5,6 +5,7 @@ Built on ``core``, ``cells`` and ``engine``.
 """
 
 from ._attention import hierarchical_attention, restricted_attention, self_attention
+from ._blocks import residual_block
 from ._convolution import conv_stack, tcn
 from ._io import from_torch
 from ._keras import from_keras
@@ -25,6 +26,7 @@ __all__ = [
     "output_columns",
     "path_lengths",
     "recurrent",
+    "residual_block",
     "restricted_attention",
     "self_attention",
     "tcn",

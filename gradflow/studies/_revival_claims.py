@@ -1,4 +1,4 @@
-"""The recurrent_revival study's three claims (memory, parallelism, parameter sensitivity), with
+"""The recurrent_revival study's four claims (memory, parallelism, parameter sensitivity, learning), with
 their sources and decision rules, and how each is decided from the measurements: the verdict per
 architecture or parametrisation, combined, and the sentence that states it.
 """
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from gradflow.studies import _protocol as protocol
+from gradflow.studies import remedies
 from gradflow.studies._claim import Claim
 from gradflow.studies._revival_measure import ARCHITECTURES, KEEP, depth_slopes, fastest_forward
 
@@ -85,7 +86,24 @@ SENSITIVITY = Claim(
     threshold=EXPLODES,
     holds_when="below",
 )
-CLAIMS = {"memory": MEMORY, "parallelism": PARALLEL, "sensitivity": SENSITIVITY}
+SUCCESS = remedies.QUICK.success  # learnt: held-out loss below this fraction of the memoryless baseline
+LEARNING = Claim(
+    text="Recurrent networks cannot learn what they saw hundreds of steps back: trained on a small "
+    "budget, they fail on the adding and copy-memory problems once the dependency is long.",
+    source=MEMORY.source,
+    source_title=MEMORY.source_title,
+    quote=MEMORY.quote,
+    quantity=f"share of an architecture's networks (independent seeds, the same budget of Adam steps) "
+    f"whose held-out loss ends below {SUCCESS:g} x the task's memoryless baseline, at the longest T, "
+    "per task (adding: sequence length T; copy memory: delay T)",
+    rule="holds for an (architecture, task) when the 95% Wilson interval of that share lies below the "
+    "threshold (most networks fail to learn), does not hold when it lies above (most learn); cells "
+    "that disagree give 'holds only when'. The shortest T is the control: where an architecture fails "
+    "there too, the budget, not the range, limits it",
+    threshold=0.5,
+    holds_when="below",
+)
+CLAIMS = {"memory": MEMORY, "parallelism": PARALLEL, "sensitivity": SENSITIVITY, "learning": LEARNING}
 
 
 # ---------------------------------------------------------------- 1. memory

@@ -19,9 +19,14 @@ the data, intervals over at least 10 independent networks per design cell):
    over seeds beside the closed form, for lambda with raw and with normalised input and for the
    LRU's exponential parametrisation nu_log.
 
-Not measured: whether these networks learn `adding` or `copy_memory` at a T where the LSTM fails.
-`gradflow.train` trains any cell, but 200 Adam steps of an 8-unit LSTM at T = 100 take ~12 CPU-s, so
-ten seeds of four architectures take ~8 CPU-minutes: beyond this study's budget of 3 minutes.
+4. Learning (source 002 again): the share of networks that learn `adding` and `copy_memory` (held-out
+   loss below half the memoryless baseline, the remedies study's criterion) within a small budget of
+   Adam steps, at a short T (the control) and a long one: the tanh RNN, LSTM and GRU (cell and linear
+   readout) against the LRU, S4D and minGRU in the blocks their papers train
+   (`gradflow.residual_block`), with Wilson intervals over seeds. Quick: T = 10 and 100, 10 seeds, 100
+   Adam steps (lr 0.02, batch 16, width 16), no GRU (200 networks, 1,015 CPU-s measured); --full:
+   T = 20, 100, 300, 1000, 20 seeds, 1,000 steps, width 32, the GRU too. The Mamba block is not trained
+   (its gated output is not yet a differentiable function of its weights).
 
     python -m gradflow.studies.recurrent_revival [--full] [--out reports] [--seed S] [--hidden N] [--steps T]
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -51,6 +57,16 @@ from gradflow.studies._revival_claims import (
     sensitivity_sentence,
     sensitivity_verdict,
     undecided,
+)
+from gradflow.studies._revival_learning import (
+    LEARNERS,
+    QUICK_LEARNERS,
+    TASKS,
+    learning_methods,
+    learning_pages,
+    learning_summary,
+    learning_verdict,
+    measure_learning,
 )
 from gradflow.studies._revival_measure import (
     ARCHITECTURES,
@@ -92,6 +108,15 @@ class Config:
     sensitivity_ks: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # |lambda| = 1 - 10^-k
     sensitivity_steps: int = 600  # T of the sensitivity measurement: six memory lengths at k = 2
     sensitivity_batch: int = 16  # sequences per seed: the mean over them is what the exponent is fitted to
+    learners: tuple[str, ...] = QUICK_LEARNERS  # architectures trained in the learning part
+    learn_tasks: tuple[str, ...] = tuple(TASKS)
+    learn_lengths: tuple[int, ...] = (10, 100)  # T: the control, then the long range
+    learn_seeds: int = 10  # networks per architecture, task and T
+    learn_steps: int = 100  # Adam steps: the training budget
+    learn_batch: int = 16
+    learn_lr: float = 0.02  # the remedies study's
+    learn_width: int = 16  # hidden size of the cells, width of the blocks
+    copy_symbols: int = 3  # symbols to copy in copy_memory
     executor: str = "process"
     seed: int = 0
     claim: ClassVar[Claim] = MEMORY
@@ -99,10 +124,29 @@ class Config:
     def __post_init__(self):
         check_fields(
             self,
-            choices={"executor": ("serial", "process", "dask")},
-            positive=("lengths", "repeats", "sensitivity_ks", "sensitivity_steps", "sensitivity_batch"),
+            choices={
+                "executor": ("serial", "process", "dask"),
+                "learners": tuple(LEARNERS),
+                "learn_tasks": tuple(TASKS),
+            },
+            positive=(
+                "lengths",
+                "repeats",
+                "sensitivity_ks",
+                "sensitivity_steps",
+                "sensitivity_batch",
+                "learn_lengths",
+                "learn_seeds",
+                "learn_steps",
+                "learn_batch",
+                "learn_lr",
+                "learn_width",
+                "copy_symbols",
+            ),
             non_negative=("input_scale",),
         )
+        if min(self.learn_lengths) < 2:
+            raise ValueError(f"learn_lengths = {self.learn_lengths!r}: every T must be at least 2 (adding's)")
 
 
 QUICK = Config()
@@ -116,6 +160,11 @@ FULL = Config(
     sensitivity_ks=(0.5, 1.0, 1.5, 2.0, 2.5, 3.0),
     sensitivity_steps=5000,
     sensitivity_batch=8,
+    learn_lengths=(20, 100, 300, 1000),
+    learners=tuple(LEARNERS),
+    learn_seeds=20,
+    learn_steps=1000,
+    learn_width=32,
 )
 
 
@@ -123,7 +172,7 @@ def run(cfg: Config, out: str) -> dict:
     from tqdm.auto import tqdm
 
     lags = decision_lags(cfg.steps)
-    bar = tqdm(total=4, desc=STUDY, unit="part", disable=not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=5, desc=STUDY, unit="part", disable=not sys.stderr.isatty(), leave=False)
     networks, profiles = measure_memory(cfg)
     bar.update()
     depth = measure_depth(cfg)
@@ -133,12 +182,18 @@ def run(cfg: Config, out: str) -> dict:
     bar.update()
     sensitivity, exponents = measure_sensitivity(cfg)
     bar.update()
+    learning_start = time.perf_counter()
+    learning_runs = measure_learning(cfg)
+    learning_seconds = time.perf_counter() - learning_start  # wall: what make report waits
+    bar.update()
     bar.close()
     memory, memory_cells = memory_verdict(networks, lags)
     summary = memory_summary(networks, lags, cfg.seed)
     parallel, parallel_cells = parallel_verdict(depth)
     explodes, sensitivity_cells = sensitivity_verdict(exponents)
-    verdicts = {"memory": memory, "parallelism": parallel, "sensitivity": explodes}
+    learning = learning_summary(learning_runs)
+    learnt, learning_cells = learning_verdict(learning_runs)
+    verdicts = {"memory": memory, "parallelism": parallel, "sensitivity": explodes, "learning": learnt}
     os.makedirs(out, exist_ok=True)
     for name, frame in (
         ("networks", networks),
@@ -150,6 +205,8 @@ def run(cfg: Config, out: str) -> dict:
         ("machine", pd.DataFrame([host])),
         ("sensitivity", sensitivity),
         ("exponents", exponents),
+        ("learning_runs", learning_runs),
+        ("learning", learning),
     ):
         write_csv(os.path.join(out, f"{STUDY}_{name}.csv"), frame)
 
@@ -179,6 +236,7 @@ def run(cfg: Config, out: str) -> dict:
         "memory": memory.sentence() + undecided(memory_cells),
         "parallelism": parallel_sentence(parallel, depth),
         "sensitivity": sensitivity_sentence(explodes, exponents) + undecided(sensitivity_cells),
+        "learning": learnt.sentence() + undecided(learning_cells),
     }
     sentence = " ".join(f"{cap(part)}: {text}" for part, text in sentences.items())
     configuration = (
@@ -235,6 +293,7 @@ def run(cfg: Config, out: str) -> dict:
                     "phase pi/4."
                 ),
             ),
+            *learning_pages(learning, learnt, learning_cells, cfg, learning_seconds),
             table_page(
                 "Methods",
                 [
@@ -274,6 +333,7 @@ def run(cfg: Config, out: str) -> dict:
                         "gamma^2 exp(2 nu) sum_j j^2 Re(lambda^j)^2 (checked against finite "
                         "differences in the tests). Exponents: gradflow.measure.scaling_exponents.",
                     ),
+                    learning_methods(),
                     (
                         "Same claim elsewhere",
                         " ".join(f"{s} ({t}): \u201c{q}\u201d" for s, t, q in ALSO_PARALLEL),
@@ -305,13 +365,20 @@ def run(cfg: Config, out: str) -> dict:
         "claim": MEMORY,
         "verdicts": verdicts,
         "sentence": sentence,
-        "cells": {"memory": memory_cells, "parallelism": parallel_cells, "sensitivity": sensitivity_cells},
+        "cells": {
+            "memory": memory_cells,
+            "parallelism": parallel_cells,
+            "sensitivity": sensitivity_cells,
+            "learning": learning_cells,
+        },
         "networks": networks,
         "summary": summary,
         "depth": depth,
         "times": times,
         "machine": host,
         "exponents": exponents,
+        "learning": learning,
+        "learning_seconds": learning_seconds,
         "pdf": pdf,
     }
 
