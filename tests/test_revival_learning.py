@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import gradflow as gf
-from gradflow.models._blocks import doubling_scan, gelu
+from gradflow.models._blocks import gelu
 from gradflow.studies import _revival_learning as learning
 from gradflow.studies import recurrent_revival as rr
 
@@ -61,18 +61,6 @@ def test_block_is_its_numpy_transcription_run_by_the_loop(which):
     xs = gf.inputs.gaussian(37, 2, 3, seed=6)
     ref = _np_block(block, cells, head, xs)
     assert np.max(np.abs(block(xs) - ref)) <= 1e-12 * max(1.0, np.max(np.abs(ref)))
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 8, 13])
-def test_doubling_scan_is_the_recurrence(n):
-    rng = np.random.default_rng(n)
-    a = rng.uniform(-1, 1, (n, 2, 3)) + 1j * rng.uniform(-1, 1, (n, 2, 3))
-    b = rng.normal(size=(n, 2, 3)) + 1j * rng.normal(size=(n, 2, 3))
-    h, ref = np.zeros((2, 3), complex), []
-    for t in range(n):
-        h = a[t] * h + b[t]
-        ref.append(h)
-    assert np.allclose(doubling_scan(a, b), np.array(ref), rtol=0, atol=1e-13)
 
 
 @pytest.mark.parametrize("which", list(BLOCKS))

@@ -13,11 +13,10 @@ multiply two of them (the adding problem). The papers never train it bare:
   ``4 * width``; the layer's output is its state ``h_t``.
 
 ``u = encoder(x)`` is a linear map of the task's inputs to the block's width. GELU is the tanh form
-(flax's default, the LRU reference's). The recurrence runs as Hillis and Steele's doubling scan in
-``autograd.numpy`` (``ceil(log2 n)`` traced rounds, not ``n`` steps): its per-step maps
-``h_t = a_t * h_{t-1} + b_t`` come from the cell's own step at every position at once
-(``b_t = step(0, x_t)``, ``a_t = step(1, x_t) - b_t``), so the block computes what the loop would,
-with the same parameters (names prefixed ``layer.``).
+(flax's default, the LRU reference's). The recurrence runs as ``recurrent(cell, scan=True)`` runs it
+(`gradflow.models._scanned`): the engine's associative scan forward (``ceil(log2 n)`` rounds, not
+``n`` steps), a reverse scan and one batched VJP of the cell's own step backward, so the block
+computes what the loop would, with the same parameters (names prefixed ``layer.``).
 """
 
 from __future__ import annotations
@@ -26,14 +25,13 @@ from collections.abc import Callable, Sequence
 
 import autograd.numpy as anp
 import numpy as np
-from autograd.extend import defjvp, defvjp, primitive
 
 from ..cells._cells import Cell
 from ..cells._lru import readout
-from ..core._ops import take_columns
 from ..core._validation import check_positive_int, check_seed
 from ._graph import DependencyGraph
 from ._pieces import layer_norm, normal_weights
+from ._scanned import scanned_states
 from ._sequence import SequenceModel
 
 LAYER = "layer."  # prefix of the recurrence's own parameters within a block
@@ -58,63 +56,6 @@ def _sigmoid(z):
 
 def _dense(params, name, z):
     return z @ params[f"{name}.weight"].T + params[f"{name}.bias"]
-
-
-@primitive
-def delay(x, shift: int):
-    """``x`` moved ``shift`` positions later along axis 0, zeros first (a slice's VJP would scatter
-    with ``numpy.add.at``, the slowest part of a training step)."""
-    return np.concatenate([np.zeros_like(x[:shift]), x[:-shift]], axis=0)
-
-
-defvjp(delay, lambda ans, x, shift: lambda g: delay_back(g, shift))
-defjvp(delay, lambda g, ans, x, shift: delay(g, shift))
-
-
-def delay_back(g, shift: int):
-    """The transpose of `delay`: ``g`` moved ``shift`` positions earlier, zeros last."""
-    return anp.concatenate([g[shift:], anp.zeros_like(g[:shift])], axis=0)
-
-
-def doubling_scan(a, b):
-    """Every ``h_t`` of ``h_t = a_t * h_{t-1} + b_t`` from ``h_{-1} = 0`` along axis 0, by
-    ``ceil(log2 n)`` rounds of the doubling scan, in ``autograd.numpy`` (differentiable).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> a, b = np.full((5, 1), 0.5), np.ones((5, 1))
-    >>> doubling_scan(a, b)[:, 0].tolist()
-    [1.0, 1.5, 1.75, 1.875, 1.9375]
-    """
-    n, shift = a.shape[0], 1
-    while shift < n:
-        first = (np.arange(n) < shift).reshape(-1, *[1] * (a.ndim - 1))  # no earlier prefix: a times 1
-        b = a * delay(b, shift) + b
-        a = a * (delay(a, shift) + first)
-        shift *= 2
-    return b
-
-
-def scanned_states(cell: Cell, params, xs):
-    """The states ``(n, B, S)`` of a diagonal linear ``cell`` with weights ``params`` over ``xs``
-    from zero, by `doubling_scan` of the per-step maps read off the cell's step; complex states
-    (``config["complex"]``, held ``[Re h, Im h]``) scan as complex numbers."""
-    n, B, D = xs.shape
-    S = cell.state_size
-    rows = anp.reshape(xs, (n * B, D))
-    b = cell.step(params, np.zeros((n * B, S)), rows)
-    if cell.config.get("complex"):
-        half = S // 2
-        one = np.concatenate([np.ones(half), np.zeros(half)])
-        a = cell.step(params, np.tile(one, (n * B, 1)), rows) - b
-        h = doubling_scan(
-            anp.reshape(take_columns(a, 0, half) + 1j * take_columns(a, half, S), (n, B, half)),
-            anp.reshape(take_columns(b, 0, half) + 1j * take_columns(b, half, S), (n, B, half)),
-        )
-        return anp.concatenate([anp.real(h), anp.imag(h)], axis=-1)
-    a = cell.step(params, np.ones((n * B, S)), rows) - b
-    return doubling_scan(anp.reshape(a, (n, B, S)), anp.reshape(b, (n, B, S)))
 
 
 def _head_params(rng, head: str, width: int) -> dict[str, np.ndarray]:
@@ -242,6 +183,7 @@ def residual_block(
         params.update({f"b{k}.{LAYER}{name}": v for name, v in cell.params.items()})
         params.update({f"b{k}.{name}": v for name, v in _head_params(rng, head, width).items()})
     apply_head = HEADS[head]
+    runs = [scanned_states(cell) for cell in cells]  # the one differentiable scan, `recurrent(scan=True)`'s
 
     def forward(p, xs):
         u = _dense(p, "encoder", xs)
@@ -249,7 +191,8 @@ def residual_block(
             own = {name[len(f"b{k}.") :]: v for name, v in p.items() if name.startswith(f"b{k}.")}
             z = layer_norm(u, own["norm.weight"], own["norm.bias"])
             layer = {name[len(LAYER) :]: v for name, v in own.items() if name.startswith(LAYER)}
-            y = LAYER_OUTPUTS[cell.kind](layer, scanned_states(cell, layer, z), z)
+            states = runs[k](z, *(layer[name] for name in cell.params))
+            y = LAYER_OUTPUTS[cell.kind](layer, states, z)
             u = apply_head(own, u, y)
         return u
 
