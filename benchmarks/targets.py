@@ -3,6 +3,7 @@
     python benchmarks/targets.py                 # the issue's sizes (several minutes on 2 cores)
     python benchmarks/targets.py --quick         # small sizes: checks the script, not the targets
     python benchmarks/targets.py --clock cpu     # CPU seconds instead of wall (a loaded machine)
+    python benchmarks/targets.py --only spectrum profile   # just these rows (see ROWS)
 
 Rows (the reference in brackets; ratio = gradflow / reference, lower is better):
 
@@ -272,6 +273,17 @@ SIZES = {
 }
 
 
+# Each group of rows by its --only name, in the table's order.
+ROWS = {
+    "predict": lambda sizes, repeat, clock, seconds: predict_rows(sizes, repeat, clock),
+    "spectrum": lambda sizes, repeat, clock, seconds: spectrum_rows(sizes, repeat, clock),
+    "profile": lambda sizes, repeat, clock, seconds: [profile_row(sizes, repeat, clock)],
+    "jacobians": lambda sizes, repeat, clock, seconds: [jacobian_row(sizes, repeat, clock)],
+    "loaded": lambda sizes, repeat, clock, seconds: loaded_rows(sizes, repeat, clock),
+    "training": lambda sizes, repeat, clock, seconds: [training_row(sizes, clock, seconds)],
+}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (checks the script)")
@@ -279,20 +291,15 @@ def main(argv=None):
         "--repeat", type=int, default=None, help="best of this many runs (default 3, quick 1)"
     )
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall")
+    parser.add_argument("--only", nargs="+", choices=tuple(ROWS), help="run just these rows")
     args = parser.parse_args(argv)
     sizes = SIZES["quick" if args.quick else "full"]
     repeat = args.repeat or (1 if args.quick else 3)
     clock = CLOCKS[args.clock]
     if torch is not None:
         torch.set_num_threads(1)  # one thread each: the machine is shared; gradflow's default too
-    rows = [
-        *predict_rows(sizes, repeat, clock),
-        *spectrum_rows(sizes, repeat, clock),
-        profile_row(sizes, repeat, clock),
-        jacobian_row(sizes, repeat, clock),
-        *loaded_rows(sizes, repeat, clock),
-        training_row(sizes, clock, 0.5 if args.quick else 5.0),
-    ]
+    seconds = 0.5 if args.quick else 5.0
+    rows = [row for name in (args.only or ROWS) for row in ROWS[name](sizes, repeat, clock, seconds)]
     unit = "wall s" if args.clock == "wall" else "CPU s"
     print(
         f"issue 16 targets; {unit}, best of {repeat} (training: steps/s); BLAS threads: "
