@@ -176,20 +176,21 @@ def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
     T = xs.shape[0]
     Q = Q0
     right = _right_products(cell, states, xs)
-    for t in range(1, T + 1):
-        Q = right(t - 1, Q)
-        if t % reortho_every == 0:
-            # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
-            for b in range(len(Q)):
-                qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
-                _check_lapack("dgeqrf", info)
-                d = np.diagonal(qr).copy()
-                q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
-                _check_lapack("dorgqr", info)
-                with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+    with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+        for t in range(1, T + 1):
+            Q = right(t - 1, Q)
+            if t % reortho_every == 0:
+                # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
+                for b in range(len(Q)):
+                    qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
+                    _check_lapack("dgeqrf", info)
+                    d = np.diagonal(qr)  # read before dorgqr overwrites qr
                     out[t - 1, b] = np.log(np.abs(d))
-                Q[b] = q * np.where(d < 0, -1.0, 1.0)
-            if reortho_every > 1:
-                _warn_conditioning(out[t - 1], reortho_every)
-        else:
-            out[t - 1] = 0.0
+                    flip = np.where(d < 0, -1.0, 1.0)
+                    q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
+                    _check_lapack("dorgqr", info)
+                    np.multiply(q, flip, out=Q[b])
+                if reortho_every > 1:
+                    _warn_conditioning(out[t - 1], reortho_every)
+            else:
+                out[t - 1] = 0.0
