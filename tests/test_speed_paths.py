@@ -178,3 +178,18 @@ def test_sech2_against_cosh_and_its_tail():
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         tail = sech2(np.array([372.0, 373.2, 373.4, 1e4, np.inf, -np.inf]))
     assert np.all(tail[:2] > 0) and np.all(tail[2:] == 0)
+
+
+def test_full_spectrum_of_a_vanilla_cell_has_the_same_bytes_at_any_thread_count():
+    # Its J_t come from the forward's pre-activations (one row at a time), not from a batched
+    # product whose rounding follows how BLAS splits it over threads.
+    cell = gf.rnn(96, 4, gain=2.0, seed=0)
+    xs = gf.inputs.gaussian(150, 2, 4, seed=1)
+    spectra = []
+    for threads in (1, 2):
+        previous = gf.set_blas_threads(threads)
+        try:
+            spectra.append(gf.lyapunov_spectrum(cell, xs, warmup=30).per_sample)
+        finally:
+            gf.set_blas_threads(previous)
+    np.testing.assert_array_equal(spectra[0], spectra[1])

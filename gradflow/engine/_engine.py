@@ -112,6 +112,18 @@ def vanilla_weights(cell: Cell) -> tuple | None:
     return p["weight_hh_l0"], p["weight_ih_l0"], b, getattr(phi, "fun", phi), activation
 
 
+def vanilla_unroll(
+    cell: Cell, weights: tuple, xs: np.ndarray, h0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`unroll` of a vanilla cell (`vanilla_weights`) and its pre-activations ``a_t`` (T, B, S)."""
+    states, pre = np.empty((xs.shape[0] + 1, *h0.shape)), np.empty((xs.shape[0], *h0.shape))
+    states[0] = h0
+    with np.errstate(over="ignore", invalid="ignore"), blas_limit():  # overflow: reported below
+        vanilla_forward(weights, xs, states, pre)
+    check_trajectory(cell, states)
+    return states, pre
+
+
 def vanilla_forward(
     weights: tuple, xs: np.ndarray, states: np.ndarray, pre: np.ndarray | None = None
 ) -> None:

@@ -17,7 +17,7 @@ from ..core import _html, deprecated_spellings
 from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import as_float_array, check_positive_int, check_seed
-from ..engine._engine import check_sequence, steps_per_chunk, unroll
+from ..engine._engine import check_sequence, steps_per_chunk, unroll, vanilla_unroll, vanilla_weights
 from ._qr import initial_block, qr_log_growth_blocks, qr_log_growth_transposed, transposed_jacobians
 from ._rates import regime_or_none
 
@@ -204,14 +204,15 @@ def _spectrum(
     if warmup >= T:
         raise ValueError(f"warmup must be shorter than the sequence: warmup={warmup}, T={T}")
     seed = check_seed(seed)
-    states = unroll(cell, xs, h0=h0)
+    weights = vanilla_weights(cell) if 4 * k >= S else None
+    states, pre = vanilla_unroll(cell, weights, xs, h0) if weights else (unroll(cell, xs, h0=h0), None)
     logs = np.empty((T, B, k))
     Q0 = initial_block(np.random.default_rng(seed), B, S, k)
     if 4 * k >= S:
         # Many exponents: form J_t in time-chunks, then the sequential QR loop.
         def steps():
             with progress_bar(T, "lyapunov", "step", progress) as bar:
-                for Jt in transposed_jacobians(cell, xs, states, steps_per_chunk(B * S, S)):
+                for Jt in transposed_jacobians(cell, xs, states, steps_per_chunk(B * S, S), pre):
                     yield Jt
                     bar.update(1)
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from ..cells._cells import Cell
-from ..core._jacobians import vanilla_slopes
+from ..core._jacobians import SLOPES, vanilla_slopes
 from ..core._threads import limited
 from ..engine._engine import block_products, closed_form_kind, closed_form_terms, jacobians, vanilla_weights
 
@@ -74,13 +74,15 @@ def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarra
     qr_log_growth_transposed(steps, Q0, reortho_every, out)
 
 
-def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: int):
+def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: int, pre=None):
     """Each step's ``J_t^T`` as a (B, S, S) array in C order (``J_t`` in Fortran order, as LAPACK
     takes it), formed a time-chunk of ``chunk`` steps at a time: `qr_log_growth_transposed`'s input.
 
     A vanilla cell's ``J_t^T = W_hh^T diag(phi'(a_t))`` (the bytes of `jacobians`, transposed) is
     written step by step into two buffers that take turns: no chunk of Jacobians in memory, no
     transposing copy, and each buffer is rewritten two steps later, when the loop is done with it.
+    ``pre``: its pre-activations from `vanilla_unroll` (one row at a time, so the same bytes at any
+    BLAS thread count), else they are recomputed a chunk at a time.
     """
     T, B, S = xs.shape[0], xs.shape[1], cell.state_size
     weights = vanilla_weights(cell)
@@ -95,8 +97,11 @@ def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: 
     for t0 in range(0, T, chunk):
         t1 = min(T, t0 + chunk)
         m = (t1 - t0) * B
-        rows = states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1)
-        slopes = vanilla_slopes(cell.params, *rows, weights[4]).reshape(t1 - t0, B, 1, S)
+        if pre is None:
+            rows = states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1)
+            slopes = vanilla_slopes(cell.params, *rows, weights[4]).reshape(t1 - t0, B, 1, S)
+        else:
+            slopes = SLOPES[weights[4]](pre[t0:t1]).reshape(t1 - t0, B, 1, S)
         for t in range(t0, t1):
             yield np.multiply(W_T, slopes[t - t0], out=buffers[t % 2])
 
