@@ -141,8 +141,56 @@ def test_closed_form_reverse_sweep_equals_the_traced_one(monkeypatch, name):
     traced = gf.gradient_flow(cell, xs)
     for got in (fast, chunked):
         np.testing.assert_allclose(got.log_norms, traced.log_norms, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got.input_log_norms, traced.input_log_norms, rtol=0, atol=1e-12)
         for k in traced.components:
             np.testing.assert_allclose(got.components[k], traced.components[k], rtol=0, atol=1e-12)
         for k in traced.gates:
             np.testing.assert_allclose(got.gates[k], traced.gates[k], rtol=0, atol=1e-12)
         assert got.rate == pytest.approx(traced.rate, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in CELLS if n.startswith("rnn")])
+def test_vanilla_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
+    # unroll and the reverse sweep run a one-layer vanilla cell without autograd's wrappers:
+    # the same operations as its step, so the same bytes (reports' CSVs do not move).
+    cell = CELLS[name]()
+    assert _engine.vanilla_weights(cell) is not None
+    xs = gf.inputs.gaussian(30, 3, cell.input_size, scale=1.5, seed=2)
+    h = np.random.default_rng(1).normal(size=(3, cell.state_size))
+    expected = [h]
+    for x in xs:
+        expected.append(h := np.asarray(cell.step(cell.params, h, x)))
+    np.testing.assert_array_equal(gf.unroll(cell, xs, h0=expected[0]), np.stack(expected))
+    assert _engine.vanilla_weights(CELLS["lstm"]()) is None
+    assert _engine.vanilla_weights(gf.rnn(3, 2, layers=2, seed=0)) is None
+
+
+def test_sech2_against_cosh_and_its_tail():
+    # One exp, (2e / (1 + e^2))^2 with e = exp(-|a|), against 1 / cosh^2 where cosh is exact to
+    # an ulp (|a| < 300), and 4 exp(-2|a|) (exact to 1e-17 relative for |a| > 20) beyond.
+    from gradflow.core._activations import sech2
+
+    a = np.concatenate([np.linspace(-30, 30, 2001), [0.0, -0.0, 1e-300, -1e-8]])
+    np.testing.assert_allclose(sech2(a), 1.0 / np.cosh(a) ** 2, rtol=2e-15, atol=0)
+    far = np.linspace(20, 354, 1001) * np.where(np.arange(1001) % 2, 1, -1)
+    np.testing.assert_allclose(sech2(far), 4.0 * np.exp(-2.0 * np.abs(far)), rtol=2e-15, atol=0)
+    # float64's subnormal tail: 4e^-2|a| is >= 2.5e-324 (rounds up to the smallest subnormal)
+    # below |a| = 373.26, so it is non-zero there and exactly 0 beyond; never NaN, no overflow.
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        tail = sech2(np.array([372.0, 373.2, 373.4, 1e4, np.inf, -np.inf]))
+    assert np.all(tail[:2] > 0) and np.all(tail[2:] == 0)
+
+
+def test_full_spectrum_of_a_vanilla_cell_has_the_same_bytes_at_any_thread_count():
+    # Its J_t come from the forward's pre-activations (one row at a time), not from a batched
+    # product whose rounding follows how BLAS splits it over threads.
+    cell = gf.rnn(96, 4, gain=2.0, seed=0)
+    xs = gf.inputs.gaussian(150, 2, 4, seed=1)
+    spectra = []
+    for threads in (1, 2):
+        previous = gf.set_blas_threads(threads)
+        try:
+            spectra.append(gf.lyapunov_spectrum(cell, xs, warmup=30).per_sample)
+        finally:
+            gf.set_blas_threads(previous)
+    np.testing.assert_array_equal(spectra[0], spectra[1])

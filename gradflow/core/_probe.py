@@ -74,22 +74,24 @@ class StateRecorder:
         self.unit = np.zeros((steps + 1, batch, state_size))
 
     def record(self, t: int, g: np.ndarray) -> np.ndarray:
+        # Few numpy calls: the sequential sweep makes one call a step.
         sq = np.einsum("ij,ij->i", g, g)
-        if np.all((sq > 1e-280) & (sq < 1e280)):  # the common case; NaN and inf fail this test
-            total = 0.5 * np.log(sq)
-            unit = g / np.sqrt(sq)[:, None]
+        unit = self.unit[t]
+        # The common case (NaN and inf fail this test): squares are safe.
+        if (1e-280 < sq[0] < 1e280) if len(sq) == 1 else np.all((sq > 1e-280) & (sq < 1e280)):
+            self.raw[t] = 0.5 * np.log(sq)
+            np.divide(g, np.sqrt(sq)[:, None], out=unit)
         else:
             if not np.all(np.isfinite(g)):
                 raise FloatingPointError(
                     f"the gradient at state {t} is not finite: the step's "
                     f"derivative overflowed float64 (weights too large?)"
                 )
-            total, unit = log_row_norms(g), unit_rows(g)
-        self.raw[t] = total
+            self.raw[t], unit[...] = log_row_norms(g), unit_rows(g)
         self.recorded[t] = True
         for name, idx in self.parts.items():
-            self.component_raw[name][t] = total if idx is None else log_row_norms(g[:, idx])
-        self.unit[t] = unit
+            if idx is not None:  # a whole-state component is taken from raw by `log_norms`
+                self.component_raw[name][t] = log_row_norms(g[:, idx])
         return unit
 
     def log_norms(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -100,7 +102,8 @@ class StateRecorder:
         """
         S = np.cumsum(self.raw[::-1], axis=0)[::-1]
         after = np.concatenate([S[1:], np.zeros_like(S[:1])])
-        return S, {k: v + after for k, v in self.component_raw.items()}
+        raw = {k: self.raw if self.parts[k] is None else v for k, v in self.component_raw.items()}
+        return S, {k: v + after for k, v in raw.items()}
 
 
 @primitive

@@ -17,9 +17,19 @@ import numpy as np
 from autograd.core import make_vjp
 
 from ..cells._cells import Cell
+from ..core._jacobians import SLOPES
 from ..core._probe import StateRecorder, log_row_norms, recording, state_probe
 from ..core._threads import blas_limit, limited
-from ._engine import closed_form_kind, closed_form_terms, steps_per_chunk, unboxed, unroll
+from ._engine import (
+    check_trajectory,
+    closed_form_kind,
+    closed_form_terms,
+    steps_per_chunk,
+    unboxed,
+    unroll,
+    vanilla_forward,
+    vanilla_weights,
+)
 
 # Intermediate arrays autograd keeps per step, in units of (batch x state) floats: a
 # generous bound for built-in cells (an LSTM keeps ~20) so chunks never exceed ~64 MB.
@@ -40,9 +50,11 @@ def reverse_sweep(cell: Cell, xs: np.ndarray, h0: np.ndarray, loss: Callable[[np
     second is parallel in time: one batched VJP per chunk of steps gives the
     input gradients and every probe inside the cell at once.
     """
-    trajectory, recorder = sequential_sweep(cell, xs, h0, loss)
+    trajectory, recorder, inputs = _sweep(cell, xs, h0, loss)
     log_state, components = recorder.log_norms()
-    probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
+    probes: dict[str, np.ndarray] = {}
+    if inputs is None:  # not given by the closed form: one traced pass, parallel in time
+        probes, inputs = _parallel_pass(cell, xs, trajectory, recorder.unit)
     scale = log_state[1:]  # inside step t the cotangent was divided by exp(S[t])
     return log_state, components, {k: v + scale for k, v in probes.items()}, inputs + scale
 
@@ -51,14 +63,23 @@ def sequential_sweep(
     cell: Cell, xs: np.ndarray, h0: np.ndarray, loss: Callable
 ) -> tuple[np.ndarray, StateRecorder]:
     """`reverse_sweep`'s sequential half: trajectory (T+1, B, S), recorder (unit cotangents, log-norms)."""
+    trajectory, recorder, _ = _sweep(cell, xs, h0, loss)
+    return trajectory, recorder
+
+
+def _sweep(cell, xs, h0, loss):
+    """`sequential_sweep`, and the raw input log-norms (T, B) if its pass gave them (else None)."""
     recorder = StateRecorder(xs.shape[0], xs.shape[1], cell.state_size, cell.components)
     trajectory = np.empty((xs.shape[0] + 1, xs.shape[1], cell.state_size))
+    inputs = None
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported with its step
-        if closed_form_kind(cell) is not None:
-            closed_form_pass(cell, xs, h0, loss, recorder, trajectory)
-        else:
+        if closed_form_kind(cell) is None:
             sequential_pass(cell, xs, h0, loss, recorder, trajectory)
-    return trajectory, recorder
+        elif (weights := vanilla_weights(cell)) is not None:
+            inputs = vanilla_pass(cell, weights, xs, h0, loss, recorder, trajectory)
+        else:
+            closed_form_pass(cell, xs, h0, loss, recorder, trajectory)
+    return trajectory, recorder, inputs
 
 
 def _advance(cell: Cell, h: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -122,6 +143,27 @@ def closed_form_pass(cell, xs, h0, loss, recorder, trajectory) -> None:
             for t in range(t1 - 1, t0 - 1, -1):  # step t+1 maps h_t to h_{t+1}
                 g = (scales[t - t0] * unit[:, None, :]).reshape(B, -1) @ flat
                 unit = recorder.record(t, g)
+
+
+def vanilla_pass(cell, weights, xs, h0, loss, recorder, trajectory) -> np.ndarray:
+    """`closed_form_pass` of a vanilla cell (`vanilla_weights`), ``J_t = diag(phi'(a_t)) W_hh``: the
+    forward keeps each pre-activation ``a_t``, the sweep back takes one product a step, and the
+    input gradients ``dL/dx_t = (phi'(a_t) * dL/dh_{t+1}) W_ih`` of all steps are one product at the
+    end, so no traced pass is needed. Returns their raw log-norms (T, B), as `_parallel_pass`."""
+    W, U = weights[0], weights[1]
+    T, B, S = xs.shape[0], xs.shape[1], cell.state_size
+    pre = np.empty((T, B, S))
+    trajectory[0] = h0
+    with blas_limit():
+        vanilla_forward(weights, xs, trajectory, pre)
+        check_trajectory(cell, trajectory)  # raises, naming the step, if the state overflowed
+        unit = _loss_cotangent(loss, trajectory[T], recorder, T)
+        slopes = SLOPES[weights[4]](pre)  # phi'(a_t), every step at once
+        pulled = pre  # row t becomes phi'(a_t) * unit_{t+1}, the cotangent of a_t (a_t is used up)
+        for t in range(T - 1, -1, -1):  # step t+1 maps h_t to h_{t+1}
+            np.multiply(slopes[t], unit, out=pulled[t])
+            unit = recorder.record(t, pulled[t] @ W)
+        return log_row_norms(pulled.reshape(T * B, S) @ U).reshape(T, B)
 
 
 def _make_vjp_quiet(fun, x):

@@ -17,8 +17,8 @@ from ..core import _html, deprecated_spellings
 from ..core._options import progress_bar, resolve_progress
 from ..core._threads import limited
 from ..core._validation import as_float_array, check_positive_int, check_seed
-from ..engine._engine import check_sequence, jacobians, steps_per_chunk, unroll
-from ._qr import initial_block, qr_log_growth, qr_log_growth_blocks
+from ..engine._engine import check_sequence, steps_per_chunk, unroll, vanilla_unroll, vanilla_weights
+from ._qr import initial_block, qr_log_growth_blocks, qr_log_growth_transposed, transposed_jacobians
 from ._rates import regime_or_none
 
 LN2 = np.log(2.0)
@@ -204,21 +204,19 @@ def _spectrum(
     if warmup >= T:
         raise ValueError(f"warmup must be shorter than the sequence: warmup={warmup}, T={T}")
     seed = check_seed(seed)
-    states = unroll(cell, xs, h0=h0)
+    weights = vanilla_weights(cell) if 4 * k >= S else None
+    states, pre = vanilla_unroll(cell, weights, xs, h0) if weights else (unroll(cell, xs, h0=h0), None)
     logs = np.empty((T, B, k))
     Q0 = initial_block(np.random.default_rng(seed), B, S, k)
     if 4 * k >= S:
         # Many exponents: form J_t in time-chunks, then the sequential QR loop.
-        chunk = steps_per_chunk(B * S, S)
+        def steps():
+            with progress_bar(T, "lyapunov", "step", progress) as bar:
+                for Jt in transposed_jacobians(cell, xs, states, steps_per_chunk(B * S, S), pre):
+                    yield Jt
+                    bar.update(1)
 
-        def chunks():
-            with progress_bar(T, "lyapunov", "step", progress) as bar:  # ticks once a chunk is done
-                for t0 in range(0, T, chunk):
-                    t1 = min(T, t0 + chunk)
-                    yield jacobians(cell, xs[t0:t1], h0=states[t0], states=states[t0 : t1 + 1])
-                    bar.update(t1 - t0)
-
-        qr_log_growth(chunks(), Q0, reortho_every, logs)
+        qr_log_growth_transposed(steps(), Q0, reortho_every, logs)
     else:
         qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, logs)
     counted = logs[warmup:]

@@ -22,7 +22,9 @@ import numpy as np
 from scipy.linalg import lapack
 
 from ..cells._cells import Cell
-from ..engine._engine import block_products, closed_form_kind, closed_form_terms
+from ..core._jacobians import SLOPES, vanilla_slopes
+from ..core._threads import limited
+from ..engine._engine import block_products, closed_form_kind, closed_form_terms, jacobians, vanilla_weights
 
 # Re-orthonormalise sooner than this ratio of largest to smallest |R_ii| growth allows:
 # beyond ~1e12 the smaller directions are lost to rounding (float64 has ~16 digits).
@@ -60,6 +62,7 @@ def _optimal_lwork(routine, *args) -> int:
     return max(1, int(work[0]))
 
 
+@limited  # BLAS threads by gradflow's policy (_threads), as in every call that runs this loop
 def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarray) -> None:
     """Sequential QR loop on formed Jacobians (chunks of shape (c, B, S, S)); Q in Householder form.
 
@@ -67,6 +70,44 @@ def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarra
     Each chunk is transposed once (one vectorised copy) so that every ``J_t`` is a
     Fortran-ordered view LAPACK overwrites in place: no copy per step.
     """
+    steps = (Jt for chunk in jac_chunks for Jt in np.ascontiguousarray(np.swapaxes(chunk, -1, -2)))
+    qr_log_growth_transposed(steps, Q0, reortho_every, out)
+
+
+def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: int, pre=None):
+    """Each step's ``J_t^T`` as a (B, S, S) array in C order (``J_t`` in Fortran order, as LAPACK
+    takes it), formed a time-chunk of ``chunk`` steps at a time: `qr_log_growth_transposed`'s input.
+
+    A vanilla cell's ``J_t^T = W_hh^T diag(phi'(a_t))`` (the bytes of `jacobians`, transposed) is
+    written step by step into two buffers that take turns: no chunk of Jacobians in memory, no
+    transposing copy, and each buffer is rewritten two steps later, when the loop is done with it.
+    ``pre``: its pre-activations from `vanilla_unroll` (one row at a time, so the same bytes at any
+    BLAS thread count), else they are recomputed a chunk at a time.
+    """
+    T, B, S = xs.shape[0], xs.shape[1], cell.state_size
+    weights = vanilla_weights(cell)
+    if weights is None:
+        for t0 in range(0, T, chunk):
+            t1 = min(T, t0 + chunk)
+            J = jacobians(cell, xs[t0:t1], h0=states[t0], states=states[t0 : t1 + 1])
+            yield from np.ascontiguousarray(np.swapaxes(J, -1, -2))
+        return
+    W_T = np.ascontiguousarray(weights[0].T)
+    buffers = np.empty((2, B, S, S))
+    for t0 in range(0, T, chunk):
+        t1 = min(T, t0 + chunk)
+        m = (t1 - t0) * B
+        if pre is None:
+            rows = states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1)
+            slopes = vanilla_slopes(cell.params, *rows, weights[4]).reshape(t1 - t0, B, 1, S)
+        else:
+            slopes = SLOPES[weights[4]](pre[t0:t1]).reshape(t1 - t0, B, 1, S)
+        for t in range(t0, t1):
+            yield np.multiply(W_T, slopes[t - t0], out=buffers[t % 2])
+
+
+def qr_log_growth_transposed(steps, Q0: np.ndarray, reortho_every: int, out: np.ndarray) -> None:
+    """`qr_log_growth` on `transposed_jacobians`' steps, which LAPACK overwrites."""
     B, S, k = Q0.shape
     factors = []
     for b in range(B):  # Householder form of Q0 (its R is +-1 on the diagonal: ln 1 = 0)
@@ -77,11 +118,8 @@ def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarra
         lapack.dormqr, "R", "N", factors[0][0], factors[0][1], np.zeros((S, S), order="F")
     )
     pending: list[np.ndarray | None] = [None] * B
-    t = 0
-    for chunk in jac_chunks:
-        chunk_t = np.ascontiguousarray(np.swapaxes(chunk, -1, -2))  # [t, b].T: J_t, Fortran order
-        for Jt in chunk_t:
-            t += 1
+    with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+        for t, Jt in enumerate(steps, start=1):  # Jt[b].T: J_t, Fortran order
             for b in range(B):
                 qr, tau = factors[b]
                 if (t - 1) % reortho_every == 0:
@@ -98,8 +136,7 @@ def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarra
                     qr, tau, _, info = lapack.dgeqrf(pending[b], lwork=geqrf_lwork, overwrite_a=1)
                     _check_lapack("dgeqrf", info)
                     factors[b] = (qr, tau)
-                    with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
-                        out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
+                    out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
                 if reortho_every > 1:
                     _warn_conditioning(out[t - 1], reortho_every)
             else:
@@ -144,20 +181,21 @@ def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
     T = xs.shape[0]
     Q = Q0
     right = _right_products(cell, states, xs)
-    for t in range(1, T + 1):
-        Q = right(t - 1, Q)
-        if t % reortho_every == 0:
-            # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
-            for b in range(len(Q)):
-                qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
-                _check_lapack("dgeqrf", info)
-                d = np.diagonal(qr).copy()
-                q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
-                _check_lapack("dorgqr", info)
-                with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+    with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
+        for t in range(1, T + 1):
+            Q = right(t - 1, Q)
+            if t % reortho_every == 0:
+                # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
+                for b in range(len(Q)):
+                    qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
+                    _check_lapack("dgeqrf", info)
+                    d = np.diagonal(qr)  # read before dorgqr overwrites qr
                     out[t - 1, b] = np.log(np.abs(d))
-                Q[b] = q * np.where(d < 0, -1.0, 1.0)
-            if reortho_every > 1:
-                _warn_conditioning(out[t - 1], reortho_every)
-        else:
-            out[t - 1] = 0.0
+                    flip = np.where(d < 0, -1.0, 1.0)
+                    q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
+                    _check_lapack("dorgqr", info)
+                    np.multiply(q, flip, out=Q[b])
+                if reortho_every > 1:
+                    _warn_conditioning(out[t - 1], reortho_every)
+            else:
+                out[t - 1] = 0.0
