@@ -30,12 +30,12 @@ def _np_dense(p, name, z):
 
 def _np_block(block, cells, head, xs):
     """The block by hand: numpy, each recurrence run step by step (`gradflow.unroll`), its output by
-    `gradflow.layer_outputs` (LRU, S4D) or the state (minGRU)."""
+    `gradflow.layer_outputs` (LRU, S4D, Mamba) or the state (minGRU)."""
     p = block.params
     u = _np_dense(p, "encoder", xs)
     for k, cell in enumerate(cells):
         z = _np_layer_norm(u, p[f"b{k}.norm.weight"], p[f"b{k}.norm.bias"])
-        y = gf.layer_outputs(cell, z) if cell.kind in ("lru", "s4d") else gf.unroll(cell, z)[1:]
+        y = gf.layer_outputs(cell, z) if cell.kind in ("lru", "s4d", "mamba") else gf.unroll(cell, z)[1:]
         if head == "glu":
             g = _np_gelu(y)
             gate = 1 / (1 + np.exp(-_np_dense(p, f"b{k}.head.out2", g)))
@@ -50,6 +50,7 @@ def _np_block(block, cells, head, xs):
 BLOCKS = {
     "lru+s4d, glu": (lambda: [gf.lru(5, 6, r_min=0.5, seed=1), gf.s4d(4, 6, seed=2)], "glu"),
     "mingru x2, mlp": (lambda: [gf.mingru(6, 6, seed=3), gf.minlstm(6, 6, seed=4)], "mlp"),
+    "mamba, mlp": (lambda: [gf.mamba(6, d_state=3, d_conv=3, seed=11)], "mlp"),
 }
 
 

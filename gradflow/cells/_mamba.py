@@ -283,15 +283,16 @@ def mamba_from_state_dict(
 def outputs(cell: Cell, states: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """The block's outputs ``out_proj(y_t)`` (T, batch, d_model) from `unroll`'s states: the
     module's forward pass."""
-    T, B, _ = xs.shape
+    T, B, _ = anp.shape(xs)
     p, sizes = cell.params, _sizes(cell)
-    _, x_c, C, z, _ = _parts(p, states[:-1].reshape(T * B, -1), xs.reshape(T * B, -1), **sizes)
-    s = states[1:].reshape(T * B, -1)[:, cell.components["ssm"]]
-    y = np.einsum("mdn,mn->md", s.reshape(T * B, sizes["d_inner"], -1), C) + p["D"] * x_c
+    rows = (T * B, -1)
+    _, x_c, C, z, _ = _parts(p, anp.reshape(states[:-1], rows), anp.reshape(xs, rows), **sizes)
+    s = anp.reshape(states[1:], rows)[:, cell.components["ssm"]]  # autograd.numpy: weights may be traced
+    y = anp.einsum("mdn,mn->md", anp.reshape(s, (T * B, sizes["d_inner"], -1)), C) + p["D"] * x_c
     out = (y * _silu(z)) @ p["out_proj.weight"].T
     if "out_proj.bias" in p:
         out = out + p["out_proj.bias"]
-    return out.reshape(T, B, -1)
+    return anp.reshape(out, (T, B, -1))
 
 
 def _history(cell: Cell, xs: np.ndarray, h0: np.ndarray) -> np.ndarray:

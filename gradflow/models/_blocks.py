@@ -10,7 +10,8 @@ multiply two of them (the adding problem). The papers never train it bare:
   recurrence read out, ``Re(C h_t) + D * x_t``.
 * ``head="mlp"``, the minGRU's (Feng et al. 2024, in a pre-norm residual stack as in their language
   model): ``v = u + layer(LayerNorm(u))``, then ``v + W2 GELU(W1 LayerNorm(v))``, ``W1`` of width
-  ``4 * width``; the layer's output is its state ``h_t``.
+  ``4 * width``; the layer's output is its state ``h_t``. A Mamba layer (Gu and Dao 2023) sits in
+  the same residual stack, its output the module's own gated ``out_proj(y_t * silu(z_t))``.
 
 ``u = encoder(x)`` is a linear map of the task's inputs to the block's width. GELU is the tanh form
 (flax's default, the LRU reference's). The recurrence runs as ``recurrent(cell, scan=True)`` runs it
@@ -21,6 +22,7 @@ computes what the loop would, with the same parameters (names prefixed ``layer.`
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import autograd.numpy as anp
@@ -28,6 +30,7 @@ import numpy as np
 
 from ..cells._cells import Cell
 from ..cells._lru import readout
+from ..cells._mamba import outputs as mamba_outputs
 from ..core._validation import check_positive_int, check_seed
 from ._graph import DependencyGraph
 from ._pieces import layer_norm, normal_weights
@@ -37,12 +40,30 @@ from ._sequence import SequenceModel
 LAYER = "layer."  # prefix of the recurrence's own parameters within a block
 
 
-def _state(params, states, xs):
+def _state(cell, params, states, xs):
     return states
 
 
-# kind -> what its layer outputs from (params, real states (n, B, S), layer inputs (n, B, D)).
-LAYER_OUTPUTS: dict[str, Callable] = {"lru": readout, "s4d": readout, "mingru": _state, "minlstm": _state}
+def _readout(cell, params, states, xs):
+    return readout(params, states, xs)
+
+
+def _mamba_block(cell, params, states, xs):
+    """The Mamba module's own output, ``out_proj(y_t * silu(z_t))`` (its gate included), from the
+    states ``h_1 .. h_T`` after ``h_0 = 0``."""
+    twin = copy.copy(cell)  # the cell's sizes and components, these (traced) weights
+    twin.params = params
+    return mamba_outputs(twin, anp.concatenate([anp.zeros((1, *anp.shape(states)[1:])), states]), xs)
+
+
+# kind -> what its layer outputs from (cell, params, real states (n, B, S), layer inputs (n, B, D)).
+LAYER_OUTPUTS: dict[str, Callable] = {
+    "lru": _readout,
+    "s4d": _readout,
+    "mingru": _state,
+    "minlstm": _state,
+    "mamba": _mamba_block,
+}
 
 
 def gelu(z):
@@ -118,9 +139,9 @@ def residual_block(
     Parameters
     ----------
     cells : Cell or sequence of Cell
-        One ``lru``, ``s4d``, ``mingru`` or ``minlstm`` per block, each taking the block's width as
-        its inputs (and, for ``mingru`` / ``minlstm``, with that hidden size too: the residual adds
-        its state). Two blocks can compute products of two inputs before a recurrence sums them
+        One ``lru``, ``s4d``, ``mingru``, ``minlstm`` or ``mamba`` per block, each taking the block's
+        width as its inputs (and, for ``mingru`` / ``minlstm``, with that hidden size too: the
+        residual adds its state; a ``mamba`` block adds its module's gated output). Two blocks can compute products of two inputs before a recurrence sums them
         (the first block's head sees ``D * x_t``); one linear recurrence cannot.
     inputs : int
         Width of the task's inputs, mapped to the block's width by the linear encoder.
@@ -192,7 +213,7 @@ def residual_block(
             z = layer_norm(u, own["norm.weight"], own["norm.bias"])
             layer = {name[len(LAYER) :]: v for name, v in own.items() if name.startswith(LAYER)}
             states = runs[k](z, *(layer[name] for name in cell.params))
-            y = LAYER_OUTPUTS[cell.kind](layer, states, z)
+            y = LAYER_OUTPUTS[cell.kind](cell, layer, states, z)
             u = apply_head(own, u, y)
         return u
 

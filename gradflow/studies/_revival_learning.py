@@ -70,8 +70,17 @@ LEARNERS: dict[str, Learner] = {
         True,
         "one block of LayerNorm, minGRU, residual; LayerNorm, GELU MLP, residual",
     ),
+    # The module's own input gate and output gate (silu(z)) multiply, so one block can form a product.
+    "Mamba block": Learner(
+        lambda w, d, s: gf.residual_block([gf.mamba(w, seed=s)], d, head="mlp", seed=s),
+        True,
+        "one block of LayerNorm, Mamba (mamba_ssm's module: conv, selective scan, gate, out_proj), "
+        "residual; LayerNorm, GELU MLP, residual",
+    ),
 }
-QUICK_LEARNERS = ("RNN tanh", "LSTM", "LRU block", "S4D block", "minGRU block")  # the GRU at full size only
+# The GRU and the Mamba block at full size only (a Mamba block's training step costs ~15x an LRU
+# block's here: its 600-wide state through the scan's VJP).
+QUICK_LEARNERS = ("RNN tanh", "LSTM", "LRU block", "S4D block", "minGRU block")
 TASKS: dict[str, Callable[..., gf.tasks.Task]] = {
     "adding": lambda T, seed, symbols: gf.tasks.adding(T, seed=seed),
     "copy_memory": lambda T, seed, symbols: gf.tasks.copy_memory(T, symbols=symbols, seed=seed),
