@@ -291,12 +291,16 @@ def _perron_log(second_moment, S: int, span: int) -> tuple[float, float]:
     on S x S matrices: the log Perron root and the width of a certified bracket around it.
 
     Its spectral radius is a real eigenvalue with a positive semi-definite eigenvector
-    (Krein-Rutman), which Arnoldi (ARPACK) finds in a few dozen products. First on float32
-    products to `FAST_ARPACK_TOL`, then in float64 to `ARPACK_TOL`: an answer counts when the
-    `collatz_wielandt` bracket (float64) of its eigenvector is narrower than `CERTIFIED_WIDTH`
-    in rate, and is then clipped to it. Otherwise (a defective or nearly singular Perron
-    vector: non-normal chains, where ARPACK returns pseudo-eigenvalues) `perron_bracket`'s
-    deterministic power iteration from the identity decides.
+    (Krein-Rutman) and the largest real part of M's eigenvalues, which Arnoldi (ARPACK, "LR":
+    "LM" may return a rotating pair's ``r^2 e^(2 i theta)``) finds in a few dozen products.
+    First on float32 products to `FAST_ARPACK_TOL`, then in float64 to `ARPACK_TOL`: an
+    answer counts when the `collatz_wielandt` bracket (float64) of its eigenvector is narrower
+    than `CERTIFIED_WIDTH` (float32) or `BRACKET_WIDTH` (float64) in rate. Otherwise (a
+    defective or singular Perron vector: non-normal chains, states at rest, saturated gates)
+    `perron_bracket`'s deterministic power iteration from the identity tightens the bracket,
+    starting from the bounds found so far (`lower_bound` of ARPACK's vectors included), and
+    the float64 answer is returned moved into it (the midpoint without one); the width is
+    returned either way.
     """
     width = {np.float32: 2 * span * CERTIFIED_WIDTH, np.float64: 2 * span * BRACKET_WIDTH}  # in ln rho
 
@@ -312,7 +316,7 @@ def _perron_log(second_moment, S: int, span: int) -> tuple[float, float]:
     lo, hi = 0.0, np.inf  # the tightest bounds on rho(M) so far
     for precision, tol in ((np.float32, FAST_ARPACK_TOL), (np.float64, ARPACK_TOL)):
         try:
-            vals, vecs = eigs(operator(precision), k=1, which="LM", v0=start, tol=tol, maxiter=100)
+            vals, vecs = eigs(operator(precision), k=1, which="LR", v0=start, tol=tol, maxiter=100)
         except ArpackError:  # no convergence, or a breakdown
             continue
         candidate = abs(vals[0])
@@ -328,6 +332,9 @@ def _perron_log(second_moment, S: int, span: int) -> tuple[float, float]:
         hi = min(hi, bracket[1] if bracket else np.inf)
     lo, hi = perron_bracket(second_moment, np.eye(S), width[np.float64], bracket=(lo, hi))
     middle, spread = log_midpoint(lo, hi)
-    if spread <= width[np.float64] and candidate is not None and lo <= candidate <= hi:
-        return float(np.log(candidate)), spread
-    return middle, spread
+    if candidate is None:
+        return middle, spread
+    # ARPACK's answer, moved into the bracket when it lies outside. Where the bracket stays wide
+    # (singular Perron vectors: states at rest, saturated gates) this was within 5e-3 of the
+    # dense spectral radius on the predictor-accuracy grid, the midpoint up to 0.44 off.
+    return float(np.log(np.clip(candidate, lo, hi))), spread
