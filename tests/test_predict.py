@@ -5,7 +5,7 @@ import pytest
 from scipy import optimize
 
 import gradflow as gf
-from gradflow.prediction import _moments, _predict, _registry
+from gradflow.prediction import _moments, _perron, _predict, _registry
 from gradflow.prediction._spectral import fixed_points
 from gradflow.studies import _accuracy_grid
 
@@ -435,7 +435,7 @@ def test_certified_fast_moment_map_is_within_its_width_of_the_float64_one(monkey
 
 def test_a_defective_moment_map_fails_the_certificate_and_is_solved_in_float64(monkeypatch):
     # diag * I + link * shift: one Jordan block, so the Perron vector is nearly singular and the
-    # float32 pass is not certified; the answer is then float64 ARPACK's, bit for bit.
+    # float32 pass is not certified; the float64 solution does not depend on that pass.
     cell = gf.rnn(16, 3, seed=0)
     cell.params["weight_hh_l0"][:] = 0.9 * np.eye(16) + 4.0 * np.eye(16, k=-1)
     xs = gf.inputs.gaussian(120, 1, 3, scale=0.5, seed=1)
@@ -452,3 +452,104 @@ def test_a_defective_moment_map_fails_the_certificate_and_is_solved_in_float64(m
     assert bracket is None or np.log(bracket[1] / bracket[0]) / 2 > _moments.CERTIFIED_WIDTH
     monkeypatch.setattr(_moments, "CERTIFIED_WIDTH", -1.0)
     assert fast == rate()
+
+
+def dense_rate(cell, xs, states, window, rows, span):
+    """ln rho(mean P (x) P) / (2 span) over the sampled blocks, by dense eigenvalues."""
+    blocks = _moments._sampled_jacobians(cell, xs, states, window, rows, span)
+    M = np.mean([np.kron(P, P) for P in blocks], axis=0)
+    return np.log(np.max(np.abs(np.linalg.eigvals(M)))) / (2 * span)
+
+
+def chain(n, diagonal, link, scale):
+    """The predictor-accuracy grid's chains, diagonal * I + link * shift, and a forward run."""
+    cell = gf.rnn(n, 3, seed=0)
+    cell.params["weight_hh_l0"][:] = diagonal * np.eye(n) + link * np.eye(n, k=-1)
+    xs = gf.inputs.gaussian(100, 1, 3, scale=scale, seed=1)
+    return cell, xs, gf.unroll(cell, xs)
+
+
+@pytest.mark.parametrize(("diagonal", "link"), [(0.5, 2.0), (0.9, 4.0)])
+@pytest.mark.parametrize(("span", "rows"), [(1, 48), (2, 64)])
+def test_chain_moment_maps_equal_the_dense_spectral_radius(monkeypatch, diagonal, link, span, rows):
+    # Where ARPACK returned pseudo-eigenvalues (0.5, 2: -0.843 and -0.889 nats/step against
+    # -1.010 and -1.001 before the certificate had a fallback), the rate is inside its float64
+    # Collatz-Wielandt bracket, so within BRACKET_WIDTH of the dense mean J (x) J's.
+    cell, xs, states = chain(16, diagonal, link, 2.0)
+    calls = []
+    original = _moments.perron_bracket
+    monkeypatch.setattr(_moments, "perron_bracket", lambda *a, **k: calls.append(1) or original(*a, **k))
+    result = _moments.moment_map(cell, xs, states, slice(10, 100), np.random.default_rng(0), 0.01, rows, span)
+    exact = dense_rate(cell, xs, states, slice(10, 100), rows, span)
+    assert result.rate == pytest.approx(exact, abs=_moments.BRACKET_WIDTH)
+    assert "uncertain" not in result.reason
+    if diagonal == 0.5:
+        assert calls  # the hard case: no ARPACK answer was certified
+
+
+def test_moment_maps_do_not_depend_on_the_global_random_state():
+    cell, xs, states = chain(16, 0.5, 2.0, 2.0)
+    results = []
+    for seed in (1, 2):
+        np.random.seed(seed)  # noqa: NPY002  (the legacy global state is what must not matter)
+        results.append(
+            [
+                _moments.moment_map(cell, xs, states, slice(10, 100), np.random.default_rng(0), 0.01, span=s)
+                for s in (1, 2)
+            ]
+        )
+    assert results[0] == results[1]  # rates and reasons, bit for bit
+
+
+def test_a_spent_power_iteration_budget_stays_inside_its_bracket_and_says_so(monkeypatch):
+    cell, xs, states = chain(16, 0.5, 2.0, 2.0)
+    brackets = []
+    original = _moments.perron_bracket
+
+    def spy(*args, **kwargs):
+        brackets.append(original(*args, **{**kwargs, "budget": 2}))
+        return brackets[-1]
+
+    monkeypatch.setattr(_moments, "perron_bracket", spy)
+    monkeypatch.setattr(_perron, "LOWER_EVERY", 10**6)  # the bracket of the two iterates alone
+    result = _moments.moment_map(cell, xs, states, slice(10, 100), np.random.default_rng(0), 0.01)
+    lo, hi = brackets[0]
+    assert np.log(hi / lo) / 2 > _moments.BRACKET_WIDTH  # not certified in 2 steps
+    exact = dense_rate(cell, xs, states, slice(10, 100), 48, 1)
+    assert np.log(lo) / 2 <= exact <= np.log(hi) / 2 and np.log(lo) / 2 <= result.rate <= np.log(hi) / 2
+    assert f"uncertain by {np.log(hi / lo) / 4:.2g} nats/step" in result.reason
+    # Without an ARPACK answer (no convergence), the bracket's midpoint.
+    monkeypatch.setattr(_moments, "eigs", lambda *a, **k: (_ for _ in ()).throw(_moments.ArpackError(-9999)))
+    result = _moments.moment_map(cell, xs, states, slice(10, 100), np.random.default_rng(0), 0.01)
+    assert result.rate == pytest.approx(np.log(brackets[-1][0] * brackets[-1][1]) / 4, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gf.rnn(16, 3, gain=1.5, seed=1),
+        lambda: gf.lstm(8, 3, forget_bias=1.0, seed=1),
+        lambda: gf.gru(12, 3, gain=2.0, seed=1),
+    ],
+)
+def test_well_conditioned_moment_maps_equal_the_dense_spectral_radius(make):
+    cell = make()
+    xs = gf.inputs.gaussian(100, 1, 3, seed=2)
+    states = gf.unroll(cell, xs)
+    for span, rows in ((1, 48), (2, 64)):
+        rate = _moments.moment_map(
+            cell, xs, states, slice(10, 100), np.random.default_rng(0), 0.01, rows, span
+        )
+        exact = dense_rate(cell, xs, states, slice(10, 100), rows, span)
+        assert rate.rate == pytest.approx(exact, abs=_moments.BRACKET_WIDTH)
+
+
+def test_the_singular_lower_bound_never_exceeds_the_spectral_radius():
+    # Random positive maps mean A X A^T and random positive semi-definite X of every rank.
+    rng = np.random.default_rng(5)
+    for rank in (1, 2, 4, 6):
+        As = rng.normal(size=(3, 6, 6))
+        rho = np.max(np.abs(np.linalg.eigvals(np.mean([np.kron(A, A) for A in As], axis=0))))
+        V = rng.normal(size=(6, rank))
+        bound = _perron.lower_bound(lambda X, As=As: np.mean([A @ X @ A.T for A in As], axis=0), V @ V.T)
+        assert 0 <= bound <= rho * (1 + 1e-12)
