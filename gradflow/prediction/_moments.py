@@ -232,6 +232,7 @@ def moment_map(
             return second_moment(V @ V.T)
 
     log_rho, spread = None, 0.0  # ln rho(M), and the width of a certified bracket around it
+    wide = S > rank and terms is None  # the rank-limited iteration below, bracketed once
     # Every sampled block is zero (a dead ReLU net at rest): nothing survives.
     if not np.any(J if terms is None else second_moment(np.eye(S))):
         log_rho = -np.inf
@@ -277,7 +278,9 @@ def moment_map(
         log_rho / (2 * span),
         f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} (treated as independent draws)"
         + (
-            f"; uncertain by {uncertain:.2g} nats/step (power iteration budget spent)"
+            f"; uncertain by {uncertain:.2g} nats/step ("
+            + ("a rank-limited estimate, bracketed once" if wide else "power iteration budget spent")
+            + ")"
             if uncertain > BRACKET_WIDTH
             else ""
         ),
