@@ -141,8 +141,9 @@ def residual_block(
     cells : Cell or sequence of Cell
         One ``lru``, ``s4d``, ``mingru``, ``minlstm`` or ``mamba`` per block, each taking the block's
         width as its inputs (and, for ``mingru`` / ``minlstm``, with that hidden size too: the
-        residual adds its state; a ``mamba`` block adds its module's gated output). Two blocks can compute products of two inputs before a recurrence sums them
-        (the first block's head sees ``D * x_t``); one linear recurrence cannot.
+        residual adds its state; a ``mamba`` block adds its module's gated output). Two blocks can
+        compute products of two inputs before a recurrence sums them (the first block's head sees
+        ``D * x_t``); one linear recurrence cannot.
     inputs : int
         Width of the task's inputs, mapped to the block's width by the linear encoder.
     head : {"glu", "mlp"}
