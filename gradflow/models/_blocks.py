@@ -29,8 +29,7 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..cells._cells import Cell
-from ..cells._lru import readout
-from ..cells._mamba import outputs as mamba_outputs
+from ..core._registry import CellKind, cell_kinds, find_cell_kind
 from ..core._validation import check_positive_int, check_seed
 from ._graph import DependencyGraph
 from ._pieces import layer_norm, normal_weights
@@ -40,30 +39,26 @@ from ._sequence import SequenceModel
 LAYER = "layer."  # prefix of the recurrence's own parameters within a block
 
 
-def _state(cell, params, states, xs):
-    return states
+def _linear(kind) -> bool:
+    record = find_cell_kind(kind)
+    return record is not None and record.linear_coefficients is not None
 
 
-def _readout(cell, params, states, xs):
-    return readout(params, states, xs)
+def _record(cell: Cell) -> CellKind | None:
+    """The cell's `CellKind` when it can run in a block: registered, linear in its state."""
+    return find_cell_kind(cell.kind) if _linear(cell.kind) else None
 
 
-def _mamba_block(cell, params, states, xs):
-    """The Mamba module's own output, ``out_proj(y_t * silu(z_t))`` (its gate included), from the
-    states ``h_1 .. h_T`` after ``h_0 = 0``."""
-    twin = copy.copy(cell)  # the cell's sizes and components, these (traced) weights
+def layer_output(cell: Cell, record: CellKind, params, states, xs):
+    """What a block's layer passes on: its `CellKind`'s ``layer_outputs`` (LRU and S4D ``Re(C h_t) +
+    D x_t``, Mamba's gated ``out_proj``) on the states ``h_1 .. h_T`` after ``h_0 = 0``, computed
+    with ``params`` (traced: the weights being trained), else the states themselves (minGRU)."""
+    outputs = record.layer_outputs
+    if outputs is None:
+        return states
+    twin = copy.copy(cell)  # the cell's sizes and components, these weights
     twin.params = params
-    return mamba_outputs(twin, anp.concatenate([anp.zeros((1, *anp.shape(states)[1:])), states]), xs)
-
-
-# kind -> what its layer outputs from (cell, params, real states (n, B, S), layer inputs (n, B, D)).
-LAYER_OUTPUTS: dict[str, Callable] = {
-    "lru": _readout,
-    "s4d": _readout,
-    "mingru": _state,
-    "minlstm": _state,
-    "mamba": _mamba_block,
-}
+    return outputs(twin, anp.concatenate([anp.zeros((1, *anp.shape(states)[1:])), states]), xs)
 
 
 def gelu(z):
@@ -182,15 +177,17 @@ def residual_block(
         raise ValueError(f"head must be one of {', '.join(map(repr, HEADS))}; got {head!r}")
     seed = check_seed(seed)
     width = cells[0].input_size
-    for k, cell in enumerate(cells):
-        if cell.kind not in LAYER_OUTPUTS:
+    records = [_record(cell) for cell in cells]
+    for k, (cell, record) in enumerate(zip(cells, records, strict=True)):
+        if record is None:
+            can = [kind for kind in cell_kinds() if _linear(kind)]
             raise ValueError(
                 f"cells[{k}] {cell.name!r} of kind {cell.kind!r} cannot be scanned in a block; kinds that "
-                f"can: {', '.join(sorted(LAYER_OUTPUTS))}"
+                f"can: {', '.join(sorted(can))}"
             )
         if cell.input_size != width:
             raise ValueError(f"cells[{k}] takes inputs of width {cell.input_size}; cells[0] takes {width}")
-        if LAYER_OUTPUTS[cell.kind] is _state and cell.state_size != width:
+        if record.layer_outputs is None and cell.state_size != width:
             raise ValueError(
                 f"cells[{k}]: a {cell.kind} block adds the state to its input, so its hidden size "
                 f"({cell.state_size}) must equal its inputs ({width})"
@@ -214,7 +211,7 @@ def residual_block(
             z = layer_norm(u, own["norm.weight"], own["norm.bias"])
             layer = {name[len(LAYER) :]: v for name, v in own.items() if name.startswith(LAYER)}
             states = runs[k](z, *(layer[name] for name in cell.params))
-            y = LAYER_OUTPUTS[cell.kind](cell, layer, states, z)
+            y = layer_output(cell, records[k], layer, states, z)
             u = apply_head(own, u, y)
         return u
 
