@@ -128,7 +128,7 @@ def associative_scan(a, b, h0=None) -> np.ndarray:
     return h
 
 
-def _as_complex(state: np.ndarray) -> np.ndarray:
+def as_complex(state: np.ndarray) -> np.ndarray:
     """``Re h + i Im h`` of a real-stacked complex state ``[Re h (N), Im h (N)]`` on the last axis."""
     n = state.shape[-1] // 2
     return state[..., :n] + 1j * state[..., n:]
@@ -171,8 +171,8 @@ def diagonal_coefficients(cell, xs) -> tuple[np.ndarray, np.ndarray]:
         probe = np.random.default_rng(0).standard_normal((len(rows), S))  # fixed: same call, same check
         direct = np.asarray(cell.step(cell.params, probe, x[rows]))
     if paired:
-        a, b = _as_complex(a), _as_complex(b)
-        probe, direct = _as_complex(probe), _as_complex(direct)
+        a, b = as_complex(a), as_complex(b)
+        probe, direct = as_complex(probe), as_complex(direct)
     affine = a[rows] * probe + b[rows]
     scale = np.abs(a[rows] * probe) + np.abs(b[rows]) + np.abs(direct)
     if not np.all(np.abs(direct - affine) <= LINEAR_TOL * np.maximum(scale, 1e-300)):
@@ -228,21 +228,21 @@ def scan(cell, xs, *, h0=None) -> np.ndarray:
     out[0] = h0
     start = h0[:, part]
     try:
-        states = associative_scan(a, b, _as_complex(start) if paired else start)
+        states = associative_scan(a, b, as_complex(start) if paired else start)
     except FloatingPointError:
         unroll(cell, xs, h0=h0)  # raises, naming the step, when the state itself overflows
         raise  # only the scan's products of |a| > 1 overflowed: the loop still works
     out[1:, :, part] = np.concatenate([states.real, states.imag], axis=-1) if paired else states
-    record = _exact_record(cell)
+    record = linear_record(cell.kind)
     if record is not None and record.input_states is not None:  # the rest follows the inputs (Mamba's buffer)
         out[1:, :, np.setdiff1d(np.arange(cell.state_size), part)] = record.input_states(cell, xs, h0)
     check_trajectory(cell, out)
     return out
 
 
-def _exact_record(cell) -> CellKind | None:
-    """The cell's `CellKind` if it gives exact ``linear_coefficients``, else None."""
-    record = find_cell_kind(cell.kind)
+def linear_record(kind) -> CellKind | None:
+    """The registered `CellKind` ``kind`` if it gives exact ``linear_coefficients``, else None."""
+    record = find_cell_kind(kind)
     return record if record is not None and record.linear_coefficients is not None else None
 
 
@@ -258,7 +258,7 @@ def scanned_columns(cell) -> np.ndarray:
     >>> len(scanned_columns(gf.lru(4, 2))), len(scanned_columns(gf.mamba(4, d_state=2)))
     (8, 16)
     """
-    record = _exact_record(cell)
+    record = linear_record(cell.kind)
     return cell.components[record.linear_part] if record is not None else np.arange(cell.state_size)
 
 
@@ -270,7 +270,7 @@ def _coefficients(cell, xs, h0):
             f"(config['linear'] is not set): it has no associative scan; use gf.unroll"
         )
     paired = bool(cell.config.get("complex"))
-    record = _exact_record(cell)
+    record = linear_record(cell.kind)
     if record is not None:  # exact formulas beside the cell, on its linear part
         a, b = record.linear_coefficients(cell, xs, h0)
         return a, b, scanned_columns(cell), paired

@@ -29,24 +29,15 @@ import autograd.numpy as anp
 import numpy as np
 
 from ..cells._cells import Cell
-from ..core._registry import CellKind, cell_kinds, find_cell_kind
+from ..core._registry import CellKind, cell_kinds
 from ..core._validation import check_positive_int, check_seed
+from ..engine._scan import linear_record
 from ._graph import DependencyGraph
 from ._pieces import layer_norm, normal_weights
 from ._scanned import scanned_states
 from ._sequence import SequenceModel
 
 LAYER = "layer."  # prefix of the recurrence's own parameters within a block
-
-
-def _linear(kind) -> bool:
-    record = find_cell_kind(kind)
-    return record is not None and record.linear_coefficients is not None
-
-
-def _record(cell: Cell) -> CellKind | None:
-    """The cell's `CellKind` when it can run in a block: registered, linear in its state."""
-    return find_cell_kind(cell.kind) if _linear(cell.kind) else None
 
 
 def layer_output(cell: Cell, record: CellKind, params, states, xs):
@@ -177,10 +168,10 @@ def residual_block(
         raise ValueError(f"head must be one of {', '.join(map(repr, HEADS))}; got {head!r}")
     seed = check_seed(seed)
     width = cells[0].input_size
-    records = [_record(cell) for cell in cells]
+    records = [linear_record(cell.kind) for cell in cells]  # None: not linear, cannot be scanned
     for k, (cell, record) in enumerate(zip(cells, records, strict=True)):
         if record is None:
-            can = [kind for kind in cell_kinds() if _linear(kind)]
+            can = [kind for kind in cell_kinds() if linear_record(kind)]
             raise ValueError(
                 f"cells[{k}] {cell.name!r} of kind {cell.kind!r} cannot be scanned in a block; kinds that "
                 f"can: {', '.join(sorted(can))}"

@@ -20,12 +20,7 @@ from autograd.core import make_vjp
 from autograd.extend import defvjp_argnums, primitive
 
 from ..cells._cells import Cell
-from ..engine import associative_scan, scan, scanned_columns
-
-
-def _as_complex(x: np.ndarray) -> np.ndarray:
-    n = x.shape[-1] // 2
-    return x[..., :n] + 1j * x[..., n:]
+from ..engine._scan import as_complex, associative_scan, scan, scanned_columns
 
 
 def scanned_states(cell: Cell) -> Callable:
@@ -84,7 +79,7 @@ def scanned_states(cell: Cell) -> Callable:
         coef = state_cotangent(ones)[..., part]
         drive = g[..., part]
         if paired:
-            coef, drive = _as_complex(coef), _as_complex(drive)
+            coef, drive = as_complex(coef), as_complex(drive)
         # lambda_t = g_t + a_{t+1}^T lambda_{t+1}: the same scan, reversed in time.
         reversed_coef = np.concatenate([np.zeros_like(coef[:1]), coef[:0:-1]])
         lam = associative_scan(reversed_coef, drive[::-1])[::-1]
