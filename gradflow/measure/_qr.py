@@ -29,6 +29,13 @@ from ..engine._engine import block_products, closed_form_kind, closed_form_terms
 # Re-orthonormalise sooner than this ratio of largest to smallest |R_ii| growth allows:
 # beyond ~1e12 the smaller directions are lost to rounding (float64 has ~16 digits).
 CONDITION_LIMIT = 1e12
+# reortho_every="auto": the longest block whose |R_ii| spread, at the fastest rate seen so far,
+# stays below AUTO_SPREAD (1e3: rates twice as fast still stay below 1e6, where the exponents
+# measured agree with every-step QR to ~1e-12), and whose largest or smallest growth stays
+# inside 1e+-100 (no overflow, no subnormals).
+AUTO_SPREAD = np.log(1e3)
+AUTO_SCALE = np.log(1e100)
+AUTO_MAX_EVERY = 64
 
 
 def initial_block(rng, batch, n, k):
@@ -36,17 +43,68 @@ def initial_block(rng, batch, n, k):
     return q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
 
 
-def _warn_conditioning(log_r: np.ndarray, reortho_every: int) -> None:
-    finite = log_r[np.isfinite(log_r)]  # a direction mapped exactly to zero is no conditioning loss
-    spread = np.max(finite) - np.min(finite) if finite.size else 0.0
-    if spread > np.log(CONDITION_LIMIT):
-        warnings.warn(
-            f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
-            f"e^{spread:.0f} > {CONDITION_LIMIT:.0e}); use a smaller reortho_every "
-            f"than {reortho_every}",
-            RuntimeWarning,
-            stacklevel=5,
-        )
+def _spreads(log_r: np.ndarray) -> tuple[float, float]:
+    """Largest spread ``max_i - min_i ln|R_ii|`` of a sample, and largest ``|ln|R_ii||``, over the
+    finite entries of ``log_r`` (B, k): a direction mapped exactly to zero loses no conditioning."""
+    finite = np.isfinite(log_r)
+    if finite.all():
+        hi, lo = np.max(log_r, axis=-1), np.min(log_r, axis=-1)
+    else:
+        hi = np.max(np.where(finite, log_r, -np.inf), axis=-1)
+        lo = np.min(np.where(finite, log_r, np.inf), axis=-1)
+    some = np.isfinite(hi)
+    if not np.any(some):
+        return 0.0, 0.0
+    hi, lo = hi[some], lo[some]
+    return float(np.max(hi - lo)), float(np.max(np.maximum(np.abs(hi), np.abs(lo))))
+
+
+class Blocks:
+    """The blocks of steps between two re-orthonormalisations (each ends with a QR).
+
+    ``every``: a block length, or ``"auto"``: from one step, each block at most twice the last
+    and as long as the fastest growth rates measured so far keep its spread below
+    `AUTO_SPREAD` and its scale below `AUTO_SCALE` (so at most `AUTO_MAX_EVERY` steps). A block
+    always ends at the warm-up's last step and at the sequence's: each block's growth falls on
+    one side of the warm-up, and none is left out.
+    """
+
+    def __init__(self, every: int | str, warmup: int, steps: int):
+        self.every, self.warmup, self.steps = every, warmup, steps
+        self.length = 1 if every == "auto" else int(every)
+        self.spread_rate = self.scale_rate = 0.0
+        self.start = 0
+        self.end = self._cut(0)
+
+    def _cut(self, t: int) -> int:
+        end = min(t + self.length, self.steps)
+        return min(end, self.warmup) if t < self.warmup else end
+
+    def close(self, t: int, log_r: np.ndarray) -> None:
+        """The block ending at step ``t`` grew by ``ln|R_ii|`` = ``log_r`` (B, k); plan the next."""
+        n = t - self.start
+        if n == 1 and self.every != "auto":  # every step: nothing to check or plan
+            self.start, self.end = t, self._cut(t)
+            return
+        spread, scale = _spreads(log_r)
+        if n > 1 and spread > np.log(CONDITION_LIMIT):
+            warnings.warn(
+                f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
+                f"e^{spread:.0f} > {CONDITION_LIMIT:.0e} over {n} steps); use a smaller "
+                f"reortho_every than {self.every!r}",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+        if self.every == "auto":
+            self.spread_rate = max(self.spread_rate, spread / n)
+            self.scale_rate = max(self.scale_rate, scale / n)
+            fits = min(
+                AUTO_SPREAD / self.spread_rate if self.spread_rate > 0 else np.inf,
+                AUTO_SCALE / self.scale_rate if self.scale_rate > 0 else np.inf,
+            )
+            self.length = max(1, int(min(2 * self.length, AUTO_MAX_EVERY, fits)))
+        self.start = t
+        self.end = self._cut(t)
 
 
 def _check_lapack(routine: str, info: int) -> None:
@@ -63,7 +121,9 @@ def _optimal_lwork(routine, *args) -> int:
 
 
 @limited  # BLAS threads by gradflow's policy (_threads), as in every call that runs this loop
-def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarray) -> None:
+def qr_log_growth(
+    jac_chunks, Q0: np.ndarray, reortho_every: int | str, out: np.ndarray, warmup: int = 0
+) -> None:
     """Sequential QR loop on formed Jacobians (chunks of shape (c, B, S, S)); Q in Householder form.
 
     Writes ``ln|R_ii|`` (or 0 between re-orthonormalisations) into ``out`` (T, B, k).
@@ -71,7 +131,7 @@ def qr_log_growth(jac_chunks, Q0: np.ndarray, reortho_every: int, out: np.ndarra
     Fortran-ordered view LAPACK overwrites in place: no copy per step.
     """
     steps = (Jt for chunk in jac_chunks for Jt in np.ascontiguousarray(np.swapaxes(chunk, -1, -2)))
-    qr_log_growth_transposed(steps, Q0, reortho_every, out)
+    qr_log_growth_transposed(steps, Q0, reortho_every, out, warmup)
 
 
 def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: int, pre=None):
@@ -106,8 +166,11 @@ def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: 
             yield np.multiply(W_T, slopes[t - t0], out=buffers[t % 2])
 
 
-def qr_log_growth_transposed(steps, Q0: np.ndarray, reortho_every: int, out: np.ndarray) -> None:
-    """`qr_log_growth` on `transposed_jacobians`' steps, which LAPACK overwrites."""
+def qr_log_growth_transposed(
+    steps, Q0: np.ndarray, reortho_every: int | str, out: np.ndarray, warmup: int = 0
+) -> None:
+    """`qr_log_growth` on `transposed_jacobians`' steps, which LAPACK overwrites. Inside a block
+    (`Blocks`) ``J_t`` multiplies the product so far (one GEMM), ``dormqr`` only at its start."""
     B, S, k = Q0.shape
     factors = []
     for b in range(B):  # Householder form of Q0 (its R is +-1 on the diagonal: ln 1 = 0)
@@ -117,28 +180,30 @@ def qr_log_growth_transposed(steps, Q0: np.ndarray, reortho_every: int, out: np.
     ormqr_lwork = _optimal_lwork(
         lapack.dormqr, "R", "N", factors[0][0], factors[0][1], np.zeros((S, S), order="F")
     )
+    blocks = Blocks(reortho_every, warmup, out.shape[0])
     pending: list[np.ndarray | None] = [None] * B
     with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
         for t, Jt in enumerate(steps, start=1):  # Jt[b].T: J_t, Fortran order
             for b in range(B):
-                qr, tau = factors[b]
-                if (t - 1) % reortho_every == 0:
+                held = pending[b]
+                if held is None:
                     # J Q = (J applied to the reflectors)[:, :k], without forming Q.
+                    qr, tau = factors[b]
                     full, _, info = lapack.dormqr(
                         "R", "N", qr, tau, Jt[b].T, lwork=ormqr_lwork, overwrite_c=1
                     )
                     _check_lapack("dormqr", info)
                     pending[b] = full[:, :k]  # leading columns of a Fortran array: contiguous
-                else:
-                    pending[b] = np.asfortranarray(Jt[b].T @ pending[b])
-            if t % reortho_every == 0:
+                else:  # (P^T J^T)^T = J P, Fortran order without a copy
+                    pending[b] = (held.T @ Jt[b]).T
+            if t == blocks.end:
                 for b in range(B):
                     qr, tau, _, info = lapack.dgeqrf(pending[b], lwork=geqrf_lwork, overwrite_a=1)
                     _check_lapack("dgeqrf", info)
                     factors[b] = (qr, tau)
+                    pending[b] = None
                     out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
-                if reortho_every > 1:
-                    _warn_conditioning(out[t - 1], reortho_every)
+                blocks.close(t, out[t - 1])
             else:
                 out[t - 1] = 0.0
 
@@ -176,15 +241,16 @@ def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int =
     return apply
 
 
-def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
+def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out, warmup: int = 0) -> None:
     """Sequential QR loop carrying the k columns of Q through ``J_t`` (see `_right_products`)."""
     T = xs.shape[0]
     Q = Q0
     right = _right_products(cell, states, xs)
+    blocks = Blocks(reortho_every, warmup, T)
     with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
         for t in range(1, T + 1):
             Q = right(t - 1, Q)
-            if t % reortho_every == 0:
+            if t == blocks.end:
                 # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
                 for b in range(len(Q)):
                     qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
@@ -195,7 +261,6 @@ def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out) -> None:
                     q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
                     _check_lapack("dorgqr", info)
                     np.multiply(q, flip, out=Q[b])
-                if reortho_every > 1:
-                    _warn_conditioning(out[t - 1], reortho_every)
+                blocks.close(t, out[t - 1])
             else:
                 out[t - 1] = 0.0
