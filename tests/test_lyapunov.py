@@ -8,6 +8,7 @@ import pytest
 
 import gradflow as gf
 from gradflow import meanfield as mf
+from gradflow.measure import _qr
 from gradflow.measure._singular_values import ConvergenceWarning
 
 matplotlib.use("Agg")
@@ -81,6 +82,61 @@ def test_rare_reorthonormalisation_agrees_and_warns_when_conditioning_is_lost():
         gf.lyapunov_spectrum(cell, xs, warmup=100, reortho_every=40)
 
 
+@pytest.mark.parametrize(
+    ("make", "k", "longest"),
+    [
+        (lambda: gf.rnn(32, 3, gain=1.0, seed=0), None, 2),  # formed J_t: GEMMs inside a block
+        (lambda: gf.gru(10, 3, gain=1.5, seed=2), None, 4),  # formed J_t of a gated cell
+        (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 3, 8),  # stacked JVPs (4k < S)
+    ],
+)
+def test_auto_blocks_agree_with_every_step_qr(monkeypatch, make, k, longest):
+    lengths = []
+    close = _qr.Blocks.close
+
+    def spy(self, t, log_r):
+        lengths.append(t - self.start)
+        close(self, t, log_r)
+
+    monkeypatch.setattr(_qr.Blocks, "close", spy)
+    cell, xs = make(), gf.inputs.gaussian(600, 2, 3, scale=0.3, seed=3)
+    auto = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50)  # reortho_every="auto"
+    assert max(lengths) >= longest  # blocks of many steps were used
+    every = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50, reortho_every=1)
+    np.testing.assert_allclose(auto.per_sample, every.per_sample, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("every", [8, "auto"])
+def test_blocks_end_at_the_warmup_and_at_the_last_step(every):
+    # 101 and 803 are not multiples of 8: a block straddling the warm-up, or steps after the last
+    # full block, would move the exponents by ~1e-3 from ln|eig|.
+    cell = gf.rnn(6, 1, activation="linear", seed=0)
+    cell.params["weight_hh_l0"][:] = np.diag([1.2, 1.0, 0.8, 0.6, 0.4, 0.2])
+    spec = gf.lyapunov_spectrum(cell, gf.inputs.constant(803, 1, 1, 0.0), warmup=101, reortho_every=every)
+    np.testing.assert_allclose(spec.exponents, np.log([1.2, 1.0, 0.8, 0.6, 0.4, 0.2]), rtol=0, atol=1e-10)
+    assert spec.steps == 702
+
+
+@pytest.mark.parametrize(("gain", "k"), [(1e6, None), (1e-6, None), (1e6, 2), (1e-6, 2)])
+def test_auto_blocks_neither_overflow_nor_underflow(gain, k):
+    # Every direction grows (or shrinks) by exactly the gain: no spread, so only the product's
+    # scale (1e+-100 at most) stops a block; 64 steps of 1e6 would overflow float64.
+    cell = gf.rnn(8, 1, activation="linear", init="orthogonal", gain=gain, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec = gf.lyapunov_spectrum(cell, gf.inputs.constant(400, 1, 1, 0.0), k=k, warmup=0)
+    np.testing.assert_allclose(spec.exponents, np.log(gain), rtol=1e-12)
+
+
+def test_auto_blocks_over_ten_thousand_steps_agree_with_every_step():
+    for g in (0.3, 3.0):
+        cell, xs = gf.rnn(16, 2, gain=g, seed=0), gf.inputs.gaussian(10_000, 1, 2)
+        auto = gf.lyapunov_spectrum(cell, xs, k=4)
+        every = gf.lyapunov_spectrum(cell, xs, k=4, reortho_every=1)
+        assert np.all(np.isfinite(auto.exponents))
+        np.testing.assert_allclose(auto.exponents, every.exponents, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("g", [1.5, 2.0, 3.0, 5.0])
 def test_autonomous_tanh_network_top_exponent_matches_mean_field(g):
     # docs/theory.md: N = 1000 simulations sit within ~0.01 of mean field away from g = 1.
@@ -142,6 +198,10 @@ def test_result_object_reports_and_plots():
         (lambda: gf.lyapunov_spectrum(henon, seq_len=10), "a map needs x0"),
         (lambda: gf.lyapunov_spectrum(henon, x0=[1.0, np.nan], seq_len=10), "x0 contains non-finite"),
         (lambda: gf.lyapunov_spectrum(42), "cell must be a Cell or a callable map"),
+        (
+            lambda: gf.lyapunov_spectrum(gf.rnn(4, 1), gf.inputs.gaussian(10, 1, 1), reortho_every="fast"),
+            "reortho_every must be a positive integer or 'auto'; got 'fast'",
+        ),
         (
             lambda: gf.lyapunov_spectrum(lambda s: s[0], x0=[0.1, 0.2], seq_len=10),
             r"step\('<lambda>'\) failed|must return the next state",
