@@ -96,7 +96,7 @@ def test_auto_blocks_agree_with_every_step_qr(monkeypatch, make, k, longest):
 
     def spy(self, t, log_r):
         lengths.append(t - self.start)
-        close(self, t, log_r)
+        return close(self, t, log_r)
 
     monkeypatch.setattr(_qr.Blocks, "close", spy)
     cell, xs = make(), gf.inputs.gaussian(600, 2, 3, scale=0.3, seed=3)
@@ -104,6 +104,26 @@ def test_auto_blocks_agree_with_every_step_qr(monkeypatch, make, k, longest):
     assert max(lengths) >= longest  # blocks of many steps were used
     every = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50, reortho_every=1)
     np.testing.assert_allclose(auto.per_sample, every.per_sample, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [None, 3])  # formed J_t; stacked JVPs
+def test_auto_redoes_step_by_step_a_block_whose_growth_outran_the_plan(monkeypatch, k):
+    # 300 quiet steps (J_t = W orthogonal: no spread, so blocks of 64 steps), then inputs that
+    # saturate units: the block across the switch is far worse conditioned than planned.
+    cell = gf.rnn(16, 1, init="orthogonal", gain=1.0, seed=0)
+    cell.params["weight_ih_l0"][:] = np.random.default_rng(0).normal(size=(16, 1))
+    xs = np.concatenate([np.zeros((300, 1, 1)), 4.0 * np.random.default_rng(1).normal(size=(500, 1, 1))])
+    every = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50, reortho_every=1).exponents
+    auto = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50).exponents
+    np.testing.assert_allclose(auto[:3], every[:3], rtol=0, atol=1e-12)
+    # The smallest of all 16 move by ~1e-6 with rounding alone (numpy.linalg.qr against LAPACK).
+    np.testing.assert_allclose(auto, every, rtol=0, atol=1e-5)
+    monkeypatch.setattr(_qr, "REDO_SPREAD", np.inf)
+    monkeypatch.setattr(_qr, "REDO_SCALE", np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50).exponents
+    assert np.max(np.abs(kept - every)) > 1e-7  # what keeping that block would have cost
 
 
 @pytest.mark.parametrize("every", [8, "auto"])

@@ -36,6 +36,10 @@ CONDITION_LIMIT = 1e12
 AUTO_SPREAD = np.log(1e3)
 AUTO_SCALE = np.log(1e100)
 AUTO_MAX_EVERY = 64
+# A block that came out worse than this (the growth changed faster than the plan foresaw, e.g.
+# units saturating after a quiet stretch) is done again step by step.
+REDO_SPREAD = np.log(1e6)
+REDO_SCALE = np.log(1e200)
 
 
 def initial_block(rng, batch, n, k):
@@ -46,17 +50,16 @@ def initial_block(rng, batch, n, k):
 def _spreads(log_r: np.ndarray) -> tuple[float, float]:
     """Largest spread ``max_i - min_i ln|R_ii|`` of a sample, and largest ``|ln|R_ii||``, over the
     finite entries of ``log_r`` (B, k): a direction mapped exactly to zero loses no conditioning."""
-    finite = np.isfinite(log_r)
-    if finite.all():
-        hi, lo = np.max(log_r, axis=-1), np.min(log_r, axis=-1)
-    else:
+    hi, lo = np.max(log_r, axis=-1), np.min(log_r, axis=-1)
+    if not (np.isfinite(hi).all() and np.isfinite(lo).all()):
+        finite = np.isfinite(log_r)
         hi = np.max(np.where(finite, log_r, -np.inf), axis=-1)
         lo = np.min(np.where(finite, log_r, np.inf), axis=-1)
-    some = np.isfinite(hi)
-    if not np.any(some):
-        return 0.0, 0.0
-    hi, lo = hi[some], lo[some]
-    return float(np.max(hi - lo)), float(np.max(np.maximum(np.abs(hi), np.abs(lo))))
+        some = np.isfinite(hi)
+        if not some.any():
+            return 0.0, 0.0
+        hi, lo = hi[some], lo[some]
+    return float(np.max(hi - lo)), float(max(np.max(hi), -np.min(lo)))
 
 
 class Blocks:
@@ -64,7 +67,8 @@ class Blocks:
 
     ``every``: a block length, or ``"auto"``: from one step, each block at most twice the last
     and as long as the fastest growth rates measured so far keep its spread below
-    `AUTO_SPREAD` and its scale below `AUTO_SCALE` (so at most `AUTO_MAX_EVERY` steps). A block
+    `AUTO_SPREAD` and its scale below `AUTO_SCALE` (so at most `AUTO_MAX_EVERY` steps); a block
+    beyond `REDO_SPREAD` or `REDO_SCALE` is redone step by step (`close` says so). A block
     always ends at the warm-up's last step and at the sequence's: each block's growth falls on
     one side of the warm-up, and none is left out.
     """
@@ -73,38 +77,51 @@ class Blocks:
         self.every, self.warmup, self.steps = every, warmup, steps
         self.length = 1 if every == "auto" else int(every)
         self.spread_rate = self.scale_rate = 0.0
+        self.frozen = False  # "auto" settled on every step for good
         self.start = 0
         self.end = self._cut(0)
+
+    @property
+    def redoable(self) -> bool:
+        """Whether the current block may have to be redone step by step (keep its inputs)."""
+        return self.every == "auto" and self.end - self.start > 1
 
     def _cut(self, t: int) -> int:
         end = min(t + self.length, self.steps)
         return min(end, self.warmup) if t < self.warmup else end
 
-    def close(self, t: int, log_r: np.ndarray) -> None:
-        """The block ending at step ``t`` grew by ``ln|R_ii|`` = ``log_r`` (B, k); plan the next."""
+    def close(self, t: int, log_r: np.ndarray) -> bool:
+        """The block ending at step ``t`` grew by ``ln|R_ii|`` = ``log_r`` (B, k): plan the next
+        block and return True, or False when this one must be redone one step at a time."""
         n = t - self.start
-        if n == 1 and self.every != "auto":  # every step: nothing to check or plan
-            self.start, self.end = t, self._cut(t)
-            return
+        if n == 1 and self.length == 1 and (self.every != "auto" or self.frozen):
+            self.start, self.end = t, self._cut(t)  # every step: nothing to check or plan
+            return True
         spread, scale = _spreads(log_r)
-        if n > 1 and spread > np.log(CONDITION_LIMIT):
-            warnings.warn(
-                f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
-                f"e^{spread:.0f} > {CONDITION_LIMIT:.0e} over {n} steps); use a smaller "
-                f"reortho_every than {self.every!r}",
-                RuntimeWarning,
-                stacklevel=5,
-            )
         if self.every == "auto":
             self.spread_rate = max(self.spread_rate, spread / n)
             self.scale_rate = max(self.scale_rate, scale / n)
+            # Several steps: -inf or NaN may be an underflow or overflow of the product.
+            if n > 1 and (spread > REDO_SPREAD or scale > REDO_SCALE or not np.isfinite(log_r).all()):
+                self.length = 1
+                return False
             fits = min(
                 AUTO_SPREAD / self.spread_rate if self.spread_rate > 0 else np.inf,
                 AUTO_SCALE / self.scale_rate if self.scale_rate > 0 else np.inf,
             )
             self.length = max(1, int(min(2 * self.length, AUTO_MAX_EVERY, fits)))
-        self.start = t
-        self.end = self._cut(t)
+            # The rates only grow: once a block of two steps is too long, so is every later one.
+            self.frozen = fits < 2
+        elif spread > np.log(CONDITION_LIMIT):
+            warnings.warn(
+                f"Q lost conditioning between re-orthonormalisations (|R_ii| spread "
+                f"e^{spread:.0f} > {CONDITION_LIMIT:.0e} over {n} steps); use a smaller "
+                f"reortho_every than {self.every}",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+        self.start, self.end = t, self._cut(t)
+        return True
 
 
 def _check_lapack(routine: str, info: int) -> None:
@@ -166,6 +183,29 @@ def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: 
             yield np.multiply(W_T, slopes[t - t0], out=buffers[t % 2])
 
 
+def _apply_reflectors(factors, Jt, k: int, lwork: int) -> list:
+    """``J_t Q`` of each sample: ``J_t`` (``Jt[b].T``, overwritten) times the Householder form of
+    ``Q`` by ``dormqr``, without forming ``Q``; its leading k columns (contiguous in Fortran order)."""
+    products = []
+    for (qr, tau), J_T in zip(factors, Jt, strict=True):
+        full, _, info = lapack.dormqr("R", "N", qr, tau, J_T.T, lwork=lwork, overwrite_c=1)
+        _check_lapack("dormqr", info)
+        products.append(full[:, :k])
+    return products
+
+
+def _factor(products, k: int, lwork: int, log_r: np.ndarray) -> list:
+    """``dgeqrf`` of each sample's product (overwritten): its Householder form, ``ln|R_ii|`` into
+    ``log_r`` (B, k)."""
+    factors = []
+    for b, P in enumerate(products):
+        qr, tau, _, info = lapack.dgeqrf(P, lwork=lwork, overwrite_a=1)
+        _check_lapack("dgeqrf", info)
+        factors.append((qr, tau))
+        log_r[b] = np.log(np.abs(np.diagonal(qr)[:k]))
+    return factors
+
+
 def qr_log_growth_transposed(
     steps, Q0: np.ndarray, reortho_every: int | str, out: np.ndarray, warmup: int = 0
 ) -> None:
@@ -181,29 +221,30 @@ def qr_log_growth_transposed(
         lapack.dormqr, "R", "N", factors[0][0], factors[0][1], np.zeros((S, S), order="F")
     )
     blocks = Blocks(reortho_every, warmup, out.shape[0])
-    pending: list[np.ndarray | None] = [None] * B
+    products: list | None = None
+    first, kept = factors, []  # a block's start and J_t, copied while it may have to be redone
     with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
         for t, Jt in enumerate(steps, start=1):  # Jt[b].T: J_t, Fortran order
-            for b in range(B):
-                held = pending[b]
-                if held is None:
-                    # J Q = (J applied to the reflectors)[:, :k], without forming Q.
-                    qr, tau = factors[b]
-                    full, _, info = lapack.dormqr(
-                        "R", "N", qr, tau, Jt[b].T, lwork=ormqr_lwork, overwrite_c=1
-                    )
-                    _check_lapack("dormqr", info)
-                    pending[b] = full[:, :k]  # leading columns of a Fortran array: contiguous
-                else:  # (P^T J^T)^T = J P, Fortran order without a copy
-                    pending[b] = (held.T @ Jt[b]).T
+            if blocks.redoable:
+                if products is None:  # the factors live in buffers that later steps rewrite
+                    first = [(qr.copy(order="F"), tau.copy()) for qr, tau in factors]
+                kept.append(Jt.copy())
+            if products is None:
+                products = _apply_reflectors(factors, Jt, k, ormqr_lwork)
+            else:  # (P^T J^T)^T = J P, Fortran order without a copy
+                products = [(P.T @ J_T).T for P, J_T in zip(products, Jt, strict=True)]
             if t == blocks.end:
-                for b in range(B):
-                    qr, tau, _, info = lapack.dgeqrf(pending[b], lwork=geqrf_lwork, overwrite_a=1)
-                    _check_lapack("dgeqrf", info)
-                    factors[b] = (qr, tau)
-                    pending[b] = None
-                    out[t - 1, b] = np.log(np.abs(np.diagonal(qr)[:k]))
-                blocks.close(t, out[t - 1])
+                factors = _factor(products, k, geqrf_lwork, out[t - 1])
+                products = None
+                if not blocks.close(t, out[t - 1]):
+                    factors = first
+                    for s, J in enumerate(kept, start=t - len(kept) + 1):
+                        out[s - 1] = 0.0
+                        factors = _factor(
+                            _apply_reflectors(factors, J, k, ormqr_lwork), k, geqrf_lwork, out[s - 1]
+                        )
+                        blocks.close(s, out[s - 1])
+                kept = []
             else:
                 out[t - 1] = 0.0
 
@@ -241,26 +282,38 @@ def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int =
     return apply
 
 
+def _orthonormalise(Q: np.ndarray, log_r: np.ndarray) -> None:
+    """Each sample's block ``Q[b]`` replaced by the Q of its QR (``diag(R) > 0``), ``ln|R_ii|`` into
+    ``log_r``. LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again."""
+    for b in range(len(Q)):
+        qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
+        _check_lapack("dgeqrf", info)
+        d = np.diagonal(qr)  # read before dorgqr overwrites qr
+        log_r[b] = np.log(np.abs(d))
+        flip = np.where(d < 0, -1.0, 1.0)
+        q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
+        _check_lapack("dorgqr", info)
+        np.multiply(q, flip, out=Q[b])
+
+
 def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out, warmup: int = 0) -> None:
     """Sequential QR loop carrying the k columns of Q through ``J_t`` (see `_right_products`)."""
     T = xs.shape[0]
-    Q = Q0
+    Q = first = Q0
     right = _right_products(cell, states, xs)
     blocks = Blocks(reortho_every, warmup, T)
     with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
         for t in range(1, T + 1):
+            if blocks.redoable and t == blocks.start + 1:
+                first = Q.copy()
             Q = right(t - 1, Q)
             if t == blocks.end:
-                # LAPACK directly (dgeqrf, dorgqr): numpy.linalg.qr's wrapping cost as much again.
-                for b in range(len(Q)):
-                    qr, tau, _, info = lapack.dgeqrf(np.asfortranarray(Q[b]), overwrite_a=1)
-                    _check_lapack("dgeqrf", info)
-                    d = np.diagonal(qr)  # read before dorgqr overwrites qr
-                    out[t - 1, b] = np.log(np.abs(d))
-                    flip = np.where(d < 0, -1.0, 1.0)
-                    q, _, info = lapack.dorgqr(qr, tau, overwrite_a=1)
-                    _check_lapack("dorgqr", info)
-                    np.multiply(q, flip, out=Q[b])
-                blocks.close(t, out[t - 1])
+                _orthonormalise(Q, out[t - 1])
+                if not blocks.close(t, out[t - 1]):
+                    Q = first
+                    for s in range(blocks.start + 1, t + 1):
+                        Q = right(s - 1, Q)
+                        _orthonormalise(Q, out[s - 1])
+                        blocks.close(s, out[s - 1])
             else:
                 out[t - 1] = 0.0
