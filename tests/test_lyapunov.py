@@ -126,6 +126,30 @@ def test_auto_redoes_step_by_step_a_block_whose_growth_outran_the_plan(monkeypat
     assert np.max(np.abs(kept - every)) > 1e-7  # what keeping that block would have cost
 
 
+@pytest.mark.parametrize("k", [None, 8])  # formed J_t (GEMMs inside a block); stacked JVPs
+def test_auto_blocks_have_the_same_bytes_at_any_thread_count(monkeypatch, k):
+    lengths = []
+    close = _qr.Blocks.close
+
+    def spy(self, t, log_r):
+        lengths.append(t - self.start)
+        return close(self, t, log_r)
+
+    monkeypatch.setattr(_qr.Blocks, "close", spy)
+    # Near-orthogonal and barely driven: exponents close together, blocks up to 64 steps.
+    cell = gf.rnn(96, 4, init="orthogonal", gain=1.0, seed=0)
+    xs = gf.inputs.gaussian(200, 2, 4, scale=0.1, seed=1)
+    spectra = []
+    for threads in (1, 2):
+        previous = gf.set_blas_threads(threads)
+        try:
+            spectra.append(gf.lyapunov_spectrum(cell, xs, k=k, warmup=30).per_sample)
+        finally:
+            gf.set_blas_threads(previous)
+    assert max(lengths) == _qr.AUTO_MAX_EVERY
+    np.testing.assert_array_equal(spectra[0], spectra[1])
+
+
 @pytest.mark.parametrize("every", [8, "auto"])
 def test_blocks_end_at_the_warmup_and_at_the_last_step(every):
     # 101 and 803 are not multiples of 8: a block straddling the warm-up, or steps after the last
@@ -148,13 +172,13 @@ def test_auto_blocks_neither_overflow_nor_underflow(gain, k):
     np.testing.assert_allclose(spec.exponents, np.log(gain), rtol=1e-12)
 
 
-def test_auto_blocks_over_ten_thousand_steps_agree_with_every_step():
-    for g in (0.3, 3.0):
-        cell, xs = gf.rnn(16, 2, gain=g, seed=0), gf.inputs.gaussian(10_000, 1, 2)
-        auto = gf.lyapunov_spectrum(cell, xs, k=4)
-        every = gf.lyapunov_spectrum(cell, xs, k=4, reortho_every=1)
-        assert np.all(np.isfinite(auto.exponents))
-        np.testing.assert_allclose(auto.exponents, every.exponents, rtol=0, atol=1e-12)
+@pytest.mark.parametrize("g", [0.3, 3.0])
+def test_auto_blocks_over_ten_thousand_steps_agree_with_every_step(g):
+    cell, xs = gf.rnn(16, 2, gain=g, seed=0), gf.inputs.gaussian(10_000, 1, 2)
+    auto = gf.lyapunov_spectrum(cell, xs, k=4)
+    every = gf.lyapunov_spectrum(cell, xs, k=4, reortho_every=1)
+    assert np.all(np.isfinite(auto.exponents))
+    np.testing.assert_allclose(auto.exponents, every.exponents, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("g", [1.5, 2.0, 3.0, 5.0])
