@@ -208,7 +208,7 @@ def _spectrum(
     if warmup >= T:
         raise ValueError(f"warmup must be shorter than the sequence: warmup={warmup}, T={T}")
     seed = check_seed(seed)
-    weights = vanilla_weights(cell) if 4 * k >= S else None
+    weights = vanilla_weights(cell)
     states, pre = vanilla_unroll(cell, weights, xs, h0) if weights else (unroll(cell, xs, h0=h0), None)
     logs = np.empty((T, B, k))
     Q0 = initial_block(np.random.default_rng(seed), B, S, k)
@@ -222,7 +222,7 @@ def _spectrum(
 
         qr_log_growth_transposed(steps(), Q0, reortho_every, logs, warmup)
     else:
-        qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, logs, warmup)
+        qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, logs, warmup, pre)
     counted = logs[warmup:]
     n = T - warmup
     per_sample = counted.sum(axis=0) / n  # (B, k)

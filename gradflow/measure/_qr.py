@@ -249,22 +249,28 @@ def qr_log_growth_transposed(
                 out[t - 1] = 0.0
 
 
-def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int = 256):
+def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int = 256, pre=None):
     """``apply(t, Q) = J_{t+1} Q`` for blocks Q (B, S, k): one stacked JVP per step, or for a
     one-layer built-in cell ``sum_k diag(e_tk) B_k Q`` (`jacobian_terms`), with the per-step
-    scales ``e`` computed a time-chunk at a time and no autograd trace."""
+    scales ``e`` computed a time-chunk at a time and no autograd trace. ``pre``: a vanilla cell's
+    pre-activations from `vanilla_unroll`, whose slopes are its scales (the same bytes at any BLAS
+    thread count; recomputed in a batch, their rounding followed how BLAS split the batch)."""
     if closed_form_kind(cell) is None:
         return lambda t, Q: block_products(cell, states[t], xs[t], Q, "right")
     T, B, S = xs.shape[0], xs.shape[1], cell.state_size
     held: dict[int, tuple] = {}
+    vanilla = vanilla_weights(cell) if pre is not None else None
 
     def apply(t, Q):
         start = t - t % chunk
         if held.get("start") != start:
             stop = min(T, start + chunk)
-            bases, scales = closed_form_terms(
-                cell, states[start:stop].reshape(-1, S), xs[start:stop].reshape((stop - start) * B, -1)
-            )
+            if vanilla is not None:  # J = diag(phi'(a)) W_hh
+                bases, scales = vanilla[0][None], SLOPES[vanilla[4]](pre[start:stop])
+            else:
+                bases, scales = closed_form_terms(
+                    cell, states[start:stop].reshape(-1, S), xs[start:stop].reshape((stop - start) * B, -1)
+                )
             held.update(
                 start=start,
                 bases=bases.reshape(-1, S),  # (K S, S): one GEMM per sample
@@ -296,11 +302,11 @@ def _orthonormalise(Q: np.ndarray, log_r: np.ndarray) -> None:
         np.multiply(q, flip, out=Q[b])
 
 
-def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out, warmup: int = 0) -> None:
+def qr_log_growth_blocks(cell, states, xs, Q0, reortho_every, out, warmup: int = 0, pre=None) -> None:
     """Sequential QR loop carrying the k columns of Q through ``J_t`` (see `_right_products`)."""
     T = xs.shape[0]
     Q = first = Q0
-    right = _right_products(cell, states, xs)
+    right = _right_products(cell, states, xs, pre=pre)
     blocks = Blocks(reortho_every, warmup, T)
     with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
         for t in range(1, T + 1):
