@@ -150,6 +150,24 @@ def test_auto_blocks_have_the_same_bytes_at_any_thread_count(monkeypatch, k):
     np.testing.assert_array_equal(spectra[0], spectra[1])
 
 
+def test_auto_blocks_of_formed_jacobians_keep_at_most_their_memory_budget(monkeypatch):
+    lengths = []
+    close = _qr.Blocks.close
+
+    def spy(self, t, log_r):
+        lengths.append(t - self.start)
+        return close(self, t, log_r)
+
+    monkeypatch.setattr(_qr.Blocks, "close", spy)
+    monkeypatch.setattr(_qr, "KEPT_BYTES", 3 * 8 * 32 * 32)  # three J_t of 32 x 32 kept for a redo
+    cell = gf.rnn(32, 4, init="orthogonal", gain=1.0, seed=0)
+    xs = gf.inputs.gaussian(100, 1, 4, scale=0.1, seed=1)
+    auto = gf.lyapunov_spectrum(cell, xs, warmup=30)
+    assert max(lengths) == 4
+    every = gf.lyapunov_spectrum(cell, xs, warmup=30, reortho_every=1)
+    np.testing.assert_allclose(auto.per_sample, every.per_sample, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("every", [8, "auto"])
 def test_blocks_end_at_the_warmup_and_at_the_last_step(every):
     # 101 and 803 are not multiples of 8: a block straddling the warm-up, or steps after the last

@@ -40,6 +40,8 @@ AUTO_MAX_EVERY = 64
 # units saturating after a quiet stretch) is done again step by step.
 REDO_SPREAD = np.log(1e6)
 REDO_SCALE = np.log(1e200)
+# Memory for the copies of a block's formed J_t kept for such a redo (caps the block length).
+KEPT_BYTES = 64 * 2**20
 
 
 def initial_block(rng, batch, n, k):
@@ -67,14 +69,14 @@ class Blocks:
 
     ``every``: a block length, or ``"auto"``: from one step, each block at most twice the last
     and as long as the fastest growth rates measured so far keep its spread below
-    `AUTO_SPREAD` and its scale below `AUTO_SCALE` (so at most `AUTO_MAX_EVERY` steps); a block
+    `AUTO_SPREAD` and its scale below `AUTO_SCALE` (at most ``longest`` steps); a block
     beyond `REDO_SPREAD` or `REDO_SCALE` is redone step by step (`close` says so). A block
     always ends at the warm-up's last step and at the sequence's: each block's growth falls on
     one side of the warm-up, and none is left out.
     """
 
-    def __init__(self, every: int | str, warmup: int, steps: int):
-        self.every, self.warmup, self.steps = every, warmup, steps
+    def __init__(self, every: int | str, warmup: int, steps: int, longest: int = AUTO_MAX_EVERY):
+        self.every, self.warmup, self.steps, self.longest = every, warmup, steps, longest
         self.length = 1 if every == "auto" else int(every)
         self.spread_rate = self.scale_rate = 0.0
         self.frozen = False  # "auto" settled on every step for good
@@ -109,7 +111,7 @@ class Blocks:
                 AUTO_SPREAD / self.spread_rate if self.spread_rate > 0 else np.inf,
                 AUTO_SCALE / self.scale_rate if self.scale_rate > 0 else np.inf,
             )
-            self.length = max(1, int(min(2 * self.length, AUTO_MAX_EVERY, fits)))
+            self.length = max(1, int(min(2 * self.length, self.longest, fits)))
             # The rates only grow: once a block of two steps is too long, so is every later one.
             self.frozen = fits < 2
         elif spread > np.log(CONDITION_LIMIT):
@@ -143,7 +145,8 @@ def qr_log_growth(
 ) -> None:
     """Sequential QR loop on formed Jacobians (chunks of shape (c, B, S, S)); Q in Householder form.
 
-    Writes ``ln|R_ii|`` (or 0 between re-orthonormalisations) into ``out`` (T, B, k).
+    Writes ``ln|R_ii|`` (or 0 between re-orthonormalisations) into ``out`` (T, B, k);
+    ``reortho_every`` and ``warmup`` set the blocks between them (`Blocks`).
     Each chunk is transposed once (one vectorised copy) so that every ``J_t`` is a
     Fortran-ordered view LAPACK overwrites in place: no copy per step.
     """
@@ -220,7 +223,9 @@ def qr_log_growth_transposed(
     ormqr_lwork = _optimal_lwork(
         lapack.dormqr, "R", "N", factors[0][0], factors[0][1], np.zeros((S, S), order="F")
     )
-    blocks = Blocks(reortho_every, warmup, out.shape[0])
+    blocks = Blocks(
+        reortho_every, warmup, out.shape[0], min(AUTO_MAX_EVERY, KEPT_BYTES // (8 * B * S * S) + 1)
+    )
     products: list | None = None
     first, kept = factors, []  # a block's start and J_t, copied while it may have to be redone
     with np.errstate(divide="ignore"):  # an exactly dying direction: ln 0 = -inf
