@@ -165,6 +165,31 @@ def test_vanilla_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
     assert _engine.vanilla_weights(gf.rnn(3, 2, layers=2, seed=0)) is None
 
 
+GATED = {
+    "lstm": CELLS["lstm"],
+    "gru": CELLS["gru"],
+    # Wide enough that one product over all steps' inputs would round differently from the step's.
+    "lstm-wide": lambda: gf.lstm(64, 33, seed=3, bias_scale=0.3),
+    "gru-wide": lambda: gf.gru(64, 33, seed=4, bias_scale=0.3),
+}
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_gated_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
+    # unroll runs a one-layer LSTM or GRU through sequence_forward (the step's operations, input
+    # drive step by step) instead of the autograd-wrapped step: the same bytes, as vanilla's.
+    cell = GATED[name]()
+    assert _engine.gated_weights(cell)[0] == name.split("-")[0]
+    xs = gf.inputs.gaussian(30, 3, cell.input_size, scale=1.5, seed=2)
+    h = np.random.default_rng(1).normal(size=(3, cell.state_size))
+    expected = [h]
+    for x in xs:
+        expected.append(h := np.asarray(cell.step(cell.params, h, x)))
+    np.testing.assert_array_equal(gf.unroll(cell, xs, h0=expected[0]), np.stack(expected))
+    for other in ("lstm-2layer", "gru-2layer", "rnn-tanh"):
+        assert _engine.gated_weights(CELLS[other]()) is None
+
+
 def test_sech2_against_cosh_and_its_tail():
     # One exp, (2e / (1 + e^2))^2 with e = exp(-|a|), against 1 / cosh^2 where cosh is exact to
     # an ulp (|a| < 300), and 4 exp(-2|a|) (exact to 1e-17 relative for |a| > 20) beyond.

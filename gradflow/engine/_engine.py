@@ -23,6 +23,7 @@ from ..core import deprecated_spellings
 from ..core._activations import ACTIVATIONS
 from ..core._jacobians import jacobian_terms, step_jacobians
 from ..core._registry import find_cell_kind, is_vanilla
+from ..core._sequence_ops import SEQUENCE_KINDS, sequence_forward
 from ..core._threads import blas_limit
 from ..core._validation import as_float_array, check_choice
 
@@ -90,10 +91,12 @@ def unroll(cell: Cell, xs, *, h0=None) -> np.ndarray:
     xs, h0 = check_sequence(cell, xs, h0)
     out = np.empty((xs.shape[0] + 1, *h0.shape))
     out[0] = h = h0
-    weights = vanilla_weights(cell)
+    weights, gated = vanilla_weights(cell), gated_weights(cell)
     with np.errstate(over="ignore", invalid="ignore"), blas_limit():  # overflow: reported below
         if weights is not None:
             vanilla_forward(weights, xs, out)
+        elif gated is not None:  # the step's bytes on plain arrays, as vanilla_forward
+            sequence_forward(gated[0], xs, *gated[1:], out)
         else:
             for t, x in enumerate(xs):
                 out[t + 1] = h = np.asarray(cell.step(cell.params, h, x))
@@ -110,6 +113,18 @@ def vanilla_weights(cell: Cell) -> tuple | None:
     p, phi = cell.params, ACTIVATIONS[activation]
     b = p["bias_ih_l0"] + p["bias_hh_l0"]
     return p["weight_hh_l0"], p["weight_ih_l0"], b, getattr(phi, "fun", phi), activation
+
+
+def gated_weights(cell: Cell) -> tuple | None:
+    """``(kind, W_ih, W_hh, b_ih, b_hh)``, `sequence_forward`'s arguments, of a one-layer LSTM or GRU
+    in PyTorch's layout (its kind's own step, no variant), else None."""
+    kind = closed_form_kind(cell)
+    if kind not in SEQUENCE_KINDS:
+        return None
+    p = cell.params
+    if kind == "lstm":  # the LSTM step adds its two biases to the input drive
+        return kind, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"] + p["bias_hh_l0"], 0.0
+    return kind, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]
 
 
 def vanilla_unroll(
