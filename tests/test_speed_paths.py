@@ -219,3 +219,45 @@ def test_full_spectrum_of_a_vanilla_cell_has_the_same_bytes_at_any_thread_count(
         finally:
             gf.set_blas_threads(previous)
     np.testing.assert_array_equal(spectra[0], spectra[1])
+
+
+@pytest.mark.parametrize("name", ["rnn-tanh", "rnn-relu", "lstm", "gru", "lstm-2layer"])
+def test_fixed_points_on_plain_arrays_are_the_steps(name, monkeypatch):
+    # The search's residuals run the step on plain arrays (plain_step): the same points, residuals
+    # and eigenvalues, byte for byte, as through the autograd-wrapped step.
+    from gradflow.prediction import _spectral
+
+    cell = CELLS[name]()
+    starts = np.vstack(
+        [np.zeros(cell.state_size), np.random.default_rng(3).uniform(-1, 1, (4, cell.state_size))]
+    )
+    x = np.full(cell.input_size, 0.3)
+    h, xr = starts[1:3], np.tile(x, (2, 1))
+    np.testing.assert_array_equal(_engine.plain_step(cell)(h, xr), np.asarray(cell.step(cell.params, h, xr)))
+    fast = _spectral.fixed_points(cell, x, starts)
+    monkeypatch.setattr(_spectral, "plain_step", lambda c: lambda h, x: np.asarray(c.step(c.params, h, x)))
+    slow = _spectral.fixed_points(cell, x, starts)
+    assert len(fast) == len(slow) > 0
+    for a, b in zip(fast, slow, strict=True):
+        assert a.residual == b.residual
+        np.testing.assert_array_equal(a.state, b.state)
+        np.testing.assert_array_equal(a.eigenvalues, b.eigenvalues)
+
+
+@pytest.mark.parametrize("make", [lambda: gf.rnn(12, 2, gain=0.9, seed=0), lambda: gf.lstm(6, 2, seed=0)])
+def test_a_fixed_point_at_the_origin_reuses_the_eigenvalue_rules_decomposition(make, monkeypatch):
+    # Without input and biases the origin is a fixed point whose Jacobian is the eigenvalue rule's
+    # matrix (W_hh, or the step Jacobian at the origin): one eigendecomposition, the same results.
+    import scipy.linalg
+
+    cell = make()
+    alone = {
+        n: gf.predict(cell, input_std=1.0, predictors=[n])[n] for n in ("eigenvalue rule", "fixed point")
+    }
+    calls = []
+    eigvals = scipy.linalg.eigvals
+    monkeypatch.setattr(scipy.linalg, "eigvals", lambda A: calls.append(A.shape) or eigvals(A))
+    both = gf.predict(cell, input_std=1.0, predictors=list(alone))
+    assert calls == [(cell.state_size, cell.state_size)]
+    for name, result in alone.items():
+        assert both[name] == result and "1 stable" in both["fixed point"].reason
