@@ -15,6 +15,7 @@ Two primitives, both built on autograd's ``make_vjp`` / ``make_jvp``:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -93,12 +94,10 @@ def unroll(cell: Cell, xs, *, h0=None) -> np.ndarray:
     xs, h0 = check_sequence(cell, xs, h0)
     out = np.empty((xs.shape[0] + 1, *h0.shape))
     out[0] = h = h0
-    weights, gated = vanilla_weights(cell), gated_weights(cell)
+    forward = plain_forward(cell)
     with np.errstate(over="ignore", invalid="ignore"), blas_limit():  # overflow: reported below
-        if weights is not None:
-            vanilla_forward(weights, xs, out)
-        elif gated is not None:  # the step's bytes on plain arrays, as vanilla_forward
-            sequence_forward(gated[0], xs, *gated[1:], out)
+        if forward is not None:  # the step's bytes without autograd's wrappers (~40 us a step)
+            forward(xs, out)
         else:
             for t, x in enumerate(xs):
                 out[t + 1] = h = np.asarray(cell.step(cell.params, h, x))
@@ -117,22 +116,28 @@ def vanilla_weights(cell: Cell) -> tuple | None:
     return p["weight_hh_l0"], p["weight_ih_l0"], b, getattr(phi, "fun", phi), activation
 
 
-def gated_weights(cell: Cell) -> tuple | None:
-    """``(kind, W_ih, W_hh, b_ih, b_hh)``, `sequence_forward`'s arguments, of a one-layer LSTM or GRU
-    in PyTorch's layout (its kind's own step, no variant), else None."""
+def plain_forward(cell: Cell) -> Callable[[np.ndarray, np.ndarray], None] | None:
+    """``forward(xs, states)`` writing ``states[1:]`` from ``states[0]`` on plain arrays, the step's
+    operations in its order (so its bytes): a one-layer vanilla cell (`vanilla_forward`), LSTM or
+    GRU in PyTorch's layout (`sequence_forward`, its kind's own step, no variant); else None."""
+    weights = vanilla_weights(cell)
+    if weights is not None:
+        return functools.partial(vanilla_forward, weights)
     kind = closed_form_kind(cell)
     if kind not in SEQUENCE_KINDS:
         return None
     p = cell.params
+    W_ih, W_hh, b_ih = p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"]
+    b_hh: np.ndarray | float = p["bias_hh_l0"]
     if kind == "lstm":  # the LSTM step adds its two biases to the input drive
-        return kind, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"] + p["bias_hh_l0"], 0.0
-    return kind, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]
+        b_ih, b_hh = b_ih + b_hh, 0.0
+    return lambda xs, states: sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, states)
 
 
 def plain_step(cell: Cell) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``(h, x) -> cell.step(cell.params, h, x)`` for rows ``h`` (M, S), ``x`` (M, D): a one-layer
     vanilla cell, LSTM or GRU on plain arrays (one step of `vanilla_forward` or `sequence_forward`:
-    the step's bytes without autograd's wrappers, ~60 us a call), any other cell by its step.
+    the step's bytes without autograd's wrappers), any other cell by its step.
 
     Examples
     --------
@@ -143,17 +148,14 @@ def plain_step(cell: Cell) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     >>> bool(np.array_equal(plain_step(cell)(h, x), cell.step(cell.params, h, x)))
     True
     """
-    weights, gated = vanilla_weights(cell), gated_weights(cell)
-    if weights is None and gated is None:
+    forward = plain_forward(cell)
+    if forward is None:
         return lambda h, x: np.asarray(cell.step(cell.params, h, x))
 
     def step(h: np.ndarray, x: np.ndarray) -> np.ndarray:
         states = np.empty((2, *h.shape))
         states[0] = h
-        if weights is not None:
-            vanilla_forward(weights, x[None], states)
-        else:
-            sequence_forward(gated[0], x[None], *gated[1:], states)
+        forward(x[None], states)
         return states[1]
 
     return step
