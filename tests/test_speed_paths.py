@@ -223,7 +223,7 @@ def test_full_spectrum_of_a_vanilla_cell_has_the_same_bytes_at_any_thread_count(
 
 @pytest.mark.parametrize("name", ["rnn-tanh", "rnn-relu", "lstm", "gru", "lstm-2layer"])
 def test_fixed_points_on_plain_arrays_are_the_steps(name, monkeypatch):
-    # The search's residuals run the step on plain arrays (plain_step): the same points, residuals
+    # The search's residuals run the step on plain arrays (array_step): the same points, residuals
     # and eigenvalues, byte for byte, as through the autograd-wrapped step.
     from gradflow.prediction import _spectral
 
@@ -233,9 +233,9 @@ def test_fixed_points_on_plain_arrays_are_the_steps(name, monkeypatch):
     )
     x = np.full(cell.input_size, 0.3)
     h, xr = starts[1:3], np.tile(x, (2, 1))
-    np.testing.assert_array_equal(_engine.plain_step(cell)(h, xr), np.asarray(cell.step(cell.params, h, xr)))
+    np.testing.assert_array_equal(_engine.array_step(cell)(h, xr), np.asarray(cell.step(cell.params, h, xr)))
     fast = _spectral.fixed_points(cell, x, starts)
-    monkeypatch.setattr(_spectral, "plain_step", lambda c: lambda h, x: np.asarray(c.step(c.params, h, x)))
+    monkeypatch.setattr(_spectral, "array_step", lambda c: lambda h, x: np.asarray(c.step(c.params, h, x)))
     slow = _spectral.fixed_points(cell, x, starts)
     assert len(fast) == len(slow) > 0
     for a, b in zip(fast, slow, strict=True):

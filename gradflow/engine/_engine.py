@@ -134,7 +134,7 @@ def plain_forward(cell: Cell) -> Callable[[np.ndarray, np.ndarray], None] | None
     return lambda xs, states: sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, states)
 
 
-def plain_step(cell: Cell) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def array_step(cell: Cell) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """``(h, x) -> cell.step(cell.params, h, x)`` for rows ``h`` (M, S), ``x`` (M, D): a one-layer
     vanilla cell, LSTM or GRU on plain arrays (one step of `vanilla_forward` or `sequence_forward`:
     the step's bytes without autograd's wrappers), any other cell by its step.
@@ -143,9 +143,9 @@ def plain_step(cell: Cell) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     --------
     >>> import numpy as np
     >>> import gradflow as gf
-    >>> from gradflow.engine._engine import plain_step
+    >>> from gradflow.engine._engine import array_step
     >>> cell, h, x = gf.lstm(4, 2, seed=0), np.full((1, 8), 0.1), np.ones((1, 2))
-    >>> bool(np.array_equal(plain_step(cell)(h, x), cell.step(cell.params, h, x)))
+    >>> bool(np.array_equal(array_step(cell)(h, x), cell.step(cell.params, h, x)))
     True
     """
     forward = plain_forward(cell)

@@ -10,7 +10,7 @@ import scipy.linalg
 from ..cells._cells import Cell
 from ..core._activations import DERIVATIVE_BOUND
 from ..core._registry import is_vanilla
-from ..engine._engine import cell_step_jacobians, plain_step
+from ..engine._engine import array_step, cell_step_jacobians
 
 
 def spectral_radius(A: np.ndarray) -> float:
@@ -82,7 +82,7 @@ def fixed_points(
     """
     S = cell.state_size
     x = np.asarray(x, dtype=float)
-    step = plain_step(cell)  # the step's bytes on plain arrays: no autograd wrappers per residual
+    step = array_step(cell)  # the step's bytes on plain arrays: no autograd wrappers per residual
 
     def residual(h):
         return step(h[None], x[None])[0] - h
