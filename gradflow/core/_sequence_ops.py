@@ -86,7 +86,7 @@ class _Run:
     """A one-layer cell unrolled over ``xs`` in numpy: every state and the factors of every step's VJP."""
 
     def __init__(self, kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
-        self.states = np.empty((xs.shape[0] + 1, *h0.shape))
+        self.states = np.empty((xs.shape[0] + 1, xs.shape[1], h0.shape[-1]))
         self.states[0] = h0
         self.local = []
         sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, self.states, self.local)
