@@ -165,6 +165,31 @@ def test_vanilla_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
     assert _engine.vanilla_weights(gf.rnn(3, 2, layers=2, seed=0)) is None
 
 
+GATED = {
+    "lstm": CELLS["lstm"],
+    "gru": CELLS["gru"],
+    # Wide enough that one product over all steps' inputs would round differently from the step's.
+    "lstm-wide": lambda: gf.lstm(64, 33, seed=3, bias_scale=0.3),
+    "gru-wide": lambda: gf.gru(64, 33, seed=4, bias_scale=0.3),
+}
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_gated_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
+    # unroll runs a one-layer LSTM or GRU through sequence_forward (the step's operations, input
+    # drive step by step) instead of the autograd-wrapped step: the same bytes, as vanilla's.
+    cell = GATED[name]()
+    assert _engine.plain_forward(cell) is not None
+    xs = gf.inputs.gaussian(30, 3, cell.input_size, scale=1.5, seed=2)
+    h = np.random.default_rng(1).normal(size=(3, cell.state_size))
+    expected = [h]
+    for x in xs:
+        expected.append(h := np.asarray(cell.step(cell.params, h, x)))
+    np.testing.assert_array_equal(gf.unroll(cell, xs, h0=expected[0]), np.stack(expected))
+    for other in ("lstm-2layer", "gru-2layer"):
+        assert _engine.plain_forward(CELLS[other]()) is None
+
+
 def test_sech2_against_cosh_and_its_tail():
     # One exp, (2e / (1 + e^2))^2 with e = exp(-|a|), against 1 / cosh^2 where cosh is exact to
     # an ulp (|a| < 300), and 4 exp(-2|a|) (exact to 1e-17 relative for |a| > 20) beyond.
@@ -194,3 +219,45 @@ def test_full_spectrum_of_a_vanilla_cell_has_the_same_bytes_at_any_thread_count(
         finally:
             gf.set_blas_threads(previous)
     np.testing.assert_array_equal(spectra[0], spectra[1])
+
+
+@pytest.mark.parametrize("name", ["rnn-tanh", "rnn-relu", "lstm", "gru", "lstm-2layer"])
+def test_fixed_points_on_plain_arrays_are_the_steps(name, monkeypatch):
+    # The search's residuals run the step on plain arrays (array_step): the same points, residuals
+    # and eigenvalues, byte for byte, as through the autograd-wrapped step.
+    from gradflow.prediction import _spectral
+
+    cell = CELLS[name]()
+    starts = np.vstack(
+        [np.zeros(cell.state_size), np.random.default_rng(3).uniform(-1, 1, (4, cell.state_size))]
+    )
+    x = np.full(cell.input_size, 0.3)
+    h, xr = starts[1:3], np.tile(x, (2, 1))
+    np.testing.assert_array_equal(_engine.array_step(cell)(h, xr), np.asarray(cell.step(cell.params, h, xr)))
+    fast = _spectral.fixed_points(cell, x, starts)
+    monkeypatch.setattr(_spectral, "array_step", lambda c: lambda h, x: np.asarray(c.step(c.params, h, x)))
+    slow = _spectral.fixed_points(cell, x, starts)
+    assert len(fast) == len(slow) > 0
+    for a, b in zip(fast, slow, strict=True):
+        assert a.residual == b.residual
+        np.testing.assert_array_equal(a.state, b.state)
+        np.testing.assert_array_equal(a.eigenvalues, b.eigenvalues)
+
+
+@pytest.mark.parametrize("make", [lambda: gf.rnn(12, 2, gain=0.9, seed=0), lambda: gf.lstm(6, 2, seed=0)])
+def test_a_fixed_point_at_the_origin_reuses_the_eigenvalue_rules_decomposition(make, monkeypatch):
+    # Without input and biases the origin is a fixed point whose Jacobian is the eigenvalue rule's
+    # matrix (W_hh, or the step Jacobian at the origin): one eigendecomposition, the same results.
+    import scipy.linalg
+
+    cell = make()
+    alone = {
+        n: gf.predict(cell, input_std=1.0, predictors=[n])[n] for n in ("eigenvalue rule", "fixed point")
+    }
+    calls = []
+    eigvals = scipy.linalg.eigvals
+    monkeypatch.setattr(scipy.linalg, "eigvals", lambda A: calls.append(A.shape) or eigvals(A))
+    both = gf.predict(cell, input_std=1.0, predictors=list(alone))
+    assert calls == [(cell.state_size, cell.state_size)]
+    for name, result in alone.items():
+        assert both[name] == result and "1 stable" in both["fixed point"].reason

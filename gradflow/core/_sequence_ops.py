@@ -14,10 +14,18 @@ from autograd.tracer import getval
 
 from ._ops import affine, gru_back, gru_local, gru_update, lstm_back, lstm_local, lstm_update
 
+# sequence_forward only meets plain arrays: the operations' own functions, without the check for
+# autograd boxes each primitive call makes (~2 us a call, three a step).
+_affine, _lstm_update, _gru_update = affine.fun, lstm_update.fun, gru_update.fun
 
-def _lstm_forward(gi, gh, state):
-    n = gh.shape[-1] // 4
-    h, c, local = lstm_local(gi + gh, state[:, n:])
+
+def _lstm_forward(x, state, W_ih, W_hh, b_ih, b_hh, keep):
+    # lstm_step's operations in its order (b_ih is the summed bias, b_hh unused): the same bytes.
+    n = W_hh.shape[1]
+    pre = _affine(state[:, :n], W_hh, _affine(x, W_ih, b_ih))
+    if not keep:
+        return _lstm_update(pre, state[:, n:]), None
+    h, c, local = lstm_local(pre, state[:, n:])
     return np.concatenate([h, c], axis=-1), local
 
 
@@ -28,34 +36,60 @@ def _lstm_backward(local, G):
     return d_pre, d_pre, np.concatenate([np.zeros_like(dc), dc], axis=-1)
 
 
-def _gru_forward(gi, gh, state):
-    return gru_local(gi, gh, state)
+def _gru_forward(x, state, W_ih, W_hh, b_ih, b_hh, keep):
+    # gru_step's operations in its order: the same bytes.
+    gi, gh = _affine(x, W_ih, b_ih), _affine(state, W_hh, b_hh)
+    return gru_local(gi, gh, state) if keep else (_gru_update(gi, gh, state), None)
 
 
 def _gru_backward(local, G):
     return gru_back(local, G)
 
 
-# A kind's step on plain arrays: forward(gi, gh, state) -> (state', factors) and
-# backward(factors, G) -> (d gi, d gh, d state without the path through gh).
+# A kind's step on plain arrays: forward(x, state, W_ih, W_hh, b_ih, b_hh, keep) -> (state',
+# factors or None) and backward(factors, G) -> (d gi, d gh, d state without the path through gh).
 _RULES = {"lstm": (_lstm_forward, _lstm_backward), "gru": (_gru_forward, _gru_backward)}
+SEQUENCE_KINDS = tuple(_RULES)  # the kinds `sequence_forward` unrolls
+
+
+def sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, states, factors=None) -> None:
+    """Write ``states[1:]`` of a one-layer LSTM or GRU (``kind``) over ``xs`` (T, batch, D) from
+    ``states[0]``, on plain arrays; with a list ``factors``, append each step's VJP factors to it.
+
+    The step's operations in its order, input drive included (one product over all steps would
+    change last bits), so the states are ``cell.step``'s bytes without its autograd wrappers. The
+    weights as in PyTorch; an LSTM's ``b_ih`` is its summed bias ``bias_ih + bias_hh`` (``b_hh``
+    unused).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> from gradflow.core._sequence_ops import sequence_forward
+    >>> cell, xs = gf.gru(4, 2, seed=0), gf.inputs.gaussian(5, 3, 2, seed=1)
+    >>> p, states = cell.params, np.zeros((6, 3, 4))
+    >>> weights = p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"]
+    >>> sequence_forward("gru", xs, *weights, states)
+    >>> bool(np.array_equal(states, gf.unroll(cell, xs)))
+    True
+    """
+    forward, keep = _RULES[kind][0], factors is not None
+    state = states[0]
+    for t, x in enumerate(xs):
+        state, local = forward(x, state, W_ih, W_hh, b_ih, b_hh, keep)
+        states[t + 1] = state
+        if keep:
+            factors.append(local)
 
 
 class _Run:
     """A one-layer cell unrolled over ``xs`` in numpy: every state and the factors of every step's VJP."""
 
     def __init__(self, kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
-        T, B, D = xs.shape
-        n, forward = W_hh.shape[1], _RULES[kind][0]
-        # The input drive of every step in one product (the step's affine(x, W_ih, b_ih), batched).
-        gi = affine(xs.reshape(T * B, D), W_ih, b_ih).reshape(T, B, -1)
-        self.states = np.empty((T + 1, B, h0.shape[-1]))
-        self.states[0] = state = h0
+        self.states = np.empty((xs.shape[0] + 1, xs.shape[1], h0.shape[-1]))
+        self.states[0] = h0
         self.local = []
-        for t in range(T):
-            state, local = forward(gi[t], affine(state[:, :n], W_hh, b_hh), state)
-            self.states[t + 1] = state
-            self.local.append(local)
+        sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, self.states, self.local)
 
 
 def _sequence_vjp(argnums, ans, args, kwargs):

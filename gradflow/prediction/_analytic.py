@@ -17,19 +17,24 @@ from ..core._threads import limited
 from . import meanfield
 from ._registry import NEEDS, one_layer_gated
 from ._results import PredictorResult, natural_log, verdict
-from ._spectral import derivative_bound, fixed_points, largest_singular_value, spectral_radius
+from ._spectral import derivative_bound, eigenvalues_of, fixed_points, largest_singular_value, spectral_radius
 
 # ------------------------------------------------------------------ weights only
 
 
 @limited  # BLAS threads by gradflow's policy (_threads): one by default
 def eigenvalue_rule(
-    cell: Cell, x_mean: np.ndarray, tol: float, eigenvalues: tuple[np.ndarray, str] | None = None
+    cell: Cell,
+    x_mean: np.ndarray,
+    tol: float,
+    eigenvalues: tuple[np.ndarray, str] | None = None,
+    known: dict | None = None,
 ) -> PredictorResult:
-    """``eigenvalues``: those of `linearisation` at ``x_mean`` and its name, when already computed."""
+    """``eigenvalues``: those of `linearisation` at ``x_mean`` and its name, when already computed;
+    ``known``: eigenvalues by matrix, shared with the fixed-point search (`eigenvalues_of`)."""
     if eigenvalues is None:
         A, where = linearisation(cell, x_mean)  # gated, stacked or custom: the step at the origin
-        rho = spectral_radius(A)
+        rho = float(np.max(np.abs(eigenvalues_of(A, known))))
     else:
         rho, where = float(np.max(np.abs(eigenvalues[0]))), eigenvalues[1]
     return verdict("eigenvalue rule", natural_log(rho), f"spectral radius of the {where} = {rho:.4g}", tol)
@@ -79,9 +84,14 @@ def mean_field(cell: Cell, input_second_moment: float, tol: float) -> PredictorR
 
 @limited
 def fixed_point(
-    cell: Cell, x_mean: np.ndarray, starts: np.ndarray, centre: np.ndarray, tol: float
+    cell: Cell,
+    x_mean: np.ndarray,
+    starts: np.ndarray,
+    centre: np.ndarray,
+    tol: float,
+    known: dict | None = None,
 ) -> PredictorResult:
-    points = fixed_points(cell, x_mean, starts)
+    points = fixed_points(cell, x_mean, starts, known=known)
     stable = [p for p in points if p.stable]
     if not stable:
         return PredictorResult(

@@ -33,7 +33,7 @@ from ._results import Comparison, Prediction, PredictorResult, verdict
 
 @predictor("eigenvalue rule", needs=("weights", "input statistics"), cheap=True)
 def _eigenvalue_rule(c: PredictorContext) -> PredictorResult:
-    return eigenvalue_rule(c.cell, c.x_mean, c.tol, c.eigenvalues)
+    return eigenvalue_rule(c.cell, c.x_mean, c.tol, c.eigenvalues, c.known_eigenvalues)
 
 
 @predictor("pascanu bound", needs=("weights", "vanilla cell"), cheap=True)
@@ -43,7 +43,7 @@ def _pascanu_bound(c: PredictorContext) -> PredictorResult:
 
 @predictor("fixed point", needs=("weights", "input statistics"))
 def _fixed_point(c: PredictorContext) -> PredictorResult:
-    return fixed_point(c.cell, c.x_mean, c.starts, c.centre, c.tol)
+    return fixed_point(c.cell, c.x_mean, c.starts, c.centre, c.tol, c.known_eigenvalues)
 
 
 @predictor("mean-field", needs=("weights", "input statistics", "vanilla cell"), cheap=True)

@@ -220,6 +220,12 @@ class PredictorContext:
         return np.vstack([np.zeros(S), self.states[pick, 0]])
 
     @cached_property
+    def known_eigenvalues(self) -> dict:
+        """Eigenvalues by matrix (`eigenvalues_of`): the eigenvalue rule's linearisation and a fixed
+        point's Jacobian with the same bytes (a fixed point at the origin) are decomposed once."""
+        return {}
+
+    @cached_property
     def centre(self) -> np.ndarray:
         """Where the trajectory lives: the fixed point nearest it is the one that matters."""
         if self.xs is None:

@@ -10,11 +10,31 @@ import scipy.linalg
 from ..cells._cells import Cell
 from ..core._activations import DERIVATIVE_BOUND
 from ..core._registry import is_vanilla
-from ..engine._engine import cell_step_jacobians
+from ..engine._engine import array_step, cell_step_jacobians
 
 
 def spectral_radius(A: np.ndarray) -> float:
     return float(np.max(np.abs(scipy.linalg.eigvals(A))))
+
+
+def eigenvalues_of(A: np.ndarray, known: dict | None = None) -> np.ndarray:
+    """``scipy.linalg.eigvals(A)``, kept in ``known`` under ``A``'s bytes: a matrix met twice (the
+    eigenvalue rule's linearisation and a fixed point at the same state) is decomposed once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradflow.prediction._spectral import eigenvalues_of
+    >>> known = {}
+    >>> eigenvalues_of(np.diag([2.0, 0.5]), known) is eigenvalues_of(np.diag([2.0, 0.5]), known)
+    True
+    """
+    if known is None:
+        return scipy.linalg.eigvals(A)
+    key = (A.shape, A.dtype.str, A.tobytes())
+    if key not in known:
+        known[key] = scipy.linalg.eigvals(A)
+    return known[key]
 
 
 def largest_singular_value(A: np.ndarray) -> float:
@@ -42,7 +62,12 @@ class FixedPoint:
 
 
 def fixed_points(
-    cell: Cell, x: np.ndarray, starts: np.ndarray, tol: float = 1e-9, max_points: int = 20
+    cell: Cell,
+    x: np.ndarray,
+    starts: np.ndarray,
+    tol: float = 1e-9,
+    max_points: int = 20,
+    known: dict | None = None,
 ) -> list[FixedPoint]:
     """Fixed points of ``h -> step(h, x)`` for a constant input ``x``, FixedPointFinder-style.
 
@@ -57,9 +82,10 @@ def fixed_points(
     """
     S = cell.state_size
     x = np.asarray(x, dtype=float)
+    step = array_step(cell)  # the step's bytes on plain arrays: no autograd wrappers per residual
 
     def residual(h):
-        return np.asarray(cell.step(cell.params, h[None], x[None]))[0] - h
+        return step(h[None], x[None])[0] - h
 
     def jacobian(h):  # closed form for built-in cells: no autograd trace per Newton step
         return cell_step_jacobians(cell, h[None], x[None])[0]
@@ -80,7 +106,7 @@ def fixed_points(
             break
     points = []
     for h in found:
-        eig = scipy.linalg.eigvals(jacobian(h))
+        eig = eigenvalues_of(jacobian(h), known)
         points.append(
             FixedPoint(h, float(np.linalg.norm(residual(h))), eig[np.argsort(-np.abs(eig), kind="stable")])
         )
