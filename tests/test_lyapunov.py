@@ -82,15 +82,9 @@ def test_rare_reorthonormalisation_agrees_and_warns_when_conditioning_is_lost():
         gf.lyapunov_spectrum(cell, xs, warmup=100, reortho_every=40)
 
 
-@pytest.mark.parametrize(
-    ("make", "k", "longest"),
-    [
-        (lambda: gf.rnn(32, 3, gain=1.0, seed=0), None, 2),  # formed J_t: GEMMs inside a block
-        (lambda: gf.gru(10, 3, gain=1.5, seed=2), None, 4),  # formed J_t of a gated cell
-        (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 3, 8),  # stacked JVPs (4k < S)
-    ],
-)
-def test_auto_blocks_agree_with_every_step_qr(monkeypatch, make, k, longest):
+@pytest.fixture
+def block_lengths(monkeypatch):
+    """The length of every block `Blocks` closes in the test (appended as they close)."""
     lengths = []
     close = _qr.Blocks.close
 
@@ -99,9 +93,21 @@ def test_auto_blocks_agree_with_every_step_qr(monkeypatch, make, k, longest):
         return close(self, t, log_r)
 
     monkeypatch.setattr(_qr.Blocks, "close", spy)
+    return lengths
+
+
+@pytest.mark.parametrize(
+    ("make", "k", "longest"),
+    [
+        (lambda: gf.rnn(32, 3, gain=1.0, seed=0), None, 2),  # formed J_t: GEMMs inside a block
+        (lambda: gf.gru(10, 3, gain=1.5, seed=2), None, 4),  # formed J_t of a gated cell
+        (lambda: gf.rnn(24, 3, gain=2.0, seed=0), 3, 8),  # stacked JVPs (4k < S)
+    ],
+)
+def test_auto_blocks_agree_with_every_step_qr(block_lengths, make, k, longest):
     cell, xs = make(), gf.inputs.gaussian(600, 2, 3, scale=0.3, seed=3)
     auto = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50)  # reortho_every="auto"
-    assert max(lengths) >= longest  # blocks of many steps were used
+    assert max(block_lengths) >= longest  # blocks of many steps were used
     every = gf.lyapunov_spectrum(cell, xs, k=k, warmup=50, reortho_every=1)
     np.testing.assert_allclose(auto.per_sample, every.per_sample, rtol=0, atol=1e-12)
 
@@ -127,15 +133,7 @@ def test_auto_redoes_step_by_step_a_block_whose_growth_outran_the_plan(monkeypat
 
 
 @pytest.mark.parametrize("k", [None, 8])  # formed J_t (GEMMs inside a block); stacked JVPs
-def test_auto_blocks_have_the_same_bytes_at_any_thread_count(monkeypatch, k):
-    lengths = []
-    close = _qr.Blocks.close
-
-    def spy(self, t, log_r):
-        lengths.append(t - self.start)
-        return close(self, t, log_r)
-
-    monkeypatch.setattr(_qr.Blocks, "close", spy)
+def test_auto_blocks_have_the_same_bytes_at_any_thread_count(block_lengths, k):
     # Near-orthogonal and barely driven: exponents close together, blocks of 32 steps and more.
     cell = gf.rnn(96, 4, init="orthogonal", gain=1.0, seed=0)
     xs = gf.inputs.gaussian(100, 1, 4, scale=0.1, seed=1)
@@ -146,24 +144,16 @@ def test_auto_blocks_have_the_same_bytes_at_any_thread_count(monkeypatch, k):
             spectra.append(gf.lyapunov_spectrum(cell, xs, k=k, warmup=30).per_sample)
         finally:
             gf.set_blas_threads(previous)
-    assert max(lengths) >= 32
+    assert max(block_lengths) >= 32
     np.testing.assert_array_equal(spectra[0], spectra[1])
 
 
-def test_auto_blocks_of_formed_jacobians_keep_at_most_their_memory_budget(monkeypatch):
-    lengths = []
-    close = _qr.Blocks.close
-
-    def spy(self, t, log_r):
-        lengths.append(t - self.start)
-        return close(self, t, log_r)
-
-    monkeypatch.setattr(_qr.Blocks, "close", spy)
+def test_auto_blocks_of_formed_jacobians_keep_at_most_their_memory_budget(monkeypatch, block_lengths):
     monkeypatch.setattr(_qr, "KEPT_BYTES", 3 * 8 * 32 * 32)  # three J_t of 32 x 32 kept for a redo
     cell = gf.rnn(32, 4, init="orthogonal", gain=1.0, seed=0)
     xs = gf.inputs.gaussian(100, 1, 4, scale=0.1, seed=1)
     auto = gf.lyapunov_spectrum(cell, xs, warmup=30)
-    assert max(lengths) == 4
+    assert max(block_lengths) == 4
     every = gf.lyapunov_spectrum(cell, xs, warmup=30, reortho_every=1)
     np.testing.assert_allclose(auto.per_sample, every.per_sample, rtol=0, atol=1e-12)
 

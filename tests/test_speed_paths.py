@@ -149,23 +149,8 @@ def test_closed_form_reverse_sweep_equals_the_traced_one(monkeypatch, name):
         assert got.rate == pytest.approx(traced.rate, abs=1e-12)
 
 
-@pytest.mark.parametrize("name", [n for n in CELLS if n.startswith("rnn")])
-def test_vanilla_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
-    # unroll and the reverse sweep run a one-layer vanilla cell without autograd's wrappers:
-    # the same operations as its step, so the same bytes (reports' CSVs do not move).
-    cell = CELLS[name]()
-    assert _engine.vanilla_weights(cell) is not None
-    xs = gf.inputs.gaussian(30, 3, cell.input_size, scale=1.5, seed=2)
-    h = np.random.default_rng(1).normal(size=(3, cell.state_size))
-    expected = [h]
-    for x in xs:
-        expected.append(h := np.asarray(cell.step(cell.params, h, x)))
-    np.testing.assert_array_equal(gf.unroll(cell, xs, h0=expected[0]), np.stack(expected))
-    assert _engine.vanilla_weights(CELLS["lstm"]()) is None
-    assert _engine.vanilla_weights(gf.rnn(3, 2, layers=2, seed=0)) is None
-
-
-GATED = {
+PLAIN = {
+    **{n: make for n, make in CELLS.items() if n.startswith("rnn")},
     "lstm": CELLS["lstm"],
     "gru": CELLS["gru"],
     # Wide enough that one product over all steps' inputs would round differently from the step's.
@@ -174,11 +159,12 @@ GATED = {
 }
 
 
-@pytest.mark.parametrize("name", GATED)
-def test_gated_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
-    # unroll runs a one-layer LSTM or GRU through sequence_forward (the step's operations, input
-    # drive step by step) instead of the autograd-wrapped step: the same bytes, as vanilla's.
-    cell = GATED[name]()
+@pytest.mark.parametrize("name", PLAIN)
+def test_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
+    # unroll runs a one-layer vanilla cell (vanilla_forward), LSTM or GRU (sequence_forward: input
+    # drive step by step) without autograd's wrappers: the step's operations in its order, so the
+    # same bytes (reports' CSVs do not move).
+    cell = PLAIN[name]()
     assert _engine.plain_forward(cell) is not None
     xs = gf.inputs.gaussian(30, 3, cell.input_size, scale=1.5, seed=2)
     h = np.random.default_rng(1).normal(size=(3, cell.state_size))
@@ -186,8 +172,12 @@ def test_gated_forward_on_plain_arrays_is_the_step_byte_for_byte(name):
     for x in xs:
         expected.append(h := np.asarray(cell.step(cell.params, h, x)))
     np.testing.assert_array_equal(gf.unroll(cell, xs, h0=expected[0]), np.stack(expected))
-    for other in ("lstm-2layer", "gru-2layer"):
-        assert _engine.plain_forward(CELLS[other]()) is None
+
+
+def test_stacked_cells_have_no_plain_forward():
+    assert _engine.vanilla_weights(CELLS["lstm"]()) is None
+    for cell in (gf.rnn(3, 2, layers=2, seed=0), CELLS["lstm-2layer"](), CELLS["gru-2layer"]()):
+        assert _engine.plain_forward(cell) is None
 
 
 def test_sech2_against_cosh_and_its_tail():
