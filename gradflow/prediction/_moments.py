@@ -312,7 +312,8 @@ def _rank_limited_log(
 ) -> tuple[float, float]:
     """``(ln rho(M), ln(hi / lo))`` by power iteration on a rank-limited factor ``X = V V^T``, the
     fallback of `_wide_perron_log`. A complex dominant pair makes the growth oscillate: the
-    estimate is the mean over the second half, moved into the bracket of one float64 application."""
+    estimate is the mean over the second half, moved into the bracket of `WIDE_BUDGET` float64
+    applications."""
     logs: list[float] = []
     V = rng.standard_normal((S, rank))
     V /= np.sqrt(np.sum(V**2))
