@@ -206,7 +206,8 @@ def model_forward(model: SequenceModel) -> Callable:
     cols = output_columns(cell)
     start, stop = int(cols[0]), int(cols[-1]) + 1  # one layer: h is one block of columns
     sequence = record.sequence
-    options = {name: cell.step.keywords[name] for name in record.step_options}  # the activation
+    keywords = getattr(cell.step, "keywords", {})  # a one-layer step is a partial (checked above)
+    options = {name: keywords[name] for name in record.step_options}  # a vanilla cell's activation
 
     def forward(params, xs):
         if not isinstance(xs, Box):
