@@ -7,9 +7,10 @@ from autograd import grad
 from autograd.core import make_jvp, make_vjp
 from helpers import fd_jacobian, rel_err
 
+import gradflow as gf
 from gradflow.core import _activations as act
 from gradflow.core._ops import affine, gru_update, join_columns, lstm_slopes, lstm_update, take_columns
-from gradflow.core._sequence_ops import _loop, gru_sequence, lstm_sequence
+from gradflow.core._sequence_ops import _loop, gru_sequence, lstm_sequence, rnn_sequence
 
 rng = np.random.default_rng(0)
 B, N, D = 3, 4, 5
@@ -211,6 +212,67 @@ def _check_sequence_argument(args, i, weights, fused, loop):
     v = rng.normal(size=arg.shape)
     hvp = grad(lambda z: anp.sum(grad(f)(z) * v))(arg)
     assert rel_err(hvp, grad(lambda z: anp.sum(grad(f_loop)(z) * v))(arg)) < 1e-12, i
+
+
+@pytest.mark.parametrize("activation", sorted(act.ACTIVATIONS))
+def test_rnn_sequence_is_the_unrolled_step_and_its_vjp_is_the_steps(activation):
+    """A vanilla cell's whole sequence: states are `gf.unroll`'s bytes, and its reverse loop
+    gives autograd's gradient through the traced steps (every argument, h0 and inputs included),
+    central differences, and the traced step's Hessian-vector products."""
+    T, Bt, n, d = 5, 3, 4, 2
+    cell, xs = gf.rnn(n, d, gain=1.5, activation=activation, seed=3), gf.inputs.gaussian(T, Bt, d, seed=4)
+    p = cell.params
+    args = [
+        xs,
+        p["weight_ih_l0"],
+        p["weight_hh_l0"],
+        p["bias_ih_l0"] + p["bias_hh_l0"],
+        rng.normal(size=(Bt, n)),
+    ]
+    states = rnn_sequence(*args[:4], np.zeros((Bt, n)), activation)
+    assert np.array_equal(states, gf.unroll(cell, xs)[1:])
+
+    def fused(*a):
+        return rnn_sequence(*a, activation=activation)
+
+    def loop(xs, W_ih, W_hh, b, h0):
+        return _loop("rnn", xs, W_ih, W_hh, b, 0.0, h0, activation)
+
+    weights = rng.normal(size=(T, Bt, n))
+    for i in range(len(args)):
+        _check_sequence_argument(args, i, weights, fused, loop)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_sequence_gradients_equal_pytorch(nonlinearity):
+    """`rnn_sequence`'s states and gradients (every weight, both biases, h0, inputs) against
+    torch.nn.RNN's autograd on the same weights."""
+    torch = pytest.importorskip("torch")
+    T, Bt, n, d = 7, 3, 5, 2
+    cell = gf.rnn(n, d, gain=1.2, activation=nonlinearity, init="pytorch", seed=5)
+    xs, h0, weights = rng.normal(size=(T, Bt, d)), rng.normal(size=(Bt, n)), rng.normal(size=(T, Bt, n))
+    p = cell.params
+
+    def loss(params, xs, h0):
+        b = params["bias_ih_l0"] + params["bias_hh_l0"]
+        states = rnn_sequence(xs, params["weight_ih_l0"], params["weight_hh_l0"], b, h0, nonlinearity)
+        return anp.sum(anp.sin(states) * weights)
+
+    g_params, g_xs, g_h0 = grad(loss, argnum=(0, 1, 2))(p, xs, h0)
+    net = torch.nn.RNN(d, n, nonlinearity=nonlinearity, dtype=torch.float64)
+    with torch.no_grad():
+        for name, value in p.items():
+            getattr(net, name).copy_(torch.from_numpy(value))
+    txs = torch.tensor(xs, requires_grad=True)
+    th0 = torch.tensor(h0[None], requires_grad=True)
+    out, _ = net(txs, th0)
+    theirs = torch.sum(torch.sin(out) * torch.from_numpy(weights))
+    theirs.backward()
+    assert float(theirs.detach()) == pytest.approx(float(loss(p, xs, h0)), rel=1e-12)
+    for name, value in g_params.items():
+        assert rel_err(value, getattr(net, name).grad.numpy()) < 1e-10, name
+    assert rel_err(g_xs, txs.grad.numpy()) < 1e-10
+    assert rel_err(g_h0, th0.grad.numpy()[0]) < 1e-10
 
 
 def test_lstm_gates_slopes_and_sech2_are_exact_to_rounding():

@@ -10,7 +10,7 @@ import functools
 
 from ..core._jacobians import gru_jacobians, gru_terms, lstm_jacobians, lstm_terms, rnn_jacobians, rnn_terms
 from ..core._registry import CellKind, cell_kinds, register_cell_kind
-from ..core._sequence_ops import gru_sequence, lstm_sequence
+from ..core._sequence_ops import gru_sequence, lstm_sequence, rnn_sequence
 from ._builtin import (
     GRU_GATES,
     LSTM_GATES,
@@ -22,6 +22,13 @@ from ._builtin import (
     rnn,
     rnn_step,
 )
+
+
+def rnn_states(params, xs, h0, activation="tanh"):
+    """Every state of a one-layer vanilla cell over ``xs`` from ``h0``, as one primitive (`rnn_sequence`)."""
+    p = params
+    b = p["bias_ih_l0"] + p["bias_hh_l0"]  # rnn_step's summed bias, in its order
+    return rnn_sequence(xs, p["weight_ih_l0"], p["weight_hh_l0"], b, h0, activation)
 
 
 def lstm_states(params, xs, h0):
@@ -58,6 +65,7 @@ register_cell_kind(
         vanilla=True,
         jacobians=rnn_jacobians,
         jacobian_terms=rnn_terms,
+        sequence=rnn_states,
         description="vanilla cell h' = phi(W_hh h + W_ih x + b)",
     )
 )

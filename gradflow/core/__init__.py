@@ -2,8 +2,8 @@
 
 - ``_activations``: activation functions as autograd primitives with derivative rules.
 - ``_ops``: fused cell operations (affine maps, gate updates), whose derivative rules differentiate
-  again; ``_jacobians``: their closed-form step Jacobians; ``_sequence_ops``: a whole LSTM or GRU
-  sequence as one primitive (training's fast path).
+  again; ``_jacobians``: their closed-form step Jacobians; ``_sequence_ops``: a whole LSTM, GRU
+  or vanilla sequence as one primitive (training's fast path).
 - ``_registry``: the cell registry, one `CellKind` record per kind of cell (``cells`` registers the
   built-in ones; `register_cell_kind` adds more).
 - ``_probe``: probes that record states and gradients inside a traced step.

@@ -66,8 +66,9 @@ class CellKind:
         out=None) -> (M, S, S)`` and ``jacobian_terms(params, h, x, activation) -> (bases,
         scales)`` (``gradflow.core._jacobians``); None traces the step instead.
     sequence : callable or None
-        ``sequence(params, xs, h0) -> states (T, batch, S)``: a one-layer cell unrolled over
-        ``xs`` as one primitive with a hand-written VJP (training's fast path); None unrolls ``step``.
+        ``sequence(params, xs, h0, **step_options) -> states (T, batch, S)``: a one-layer cell
+        unrolled over ``xs`` as one primitive with a hand-written VJP (training's fast path), the
+        step's ``step_options`` (a vanilla cell's ``activation``) as keywords; None unrolls ``step``.
     variant : callable or None
         ``variant(config) -> (step, stacked_tangents)`` for a configuration with another step
         (a projected LSTM, Keras's GRU with ``reset_after=False``), else None.

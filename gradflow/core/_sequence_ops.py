@@ -1,8 +1,9 @@
-"""A whole one-layer LSTM or GRU sequence as one primitive: training's fast path.
+"""A whole one-layer LSTM, GRU or vanilla sequence as one primitive: training's fast path.
 
-The cell's step (``_ops.affine`` plus ``_ops.lstm_update`` or ``_ops.gru_update``) unrolled in
-numpy, keeping each step's VJP factors (``_ops.lstm_local``, ``_ops.gru_local``), with one reverse
-loop (``_ops.lstm_back``, ``_ops.gru_back``: the same formulas as the steps' rules) as its VJP.
+The cell's step (``_ops.affine`` plus ``_ops.lstm_update``, ``_ops.gru_update`` or the activation)
+unrolled in numpy, keeping each step's VJP factors (``_ops.lstm_local``, ``_ops.gru_local``,
+``phi'(a)``), with one reverse loop (``_ops.lstm_back``, ``_ops.gru_back``, ``g * phi'(a)``: the
+same formulas as the steps' rules) as its VJP.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 from autograd.extend import Box, defvjp_argnums, primitive
 from autograd.tracer import getval
 
+from ._activations import ACTIVATIONS
+from ._jacobians import SLOPES
 from ._ops import affine, gru_back, gru_local, gru_update, lstm_back, lstm_local, lstm_update
 
 # sequence_forward only meets plain arrays: the operations' own functions, without the check for
@@ -49,17 +52,40 @@ def _gru_backward(local, G):
 # A kind's step on plain arrays: forward(x, state, W_ih, W_hh, b_ih, b_hh, keep) -> (state',
 # factors or None) and backward(factors, G) -> (d gi, d gh, d state without the path through gh).
 _RULES = {"lstm": (_lstm_forward, _lstm_backward), "gru": (_gru_forward, _gru_backward)}
-SEQUENCE_KINDS = tuple(_RULES)  # the kinds `sequence_forward` unrolls
+SEQUENCE_KINDS = tuple(_RULES)  # the kinds `sequence_forward` unrolls (and "rnn", by activation)
 
 
-def sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, states, factors=None) -> None:
-    """Write ``states[1:]`` of a one-layer LSTM or GRU (``kind``) over ``xs`` (T, batch, D) from
-    ``states[0]``, on plain arrays; with a list ``factors``, append each step's VJP factors to it.
+def _vanilla_rules(activation):
+    """A vanilla step's rules, ``h' = phi(h @ W_hh.T + (x @ W_ih.T + b))`` (``b_ih`` the summed
+    bias, ``b_hh`` unused): rnn_step's operations in its order, so its bytes."""
+    phi, slope = ACTIVATIONS[activation], SLOPES[activation]
+    phi = getattr(phi, "fun", phi)  # the primitive's own function: plain arrays only
+
+    def forward(x, h, W_ih, W_hh, b_ih, b_hh, keep):
+        a = _affine(h, W_hh, _affine(x, W_ih, b_ih))
+        return phi(a), (slope(a) if keep else None)
+
+    def backward(slopes, G):
+        d_a = G * slopes  # gi and gh are one pre-activation; h reaches h' only through W_hh
+        return d_a, d_a, np.zeros_like(G)
+
+    return forward, backward
+
+
+def _rules(kind, activation):
+    """``(forward, backward)`` of ``kind``; a vanilla cell's ("rnn") by its ``activation``."""
+    return _vanilla_rules(activation) if kind == "rnn" else _RULES[kind]
+
+
+def sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, states, factors=None, activation=None) -> None:
+    """Write ``states[1:]`` of a one-layer LSTM, GRU or vanilla cell ("rnn", with its
+    ``activation``) (``kind``) over ``xs`` (T, batch, D) from ``states[0]``, on plain arrays;
+    with a list ``factors``, append each step's VJP factors to it.
 
     The step's operations in its order, input drive included (one product over all steps would
     change last bits), so the states are ``cell.step``'s bytes without its autograd wrappers. The
-    weights as in PyTorch; an LSTM's ``b_ih`` is its summed bias ``bias_ih + bias_hh`` (``b_hh``
-    unused).
+    weights as in PyTorch; an LSTM's or a vanilla cell's ``b_ih`` is its summed bias
+    ``bias_ih + bias_hh`` (``b_hh`` unused).
 
     Examples
     --------
@@ -73,7 +99,7 @@ def sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, states, factors=None) -> 
     >>> bool(np.array_equal(states, gf.unroll(cell, xs)))
     True
     """
-    forward, keep = _RULES[kind][0], factors is not None
+    forward, keep = _rules(kind, activation)[0], factors is not None
     state = states[0]
     for t, x in enumerate(xs):
         state, local = forward(x, state, W_ih, W_hh, b_ih, b_hh, keep)
@@ -85,21 +111,23 @@ def sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, states, factors=None) -> 
 class _Run:
     """A one-layer cell unrolled over ``xs`` in numpy: every state and the factors of every step's VJP."""
 
-    def __init__(self, kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
+    def __init__(self, kind, xs, W_ih, W_hh, b_ih, b_hh, h0, activation=None):
         self.states = np.empty((xs.shape[0] + 1, xs.shape[1], h0.shape[-1]))
         self.states[0] = h0
         self.local = []
-        sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, self.states, self.local)
+        self.backward = _rules(kind, activation)[1]
+        sequence_forward(kind, xs, W_ih, W_hh, b_ih, b_hh, self.states, self.local, activation)
 
 
 def _sequence_vjp(argnums, ans, args, kwargs):
     kind, xs, W_ih, W_hh, _, _, _, run = args
     T, B, D = xs.shape
-    n, backward = W_hh.shape[1], _RULES[kind][1]
+    n, backward = W_hh.shape[1], run.backward
 
     def vjp(G):
         d_gi = np.empty((T, B, W_hh.shape[0]))
-        d_gh = d_gi if kind == "lstm" else np.empty_like(d_gi)  # the LSTM's are one and the same
+        # The LSTM's and the vanilla cell's are one and the same (one summed pre-activation).
+        d_gh = np.empty_like(d_gi) if kind == "gru" else d_gi
         carry = np.zeros(G.shape[1:])
         for t in range(T - 1, -1, -1):  # the reverse loop: each step's VJP, then W_hh's
             d_gi[t], gh, carry = backward(run.local[t], G[t] + carry)
@@ -128,10 +156,12 @@ def _sequence(kind, xs, W_ih, W_hh, b_ih, b_hh, h0, run):
 defvjp_argnums(_sequence, _sequence_vjp)
 
 
-def _loop(kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
+def _loop(kind, xs, W_ih, W_hh, b_ih, b_hh, h0, activation=None):
     n, state, states = W_hh.shape[1], h0, []
     for x in xs:
-        if kind == "lstm":
+        if kind == "rnn":
+            state = ACTIVATIONS[activation](affine(state, W_hh, affine(x, W_ih, b_ih)))
+        elif kind == "lstm":
             state = lstm_update(affine(state[:, :n], W_hh, affine(x, W_ih, b_ih)), state[:, n:])
         else:
             state = gru_update(affine(x, W_ih, b_ih), affine(state, W_hh, b_hh), state)
@@ -139,16 +169,18 @@ def _loop(kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
     return anp.stack(states)
 
 
-def _unrolled(kind, xs, W_ih, W_hh, b_ih, b_hh, h0):
+def _unrolled(kind, xs, W_ih, W_hh, b_ih, b_hh, h0, activation=None):
     args = (xs, W_ih, W_hh, b_ih, b_hh, h0)
     traces = set()
     for a in args:
         while isinstance(a, Box):
             traces.add(a._trace)
             a = a._value
-    if len(traces) > 1:  # differentiated again: the traced step, whose rules differentiate again
-        return _loop(kind, *args)
-    run = _Run(kind, *(getval(a) for a in args))
+    # Differentiated again, or an activation without a plain derivative: the traced step, whose
+    # rules differentiate (again).
+    if len(traces) > 1 or (kind == "rnn" and activation not in SLOPES):
+        return _loop(kind, *args, activation)
+    run = _Run(kind, *(getval(a) for a in args), activation)
     return _sequence(kind, *args, run) if traces else run.states[1:]
 
 
@@ -193,3 +225,25 @@ def gru_sequence(xs, W_ih, W_hh, b_ih, b_hh, h0):
     True
     """
     return _unrolled("gru", xs, W_ih, W_hh, b_ih, b_hh, h0)
+
+
+def rnn_sequence(xs, W_ih, W_hh, b, h0, activation="tanh"):
+    """Every state (T, batch, n) of a one-layer vanilla cell ``h' = phi(W_hh h + W_ih x + b)``
+    over ``xs`` (T, batch, D) from ``h0`` (batch, n), ``b`` the summed bias and ``phi`` the
+    registered ``activation``: the step (``affine``, ``phi``) unrolled as one primitive, as
+    `lstm_sequence`. Its VJP's reverse loop is ``g_a = g_h * phi'(a)``, ``g_h = g_a @ W_hh``;
+    an activation without a plain derivative (``SLOPES``) unrolls the traced step instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import gradflow as gf
+    >>> from gradflow.core._sequence_ops import rnn_sequence
+    >>> cell, xs = gf.rnn(4, 2, seed=0), gf.inputs.gaussian(5, 3, 2, seed=1)
+    >>> p = cell.params
+    >>> states = rnn_sequence(xs, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"] + p["bias_hh_l0"],
+    ...                       np.zeros((3, 4)))
+    >>> bool(np.array_equal(states, gf.unroll(cell, xs)[1:]))
+    True
+    """
+    return _unrolled("rnn", xs, W_ih, W_hh, b, 0.0, h0, activation)

@@ -206,13 +206,16 @@ def model_forward(model: SequenceModel) -> Callable:
     cols = output_columns(cell)
     start, stop = int(cols[0]), int(cols[-1]) + 1  # one layer: h is one block of columns
     sequence = record.sequence
+    keywords = getattr(cell.step, "keywords", {})  # a one-layer step is a partial (checked above)
+    options = {name: keywords[name] for name in record.step_options}  # a vanilla cell's activation
 
     def forward(params, xs):
         if not isinstance(xs, Box):
             xs = model.check_inputs(xs)
         # take_columns, not [..., a:b]: its VJP writes one dense block where autograd's indexing
         # adds into zeros with ufunc.at (4 ms a step at T = 100, batch 32, 64 units).
-        return take_columns(sequence(params, xs, np.zeros((xs.shape[1], cell.state_size))), start, stop)
+        h0 = np.zeros((xs.shape[1], cell.state_size))
+        return take_columns(sequence(params, xs, h0, **options), start, stop)
 
     return forward
 
