@@ -28,14 +28,17 @@ def finish_study(
     title: str,
     keywords: Sequence[str],
     sentence: str | None = None,
+    label: str | None = None,
+    title_verdict: str | None = None,
     **results: Any,
 ) -> dict:
     """Write ``<out>/<study>.pdf`` and return the study's result.
 
     The title page states ``decision.sentence()`` (the verdict, its interval, network count and
-    threshold); ``sentence`` is the study's longer summary (default: that same sentence). The
-    result holds ``verdict`` (the label), ``decision``, ``claim``, ``sentence`` and ``pdf``, then
-    ``results``.
+    threshold); ``sentence`` is the study's longer summary (default: that same sentence). A study
+    deciding several claims gives its combined ``label`` and ``title_verdict`` instead of
+    ``decision``'s (``decision`` stays the headline claim's). The result holds ``verdict`` (the
+    label), ``decision``, ``claim``, ``sentence`` and ``pdf``, then ``results``.
 
     Examples
     --------
@@ -52,6 +55,7 @@ def finish_study(
     ('holds', 1, True)
     """
     verdict = decision.sentence()
+    label = decision.label if label is None else label
     pdf = os.path.join(out, f"{study}.pdf")
     write_pdf(
         pdf,
@@ -59,13 +63,13 @@ def finish_study(
         study=study,
         config=config,
         claim=claim.facts(),
-        verdict=verdict,
+        verdict=verdict if title_verdict is None else title_verdict,
         title=title,
-        subject=f"Verdict: {decision.label}",
+        subject=f"Verdict: {label}",
         keywords=keywords,
     )
     return {
-        "verdict": decision.label,
+        "verdict": label,
         "decision": decision,
         "claim": claim,
         "sentence": verdict if sentence is None else sentence,

@@ -43,10 +43,11 @@ from typing import ClassVar
 import pandas as pd
 
 import gradflow as gf
-from gradflow.report import figure_page, paper_theme, table_page, write_csv, write_pdf
+from gradflow.report import figure_page, paper_theme, table_page, write_csv
 from gradflow.studies import _protocol as protocol
 from gradflow.studies._claim import Claim
 from gradflow.studies._cli import check_fields, study_main
+from gradflow.studies._finish import finish_study
 from gradflow.studies._revival_claims import (
     ALSO_PARALLEL,
     CLAIMS,
@@ -343,45 +344,38 @@ def run(cfg: Config, out: str) -> dict:
                 ],
             ),
         ]
-        pdf = os.path.join(out, f"{STUDY}.pdf")
         label = "; ".join(f"{part}: {v.label}" for part, v in verdicts.items())
-        title_verdict = (
-            f"{label}. Share of all networks keeping their gradient at lag {lag_text}: "
-            f"{memory.numbers}; per part and architecture on the summary page."
-        )
-        write_pdf(
-            pdf,
+        return finish_study(
+            out,
             pages,
             study=STUDY,
             config=cfg,
-            claim=MEMORY.facts(),
-            verdict=title_verdict,
+            claim=MEMORY,
+            decision=memory,
+            label=label,
+            title_verdict=(
+                f"{label}. Share of all networks keeping their gradient at lag {lag_text}: "
+                f"{memory.numbers}; per part and architecture on the summary page."
+            ),
             title="gradflow: the recurrent revival, measured",
-            subject=f"Verdict: {label}",
             keywords=["linear recurrence", "state-space model", "scan", "memory", "parallelism"],
+            sentence=sentence,
+            verdicts=verdicts,
+            cells={
+                "memory": memory_cells,
+                "parallelism": parallel_cells,
+                "sensitivity": sensitivity_cells,
+                "learning": learning_cells,
+            },
+            networks=networks,
+            summary=summary,
+            depth=depth,
+            times=times,
+            machine=host,
+            exponents=exponents,
+            learning=learning,
+            learning_seconds=learning_seconds,
         )
-    return {
-        "verdict": label,
-        "decision": memory,
-        "claim": MEMORY,
-        "verdicts": verdicts,
-        "sentence": sentence,
-        "cells": {
-            "memory": memory_cells,
-            "parallelism": parallel_cells,
-            "sensitivity": sensitivity_cells,
-            "learning": learning_cells,
-        },
-        "networks": networks,
-        "summary": summary,
-        "depth": depth,
-        "times": times,
-        "machine": host,
-        "exponents": exponents,
-        "learning": learning,
-        "learning_seconds": learning_seconds,
-        "pdf": pdf,
-    }
 
 
 def main(argv=None) -> dict:
