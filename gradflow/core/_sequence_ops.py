@@ -2,7 +2,7 @@
 
 The cell's step (``_ops.affine`` plus ``_ops.lstm_update``, ``_ops.gru_update`` or the activation)
 unrolled in numpy, keeping each step's VJP factors (``_ops.lstm_local``, ``_ops.gru_local``,
-``phi'(a)``), with one reverse loop (``_ops.lstm_back``, ``_ops.gru_back``, ``g * phi'(a)``: the
+the pre-activation ``a``), with one reverse loop (``_ops.lstm_back``, ``_ops.gru_back``, ``g * phi'(a)``: the
 same formulas as the steps' rules) as its VJP.
 """
 
@@ -57,16 +57,17 @@ SEQUENCE_KINDS = tuple(_RULES)  # the kinds `sequence_forward` unrolls (and "rnn
 
 def _vanilla_rules(activation):
     """A vanilla step's rules, ``h' = phi(h @ W_hh.T + (x @ W_ih.T + b))`` (``b_ih`` the summed
-    bias, ``b_hh`` unused): rnn_step's operations in its order, so its bytes."""
-    phi, slope = ACTIVATIONS[activation], SLOPES[activation]
+    bias, ``b_hh`` unused): rnn_step's operations in its order, so its bytes. Its factor is the
+    pre-activation ``a`` (what the engine's vanilla passes read), its slope taken going back."""
+    phi = ACTIVATIONS[activation]
     phi = getattr(phi, "fun", phi)  # the primitive's own function: plain arrays only
 
     def forward(x, h, W_ih, W_hh, b_ih, b_hh, keep):
-        a = _affine(h, W_hh, _affine(x, W_ih, b_ih))
-        return phi(a), (slope(a) if keep else None)
+        a = h @ W_hh.T + (x @ W_ih.T + b_ih)  # affine's operations, inline: the engine's hot loop
+        return phi(a), (a if keep else None)
 
-    def backward(slopes, G):
-        d_a = G * slopes  # gi and gh are one pre-activation; h reaches h' only through W_hh
+    def backward(a, G):
+        d_a = G * SLOPES[activation](a)  # gi and gh are one pre-activation; h reaches h' only through W_hh
         return d_a, d_a, np.zeros_like(G)
 
     return forward, backward

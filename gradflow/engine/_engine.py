@@ -106,14 +106,13 @@ def unroll(cell: Cell, xs, *, h0=None) -> np.ndarray:
 
 
 def vanilla_weights(cell: Cell) -> tuple | None:
-    """``(W_hh, W_ih, b, phi, activation)`` of a one-layer vanilla cell, ``h' = phi(W_hh h + W_ih x
-    + b)`` (a registered kind with ``vanilla`` set), ``phi`` as its plain numpy function; else None."""
+    """``(W_hh, W_ih, b, activation)`` of a one-layer vanilla cell, ``h' = phi(W_hh h + W_ih x + b)``
+    (a registered kind with ``vanilla`` set, ``phi`` a registered activation); else None."""
     activation = getattr(cell.step, "keywords", {}).get("activation")
     if closed_form_kind(cell) is None or not is_vanilla(cell.kind) or activation not in ACTIVATIONS:
         return None
-    p, phi = cell.params, ACTIVATIONS[activation]
-    b = p["bias_ih_l0"] + p["bias_hh_l0"]
-    return p["weight_hh_l0"], p["weight_ih_l0"], b, getattr(phi, "fun", phi), activation
+    p = cell.params
+    return p["weight_hh_l0"], p["weight_ih_l0"], p["bias_ih_l0"] + p["bias_hh_l0"], activation
 
 
 def plain_forward(cell: Cell) -> Callable[[np.ndarray, np.ndarray], None] | None:
@@ -177,15 +176,14 @@ def vanilla_forward(
     weights: tuple, xs: np.ndarray, states: np.ndarray, pre: np.ndarray | None = None
 ) -> None:
     """``states[1:]`` of a vanilla cell (`vanilla_weights`) from ``states[0]``, and the
-    pre-activations ``a_t`` into ``pre`` (T, B, S) if given. The operations of its step in the
-    same order, so the same bytes, on plain arrays: no autograd wrappers (~40 us a step)."""
-    W, U, b, phi, _ = weights
-    h = states[0]
-    for t, x in enumerate(xs):
-        a = h @ W.T + (x @ U.T + b)
-        if pre is not None:
-            pre[t] = a
-        states[t + 1] = h = phi(a)
+    pre-activations ``a_t`` into ``pre`` (T, B, S) if given: `sequence_forward`'s vanilla step
+    (the operations of the cell's step in its order, so its bytes, on plain arrays: no autograd
+    wrappers, ~40 us a step)."""
+    W, U, b, activation = weights
+    kept: list | None = None if pre is None else []
+    sequence_forward("rnn", xs, U, W, b, 0.0, states, kept, activation)
+    if pre is not None and kept:
+        np.stack(kept, out=pre)
 
 
 def check_trajectory(cell: Cell, states: np.ndarray) -> None:

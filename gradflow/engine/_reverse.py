@@ -158,7 +158,7 @@ def vanilla_pass(cell, weights, xs, h0, loss, recorder, trajectory) -> np.ndarra
         vanilla_forward(weights, xs, trajectory, pre)
         check_trajectory(cell, trajectory)  # raises, naming the step, if the state overflowed
         unit = _loss_cotangent(loss, trajectory[T], recorder, T)
-        slopes = SLOPES[weights[4]](pre)  # phi'(a_t), every step at once
+        slopes = SLOPES[weights[3]](pre)  # phi'(a_t), every step at once
         pulled = pre  # row t becomes phi'(a_t) * unit_{t+1}, the cotangent of a_t (a_t is used up)
         for t in range(T - 1, -1, -1):  # step t+1 maps h_t to h_{t+1}
             np.multiply(slopes[t], unit, out=pulled[t])

@@ -179,9 +179,9 @@ def transposed_jacobians(cell: Cell, xs: np.ndarray, states: np.ndarray, chunk: 
         m = (t1 - t0) * B
         if pre is None:
             rows = states[t0:t1].reshape(m, S), xs[t0:t1].reshape(m, -1)
-            slopes = vanilla_slopes(cell.params, *rows, weights[4]).reshape(t1 - t0, B, 1, S)
+            slopes = vanilla_slopes(cell.params, *rows, weights[3]).reshape(t1 - t0, B, 1, S)
         else:
-            slopes = SLOPES[weights[4]](pre[t0:t1]).reshape(t1 - t0, B, 1, S)
+            slopes = SLOPES[weights[3]](pre[t0:t1]).reshape(t1 - t0, B, 1, S)
         for t in range(t0, t1):
             yield np.multiply(W_T, slopes[t - t0], out=buffers[t % 2])
 
@@ -271,7 +271,7 @@ def _right_products(cell: Cell, states: np.ndarray, xs: np.ndarray, chunk: int =
         if held.get("start") != start:
             stop = min(T, start + chunk)
             if vanilla is not None:  # J = diag(phi'(a)) W_hh
-                bases, scales = vanilla[0][None], SLOPES[vanilla[4]](pre[start:stop])
+                bases, scales = vanilla[0][None], SLOPES[vanilla[3]](pre[start:stop])
             else:
                 bases, scales = closed_form_terms(
                     cell, states[start:stop].reshape(-1, S), xs[start:stop].reshape((stop - start) * B, -1)
