@@ -52,7 +52,13 @@ def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
 
 def _unit_moments(cell, xs, states, steps) -> tuple[np.ndarray, np.ndarray]:
     """`closed_form_terms`' bases (K, S, S), and ``mean_m e_mki e_mli`` over the rows of ``steps``
-    (every batch row) as a (K, K, S) array, accumulated in chunks of steps."""
+    (every batch row) as a (K, K, S) array."""
+    return _mean_of_terms(cell, xs, states, steps, lambda e: np.einsum("mki,mli->kli", e, e))
+
+
+def _mean_of_terms(cell, xs, states, steps, reduce) -> tuple[np.ndarray, np.ndarray]:
+    """`closed_form_terms`' bases (K, S, S), and the mean over the rows of ``steps`` (every batch
+    row) of ``reduce(scales)`` (a sum over its first axis), accumulated in chunks of steps."""
     S = cell.state_size
     steps = np.asarray(steps)
     B = xs.shape[1]
@@ -61,11 +67,19 @@ def _unit_moments(cell, xs, states, steps) -> tuple[np.ndarray, np.ndarray]:
     for i in range(0, len(steps), chunk):
         t = steps[i : i + chunk]
         bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * B, -1))
-        part = np.einsum("mki,mli->kli", scales, scales)
+        part = reduce(scales)
         total = part if total is None else total + part
     if bases is None or total is None:
         raise ValueError("no steps to average the Jacobian terms over")
     return bases, total / (len(steps) * B)
+
+
+def _gram(scales: np.ndarray) -> np.ndarray:
+    """``sum_m f_m f_m^T`` of the rows ``f_m`` of (M, K, S) ``scales`` flattened to K S: one
+    symmetric rank-M update (half a GEMM's products), mirrored."""
+    flat = scales.reshape(len(scales), -1)
+    upper = scipy.linalg.blas.dsyrk(1.0, np.asfortranarray(flat.T), trans=0)
+    return np.triu(upper) + np.triu(upper, 1).T
 
 
 @limited
@@ -110,13 +124,15 @@ def _sampled_steps(window, rows: int, span: int = 1) -> np.ndarray:
     )
 
 
-def _moment_terms(cell, xs, states, window, rows: int):
+def _moment_terms(cell, xs, states, window, rows: int | None):
     """The one-step moment map ``X -> mean_m J_m X J_m^T`` of a one-layer built-in cell from its
-    Jacobians' structure, as a function of ``X``, or None for other cells.
+    Jacobians' structure, as a function of ``X``, or None for other cells. The mean is over
+    every step of the window (``rows`` None) or over ``rows`` evenly spaced steps.
 
     With ``J_m = sum_k diag(e_mk) B_k`` (`jacobian_terms`) the map is
     ``sum_{k,l} (B_k X B_l^T) * E_kl`` with ``E_kl = mean_m e_mk e_ml^T``: K^2 products per
-    application instead of one per sampled step. The rows of each ``B_k`` repeat with the
+    application instead of one per step, so averaging over every step costs one pass over the
+    run for ``E``. The rows of each ``B_k`` repeat with the
     state's parts (an LSTM's h and c rows read the same ``W_hh`` rows, or are zero), so the
     products are taken over one part's ``n`` rows; ``B_k``'s zero columns and identity blocks
     are skipped, and ``B_l X B_k^T`` is the transpose of ``B_k X B_l^T`` for symmetric ``X`` (an
@@ -125,23 +141,23 @@ def _moment_terms(cell, xs, states, window, rows: int):
     if closed_form_kind(cell) is None:
         return None
     S = cell.state_size
-    t = _sampled_steps(window, rows)
-    bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1))
-    m, K, _ = scales.shape
+    steps = range(window.start, window.stop) if rows is None else _sampled_steps(window, rows)
+    bases, gram = _mean_of_terms(cell, xs, states, steps, _gram)  # (K, S, S), (K S, K S)
+    K = len(bases)
+    power = np.diagonal(gram).reshape(K, S)  # mean e_mk^2 per unit: zero where a term never acts
     n = (
         S // 2
         if S % 2 == 0
         and all(
-            np.array_equal(bases[k, S // 2 :], bases[k, : S // 2]) or not np.any(scales[:, k, S // 2 :])
+            np.array_equal(bases[k, S // 2 :], bases[k, : S // 2]) or not np.any(power[k, S // 2 :])
             for k in range(K)
         )
         else S
     )
-    flat = scales.reshape(m, K * S)
     parts = S // n
     # E_kl[(p, u), (q, v)] as (p, q, k l, u v): the sum over k, l is then one contiguous reduction.
     moments = np.ascontiguousarray(
-        (flat.T @ flat / m).reshape(K, parts, n, K, parts, n).transpose(1, 4, 0, 3, 2, 5)
+        gram.reshape(K, parts, n, K, parts, n).transpose(1, 4, 0, 3, 2, 5)
     ).reshape(parts, parts, K * K, n * n)
     blocks = [_column_block(bases[k, :n]) for k in range(K)]
     single = [(c, None if G is None else G.astype(np.float32)) for c, G in blocks], moments.astype(np.float32)
@@ -191,15 +207,30 @@ WIDE_BUDGET = 3
 # From this width the two-step map's products (the bulk of its cost) run in float32: half the
 # time, rates within 1e-7 nats/step of float64 (sums and eigen-solvers stay in float64).
 SINGLE_PRECISION_FROM = 97
+# Steps averaged over (evenly spaced, every batch row) when the map's blocks must be formed: its
+# cost grows with them. The structured one-step map and tiny states average over every step.
+FORMED_ROWS = 48
 
 
 @limited
 def moment_map(
-    cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96, iterations: int = 60
+    cell,
+    xs,
+    states,
+    window,
+    rng,
+    tol,
+    rows: int | None = None,
+    span: int = 1,
+    rank: int = 96,
+    iterations: int = 60,
 ) -> PredictorResult:
     """Annealed second-moment growth when blocks of ``span`` steps are drawn independently.
 
-    ``M(X) = mean_t P_t X P_t^T`` over sampled blocks ``P_t = J_{t+span-1} ... J_t``; the
+    ``M(X) = mean_t P_t X P_t^T`` over blocks ``P_t = J_{t+span-1} ... J_t`` starting at ``rows``
+    evenly spaced steps of the window (every batch row); ``rows`` None: every step where that
+    costs one pass over the run (the one-step map of a built-in cell, from its structure, and
+    states of at most 4 units), else `FORMED_ROWS` steps. The
     rate is ``ln rho(M) / (2 span)``, by Arnoldi (ARPACK) on ``X``, certified to
     `BRACKET_WIDTH`; for states wider than ``rank`` whose blocks must be formed (two steps, or
     a cell without closed-form Jacobians) to `WIDE_ARPACK_TOL` with its bracket's width in the
@@ -214,6 +245,9 @@ def moment_map(
     S = cell.state_size
     # One step of a built-in cell: M from the structure of J_t (same numbers, far fewer products).
     terms = _moment_terms(cell, xs, states, window, rows) if span == 1 and S * S > 16 else None
+    every = window.stop - window.start - span + 1  # the window's blocks
+    if rows is None:
+        rows = every if terms is not None or S * S <= 16 else FORMED_ROWS
     if terms is None:
         single = span > 1 and S >= SINGLE_PRECISION_FROM
         J = _sampled_jacobians(cell, xs, states, window, rows, span, np.float32 if single else np.float64)
@@ -264,7 +298,10 @@ def moment_map(
     return verdict(
         name,
         log_rho / (2 * span),
-        f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} (treated as independent draws)"
+        f"rho of the second-moment map over {n} {what} = {growth:.4g} "
+        + f"({'every step of the window' if rows >= every else f'{rows} evenly spaced steps'}"
+        + (f" x {xs.shape[1]} batch rows" if xs.shape[1] > 1 else "")
+        + ", treated as independent draws)"
         + (f"; uncertain by {uncertain:.2g} nats/step (" + how + ")" if uncertain > BRACKET_WIDTH else ""),
         tol,
     )
