@@ -145,8 +145,8 @@ def predict_rows(sizes, repeat, clock):
         xs = gf.inputs.gaussian(T, B, 8, seed=1)
         target = 1.5 if T == lengths[0] else None
         for name, cell in cells.items():
-            t_pred, _ = best_of(lambda cell=cell: gf.predict(cell, xs), repeat, clock)
-            t_flow, _ = best_of(lambda cell=cell: gf.gradient_flow(cell, xs), repeat, clock)
+            t_pred, _ = best_of(lambda cell=cell, xs=xs: gf.predict(cell, xs), repeat, clock)
+            t_flow, _ = best_of(lambda cell=cell, xs=xs: gf.gradient_flow(cell, xs), repeat, clock)
             what = f"gf.predict, {name} N={N} T={T} B={B}"
             if target is None:
                 what = f"  (for information: {name} at T={T})"
