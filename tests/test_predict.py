@@ -10,6 +10,8 @@ from gradflow.prediction import _moments, _perron, _predict, _registry
 from gradflow.prediction._spectral import fixed_points
 from gradflow.studies import _accuracy_grid
 
+EVERY = [p.name for p in gf.predictors()]  # those registered on request (the two-step map) too
+
 
 @pytest.mark.parametrize("gain", [0.5, 1.0, 1.5, 2.0, 3.0])
 def test_mean_field_rate_matches_input_driven_networks(gain):
@@ -83,7 +85,7 @@ def test_moment_map_limits():
     cell = gf.rnn(30, 2, activation="linear", seed=2)
     q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(30, 30)))
     cell.params["weight_hh_l0"][:] = q @ np.diag(np.linspace(0.9, 0.1, 30)) @ q.T
-    p = gf.predict(cell, gf.inputs.gaussian(200, 1, 2))
+    p = gf.predict(cell, gf.inputs.gaussian(200, 1, 2), predictors=EVERY)
     assert p["moment map"].rate == pytest.approx(np.log(0.9), abs=1e-6)
     assert p["two-step moment map"].rate == pytest.approx(np.log(0.9), abs=1e-6)
     assert p["averaged jacobian"].rate == pytest.approx(np.log(0.9), abs=1e-9)
@@ -94,10 +96,26 @@ def test_moment_map_limits():
     assert p["moment map"].rate == pytest.approx(np.log(rho), abs=5e-3)
     # Orthogonal linear: every direction keeps its norm; all three agree on zero.
     cell = gf.rnn(30, 2, activation="linear", init="orthogonal", seed=2)
-    p = gf.predict(cell, gf.inputs.gaussian(200, 1, 2))
+    p = gf.predict(cell, gf.inputs.gaussian(200, 1, 2), predictors=EVERY)
     for method in ("moment map", "two-step moment map", "local gain", "averaged jacobian"):
         assert p[method].rate == pytest.approx(0.0, abs=1e-9)
         assert p[method].regime == "neutral"
+
+
+def test_the_two_step_map_runs_on_request_and_the_one_step_map_is_trusted():
+    # predict runs the registry's default predictors; the two-step map only when named, and the
+    # one-step map stays trusted beside it (study predictor_accuracy: right as often, cheaper).
+    cell, xs = gf.gru(12, 3, seed=4), gf.inputs.gaussian(120, 2, 3, seed=2)
+    default = gf.predict(cell, xs)
+    assert "two-step moment map" not in [r.method for r in default.results]
+    assert [p.name for p in gf.predictors() if not p.default] == ["two-step moment map"]
+    every = gf.predict(cell, xs, predictors=EVERY)
+    assert [r.method for r in every.results] == EVERY
+    assert default.method == every.method == "moment map" and every.rate == default.rate
+    # Predictors share one random stream in table order: the last one on request moves none.
+    assert [r.rate for r in every.results[:-1]] == [r.rate for r in default.results]
+    with pytest.raises(KeyError, match="no predictor 'two-step moment map'"):
+        default["two-step moment map"]
 
 
 def test_two_step_blocks_are_consecutive_jacobian_products():
@@ -118,7 +136,7 @@ def test_gated_cells_get_gated_predictors():
         p = gf.predict(cell, xs)
         assert p["gated mean-field"].regime is not None
         assert p["mean-field"].regime is None and "vanilla" in p["mean-field"].reason
-        assert p.method == "two-step moment map"
+        assert p.method == "moment map"
     weights_only = gf.predict(gf.lstm(16, 4), input_std=1.0, fixed_point_starts=2)
     assert weights_only.method == "eigenvalue rule"
     assert "origin" in weights_only["eigenvalue rule"].reason
@@ -132,7 +150,7 @@ def test_prediction_object_and_compare_table():
     page = p._repr_html_()
     assert "<b>net</b>" not in page and html.escape("<b>net</b>") in page and len(page) < 100_000
     frame = p.to_frame()
-    assert list(frame.method) == list(_predict.METHODS)
+    assert list(frame.method) == [m for m in _predict.METHODS if m != "two-step moment map"]
     assert frame.trusted.sum() == 1
     assert p.horizon == pytest.approx(np.log(1e-3) / p.rate)
     table = gf.compare(p, gf.gradient_flow(cell, xs))
@@ -181,7 +199,7 @@ def test_accuracy_grid_is_large_and_hard():
 def test_a_network_at_rest_with_dead_units_predicts_exact_vanishing():
     # ReLU at the origin with no input: every step Jacobian is exactly zero.
     cell = gf.rnn(8, 2, activation="relu", gain=0.5, seed=0)
-    p = gf.predict(cell, np.zeros((50, 2, 2)))
+    p = gf.predict(cell, np.zeros((50, 2, 2)), predictors=EVERY)
     for method in ("moment map", "two-step moment map"):
         assert p[method].rate == -np.inf and p[method].regime == "vanishing"
 
@@ -190,7 +208,7 @@ def test_a_network_at_rest_with_dead_units_predicts_exact_vanishing():
 def test_moment_map_of_tiny_states_is_solved_densely_and_exactly(hidden):
     # ARPACK cannot take a 1 x 1 (or 4 x 4) operator; a linear cell's constant Jacobian W gives ln rho(W).
     cell = gf.rnn(hidden, 2, activation="linear", gain=0.8, seed=3)
-    p = gf.predict(cell, gf.inputs.gaussian(60, 2, 2))
+    p = gf.predict(cell, gf.inputs.gaussian(60, 2, 2), predictors=EVERY)
     rho = np.max(np.abs(np.linalg.eigvals(cell.params["weight_hh_l0"])))
     for method in ("moment map", "two-step moment map"):
         assert p[method].rate == pytest.approx(np.log(rho), abs=1e-10)
@@ -359,7 +377,7 @@ def test_wide_moment_maps_match_their_float64_dense_form(monkeypatch, make):
         ).rate
 
     fast = rate(1), rate(2)
-    monkeypatch.setattr(_moments, "_moment_terms", lambda *args: None)
+    monkeypatch.setattr(_moments, "moment_terms", lambda *args: None)
     monkeypatch.setattr(_moments, "SINGLE_PRECISION_FROM", 10**6)
     assert fast[0] == pytest.approx(rate(1, rank=cell.state_size), abs=1e-7)
     assert fast[1] == pytest.approx(rate(2), abs=1e-5)
@@ -383,7 +401,7 @@ def test_the_diagonal_recurrence_predictor_is_exact_and_trusted_for_linear_cells
         rnn["diagonal recurrence"].regime is None
         and "linear in its state" in rnn["diagonal recurrence"].reason
     )
-    assert rnn.method == "two-step moment map"
+    assert rnn.method == "moment map"
 
 
 def test_collatz_wielandt_brackets_the_perron_root_of_the_dense_moment_map():

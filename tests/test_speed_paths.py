@@ -110,14 +110,44 @@ def test_structured_moment_map_equals_the_generic_one(monkeypatch, make, rank):
     xs = gf.inputs.gaussian(80, 2, 3, seed=1)
     states, window, _, _ = _predict.forward_run(cell, xs, np.zeros((2, cell.state_size)))
 
-    def rate():
-        return _predict.moment_map(cell, xs, states, window, np.random.default_rng(0), 0.01, rank=rank).rate
+    def rate():  # every window step on both paths (the formed one samples FORMED_ROWS by default)
+        rows = window.stop - window.start
+        return _predict.moment_map(
+            cell, xs, states, window, np.random.default_rng(0), 0.01, rows=rows, rank=rank
+        ).rate
 
     monkeypatch.setattr(_moments, "CERTIFIED_WIDTH", -1.0)  # float64 ARPACK only: products compared to 1e-12
     fast = rate()  # the structured map is solved exactly (ARPACK) whatever the rank
-    monkeypatch.setattr(_moments, "_moment_terms", lambda *args: None)  # the mean over formed J_t
+    monkeypatch.setattr(_moments, "moment_terms", lambda *args: None)  # the mean over formed J_t
     rank = max(rank, cell.state_size)  # the formed map exactly too, not on a rank-limited factor
     assert fast == pytest.approx(rate(), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gf.rnn(7, 3, gain=1.4, seed=2), lambda: gf.lstm(5, 3, seed=4), lambda: gf.gru(6, 3, seed=5)],
+)
+def test_the_one_step_map_averages_every_window_step_in_chunks(monkeypatch, make):
+    # By default the structured one-step map is the mean over every window step and batch row:
+    # against the formed mean_t J_t X J_t^T of gf.jacobians, whatever the chunking of the steps.
+    from gradflow.prediction import _structure
+
+    cell = make()
+    xs = gf.inputs.gaussian(50, 3, 3, seed=6)
+    states = gf.unroll(cell, xs)
+    window = slice(5, 50)
+    S = cell.state_size
+    J = gf.jacobians(cell, xs)[window].reshape(-1, S, S)
+    X = np.random.default_rng(0).standard_normal((S, S))
+    X = X @ X.T
+    expected = np.mean(J @ X @ np.swapaxes(J, 1, 2), axis=0)
+    whole = _structure.moment_terms(cell, xs, states, window, None)(X)
+    np.testing.assert_allclose(whole, expected, rtol=1e-12, atol=1e-14)
+    monkeypatch.setattr(_engine, "CHUNK_BYTES", 8 * 3 * S * 8 * 4)  # four steps per chunk
+    monkeypatch.setattr(_structure, "CHUNK_BYTES", 8 * 3 * S * 8 * 4)
+    np.testing.assert_allclose(_structure.moment_terms(cell, xs, states, window, None)(X), whole, rtol=1e-13)
+    reason = gf.predict(cell, xs, predictors=["moment map"])["moment map"].reason
+    assert "over 135 step Jacobians" in reason and "every step of the window x 3 batch rows" in reason
 
 
 def test_closed_form_jacobians_are_the_same_in_time_chunks(monkeypatch):

@@ -1,6 +1,6 @@
 """Second moments of the step Jacobians along a forward run: the local gain (random directions),
-the averaged Jacobian and the moment maps ``X -> mean_t P_t X P_t^T`` over sampled single steps or
-pairs of steps. One-layer built-in cells use the structure ``J_t = sum_k diag(e_tk) B_k``.
+the averaged Jacobian and the moment maps ``X -> mean_t P_t X P_t^T`` over single steps or pairs
+of steps. One-layer built-in cells use the structure ``J_t = sum_k diag(e_tk) B_k`` (`_structure`).
 """
 
 from __future__ import annotations
@@ -10,17 +10,11 @@ import scipy.linalg
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
 
 from ..core._threads import limited
-from ..engine._engine import (
-    CHUNK_BYTES,
-    block_products,
-    cell_step_jacobians,
-    closed_form_kind,
-    closed_form_terms,
-    jacobian_products,
-)
+from ..engine._engine import block_products, cell_step_jacobians, closed_form_kind, jacobian_products
 from ._perron import collatz_wielandt, log_midpoint, lower_bound, perron_bracket
 from ._results import PredictorResult, natural_log, verdict
 from ._spectral import spectral_radius
+from ._structure import moment_terms, sampled_steps, unit_moments
 
 
 @limited
@@ -37,7 +31,7 @@ def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
         # J_t = sum_k diag(e_tk) B_k, so ||J_t q||^2 summed over probes is
         # sum_{k,l,i} e_tki e_tli (B_k Q B_l Q^T)_ii: per-unit moments of e over the steps, and
         # K products B_k Q, instead of J_t Q at every step.
-        bases, moments = _unit_moments(cell, xs, states, range(window.start, window.stop))
+        bases, moments = unit_moments(cell, xs, states, range(window.start, window.stop))
         Y = bases @ Q  # (K, S, probes)
         squared = float(np.sum(moments * np.einsum("kip,lip->kli", Y, Y)) / probes)
     # Ratio to the probes' own norms: exact for orthogonal J_t, lower variance everywhere.
@@ -48,24 +42,6 @@ def local_gain(cell, xs, states, window, probes, rng, tol) -> PredictorResult:
         f"mean ||J_t q||^2 over {window.stop - window.start} steps and {probes} probes = {gain:.4g}",
         tol,
     )
-
-
-def _unit_moments(cell, xs, states, steps) -> tuple[np.ndarray, np.ndarray]:
-    """`closed_form_terms`' bases (K, S, S), and ``mean_m e_mki e_mli`` over the rows of ``steps``
-    (every batch row) as a (K, K, S) array, accumulated in chunks of steps."""
-    S = cell.state_size
-    steps = np.asarray(steps)
-    B = xs.shape[1]
-    chunk = max(1, CHUNK_BYTES // (8 * B * S * 8))  # the terms of ~8 bases per row
-    total, bases = None, None
-    for i in range(0, len(steps), chunk):
-        t = steps[i : i + chunk]
-        bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * B, -1))
-        part = np.einsum("mki,mli->kli", scales, scales)
-        total = part if total is None else total + part
-    if bases is None or total is None:
-        raise ValueError("no steps to average the Jacobian terms over")
-    return bases, total / (len(steps) * B)
 
 
 @limited
@@ -87,7 +63,7 @@ def _sampled_jacobians(
     steps of the window (every sample): ``J_{t+span-1} ... J_t``, shape (rows * batch, S, S);
     products of built-in cells' closed-form J_t taken in ``precision``."""
     S = cell.state_size
-    t = _sampled_steps(window, rows, span)
+    t = sampled_steps(window, rows, span)
     eye = np.broadcast_to(np.eye(S), (len(t) * xs.shape[1], S, S))
     P = eye
     closed = closed_form_kind(cell) is not None
@@ -99,77 +75,6 @@ def _sampled_jacobians(
         else:
             P = block_products(cell, h, x, P if j else eye, "right")
     return P
-
-
-def _sampled_steps(window, rows: int, span: int = 1) -> np.ndarray:
-    """Up to ``rows`` evenly spaced first steps of blocks of ``span`` steps inside the window."""
-    return np.unique(
-        np.linspace(
-            window.start, window.stop - span, min(rows, window.stop - window.start - span + 1)
-        ).astype(int)
-    )
-
-
-def _moment_terms(cell, xs, states, window, rows: int):
-    """The one-step moment map ``X -> mean_m J_m X J_m^T`` of a one-layer built-in cell from its
-    Jacobians' structure, as a function of ``X``, or None for other cells.
-
-    With ``J_m = sum_k diag(e_mk) B_k`` (`jacobian_terms`) the map is
-    ``sum_{k,l} (B_k X B_l^T) * E_kl`` with ``E_kl = mean_m e_mk e_ml^T``: K^2 products per
-    application instead of one per sampled step. The rows of each ``B_k`` repeat with the
-    state's parts (an LSTM's h and c rows read the same ``W_hh`` rows, or are zero), so the
-    products are taken over one part's ``n`` rows; ``B_k``'s zero columns and identity blocks
-    are skipped, and ``B_l X B_k^T`` is the transpose of ``B_k X B_l^T`` for symmetric ``X`` (an
-    LSTM: 18 n^3 multiplications instead of 200 n^3).
-    """
-    if closed_form_kind(cell) is None:
-        return None
-    S = cell.state_size
-    t = _sampled_steps(window, rows)
-    bases, scales = closed_form_terms(cell, states[t].reshape(-1, S), xs[t].reshape(len(t) * xs.shape[1], -1))
-    m, K, _ = scales.shape
-    n = (
-        S // 2
-        if S % 2 == 0
-        and all(
-            np.array_equal(bases[k, S // 2 :], bases[k, : S // 2]) or not np.any(scales[:, k, S // 2 :])
-            for k in range(K)
-        )
-        else S
-    )
-    flat = scales.reshape(m, K * S)
-    parts = S // n
-    # E_kl[(p, u), (q, v)] as (p, q, k l, u v): the sum over k, l is then one contiguous reduction.
-    moments = np.ascontiguousarray(
-        (flat.T @ flat / m).reshape(K, parts, n, K, parts, n).transpose(1, 4, 0, 3, 2, 5)
-    ).reshape(parts, parts, K * K, n * n)
-    blocks = [_column_block(bases[k, :n]) for k in range(K)]
-    single = [(c, None if G is None else G.astype(np.float32)) for c, G in blocks], moments.astype(np.float32)
-
-    def second_moment(X, precision=np.float64):  # X symmetric (ARPACK's vectors from the identity, V V^T)
-        blocks_, moments_ = (blocks, moments) if precision == np.float64 else single
-        X = X.astype(precision, copy=False)
-        rows_ = [X[c] if G is None else G @ X[c] for c, G in blocks_]  # B_k X on one part's rows
-        Z = np.empty((K, K, n, n), dtype=precision)
-        for k in range(K):
-            for l in range(k, K):  # B_l X B_k^T = (B_k X B_l^T)^T: 18 n^3 for an LSTM instead of 28
-                c, G = blocks_[l]
-                Z[k, l] = rows_[k][:, c] if G is None else rows_[k][:, c] @ G.T
-                if l > k:
-                    Z[l, k] = Z[k, l].T
-        out = np.einsum("pqai,ai->pqi", moments_, Z.reshape(K * K, n * n)).reshape(parts, parts, n, n)
-        return out.transpose(0, 2, 1, 3).reshape(S, S).astype(float, copy=False)
-
-    return second_moment
-
-
-def _column_block(G: np.ndarray) -> tuple[slice, np.ndarray | None]:
-    """The columns of ``G`` outside which it is zero, and ``G`` on them (None: the identity)."""
-    cols = np.flatnonzero(np.any(G != 0, axis=0))
-    block = slice(int(cols[0]), int(cols[-1]) + 1) if len(cols) else slice(0, G.shape[1])
-    part = G[:, block]
-    identity = part.shape[0] == part.shape[1] and np.array_equal(part, np.eye(part.shape[0]))
-    return block, None if identity else np.ascontiguousarray(part)
 
 
 # ARPACK's relative tolerance on rho(M) when the certified fast pass fails. 1e-6 alone moved the
@@ -191,15 +96,30 @@ WIDE_BUDGET = 3
 # From this width the two-step map's products (the bulk of its cost) run in float32: half the
 # time, rates within 1e-7 nats/step of float64 (sums and eigen-solvers stay in float64).
 SINGLE_PRECISION_FROM = 97
+# Steps averaged over (evenly spaced, every batch row) when the map's blocks must be formed: its
+# cost grows with them. The structured one-step map and tiny states average over every step.
+FORMED_ROWS = 48
 
 
 @limited
 def moment_map(
-    cell, xs, states, window, rng, tol, rows: int = 48, span: int = 1, rank: int = 96, iterations: int = 60
+    cell,
+    xs,
+    states,
+    window,
+    rng,
+    tol,
+    rows: int | None = None,
+    span: int = 1,
+    rank: int = 96,
+    iterations: int = 60,
 ) -> PredictorResult:
     """Annealed second-moment growth when blocks of ``span`` steps are drawn independently.
 
-    ``M(X) = mean_t P_t X P_t^T`` over sampled blocks ``P_t = J_{t+span-1} ... J_t``; the
+    ``M(X) = mean_t P_t X P_t^T`` over blocks ``P_t = J_{t+span-1} ... J_t`` starting at ``rows``
+    evenly spaced steps of the window (every batch row); ``rows`` None: every step where that
+    costs one pass over the run (the one-step map of a built-in cell, from its structure, and
+    states of at most 4 units), else `FORMED_ROWS` steps. The
     rate is ``ln rho(M) / (2 span)``, by Arnoldi (ARPACK) on ``X``, certified to
     `BRACKET_WIDTH`; for states wider than ``rank`` whose blocks must be formed (two steps, or
     a cell without closed-form Jacobians) to `WIDE_ARPACK_TOL` with its bracket's width in the
@@ -213,7 +133,10 @@ def moment_map(
     name = "moment map" if span == 1 else "two-step moment map"
     S = cell.state_size
     # One step of a built-in cell: M from the structure of J_t (same numbers, far fewer products).
-    terms = _moment_terms(cell, xs, states, window, rows) if span == 1 and S * S > 16 else None
+    terms = moment_terms(cell, xs, states, window, rows) if span == 1 and S * S > 16 else None
+    every = window.stop - window.start - span + 1  # the window's blocks
+    if rows is None:
+        rows = every if terms is not None or S * S <= 16 else FORMED_ROWS
     if terms is None:
         single = span > 1 and S >= SINGLE_PRECISION_FROM
         J = _sampled_jacobians(cell, xs, states, window, rows, span, np.float32 if single else np.float64)
@@ -230,7 +153,7 @@ def moment_map(
             return (W @ W.T).astype(float) / n
     else:
         second_moment = terms
-        n = len(_sampled_steps(window, rows)) * xs.shape[1]
+        n = len(sampled_steps(window, rows)) * xs.shape[1]
 
         def factor_moment(V):
             return second_moment(V @ V.T)
@@ -264,7 +187,10 @@ def moment_map(
     return verdict(
         name,
         log_rho / (2 * span),
-        f"rho of the second-moment map over {n} sampled {what} = {growth:.4g} (treated as independent draws)"
+        f"rho of the second-moment map over {n} {what} = {growth:.4g} "
+        + f"({'every step of the window' if rows >= every else f'{rows} evenly spaced steps'}"
+        + (f" x {xs.shape[1]} batch rows" if xs.shape[1] > 1 else "")
+        + ", treated as independent draws)"
         + (f"; uncertain by {uncertain:.2g} nats/step (" + how + ")" if uncertain > BRACKET_WIDTH else ""),
         tol,
     )

@@ -48,20 +48,22 @@ NEEDS: dict[str, tuple[Callable[[PredictorContext], bool], str]] = {
 class Predictor:
     """A registered predictor: ``function(context) -> PredictorResult`` and what it reads.
 
-    ``needs``: keys of `NEEDS`; ``cheap``: fast enough for an interactive redraw (the explorer).
+    ``needs``: keys of `NEEDS`; ``cheap``: fast enough for an interactive redraw (the explorer);
+    ``default``: runs when `predict` is not told which predictors to run (else only on request).
 
     Examples
     --------
     >>> import gradflow as gf
     >>> pascanu = gf.predictors()[1]
-    >>> pascanu.name, pascanu.needs, pascanu.cheap
-    ('pascanu bound', ('weights', 'vanilla cell'), True)
+    >>> pascanu.name, pascanu.needs, pascanu.cheap, pascanu.default
+    ('pascanu bound', ('weights', 'vanilla cell'), True, True)
     """
 
     name: str
     function: Callable[[PredictorContext], PredictorResult]
     needs: tuple[str, ...]
     cheap: bool
+    default: bool = True
 
     def unmet(self, context: PredictorContext) -> str | None:
         """Why this predictor cannot answer for ``context`` (the first unmet need), else None.
@@ -84,10 +86,11 @@ class Predictor:
 _REGISTRY: dict[str, Predictor] = {}
 
 
-def predictor(name: str, *, needs: Iterable[str] = ("weights",), cheap: bool = False):
+def predictor(name: str, *, needs: Iterable[str] = ("weights",), cheap: bool = False, default: bool = True):
     """Register ``function(context: PredictorContext) -> PredictorResult`` as predictor ``name``.
 
-    Predictors run, and tables list them, in the order they were registered.
+    Predictors run, and tables list them, in the order they were registered; one registered
+    with ``default=False`` runs only when named (`predict`'s ``predictors``).
 
     Examples
     --------
@@ -105,7 +108,7 @@ def predictor(name: str, *, needs: Iterable[str] = ("weights",), cheap: bool = F
         raise ValueError(f"a predictor named {name!r} is already registered")
 
     def register(function):
-        _REGISTRY[name] = Predictor(name, function, needs, bool(cheap))
+        _REGISTRY[name] = Predictor(name, function, needs, bool(cheap), bool(default))
         return function
 
     return register
@@ -124,9 +127,10 @@ def predictors(*, cheap: bool | None = None) -> tuple[Predictor, ...]:
 
 
 def check_predictors(names) -> tuple[str, ...]:
-    """``names`` as a tuple of registered predictor names (all when None), in table order."""
+    """``names`` as a tuple of registered predictor names (the default ones when None), in table
+    order."""
     if names is None:
-        return tuple(_REGISTRY)
+        return tuple(n for n, p in _REGISTRY.items() if p.default)
     if isinstance(names, str):
         names = (names,)
     try:

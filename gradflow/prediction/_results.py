@@ -182,7 +182,7 @@ class Comparison(FrameView):
     >>> regime, bool(np.isclose(rate, np.log(0.5))), table.cell
     ('vanishing', True, 'rnn-linear')
     >>> int(table.correct.sum()), table.loc[~table.correct, ["method", "regime"]].values.tolist()
-    (8, [['gated mean-field', 'inconclusive'], ['diagonal recurrence', 'inconclusive']])
+    (7, [['gated mean-field', 'inconclusive'], ['diagonal recurrence', 'inconclusive']])
     """
 
     frame: pd.DataFrame

@@ -85,7 +85,14 @@ def evaluate(cfg: Config) -> pd.DataFrame:
         base = dict(configuration=index, architecture=architecture(point), **point, seed=seed)
         try:
             flow = gf.gradient_flow(cell, xs, h0=h0, seed=seed)
-            prediction = gf.predict(cell, xs, h0=h0, seed=seed, fixed_point_starts=cfg.fixed_point_starts)
+            prediction = gf.predict(
+                cell,
+                xs,
+                h0=h0,
+                seed=seed,
+                fixed_point_starts=cfg.fixed_point_starts,
+                predictors=[p.name for p in gf.predictors()],  # those on request too: all are scored
+            )
         except FloatingPointError as exc:  # the state itself overflows: nothing to measure
             rows.append(dict(base, skipped=str(exc)))
             continue

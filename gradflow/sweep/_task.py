@@ -212,7 +212,8 @@ def _predictions(p: Mapping[str, Any], cell: Cell, xs: np.ndarray) -> dict[str, 
         return {}
     if p["predictors"] == "mean-field":
         return {rate_column("mean-field"): predict(cell, xs, predictors=["mean-field"])["mean-field"].rate}
-    prediction = predict(cell, xs, seed=_streams(p["seed"])["predict"])
+    # Every registered predictor, those on request included: a sweep's columns are the registry's.
+    prediction = predict(cell, xs, seed=_streams(p["seed"])["predict"], predictors=METHODS)
     row: dict[str, Any] = {
         "predicted_rate": prediction.rate,
         "predicted_regime": prediction.regime or "inconclusive",
