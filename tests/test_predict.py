@@ -118,6 +118,25 @@ def test_the_two_step_map_runs_on_request_and_the_one_step_map_is_trusted():
         default["two-step moment map"]
 
 
+def test_arpack_answers_do_not_depend_on_earlier_calls_or_entropy():
+    # A ReLU cell with W = I at rest (no input, no bias): J_t = D, the same 0/1 diagonal at every
+    # step, so the Krylov space from ARPACK's start (the identity) is spanned by I and D and it
+    # restarts from random vectors. Unseeded, SciPy drew them from the OS: the eigenvectors (and
+    # at times the rate's last bit) changed from call to call (predictor-accuracy grid, quick).
+    cell = gf.rnn(16, 2, activation="relu", seed=0)
+    cell.params["weight_hh_l0"][:] = np.eye(16)
+    cell.params["bias_ih_l0"][:] = cell.params["bias_hh_l0"][:] = 0.0
+    xs = np.zeros((100, 2, 2))
+    states = gf.unroll(cell, xs, h0=np.random.default_rng(1).standard_normal((2, 16)))
+    second_moment = _moments.moment_terms(cell, xs, states, slice(10, 100), None)
+    operator = _moments.LinearOperator(
+        (256, 256), matvec=lambda v: second_moment(v.reshape(16, 16)).reshape(-1)
+    )
+    answers = [_moments._arpack(operator, 16, tol=1e-8) for _ in range(6)]
+    for vals, vecs in answers[1:]:
+        assert vals.tobytes() == answers[0][0].tobytes() and vecs.tobytes() == answers[0][1].tobytes()
+
+
 def test_two_step_blocks_are_consecutive_jacobian_products():
 
     cell = gf.lstm(6, 3, seed=1)
