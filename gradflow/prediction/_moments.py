@@ -5,6 +5,8 @@ of steps. One-layer built-in cells use the structure ``J_t = sum_k diag(e_tk) B_
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import scipy.linalg
 from scipy.sparse.linalg import ArpackError, LinearOperator, eigs
@@ -196,13 +198,19 @@ def moment_map(
     )
 
 
+# SciPy's C ARPACK (1.17) takes ``rng``; older releases use Fortran ARPACK's own fixed seed.
+_EIGS_TAKES_RNG = "rng" in inspect.signature(eigs).parameters
+
+
 def _arpack(operator, S: int, **options):
     """ARPACK's dominant eigenpair (largest real part) of ``operator`` on S x S matrices, from the
     identity. Its restart vectors after a breakdown (the identity inside an invariant subspace,
-    as when M(I) = I) come from a generator seeded afresh at every call, so an answer depends
+    as when M(X) = D X D) come from a generator seeded afresh at every call, so an answer depends
     neither on the calls before it nor on the machine's entropy (unseeded, SciPy draws from the
-    OS: an orthogonal network's rate came out as 0 or -1.7e-16 from run to run)."""
-    return eigs(operator, k=1, which="LR", v0=np.eye(S).reshape(-1), rng=np.random.default_rng(0), **options)
+    OS: a ReLU network at rest got rate 0 or -1.7e-16 from run to run)."""
+    if _EIGS_TAKES_RNG:
+        options["rng"] = np.random.default_rng(0)
+    return eigs(operator, k=1, which="LR", v0=np.eye(S).reshape(-1), **options)
 
 
 def _wide_perron_log(second_moment, S: int, span: int) -> tuple[float, float, str] | None:
